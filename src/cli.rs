@@ -1,0 +1,160 @@
+//! Command-line interface.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::rules::{self, Comparison, Options, ServiceFilter};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kindred",
+    version,
+    about = "Run a Kubernetes networking change side by side with its base: two kind clusters, one dashboard"
+)]
+pub struct Cli {
+    /// Log file (logs never go to the terminal).
+    #[arg(long, global = true, env = "KINDRED_LOG")]
+    pub log_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compare the kube-proxy rules of two dumps (iptables-save or iptables -S output), per service.
+    ///
+    /// Exit status: 0 no difference, 1 differences, 2 trouble.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The base side's dump: a file, or - for standard input.
+    pub base: String,
+    /// The PR side's dump: a file, or - for standard input.
+    pub pr: String,
+    /// Only this service: NAMESPACE/NAME (all ports), NAMESPACE/NAME: (unnamed port) or
+    /// NAMESPACE/NAME:PORT.
+    #[arg(long, value_name = "NS/NAME[:PORT]")]
+    pub service: Option<String>,
+    /// Compare rules exactly as written (no normalization of hashes, ports, IPs, counters).
+    #[arg(long)]
+    pub raw: bool,
+    /// Colour: auto honours NO_COLOR and a non-terminal stdout.
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+/// Whether to colour output written to stdout.
+pub fn use_color(when: ColorWhen) -> bool {
+    match when {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
+        }
+    }
+}
+
+/// Read a dump given on the command line ("-" is standard input) and parse it.
+pub fn load_dump(arg: &str, stdin_used: &mut bool) -> Result<rules::Dump> {
+    let (name, text) = if arg == "-" {
+        if *stdin_used {
+            return Err(anyhow!("standard input ('-') can be given only once"));
+        }
+        *stdin_used = true;
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading standard input")?;
+        ("<stdin>".to_string(), s)
+    } else {
+        let bytes = std::fs::read(arg).with_context(|| format!("{arg}: cannot read"))?;
+        let s = String::from_utf8(bytes).map_err(|e| {
+            anyhow!(
+                "{arg}: not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            )
+        })?;
+        (arg.to_string(), s)
+    };
+    rules::parse(text).map_err(|e| anyhow!("{name}:{}: {}", e.line, e.reason))
+}
+
+/// `kindred diff`: returns the exit status (0 equal, 1 different).
+pub fn run_diff(a: &DiffArgs) -> Result<i32> {
+    let service = a
+        .service
+        .as_deref()
+        .map(ServiceFilter::parse)
+        .transpose()
+        .map_err(|e| anyhow!("--service: {e}"))?;
+    let mut stdin_used = false;
+    let base = load_dump(&a.base, &mut stdin_used)?;
+    let pr = load_dump(&a.pr, &mut stdin_used)?;
+    let opts = Options {
+        raw: a.raw,
+        service: service.clone(),
+    };
+    let cmp = rules::compare(&base, &pr, &opts);
+    if let (Some(f), true) = (&service, cmp.services.is_empty()) {
+        return Err(anyhow!(
+            "--service {}: no rules for this service in either dump",
+            a.service.as_deref().unwrap_or(&f.name)
+        ));
+    }
+    let out = match a.format {
+        OutputFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&JsonReport::new(&cmp))?;
+            s.push('\n');
+            s
+        }
+        OutputFormat::Text => rules::render::text(&cmp, use_color(a.color)),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(out.as_bytes())
+        .and_then(|_| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
+    }
+    Ok(if cmp.equal { 0 } else { 1 })
+}
+
+/// The `--format json` document (schema: see README, "JSON output").
+#[derive(serde::Serialize)]
+pub struct JsonReport<'a> {
+    pub schema: &'static str,
+    #[serde(flatten)]
+    pub comparison: &'a Comparison,
+}
+
+impl<'a> JsonReport<'a> {
+    pub fn new(c: &'a Comparison) -> Self {
+        JsonReport {
+            schema: "kindred.diff/v1",
+            comparison: c,
+        }
+    }
+}

@@ -1,0 +1,20 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use kindred::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _guard = kindred::logging::init(cli.log_file.as_deref());
+    let result = match &cli.command {
+        Command::Diff(a) => kindred::cli::run_diff(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("kindred: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

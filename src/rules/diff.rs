@@ -1,0 +1,333 @@
+//! Comparing the rules of base and PR, per service and per chain role.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use similar::{Algorithm, ChangeTag, TextDiff};
+
+use super::normalize::{NormRule, normalize};
+use super::parse::{Dump, Table};
+use super::service::{ServiceFilter, ServiceKey, ServiceRules, services};
+
+/// How to compare.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Compare the rules as written: no normalization at all.
+    pub raw: bool,
+    /// Only this service (all ports, or one).
+    pub service: Option<ServiceFilter>,
+}
+
+/// What kind of line of a chain diff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Equal,
+    Removed,
+    Added,
+}
+
+/// One rule as it stands on one side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleText {
+    /// The compared text (normalized unless raw).
+    pub rule: String,
+    /// The line as written in the dump.
+    pub raw: String,
+    /// 1-based line in the dump.
+    pub line: u32,
+    /// The chain's real name on that side.
+    pub chain: String,
+    pub table: Table,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Line {
+    pub op: Op,
+    /// The compared text.
+    pub rule: String,
+    /// The base side's rule (equal and removed lines).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<RuleText>,
+    /// The PR side's rule (equal and added lines).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pr: Option<RuleText>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainDiff {
+    pub table: Table,
+    /// The chain's role, the same on both sides (e.g. `KUBE-XLB-<hash>`, `KUBE-NODEPORTS`).
+    pub chain: String,
+    pub base_chain: Option<String>,
+    pub pr_chain: Option<String>,
+    pub equal: bool,
+    pub lines: Vec<Line>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceDiff {
+    /// The service as kube-proxy writes it (base's spelling), e.g. "default/echo:".
+    pub service: String,
+    pub equal: bool,
+    pub in_base: bool,
+    pub in_pr: bool,
+    pub added: Vec<RuleText>,
+    pub removed: Vec<RuleText>,
+    pub chains: Vec<ChainDiff>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Comparison {
+    pub equal: bool,
+    pub normalized: bool,
+    pub services: Vec<ServiceDiff>,
+}
+
+impl Comparison {
+    pub fn changed(&self) -> impl Iterator<Item = &ServiceDiff> {
+        self.services.iter().filter(|s| !s.equal)
+    }
+}
+
+fn rule_text(r: &NormRule) -> RuleText {
+    RuleText {
+        rule: r.text.clone(),
+        raw: r.raw.clone(),
+        line: r.line,
+        chain: r.chain.clone(),
+        table: r.table,
+    }
+}
+
+/// Compare two parsed dumps.
+pub fn compare(base: &Dump, pr: &Dump, opts: &Options) -> Comparison {
+    let (bs, ps) = std::thread::scope(|sc| {
+        let b = sc.spawn(|| services(base, opts.service.as_ref()));
+        let p = services(pr, opts.service.as_ref());
+        (b.join().expect("service analysis thread"), p)
+    });
+    compare_services(base, &bs, pr, &ps, opts)
+}
+
+/// Compare already grouped services (see [`services`]).
+pub fn compare_services(
+    base: &Dump,
+    bs: &[ServiceRules],
+    pr: &Dump,
+    ps: &[ServiceRules],
+    opts: &Options,
+) -> Comparison {
+    let mut keys: BTreeMap<&ServiceKey, (Option<&ServiceRules>, Option<&ServiceRules>)> =
+        BTreeMap::new();
+    for s in bs {
+        keys.entry(&s.key).or_default().0 = Some(s);
+    }
+    for s in ps {
+        keys.entry(&s.key).or_default().1 = Some(s);
+    }
+    let pairs: Vec<_> = keys.into_values().collect();
+    let work = |(b, p): &(Option<&ServiceRules>, Option<&ServiceRules>)| -> ServiceDiff {
+        let display = b.or(*p).map(|s| s.written.clone()).unwrap_or_default();
+        let nb = b
+            .map(|s| normalize(base, s, &display, opts.raw))
+            .unwrap_or_default();
+        let np = p
+            .map(|s| normalize(pr, s, &display, opts.raw))
+            .unwrap_or_default();
+        diff_service(display, b.is_some(), p.is_some(), &nb, &np)
+    };
+    let mut out: Vec<ServiceDiff> = if pairs.len() > 64 {
+        let mid = pairs.len() / 2;
+        let (l, r) = pairs.split_at(mid);
+        std::thread::scope(|sc| {
+            let h = sc.spawn(|| l.iter().map(work).collect::<Vec<_>>());
+            let mut right: Vec<_> = r.iter().map(work).collect();
+            let mut left = h.join().expect("diff thread");
+            left.append(&mut right);
+            left
+        })
+    } else {
+        pairs.iter().map(work).collect()
+    };
+    // Changed services first, each group in name order (already sorted by key).
+    out.sort_by_key(|s| s.equal);
+    Comparison {
+        equal: out.iter().all(|s| s.equal),
+        normalized: !opts.raw,
+        services: out,
+    }
+}
+
+/// Diff the normalized rules of one service.
+pub fn diff_service(
+    service: String,
+    in_base: bool,
+    in_pr: bool,
+    base: &[NormRule],
+    pr: &[NormRule],
+) -> ServiceDiff {
+    // Group by (table, role), in order of first appearance (base first).
+    let mut order: Vec<(Table, &str)> = Vec::new();
+    let mut groups: HashMap<(Table, &str), (Vec<&NormRule>, Vec<&NormRule>)> = HashMap::new();
+    for (side, rules) in [(0, base), (1, pr)] {
+        for r in rules {
+            let k = (r.table, r.role.as_str());
+            let g = groups.entry(k).or_insert_with(|| {
+                order.push(k);
+                Default::default()
+            });
+            if side == 0 { g.0.push(r) } else { g.1.push(r) }
+        }
+    }
+    let mut chains = Vec::with_capacity(order.len());
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    for k in order {
+        let (b, p) = &groups[&k];
+        let bt: Vec<&str> = b.iter().map(|r| r.text.as_str()).collect();
+        let pt: Vec<&str> = p.iter().map(|r| r.text.as_str()).collect();
+        let mut lines = Vec::with_capacity(b.len().max(p.len()));
+        if bt == pt {
+            for (x, y) in b.iter().zip(p.iter()) {
+                lines.push(Line {
+                    op: Op::Equal,
+                    rule: x.text.clone(),
+                    base: Some(rule_text(x)),
+                    pr: Some(rule_text(y)),
+                });
+            }
+        } else {
+            for op in similar::capture_diff_slices(Algorithm::Myers, &bt, &pt) {
+                for change in op.iter_changes(&bt, &pt) {
+                    let (line, side) = match change.tag() {
+                        ChangeTag::Equal => {
+                            let (oi, ni) =
+                                (change.old_index().unwrap(), change.new_index().unwrap());
+                            (
+                                Line {
+                                    op: Op::Equal,
+                                    rule: b[oi].text.clone(),
+                                    base: Some(rule_text(b[oi])),
+                                    pr: Some(rule_text(p[ni])),
+                                },
+                                0,
+                            )
+                        }
+                        ChangeTag::Delete => {
+                            let oi = change.old_index().unwrap();
+                            (
+                                Line {
+                                    op: Op::Removed,
+                                    rule: b[oi].text.clone(),
+                                    base: Some(rule_text(b[oi])),
+                                    pr: None,
+                                },
+                                1,
+                            )
+                        }
+                        ChangeTag::Insert => {
+                            let ni = change.new_index().unwrap();
+                            (
+                                Line {
+                                    op: Op::Added,
+                                    rule: p[ni].text.clone(),
+                                    base: None,
+                                    pr: Some(rule_text(p[ni])),
+                                },
+                                2,
+                            )
+                        }
+                    };
+                    if side == 1 {
+                        removed.push(line.base.clone().unwrap());
+                    } else if side == 2 {
+                        added.push(line.pr.clone().unwrap());
+                    }
+                    lines.push(line);
+                }
+            }
+        }
+        let equal = lines.iter().all(|l| l.op == Op::Equal);
+        chains.push(ChainDiff {
+            table: k.0,
+            chain: k.1.to_string(),
+            base_chain: b.first().map(|r| r.chain.clone()),
+            pr_chain: p.first().map(|r| r.chain.clone()),
+            equal,
+            lines,
+        });
+    }
+    ServiceDiff {
+        service,
+        equal: added.is_empty() && removed.is_empty(),
+        in_base,
+        in_pr,
+        added,
+        removed,
+        chains,
+    }
+}
+
+/// A piece of a rule for word-level emphasis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub text: String,
+    /// Differs from the other side.
+    pub emphasized: bool,
+}
+
+/// Word-level difference between a removed and an added rule: (old segments, new segments).
+pub fn word_diff(old: &str, new: &str) -> (Vec<Segment>, Vec<Segment>) {
+    let d = TextDiff::configure()
+        .algorithm(Algorithm::Myers)
+        .diff_words(old, new);
+    let mut o: Vec<Segment> = Vec::new();
+    let mut n: Vec<Segment> = Vec::new();
+    let push = |v: &mut Vec<Segment>, t: &str, e: bool| match v.last_mut() {
+        Some(last) if last.emphasized == e => last.text.push_str(t),
+        _ => v.push(Segment {
+            text: t.to_string(),
+            emphasized: e,
+        }),
+    };
+    for c in d.iter_all_changes() {
+        let t = c.value();
+        match c.tag() {
+            ChangeTag::Equal => {
+                push(&mut o, t, false);
+                push(&mut n, t, false);
+            }
+            ChangeTag::Delete => push(&mut o, t, !t.trim().is_empty()),
+            ChangeTag::Insert => push(&mut n, t, !t.trim().is_empty()),
+        }
+    }
+    (o, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::parse::parse;
+
+    #[test]
+    fn order_inside_a_chain_matters_interleaving_does_not() {
+        let a = parse("*nat\n-A KUBE-SERVICES -m comment --comment \"a/x:\" -j KUBE-SVC-A\n-A KUBE-SERVICES -m comment --comment \"b/y:\" -j KUBE-SVC-B\n-A KUBE-SVC-A -m comment --comment \"a/x: one\" -j KUBE-MARK-MASQ\n-A KUBE-SVC-A -m comment --comment \"a/x: two\" -j KUBE-MARK-DROP\nCOMMIT\n").unwrap();
+        let b = parse("*nat\n-A KUBE-SERVICES -m comment --comment \"b/y:\" -j KUBE-SVC-B\n-A KUBE-SERVICES -m comment --comment \"a/x:\" -j KUBE-SVC-A\n-A KUBE-SVC-A -m comment --comment \"a/x: one\" -j KUBE-MARK-MASQ\n-A KUBE-SVC-A -m comment --comment \"a/x: two\" -j KUBE-MARK-DROP\nCOMMIT\n").unwrap();
+        assert!(compare(&a, &b, &Options::default()).equal);
+        let c = parse("*nat\n-A KUBE-SERVICES -m comment --comment \"a/x:\" -j KUBE-SVC-A\n-A KUBE-SERVICES -m comment --comment \"b/y:\" -j KUBE-SVC-B\n-A KUBE-SVC-A -m comment --comment \"a/x: two\" -j KUBE-MARK-DROP\n-A KUBE-SVC-A -m comment --comment \"a/x: one\" -j KUBE-MARK-MASQ\nCOMMIT\n").unwrap();
+        let cmp = compare(&a, &c, &Options::default());
+        assert!(!cmp.equal);
+        assert_eq!(cmp.services[0].service, "a/x:");
+        assert!(cmp.services[1].equal);
+    }
+
+    #[test]
+    fn word_level() {
+        let (o, n) = word_diff("-A X -j KUBE-MARK-DROP", "-A X -j KUBE-MARK-MASQ");
+        assert_eq!(o.last().unwrap().text, "KUBE-MARK-DROP");
+        assert!(o.last().unwrap().emphasized);
+        assert!(n.last().unwrap().emphasized);
+        assert!(!n[0].emphasized);
+    }
+}

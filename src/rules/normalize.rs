@@ -1,0 +1,252 @@
+//! Writing one service's rules without the values that differ between any two clusters.
+//!
+//! What is replaced: per-service chain hashes (`KUBE-XLB-<hash>`), endpoint chains and IPs
+//! (`KUBE-SEP-<endpoint-1>`, `<endpoint-1>`, numbered in IP order), NodePorts (`<nodeport>`,
+//! `<hc-nodeport>`), cluster, LoadBalancer and external IPs (`<cluster-ip>`, `<lb-ip>`,
+//! `<external-ip>`), counters, and the spelling differences between save formats (see
+//! [`super::tokens::canonical`]). The service name in comments is written one way for both sides
+//! ("ns/name:" and "ns/name" are the same unnamed port, spelt by old and new kube-proxy).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use super::parse::{Dump, Table};
+use super::service::{ServiceRules, chain_hash, parse_ref, per_service_prefix, rule_table};
+use super::tokens;
+
+/// One rule of a service, ready to compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormRule {
+    pub table: Table,
+    /// The chain's role, the same on both sides: `KUBE-XLB-<hash>`, `KUBE-SEP-<endpoint-1>`, or
+    /// the shared chain's name (`KUBE-NODEPORTS`).
+    pub role: String,
+    /// The chain's real name in this dump.
+    pub chain: String,
+    /// The text compared: normalized, or the raw line in raw mode.
+    pub text: String,
+    /// The line as written in the dump.
+    pub raw: String,
+    pub line: u32,
+}
+
+#[derive(Default)]
+struct Facts {
+    chains: HashMap<String, String>,
+    ips: HashMap<String, String>,
+    nodeports: HashMap<String, &'static str>,
+}
+
+fn strip_prefix32(v: &str) -> &str {
+    v.strip_suffix("/32").unwrap_or(v)
+}
+
+/// Split "1.2.3.4:80" into ("1.2.3.4", Some("80")).
+fn split_hostport(v: &str) -> (&str, Option<&str>) {
+    match v.rsplit_once(':') {
+        Some((h, p)) if h.parse::<Ipv4Addr>().is_ok() => (h, Some(p)),
+        _ => (v, None),
+    }
+}
+
+fn dest_of(words: &[&str]) -> Option<String> {
+    words
+        .iter()
+        .position(|w| *w == "-d" || *w == "--destination")
+        .and_then(|i| words.get(i + 1))
+        .map(|v| strip_prefix32(v).to_string())
+}
+
+fn word_after<'a>(words: &[&'a str], opt: &str) -> Option<&'a str> {
+    words
+        .iter()
+        .position(|w| *w == opt)
+        .and_then(|i| words.get(i + 1).copied())
+}
+
+fn gather(d: &Dump, s: &ServiceRules) -> Facts {
+    let mut f = Facts::default();
+    // Endpoint chains, numbered by the endpoint they DNAT to.
+    let mut seps: Vec<(Option<(Ipv4Addr, u16)>, String)> = Vec::new();
+    for c in &s.chains {
+        let Some(prefix) = per_service_prefix(c) else {
+            continue;
+        };
+        if prefix == "KUBE-SEP" {
+            let ep = s
+                .rules
+                .iter()
+                .map(|&i| &d.rules[i])
+                .filter(|r| d.rule_chain(r) == c)
+                .find_map(|r| {
+                    let words = tokens::split(d.rule_body(r));
+                    let to = word_after(&words, "--to-destination")?;
+                    let (h, p) = split_hostport(to);
+                    Some((h.parse().ok()?, p.and_then(|p| p.parse().ok()).unwrap_or(0)))
+                });
+            seps.push((ep, c.clone()));
+        } else {
+            f.chains.insert(c.clone(), format!("{prefix}-<hash>"));
+        }
+    }
+    seps.sort();
+    for (n, (ep, c)) in seps.into_iter().enumerate() {
+        let label = format!("endpoint-{}", n + 1);
+        if let Some((ip, _)) = ep {
+            f.ips.insert(ip.to_string(), format!("<{label}>"));
+        }
+        f.chains.insert(c, format!("KUBE-SEP-<{label}>"));
+    }
+    for &i in &s.rules {
+        let r = &d.rules[i];
+        let body = d.rule_body(r);
+        let chain = d.rule_chain(r);
+        let comment = tokens::comment(body).unwrap_or("");
+        let words = tokens::split(body);
+        let role = if comment.contains("cluster IP") {
+            Some("<cluster-ip>")
+        } else if comment.contains("loadbalancer IP") {
+            Some("<lb-ip>")
+        } else if comment.contains("external IP") {
+            Some("<external-ip>")
+        } else {
+            None
+        };
+        if let (Some(role), Some(ip)) = (role, dest_of(&words)) {
+            f.ips.entry(ip).or_insert_with(|| role.to_string());
+        }
+        let nodeport_chain = chain == "KUBE-NODEPORTS"
+            || (chain == "KUBE-EXTERNAL-SERVICES" && body.contains("--dst-type LOCAL"));
+        if nodeport_chain && let Some(p) = word_after(&words, "--dport") {
+            let ph = if comment.contains("health check") {
+                "<hc-nodeport>"
+            } else {
+                "<nodeport>"
+            };
+            f.nodeports.entry(p.to_string()).or_insert(ph);
+        }
+    }
+    f
+}
+
+impl Facts {
+    fn map_word(&self, w: &str, display: &str, key: &super::service::ServiceKey) -> Option<String> {
+        if let Some(c) = self.chains.get(w) {
+            return Some(c.clone());
+        }
+        let bare = strip_prefix32(w);
+        let (host, port) = split_hostport(bare);
+        if let Some(ph) = self.ips.get(host) {
+            return Some(match port {
+                Some(p) => format!("{ph}:{p}"),
+                None => ph.clone(),
+            });
+        }
+        if w.contains('/')
+            && let Some((ns, name, port)) = parse_ref(w)
+            && ns == key.namespace
+            && name == key.name
+            && port.unwrap_or("") == key.port
+        {
+            return Some(display.to_string());
+        }
+        None
+    }
+}
+
+/// The rules of `s`, normalized (or raw when `raw`). `display` is how the service is written in
+/// comments on both sides.
+pub fn normalize(d: &Dump, s: &ServiceRules, display: &str, raw: bool) -> Vec<NormRule> {
+    let facts = gather(d, s);
+    let mut out = Vec::with_capacity(s.rules.len());
+    for &i in &s.rules {
+        let r = &d.rules[i];
+        let chain = d.rule_chain(r);
+        let role = facts
+            .chains
+            .get(chain)
+            .cloned()
+            .or_else(|| chain_hash(chain).map(|_| chain.to_string()))
+            .unwrap_or_else(|| chain.to_string());
+        let text = if raw {
+            d.rule_raw(r).to_string()
+        } else {
+            let words = tokens::split(d.rule_body(r));
+            let mut map = |opt: &str, v: &str| -> Option<String> {
+                match opt {
+                    "--dport" | "--dports" => facts.nodeports.get(v).map(|p| p.to_string()),
+                    "--comment" => {
+                        let mut changed = false;
+                        let parts: Vec<String> = v
+                            .split(' ')
+                            .map(|w| match facts.map_word(w, display, &s.key) {
+                                Some(m) => {
+                                    changed = true;
+                                    m
+                                }
+                                None => w.to_string(),
+                            })
+                            .collect();
+                        changed.then(|| parts.join(" "))
+                    }
+                    _ => facts.map_word(v, display, &s.key),
+                }
+            };
+            let canon = tokens::canonical(&words, &mut map);
+            if canon.is_empty() {
+                format!("-A {role}")
+            } else {
+                format!("-A {role} {canon}")
+            }
+        };
+        out.push(NormRule {
+            table: rule_table(d, r),
+            role,
+            chain: chain.to_string(),
+            text,
+            raw: d.rule_raw(r).to_string(),
+            line: r.line,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::parse::parse;
+    use crate::rules::service::services;
+
+    #[test]
+    fn replaces_incidental_values() {
+        let d = parse(
+            "*nat\n\
+             -A KUBE-SERVICES -d 10.96.0.5/32 -p tcp -m comment --comment \"default/echo: cluster IP\" -m tcp --dport 8080 -j KUBE-SVC-AAAA\n\
+             -A KUBE-SERVICES -d 172.17.255.1/32 -p tcp -m comment --comment \"default/echo: loadbalancer IP\" -m tcp --dport 8080 -j KUBE-FW-AAAA\n\
+             -A KUBE-NODEPORTS -p tcp -m comment --comment \"default/echo:\" -m tcp --dport 30012 -j KUBE-XLB-AAAA\n\
+             -A KUBE-SVC-AAAA -m comment --comment \"default/echo: -> 10.244.2.2:8080\" -j KUBE-SEP-ZZZZ\n\
+             -A KUBE-SEP-ZZZZ -s 10.244.2.2/32 -j KUBE-MARK-MASQ\n\
+             -A KUBE-SEP-ZZZZ -p tcp -m tcp -j DNAT --to-destination 10.244.2.2:8080\n\
+             COMMIT\n",
+        )
+        .unwrap();
+        let s = &services(&d, None)[0];
+        let n = normalize(&d, s, "default/echo:", false);
+        let texts: Vec<&str> = n.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            vec![
+                "-A KUBE-SERVICES -d <cluster-ip> -p tcp -m comment --comment \"default/echo: cluster IP\" -m tcp --dport 8080 -j KUBE-SVC-<hash>",
+                "-A KUBE-SERVICES -d <lb-ip> -p tcp -m comment --comment \"default/echo: loadbalancer IP\" -m tcp --dport 8080 -j KUBE-FW-<hash>",
+                "-A KUBE-NODEPORTS -p tcp -m comment --comment \"default/echo:\" -m tcp --dport <nodeport> -j KUBE-XLB-<hash>",
+                "-A KUBE-SVC-<hash> -m comment --comment \"default/echo: -> <endpoint-1>:8080\" -j KUBE-SEP-<endpoint-1>",
+                "-A KUBE-SEP-<endpoint-1> -s <endpoint-1> -j KUBE-MARK-MASQ",
+                "-A KUBE-SEP-<endpoint-1> -p tcp -m tcp -j DNAT --to-destination <endpoint-1>:8080",
+            ]
+        );
+        assert_eq!(n[2].chain, "KUBE-NODEPORTS");
+        assert_eq!(n[3].chain, "KUBE-SVC-AAAA");
+        let raw = normalize(&d, s, "default/echo:", true);
+        assert!(raw[2].text.contains("30012"));
+    }
+}

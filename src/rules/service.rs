@@ -1,0 +1,396 @@
+//! Finding the rules kube-proxy wrote for each Service.
+//!
+//! A rule belongs to a Service when kube-proxy's comment names it ("ns/name:port", "ns/name:" for
+//! unnamed ports in old versions, "ns/name" in new ones), when it sits in a chain kube-proxy made
+//! for that Service (KUBE-SVC/SVL/EXT/FW/XLB/SEP-*), or when it jumps to such a chain. Ownership of
+//! per-service chains spreads along jumps, never through shared chains (KUBE-SERVICES,
+//! KUBE-MARK-MASQ, ...).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use super::parse::{Dump, Rule, Table};
+use super::tokens;
+
+/// A Service port as kube-proxy names it. `port` is empty for an unnamed port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
+    pub port: String,
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}:{}", self.namespace, self.name, self.port)
+    }
+}
+
+/// Which services `--service` selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceFilter {
+    pub namespace: String,
+    pub name: String,
+    /// `None`: every port of the service; `Some("")`: the unnamed port.
+    pub port: Option<String>,
+}
+
+impl ServiceFilter {
+    /// Parse `NS/NAME`, `NS/NAME:` or `NS/NAME:PORT`.
+    pub fn parse(s: &str) -> Result<ServiceFilter, String> {
+        let r = parse_ref(s).ok_or_else(|| {
+            format!("'{s}' is not a service: expected NAMESPACE/NAME or NAMESPACE/NAME:PORT")
+        })?;
+        Ok(ServiceFilter {
+            namespace: r.0.to_string(),
+            name: r.1.to_string(),
+            port: r.2.map(str::to_string),
+        })
+    }
+
+    pub fn matches(&self, k: &ServiceKey) -> bool {
+        k.namespace == self.namespace
+            && k.name == self.name
+            && self.port.as_deref().is_none_or(|p| p == k.port)
+    }
+
+    /// The text every rule of this service mentions in a comment.
+    fn needle(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !s.starts_with('-')
+}
+
+/// Split "ns/name[:port]" into its parts; `None` for anything else.
+pub fn parse_ref(w: &str) -> Option<(&str, &str, Option<&str>)> {
+    let (ns, rest) = w.split_once('/')?;
+    let (name, port) = match rest.split_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (rest, None),
+    };
+    if !is_label(ns) || !is_label(name) || name.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    if let Some(p) = port
+        && !p
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    {
+        return None;
+    }
+    Some((ns, name, port))
+}
+
+/// The service a kube-proxy comment names, and the word as written.
+pub fn comment_service(comment: &str) -> Option<(ServiceKey, &str)> {
+    for w in comment.split(' ') {
+        if !w.contains('/') {
+            continue;
+        }
+        if let Some((ns, name, port)) = parse_ref(w) {
+            return Some((
+                ServiceKey {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                    port: port.unwrap_or("").to_string(),
+                },
+                w,
+            ));
+        }
+    }
+    None
+}
+
+/// The kind of per-service chain a name is, e.g. "KUBE-SVC" for "KUBE-SVC-ABC...".
+pub fn per_service_prefix(chain: &str) -> Option<&'static str> {
+    const P: [&str; 6] = [
+        "KUBE-SVC-",
+        "KUBE-SVL-",
+        "KUBE-EXT-",
+        "KUBE-FW-",
+        "KUBE-XLB-",
+        "KUBE-SEP-",
+    ];
+    if !chain.starts_with("KUBE-") {
+        return None;
+    }
+    P.iter()
+        .find(|p| chain.len() > p.len() && chain.starts_with(*p))
+        .map(|p| &p[..p.len() - 1])
+}
+
+/// The hash part of a per-service chain name.
+pub fn chain_hash(chain: &str) -> Option<&str> {
+    per_service_prefix(chain).map(|p| &chain[p.len() + 1..])
+}
+
+/// Chains that only ever appear in the filter table; used to place rules from dumps that were
+/// grep'ed without their `*table` line.
+fn infer_table(chain: &str, body: &str) -> Table {
+    match chain {
+        "KUBE-EXTERNAL-SERVICES"
+        | "KUBE-FORWARD"
+        | "KUBE-FIREWALL"
+        | "KUBE-PROXY-FIREWALL"
+        | "INPUT"
+        | "FORWARD" => Table::Filter,
+        "KUBE-SERVICES" | "KUBE-NODEPORTS" => match tokens::jump_target(body) {
+            Some("ACCEPT" | "DROP" | "REJECT") => Table::Filter,
+            _ => Table::Nat,
+        },
+        _ => Table::Nat,
+    }
+}
+
+/// The table of a rule: as declared, or inferred.
+pub fn rule_table(d: &Dump, r: &Rule) -> Table {
+    r.table
+        .unwrap_or_else(|| infer_table(d.rule_chain(r), d.rule_body(r)))
+}
+
+/// The rules of one service in one dump.
+#[derive(Debug, Clone)]
+pub struct ServiceRules {
+    pub key: ServiceKey,
+    /// How the comments spell the service (first seen), e.g. "default/echo:".
+    pub written: String,
+    /// Indices into `Dump::rules`, in file order.
+    pub rules: Vec<usize>,
+    /// Per-service chains owned by this service.
+    pub chains: Vec<String>,
+}
+
+struct RuleInfo<'a> {
+    svc: Option<(ServiceKey, &'a str)>,
+    chain: &'a str,
+    target: Option<&'a str>,
+}
+
+/// Group a dump's rules by service. With a filter, only matching services are returned, and only
+/// the lines that can concern them are examined.
+pub fn services(d: &Dump, filter: Option<&ServiceFilter>) -> Vec<ServiceRules> {
+    match filter {
+        None => group(d, 0..d.rules.len(), None),
+        Some(f) => services_filtered(d, f),
+    }
+}
+
+fn services_filtered(d: &Dump, f: &ServiceFilter) -> Vec<ServiceRules> {
+    // Candidate rules: those whose line mentions the service, then those mentioning its chains,
+    // until no new chain turns up. Each round is one memmem pass over the whole text.
+    let starts: Vec<u32> = d.rules.iter().map(|r| r.raw.start).collect();
+    let mut candidates: Vec<usize> = Vec::new();
+    let mut needles = vec![f.needle()];
+    let mut searched = 0;
+    loop {
+        for n in &needles[searched..] {
+            let finder = memchr::memmem::Finder::new(n.as_bytes());
+            for off in finder.find_iter(d.text.as_bytes()) {
+                let idx = starts.partition_point(|&s| s as usize <= off);
+                if idx == 0 {
+                    continue;
+                }
+                let r = &d.rules[idx - 1];
+                if (r.raw.end as usize) >= off + n.len() {
+                    candidates.push(idx - 1);
+                }
+            }
+        }
+        searched = needles.len();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let found = group(d, candidates.iter().copied(), Some(f));
+        let mut added = false;
+        for s in &found {
+            for c in &s.chains {
+                if !needles.iter().any(|n| n == c) {
+                    needles.push(c.clone());
+                    added = true;
+                }
+            }
+        }
+        if !added {
+            return found;
+        }
+    }
+}
+
+fn group(
+    d: &Dump,
+    idx: impl Iterator<Item = usize> + Clone,
+    filter: Option<&ServiceFilter>,
+) -> Vec<ServiceRules> {
+    let infos: Vec<(usize, RuleInfo<'_>)> = idx
+        .map(|i| {
+            let r = &d.rules[i];
+            let body = d.rule_body(r);
+            let svc = tokens::comment(body).and_then(comment_service);
+            (
+                i,
+                RuleInfo {
+                    svc,
+                    chain: d.rule_chain(r),
+                    target: tokens::jump_target(body),
+                },
+            )
+        })
+        .collect();
+
+    // Service ids, in order of first appearance.
+    let mut ids: HashMap<ServiceKey, usize> = HashMap::new();
+    let mut out: Vec<ServiceRules> = Vec::new();
+    let mut id_of = |k: &ServiceKey, w: &str, out: &mut Vec<ServiceRules>| -> usize {
+        if let Some(&i) = ids.get(k) {
+            return i;
+        }
+        ids.insert(k.clone(), out.len());
+        out.push(ServiceRules {
+            key: k.clone(),
+            written: w.to_string(),
+            rules: Vec::new(),
+            chains: Vec::new(),
+        });
+        out.len() - 1
+    };
+
+    // Owner of per-service chains.
+    let mut owner: HashMap<&str, usize> = HashMap::new();
+    let mut hash_owner: HashMap<&str, usize> = HashMap::new();
+    for (_, ri) in &infos {
+        if let Some((k, w)) = &ri.svc {
+            let id = id_of(k, w, &mut out);
+            if let Some(p) = per_service_prefix(ri.chain) {
+                owner.entry(ri.chain).or_insert(id);
+                if p != "KUBE-SEP" {
+                    hash_owner
+                        .entry(chain_hash(ri.chain).unwrap())
+                        .or_insert(id);
+                }
+            }
+            if let Some(t) = ri.target
+                && let Some(p) = per_service_prefix(t)
+            {
+                owner.entry(t).or_insert(id);
+                if p != "KUBE-SEP" {
+                    hash_owner.entry(chain_hash(t).unwrap()).or_insert(id);
+                }
+            }
+        }
+    }
+    // Chains sharing a hash with an owned chain; then ownership along jumps, to a fixpoint.
+    loop {
+        let mut changed = false;
+        for (_, ri) in &infos {
+            for c in [Some(ri.chain), ri.target].into_iter().flatten() {
+                if let Some(p) = per_service_prefix(c)
+                    && !owner.contains_key(c)
+                    && p != "KUBE-SEP"
+                    && let Some(&id) = hash_owner.get(chain_hash(c).unwrap())
+                {
+                    owner.insert(c, id);
+                    changed = true;
+                }
+            }
+            if let Some(t) = ri.target
+                && per_service_prefix(t).is_some()
+                && !owner.contains_key(t)
+                && let Some(&id) = owner.get(ri.chain)
+            {
+                owner.insert(t, id);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+
+    for (i, ri) in &infos {
+        let id = if per_service_prefix(ri.chain).is_some() {
+            owner.get(ri.chain).copied()
+        } else {
+            ri.svc
+                .as_ref()
+                .and_then(|(k, _)| ids.get(k).copied())
+                .or_else(|| ri.target.and_then(|t| owner.get(t).copied()))
+        };
+        if let Some(id) = id {
+            out[id].rules.push(*i);
+        }
+    }
+    let mut owned: Vec<(&str, usize)> = owner.into_iter().collect();
+    owned.sort_unstable();
+    for (c, id) in owned {
+        out[id].chains.push(c.to_string());
+    }
+    if let Some(f) = filter {
+        out.retain(|s| f.matches(&s.key));
+    }
+    out.retain(|s| !s.rules.is_empty());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::parse::parse;
+
+    #[test]
+    fn refs() {
+        assert_eq!(
+            parse_ref("default/echo:"),
+            Some(("default", "echo", Some("")))
+        );
+        assert_eq!(
+            parse_ref("ns1/svc1:p80"),
+            Some(("ns1", "svc1", Some("p80")))
+        );
+        assert_eq!(
+            parse_ref("default/test-svc"),
+            Some(("default", "test-svc", None))
+        );
+        assert_eq!(parse_ref("10.0.0.0/8"), None);
+        assert_eq!(parse_ref("Foo/bar"), None);
+        let (k, w) = comment_service("masquerade LOCAL traffic for default/echo: LB IP").unwrap();
+        assert_eq!(k.to_string(), "default/echo:");
+        assert_eq!(w, "default/echo:");
+        assert!(comment_service("kubernetes service portals").is_none());
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(per_service_prefix("KUBE-EXT-ABC"), Some("KUBE-EXT"));
+        assert_eq!(per_service_prefix("KUBE-EXTERNAL-SERVICES"), None);
+        assert_eq!(per_service_prefix("KUBE-FW-X"), Some("KUBE-FW"));
+        assert_eq!(chain_hash("KUBE-SEP-ABC"), Some("ABC"));
+    }
+
+    #[test]
+    fn finds_xlb_chain_without_comment_on_sep() {
+        let d = parse(
+            "-A KUBE-NODEPORTS -p tcp -m comment --comment \"a/b:\" -m tcp --dport 3 -j KUBE-XLB-H\n\
+             -A KUBE-XLB-H -m comment --comment \"Redirect pods\" -j KUBE-SVC-H\n\
+             -A KUBE-XLB-H -j KUBE-SEP-E1\n\
+             -A KUBE-SEP-E1 -s 10.1.1.1/32 -j KUBE-MARK-MASQ\n\
+             -A KUBE-SEP-E1 -p tcp -m tcp -j DNAT --to-destination 10.1.1.1:80\n\
+             -A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n\
+             -A KUBE-SERVICES -m comment --comment \"c/d:\" -j KUBE-SVC-Z\n",
+        )
+        .unwrap();
+        let s = services(&d, None);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].key.to_string(), "a/b:");
+        assert_eq!(s[0].rules, vec![0, 1, 2, 3, 4]);
+        let f = ServiceFilter::parse("a/b").unwrap();
+        let s = services(&d, Some(&f));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].rules, vec![0, 1, 2, 3, 4]);
+    }
+}
