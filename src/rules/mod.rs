@@ -6,6 +6,7 @@ pub mod normalize;
 pub mod parse;
 pub mod render;
 pub mod service;
+pub mod synth;
 pub mod tokens;
 
 pub use diff::{Comparison, Options, compare};

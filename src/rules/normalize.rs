@@ -66,8 +66,20 @@ fn word_after<'a>(words: &[&'a str], opt: &str) -> Option<&'a str> {
 
 fn gather(d: &Dump, s: &ServiceRules) -> Facts {
     let mut f = Facts::default();
-    // Endpoint chains, numbered by the endpoint they DNAT to.
-    let mut seps: Vec<(Option<(Ipv4Addr, u16)>, String)> = Vec::new();
+    // Endpoint chains, numbered in the order the service chain lists them (kube-proxy sorts
+    // endpoints), then by the endpoint they DNAT to.
+    let mut listed: Vec<&str> = Vec::new();
+    for &i in &s.rules {
+        let r = &d.rules[i];
+        if per_service_prefix(d.rule_chain(r)) == Some("KUBE-SVC")
+            && let Some(t) = tokens::jump_target(d.rule_body(r))
+            && t.starts_with("KUBE-SEP-")
+            && !listed.contains(&t)
+        {
+            listed.push(t);
+        }
+    }
+    let mut seps: Vec<(usize, Option<(Ipv4Addr, u16)>, String)> = Vec::new();
     for c in &s.chains {
         let Some(prefix) = per_service_prefix(c) else {
             continue;
@@ -84,13 +96,14 @@ fn gather(d: &Dump, s: &ServiceRules) -> Facts {
                     let (h, p) = split_hostport(to);
                     Some((h.parse().ok()?, p.and_then(|p| p.parse().ok()).unwrap_or(0)))
                 });
-            seps.push((ep, c.clone()));
+            let pos = listed.iter().position(|l| l == c).unwrap_or(usize::MAX);
+            seps.push((pos, ep, c.clone()));
         } else {
             f.chains.insert(c.clone(), format!("{prefix}-<hash>"));
         }
     }
     seps.sort();
-    for (n, (ep, c)) in seps.into_iter().enumerate() {
+    for (n, (_, ep, c)) in seps.into_iter().enumerate() {
         let label = format!("endpoint-{}", n + 1);
         if let Some((ip, _)) = ep {
             f.ips.insert(ip.to_string(), format!("<{label}>"));
@@ -103,7 +116,9 @@ fn gather(d: &Dump, s: &ServiceRules) -> Facts {
         let chain = d.rule_chain(r);
         let comment = tokens::comment(body).unwrap_or("");
         let words = tokens::split(body);
-        let role = if comment.contains("cluster IP") {
+        let role = if comment.contains("cluster IP")
+            || (chain == "KUBE-SERVICES" && comment.contains("has no endpoints"))
+        {
             Some("<cluster-ip>")
         } else if comment.contains("loadbalancer IP") {
             Some("<lb-ip>")

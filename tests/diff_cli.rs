@@ -1,0 +1,323 @@
+//! `kindred diff` on the real dumps in tests/fixtures and on synthetic pairs.
+
+mod common;
+use common::*;
+use kindred::rules::synth::{Spec, dump};
+
+const MASTER: &str = "iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt";
+const PR: &str = "iptables/mauilion-blog-2019-pr77523-cluster-KUBE-XLB.txt";
+
+#[test]
+fn walkthrough_2019_is_exactly_two_added_local_rules() {
+    let (b, p) = (fixture(MASTER), fixture(PR));
+    let o = kindred(&[
+        "diff",
+        b.to_str().unwrap(),
+        p.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["schema"], "kindred.diff/v1");
+    assert_eq!(v["equal"], false);
+    let svcs = v["services"].as_array().unwrap();
+    assert_eq!(svcs.len(), 1);
+    let s = &svcs[0];
+    assert_eq!(s["service"], "default/echo:");
+    assert_eq!(s["removed"].as_array().unwrap().len(), 0);
+    let added = s["added"].as_array().unwrap();
+    assert_eq!(added.len(), 2);
+    assert!(
+        added[0]["raw"]
+            .as_str()
+            .unwrap()
+            .contains("masquerade LOCAL traffic for default/echo: LB IP")
+    );
+    assert!(
+        added[1]["raw"]
+            .as_str()
+            .unwrap()
+            .contains("route LOCAL traffic for default/echo: LB IP to service chain")
+    );
+    assert_eq!(
+        added[1]["rule"],
+        "-A KUBE-XLB-<hash> -m comment --comment \"route LOCAL traffic for default/echo: LB IP to service chain\" -m addrtype --src-type LOCAL -j KUBE-SVC-<hash>"
+    );
+    // The NodePort rule (30012 vs 31972) is equal after normalization.
+    let np = s["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["chain"] == "KUBE-NODEPORTS")
+        .unwrap();
+    assert_eq!(np["equal"], true);
+
+    let text = stdout(&kindred(&[
+        "diff",
+        b.to_str().unwrap(),
+        p.to_str().unwrap(),
+        "--service",
+        "default/echo",
+    ]));
+    assert!(
+        text.contains("=== default/echo: (changed, +2 -0)"),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("+ ")).count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("- ")).count(),
+        0,
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "NO_COLOR honoured");
+
+    // --raw shows the NodePort difference.
+    let raw = stdout(&kindred(&[
+        "diff",
+        b.to_str().unwrap(),
+        p.to_str().unwrap(),
+        "--raw",
+    ]));
+    assert!(
+        raw.contains("--dport 30012") && raw.contains("--dport 31972"),
+        "{raw}"
+    );
+}
+
+#[test]
+fn color_always_marks_added_rules_green() {
+    let (b, p) = (fixture(MASTER), fixture(PR));
+    let o = kindred(&[
+        "diff",
+        b.to_str().unwrap(),
+        p.to_str().unwrap(),
+        "--color",
+        "always",
+    ]);
+    let t = stdout(&o);
+    assert!(t.contains("\x1b[32m+ \x1b[0m"), "{t:?}");
+}
+
+#[test]
+fn same_file_is_equal_exit_0() {
+    for f in [
+        MASTER,
+        PR,
+        "iptables/http-svc-v1.24-KUBE-EXT-KUBE-SVL-MARK-DROP.txt",
+        "iptables/ishswar-katacoda-kind-worker-KUBE-XLB.txt",
+        "iptables/k8s-proxier_test-TestExternalTrafficPolicyLocal.txt",
+        "iptables/k8s-proxier_test-TestOverallIPTablesRules.txt",
+        "iptables/robric-multipass-metallb-KUBE-EXT-KUBE-SVL-iptables-S-v.txt",
+        "iptables/sn0rt-blog-2020-eks-KUBE-XLB-pre77523-format.txt",
+    ] {
+        let p = fixture(f);
+        let o = kindred(&["diff", p.to_str().unwrap(), p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{f}: {}", stderr(&o));
+        assert!(stdout(&o).contains("0 changed"), "{f}");
+    }
+}
+
+#[test]
+fn fixtures_find_their_services() {
+    use kindred::rules::{parse, service::services};
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "iptables/http-svc-v1.24-KUBE-EXT-KUBE-SVL-MARK-DROP.txt",
+            &["default/http-svc:http-svc", "default/kubernetes:https"],
+        ),
+        (
+            "iptables/ishswar-katacoda-kind-worker-KUBE-XLB.txt",
+            &["default/test-svc:"],
+        ),
+        (
+            "iptables/k8s-proxier_test-TestOverallIPTablesRules.txt",
+            &[
+                "ns1/svc1:p80",
+                "ns2/svc2:p80",
+                "ns3/svc3:p80",
+                "ns4/svc4:p80",
+                "ns5/svc5:p80",
+                "ns6/svc6:p80",
+            ],
+        ),
+        (
+            "iptables/robric-multipass-metallb-KUBE-EXT-KUBE-SVL-iptables-S-v.txt",
+            &["default/nginx-mlb-l2-service:"],
+        ),
+        (
+            "iptables/sn0rt-blog-2020-eks-KUBE-XLB-pre77523-format.txt",
+            &["2048-game/service-2048-local:"],
+        ),
+    ];
+    for (f, want) in cases {
+        let d = parse(std::fs::read_to_string(fixture(f)).unwrap()).unwrap();
+        let s = services(&d, None);
+        let keys: Vec<String> = s.iter().map(|s| s.key.to_string()).collect();
+        for w in *want {
+            assert!(keys.iter().any(|k| k == w), "{f}: {w} not in {keys:?}");
+        }
+    }
+    // The sn0rt excerpt: the SEP chains reached only through KUBE-XLB (no comments) belong to it.
+    let d = parse(std::fs::read_to_string(fixture(cases[4].0)).unwrap()).unwrap();
+    let s = &services(&d, None)[0];
+    assert!(
+        s.chains.iter().any(|c| c == "KUBE-SEP-TVXZJYL67XY2CHS2"),
+        "{:?}",
+        s.chains
+    );
+    // ns2/svc2 in TestOverallIPTablesRules: filter-table DROPs in KUBE-EXTERNAL-SERVICES are its rules.
+    let d = parse(std::fs::read_to_string(fixture(cases[2].0)).unwrap()).unwrap();
+    let s = services(
+        &d,
+        Some(&kindred::rules::ServiceFilter::parse("ns2/svc2").unwrap()),
+    );
+    let filter_rules = s[0]
+        .rules
+        .iter()
+        .filter(|&&i| d.rules[i].table == Some(kindred::rules::parse::Table::Filter))
+        .count();
+    assert_eq!(filter_rules, 4);
+}
+
+#[test]
+fn v124_local_vs_cluster_policy_difference() {
+    // Same service (unnamed port), KUBE-XLB era vs EXT/SVL era: old "ns/svc:" and new "ns/svc"
+    // spellings pair up as one service.
+    let d = tempfile::tempdir().unwrap();
+    let a = d.path().join("a");
+    let b = d.path().join("b");
+    std::fs::write(&a, "-A KUBE-NODEPORTS -p tcp -m comment --comment \"default/web:\" -m tcp --dport 30001 -j KUBE-XLB-AAAAAAAAAAAAAAAA\n-A KUBE-XLB-AAAAAAAAAAAAAAAA -m comment --comment \"default/web: has no local endpoints\" -j KUBE-MARK-DROP\n").unwrap();
+    std::fs::write(&b, "-A KUBE-NODEPORTS -p tcp -m comment --comment \"default/web\" -m tcp --dport 31001 -j KUBE-XLB-BBBBBBBBBBBBBBBB\n-A KUBE-XLB-BBBBBBBBBBBBBBBB -m comment --comment \"default/web has no local endpoints\" -j KUBE-MARK-DROP\n").unwrap();
+    let o = kindred(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}
+
+#[test]
+fn trouble_is_exit_2_with_file_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.txt");
+    std::fs::write(
+        &bad,
+        "*nat\n-A KUBE-SERVICES -j X\nthis is not a rule\nCOMMIT\n",
+    )
+    .unwrap();
+    let good = fixture(MASTER);
+    let o = kindred(&["diff", good.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains(&format!("{}:3:", bad.display())), "{e}");
+    let o = kindred(&["diff", "/nonexistent/x", good.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/x"));
+    let o = kindred(&[
+        "diff",
+        good.to_str().unwrap(),
+        good.to_str().unwrap(),
+        "--service",
+        "nope",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--service"));
+    let o = kindred(&[
+        "diff",
+        good.to_str().unwrap(),
+        good.to_str().unwrap(),
+        "--service",
+        "default/absent",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn stdin_as_one_side() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let p = fixture(PR);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kindred"))
+        .args(["diff", "-", p.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(fixture(MASTER)).unwrap())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn synthetic_pairs_equal_and_changed() {
+    let d = tempfile::tempdir().unwrap();
+    let a = d.path().join("a");
+    let b = d.path().join("b");
+    let c = d.path().join("c");
+    std::fs::write(
+        &a,
+        dump(&Spec {
+            services: 300,
+            seed: 11,
+            ..Spec::default()
+        }),
+    )
+    .unwrap();
+    std::fs::write(
+        &b,
+        dump(&Spec {
+            services: 300,
+            seed: 12,
+            hash_seed: 5,
+            ..Spec::default()
+        }),
+    )
+    .unwrap();
+    std::fs::write(
+        &c,
+        dump(&Spec {
+            services: 300,
+            seed: 13,
+            change: true,
+            ..Spec::default()
+        }),
+    )
+    .unwrap();
+    let o = kindred(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = kindred(&[
+        "diff",
+        a.to_str().unwrap(),
+        c.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let changed: Vec<_> = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["equal"] == false)
+        .collect();
+    assert_eq!(changed.len(), 3, "services 0, 100, 200");
+    assert_eq!(
+        changed[0]["service"], "ns0/svc0:p80",
+        "changed services come first"
+    );
+    let o = kindred(&[
+        "diff",
+        a.to_str().unwrap(),
+        c.to_str().unwrap(),
+        "--service",
+        "ns6/svc200:p80",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("- -A KUBE-EXT-<hash> -m comment --comment \"masquerade LOCAL traffic for ns6/svc200:p80 external destinations\""), "{}", stdout(&o));
+}
