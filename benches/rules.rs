@@ -1,1 +1,169 @@
-fn main() {}
+//! The rule engine on a large cluster: 10,000 Services, ~140k-line `iptables-save` dumps.
+//!
+//! Goals (issue 2): `kindred diff --service` faster than GNU `diff` of the same files; a full
+//! all-services comparison within 3x of GNU diff; parsing at 300 MB/s or better; memory under
+//! 10x the input size (printed before the timings).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kindred::rules::synth::{Spec, dump};
+use kindred::rules::{Options, ServiceFilter, compare, parse};
+
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+        PEAK.fetch_max(now, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        if n > l.size() {
+            let now = LIVE.fetch_add(n - l.size(), Ordering::Relaxed) + n - l.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        } else {
+            LIVE.fetch_sub(l.size() - n, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const SERVICES: usize = 10_000;
+
+fn pair() -> (String, String) {
+    let base = dump(&Spec {
+        services: SERVICES,
+        seed: 1,
+        ..Spec::default()
+    });
+    let pr = dump(&Spec {
+        services: SERVICES,
+        seed: 2,
+        change: true,
+        ..Spec::default()
+    });
+    (base, pr)
+}
+
+fn files(dir: &Path, base: &str, pr: &str) -> (String, String) {
+    let b = dir.join("base.txt");
+    let p = dir.join("pr.txt");
+    std::fs::write(&b, base).unwrap();
+    std::fs::write(&p, pr).unwrap();
+    (b.to_str().unwrap().into(), p.to_str().unwrap().into())
+}
+
+fn memory_report(base: &str, pr: &str) {
+    let input = base.len() + pr.len();
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let (b, p) = (
+        parse(base.to_string()).unwrap(),
+        parse(pr.to_string()).unwrap(),
+    );
+    let c = compare(&b, &p, &Options::default());
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    eprintln!(
+        "memory: input {:.1} MB (both sides), peak heap for parse + full compare {:.1} MB = {:.1}x input; {} services, {} changed",
+        input as f64 / 1e6,
+        peak as f64 / 1e6,
+        peak as f64 / input as f64,
+        c.services.len(),
+        c.changed().count()
+    );
+    let lines = base.lines().count();
+    eprintln!(
+        "input: {lines} lines per side, {:.1} MB per side",
+        base.len() as f64 / 1e6
+    );
+}
+
+fn bench(c: &mut Criterion) {
+    let (base, pr) = pair();
+    memory_report(&base, &pr);
+    let dir = tempfile::tempdir().unwrap();
+    let (bf, pf) = files(dir.path(), &base, &pr);
+
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Bytes(base.len() as u64));
+    g.bench_function("iptables-save 10k services", |b| {
+        b.iter_batched(
+            || base.clone(),
+            |t| parse(t).unwrap(),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("compare (in process, parsed)");
+    g.sample_size(10);
+    let (pb, pp) = (parse(base.clone()).unwrap(), parse(pr.clone()).unwrap());
+    let one = Options {
+        service: Some(ServiceFilter::parse("ns0/svc0").unwrap()),
+        ..Options::default()
+    };
+    g.bench_function("one service", |b| b.iter(|| compare(&pb, &pp, &one)));
+    g.bench_function("all services", |b| {
+        b.iter(|| compare(&pb, &pp, &Options::default()))
+    });
+    g.finish();
+
+    // Whole commands, as a user runs them: read two 14 MB files, compare, print.
+    let mut g = c.benchmark_group("command");
+    g.sample_size(10);
+    let exe = env!("CARGO_BIN_EXE_kindred");
+    let have_diff = Command::new("diff").arg("--version").output().is_ok();
+    if have_diff {
+        g.bench_function("GNU diff base pr", |b| {
+            b.iter(|| {
+                let o = Command::new("diff").args([&bf, &pf]).output().unwrap();
+                assert_eq!(o.status.code(), Some(1));
+            })
+        });
+    }
+    g.bench_function("kindred diff --service ns0/svc0", |b| {
+        b.iter(|| {
+            let o = Command::new(exe)
+                .args([
+                    "diff",
+                    "--color",
+                    "never",
+                    "--service",
+                    "ns0/svc0",
+                    &bf,
+                    &pf,
+                ])
+                .env("KINDRED_LOG", dir.path().join("log"))
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(1));
+        })
+    });
+    g.bench_function("kindred diff (all services)", |b| {
+        b.iter(|| {
+            let o = Command::new(exe)
+                .args(["diff", "--color", "never", &bf, &pf])
+                .env("KINDRED_LOG", dir.path().join("log"))
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(1));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,6 +1,9 @@
 //! Comparing the rules of base and PR, per service and per chain role.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use similar::{Algorithm, ChangeTag, TextDiff};
@@ -27,31 +30,27 @@ pub enum Op {
     Added,
 }
 
-/// One rule as it stands on one side.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RuleText {
-    /// The compared text (normalized unless raw).
-    pub rule: String,
-    /// The line as written in the dump.
-    pub raw: String,
-    /// 1-based line in the dump.
-    pub line: u32,
-    /// The chain's real name on that side.
-    pub chain: String,
-    pub table: Table,
-}
+pub use super::normalize::RuleText;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Line {
     pub op: Op,
-    /// The compared text.
-    pub rule: String,
     /// The base side's rule (equal and removed lines).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub base: Option<RuleText>,
+    pub base: Option<Arc<RuleText>>,
     /// The PR side's rule (equal and added lines).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pr: Option<RuleText>,
+    pub pr: Option<Arc<RuleText>>,
+}
+
+impl Line {
+    /// The compared text (both sides have the same one on equal lines).
+    pub fn rule(&self) -> &str {
+        self.base
+            .as_ref()
+            .or(self.pr.as_ref())
+            .map_or("", |r| r.rule.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,8 +71,8 @@ pub struct ServiceDiff {
     pub equal: bool,
     pub in_base: bool,
     pub in_pr: bool,
-    pub added: Vec<RuleText>,
-    pub removed: Vec<RuleText>,
+    pub added: Vec<Arc<RuleText>>,
+    pub removed: Vec<Arc<RuleText>>,
     pub chains: Vec<ChainDiff>,
 }
 
@@ -87,16 +86,6 @@ pub struct Comparison {
 impl Comparison {
     pub fn changed(&self) -> impl Iterator<Item = &ServiceDiff> {
         self.services.iter().filter(|s| !s.equal)
-    }
-}
-
-fn rule_text(r: &NormRule) -> RuleText {
-    RuleText {
-        rule: r.text.clone(),
-        raw: r.raw.clone(),
-        line: r.line,
-        chain: r.chain.clone(),
-        table: r.table,
     }
 }
 
@@ -169,10 +158,11 @@ pub fn diff_service(
 ) -> ServiceDiff {
     // Group by (table, role), in order of first appearance (base first).
     let mut order: Vec<(Table, &str)> = Vec::new();
-    let mut groups: HashMap<(Table, &str), (Vec<&NormRule>, Vec<&NormRule>)> = HashMap::new();
+    type Sides<'a> = (Vec<&'a NormRule>, Vec<&'a NormRule>);
+    let mut groups: HashMap<(Table, &str), Sides<'_>> = HashMap::default();
     for (side, rules) in [(0, base), (1, pr)] {
         for r in rules {
-            let k = (r.table, r.role.as_str());
+            let k = (r.rule.table, r.role.as_str());
             let g = groups.entry(k).or_insert_with(|| {
                 order.push(k);
                 Default::default()
@@ -185,65 +175,43 @@ pub fn diff_service(
     let mut removed = Vec::new();
     for k in order {
         let (b, p) = &groups[&k];
-        let bt: Vec<&str> = b.iter().map(|r| r.text.as_str()).collect();
-        let pt: Vec<&str> = p.iter().map(|r| r.text.as_str()).collect();
+        let bt: Vec<&str> = b.iter().map(|r| r.rule.rule.as_str()).collect();
+        let pt: Vec<&str> = p.iter().map(|r| r.rule.rule.as_str()).collect();
         let mut lines = Vec::with_capacity(b.len().max(p.len()));
+        let equal_line = |x: &NormRule, y: &NormRule| Line {
+            op: Op::Equal,
+            base: Some(x.rule.clone()),
+            pr: Some(y.rule.clone()),
+        };
         if bt == pt {
-            for (x, y) in b.iter().zip(p.iter()) {
-                lines.push(Line {
-                    op: Op::Equal,
-                    rule: x.text.clone(),
-                    base: Some(rule_text(x)),
-                    pr: Some(rule_text(y)),
-                });
-            }
+            lines.extend(b.iter().zip(p.iter()).map(|(x, y)| equal_line(x, y)));
         } else {
             for op in similar::capture_diff_slices(Algorithm::Myers, &bt, &pt) {
                 for change in op.iter_changes(&bt, &pt) {
-                    let (line, side) = match change.tag() {
-                        ChangeTag::Equal => {
-                            let (oi, ni) =
-                                (change.old_index().unwrap(), change.new_index().unwrap());
-                            (
-                                Line {
-                                    op: Op::Equal,
-                                    rule: b[oi].text.clone(),
-                                    base: Some(rule_text(b[oi])),
-                                    pr: Some(rule_text(p[ni])),
-                                },
-                                0,
-                            )
-                        }
+                    let line = match change.tag() {
+                        ChangeTag::Equal => equal_line(
+                            b[change.old_index().unwrap()],
+                            p[change.new_index().unwrap()],
+                        ),
                         ChangeTag::Delete => {
-                            let oi = change.old_index().unwrap();
-                            (
-                                Line {
-                                    op: Op::Removed,
-                                    rule: b[oi].text.clone(),
-                                    base: Some(rule_text(b[oi])),
-                                    pr: None,
-                                },
-                                1,
-                            )
+                            let r = b[change.old_index().unwrap()].rule.clone();
+                            removed.push(r.clone());
+                            Line {
+                                op: Op::Removed,
+                                base: Some(r),
+                                pr: None,
+                            }
                         }
                         ChangeTag::Insert => {
-                            let ni = change.new_index().unwrap();
-                            (
-                                Line {
-                                    op: Op::Added,
-                                    rule: p[ni].text.clone(),
-                                    base: None,
-                                    pr: Some(rule_text(p[ni])),
-                                },
-                                2,
-                            )
+                            let r = p[change.new_index().unwrap()].rule.clone();
+                            added.push(r.clone());
+                            Line {
+                                op: Op::Added,
+                                base: None,
+                                pr: Some(r),
+                            }
                         }
                     };
-                    if side == 1 {
-                        removed.push(line.base.clone().unwrap());
-                    } else if side == 2 {
-                        added.push(line.pr.clone().unwrap());
-                    }
                     lines.push(line);
                 }
             }
@@ -252,8 +220,8 @@ pub fn diff_service(
         chains.push(ChainDiff {
             table: k.0,
             chain: k.1.to_string(),
-            base_chain: b.first().map(|r| r.chain.clone()),
-            pr_chain: p.first().map(|r| r.chain.clone()),
+            base_chain: b.first().map(|r| r.rule.chain.clone()),
+            pr_chain: p.first().map(|r| r.rule.chain.clone()),
             equal,
             lines,
         });

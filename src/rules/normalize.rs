@@ -7,27 +7,37 @@
 //! [`super::tokens::canonical`]). The service name in comments is written one way for both sides
 //! ("ns/name:" and "ns/name" are the same unnamed port, spelt by old and new kube-proxy).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use serde::Serialize;
 
 use super::parse::{Dump, Table};
-use super::service::{ServiceRules, chain_hash, parse_ref, per_service_prefix, rule_table};
+use super::service::{ServiceRules, parse_ref, per_service_prefix, rule_table};
 use super::tokens;
 
 /// One rule of a service, ready to compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormRule {
-    pub table: Table,
     /// The chain's role, the same on both sides: `KUBE-XLB-<hash>`, `KUBE-SEP-<endpoint-1>`, or
     /// the shared chain's name (`KUBE-NODEPORTS`).
     pub role: String,
-    /// The chain's real name in this dump.
-    pub chain: String,
-    /// The text compared: normalized, or the raw line in raw mode.
-    pub text: String,
+    pub rule: Arc<RuleText>,
+}
+
+/// One rule as it stands on one side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleText {
+    /// The compared text (normalized unless raw).
+    pub rule: String,
     /// The line as written in the dump.
     pub raw: String,
+    /// 1-based line in the dump.
     pub line: u32,
+    /// The chain's real name on that side.
+    pub chain: String,
+    pub table: Table,
 }
 
 #[derive(Default)]
@@ -64,7 +74,7 @@ fn word_after<'a>(words: &[&'a str], opt: &str) -> Option<&'a str> {
         .and_then(|i| words.get(i + 1).copied())
 }
 
-fn gather(d: &Dump, s: &ServiceRules) -> Facts {
+fn gather(d: &Dump, s: &ServiceRules, words: &[&[&str]]) -> Facts {
     let mut f = Facts::default();
     // Endpoint chains, numbered in the order the service chain lists them (kube-proxy sorts
     // endpoints), then by the endpoint they DNAT to.
@@ -79,7 +89,8 @@ fn gather(d: &Dump, s: &ServiceRules) -> Facts {
             listed.push(t);
         }
     }
-    let mut seps: Vec<(usize, Option<(Ipv4Addr, u16)>, String)> = Vec::new();
+    type Sep = (usize, Option<(Ipv4Addr, u16)>, String);
+    let mut seps: Vec<Sep> = Vec::new();
     for c in &s.chains {
         let Some(prefix) = per_service_prefix(c) else {
             continue;
@@ -88,11 +99,10 @@ fn gather(d: &Dump, s: &ServiceRules) -> Facts {
             let ep = s
                 .rules
                 .iter()
-                .map(|&i| &d.rules[i])
-                .filter(|r| d.rule_chain(r) == c)
-                .find_map(|r| {
-                    let words = tokens::split(d.rule_body(r));
-                    let to = word_after(&words, "--to-destination")?;
+                .zip(words)
+                .filter(|(i, _)| d.rule_chain(&d.rules[**i]) == c)
+                .find_map(|(_, words)| {
+                    let to = word_after(words, "--to-destination")?;
                     let (h, p) = split_hostport(to);
                     Some((h.parse().ok()?, p.and_then(|p| p.parse().ok()).unwrap_or(0)))
                 });
@@ -110,12 +120,11 @@ fn gather(d: &Dump, s: &ServiceRules) -> Facts {
         }
         f.chains.insert(c, format!("KUBE-SEP-<{label}>"));
     }
-    for &i in &s.rules {
+    for (&i, words) in s.rules.iter().zip(words) {
         let r = &d.rules[i];
         let body = d.rule_body(r);
         let chain = d.rule_chain(r);
         let comment = tokens::comment(body).unwrap_or("");
-        let words = tokens::split(body);
         let role = if comment.contains("cluster IP")
             || (chain == "KUBE-SERVICES" && comment.contains("has no endpoints"))
         {
@@ -127,12 +136,12 @@ fn gather(d: &Dump, s: &ServiceRules) -> Facts {
         } else {
             None
         };
-        if let (Some(role), Some(ip)) = (role, dest_of(&words)) {
+        if let (Some(role), Some(ip)) = (role, dest_of(words)) {
             f.ips.entry(ip).or_insert_with(|| role.to_string());
         }
         let nodeport_chain = chain == "KUBE-NODEPORTS"
             || (chain == "KUBE-EXTERNAL-SERVICES" && body.contains("--dst-type LOCAL"));
-        if nodeport_chain && let Some(p) = word_after(&words, "--dport") {
+        if nodeport_chain && let Some(p) = word_after(words, "--dport") {
             let ph = if comment.contains("health check") {
                 "<hc-nodeport>"
             } else {
@@ -146,8 +155,14 @@ fn gather(d: &Dump, s: &ServiceRules) -> Facts {
 
 impl Facts {
     fn map_word(&self, w: &str, display: &str, key: &super::service::ServiceKey) -> Option<String> {
-        if let Some(c) = self.chains.get(w) {
+        let first = w.as_bytes().first().copied().unwrap_or(b' ');
+        if first == b'K'
+            && let Some(c) = self.chains.get(w)
+        {
             return Some(c.clone());
+        }
+        if !first.is_ascii_digit() && !w.contains('/') {
+            return None;
         }
         let bare = strip_prefix32(w);
         let (host, port) = split_hostport(bare);
@@ -172,55 +187,74 @@ impl Facts {
 /// The rules of `s`, normalized (or raw when `raw`). `display` is how the service is written in
 /// comments on both sides.
 pub fn normalize(d: &Dump, s: &ServiceRules, display: &str, raw: bool) -> Vec<NormRule> {
-    let facts = gather(d, s);
-    let mut out = Vec::with_capacity(s.rules.len());
+    // All words of the service in one buffer; `spans[k]` are rule k's.
+    let mut all: Vec<&str> = Vec::with_capacity(s.rules.len() * 16);
+    let mut spans = Vec::with_capacity(s.rules.len());
     for &i in &s.rules {
+        let start = all.len();
+        tokens::split_into(&mut all, d.rule_body(&d.rules[i]));
+        spans.push(start..all.len());
+    }
+    let words: Vec<&[&str]> = spans.into_iter().map(|r| &all[r]).collect();
+    let facts = gather(d, s, &words);
+    let mut out = Vec::with_capacity(s.rules.len());
+    for (&i, words) in s.rules.iter().zip(&words) {
         let r = &d.rules[i];
         let chain = d.rule_chain(r);
         let role = facts
             .chains
             .get(chain)
             .cloned()
-            .or_else(|| chain_hash(chain).map(|_| chain.to_string()))
             .unwrap_or_else(|| chain.to_string());
         let text = if raw {
             d.rule_raw(r).to_string()
         } else {
-            let words = tokens::split(d.rule_body(r));
             let mut map = |opt: &str, v: &str| -> Option<String> {
                 match opt {
                     "--dport" | "--dports" => facts.nodeports.get(v).map(|p| p.to_string()),
                     "--comment" => {
-                        let mut changed = false;
-                        let parts: Vec<String> = v
-                            .split(' ')
-                            .map(|w| match facts.map_word(w, display, &s.key) {
-                                Some(m) => {
-                                    changed = true;
-                                    m
+                        // Most comments map to themselves: build a new one only when a word
+                        // really changes.
+                        let mut out: Option<String> = None;
+                        for (k, w) in v.split(' ').enumerate() {
+                            let m = facts.map_word(w, display, &s.key).filter(|m| m != w);
+                            if m.is_some() && out.is_none() {
+                                let mut o = String::with_capacity(v.len() + 16);
+                                for (j, prev) in v.split(' ').enumerate().take(k) {
+                                    if j > 0 {
+                                        o.push(' ');
+                                    }
+                                    o.push_str(prev);
                                 }
-                                None => w.to_string(),
-                            })
-                            .collect();
-                        changed.then(|| parts.join(" "))
+                                out = Some(o);
+                            }
+                            if let Some(o) = out.as_mut() {
+                                if k > 0 {
+                                    o.push(' ');
+                                }
+                                o.push_str(m.as_deref().unwrap_or(w));
+                            }
+                        }
+                        out
                     }
                     _ => facts.map_word(v, display, &s.key),
                 }
             };
-            let canon = tokens::canonical(&words, &mut map);
-            if canon.is_empty() {
-                format!("-A {role}")
-            } else {
-                format!("-A {role} {canon}")
-            }
+            let mut text = String::with_capacity(r.body.len() + role.len() + 8);
+            text.push_str("-A ");
+            text.push_str(&role);
+            tokens::canonical_into(&mut text, words, &mut map);
+            text
         };
         out.push(NormRule {
-            table: rule_table(d, r),
             role,
-            chain: chain.to_string(),
-            text,
-            raw: d.rule_raw(r).to_string(),
-            line: r.line,
+            rule: Arc::new(RuleText {
+                rule: text,
+                raw: d.rule_raw(r).to_string(),
+                line: r.line,
+                chain: chain.to_string(),
+                table: rule_table(d, r),
+            }),
         });
     }
     out
@@ -247,7 +281,7 @@ mod tests {
         .unwrap();
         let s = &services(&d, None)[0];
         let n = normalize(&d, s, "default/echo:", false);
-        let texts: Vec<&str> = n.iter().map(|r| r.text.as_str()).collect();
+        let texts: Vec<&str> = n.iter().map(|r| r.rule.rule.as_str()).collect();
         assert_eq!(
             texts,
             vec![
@@ -259,9 +293,9 @@ mod tests {
                 "-A KUBE-SEP-<endpoint-1> -p tcp -m tcp -j DNAT --to-destination <endpoint-1>:8080",
             ]
         );
-        assert_eq!(n[2].chain, "KUBE-NODEPORTS");
-        assert_eq!(n[3].chain, "KUBE-SVC-AAAA");
+        assert_eq!(n[2].rule.chain, "KUBE-NODEPORTS");
+        assert_eq!(n[3].rule.chain, "KUBE-SVC-AAAA");
         let raw = normalize(&d, s, "default/echo:", true);
-        assert!(raw[2].text.contains("30012"));
+        assert!(raw[2].rule.rule.contains("30012"));
     }
 }

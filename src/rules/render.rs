@@ -120,7 +120,7 @@ fn chain_lines(out: &mut String, lines: &[Line], st: &Style) {
                     let _ = writeln!(out, "{}", st.paint("2", &format!("  ... {skipped} equal")));
                     skipped = 0;
                 }
-                let _ = writeln!(out, "  {}", l.rule);
+                let _ = writeln!(out, "  {}", l.rule());
             } else {
                 skipped += 1;
             }
@@ -143,11 +143,11 @@ fn chain_lines(out: &mut String, lines: &[Line], st: &Style) {
         let removed = &lines[start..mid];
         let added = &lines[mid..i];
         for (k, r) in removed.iter().enumerate() {
-            let partner = added.get(k).map(|a| a.rule.as_str());
+            let partner = added.get(k).map(|a| a.rule());
             changed_line(out, '-', r, partner, st);
         }
         for (k, a) in added.iter().enumerate() {
-            let partner = removed.get(k).map(|r| r.rule.as_str());
+            let partner = removed.get(k).map(|r| r.rule());
             changed_line(out, '+', a, partner, st);
         }
     }
@@ -163,21 +163,21 @@ fn changed_line(out: &mut String, sign: char, l: &Line, partner: Option<&str>, s
     match partner {
         Some(p) if st.color => {
             let (o, n) = if sign == '+' {
-                word_diff(p, &l.rule)
+                word_diff(p, l.rule())
             } else {
-                word_diff(&l.rule, p)
+                word_diff(l.rule(), p)
             };
             let segs = if sign == '+' { n } else { o };
             for s in segs {
                 text.push_str(&st.paint(if s.emphasized { strong } else { code }, &s.text));
             }
         }
-        _ => text = st.paint(code, &l.rule),
+        _ => text = st.paint(code, l.rule()),
     }
     let _ = writeln!(out, "{}{text}", st.paint(code, &format!("{sign} ")));
     let side = if sign == '+' { &l.pr } else { &l.base };
     if let Some(r) = side
-        && r.raw != l.rule
+        && r.raw != r.rule
     {
         let who = if sign == '+' { "PR" } else { "base" };
         let _ = writeln!(

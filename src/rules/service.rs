@@ -6,7 +6,7 @@
 //! per-service chains spreads along jumps, never through shared chains (KUBE-SERVICES,
 //! KUBE-MARK-MASQ, ...).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 
 use super::parse::{Dump, Rule, Table};
@@ -88,24 +88,34 @@ pub fn parse_ref(w: &str) -> Option<(&str, &str, Option<&str>)> {
     Some((ns, name, port))
 }
 
-/// The service a kube-proxy comment names, and the word as written.
-pub fn comment_service(comment: &str) -> Option<(ServiceKey, &str)> {
+/// A service reference borrowed from a comment: (namespace, name, port; "" when unnamed).
+pub type RefParts<'a> = (&'a str, &'a str, &'a str);
+
+/// The service a kube-proxy comment names (borrowed), and the word as written.
+pub fn comment_ref(comment: &str) -> Option<(RefParts<'_>, &str)> {
     for w in comment.split(' ') {
         if !w.contains('/') {
             continue;
         }
         if let Some((ns, name, port)) = parse_ref(w) {
-            return Some((
-                ServiceKey {
-                    namespace: ns.to_string(),
-                    name: name.to_string(),
-                    port: port.unwrap_or("").to_string(),
-                },
-                w,
-            ));
+            return Some(((ns, name, port.unwrap_or("")), w));
         }
     }
     None
+}
+
+/// The service a kube-proxy comment names, and the word as written.
+pub fn comment_service(comment: &str) -> Option<(ServiceKey, &str)> {
+    comment_ref(comment).map(|((ns, name, port), w)| {
+        (
+            ServiceKey {
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                port: port.to_string(),
+            },
+            w,
+        )
+    })
 }
 
 /// The kind of per-service chain a name is, e.g. "KUBE-SVC" for "KUBE-SVC-ABC...".
@@ -168,9 +178,12 @@ pub struct ServiceRules {
 }
 
 struct RuleInfo<'a> {
-    svc: Option<(ServiceKey, &'a str)>,
+    svc: Option<(RefParts<'a>, &'a str)>,
     chain: &'a str,
     target: Option<&'a str>,
+    /// Per-service prefixes of `chain` and `target`.
+    chain_kind: Option<&'static str>,
+    target_kind: Option<&'static str>,
 }
 
 /// Group a dump's rules by service. With a filter, only matching services are returned, and only
@@ -231,42 +244,55 @@ fn group(
         .map(|i| {
             let r = &d.rules[i];
             let body = d.rule_body(r);
-            let svc = tokens::comment(body).and_then(comment_service);
+            let svc = tokens::comment(body).and_then(comment_ref);
+            let chain = d.rule_chain(r);
+            let target = tokens::jump_target(body);
             (
                 i,
                 RuleInfo {
                     svc,
-                    chain: d.rule_chain(r),
-                    target: tokens::jump_target(body),
+                    chain,
+                    target,
+                    chain_kind: per_service_prefix(chain),
+                    target_kind: target.and_then(per_service_prefix),
                 },
             )
         })
         .collect();
 
     // Service ids, in order of first appearance.
-    let mut ids: HashMap<ServiceKey, usize> = HashMap::new();
+    let mut ids: HashMap<RefParts<'_>, usize> = HashMap::default();
     let mut out: Vec<ServiceRules> = Vec::new();
-    let mut id_of = |k: &ServiceKey, w: &str, out: &mut Vec<ServiceRules>| -> usize {
+    fn id_of<'a>(
+        ids: &mut HashMap<RefParts<'a>, usize>,
+        k: &RefParts<'a>,
+        w: &str,
+        out: &mut Vec<ServiceRules>,
+    ) -> usize {
         if let Some(&i) = ids.get(k) {
             return i;
         }
-        ids.insert(k.clone(), out.len());
+        ids.insert(*k, out.len());
         out.push(ServiceRules {
-            key: k.clone(),
+            key: ServiceKey {
+                namespace: k.0.to_string(),
+                name: k.1.to_string(),
+                port: k.2.to_string(),
+            },
             written: w.to_string(),
             rules: Vec::new(),
             chains: Vec::new(),
         });
         out.len() - 1
-    };
+    }
 
     // Owner of per-service chains.
-    let mut owner: HashMap<&str, usize> = HashMap::new();
-    let mut hash_owner: HashMap<&str, usize> = HashMap::new();
+    let mut owner: HashMap<&str, usize> = HashMap::default();
+    let mut hash_owner: HashMap<&str, usize> = HashMap::default();
     for (_, ri) in &infos {
         if let Some((k, w)) = &ri.svc {
-            let id = id_of(k, w, &mut out);
-            if let Some(p) = per_service_prefix(ri.chain) {
+            let id = id_of(&mut ids, k, w, &mut out);
+            if let Some(p) = ri.chain_kind {
                 owner.entry(ri.chain).or_insert(id);
                 if p != "KUBE-SEP" {
                     hash_owner
@@ -275,7 +301,7 @@ fn group(
                 }
             }
             if let Some(t) = ri.target
-                && let Some(p) = per_service_prefix(t)
+                && let Some(p) = ri.target_kind
             {
                 owner.entry(t).or_insert(id);
                 if p != "KUBE-SEP" {
@@ -285,21 +311,26 @@ fn group(
         }
     }
     // Chains sharing a hash with an owned chain; then ownership along jumps, to a fixpoint.
+    let linked: Vec<&RuleInfo<'_>> = infos
+        .iter()
+        .map(|(_, ri)| ri)
+        .filter(|ri| ri.chain_kind.is_some() || ri.target_kind.is_some())
+        .collect();
     loop {
         let mut changed = false;
-        for (_, ri) in &infos {
-            for c in [Some(ri.chain), ri.target].into_iter().flatten() {
-                if let Some(p) = per_service_prefix(c)
-                    && !owner.contains_key(c)
+        for ri in &linked {
+            for (c, kind) in [(Some(ri.chain), ri.chain_kind), (ri.target, ri.target_kind)] {
+                if let (Some(c), Some(p)) = (c, kind)
                     && p != "KUBE-SEP"
-                    && let Some(&id) = hash_owner.get(chain_hash(c).unwrap())
+                    && !owner.contains_key(c)
+                    && let Some(&id) = hash_owner.get(&c[p.len() + 1..])
                 {
                     owner.insert(c, id);
                     changed = true;
                 }
             }
             if let Some(t) = ri.target
-                && per_service_prefix(t).is_some()
+                && ri.target_kind.is_some()
                 && !owner.contains_key(t)
                 && let Some(&id) = owner.get(ri.chain)
             {
@@ -313,7 +344,7 @@ fn group(
     }
 
     for (i, ri) in &infos {
-        let id = if per_service_prefix(ri.chain).is_some() {
+        let id = if ri.chain_kind.is_some() {
             owner.get(ri.chain).copied()
         } else {
             ri.svc

@@ -78,11 +78,16 @@ pub fn dump(spec: &Spec) -> String {
     for i in 0..spec.services {
         let id = format!("ns{}/svc{}:p80", i % 97, i);
         let kind = i % 5; // 0: LB local, 1: LB cluster, 2: NodePort, 3,4: ClusterIP
-        let mut np = || loop {
-            let p = 30000 + (rng.next() % 2767) as u32;
-            if used_np.insert(p) {
-                break p;
+        // NodePorts from a widened range (--service-node-port-range) so 10k services fit.
+        let mut np = || {
+            let mut p = 0;
+            for _ in 0..64 {
+                p = 20000 + (rng.next() % 40000) as u32;
+                if used_np.insert(p) {
+                    break;
+                }
             }
+            p
         };
         let nodeport = (kind <= 2).then(&mut np);
         let hc_nodeport = (kind == 0).then(&mut np);

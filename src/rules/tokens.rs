@@ -11,6 +11,12 @@ use std::borrow::Cow;
 /// kept as written). The parser has already rejected unterminated quotes.
 pub fn split(body: &str) -> Vec<&str> {
     let mut out = Vec::with_capacity(16);
+    split_into(&mut out, body);
+    out
+}
+
+/// [`split`], appending to `out`.
+pub fn split_into<'a>(out: &mut Vec<&'a str>, body: &'a str) {
     let b = body.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -40,12 +46,13 @@ pub fn split(body: &str) -> Vec<&str> {
             out.push(&body[start..i]);
         }
     }
-    out
 }
 
 /// The value of `--comment` in a rule body, if any (without quotes).
 pub fn comment(body: &str) -> Option<&str> {
-    let i = memchr::memmem::find(body.as_bytes(), b"--comment ")?;
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"--comment "));
+    let i = FINDER.find(body.as_bytes())?;
     let rest = &body[i + 10..];
     let rest = rest.trim_start();
     if let Some(q) = rest.strip_prefix('"') {
@@ -66,12 +73,24 @@ pub fn comment(body: &str) -> Option<&str> {
 /// The chain a rule jumps or goes to (`-j X` / `-g X`), if any.
 pub fn jump_target(body: &str) -> Option<&str> {
     let b = body.as_bytes();
-    // The target is almost always last; search from the end for " -j " or " -g ".
-    let at = memchr::memmem::rfind(b, b"-j ")
-        .into_iter()
-        .chain(memchr::memmem::rfind(b, b"-g "))
-        .filter(|&i| i == 0 || b[i - 1] == b' ')
-        .max()?;
+    // The target is almost always last: search from the end for "-j " or "-g " at a word start.
+    let mut at = None;
+    let mut i = b.len().saturating_sub(3);
+    while let Some(k) = memchr::memrchr(b'-', &b[..=i.min(b.len().saturating_sub(1))]) {
+        if k + 2 < b.len()
+            && (b[k + 1] == b'j' || b[k + 1] == b'g')
+            && b[k + 2] == b' '
+            && (k == 0 || b[k - 1] == b' ')
+        {
+            at = Some(k);
+            break;
+        }
+        if k == 0 {
+            break;
+        }
+        i = k - 1;
+    }
+    let at = at?;
     let rest = &body[at + 3..];
     let rest = rest.trim_start();
     let t = rest.split([' ', '\t']).next().unwrap_or("");
@@ -137,16 +156,37 @@ fn push_word(out: &mut String, w: &str, quote: bool) {
 /// then the target. Counters (`-c p b`) are dropped. `map` may replace any word (used for
 /// normalizing IPs, ports and chain names); it gets the option the word is the value of.
 pub fn canonical(words: &[&str], map: &mut dyn FnMut(&str, &str) -> Option<String>) -> String {
-    struct Opt<'a> {
+    let mut out = String::with_capacity(words.len() * 12);
+    canonical_into(&mut out, words, map);
+    out
+}
+
+/// [`canonical`], appended to `out` (a space first when `out` is not empty).
+pub fn canonical_into(
+    out: &mut String,
+    words: &[&str],
+    map: &mut dyn FnMut(&str, &str) -> Option<String>,
+) {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Kind {
+        Basic(u8, &'static str),
+        Module,
+        Opt,
+        Target,
+    }
+    #[derive(Clone, Copy)]
+    struct Piece<'a> {
+        kind: Kind,
         neg: bool,
         name: &'a str,
-        vals: Vec<Cow<'a, str>>,
+        /// Index range of the values in `words`.
+        vals: (usize, usize),
     }
-    let mut basics: Vec<(u8, bool, &'static str, Cow<'_, str>)> = Vec::new();
-    let mut modules: Vec<(Cow<'_, str>, Vec<Opt<'_>>)> = Vec::new();
-    let mut target: Option<(&str, &str, Vec<Opt<'_>>)> = None;
-    let mut proto: Option<&str> = None;
+    let mut pieces: Vec<Piece<'_>> = Vec::with_capacity(12);
+    let mut proto: &str = "";
     let mut neg = false;
+    let mut in_target = false;
+    let mut have_module = false;
     let mut i = 0;
     while i < words.len() {
         let w = words[i];
@@ -155,32 +195,35 @@ pub fn canonical(words: &[&str], map: &mut dyn FnMut(&str, &str) -> Option<Strin
             i += 1;
             continue;
         }
-        if w == "-c" && i + 2 < words.len() + 1 {
+        if w == "-c" {
             i += 3;
             continue;
         }
-        if let Some((rank, name)) = basic_rank(w) {
-            let v = words.get(i + 1).copied().unwrap_or("");
-            let v: Cow<'_, str> = if name == "-s" || name == "-d" {
-                with_prefix(v)
-            } else if name == "-p" {
-                Cow::Owned(v.to_ascii_lowercase())
-            } else {
-                Cow::Borrowed(v)
-            };
+        if !in_target && let Some((rank, name)) = basic_rank(w) {
+            let n = if name == "-f" { 0 } else { 1 };
             if name == "-p" {
-                proto = Some(words.get(i + 1).copied().unwrap_or(""));
+                proto = words.get(i + 1).copied().unwrap_or("");
             }
-            basics.push((rank, neg, name, v));
+            pieces.push(Piece {
+                kind: Kind::Basic(rank, name),
+                neg,
+                name,
+                vals: (i + 1, (i + 1 + n).min(words.len())),
+            });
             neg = false;
-            i += if name == "-f" { 1 } else { 2 };
+            i += 1 + n;
             continue;
         }
         if w == "-m" || w == "--match" {
-            let m = words.get(i + 1).copied().unwrap_or("");
-            modules.push((Cow::Borrowed(m), Vec::new()));
-            i += 2;
+            pieces.push(Piece {
+                kind: Kind::Module,
+                neg: false,
+                name: words.get(i + 1).copied().unwrap_or(""),
+                vals: (0, 0),
+            });
+            have_module = true;
             neg = false;
+            i += 2;
             continue;
         }
         if w == "-j" || w == "-g" || w == "--jump" || w == "--goto" {
@@ -189,95 +232,114 @@ pub fn canonical(words: &[&str], map: &mut dyn FnMut(&str, &str) -> Option<Strin
             } else {
                 "-j"
             };
-            let t = words.get(i + 1).copied().unwrap_or("");
-            target = Some((kind, t, Vec::new()));
-            i += 2;
+            pieces.push(Piece {
+                kind: Kind::Target,
+                neg: false,
+                name: kind,
+                vals: (i + 1, (i + 2).min(words.len())),
+            });
+            in_target = true;
             neg = false;
+            i += 2;
             continue;
         }
-        // An option with its values (all words up to the next option or '!').
+        // An option and its values (the words up to the next option or '!').
         let mut j = i + 1;
         while j < words.len() && !words[j].starts_with('-') && words[j] != "!" {
             j += 1;
         }
-        // Negative numbers and a lone "-" policy are values, not options.
-        let opt = Opt {
+        if !in_target && !have_module {
+            // `-p tcp --dport 80` without `-m tcp`: iptables loads the protocol's module.
+            pieces.push(Piece {
+                kind: Kind::Module,
+                neg: false,
+                name: "",
+                vals: (0, 0),
+            });
+            have_module = true;
+        }
+        pieces.push(Piece {
+            kind: Kind::Opt,
             neg,
             name: w,
-            vals: words[i + 1..j].iter().map(|v| Cow::Borrowed(*v)).collect(),
-        };
+            vals: (i + 1, j),
+        });
         neg = false;
-        if let Some((_, _, opts)) = target.as_mut() {
-            opts.push(opt);
-        } else {
-            if modules.is_empty() {
-                // `-p tcp --dport 80` without `-m tcp`: iptables loads the protocol's module.
-                let m = proto.unwrap_or("").to_ascii_lowercase();
-                modules.push((Cow::Owned(m), Vec::new()));
-            }
-            modules.last_mut().unwrap().1.push(opt);
-        }
         i = j;
     }
-    basics.sort_by_key(|b| b.0);
-
-    let mut out = String::with_capacity(words.len() * 12);
-    for (_, neg, name, v) in &basics {
-        if *neg {
-            push_word(&mut out, "!", false);
+    // Basic matches first, in canonical order; the rest as written.
+    let mut basics: Vec<Piece<'_>> = pieces
+        .iter()
+        .copied()
+        .filter(|p| matches!(p.kind, Kind::Basic(..)))
+        .collect();
+    basics.sort_by_key(|p| match p.kind {
+        Kind::Basic(r, _) => r,
+        _ => 0,
+    });
+    let mut target_opts = false;
+    for p in basics
+        .iter()
+        .chain(pieces.iter().filter(|p| !matches!(p.kind, Kind::Basic(..))))
+    {
+        if p.neg {
+            push_word(out, "!", false);
         }
-        push_word(&mut out, name, false);
-        if *name != "-f" {
-            let v: Cow<'_, str> = map(name, v)
-                .map(Cow::Owned)
-                .unwrap_or(Cow::Borrowed(v.as_ref()));
-            push_word(&mut out, &v, false);
-        }
-    }
-    for (m, opts) in &modules {
-        push_word(&mut out, "-m", false);
-        push_word(&mut out, m, false);
-        for o in opts {
-            if o.neg {
-                push_word(&mut out, "!", false);
+        match p.kind {
+            Kind::Basic(_, name) => {
+                push_word(out, name, false);
+                for v in &words[p.vals.0..p.vals.1] {
+                    match map(name, v) {
+                        Some(m) => push_word(out, &m, false),
+                        None if name == "-s" || name == "-d" => {
+                            push_word(out, &with_prefix(v), false)
+                        }
+                        None if name == "-p" => push_word(out, &v.to_ascii_lowercase(), false),
+                        None => push_word(out, v, false),
+                    }
+                }
             }
-            push_word(&mut out, o.name, false);
-            for v in &o.vals {
-                let v = if o.name == "--probability" {
-                    v.parse::<f64>()
-                        .map(|p| Cow::Owned(format!("{p:.5}")))
-                        .unwrap_or(v.clone())
+            Kind::Module => {
+                push_word(out, "-m", false);
+                if p.name.is_empty() {
+                    push_word(out, &proto.to_ascii_lowercase(), false);
                 } else {
-                    map(o.name, v).map(Cow::Owned).unwrap_or(v.clone())
-                };
-                push_word(&mut out, &v, o.name == "--comment");
+                    push_word(out, p.name, false);
+                }
+            }
+            Kind::Target => {
+                push_word(out, p.name, false);
+                for v in &words[p.vals.0..p.vals.1] {
+                    let m = map(p.name, v);
+                    push_word(out, m.as_deref().unwrap_or(v), false);
+                }
+                target_opts = true;
+            }
+            Kind::Opt => {
+                let vals = &words[p.vals.0..p.vals.1];
+                if target_opts
+                    && vals.len() == 1
+                    && let Some(x) = mark_xmark(p.name, vals[0])
+                {
+                    push_word(out, "--set-xmark", false);
+                    push_word(out, &x, false);
+                    continue;
+                }
+                push_word(out, p.name, false);
+                for v in vals {
+                    if p.name == "--probability" {
+                        match v.parse::<f64>() {
+                            Ok(f) => push_word(out, &format!("{f:.5}"), false),
+                            Err(_) => push_word(out, v, false),
+                        }
+                    } else {
+                        let m = map(p.name, v);
+                        push_word(out, m.as_deref().unwrap_or(v), p.name == "--comment");
+                    }
+                }
             }
         }
     }
-    if let Some((kind, t, opts)) = &target {
-        push_word(&mut out, kind, false);
-        let t2 = map(kind, t);
-        push_word(&mut out, t2.as_deref().unwrap_or(t), false);
-        for o in opts {
-            if o.neg {
-                push_word(&mut out, "!", false);
-            }
-            if let (1, Some(x)) = (
-                o.vals.len(),
-                o.vals.first().and_then(|v| mark_xmark(o.name, v)),
-            ) {
-                push_word(&mut out, "--set-xmark", false);
-                push_word(&mut out, &x, false);
-                continue;
-            }
-            push_word(&mut out, o.name, false);
-            for v in &o.vals {
-                let v2 = map(o.name, v);
-                push_word(&mut out, v2.as_deref().unwrap_or(v), false);
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
