@@ -75,8 +75,8 @@ pub fn jump_target(body: &str) -> Option<&str> {
     let b = body.as_bytes();
     // The target is almost always last: search from the end for "-j " or "-g " at a word start.
     let mut at = None;
-    let mut i = b.len().saturating_sub(3);
-    while let Some(k) = memchr::memrchr(b'-', &b[..=i.min(b.len().saturating_sub(1))]) {
+    let mut end = b.len();
+    while let Some(k) = memchr::memrchr(b'-', &b[..end]) {
         if k + 2 < b.len()
             && (b[k + 1] == b'j' || b[k + 1] == b'g')
             && b[k + 2] == b' '
@@ -85,10 +85,7 @@ pub fn jump_target(body: &str) -> Option<&str> {
             at = Some(k);
             break;
         }
-        if k == 0 {
-            break;
-        }
-        i = k - 1;
+        end = k;
     }
     let at = at?;
     let rest = &body[at + 3..];
