@@ -28,6 +28,32 @@ pub enum Command {
     ///
     /// Exit status: 0 no difference, 1 differences, 2 trouble.
     Diff(DiffArgs),
+    /// The dashboard on a built-in recording: the 2019 walkthrough of kubernetes PR 77523
+    /// (clusters "master" and "77523"). Needs no Docker and no cluster.
+    Demo(PlayArgs),
+    /// The dashboard on a recorded session (see `--record`).
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlayArgs {
+    /// Playback speed: 1 is real time, 10 ten times faster.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Also write the session's events to FILE (the recording format).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Do not capture the mouse (lets the terminal select text).
+    #[arg(long)]
+    pub no_mouse: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// A recording (JSON Lines, see README "Recordings").
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub play: PlayArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,14 +90,40 @@ pub struct DiffArgs {
     pub format: OutputFormat,
 }
 
+/// The recording `kindred demo` plays.
+pub const DEMO_RECORDING: &str = include_str!("../assets/demo.jsonl");
+
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// `kindred demo` and `kindred replay`.
+pub fn run_play(rec: crate::backend::recording::Recording, a: &PlayArgs) -> Result<i32> {
+    if !(a.speed > 0.0 && a.speed.is_finite()) {
+        return Err(anyhow!("--speed must be a positive number, got {}", a.speed));
+    }
+    if !std::io::stdout().is_terminal() {
+        return Err(anyhow!("the dashboard needs a terminal (stdout is not one)"));
+    }
+    let backend = Box::new(crate::backend::replay::ReplayBackend::new(rec, a.speed));
+    let opts = crate::tui::RunOptions {
+        record: a.record.clone(),
+        color: !no_color(),
+        mouse: !a.no_mouse,
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(crate::tui::run(backend, opts))?;
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    Ok(0)
+}
+
 /// Whether to colour output written to stdout.
 pub fn use_color(when: ColorWhen) -> bool {
     match when {
         ColorWhen::Always => true,
         ColorWhen::Never => false,
         ColorWhen::Auto => {
-            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                && std::io::stdout().is_terminal()
+            !no_color() && std::io::stdout().is_terminal()
         }
     }
 }

@@ -1,5 +1,9 @@
 //! kindred: run a Kubernetes networking change side by side with its base.
 
+pub mod app;
+pub mod backend;
 pub mod cli;
 pub mod logging;
 pub mod rules;
+pub mod tui;
+pub mod ui;

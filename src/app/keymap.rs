@@ -1,0 +1,140 @@
+//! The one keymap: it decides what a key does, and feeds the footer hints and the help overlay.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Rebuild,
+    Create,
+    Deploy,
+    Retest,
+    Refresh,
+    Watch,
+    Delete,
+    FocusNext,
+    FocusPrev,
+    Up,
+    Down,
+    Left,
+    Right,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    Zoom,
+    Filter,
+    Edit,
+    ToggleRaw,
+    ToggleLayout,
+    NextNode,
+    Mouse,
+    Help,
+    Quit,
+}
+
+pub struct Binding {
+    /// How the key is written in hints and help.
+    pub keys: &'static str,
+    pub action: Action,
+    /// Short label for the footer; `None` keeps it out of the footer.
+    pub hint: Option<&'static str>,
+    pub help: &'static str,
+}
+
+pub const BINDINGS: &[Binding] = &[
+    Binding { keys: "b", action: Action::Rebuild, hint: Some("build"), help: "rebuild node images" },
+    Binding { keys: "c", action: Action::Create, hint: Some("clusters"), help: "create or recreate clusters" },
+    Binding { keys: "d", action: Action::Deploy, hint: Some("deploy"), help: "deploy the test workloads" },
+    Binding { keys: "t", action: Action::Retest, hint: Some("test"), help: "run the probes again (restarts running probes)" },
+    Binding { keys: "r", action: Action::Refresh, hint: Some("rules"), help: "refresh the rules of every node" },
+    Binding { keys: "w", action: Action::Watch, hint: Some("watch"), help: "watch mode: periodic probes and rule refresh" },
+    Binding { keys: "x", action: Action::Delete, hint: None, help: "delete clusters kindred created (asks first)" },
+    Binding { keys: "Tab", action: Action::FocusNext, hint: Some("focus"), help: "focus the next pane" },
+    Binding { keys: "S-Tab", action: Action::FocusPrev, hint: None, help: "focus the previous pane" },
+    Binding { keys: "↑/k", action: Action::Up, hint: None, help: "scroll up" },
+    Binding { keys: "↓/j", action: Action::Down, hint: None, help: "scroll down" },
+    Binding { keys: "←/h", action: Action::Left, hint: None, help: "scroll left" },
+    Binding { keys: "→/l", action: Action::Right, hint: None, help: "scroll right" },
+    Binding { keys: "PgUp/PgDn", action: Action::PageUp, hint: None, help: "scroll a page" },
+    Binding { keys: "g/G", action: Action::Top, hint: None, help: "top / bottom" },
+    Binding { keys: "z", action: Action::Zoom, hint: Some("zoom"), help: "zoom the focused pane" },
+    Binding { keys: "/", action: Action::Filter, hint: Some("filter"), help: "filter the focused pane (pods, probes, diff)" },
+    Binding { keys: "e", action: Action::Edit, hint: Some("target"), help: "edit the probe target" },
+    Binding { keys: "n", action: Action::ToggleRaw, hint: None, help: "diff: normalized / raw rules" },
+    Binding { keys: "s", action: Action::ToggleLayout, hint: None, help: "diff: unified / side by side" },
+    Binding { keys: "N", action: Action::NextNode, hint: None, help: "diff: next node" },
+    Binding { keys: "m", action: Action::Mouse, hint: None, help: "mouse capture on/off (off: select text)" },
+    Binding { keys: "?", action: Action::Help, hint: Some("help"), help: "this help" },
+    Binding { keys: "q", action: Action::Quit, hint: Some("quit"), help: "quit (asks when work is running)" },
+];
+
+/// The action bound to a key press, if any.
+pub fn action_for(k: &KeyEvent) -> Option<Action> {
+    if k.modifiers.contains(KeyModifiers::CONTROL) {
+        return match k.code {
+            KeyCode::Char('c') => Some(Action::Quit),
+            KeyCode::Char('d') => Some(Action::PageDown),
+            KeyCode::Char('u') => Some(Action::PageUp),
+            _ => None,
+        };
+    }
+    Some(match k.code {
+        KeyCode::Char('b') => Action::Rebuild,
+        KeyCode::Char('c') => Action::Create,
+        KeyCode::Char('d') => Action::Deploy,
+        KeyCode::Char('t') => Action::Retest,
+        KeyCode::Char('r') => Action::Refresh,
+        KeyCode::Char('w') => Action::Watch,
+        KeyCode::Char('x') => Action::Delete,
+        KeyCode::Tab => Action::FocusNext,
+        KeyCode::BackTab => Action::FocusPrev,
+        KeyCode::Up | KeyCode::Char('k') => Action::Up,
+        KeyCode::Down | KeyCode::Char('j') => Action::Down,
+        KeyCode::Left | KeyCode::Char('h') => Action::Left,
+        KeyCode::Right | KeyCode::Char('l') => Action::Right,
+        KeyCode::PageUp => Action::PageUp,
+        KeyCode::PageDown => Action::PageDown,
+        KeyCode::Home | KeyCode::Char('g') => Action::Top,
+        KeyCode::End | KeyCode::Char('G') => Action::Bottom,
+        KeyCode::Char('z') => Action::Zoom,
+        KeyCode::Char('/') => Action::Filter,
+        KeyCode::Char('e') => Action::Edit,
+        KeyCode::Char('n') => Action::ToggleRaw,
+        KeyCode::Char('s') => Action::ToggleLayout,
+        KeyCode::Char('N') => Action::NextNode,
+        KeyCode::Char('m') => Action::Mouse,
+        KeyCode::Char('?') | KeyCode::F(1) => Action::Help,
+        KeyCode::Char('q') => Action::Quit,
+        _ => return None,
+    })
+}
+
+/// Footer hints, in keymap order.
+pub fn footer_hints() -> impl Iterator<Item = (&'static str, &'static str)> {
+    BINDINGS.iter().filter_map(|b| b.hint.map(|h| (b.keys, h)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_binding_is_reachable() {
+        // Each binding's first key maps back to its action (help text can't drift from behaviour).
+        for b in BINDINGS {
+            let first = b.keys.split('/').next().unwrap();
+            let code = match first {
+                "Tab" => KeyCode::Tab,
+                "S-Tab" => KeyCode::BackTab,
+                "↑" => KeyCode::Up,
+                "↓" => KeyCode::Down,
+                "←" => KeyCode::Left,
+                "→" => KeyCode::Right,
+                "PgUp" => KeyCode::PageUp,
+                k => KeyCode::Char(k.chars().next().unwrap()),
+            };
+            let got = action_for(&KeyEvent::new(code, KeyModifiers::NONE));
+            assert_eq!(got, Some(b.action), "{}", b.keys);
+        }
+    }
+}

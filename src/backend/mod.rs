@@ -1,0 +1,21 @@
+//! Backends drive the clusters and report events; the dashboard does not know which one it
+//! talks to. The replay backend plays a recording; the live backend (kind, Docker, kube-rs)
+//! implements the same trait.
+
+pub mod event;
+pub mod recording;
+pub mod replay;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+pub use event::{Command, Event, Side};
+
+/// A source of events that takes commands.
+pub trait Backend: Send {
+    /// Begin: from now on events go to `events`. Must be called inside a Tokio runtime.
+    fn start(&mut self, events: UnboundedSender<Event>);
+    /// Do something. A command that is already running restarts; it never queues.
+    fn send(&mut self, cmd: Command);
+    /// Stop every task (and child process) this backend started.
+    fn shutdown(&mut self);
+}

@@ -1,0 +1,339 @@
+//! Plays a recording as if the clusters were there. Keys work: a rebuild replays the recorded
+//! build, a retest the recorded probes, and so on; a command that is already playing restarts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+
+use super::event::{Command, Event, Phase, PhaseState, Side};
+use super::recording::{Record, Recording};
+use super::Backend;
+
+/// Which command replays an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    Everything,
+    Build,
+    Create,
+    Deploy,
+    Probes,
+    Rules,
+    Delete,
+    Watch,
+}
+
+fn part_of(ev: &Event) -> Option<Part> {
+    Some(match ev {
+        Event::Phase { phase, .. } | Event::Output { phase, .. } => match phase {
+            Phase::Build => Part::Build,
+            Phase::Create => Part::Create,
+            Phase::Deploy => Part::Deploy,
+        },
+        Event::Node { .. } => Part::Create,
+        Event::Pod { .. } | Event::PodRemoved { .. } | Event::Service { .. } => Part::Deploy,
+        Event::ProbesStarted { .. } | Event::Probe { .. } | Event::ProbesDone { .. } => Part::Probes,
+        Event::RuleDump { .. } => Part::Rules,
+        Event::Session(_) | Event::Error { .. } => return None,
+    })
+}
+
+pub struct ReplayBackend {
+    rec: Arc<Recording>,
+    /// 1.0 plays at recorded speed; larger is faster; infinity plays without waiting.
+    speed: f64,
+    tx: Option<UnboundedSender<Event>>,
+    tasks: HashMap<Part, JoinHandle<()>>,
+}
+
+impl ReplayBackend {
+    pub fn new(rec: Recording, speed: f64) -> ReplayBackend {
+        ReplayBackend {
+            rec: Arc::new(rec),
+            speed: if speed > 0.0 { speed } else { 1.0 },
+            tx: None,
+            tasks: HashMap::new(),
+        }
+    }
+
+    fn records(&self, part: Part) -> Vec<Record> {
+        self.rec
+            .records
+            .iter()
+            .filter(|r| part == Part::Everything || part_of(&r.event) == Some(part))
+            .cloned()
+            .collect()
+    }
+
+    fn spawn(&mut self, part: Part, records: Vec<Record>) {
+        let Some(tx) = self.tx.clone() else { return };
+        if let Some(old) = self.tasks.remove(&part) {
+            old.abort();
+        }
+        let speed = self.speed;
+        self.tasks.insert(part, tokio::spawn(play(records, speed, tx)));
+    }
+
+    fn recorded_targets(&self) -> Vec<String> {
+        let mut t: Vec<String> = self
+            .rec
+            .records
+            .iter()
+            .filter_map(|r| match &r.event {
+                Event::ProbesStarted { target, .. } => Some(target.clone()),
+                _ => None,
+            })
+            .collect();
+        t.dedup();
+        t
+    }
+
+    fn probe(&mut self, target: Option<String>) {
+        let recorded = self.recorded_targets();
+        let default = self
+            .rec
+            .records
+            .iter()
+            .find_map(|r| match &r.event {
+                Event::Session(s) => Some(s.probe_target.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        match target {
+            Some(t) if t != default && !recorded.contains(&t) => {
+                // Nothing recorded for this target: say so rather than invent results.
+                let mut evs = Vec::new();
+                for side in Side::BOTH {
+                    evs.push(Record {
+                        t: 0,
+                        event: Event::ProbesStarted {
+                            side,
+                            target: t.clone(),
+                        },
+                    });
+                    evs.push(Record {
+                        t: 0,
+                        event: Event::Error {
+                            side: Some(side),
+                            pane: "probes".into(),
+                            message: format!("replay: no recorded probes for target {t}"),
+                        },
+                    });
+                    evs.push(Record {
+                        t: 0,
+                        event: Event::ProbesDone { side },
+                    });
+                }
+                self.spawn(Part::Probes, evs);
+            }
+            _ => {
+                let r = self.records(Part::Probes);
+                self.spawn(Part::Probes, r);
+            }
+        }
+    }
+
+    fn delete(&mut self) {
+        // What deleting both clusters looks like: kind's output, phases reset, pods gone.
+        let mut evs = Vec::new();
+        for side in Side::BOTH {
+            let name = self
+                .rec
+                .records
+                .iter()
+                .find_map(|r| match &r.event {
+                    Event::Session(s) => Some(if side == Side::Base {
+                        s.base.name.clone()
+                    } else {
+                        s.pr.name.clone()
+                    }),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            evs.push(Event::Output {
+                side,
+                phase: Phase::Create,
+                line: format!("Deleting cluster \"{name}\" ..."),
+            });
+            for p in [Phase::Deploy, Phase::Create] {
+                evs.push(Event::Phase {
+                    side,
+                    phase: p,
+                    state: PhaseState::Pending,
+                });
+            }
+            let mut pods: Vec<String> = self
+                .rec
+                .records
+                .iter()
+                .filter_map(|r| match &r.event {
+                    Event::Pod { side: s, pod } if *s == side => Some(pod.name.clone()),
+                    _ => None,
+                })
+                .collect();
+            pods.dedup();
+            for name in pods {
+                evs.push(Event::PodRemoved { side, name });
+            }
+        }
+        let recs = evs.into_iter().map(|event| Record { t: 0, event }).collect();
+        self.spawn(Part::Delete, recs);
+    }
+
+    fn watch(&mut self, on: bool) {
+        if let Some(old) = self.tasks.remove(&Part::Watch) {
+            old.abort();
+        }
+        if !on {
+            return;
+        }
+        let Some(tx) = self.tx.clone() else { return };
+        let mut recs = self.records(Part::Probes);
+        recs.extend(self.records(Part::Rules));
+        recs.sort_by_key(|r| r.t);
+        let speed = self.speed;
+        let period = Duration::from_secs_f64((5.0 / speed).clamp(0.05, 5.0));
+        self.tasks.insert(
+            Part::Watch,
+            tokio::spawn(async move {
+                loop {
+                    play(recs.clone(), speed, tx.clone()).await;
+                    if tx.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(period).await;
+                }
+            }),
+        );
+    }
+}
+
+async fn play(records: Vec<Record>, speed: f64, tx: UnboundedSender<Event>) {
+    let start = tokio::time::Instant::now();
+    let t0 = records.first().map_or(0, |r| r.t);
+    for r in records {
+        if speed.is_finite() {
+            let due = Duration::from_secs_f64((r.t - t0) as f64 / 1000.0 / speed);
+            tokio::time::sleep_until(start + due).await;
+        }
+        if tx.send(r.event).is_err() {
+            return;
+        }
+    }
+}
+
+impl Backend for ReplayBackend {
+    fn start(&mut self, events: UnboundedSender<Event>) {
+        self.tx = Some(events);
+        let all = self.records(Part::Everything);
+        self.spawn(Part::Everything, all);
+    }
+
+    fn send(&mut self, cmd: Command) {
+        tracing::info!(?cmd, "replay command");
+        match cmd {
+            Command::Build => {
+                let r = self.records(Part::Build);
+                self.spawn(Part::Build, r)
+            }
+            Command::CreateClusters => {
+                let r = self.records(Part::Create);
+                self.spawn(Part::Create, r)
+            }
+            Command::Deploy => {
+                let r = self.records(Part::Deploy);
+                self.spawn(Part::Deploy, r)
+            }
+            Command::Probe { target } => self.probe(target),
+            Command::RefreshRules => {
+                let r = self.records(Part::Rules);
+                self.spawn(Part::Rules, r)
+            }
+            Command::SetWatch(on) => self.watch(on),
+            Command::DeleteClusters => self.delete(),
+            Command::Cancel => {
+                for (_, t) in self.tasks.drain() {
+                    t.abort();
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for (_, t) in self.tasks.drain() {
+            t.abort();
+        }
+        self.tx = None;
+    }
+}
+
+impl Drop for ReplayBackend {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::recording::parse;
+
+    fn rec() -> Recording {
+        parse(
+            concat!(
+                "{\"format\":\"kindred-recording\",\"version\":1}\n",
+                "{\"t\":0,\"event\":{\"type\":\"probes_started\",\"side\":\"base\",\"target\":\"lb\"}}\n",
+                "{\"t\":10,\"event\":{\"type\":\"probe\",\"side\":\"base\",\"result\":{\"source\":\"a\",\"target\":\"lb\",\"outcome\":\"ok\"}}}\n",
+                "{\"t\":20,\"event\":{\"type\":\"probes_done\",\"side\":\"base\"}}\n",
+            ),
+            "t",
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn retest_while_running_restarts_instead_of_queueing() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut b = ReplayBackend::new(rec(), 0.001); // 10 ms recorded = 10 s: still running
+        b.start(tx);
+        for _ in 0..10 {
+            b.send(Command::Probe { target: None });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut started = 0;
+        while let Ok(ev) = rx.try_recv() {
+            if matches!(ev, Event::ProbesStarted { .. }) {
+                started += 1;
+            }
+        }
+        // One from the initial playback and one per retest, but only one probe run alive.
+        assert_eq!(started, 11);
+        assert_eq!(b.tasks.len(), 2, "everything + one probes task");
+        b.shutdown();
+    }
+
+    #[tokio::test]
+    async fn unrecorded_target_says_so() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut b = ReplayBackend::new(rec(), f64::INFINITY);
+        b.start(tx);
+        b.send(Command::Probe {
+            target: Some("10.0.0.1:80".into()),
+        });
+        let mut saw = false;
+        for _ in 0..20 {
+            match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+                Ok(Some(Event::Error { message, .. })) => {
+                    assert!(message.contains("10.0.0.1:80"));
+                    saw = true;
+                    break;
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        assert!(saw);
+    }
+}

@@ -1,0 +1,95 @@
+//! Rendering: a pure function of [`State`]. Each pane lives in its own file.
+
+pub mod layout;
+pub mod panes;
+pub mod theme;
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+
+use crate::app::{Pane, State};
+pub use theme::Theme;
+
+/// Draw the whole screen.
+pub fn render(f: &mut Frame, st: &State, theme: &Theme) {
+    let area = f.area();
+    if area.width < layout::MIN_WIDTH || area.height < layout::MIN_HEIGHT {
+        let msg = format!(
+            "Terminal too small: {}x{}, kindred needs at least {}x{}. Enlarge the window or press q to quit.",
+            area.width,
+            area.height,
+            layout::MIN_WIDTH,
+            layout::MIN_HEIGHT
+        );
+        f.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), area);
+        return;
+    }
+    let s = layout::screen(area);
+    panes::header::render(f, s.header, st, theme);
+    for (pane, rect) in layout::panes(st, s.body) {
+        render_pane(f, pane, rect, st, theme);
+    }
+    panes::footer::render(f, s.footer, st, theme);
+    panes::overlay::render(f, area, st, theme);
+}
+
+/// Draw one pane into `area`.
+pub fn render_pane(f: &mut Frame, pane: Pane, area: Rect, st: &State, theme: &Theme) {
+    match pane {
+        Pane::Build => panes::build::render(f, area, st, theme),
+        Pane::Pods => panes::pods::render(f, area, st, theme),
+        Pane::Probes => panes::probes::render(f, area, st, theme),
+        Pane::Diff => panes::diff::render(f, area, st, theme),
+    }
+}
+
+/// The block around a pane: its title, the filter when set, focus highlight.
+pub fn pane_block<'a>(pane: Pane, st: &State, theme: &Theme, extra: &str) -> Block<'a> {
+    let focused = st.focus == Some(pane);
+    let mut title = vec![Span::styled(format!(" {} ", pane.title()), theme.title())];
+    if !extra.is_empty() {
+        title.push(Span::styled(format!("{extra} "), theme.dim()));
+    }
+    let filter = st.filter(pane);
+    if !filter.is_empty() || (focused && st.filter_editing) {
+        title.push(Span::styled(format!("/{filter} "), theme.warn()));
+    }
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(if focused { theme.focused_border() } else { theme.border() })
+        .title(Line::from(title))
+}
+
+/// A side's heading line inside a pane: the cluster name (base / PR).
+pub fn side_heading<'a>(name: &str, which: &str, theme: &Theme) -> Line<'a> {
+    Line::from(vec![
+        Span::styled(name.to_string(), theme.title()),
+        Span::styled(format!(" ({which})"), theme.dim()),
+    ])
+}
+
+/// Cut `s` to `w` columns (by chars), starting at column `from`.
+pub fn clip(s: &str, from: usize, w: usize) -> String {
+    s.chars().skip(from).take(w).collect()
+}
+
+pub fn spinner(frame: u64) -> &'static str {
+    const F: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+    F[(frame % 10) as usize]
+}
+
+pub fn fmt_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+pub fn plain(s: impl Into<String>) -> Span<'static> {
+    Span::styled(s.into(), Style::default())
+}

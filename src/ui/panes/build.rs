@@ -1,0 +1,66 @@
+//! Build pane: per side, the phases (image build, cluster create, deploy) with state and time,
+//! then the last lines of output of the latest phase, and errors.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use crate::app::state::SideState;
+use crate::app::{Pane, State};
+use crate::backend::event::{Phase, PhaseState, Side};
+use crate::ui::{Theme, clip, fmt_duration, layout, pane_block, side_heading, spinner};
+
+pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
+    let block = pane_block(Pane::Build, st, theme, "");
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    for (side, rect) in Side::BOTH.into_iter().zip(layout::sides(inner)) {
+        let lines = side_lines(st, st.side(side), side, rect, theme);
+        f.render_widget(Paragraph::new(lines), rect);
+    }
+}
+
+fn side_lines<'a>(st: &State, s: &SideState, side: Side, rect: Rect, theme: &Theme) -> Vec<Line<'a>> {
+    let w = rect.width.saturating_sub(1) as usize;
+    let which = if side == Side::Base { "base" } else { "PR" };
+    let mut lines = vec![side_heading(s.name(), which, theme)];
+    let mut latest = None;
+    for p in Phase::ALL {
+        let v = s.phase(p);
+        let (mark, style, note) = match &v.state {
+            PhaseState::Pending => ("·", theme.dim(), String::new()),
+            PhaseState::Running => {
+                latest = Some(p);
+                let el = v.started.map(|t| st.now.saturating_sub(t)).unwrap_or_default();
+                (spinner(st.frame), theme.running(), fmt_duration(el))
+            }
+            PhaseState::Done => {
+                latest = Some(p);
+                ("✓", theme.ok(), v.took.map(fmt_duration).unwrap_or_default())
+            }
+            PhaseState::Skipped { reason } => ("–", theme.dim(), format!("skipped: {reason}")),
+            PhaseState::Failed { reason } => {
+                latest = Some(p);
+                ("✗", theme.bad(), format!("failed: {reason}"))
+            }
+        };
+        let text = format!("{mark} {:<15} {note}", p.title());
+        lines.push(Line::styled(clip(&text, 0, w), style));
+    }
+    for (pane, msg) in s.errors.iter().filter(|(p, _)| p == "build").rev().take(2) {
+        lines.push(Line::styled(clip(&format!("✗ {pane}: {msg}"), 0, w), theme.bad()));
+    }
+    // The tail of the latest phase's output fills the rest.
+    let room = (rect.height as usize).saturating_sub(lines.len());
+    if let Some(p) = latest
+        && room > 0
+    {
+        let out = &s.output[p as usize];
+        let skip = out.len().saturating_sub(room);
+        for l in out.iter().skip(skip) {
+            lines.push(Line::from(Span::styled(clip(l, 0, w), theme.dim())));
+        }
+    }
+    lines
+}

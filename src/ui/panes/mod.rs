@@ -1,0 +1,9 @@
+//! One file per pane.
+
+pub mod build;
+pub mod diff;
+pub mod footer;
+pub mod header;
+pub mod overlay;
+pub mod pods;
+pub mod probes;

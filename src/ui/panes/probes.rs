@@ -1,0 +1,114 @@
+//! Probes pane: per cluster, source pod x target with the result, HTTP status, latency, a short
+//! history and the expected outcome. Results that differ between base and PR stand out.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Span;
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
+
+use crate::app::state::{ProbeCell, SideState};
+use crate::app::{Pane, State};
+use crate::backend::event::{Outcome, Side};
+use crate::ui::{Theme, layout, pane_block, side_heading, spinner};
+
+/// A pod's name with its cluster's name taken out, so that "netshoot-master-worker" and
+/// "netshoot-77523-worker" are the same probe source.
+pub fn role_of(s: &SideState, pod: &str) -> String {
+    pod.replace(&format!("-{}-", s.name()), "-*-")
+}
+
+fn other_outcome(st: &State, side: Side, source: &str, target: &str) -> Option<Outcome> {
+    let (me, other) = match side {
+        Side::Base => (&st.sides[0], &st.sides[1]),
+        Side::Pr => (&st.sides[1], &st.sides[0]),
+    };
+    // The same source on the other side; the same target when it has one, else any (the LB IP
+    // differs between the clusters).
+    let role = role_of(me, source);
+    let same: Vec<_> = other
+        .probes
+        .iter()
+        .filter(|((src, _), _)| role_of(other, src) == role)
+        .collect();
+    same.iter()
+        .find(|((_, t), _)| t == target)
+        .or(same.first())
+        .map(|(_, c)| c.last.outcome)
+}
+
+pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
+    let block = pane_block(Pane::Probes, st, theme, &format!("target {}", st.target()));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let filter = st.filter(Pane::Probes);
+    for (side, rect) in Side::BOTH.into_iter().zip(layout::sides(inner)) {
+        let s = st.side(side);
+        let [head, table] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(rect);
+        let which = if side == Side::Base { "base" } else { "PR" };
+        let mut h = side_heading(s.name(), which, theme);
+        if s.probes_running {
+            h.spans.push(Span::styled(format!(" {} probing", spinner(st.frame)), theme.running()));
+        }
+        f.render_widget(Paragraph::new(h), head);
+        let rows: Vec<Row> = s
+            .probes
+            .iter()
+            .filter(|((src, _), _)| filter.is_empty() || src.contains(filter))
+            .skip(st.scroll[Pane::Probes.index()])
+            .map(|((src, target), cell)| row(st, side, src, target, cell, theme))
+            .collect();
+        let t = Table::new(
+            rows,
+            [
+                Constraint::Fill(3),
+                Constraint::Length(8),
+                Constraint::Length(4),
+                Constraint::Length(7),
+                Constraint::Length(8),
+                Constraint::Length(10),
+            ],
+        )
+        .header(Row::new(["SOURCE", "RESULT", "HTTP", "LATENCY", "HISTORY", "EXPECTED"]).style(theme.dim()));
+        f.render_widget(t, table);
+    }
+}
+
+fn row<'a>(st: &State, side: Side, src: &str, target: &str, cell: &ProbeCell, theme: &Theme) -> Row<'a> {
+    let r = &cell.last;
+    let differs = other_outcome(st, side, src, target).is_some_and(|o| o != r.outcome);
+    let style = if differs {
+        theme.differs()
+    } else if r.outcome == Outcome::Ok {
+        theme.ok()
+    } else {
+        theme.bad()
+    };
+    let hist: String = cell
+        .history
+        .iter()
+        .map(|o| match o {
+            Outcome::Ok => '●',
+            Outcome::Fail => '✗',
+            Outcome::Timeout => '○',
+        })
+        .collect();
+    let expected = st.expected(side, src);
+    let exp = match expected {
+        Some(e) if e.met_by(r.outcome) => Span::styled(format!("{} ✓", e.label()), theme.ok()),
+        Some(e) => Span::styled(format!("{} ✗", e.label()), theme.bad()),
+        None => Span::styled("-".to_string(), theme.dim()),
+    };
+    let label = if differs {
+        format!("{} ≠", r.outcome.label())
+    } else {
+        r.outcome.label().to_string()
+    };
+    Row::new(vec![
+        Cell::from(src.to_string()),
+        Cell::from(Span::styled(label, style)),
+        Cell::from(r.http_status.map_or("-".into(), |s| s.to_string())),
+        Cell::from(r.latency_ms.map_or("-".into(), |l| format!("{l}ms"))),
+        Cell::from(Span::styled(hist, theme.dim())),
+        Cell::from(exp),
+    ])
+}
