@@ -100,10 +100,15 @@ fn no_color() -> bool {
 /// `kindred demo` and `kindred replay`.
 pub fn run_play(rec: crate::backend::recording::Recording, a: &PlayArgs) -> Result<i32> {
     if !(a.speed > 0.0 && a.speed.is_finite()) {
-        return Err(anyhow!("--speed must be a positive number, got {}", a.speed));
+        return Err(anyhow!(
+            "--speed must be a positive number, got {}",
+            a.speed
+        ));
     }
     if !std::io::stdout().is_terminal() {
-        return Err(anyhow!("the dashboard needs a terminal (stdout is not one)"));
+        return Err(anyhow!(
+            "the dashboard needs a terminal (stdout is not one)"
+        ));
     }
     let backend = Box::new(crate::backend::replay::ReplayBackend::new(rec, a.speed));
     let opts = crate::tui::RunOptions {
@@ -122,9 +127,7 @@ pub fn use_color(when: ColorWhen) -> bool {
     match when {
         ColorWhen::Always => true,
         ColorWhen::Never => false,
-        ColorWhen::Auto => {
-            !no_color() && std::io::stdout().is_terminal()
-        }
+        ColorWhen::Auto => !no_color() && std::io::stdout().is_terminal(),
     }
 }
 

@@ -8,9 +8,11 @@ fn main() -> ExitCode {
     let _guard = kindred::logging::init(cli.log_file.as_deref());
     let result = match &cli.command {
         Command::Diff(a) => kindred::cli::run_diff(a),
-        Command::Demo(a) => kindred::backend::recording::parse(kindred::cli::DEMO_RECORDING, "demo")
-            .map_err(Into::into)
-            .and_then(|r| kindred::cli::run_play(r, a)),
+        Command::Demo(a) => {
+            kindred::backend::recording::parse(kindred::cli::DEMO_RECORDING, "demo")
+                .map_err(Into::into)
+                .and_then(|r| kindred::cli::run_play(r, a))
+        }
         Command::Replay(a) => kindred::backend::recording::load(&a.file)
             .and_then(|r| kindred::cli::run_play(r, &a.play)),
     };

@@ -20,8 +20,8 @@ use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use tokio::sync::mpsc;
 
-use crate::app::update::{DiffRequest, Effect, Msg, update};
 use crate::app::State;
+use crate::app::update::{DiffRequest, Effect, Msg, update};
 use crate::backend::recording::Recorder;
 use crate::backend::{Backend, Event};
 use crate::rules::{self, Options, ServiceFilter};
@@ -189,4 +189,27 @@ pub async fn run(mut backend: Box<dyn Backend>, opts: RunOptions) -> Result<()> 
     backend.shutdown();
     drop(guard);
     result
+}
+
+/// Apply a message and run its diff computations inline (no terminal, no tasks): for tests,
+/// benchmarks and headless use. Returns the commands the update asked the backend for.
+pub fn apply_sync(st: &mut State, msg: Msg) -> Vec<crate::backend::Command> {
+    let mut queue = vec![msg];
+    let mut sent = Vec::new();
+    while let Some(m) = queue.pop() {
+        for e in update(st, m).effects {
+            match e {
+                Effect::ComputeDiff(req) => {
+                    let result = compute_diff(&req);
+                    queue.push(Msg::DiffReady {
+                        key: req.key,
+                        result,
+                    });
+                }
+                Effect::Send(c) => sent.push(c),
+                Effect::SetMouseCapture(_) | Effect::Quit => {}
+            }
+        }
+    }
+    sent
 }

@@ -40,32 +40,62 @@ fn build(r: &mut Rec, s: &SideSpec) {
     let out = |r: &mut Rec, dt: u64, phase: Phase, line: String| {
         r.at(t + dt, Event::Output { side, phase, line })
     };
-    r.at(t, Event::Phase { side, phase: Phase::Build, state: PhaseState::Running });
+    r.at(
+        t,
+        Event::Phase {
+            side,
+            phase: Phase::Build,
+            state: PhaseState::Running,
+        },
+    );
     let lines = [
         "Detected build type: \"source\"".to_string(),
         "Building using source: \"/home/dcooley/k8s-dev/src/k8s.io/kubernetes\"".to_string(),
         "Starting to build Kubernetes".to_string(),
         "+++ [0508 09:12:03] Verifying Prerequisites....".to_string(),
-        "+++ [0508 09:12:05] Building Docker image kube-build:build-4a8f3d1e0c-5-v1.12.5-1".to_string(),
+        "+++ [0508 09:12:05] Building Docker image kube-build:build-4a8f3d1e0c-5-v1.12.5-1"
+            .to_string(),
         "+++ [0508 09:13:31] Syncing sources to container".to_string(),
         "+++ [0508 09:13:40] Running build command...".to_string(),
         "+++ [0508 09:13:52] Building go targets for linux/amd64:".to_string(),
-        "    cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kube-proxy".to_string(),
+        "    cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kube-proxy"
+            .to_string(),
         "+++ [0508 09:19:11] Building go targets for linux/amd64:".to_string(),
         "    cmd/kubelet cmd/kubeadm cmd/kubectl".to_string(),
         "Finished building Kubernetes".to_string(),
         "Building node image ...".to_string(),
-        format!("Building in container: {}", if side == Side::Base { "6f0c2d9a1b7e" } else { "a41e77c09d3f" }),
+        format!(
+            "Building in container: {}",
+            if side == Side::Base {
+                "6f0c2d9a1b7e"
+            } else {
+                "a41e77c09d3f"
+            }
+        ),
         format!("Image \"{}\" build completed.", s.image),
     ];
     for (i, l) in lines.into_iter().enumerate() {
         out(r, 300 + i as u64 * 350, Phase::Build, l);
     }
-    r.at(t + 5600, Event::Phase { side, phase: Phase::Build, state: PhaseState::Done });
+    r.at(
+        t + 5600,
+        Event::Phase {
+            side,
+            phase: Phase::Build,
+            state: PhaseState::Done,
+        },
+    );
 
     // kind create cluster, as printed when stderr is not a terminal.
     let c0 = t + 5800;
-    r.at(c0, Event::Phase { side, phase: Phase::Create, state: PhaseState::Running });
+    r.at(
+        c0,
+        Event::Phase {
+            side,
+            phase: Phase::Create,
+            state: PhaseState::Running,
+        },
+    );
     let steps = [
         format!("Ensuring node image ({}) 🖼", s.image),
         "Preparing nodes 📦 📦 📦".to_string(),
@@ -75,7 +105,12 @@ fn build(r: &mut Rec, s: &SideSpec) {
         "Installing StorageClass 💾".to_string(),
         "Joining worker nodes 🚜".to_string(),
     ];
-    out(r, 5800, Phase::Create, format!("Creating cluster \"{}\" ...", s.name));
+    out(
+        r,
+        5800,
+        Phase::Create,
+        format!("Creating cluster \"{}\" ...", s.name),
+    );
     let mut dt = 5900;
     for (i, step) in steps.iter().enumerate() {
         out(r, dt, Phase::Create, format!(" • {step}  ..."));
@@ -84,22 +119,51 @@ fn build(r: &mut Rec, s: &SideSpec) {
         dt += 50;
         if i == 1 {
             for (n, role, ip) in s.nodes {
-                r.at(t + dt, Event::Node { side, name: n.into(), role: role.into(), ip: Some(ip.into()) });
+                r.at(
+                    t + dt,
+                    Event::Node {
+                        side,
+                        name: n.into(),
+                        role: role.into(),
+                        ip: Some(ip.into()),
+                    },
+                );
             }
         }
     }
-    out(r, dt, Phase::Create, format!("Set kubectl context to \"kind-{}\"", s.name));
-    r.at(t + dt + 50, Event::Phase { side, phase: Phase::Create, state: PhaseState::Done });
+    out(
+        r,
+        dt,
+        Phase::Create,
+        format!("Set kubectl context to \"kind-{}\"", s.name),
+    );
+    r.at(
+        t + dt + 50,
+        Event::Phase {
+            side,
+            phase: Phase::Create,
+            state: PhaseState::Done,
+        },
+    );
 
     // Deploy: MetalLB, its pool, the five pinned pods and the Service.
     let d0 = t + dt + 200;
-    r.at(d0, Event::Phase { side, phase: Phase::Deploy, state: PhaseState::Running });
+    r.at(
+        d0,
+        Event::Phase {
+            side,
+            phase: Phase::Deploy,
+            state: PhaseState::Running,
+        },
+    );
     let (lb_ip, port) = s.lb.split_once(':').unwrap();
     let deploy_lines = [
         "applied namespace/metallb-system".to_string(),
         "applied deployment.apps/controller, daemonset.apps/speaker (metallb-system)".to_string(),
         "waiting for metallb-system/controller ... ready".to_string(),
-        format!("applied ipaddresspool.metallb.io/kindred ({lb_ip}/32), l2advertisement.metallb.io/kindred"),
+        format!(
+            "applied ipaddresspool.metallb.io/kindred ({lb_ip}/32), l2advertisement.metallb.io/kindred"
+        ),
         "applied default/echo (Service, LoadBalancer, externalTrafficPolicy: Local)".to_string(),
         "applied 5 pods pinned with nodeName".to_string(),
     ];
@@ -109,53 +173,154 @@ fn build(r: &mut Rec, s: &SideSpec) {
     let w = format!("{}-worker", s.name);
     let w2 = format!("{}-worker2", s.name);
     let pods = [
-        (format!("echo-{}-worker2", s.name), w2.clone(), false, s.pod_ips[2]),
-        (format!("netshoot-{}-worker", s.name), w.clone(), true, s.nodes[1].2),
-        (format!("netshoot-{}-worker2", s.name), w2.clone(), true, s.nodes[2].2),
-        (format!("overlay-{}-worker", s.name), w.clone(), false, s.pod_ips[0]),
-        (format!("overlay-{}-worker2", s.name), w2.clone(), false, s.pod_ips[1]),
+        (
+            format!("echo-{}-worker2", s.name),
+            w2.clone(),
+            false,
+            s.pod_ips[2],
+        ),
+        (
+            format!("netshoot-{}-worker", s.name),
+            w.clone(),
+            true,
+            s.nodes[1].2,
+        ),
+        (
+            format!("netshoot-{}-worker2", s.name),
+            w2.clone(),
+            true,
+            s.nodes[2].2,
+        ),
+        (
+            format!("overlay-{}-worker", s.name),
+            w.clone(),
+            false,
+            s.pod_ips[0],
+        ),
+        (
+            format!("overlay-{}-worker2", s.name),
+            w2.clone(),
+            false,
+            s.pod_ips[1],
+        ),
     ];
     let p0 = d0 + 1700;
     for (i, (name, node, host, _)) in pods.iter().enumerate() {
-        r.at(p0 + i as u64 * 30, Event::Pod {
-            side,
-            pod: PodInfo { name: name.clone(), node: node.clone(), host_network: *host, ip: None, phase: "Pending".into(), restarts: 0 },
-        });
+        r.at(
+            p0 + i as u64 * 30,
+            Event::Pod {
+                side,
+                pod: PodInfo {
+                    name: name.clone(),
+                    node: node.clone(),
+                    host_network: *host,
+                    ip: None,
+                    phase: "Pending".into(),
+                    restarts: 0,
+                },
+            },
+        );
     }
-    r.at(p0 + 200, Event::Service {
-        side,
-        service: ServiceInfo { name: "default/echo".into(), lb_ip: None, port: port.parse().unwrap(), external_traffic_policy: Some("Local".into()), warning: None },
-    });
+    r.at(
+        p0 + 200,
+        Event::Service {
+            side,
+            service: ServiceInfo {
+                name: "default/echo".into(),
+                lb_ip: None,
+                port: port.parse().unwrap(),
+                external_traffic_policy: Some("Local".into()),
+                warning: None,
+            },
+        },
+    );
     for (i, (name, node, host, ip)) in pods.iter().enumerate() {
-        r.at(p0 + 900 + i as u64 * 120, Event::Pod {
-            side,
-            pod: PodInfo { name: name.clone(), node: node.clone(), host_network: *host, ip: Some(ip.to_string()), phase: "Running".into(), restarts: 0 },
-        });
+        r.at(
+            p0 + 900 + i as u64 * 120,
+            Event::Pod {
+                side,
+                pod: PodInfo {
+                    name: name.clone(),
+                    node: node.clone(),
+                    host_network: *host,
+                    ip: Some(ip.to_string()),
+                    phase: "Running".into(),
+                    restarts: 0,
+                },
+            },
+        );
     }
-    r.at(p0 + 1600, Event::Service {
-        side,
-        service: ServiceInfo { name: "default/echo".into(), lb_ip: Some(lb_ip.into()), port: port.parse().unwrap(), external_traffic_policy: Some("Local".into()), warning: None },
-    });
-    r.at(p0 + 1700, Event::Phase { side, phase: Phase::Deploy, state: PhaseState::Done });
+    r.at(
+        p0 + 1600,
+        Event::Service {
+            side,
+            service: ServiceInfo {
+                name: "default/echo".into(),
+                lb_ip: Some(lb_ip.into()),
+                port: port.parse().unwrap(),
+                external_traffic_policy: Some("Local".into()),
+                warning: None,
+            },
+        },
+    );
+    r.at(
+        p0 + 1700,
+        Event::Phase {
+            side,
+            phase: Phase::Deploy,
+            state: PhaseState::Done,
+        },
+    );
 
     // Rules of the worker without the echo pod: the dump from the walkthrough.
     let dump = std::fs::read_to_string(s.dump).unwrap();
-    r.at(p0 + 1900, Event::RuleDump { side, node: w.clone(), text: dump });
+    r.at(
+        p0 + 1900,
+        Event::RuleDump {
+            side,
+            node: w.clone(),
+            text: dump,
+        },
+    );
 
     // Probes: curl the LB from every pod. Worker2 has the endpoint: traffic stays local and
     // works. On the worker, KUBE-XLB has no local endpoint: dropped (curl times out), except
     // host-network traffic on the PR build, which the two LOCAL rules send to KUBE-SVC.
     let q0 = p0 + 2300;
-    r.at(q0, Event::ProbesStarted { side, target: format!("lb {}", s.lb) });
+    r.at(
+        q0,
+        Event::ProbesStarted {
+            side,
+            target: format!("lb {}", s.lb),
+        },
+    );
     for (i, (name, node, host, _)) in pods.iter().enumerate() {
         let on_worker = *node == w;
         let ok = !on_worker || (*host && s.host_worker_ok);
         let result = if ok {
-            ProbeResult { source: name.clone(), target: s.lb.into(), outcome: Outcome::Ok, http_status: Some(200), latency_ms: Some(2 + i as u64), detail: None }
+            ProbeResult {
+                source: name.clone(),
+                target: s.lb.into(),
+                outcome: Outcome::Ok,
+                http_status: Some(200),
+                latency_ms: Some(2 + i as u64),
+                detail: None,
+            }
         } else {
-            ProbeResult { source: name.clone(), target: s.lb.into(), outcome: Outcome::Timeout, http_status: None, latency_ms: Some(2000), detail: Some("curl: (28) Connection timed out after 2001 milliseconds".into()) }
+            ProbeResult {
+                source: name.clone(),
+                target: s.lb.into(),
+                outcome: Outcome::Timeout,
+                http_status: None,
+                latency_ms: Some(2000),
+                detail: Some("curl: (28) Connection timed out after 2001 milliseconds".into()),
+            }
         };
-        let dt = if ok { 80 + i as u64 * 40 } else { 2000 + i as u64 * 10 };
+        let dt = if ok {
+            80 + i as u64 * 40
+        } else {
+            2000 + i as u64 * 10
+        };
         r.at(q0 + dt, Event::Probe { side, result });
     }
     r.at(q0 + 2100, Event::ProbesDone { side });
@@ -168,7 +333,11 @@ fn demo() -> String {
         image: "mauilion/node:master",
         git_ref: "master",
         lb: "172.17.255.1:8080",
-        nodes: [("master-control-plane", "control-plane", "172.17.0.2"), ("master-worker", "worker", "172.17.0.3"), ("master-worker2", "worker", "172.17.0.4")],
+        nodes: [
+            ("master-control-plane", "control-plane", "172.17.0.2"),
+            ("master-worker", "worker", "172.17.0.3"),
+            ("master-worker2", "worker", "172.17.0.4"),
+        ],
         pod_ips: ["10.244.1.2", "10.244.2.3", "10.244.2.2"],
         dump: MASTER_DUMP,
         skew: 0,
@@ -180,27 +349,54 @@ fn demo() -> String {
         image: "mauilion/node:77523",
         git_ref: "pr/77523",
         lb: "172.17.254.1:8080",
-        nodes: [("77523-control-plane", "control-plane", "172.17.0.5"), ("77523-worker", "worker", "172.17.0.6"), ("77523-worker2", "worker", "172.17.0.7")],
+        nodes: [
+            ("77523-control-plane", "control-plane", "172.17.0.5"),
+            ("77523-worker", "worker", "172.17.0.6"),
+            ("77523-worker2", "worker", "172.17.0.7"),
+        ],
         pod_ips: ["10.244.1.2", "10.244.2.3", "10.244.2.2"],
         dump: PR_DUMP,
         skew: 400,
         host_worker_ok: true,
     };
     let mut r = Rec { out: Vec::new() };
-    let side_info = |s: &SideSpec| SideInfo { name: s.name.into(), git_ref: Some(s.git_ref.into()), image: Some(s.image.into()) };
-    r.at(0, Event::Session(SessionInfo {
-        base: side_info(&base),
-        pr: side_info(&pr),
-        service: "default/echo".into(),
-        probe_target: "lb".into(),
-        expectations: vec![
-            Expectation { side: Side::Base, source: "netshoot-master-worker".into(), outcome: Outcome::Fail },
-            Expectation { side: Side::Pr, source: "netshoot-77523-worker".into(), outcome: Outcome::Ok },
-            Expectation { side: Side::Base, source: "netshoot-master-worker2".into(), outcome: Outcome::Ok },
-            Expectation { side: Side::Pr, source: "netshoot-77523-worker2".into(), outcome: Outcome::Ok },
-        ],
-        banner: Some("DEMO: replay of the 2019 kube-proxy PR 77523 walkthrough".into()),
-    }));
+    let side_info = |s: &SideSpec| SideInfo {
+        name: s.name.into(),
+        git_ref: Some(s.git_ref.into()),
+        image: Some(s.image.into()),
+    };
+    r.at(
+        0,
+        Event::Session(SessionInfo {
+            base: side_info(&base),
+            pr: side_info(&pr),
+            service: "default/echo".into(),
+            probe_target: "lb".into(),
+            expectations: vec![
+                Expectation {
+                    side: Side::Base,
+                    source: "netshoot-master-worker".into(),
+                    outcome: Outcome::Fail,
+                },
+                Expectation {
+                    side: Side::Pr,
+                    source: "netshoot-77523-worker".into(),
+                    outcome: Outcome::Ok,
+                },
+                Expectation {
+                    side: Side::Base,
+                    source: "netshoot-master-worker2".into(),
+                    outcome: Outcome::Ok,
+                },
+                Expectation {
+                    side: Side::Pr,
+                    source: "netshoot-77523-worker2".into(),
+                    outcome: Outcome::Ok,
+                },
+            ],
+            banner: Some("DEMO: replay of the 2019 kube-proxy PR 77523 walkthrough".into()),
+        }),
+    );
     build(&mut r, &base);
     build(&mut r, &pr);
     r.out.sort_by_key(|x| x.t);
@@ -226,8 +422,12 @@ fn demo_asset_is_current() {
     if std::env::var_os("KINDRED_BLESS").is_some() {
         std::fs::write(path, &want).unwrap();
     }
-    let have = std::fs::read_to_string(path).expect("assets/demo.jsonl (KINDRED_BLESS=1 writes it)");
-    assert!(have == want, "assets/demo.jsonl is stale: run KINDRED_BLESS=1 cargo test --test demo_asset");
+    let have =
+        std::fs::read_to_string(path).expect("assets/demo.jsonl (KINDRED_BLESS=1 writes it)");
+    assert!(
+        have == want,
+        "assets/demo.jsonl is stale: run KINDRED_BLESS=1 cargo test --test demo_asset"
+    );
     let rec = recording::parse(&have, "assets/demo.jsonl").unwrap();
     assert_eq!(rec.skipped, 0);
 }

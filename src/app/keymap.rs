@@ -42,30 +42,150 @@ pub struct Binding {
 }
 
 pub const BINDINGS: &[Binding] = &[
-    Binding { keys: "b", action: Action::Rebuild, hint: Some("build"), help: "rebuild node images" },
-    Binding { keys: "c", action: Action::Create, hint: Some("clusters"), help: "create or recreate clusters" },
-    Binding { keys: "d", action: Action::Deploy, hint: Some("deploy"), help: "deploy the test workloads" },
-    Binding { keys: "t", action: Action::Retest, hint: Some("test"), help: "run the probes again (restarts running probes)" },
-    Binding { keys: "r", action: Action::Refresh, hint: Some("rules"), help: "refresh the rules of every node" },
-    Binding { keys: "w", action: Action::Watch, hint: Some("watch"), help: "watch mode: periodic probes and rule refresh" },
-    Binding { keys: "x", action: Action::Delete, hint: None, help: "delete clusters kindred created (asks first)" },
-    Binding { keys: "Tab", action: Action::FocusNext, hint: Some("focus"), help: "focus the next pane" },
-    Binding { keys: "S-Tab", action: Action::FocusPrev, hint: None, help: "focus the previous pane" },
-    Binding { keys: "↑/k", action: Action::Up, hint: None, help: "scroll up" },
-    Binding { keys: "↓/j", action: Action::Down, hint: None, help: "scroll down" },
-    Binding { keys: "←/h", action: Action::Left, hint: None, help: "scroll left" },
-    Binding { keys: "→/l", action: Action::Right, hint: None, help: "scroll right" },
-    Binding { keys: "PgUp/PgDn", action: Action::PageUp, hint: None, help: "scroll a page" },
-    Binding { keys: "g/G", action: Action::Top, hint: None, help: "top / bottom" },
-    Binding { keys: "z", action: Action::Zoom, hint: Some("zoom"), help: "zoom the focused pane" },
-    Binding { keys: "/", action: Action::Filter, hint: Some("filter"), help: "filter the focused pane (pods, probes, diff)" },
-    Binding { keys: "e", action: Action::Edit, hint: Some("target"), help: "edit the probe target" },
-    Binding { keys: "n", action: Action::ToggleRaw, hint: None, help: "diff: normalized / raw rules" },
-    Binding { keys: "s", action: Action::ToggleLayout, hint: None, help: "diff: unified / side by side" },
-    Binding { keys: "N", action: Action::NextNode, hint: None, help: "diff: next node" },
-    Binding { keys: "m", action: Action::Mouse, hint: None, help: "mouse capture on/off (off: select text)" },
-    Binding { keys: "?", action: Action::Help, hint: Some("help"), help: "this help" },
-    Binding { keys: "q", action: Action::Quit, hint: Some("quit"), help: "quit (asks when work is running)" },
+    Binding {
+        keys: "b",
+        action: Action::Rebuild,
+        hint: Some("build"),
+        help: "rebuild node images",
+    },
+    Binding {
+        keys: "c",
+        action: Action::Create,
+        hint: Some("clusters"),
+        help: "create or recreate clusters",
+    },
+    Binding {
+        keys: "d",
+        action: Action::Deploy,
+        hint: Some("deploy"),
+        help: "deploy the test workloads",
+    },
+    Binding {
+        keys: "t",
+        action: Action::Retest,
+        hint: Some("test"),
+        help: "run the probes again (restarts running probes)",
+    },
+    Binding {
+        keys: "r",
+        action: Action::Refresh,
+        hint: Some("rules"),
+        help: "refresh the rules of every node",
+    },
+    Binding {
+        keys: "w",
+        action: Action::Watch,
+        hint: Some("watch"),
+        help: "watch mode: periodic probes and rule refresh",
+    },
+    Binding {
+        keys: "x",
+        action: Action::Delete,
+        hint: None,
+        help: "delete clusters kindred created (asks first)",
+    },
+    Binding {
+        keys: "Tab",
+        action: Action::FocusNext,
+        hint: Some("focus"),
+        help: "focus the next pane",
+    },
+    Binding {
+        keys: "S-Tab",
+        action: Action::FocusPrev,
+        hint: None,
+        help: "focus the previous pane",
+    },
+    Binding {
+        keys: "↑/k",
+        action: Action::Up,
+        hint: None,
+        help: "scroll up",
+    },
+    Binding {
+        keys: "↓/j",
+        action: Action::Down,
+        hint: None,
+        help: "scroll down",
+    },
+    Binding {
+        keys: "←/h",
+        action: Action::Left,
+        hint: None,
+        help: "scroll left",
+    },
+    Binding {
+        keys: "→/l",
+        action: Action::Right,
+        hint: None,
+        help: "scroll right",
+    },
+    Binding {
+        keys: "PgUp/PgDn",
+        action: Action::PageUp,
+        hint: None,
+        help: "scroll a page",
+    },
+    Binding {
+        keys: "g/G",
+        action: Action::Top,
+        hint: None,
+        help: "top / bottom",
+    },
+    Binding {
+        keys: "z",
+        action: Action::Zoom,
+        hint: Some("zoom"),
+        help: "zoom the focused pane",
+    },
+    Binding {
+        keys: "/",
+        action: Action::Filter,
+        hint: Some("filter"),
+        help: "filter the focused pane (pods, probes, diff)",
+    },
+    Binding {
+        keys: "e",
+        action: Action::Edit,
+        hint: Some("target"),
+        help: "edit the probe target",
+    },
+    Binding {
+        keys: "n",
+        action: Action::ToggleRaw,
+        hint: None,
+        help: "diff: normalized / raw rules",
+    },
+    Binding {
+        keys: "s",
+        action: Action::ToggleLayout,
+        hint: None,
+        help: "diff: unified / side by side",
+    },
+    Binding {
+        keys: "N",
+        action: Action::NextNode,
+        hint: None,
+        help: "diff: next node",
+    },
+    Binding {
+        keys: "m",
+        action: Action::Mouse,
+        hint: None,
+        help: "mouse capture on/off (off: select text)",
+    },
+    Binding {
+        keys: "?",
+        action: Action::Help,
+        hint: Some("help"),
+        help: "this help",
+    },
+    Binding {
+        keys: "q",
+        action: Action::Quit,
+        hint: Some("quit"),
+        help: "quit (asks when work is running)",
+    },
 ];
 
 /// The action bound to a key press, if any.
@@ -122,7 +242,11 @@ mod tests {
     fn every_binding_is_reachable() {
         // Each binding's first key maps back to its action (help text can't drift from behaviour).
         for b in BINDINGS {
-            let first = b.keys.split('/').next().unwrap();
+            let first = if b.keys == "/" {
+                "/"
+            } else {
+                b.keys.split('/').next().unwrap()
+            };
             let code = match first {
                 "Tab" => KeyCode::Tab,
                 "S-Tab" => KeyCode::BackTab,

@@ -93,11 +93,7 @@ impl SideState {
         &self.phases[p as usize]
     }
     pub fn busy(&self) -> bool {
-        self.probes_running
-            || self
-                .phases
-                .iter()
-                .any(|p| p.state == PhaseState::Running)
+        self.probes_running || self.phases.iter().any(|p| p.state == PhaseState::Running)
     }
 }
 
@@ -140,7 +136,9 @@ pub struct Editor {
 
 impl std::fmt::Debug for Editor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Editor").field("text", &self.textarea.lines()).finish()
+        f.debug_struct("Editor")
+            .field("text", &self.textarea.lines())
+            .finish()
     }
 }
 

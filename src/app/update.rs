@@ -50,30 +50,30 @@ pub struct DiffRequest {
 
 /// The outcome of an update: effects to run, and whether the screen must be redrawn.
 #[derive(Debug, Default, PartialEq)]
-pub struct Outcome {
+pub struct Reaction {
     pub effects: Vec<Effect>,
     pub redraw: bool,
 }
 
-impl Outcome {
-    fn redraw() -> Outcome {
-        Outcome {
+impl Reaction {
+    fn redraw() -> Reaction {
+        Reaction {
             effects: Vec::new(),
             redraw: true,
         }
     }
-    fn with(mut self, e: Effect) -> Outcome {
+    fn with(mut self, e: Effect) -> Reaction {
         self.effects.push(e);
         self
     }
 }
 
-pub fn update(st: &mut State, msg: Msg) -> Outcome {
+pub fn update(st: &mut State, msg: Msg) -> Reaction {
     match msg {
         Msg::Tick(now) => tick(st, now),
         Msg::Resize(w, h) => {
             st.size = (w, h);
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Msg::Backend(ev) => backend_event(st, ev),
         Msg::DiffReady { key, result } => {
@@ -81,7 +81,7 @@ pub fn update(st: &mut State, msg: Msg) -> Outcome {
                 st.diff.pending = None;
             }
             if key.generation < st.diff.result_for.as_ref().map_or(0, |k| k.generation) {
-                return Outcome::default();
+                return Reaction::default();
             }
             match result {
                 Ok(c) => {
@@ -92,7 +92,7 @@ pub fn update(st: &mut State, msg: Msg) -> Outcome {
             }
             st.diff.result_for = Some(key);
             // Something newer may have arrived while this one was computed.
-            let mut o = Outcome::redraw();
+            let mut o = Reaction::redraw();
             if let Some(req) = diff_request(st) {
                 o = o.with(Effect::ComputeDiff(req));
             }
@@ -100,7 +100,7 @@ pub fn update(st: &mut State, msg: Msg) -> Outcome {
         }
         Msg::Key(k) => {
             if k.kind == KeyEventKind::Release {
-                return Outcome::default();
+                return Reaction::default();
             }
             key(st, k)
         }
@@ -111,25 +111,25 @@ pub fn update(st: &mut State, msg: Msg) -> Outcome {
                 let f = st.focus.unwrap_or(Pane::Diff).index();
                 st.filters[f].push_str(&text.replace(['\n', '\r'], " "));
             }
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Msg::Mouse(m) => mouse(st, m),
         Msg::Terminate => {
             st.quit = true;
-            Outcome::redraw().with(Effect::Quit)
+            Reaction::redraw().with(Effect::Quit)
         }
     }
 }
 
-fn tick(st: &mut State, now: Duration) -> Outcome {
+fn tick(st: &mut State, now: Duration) -> Reaction {
     st.now = now;
     // Redraw only when something moves (spinners and elapsed times while work runs): an idle
     // dashboard does not draw at all.
     if st.busy() {
         st.frame = st.frame.wrapping_add(1);
-        Outcome::redraw()
+        Reaction::redraw()
     } else {
-        Outcome::default()
+        Reaction::default()
     }
 }
 
@@ -140,7 +140,7 @@ fn push_line(buf: &mut std::collections::VecDeque<String>, line: String) {
     buf.push_back(line);
 }
 
-fn backend_event(st: &mut State, ev: Event) -> Outcome {
+fn backend_event(st: &mut State, ev: Event) -> Reaction {
     let now = st.now;
     match ev {
         Event::Session(info) => {
@@ -181,7 +181,12 @@ fn backend_event(st: &mut State, ev: Event) -> Outcome {
         Event::Output { side, phase, line } => {
             push_line(&mut st.side_mut(side).output[phase as usize], line);
         }
-        Event::Node { side, name, role, ip } => {
+        Event::Node {
+            side,
+            name,
+            role,
+            ip,
+        } => {
             let s = st.side_mut(side);
             match s.nodes.iter_mut().find(|n| n.name == name) {
                 Some(n) => {
@@ -227,12 +232,12 @@ fn backend_event(st: &mut State, ev: Event) -> Outcome {
             let s = st.side_mut(side);
             let changed = s.dumps.get(&node).is_none_or(|old| **old != *text);
             if !changed {
-                return Outcome::default();
+                return Reaction::default();
             }
             s.dumps.insert(node.clone(), Arc::from(text));
             st.diff.generation += 1;
             st.activity = format!("rules of {node} updated");
-            let mut o = Outcome::redraw();
+            let mut o = Reaction::redraw();
             if let Some(req) = diff_request(st) {
                 o = o.with(Effect::ComputeDiff(req));
             }
@@ -257,7 +262,7 @@ fn backend_event(st: &mut State, ev: Event) -> Outcome {
             }
         }
     }
-    Outcome::redraw()
+    Reaction::redraw()
 }
 
 /// A diff computation to start, unless one for the same inputs is running or done.
@@ -288,7 +293,7 @@ pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
     })
 }
 
-fn key(st: &mut State, k: KeyEvent) -> Outcome {
+fn key(st: &mut State, k: KeyEvent) -> Reaction {
     // Modal layers first: editor, filter input, confirmation, help.
     if let Some(ed) = st.editor.as_mut() {
         match k.code {
@@ -299,7 +304,7 @@ fn key(st: &mut State, k: KeyEvent) -> Outcome {
                 st.probe_target = (!text.is_empty()).then_some(text.clone());
                 let target = st.target();
                 st.activity = format!("probe target: {target}");
-                return Outcome::redraw().with(Effect::Send(Command::Probe {
+                return Reaction::redraw().with(Effect::Send(Command::Probe {
                     target: Some(target),
                 }));
             }
@@ -307,7 +312,7 @@ fn key(st: &mut State, k: KeyEvent) -> Outcome {
                 ed.textarea.input(k);
             }
         }
-        return Outcome::redraw();
+        return Reaction::redraw();
     }
     if st.filter_editing {
         let f = st.focus.unwrap_or(Pane::Diff).index();
@@ -329,7 +334,7 @@ fn key(st: &mut State, k: KeyEvent) -> Outcome {
         if f == Pane::Diff.index() {
             st.diff.scroll = 0;
         }
-        return Outcome::redraw();
+        return Reaction::redraw();
     }
     if let Some(c) = st.confirm.clone() {
         match k.code {
@@ -338,11 +343,11 @@ fn key(st: &mut State, k: KeyEvent) -> Outcome {
                 return match c {
                     Confirm::Delete => {
                         st.activity = "deleting clusters".into();
-                        Outcome::redraw().with(Effect::Send(Command::DeleteClusters))
+                        Reaction::redraw().with(Effect::Send(Command::DeleteClusters))
                     }
                     Confirm::Quit => {
                         st.quit = true;
-                        Outcome::redraw()
+                        Reaction::redraw()
                             .with(Effect::Send(Command::Cancel))
                             .with(Effect::Quit)
                     }
@@ -350,23 +355,23 @@ fn key(st: &mut State, k: KeyEvent) -> Outcome {
             }
             _ => st.confirm = None,
         }
-        return Outcome::redraw();
+        return Reaction::redraw();
     }
     let Some(action) = action_for(&k) else {
         if k.code == KeyCode::Esc {
             let changed = st.help || st.zoom;
             st.help = false;
             st.zoom = false;
-            return Outcome {
+            return Reaction {
                 effects: vec![],
                 redraw: changed,
             };
         }
-        return Outcome::default();
+        return Reaction::default();
     };
     if st.help && !matches!(action, Action::Help | Action::Quit) {
         st.help = false;
-        return Outcome::redraw();
+        return Reaction::redraw();
     }
     act(st, action)
 }
@@ -385,10 +390,10 @@ fn scroll_by(st: &mut State, delta: isize) {
     *v = v.saturating_add_signed(delta);
 }
 
-pub fn act(st: &mut State, a: Action) -> Outcome {
+pub fn act(st: &mut State, a: Action) -> Reaction {
     let send = |st: &mut State, c: Command, what: &str| {
         st.activity = what.to_string();
-        Outcome::redraw().with(Effect::Send(c))
+        Reaction::redraw().with(Effect::Send(c))
     };
     match a {
         Action::Rebuild => send(st, Command::Build, "rebuilding node images"),
@@ -396,7 +401,13 @@ pub fn act(st: &mut State, a: Action) -> Outcome {
         Action::Deploy => send(st, Command::Deploy, "deploying workloads"),
         Action::Retest => {
             let target = st.target();
-            send(st, Command::Probe { target: Some(target) }, "probing")
+            send(
+                st,
+                Command::Probe {
+                    target: Some(target),
+                },
+                "probing",
+            )
         }
         Action::Refresh => send(st, Command::RefreshRules, "refreshing rules"),
         Action::Watch => {
@@ -410,65 +421,65 @@ pub fn act(st: &mut State, a: Action) -> Outcome {
         }
         Action::Delete => {
             st.confirm = Some(Confirm::Delete);
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::FocusNext | Action::FocusPrev => {
             let i = st.focus.unwrap_or(Pane::Diff).index();
             let n = if a == Action::FocusNext { i + 1 } else { i + 3 };
             st.focus = Some(Pane::ALL[n % 4]);
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::Up => {
             scroll_by(st, -1);
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::Down => {
             scroll_by(st, 1);
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::PageUp => {
             let p = page(st) as isize;
             scroll_by(st, -p);
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::PageDown => {
             let p = page(st) as isize;
             scroll_by(st, p);
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::Top => {
             scroll_by(st, isize::MIN / 2);
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::Bottom => {
             scroll_by(st, isize::MAX / 2);
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::Left => {
             st.diff.hscroll = st.diff.hscroll.saturating_sub(8);
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::Right => {
             st.diff.hscroll += 8;
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::Zoom => {
             st.zoom = !st.zoom;
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::Filter => {
             st.filter_editing = true;
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::Edit => {
             let mut ta = ratatui_textarea::TextArea::new(vec![st.target()]);
             ta.move_cursor(ratatui_textarea::CursorMove::End);
             st.editor = Some(Editor { textarea: ta });
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::ToggleRaw => {
             st.diff.raw = !st.diff.raw;
-            let mut o = Outcome::redraw();
+            let mut o = Reaction::redraw();
             if let Some(r) = diff_request(st) {
                 o = o.with(Effect::ComputeDiff(r));
             }
@@ -476,13 +487,13 @@ pub fn act(st: &mut State, a: Action) -> Outcome {
         }
         Action::ToggleLayout => {
             st.diff.side_by_side = !st.diff.side_by_side;
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::NextNode => {
             let n = st.diff_nodes().len().max(1);
             st.diff.node = (st.diff.node + 1) % n;
             st.diff.scroll = 0;
-            let mut o = Outcome::redraw();
+            let mut o = Reaction::redraw();
             if let Some(r) = diff_request(st) {
                 o = o.with(Effect::ComputeDiff(r));
             }
@@ -496,29 +507,29 @@ pub fn act(st: &mut State, a: Action) -> Outcome {
                 "mouse capture off: select text with the mouse".into()
             };
             let m = st.mouse_capture;
-            Outcome::redraw().with(Effect::SetMouseCapture(m))
+            Reaction::redraw().with(Effect::SetMouseCapture(m))
         }
         Action::Help => {
             st.help = !st.help;
-            Outcome::redraw()
+            Reaction::redraw()
         }
         Action::Quit => {
             if st.busy() {
                 st.confirm = Some(Confirm::Quit);
-                Outcome::redraw()
+                Reaction::redraw()
             } else {
                 st.quit = true;
-                Outcome::redraw().with(Effect::Quit)
+                Reaction::redraw().with(Effect::Quit)
             }
         }
     }
 }
 
-fn mouse(st: &mut State, m: MouseEvent) -> Outcome {
+fn mouse(st: &mut State, m: MouseEvent) -> Reaction {
     let delta = match m.kind {
         MouseEventKind::ScrollUp => -3,
         MouseEventKind::ScrollDown => 3,
-        _ => return Outcome::default(),
+        _ => return Reaction::default(),
     };
     // Scroll the pane under the pointer.
     let area = ratatui::layout::Rect::new(0, 0, st.size.0, st.size.1);
@@ -526,5 +537,291 @@ fn mouse(st: &mut State, m: MouseEvent) -> Outcome {
         st.focus = Some(p);
     }
     scroll_by(st, delta);
-    Outcome::redraw()
+    Reaction::redraw()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::event::*;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    fn key(c: char) -> Msg {
+        Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+    }
+
+    fn session() -> Event {
+        Event::Session(SessionInfo {
+            base: SideInfo {
+                name: "master".into(),
+                git_ref: None,
+                image: None,
+            },
+            pr: SideInfo {
+                name: "77523".into(),
+                git_ref: None,
+                image: None,
+            },
+            service: "default/echo".into(),
+            probe_target: "lb".into(),
+            expectations: vec![],
+            banner: None,
+        })
+    }
+
+    fn state() -> State {
+        let mut st = State::new();
+        update(&mut st, Msg::Backend(session()));
+        st
+    }
+
+    #[test]
+    fn keys_send_commands() {
+        let mut st = state();
+        assert_eq!(
+            update(&mut st, key('b')).effects,
+            vec![Effect::Send(Command::Build)]
+        );
+        assert_eq!(
+            update(&mut st, key('c')).effects,
+            vec![Effect::Send(Command::CreateClusters)]
+        );
+        assert_eq!(
+            update(&mut st, key('d')).effects,
+            vec![Effect::Send(Command::Deploy)]
+        );
+        assert_eq!(
+            update(&mut st, key('r')).effects,
+            vec![Effect::Send(Command::RefreshRules)]
+        );
+        assert_eq!(
+            update(&mut st, key('t')).effects,
+            vec![Effect::Send(Command::Probe {
+                target: Some("lb".into())
+            })]
+        );
+        assert_eq!(
+            update(&mut st, key('w')).effects,
+            vec![Effect::Send(Command::SetWatch(true))]
+        );
+        assert!(st.watch);
+    }
+
+    #[test]
+    fn delete_asks_first() {
+        let mut st = state();
+        assert!(update(&mut st, key('x')).effects.is_empty());
+        assert_eq!(st.confirm, Some(Confirm::Delete));
+        // Anything but y cancels.
+        assert!(update(&mut st, key('n')).effects.is_empty());
+        assert_eq!(st.confirm, None);
+        update(&mut st, key('x'));
+        assert_eq!(
+            update(&mut st, key('y')).effects,
+            vec![Effect::Send(Command::DeleteClusters)]
+        );
+    }
+
+    #[test]
+    fn quit_asks_only_when_busy() {
+        let mut st = state();
+        assert_eq!(update(&mut st, key('q')).effects, vec![Effect::Quit]);
+        let mut st = state();
+        update(
+            &mut st,
+            Msg::Backend(Event::ProbesStarted {
+                side: Side::Pr,
+                target: "lb".into(),
+            }),
+        );
+        assert!(update(&mut st, key('q')).effects.is_empty());
+        assert_eq!(st.confirm, Some(Confirm::Quit));
+        assert_eq!(
+            update(&mut st, key('y')).effects,
+            vec![Effect::Send(Command::Cancel), Effect::Quit]
+        );
+    }
+
+    #[test]
+    fn phases_time_and_fail() {
+        let mut st = state();
+        update(&mut st, Msg::Tick(Duration::from_secs(10)));
+        update(
+            &mut st,
+            Msg::Backend(Event::Phase {
+                side: Side::Base,
+                phase: Phase::Build,
+                state: PhaseState::Running,
+            }),
+        );
+        assert!(st.busy());
+        update(&mut st, Msg::Tick(Duration::from_secs(70)));
+        update(
+            &mut st,
+            Msg::Backend(Event::Phase {
+                side: Side::Base,
+                phase: Phase::Build,
+                state: PhaseState::Failed {
+                    reason: "exit 1".into(),
+                },
+            }),
+        );
+        let p = st.side(Side::Base).phase(Phase::Build);
+        assert_eq!(p.took, Some(Duration::from_secs(60)));
+        assert!(matches!(p.state, PhaseState::Failed { .. }));
+        assert!(st.activity.contains("failed: exit 1"));
+        assert!(!st.busy());
+    }
+
+    #[test]
+    fn idle_ticks_do_not_redraw() {
+        let mut st = state();
+        assert!(!update(&mut st, Msg::Tick(Duration::from_millis(250))).redraw);
+        update(
+            &mut st,
+            Msg::Backend(Event::ProbesStarted {
+                side: Side::Base,
+                target: "lb".into(),
+            }),
+        );
+        assert!(update(&mut st, Msg::Tick(Duration::from_millis(500))).redraw);
+    }
+
+    #[test]
+    fn probes_keep_history() {
+        let mut st = state();
+        for o in [Outcome::Ok, Outcome::Timeout, Outcome::Ok] {
+            update(
+                &mut st,
+                Msg::Backend(Event::Probe {
+                    side: Side::Pr,
+                    result: ProbeResult {
+                        source: "a".into(),
+                        target: "lb".into(),
+                        outcome: o,
+                        http_status: None,
+                        latency_ms: None,
+                        detail: None,
+                    },
+                }),
+            );
+        }
+        let c = &st.side(Side::Pr).probes[&("a".to_string(), "lb".to_string())];
+        assert_eq!(
+            c.history.iter().copied().collect::<Vec<_>>(),
+            vec![Outcome::Ok, Outcome::Timeout, Outcome::Ok]
+        );
+    }
+
+    #[test]
+    fn rule_dumps_request_one_diff_at_a_time_and_skip_unchanged() {
+        let mut st = state();
+        let dump = |side, node: &str| {
+            Msg::Backend(Event::RuleDump {
+                side,
+                node: node.into(),
+                text: "-A KUBE-SERVICES -j X\n".into(),
+            })
+        };
+        assert!(
+            update(&mut st, dump(Side::Base, "master-worker"))
+                .effects
+                .is_empty(),
+            "needs both sides"
+        );
+        let e = update(&mut st, dump(Side::Pr, "77523-worker")).effects;
+        assert!(matches!(&e[..], [Effect::ComputeDiff(r)] if r.key.node == "worker"));
+        // The same dump again changes nothing.
+        assert_eq!(
+            update(&mut st, dump(Side::Pr, "77523-worker")),
+            Reaction::default()
+        );
+        // A new dump while one is computing waits for it.
+        let m = Msg::Backend(Event::RuleDump {
+            side: Side::Pr,
+            node: "77523-worker".into(),
+            text: "-A KUBE-SERVICES -j Y\n".into(),
+        });
+        assert!(update(&mut st, m).effects.is_empty());
+        let key = st.diff.pending.clone().unwrap();
+        let out = update(
+            &mut st,
+            Msg::DiffReady {
+                key,
+                result: Err("x".into()),
+            },
+        );
+        assert!(matches!(&out.effects[..], [Effect::ComputeDiff(r)] if r.key.generation == 3));
+    }
+
+    #[test]
+    fn filter_and_editor_capture_keys() {
+        let mut st = state();
+        update(&mut st, key('/'));
+        for c in "echo".chars() {
+            // 'e' and 'c' would be commands outside the filter.
+            assert!(update(&mut st, key(c)).effects.is_empty());
+        }
+        update(
+            &mut st,
+            Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        );
+        assert_eq!(st.filter(Pane::Diff), "echo");
+        update(&mut st, key('e'));
+        assert!(st.editor.is_some());
+        for _ in 0..2 {
+            update(
+                &mut st,
+                Msg::Key(KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE)),
+            );
+        }
+        for c in "10.96.0.10:80".chars() {
+            update(&mut st, key(c));
+        }
+        let e = update(
+            &mut st,
+            Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        )
+        .effects;
+        assert_eq!(
+            e,
+            vec![Effect::Send(Command::Probe {
+                target: Some("10.96.0.10:80".into())
+            })]
+        );
+        assert_eq!(st.target(), "10.96.0.10:80");
+    }
+
+    #[test]
+    fn focus_zoom_help_scroll() {
+        let mut st = state();
+        assert_eq!(st.focus, Some(Pane::Diff));
+        update(
+            &mut st,
+            Msg::Key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE)),
+        );
+        assert_eq!(st.focus, Some(Pane::Build));
+        update(
+            &mut st,
+            Msg::Key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::NONE)),
+        );
+        assert_eq!(st.focus, Some(Pane::Diff));
+        update(&mut st, key('z'));
+        assert!(st.zoom);
+        update(&mut st, key('j'));
+        update(&mut st, key('j'));
+        assert_eq!(st.diff.scroll, 2);
+        update(&mut st, key('g'));
+        assert_eq!(st.diff.scroll, 0);
+        update(&mut st, key('?'));
+        assert!(st.help);
+        update(&mut st, key('j'));
+        assert!(!st.help, "a key closes help");
+        assert_eq!(st.diff.scroll, 0, "and does nothing else");
+        update(
+            &mut st,
+            Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+        );
+        assert!(st.quit);
+    }
 }

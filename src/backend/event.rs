@@ -227,7 +227,9 @@ pub enum Command {
     CreateClusters,
     Deploy,
     /// Run the probes, against `target` when given (else the scenario's default).
-    Probe { target: Option<String> },
+    Probe {
+        target: Option<String>,
+    },
     RefreshRules,
     SetWatch(bool),
     DeleteClusters,

@@ -72,12 +72,18 @@ pub fn parse(text: &str, name: &str) -> Result<Recording, RecordingError> {
             let h: Header = serde_json::from_str(line)
                 .map_err(|e| err(n, format!("not a kindred recording header: {e}")))?;
             if h.format != FORMAT {
-                return Err(err(n, format!("format is '{}', expected '{FORMAT}'", h.format)));
+                return Err(err(
+                    n,
+                    format!("format is '{}', expected '{FORMAT}'", h.format),
+                ));
             }
             if h.version > VERSION {
                 return Err(err(
                     n,
-                    format!("recording version {} is newer than this kindred reads ({VERSION})", h.version),
+                    format!(
+                        "recording version {} is newer than this kindred reads ({VERSION})",
+                        h.version
+                    ),
                 ));
             }
             header = Some(h);
@@ -88,7 +94,10 @@ pub fn parse(text: &str, name: &str) -> Result<Recording, RecordingError> {
         match serde_json::from_value::<Record>(v.clone()) {
             Ok(r) => {
                 if r.t < last_t {
-                    return Err(err(n, format!("time goes backwards ({} ms after {} ms)", r.t, last_t)));
+                    return Err(err(
+                        n,
+                        format!("time goes backwards ({} ms after {} ms)", r.t, last_t),
+                    ));
                 }
                 last_t = r.t;
                 records.push(r);

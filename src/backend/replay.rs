@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
+use super::Backend;
 use super::event::{Command, Event, Phase, PhaseState, Side};
 use super::recording::{Record, Recording};
-use super::Backend;
 
 /// Which command replays an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,7 +34,9 @@ fn part_of(ev: &Event) -> Option<Part> {
         },
         Event::Node { .. } => Part::Create,
         Event::Pod { .. } | Event::PodRemoved { .. } | Event::Service { .. } => Part::Deploy,
-        Event::ProbesStarted { .. } | Event::Probe { .. } | Event::ProbesDone { .. } => Part::Probes,
+        Event::ProbesStarted { .. } | Event::Probe { .. } | Event::ProbesDone { .. } => {
+            Part::Probes
+        }
         Event::RuleDump { .. } => Part::Rules,
         Event::Session(_) | Event::Error { .. } => return None,
     })
@@ -73,7 +75,8 @@ impl ReplayBackend {
             old.abort();
         }
         let speed = self.speed;
-        self.tasks.insert(part, tokio::spawn(play(records, speed, tx)));
+        self.tasks
+            .insert(part, tokio::spawn(play(records, speed, tx)));
     }
 
     fn recorded_targets(&self) -> Vec<String> {
@@ -178,7 +181,10 @@ impl ReplayBackend {
                 evs.push(Event::PodRemoved { side, name });
             }
         }
-        let recs = evs.into_iter().map(|event| Record { t: 0, event }).collect();
+        let recs = evs
+            .into_iter()
+            .map(|event| Record { t: 0, event })
+            .collect();
         self.spawn(Part::Delete, recs);
     }
 
@@ -308,8 +314,9 @@ mod tests {
                 started += 1;
             }
         }
-        // One from the initial playback and one per retest, but only one probe run alive.
-        assert_eq!(started, 11);
+        // One from the initial playback and one from the last retest: the nine before it were
+        // replaced before they started; nothing queued behind.
+        assert_eq!(started, 2);
         assert_eq!(b.tasks.len(), 2, "everything + one probes task");
         b.shutdown();
     }

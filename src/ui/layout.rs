@@ -23,7 +23,11 @@ pub fn screen(area: Rect) -> Screen {
         Constraint::Length(1),
     ])
     .areas(area);
-    Screen { header, body, footer }
+    Screen {
+        header,
+        body,
+        footer,
+    }
 }
 
 /// The panes and their areas inside `body`.
@@ -32,25 +36,47 @@ pub fn panes(st: &State, body: Rect) -> Vec<(Pane, Rect)> {
         return vec![(st.focus.unwrap_or(Pane::Diff), body)];
     }
     if body.width >= WIDE {
-        let [left, right] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(body);
+        let [left, right] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .areas(body);
         let [b, p, q] = Layout::vertical([
             Constraint::Percentage(30),
             Constraint::Percentage(35),
             Constraint::Percentage(35),
         ])
         .areas(left);
-        return vec![(Pane::Build, b), (Pane::Pods, p), (Pane::Probes, q), (Pane::Diff, right)];
+        return vec![
+            (Pane::Build, b),
+            (Pane::Pods, p),
+            (Pane::Probes, q),
+            (Pane::Diff, right),
+        ];
     }
+    // Pods and Probes need a heading, a table header and five pods; the Diff pane gets the rest.
+    let constraints = if body.height < 45 {
+        [
+            Constraint::Length(6),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Min(3),
+        ]
+    } else {
+        [
+            Constraint::Percentage(20),
+            Constraint::Min(9),
+            Constraint::Min(9),
+            Constraint::Percentage(45),
+        ]
+    };
     let rects = Layout::default()
         .direction(Direction::Vertical)
-        .constraints([
-            Constraint::Percentage(22),
-            Constraint::Percentage(24),
-            Constraint::Percentage(24),
-            Constraint::Percentage(30),
-        ])
+        .constraints(constraints)
         .split(body);
-    Pane::ALL.iter().copied().zip(rects.iter().copied()).collect()
+    Pane::ALL
+        .iter()
+        .copied()
+        .zip(rects.iter().copied())
+        .collect()
 }
 
 /// The pane under a screen position.
@@ -64,12 +90,19 @@ pub fn pane_at(st: &State, area: Rect, x: u16, y: u16) -> Option<Pane> {
 
 /// Split a pane's inner area into base (left) and PR (right).
 pub fn sides(inner: Rect) -> [Rect; 2] {
-    Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(inner)
+    Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+        .spacing(1)
+        .areas(inner)
 }
 
 /// A centred rectangle for overlays.
 pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
-    Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h)
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
 }

@@ -59,7 +59,11 @@ pub fn pane_block<'a>(pane: Pane, st: &State, theme: &Theme, extra: &str) -> Blo
     }
     Block::default()
         .borders(Borders::ALL)
-        .border_style(if focused { theme.focused_border() } else { theme.border() })
+        .border_style(if focused {
+            theme.focused_border()
+        } else {
+            theme.border()
+        })
         .title(Line::from(title))
 }
 
@@ -74,6 +78,18 @@ pub fn side_heading<'a>(name: &str, which: &str, theme: &Theme) -> Line<'a> {
 /// Cut `s` to `w` columns (by chars), starting at column `from`.
 pub fn clip(s: &str, from: usize, w: usize) -> String {
     s.chars().skip(from).take(w).collect()
+}
+
+/// A pod or node name without its cluster's name ("netshoot-master-worker" on cluster
+/// "master" reads "netshoot-worker"): the pane already says which cluster it is.
+pub fn short(name: &str, cluster: &str) -> String {
+    if cluster.is_empty() {
+        return name.to_string();
+    }
+    if let Some(rest) = name.strip_prefix(&format!("{cluster}-")) {
+        return rest.to_string();
+    }
+    name.replacen(&format!("-{cluster}-"), "-", 1)
 }
 
 pub fn spinner(frame: u64) -> &'static str {

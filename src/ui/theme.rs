@@ -13,7 +13,11 @@ impl Theme {
         Theme { color }
     }
     fn fg(&self, c: Color) -> Style {
-        if self.color { Style::new().fg(c) } else { Style::new() }
+        if self.color {
+            Style::new().fg(c)
+        } else {
+            Style::new()
+        }
     }
     pub fn title(&self) -> Style {
         Style::new().add_modifier(Modifier::BOLD)
@@ -25,7 +29,11 @@ impl Theme {
         self.fg(Color::DarkGray)
     }
     pub fn dim(&self) -> Style {
-        if self.color { Style::new().fg(Color::DarkGray) } else { Style::new().add_modifier(Modifier::DIM) }
+        if self.color {
+            Style::new().fg(Color::DarkGray)
+        } else {
+            Style::new().add_modifier(Modifier::DIM)
+        }
     }
     pub fn ok(&self) -> Style {
         self.fg(Color::Green)
@@ -52,14 +60,20 @@ impl Theme {
     /// A probe cell whose result differs between base and PR.
     pub fn differs(&self) -> Style {
         if self.color {
-            Style::new().fg(Color::Black).bg(Color::Yellow).add_modifier(Modifier::BOLD)
+            Style::new()
+                .fg(Color::Black)
+                .bg(Color::Yellow)
+                .add_modifier(Modifier::BOLD)
         } else {
             Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD)
         }
     }
     pub fn banner(&self) -> Style {
         if self.color {
-            Style::new().fg(Color::Black).bg(Color::Magenta).add_modifier(Modifier::BOLD)
+            Style::new()
+                .fg(Color::Black)
+                .bg(Color::Magenta)
+                .add_modifier(Modifier::BOLD)
         } else {
             Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD)
         }

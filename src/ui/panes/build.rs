@@ -21,7 +21,13 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     }
 }
 
-fn side_lines<'a>(st: &State, s: &SideState, side: Side, rect: Rect, theme: &Theme) -> Vec<Line<'a>> {
+fn side_lines<'a>(
+    st: &State,
+    s: &SideState,
+    side: Side,
+    rect: Rect,
+    theme: &Theme,
+) -> Vec<Line<'a>> {
     let w = rect.width.saturating_sub(1) as usize;
     let which = if side == Side::Base { "base" } else { "PR" };
     let mut lines = vec![side_heading(s.name(), which, theme)];
@@ -32,12 +38,19 @@ fn side_lines<'a>(st: &State, s: &SideState, side: Side, rect: Rect, theme: &The
             PhaseState::Pending => ("·", theme.dim(), String::new()),
             PhaseState::Running => {
                 latest = Some(p);
-                let el = v.started.map(|t| st.now.saturating_sub(t)).unwrap_or_default();
+                let el = v
+                    .started
+                    .map(|t| st.now.saturating_sub(t))
+                    .unwrap_or_default();
                 (spinner(st.frame), theme.running(), fmt_duration(el))
             }
             PhaseState::Done => {
                 latest = Some(p);
-                ("✓", theme.ok(), v.took.map(fmt_duration).unwrap_or_default())
+                (
+                    "✓",
+                    theme.ok(),
+                    v.took.map(fmt_duration).unwrap_or_default(),
+                )
             }
             PhaseState::Skipped { reason } => ("–", theme.dim(), format!("skipped: {reason}")),
             PhaseState::Failed { reason } => {
@@ -49,7 +62,10 @@ fn side_lines<'a>(st: &State, s: &SideState, side: Side, rect: Rect, theme: &The
         lines.push(Line::styled(clip(&text, 0, w), style));
     }
     for (pane, msg) in s.errors.iter().filter(|(p, _)| p == "build").rev().take(2) {
-        lines.push(Line::styled(clip(&format!("✗ {pane}: {msg}"), 0, w), theme.bad()));
+        lines.push(Line::styled(
+            clip(&format!("✗ {pane}: {msg}"), 0, w),
+            theme.bad(),
+        ));
     }
     // The tail of the latest phase's output fills the rest.
     let room = (rect.height as usize).saturating_sub(lines.len());

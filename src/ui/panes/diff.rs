@@ -53,7 +53,10 @@ pub struct DLine {
 }
 
 fn full(h: Half) -> DLine {
-    DLine { left: h, right: None }
+    DLine {
+        left: h,
+        right: None,
+    }
 }
 
 /// Display lines for a comparison (pure; also used by tests and benchmarks).
@@ -65,7 +68,10 @@ pub fn lines(c: &Comparison, side_by_side: bool, filter: &str) -> Vec<DLine> {
         } else {
             format!("changed, +{} -{}", s.added.len(), s.removed.len())
         };
-        out.push(full(Half::new(Kind::Service, format!("=== {} ({state})", s.service))));
+        out.push(full(Half::new(
+            Kind::Service,
+            format!("=== {} ({state})", s.service),
+        )));
         for ch in &s.chains {
             let names = match (&ch.base_chain, &ch.pr_chain) {
                 (Some(b), Some(p)) if b == p => b.clone(),
@@ -136,7 +142,10 @@ pub fn lines(c: &Comparison, side_by_side: bool, filter: &str) -> Vec<DLine> {
                         let l = left.get(k).cloned().unwrap_or_else(Half::blank);
                         let r = right.get(k).cloned().unwrap_or_else(Half::blank);
                         if keep(&l) || keep(&r) {
-                            out.push(DLine { left: l, right: Some(r) });
+                            out.push(DLine {
+                                left: l,
+                                right: Some(r),
+                            });
                         }
                     }
                 } else {
@@ -201,7 +210,11 @@ fn spans<'a>(h: &Half, from: usize, width: usize, theme: &Theme) -> Line<'a> {
         let piece: String = t.chars().skip(skip).take(room).collect();
         skip = 0;
         room -= piece.chars().count();
-        let st = if *em { base.patch(theme.emphasis()) } else { base };
+        let st = if *em {
+            base.patch(theme.emphasis())
+        } else {
+            base
+        };
         out.push(Span::styled(piece, st));
         if room == 0 {
             break;
@@ -216,7 +229,11 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let mode = format!(
         "{} · {}",
         if d.raw { "raw" } else { "normalized" },
-        if d.side_by_side { "side by side" } else { "unified" }
+        if d.side_by_side {
+            "side by side"
+        } else {
+            "unified"
+        }
     );
     let block = pane_block(Pane::Diff, st, theme, &mode);
     let inner = block.inner(area);
@@ -228,7 +245,10 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
             Span::styled("node ", theme.dim()),
             Span::styled(role.clone(), theme.title()),
             Span::styled(format!(": {b} ↔ {p}"), theme.dim()),
-            Span::styled(format!("  ({}/{})", d.node.min(nodes.len() - 1) + 1, nodes.len()), theme.dim()),
+            Span::styled(
+                format!("  ({}/{})", d.node.min(nodes.len() - 1) + 1, nodes.len()),
+                theme.dim(),
+            ),
             if d.pending.is_some() {
                 Span::styled("  computing…", theme.running())
             } else {
@@ -240,7 +260,10 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     f.render_widget(Paragraph::new(node_line), head);
 
     if let Some(e) = &d.error {
-        f.render_widget(Paragraph::new(Line::styled(format!("✗ {e}"), theme.bad())), body);
+        f.render_widget(
+            Paragraph::new(Line::styled(format!("✗ {e}"), theme.bad())),
+            body,
+        );
         return;
     }
     let Some(c) = &d.result else {
@@ -256,7 +279,8 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let top = d.scroll.min(all.len().saturating_sub(h.max(1)));
     let visible = &all[top..(top + h).min(all.len())];
     if d.side_by_side {
-        let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(body);
+        let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+            .areas(body);
         let w = l.width.saturating_sub(1) as usize;
         let (mut left, mut right) = (Vec::new(), Vec::new());
         for dl in visible {
@@ -275,7 +299,10 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         f.render_widget(Paragraph::new(right), r);
     } else {
         let w = body.width as usize;
-        let out: Vec<Line> = visible.iter().map(|dl| spans(&dl.left, d.hscroll, w, theme)).collect();
+        let out: Vec<Line> = visible
+            .iter()
+            .map(|dl| spans(&dl.left, d.hscroll, w, theme))
+            .collect();
         f.render_widget(Paragraph::new(out), body);
     }
 }

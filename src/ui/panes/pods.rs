@@ -8,7 +8,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use crate::app::{Pane, State};
 use crate::backend::event::Side;
-use crate::ui::{Theme, layout, pane_block, side_heading};
+use crate::ui::{Theme, layout, pane_block, short, side_heading};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let block = pane_block(Pane::Pods, st, theme, "");
@@ -17,20 +17,16 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let filter = st.filter(Pane::Pods);
     for (side, rect) in Side::BOTH.into_iter().zip(layout::sides(inner)) {
         let s = st.side(side);
-        let [head, svc, table] = Layout::vertical([
-            Constraint::Length(1),
-            Constraint::Length(1),
-            Constraint::Min(0),
-        ])
-        .areas(rect);
+        let [head, table] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(rect);
         let which = if side == Side::Base { "base" } else { "PR" };
-        f.render_widget(Paragraph::new(side_heading(s.name(), which, theme)), head);
+        let mut heading = side_heading(s.name(), which, theme);
         let svc_line = match &s.service {
             Some(sv) => {
                 let mut spans = vec![
-                    Span::styled("svc ", theme.dim()),
+                    Span::styled(" · svc ", theme.dim()),
                     Span::raw(sv.name.clone()),
-                    Span::styled(" LB ", theme.dim()),
+                    Span::styled(" ", theme.dim()),
                     match &sv.lb_ip {
                         Some(ip) => Span::styled(format!("{ip}:{}", sv.port), theme.ok()),
                         None => Span::styled("<pending>".to_string(), theme.warn()),
@@ -44,9 +40,11 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
                 }
                 Line::from(spans)
             }
-            None => Line::styled("svc: not deployed", theme.dim()),
+            None => Line::styled(" · svc not deployed", theme.dim()),
         };
-        f.render_widget(Paragraph::new(svc_line), svc);
+        heading.spans.extend(svc_line.spans);
+        f.render_widget(Paragraph::new(heading), head);
+        let narrow = rect.width < 64;
         let rows: Vec<Row> = s
             .pods
             .values()
@@ -54,32 +52,36 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
             .skip(st.scroll[Pane::Pods.index()])
             .map(|p| {
                 let phase_style = match p.phase.as_str() {
-                    "Running" => theme.ok(),
+                    "Running" | "Succeeded" => theme.ok(),
                     "Pending" => theme.warn(),
                     _ => theme.bad(),
                 };
-                Row::new(vec![
-                    Cell::from(p.name.clone()),
-                    Cell::from(p.node.clone()),
-                    Cell::from(if p.host_network { "host" } else { "overlay" }),
+                let mut cells = vec![
+                    Cell::from(short(&p.name, s.name())),
+                    Cell::from(short(&p.node, s.name())),
+                    Cell::from(if p.host_network { "host" } else { "pod" }),
                     Cell::from(p.ip.clone().unwrap_or_else(|| "-".into())),
                     Cell::from(Span::styled(p.phase.clone(), phase_style)),
-                    Cell::from(p.restarts.to_string()),
-                ])
+                ];
+                if !narrow {
+                    cells.push(Cell::from(p.restarts.to_string()));
+                }
+                Row::new(cells)
             })
             .collect();
-        let t = Table::new(
-            rows,
-            [
-                Constraint::Fill(3),
-                Constraint::Fill(2),
-                Constraint::Length(7),
-                Constraint::Length(15),
-                Constraint::Length(8),
-                Constraint::Length(3),
-            ],
-        )
-        .header(Row::new(["POD", "NODE", "NET", "IP", "PHASE", "RS"]).style(theme.dim()));
+        let mut widths = vec![
+            Constraint::Fill(1),
+            Constraint::Length(7),
+            Constraint::Length(4),
+            Constraint::Length(if narrow { 11 } else { 15 }),
+            Constraint::Length(7),
+        ];
+        let mut header = vec!["POD", "NODE", "NET", "IP", "PHASE"];
+        if !narrow {
+            widths.push(Constraint::Length(8));
+            header.push("RESTARTS");
+        }
+        let t = Table::new(rows, widths).header(Row::new(header).style(theme.dim()));
         f.render_widget(t, table);
     }
 }

@@ -9,7 +9,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use crate::app::state::{ProbeCell, SideState};
 use crate::app::{Pane, State};
 use crate::backend::event::{Outcome, Side};
-use crate::ui::{Theme, layout, pane_block, side_heading, spinner};
+use crate::ui::{Theme, layout, pane_block, short, side_heading, spinner};
 
 /// A pod's name with its cluster's name taken out, so that "netshoot-master-worker" and
 /// "netshoot-77523-worker" are the same probe source.
@@ -43,37 +43,63 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let filter = st.filter(Pane::Probes);
     for (side, rect) in Side::BOTH.into_iter().zip(layout::sides(inner)) {
         let s = st.side(side);
-        let [head, table] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(rect);
+        let [head, table] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(rect);
         let which = if side == Side::Base { "base" } else { "PR" };
         let mut h = side_heading(s.name(), which, theme);
         if s.probes_running {
-            h.spans.push(Span::styled(format!(" {} probing", spinner(st.frame)), theme.running()));
+            h.spans.push(Span::styled(
+                format!(" {} probing", spinner(st.frame)),
+                theme.running(),
+            ));
         }
         f.render_widget(Paragraph::new(h), head);
+        let narrow = rect.width < 64;
         let rows: Vec<Row> = s
             .probes
             .iter()
             .filter(|((src, _), _)| filter.is_empty() || src.contains(filter))
             .skip(st.scroll[Pane::Probes.index()])
-            .map(|((src, target), cell)| row(st, side, src, target, cell, theme))
+            .map(|((src, target), cell)| row(st, side, src, target, cell, narrow, theme))
             .collect();
-        let t = Table::new(
-            rows,
-            [
-                Constraint::Fill(3),
-                Constraint::Length(8),
-                Constraint::Length(4),
-                Constraint::Length(7),
-                Constraint::Length(8),
-                Constraint::Length(10),
-            ],
-        )
-        .header(Row::new(["SOURCE", "RESULT", "HTTP", "LATENCY", "HISTORY", "EXPECTED"]).style(theme.dim()));
+        let (widths, header): (Vec<Constraint>, Vec<&str>) = if narrow {
+            (
+                vec![
+                    Constraint::Fill(1),
+                    Constraint::Length(9),
+                    Constraint::Length(6),
+                    Constraint::Length(4),
+                    Constraint::Length(8),
+                ],
+                vec!["SOURCE", "RESULT", "TIME", "LAST", "EXPECT"],
+            )
+        } else {
+            (
+                vec![
+                    Constraint::Fill(1),
+                    Constraint::Length(9),
+                    Constraint::Length(4),
+                    Constraint::Length(7),
+                    Constraint::Length(8),
+                    Constraint::Length(9),
+                ],
+                vec!["SOURCE", "RESULT", "HTTP", "LATENCY", "HISTORY", "EXPECT"],
+            )
+        };
+        let t = Table::new(rows, widths).header(Row::new(header).style(theme.dim()));
         f.render_widget(t, table);
     }
 }
 
-fn row<'a>(st: &State, side: Side, src: &str, target: &str, cell: &ProbeCell, theme: &Theme) -> Row<'a> {
+fn row<'a>(
+    st: &State,
+    side: Side,
+    src: &str,
+    target: &str,
+    cell: &ProbeCell,
+    narrow: bool,
+    theme: &Theme,
+) -> Row<'a> {
     let r = &cell.last;
     let differs = other_outcome(st, side, src, target).is_some_and(|o| o != r.outcome);
     let style = if differs {
@@ -83,9 +109,11 @@ fn row<'a>(st: &State, side: Side, src: &str, target: &str, cell: &ProbeCell, th
     } else {
         theme.bad()
     };
+    let keep = if narrow { 4 } else { cell.history.len() };
     let hist: String = cell
         .history
         .iter()
+        .skip(cell.history.len().saturating_sub(keep))
         .map(|o| match o {
             Outcome::Ok => '●',
             Outcome::Fail => '✗',
@@ -103,12 +131,19 @@ fn row<'a>(st: &State, side: Side, src: &str, target: &str, cell: &ProbeCell, th
     } else {
         r.outcome.label().to_string()
     };
-    Row::new(vec![
-        Cell::from(src.to_string()),
+    let mut cells = vec![
+        Cell::from(short(src, st.side(side).name())),
         Cell::from(Span::styled(label, style)),
-        Cell::from(r.http_status.map_or("-".into(), |s| s.to_string())),
-        Cell::from(r.latency_ms.map_or("-".into(), |l| format!("{l}ms"))),
-        Cell::from(Span::styled(hist, theme.dim())),
-        Cell::from(exp),
-    ])
+    ];
+    if !narrow {
+        cells.push(Cell::from(
+            r.http_status.map_or("-".into(), |s| s.to_string()),
+        ));
+    }
+    cells.push(Cell::from(
+        r.latency_ms.map_or("-".into(), |l| format!("{l}ms")),
+    ));
+    cells.push(Cell::from(Span::styled(hist, theme.dim())));
+    cells.push(Cell::from(exp));
+    Row::new(cells)
 }

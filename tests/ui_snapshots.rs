@@ -1,0 +1,98 @@
+//! insta snapshots of every pane and the whole screen at two terminal sizes, on the state the
+//! demo recording leads to.
+
+use std::time::Duration;
+
+use kindred::app::update::Msg;
+use kindred::app::{Pane, State};
+use kindred::backend::recording;
+use kindred::tui::apply_sync;
+use kindred::ui::{self, Theme};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+const SIZES: [(u16, u16); 2] = [(100, 30), (200, 60)];
+
+fn demo_state(until_ms: u64) -> State {
+    let rec = recording::parse(kindred::cli::DEMO_RECORDING, "demo").unwrap();
+    let mut st = State::new();
+    for r in rec.records.into_iter().filter(|r| r.t <= until_ms) {
+        apply_sync(&mut st, Msg::Tick(Duration::from_millis(r.t)));
+        apply_sync(&mut st, Msg::Backend(r.event));
+    }
+    st
+}
+
+fn screen(st: &mut State, w: u16, h: u16) -> Terminal<TestBackend> {
+    st.size = (w, h);
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| ui::render(f, st, &Theme::new(true))).unwrap();
+    t
+}
+
+#[test]
+fn whole_screen_at_two_sizes() {
+    let mut st = demo_state(u64::MAX);
+    for (w, h) in SIZES {
+        let t = screen(&mut st, w, h);
+        insta::assert_snapshot!(format!("screen_{w}x{h}"), t.backend());
+    }
+}
+
+#[test]
+fn whole_screen_while_building() {
+    let mut st = demo_state(3000);
+    let t = screen(&mut st, 100, 30);
+    insta::assert_snapshot!("screen_building_100x30", t.backend());
+}
+
+#[test]
+fn each_pane_at_two_sizes() {
+    let st = demo_state(u64::MAX);
+    for pane in Pane::ALL {
+        for (w, h) in SIZES {
+            let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+            t.draw(|f| ui::render_pane(f, pane, f.area(), &st, &Theme::new(true)))
+                .unwrap();
+            insta::assert_snapshot!(
+                format!("pane_{}_{w}x{h}", pane.title().to_lowercase()),
+                t.backend()
+            );
+        }
+    }
+}
+
+#[test]
+fn diff_side_by_side_and_raw() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let key = |c| Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    let mut st = demo_state(u64::MAX);
+    apply_sync(&mut st, key('s'));
+    let mut t = Terminal::new(TestBackend::new(200, 30)).unwrap();
+    t.draw(|f| ui::render_pane(f, Pane::Diff, f.area(), &st, &Theme::new(true)))
+        .unwrap();
+    insta::assert_snapshot!("pane_diff_side_by_side_200x30", t.backend());
+    apply_sync(&mut st, key('s'));
+    apply_sync(&mut st, key('n'));
+    assert!(st.diff.raw);
+    let mut t = Terminal::new(TestBackend::new(200, 30)).unwrap();
+    t.draw(|f| ui::render_pane(f, Pane::Diff, f.area(), &st, &Theme::new(true)))
+        .unwrap();
+    insta::assert_snapshot!("pane_diff_raw_200x30", t.backend());
+}
+
+#[test]
+fn overlays_and_small_terminal() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let key = |c| Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    let mut st = demo_state(u64::MAX);
+    apply_sync(&mut st, key('?'));
+    insta::assert_snapshot!("help_100x30", screen(&mut st, 100, 30).backend());
+    apply_sync(&mut st, key('?'));
+    apply_sync(&mut st, key('x'));
+    insta::assert_snapshot!("confirm_delete_100x30", screen(&mut st, 100, 30).backend());
+    apply_sync(&mut st, key('n'));
+    apply_sync(&mut st, key('e'));
+    insta::assert_snapshot!("edit_target_100x30", screen(&mut st, 100, 30).backend());
+    insta::assert_snapshot!("too_small_60x20", screen(&mut st, 60, 20).backend());
+}
