@@ -394,7 +394,7 @@ fn demo() -> String {
                     outcome: Outcome::Ok,
                 },
             ],
-            banner: Some("DEMO: replay of the 2019 kube-proxy PR 77523 walkthrough".into()),
+            banner: Some("DEMO".into()),
         }),
     );
     build(&mut r, &base);

@@ -19,7 +19,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     spans.push(Span::styled(st.sides[1].name().to_string(), theme.title()));
     spans.push(Span::styled(" (PR)", theme.dim()));
     if !st.service().is_empty() {
-        spans.push(Span::styled("  service ", theme.dim()));
+        spans.push(Span::styled("  svc ", theme.dim()));
         spans.push(Span::raw(st.service().to_string()));
     }
     if st.watch {
