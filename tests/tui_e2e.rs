@@ -17,7 +17,17 @@ impl Tmux {
             log.display()
         );
         let st = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &session, "-x", "120", "-y", "40", &script])
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &session,
+                "-x",
+                "120",
+                "-y",
+                "40",
+                &script,
+            ])
             .env_remove("TMUX")
             .status()
             .expect("tmux must be installed");
@@ -64,14 +74,23 @@ impl Tmux {
             .output()
             .unwrap();
         let shell = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        let o = Command::new("pgrep").args(["-P", &shell, "kindred"]).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string()
+        let o = Command::new("pgrep")
+            .args(["-P", &shell, "kindred"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
     }
 }
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).status();
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .status();
     }
 }
 
@@ -85,7 +104,10 @@ fn demo_help_retest_quit() {
     let t = Tmux::start("e2e", &demo_cmd(""));
     let s = t.wait_for("route LOCAL traffic for default/echo: LB IP", 30);
     assert!(s.contains("DEMO"), "{s}");
-    assert!(s.contains("master (base)") && s.contains("77523 (PR)"), "{s}");
+    assert!(
+        s.contains("master (base)") && s.contains("77523 (PR)"),
+        "{s}"
+    );
     assert!(s.contains("=== default/echo: (changed, +2 -0)"), "{s}");
 
     t.keys(&["?"]);
@@ -101,7 +123,9 @@ fn demo_help_retest_quit() {
     t.keys(&["t"]);
     let s = t.wait_for("●●", 20);
     assert!(s.contains("FAIL ✓"), "expectation met on master: {s}");
-    t.wait_until("the retest to finish", 20, |s| s.contains("○○") && !s.contains("probing"));
+    t.wait_until("the retest to finish", 20, |s| {
+        s.contains("○○") && !s.contains("probing")
+    });
     t.keys(&["q"]);
     let mut s = t.wait_for("KINDRED-EXIT=", 10);
     if s.contains("Quit and cancel it?") {
@@ -120,7 +144,13 @@ fn sigterm_restores_the_terminal() {
     t.wait_for("Build", 20);
     let pid = t.kindred_pid();
     assert!(!pid.is_empty(), "kindred pid");
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let s = t.wait_for("KINDRED-EXIT=", 10);
     assert!(s.contains("KINDRED-EXIT=0"), "{s}");
     assert!(!s.contains("Probes target"), "terminal not restored: {s}");
@@ -131,7 +161,17 @@ fn sigterm_restores_the_terminal() {
 fn small_terminal_gets_a_message() {
     let session = format!("kindred-small-{}", std::process::id());
     let st = Command::new("tmux")
-        .args(["new-session", "-d", "-s", &session, "-x", "60", "-y", "20", &format!("{}; sleep 60", demo_cmd(""))])
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "60",
+            "-y",
+            "20",
+            &format!("{}; sleep 60", demo_cmd("")),
+        ])
         .env_remove("TMUX")
         .status()
         .unwrap();
