@@ -28,11 +28,20 @@ pub enum Command {
     ///
     /// Exit status: 0 no difference, 1 differences, 2 trouble.
     Diff(DiffArgs),
+    /// kind clusters found through the Docker API, their nodes, and which kindred created.
+    Clusters(ClustersArgs),
     /// The dashboard on a built-in recording: the 2019 walkthrough of kubernetes PR 77523
     /// (clusters "master" and "77523"). Needs no Docker and no cluster.
     Demo(PlayArgs),
     /// The dashboard on a recorded session (see `--record`).
     Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClustersArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,9 +80,10 @@ pub enum OutputFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
-    /// The base side's dump: a file, or - for standard input.
+    /// The base side's dump: a file, - for standard input, or node:CONTAINER to read a kind
+    /// node's rules live through the Docker API.
     pub base: String,
-    /// The PR side's dump: a file, or - for standard input.
+    /// The PR side's dump: a file, -, or node:CONTAINER.
     pub pr: String,
     /// Only this service: NAMESPACE/NAME (all ports), NAMESPACE/NAME: (unnamed port) or
     /// NAMESPACE/NAME:PORT.
@@ -131,9 +141,12 @@ pub fn use_color(when: ColorWhen) -> bool {
     }
 }
 
-/// Read a dump given on the command line ("-" is standard input) and parse it.
+/// Read a dump given on the command line ("-" is standard input, "node:NAME" a kind node's
+/// rules through the Docker API) and parse it.
 pub fn load_dump(arg: &str, stdin_used: &mut bool) -> Result<rules::Dump> {
-    let (name, text) = if arg == "-" {
+    let (name, text) = if let Some(node) = arg.strip_prefix("node:") {
+        (arg.to_string(), read_node_rules(node)?)
+    } else if arg == "-" {
         if *stdin_used {
             return Err(anyhow!("standard input ('-') can be given only once"));
         }
@@ -154,6 +167,108 @@ pub fn load_dump(arg: &str, stdin_used: &mut bool) -> Result<rules::Dump> {
         (arg.to_string(), s)
     };
     rules::parse(text).map_err(|e| anyhow!("{name}:{}: {}", e.line, e.reason))
+}
+
+/// A kind node's rules (iptables mode), read through the Docker API.
+fn read_node_rules(node: &str) -> Result<String> {
+    use crate::backend::docker::{Docker, ProxyMode};
+    if node.is_empty() {
+        return Err(anyhow!(
+            "node: needs a container name, e.g. node:master-worker"
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let d = Docker::connect()?;
+        d.ping().await?;
+        let nodes = d.kind_nodes().await?;
+        if !nodes.iter().any(|n| n.name == node) {
+            let known: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+            return Err(anyhow!(
+                "node:{node}: no kind node container of that name (kind nodes: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+        d.read_rules(node, ProxyMode::Iptables).await
+    })
+}
+
+/// `kindred clusters`: kind clusters, their nodes, and which kindred created.
+pub fn run_clusters(a: &ClustersArgs) -> Result<i32> {
+    use crate::backend::docker::Docker;
+    use crate::backend::owned::{Owned, default_path};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let nodes = rt.block_on(async {
+        let d = Docker::connect()?;
+        d.ping().await?;
+        d.kind_nodes().await
+    })?;
+    let owned = Owned::load(&default_path())?;
+    let mut clusters: Vec<&str> = nodes.iter().map(|n| n.cluster.as_str()).collect();
+    clusters.dedup();
+    let mut out = String::new();
+    match a.format {
+        OutputFormat::Json => {
+            let v: Vec<serde_json::Value> = clusters
+                .iter()
+                .map(|c| {
+                    let ns: Vec<_> = nodes.iter().filter(|n| n.cluster == *c).collect();
+                    serde_json::json!({
+                        "name": c,
+                        "created_by_kindred": owned.created(c, &nodes),
+                        "nodes": ns,
+                    })
+                })
+                .collect();
+            out = serde_json::to_string_pretty(&serde_json::json!({ "clusters": v }))?;
+            out.push('\n');
+        }
+        OutputFormat::Text => {
+            use std::fmt::Write as _;
+            if clusters.is_empty() {
+                out.push_str("No kind clusters found.\n");
+            }
+            for c in &clusters {
+                let ns: Vec<_> = nodes.iter().filter(|n| n.cluster == *c).collect();
+                let _ = writeln!(
+                    out,
+                    "{c}  ({} node{}, {})",
+                    ns.len(),
+                    if ns.len() == 1 { "" } else { "s" },
+                    if owned.created(c, &nodes) {
+                        "created by kindred"
+                    } else {
+                        "not created by kindred"
+                    }
+                );
+                for n in ns {
+                    let ips: Vec<String> = n
+                        .ips
+                        .iter()
+                        .map(|(net, ip)| format!("{ip} ({net})"))
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "  {:<28} {:<14} {:<8} {}",
+                        n.name,
+                        n.role,
+                        n.state,
+                        ips.join(", ")
+                    );
+                }
+            }
+        }
+    }
+    print!("{out}");
+    Ok(0)
 }
 
 /// `kindred diff`: returns the exit status (0 equal, 1 different).

@@ -8,6 +8,7 @@ fn main() -> ExitCode {
     let _guard = kindred::logging::init(cli.log_file.as_deref());
     let result = match &cli.command {
         Command::Diff(a) => kindred::cli::run_diff(a),
+        Command::Clusters(a) => kindred::cli::run_clusters(a),
         Command::Demo(a) => {
             kindred::backend::recording::parse(kindred::cli::DEMO_RECORDING, "demo")
                 .map_err(Into::into)

@@ -2,7 +2,11 @@
 //! talks to. The replay backend plays a recording; the live backend (kind, Docker, kube-rs)
 //! implements the same trait.
 
+pub mod docker;
 pub mod event;
+pub mod kind;
+pub mod owned;
+pub mod probe;
 pub mod recording;
 pub mod replay;
 

@@ -251,6 +251,12 @@ pub fn parse(text: impl Into<String>) -> Result<Dump, ParseError> {
             }
             b'W' if line.starts_with(b"Warning") => {}
             b'i' if line.starts_with(b"iptables") && !line.contains(&b' ') => {}
+            b't' if line.starts_with(b"table ") => {
+                return Err(err(
+                    line_no,
+                    "this is an nftables ruleset (nft list table); kindred compares iptables dumps only, nftables support is not implemented yet",
+                ));
+            }
             _ => {
                 let shown: String = String::from_utf8_lossy(line).chars().take(60).collect();
                 return Err(err(

@@ -1,0 +1,287 @@
+//! The Docker engine through bollard: kind's node containers, commands run inside them (rule
+//! dumps, probes from a node's network namespace), node images.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bollard::models::ExecConfig;
+use bollard::query_parameters::ListContainersOptions;
+use futures::StreamExt;
+
+/// kind's labels on its node containers.
+pub const LABEL_CLUSTER: &str = "io.x-k8s.kind.cluster";
+pub const LABEL_ROLE: &str = "io.x-k8s.kind.role";
+/// The label kindred puts on node images it builds: the git commit they were built from.
+pub const LABEL_COMMIT: &str = "io.kindred.commit";
+
+/// A kind node container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KindNode {
+    pub id: String,
+    pub name: String,
+    pub cluster: String,
+    pub role: String,
+    /// Docker's state: running, exited, ...
+    pub state: String,
+    pub image: String,
+    /// IP addresses by network name.
+    pub ips: Vec<(String, String)>,
+}
+
+/// What a command run in a container printed, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i64,
+}
+
+/// How kube-proxy programs a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    Iptables,
+    Nftables,
+}
+
+#[derive(Clone)]
+pub struct Docker {
+    inner: bollard::Docker,
+}
+
+impl Docker {
+    /// Connect as the docker CLI would (DOCKER_HOST, else the local socket).
+    pub fn connect() -> Result<Docker> {
+        let inner = bollard::Docker::connect_with_defaults()
+            .context("connecting to the Docker engine (is dockerd running? DOCKER_HOST?)")?;
+        Ok(Docker { inner })
+    }
+
+    /// Check the engine answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.inner
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| anyhow!("the Docker engine does not answer: {e}"))
+    }
+
+    /// Every kind node container (running or not), sorted by cluster and name.
+    pub async fn kind_nodes(&self) -> Result<Vec<KindNode>> {
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![LABEL_CLUSTER.to_string()]);
+        let list = self
+            .inner
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| anyhow!("listing containers: {e}"))?;
+        let mut nodes: Vec<KindNode> = list
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let cluster = labels.get(LABEL_CLUSTER)?.clone();
+                let name = c
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default();
+                let ips = c
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .map(|nets| {
+                        let mut v: Vec<(String, String)> = nets
+                            .into_iter()
+                            .filter_map(|(net, ep)| {
+                                ep.ip_address
+                                    .filter(|ip| !ip.is_empty())
+                                    .map(|ip| (net, ip))
+                            })
+                            .collect();
+                        v.sort();
+                        v
+                    })
+                    .unwrap_or_default();
+                Some(KindNode {
+                    id: c.id.unwrap_or_default(),
+                    name,
+                    cluster,
+                    role: labels.get(LABEL_ROLE).cloned().unwrap_or_default(),
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    image: c.image.unwrap_or_default(),
+                    ips,
+                })
+            })
+            .collect();
+        nodes.sort_by(|a, b| (&a.cluster, &a.name).cmp(&(&b.cluster, &b.name)));
+        Ok(nodes)
+    }
+
+    /// The nodes of one cluster.
+    pub async fn cluster_nodes(&self, cluster: &str) -> Result<Vec<KindNode>> {
+        Ok(self
+            .kind_nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.cluster == cluster)
+            .collect())
+    }
+
+    /// Run `argv` in a container (no shell), with a time limit.
+    pub async fn exec(
+        &self,
+        container: &str,
+        argv: &[&str],
+        limit: Duration,
+    ) -> Result<ExecOutput> {
+        let fut = self.exec_inner(container, argv);
+        match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r,
+            Err(_) => bail!(
+                "{container}: `{}` did not finish within {}s",
+                argv.join(" "),
+                limit.as_secs()
+            ),
+        }
+    }
+
+    async fn exec_inner(&self, container: &str, argv: &[&str]) -> Result<ExecOutput> {
+        let created = self
+            .inner
+            .create_exec(
+                container,
+                ExecConfig {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(argv.iter().map(|s| s.to_string()).collect()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| anyhow!("{container}: cannot run `{}`: {e}", argv.join(" ")))?;
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        match self
+            .inner
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| anyhow!("{container}: starting `{}`: {e}", argv.join(" ")))?
+        {
+            bollard::exec::StartExecResults::Attached { mut output, .. } => {
+                while let Some(chunk) = output.next().await {
+                    match chunk.map_err(|e| anyhow!("{container}: reading output: {e}"))? {
+                        bollard::container::LogOutput::StdOut { message } => {
+                            stdout.extend_from_slice(&message)
+                        }
+                        bollard::container::LogOutput::StdErr { message } => {
+                            stderr.extend_from_slice(&message)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            bollard::exec::StartExecResults::Detached => {}
+        }
+        let code = self
+            .inner
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| anyhow!("{container}: inspecting exec: {e}"))?
+            .exit_code
+            .unwrap_or(-1);
+        Ok(ExecOutput {
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            code,
+        })
+    }
+
+    /// A node's kube-proxy rules. In iptables mode both `iptables-legacy-save` and
+    /// `iptables-nft-save` are read and the one holding more KUBE- rules wins (how kind's
+    /// iptables wrapper picks the mode); a plain `iptables-save` is the fallback. In nftables mode,
+    /// `nft list table ip kube-proxy`.
+    pub async fn read_rules(&self, container: &str, mode: ProxyMode) -> Result<String> {
+        let limit = Duration::from_secs(30);
+        if mode == ProxyMode::Nftables {
+            let o = self
+                .exec(
+                    container,
+                    &["nft", "list", "table", "ip", "kube-proxy"],
+                    limit,
+                )
+                .await?;
+            if o.code != 0 {
+                bail!(
+                    "{container}: nft list table ip kube-proxy failed: {}",
+                    o.stderr.trim()
+                );
+            }
+            return Ok(o.stdout);
+        }
+        let (legacy, nft) = tokio::join!(
+            self.exec(container, &["iptables-legacy-save"], limit),
+            self.exec(container, &["iptables-nft-save"], limit)
+        );
+        let count = |s: &str| s.lines().filter(|l| l.contains("KUBE-")).count();
+        let mut best: Option<(usize, String)> = None;
+        for o in [legacy, nft].into_iter().flatten() {
+            if o.code == 0 {
+                let n = count(&o.stdout);
+                if best.as_ref().is_none_or(|(b, _)| n > *b) {
+                    best = Some((n, o.stdout));
+                }
+            }
+        }
+        if let Some((_, text)) = best {
+            return Ok(text);
+        }
+        let o = self.exec(container, &["iptables-save"], limit).await?;
+        if o.code != 0 {
+            bail!(
+                "{container}: iptables-save failed (exit {}): {}",
+                o.code,
+                o.stderr.trim()
+            );
+        }
+        Ok(o.stdout)
+    }
+
+    /// Whether an image with this tag exists and was built from `commit`.
+    pub async fn image_built_from(&self, tag: &str, commit: &str) -> Result<bool> {
+        match self.inner.inspect_image(tag).await {
+            Ok(img) => Ok(img
+                .config
+                .and_then(|c| c.labels)
+                .and_then(|l| l.get(LABEL_COMMIT).cloned())
+                .is_some_and(|c| c == commit)),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(anyhow!("inspecting image {tag}: {e}")),
+        }
+    }
+
+    /// The subnet (IPv4) of a Docker network, e.g. kind's "kind" network.
+    pub async fn network_subnet(&self, network: &str) -> Result<String> {
+        let n = self
+            .inner
+            .inspect_network(
+                network,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .map_err(|e| anyhow!("inspecting Docker network {network}: {e}"))?;
+        n.ipam
+            .and_then(|i| i.config)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| c.subnet)
+            .find(|s| s.contains('.'))
+            .ok_or_else(|| anyhow!("Docker network {network} has no IPv4 subnet"))
+    }
+}

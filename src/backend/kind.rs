@@ -1,0 +1,314 @@
+//! The kind CLI (kind has no library outside Go): `build node-image`, `create cluster`,
+//! `delete cluster`, `get clusters`, `get kubeconfig`. Output is streamed line by line and read
+//! for progress; every run is in its own process group, killed as a whole on cancel or drop.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+/// What a line of kind's output says about progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// ` • Preparing nodes 📦  ...`
+    StepStarted(String),
+    /// ` ✓ Preparing nodes 📦`
+    StepDone(String),
+    /// ` ✗ Preparing nodes 📦`
+    StepFailed(String),
+    /// A stage of `build node-image` ("compiling Kubernetes", "building node image", "done").
+    Stage(&'static str),
+    /// `ERROR: ...` or a `!!! [...]` line from the Kubernetes build.
+    Error(String),
+}
+
+/// Read one line of kind's (non-terminal) output.
+pub fn progress(line: &str) -> Option<Progress> {
+    let t = line.trim();
+    if let Some(rest) = t.strip_prefix("• ") {
+        return Some(Progress::StepStarted(
+            rest.trim_end_matches("...").trim().to_string(),
+        ));
+    }
+    if let Some(rest) = t.strip_prefix("✓ ") {
+        return Some(Progress::StepDone(rest.trim().to_string()));
+    }
+    if let Some(rest) = t.strip_prefix("✗ ") {
+        return Some(Progress::StepFailed(rest.trim().to_string()));
+    }
+    if let Some(rest) = t.strip_prefix("ERROR: ") {
+        return Some(Progress::Error(rest.to_string()));
+    }
+    if t.starts_with("!!! [") {
+        return Some(Progress::Error(
+            t.split_once("] ").map_or(t, |(_, m)| m).to_string(),
+        ));
+    }
+    match t {
+        "Starting to build Kubernetes" => Some(Progress::Stage("compiling Kubernetes")),
+        "Finished building Kubernetes" => Some(Progress::Stage("Kubernetes built")),
+        "Building node image ..." => Some(Progress::Stage("building node image")),
+        _ if t.starts_with("Image \"") && t.ends_with("build completed.") => {
+            Some(Progress::Stage("done"))
+        }
+        _ => None,
+    }
+}
+
+/// The kind CLI.
+#[derive(Debug, Clone)]
+pub struct Kind {
+    pub bin: PathBuf,
+}
+
+impl Default for Kind {
+    fn default() -> Self {
+        Kind { bin: "kind".into() }
+    }
+}
+
+/// How long a killed run gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(3);
+
+fn kill_group(child: &Child, sig: i32) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) with a negative pid signals the process group we created for the child.
+        unsafe {
+            libc::kill(-(pid as i32), sig);
+        }
+    }
+}
+
+/// A running kind process; its whole process group dies with it.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        kill_group(&self.0, libc::SIGKILL);
+    }
+}
+
+impl Kind {
+    pub fn new(bin: impl Into<PathBuf>) -> Kind {
+        Kind { bin: bin.into() }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        c
+    }
+
+    fn spawn_err(&self, e: std::io::Error) -> anyhow::Error {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow!(
+                "kind not found ({}): install kind (https://kind.sigs.k8s.io/) and put it on PATH",
+                self.bin.display()
+            )
+        } else {
+            anyhow!("running {}: {e}", self.bin.display())
+        }
+    }
+
+    /// Run kind with `args`, handing every output line (stdout and stderr) to `on_line`.
+    /// Cancelling kills the process group. A non-zero exit is an error carrying kind's last
+    /// `ERROR:` line.
+    pub async fn run(
+        &self,
+        args: &[&str],
+        mut on_line: impl FnMut(&str),
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let mut child = self.command(args).spawn().map_err(|e| self.spawn_err(e))?;
+        let out = child.stdout.take().expect("piped stdout");
+        let err = child.stderr.take().expect("piped stderr");
+        let mut group = Group(child);
+        let mut out = BufReader::new(out).lines();
+        let mut err = BufReader::new(err).lines();
+        let (mut out_open, mut err_open) = (true, true);
+        let mut last_error: Option<String> = None;
+        let mut handle = |l: String, last_error: &mut Option<String>| {
+            if let Some(Progress::Error(e)) = progress(&l) {
+                *last_error = Some(e);
+            }
+            on_line(&l);
+        };
+        while out_open || err_open {
+            tokio::select! {
+                l = out.next_line(), if out_open => match l? {
+                    Some(l) => handle(l, &mut last_error),
+                    None => out_open = false,
+                },
+                l = err.next_line(), if err_open => match l? {
+                    Some(l) => handle(l, &mut last_error),
+                    None => err_open = false,
+                },
+                _ = cancel.cancelled() => {
+                    kill_group(&group.0, libc::SIGTERM);
+                    if tokio::time::timeout(GRACE, group.0.wait()).await.is_err() {
+                        kill_group(&group.0, libc::SIGKILL);
+                        let _ = group.0.wait().await;
+                    }
+                    bail!("kind {} cancelled", args.first().copied().unwrap_or(""));
+                }
+            }
+        }
+        let status = group.0.wait().await?;
+        // Children of kind that outlived it (none should) go with the group.
+        kill_group(&group.0, libc::SIGKILL);
+        if status.success() {
+            return Ok(());
+        }
+        let code = status
+            .code()
+            .map_or_else(|| "killed by a signal".to_string(), |c| format!("exit {c}"));
+        Err(match last_error {
+            Some(e) => anyhow!("kind {}: {e} ({code})", args[..2.min(args.len())].join(" ")),
+            None => anyhow!(
+                "kind {} failed ({code})",
+                args[..2.min(args.len())].join(" ")
+            ),
+        })
+    }
+
+    /// `kind build node-image SOURCE --image TAG`.
+    pub async fn build_node_image(
+        &self,
+        source: &Path,
+        image: &str,
+        on_line: impl FnMut(&str),
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let src = source
+            .to_str()
+            .ok_or_else(|| anyhow!("source path is not UTF-8"))?;
+        self.run(
+            &["build", "node-image", src, "--image", image],
+            on_line,
+            cancel,
+        )
+        .await
+    }
+
+    /// `kind create cluster --name NAME --image IMAGE --config FILE --wait 5m`.
+    pub async fn create_cluster(
+        &self,
+        name: &str,
+        image: &str,
+        config: &Path,
+        on_line: impl FnMut(&str),
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let cfg = config
+            .to_str()
+            .ok_or_else(|| anyhow!("config path is not UTF-8"))?;
+        self.run(
+            &[
+                "create", "cluster", "--name", name, "--image", image, "--config", cfg, "--wait",
+                "5m",
+            ],
+            on_line,
+            cancel,
+        )
+        .await
+    }
+
+    /// `kind delete cluster --name NAME`.
+    pub async fn delete_cluster(
+        &self,
+        name: &str,
+        on_line: impl FnMut(&str),
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        self.run(&["delete", "cluster", "--name", name], on_line, cancel)
+            .await
+    }
+
+    async fn capture(&self, args: &[&str]) -> Result<(String, String)> {
+        let out = self
+            .command(args)
+            .output()
+            .await
+            .map_err(|e| self.spawn_err(e))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            let msg = stderr
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("ERROR: "))
+                .unwrap_or(stderr.trim());
+            bail!("kind {}: {msg}", args.join(" "));
+        }
+        Ok((stdout, stderr))
+    }
+
+    /// `kind get clusters`: the cluster names.
+    pub async fn clusters(&self) -> Result<Vec<String>> {
+        let (out, _) = self.capture(&["get", "clusters"]).await?;
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// `kind get kubeconfig --name NAME`: the cluster's kubeconfig (context `kind-NAME`).
+    pub async fn kubeconfig(&self, name: &str) -> Result<String> {
+        Ok(self
+            .capture(&["get", "kubeconfig", "--name", name])
+            .await?
+            .0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_kind_lines() {
+        assert_eq!(
+            progress(" • Preparing nodes 📦 📦 📦   ..."),
+            Some(Progress::StepStarted("Preparing nodes 📦 📦 📦".into()))
+        );
+        assert_eq!(
+            progress(" ✓ Installing CNI 🔌"),
+            Some(Progress::StepDone("Installing CNI 🔌".into()))
+        );
+        assert_eq!(
+            progress(" ✗ Starting control-plane 🕹️"),
+            Some(Progress::StepFailed("Starting control-plane 🕹️".into()))
+        );
+        assert_eq!(
+            progress("ERROR: failed to create cluster: node(s) already exist for a cluster with the name \"77523\""),
+            Some(Progress::Error("failed to create cluster: node(s) already exist for a cluster with the name \"77523\"".into()))
+        );
+        assert_eq!(
+            progress("Starting to build Kubernetes"),
+            Some(Progress::Stage("compiling Kubernetes"))
+        );
+        assert_eq!(
+            progress("Image \"kindest/node:pr-77523\" build completed."),
+            Some(Progress::Stage("done"))
+        );
+        assert_eq!(
+            progress("!!! [1126 10:09:40] Call tree:"),
+            Some(Progress::Error("Call tree:".into()))
+        );
+        assert_eq!(
+            progress("+++ [1126 10:02:11] Verifying Prerequisites...."),
+            None
+        );
+    }
+}

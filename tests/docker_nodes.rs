@@ -1,0 +1,352 @@
+//! Against a real Docker engine: containers labelled and named like kind nodes on a user-defined
+//! network, kube-proxy rules loaded into them with iptables-restore, an HTTP server in one and
+//! curl from the others. kindred reads them through bollard. Needs Docker (with a local image
+//! built by `docker import` from busybox-static and the host's /usr); ignored by plain
+//! `cargo test`, run by CI.
+
+mod common;
+use common::*;
+
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kindred::backend::docker::{Docker, ProxyMode};
+use kindred::backend::event::Outcome;
+use kindred::backend::probe::{Timeouts, from_container};
+
+const IMAGE: &str = "kindred-test-node:latest";
+
+fn docker(args: &[&str]) -> String {
+    let o = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        o.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A minimal node image: busybox-static for a shell, sleep and httpd; the host's /usr is mounted
+/// read-only at run time for iptables, nft and curl.
+fn image() -> &'static str {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        for d in [
+            "bin", "dev", "etc", "proc", "sys", "tmp", "run", "var", "www",
+        ] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static installed");
+        for applet in ["sh", "sleep", "httpd", "cat"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        for (l, t) in [
+            ("lib", "usr/lib"),
+            ("lib64", "usr/lib64"),
+            ("sbin", "usr/sbin"),
+        ] {
+            std::os::unix::fs::symlink(t, root.join(l)).unwrap();
+        }
+        std::fs::write(root.join("www/index.html"), "echo\n").unwrap();
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
+        let tar = dir.path().join("root.tar");
+        let st = Command::new("tar")
+            .args([
+                "-C",
+                root.to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        docker(&[
+            "import",
+            "--change",
+            "ENV PATH=/usr/sbin:/usr/bin:/bin",
+            tar.to_str().unwrap(),
+            IMAGE,
+        ]);
+    });
+    IMAGE
+}
+
+/// Two fake kind clusters (control plane + 2 workers each) on one network; removed on drop.
+struct Clusters {
+    tag: String,
+    network: String,
+    containers: Vec<String>,
+}
+
+impl Clusters {
+    fn new() -> Clusters {
+        image();
+        let tag = format!("kt{}", std::process::id());
+        let network = format!("kindred-test-{}", std::process::id());
+        docker(&["network", "create", &network]);
+        let mut c = Clusters {
+            tag: tag.clone(),
+            network: network.clone(),
+            containers: Vec::new(),
+        };
+        for side in ["base", "pr"] {
+            let cluster = format!("{tag}{side}");
+            for (suffix, role) in [
+                ("control-plane", "control-plane"),
+                ("worker", "worker"),
+                ("worker2", "worker"),
+            ] {
+                let name = format!("{cluster}-{suffix}");
+                docker(&[
+                    "run",
+                    "-d",
+                    "--name",
+                    &name,
+                    "--hostname",
+                    &name,
+                    "--label",
+                    &format!("io.x-k8s.kind.cluster={cluster}"),
+                    "--label",
+                    &format!("io.x-k8s.kind.role={role}"),
+                    "--network",
+                    &network,
+                    "--cap-add",
+                    "NET_ADMIN",
+                    "-v",
+                    "/usr:/usr:ro",
+                    IMAGE,
+                    "sleep",
+                    "3600",
+                ]);
+                c.containers.push(name);
+            }
+        }
+        c
+    }
+
+    fn cluster(&self, side: &str) -> String {
+        format!("{}{side}", self.tag)
+    }
+
+    fn node(&self, side: &str, suffix: &str) -> String {
+        format!("{}-{suffix}", self.cluster(side))
+    }
+
+    fn ip(&self, container: &str) -> String {
+        docker(&[
+            "inspect",
+            "-f",
+            &format!(
+                "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+                self.network
+            ),
+            container,
+        ])
+    }
+
+    /// Load rules with `tool` (iptables-legacy-restore / iptables-nft-restore) inside a node.
+    fn restore(&self, container: &str, tool: &str, rules: &str) {
+        use std::io::Write;
+        let mut ch = Command::new("docker")
+            .args(["exec", "-i", container, tool])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        ch.stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        let o = ch.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "{tool} in {container}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+impl Drop for Clusters {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = Command::new("docker").args(["rm", "-f", c]).output();
+        }
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.network])
+            .output();
+    }
+}
+
+/// A fixture fragment (only -A lines) made restorable: *nat, chain declarations, COMMIT.
+fn restorable(fragment: &str) -> String {
+    let mut chains: Vec<String> = Vec::new();
+    let mut rules = Vec::new();
+    for l in fragment.lines().filter(|l| l.starts_with("-A ")) {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        chains.push(words[1].to_string());
+        if let Some(i) = words.iter().position(|w| *w == "-j")
+            && words[i + 1].starts_with("KUBE-")
+        {
+            chains.push(words[i + 1].to_string());
+        }
+        rules.push(l);
+    }
+    chains.sort();
+    chains.dedup();
+    let mut out = String::from("*nat\n");
+    for c in chains {
+        out.push_str(&format!(":{c} - [0:0]\n"));
+    }
+    for r in rules {
+        out.push_str(r);
+        out.push('\n');
+    }
+    out.push_str("COMMIT\n");
+    out
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn nodes_rules_probes_and_commands() {
+    let c = Clusters::new();
+    let d = Docker::connect().unwrap();
+    let rt = rt();
+
+    // Node discovery through the labels.
+    let nodes = rt.block_on(d.kind_nodes()).unwrap();
+    let base: Vec<_> = nodes
+        .iter()
+        .filter(|n| n.cluster == c.cluster("base"))
+        .collect();
+    assert_eq!(base.len(), 3);
+    assert_eq!(base[0].name, c.node("base", "control-plane"));
+    assert_eq!(base[0].role, "control-plane");
+    assert_eq!(base[1].role, "worker");
+    assert_eq!(base[1].state, "running");
+    assert!(base[1].ips.iter().any(|(net, _)| *net == c.network));
+
+    // `kindred clusters` prints them, none created by kindred.
+    let o = kindred(&["clusters"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!(
+            "{}  (3 nodes, not created by kindred)",
+            c.cluster("base")
+        )),
+        "{out}"
+    );
+    assert!(out.contains(&c.node("pr", "worker2")), "{out}");
+    let o = kindred(&["clusters", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == c.cluster("pr")
+                && x["created_by_kindred"] == false
+                && x["nodes"].as_array().unwrap().len() == 3)
+    );
+
+    // The 2019 rules, loaded with legacy iptables on one side and nft on the other; kindred
+    // finds each through bollard and diffs them live.
+    let master = std::fs::read_to_string(fixture(
+        "iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt",
+    ))
+    .unwrap();
+    let pr = std::fs::read_to_string(fixture(
+        "iptables/mauilion-blog-2019-pr77523-cluster-KUBE-XLB.txt",
+    ))
+    .unwrap();
+    let (bw, pw) = (c.node("base", "worker"), c.node("pr", "worker"));
+    c.restore(&bw, "iptables-legacy-restore", &restorable(&master));
+    c.restore(&pw, "iptables-nft-restore", &restorable(&pr));
+    let text = rt.block_on(d.read_rules(&pw, ProxyMode::Iptables)).unwrap();
+    assert!(
+        text.contains("(nf_tables)") && text.contains("masquerade LOCAL traffic"),
+        "{text}"
+    );
+    let text = rt.block_on(d.read_rules(&bw, ProxyMode::Iptables)).unwrap();
+    assert!(
+        text.contains("KUBE-XLB-U52O5CQH2XXNVZ54") && !text.contains("(nf_tables)"),
+        "{text}"
+    );
+
+    let o = kindred(&[
+        "diff",
+        &format!("node:{bw}"),
+        &format!("node:{pw}"),
+        "--service",
+        "default/echo",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["services"][0]["service"], "default/echo:");
+    assert_eq!(v["services"][0]["added"].as_array().unwrap().len(), 2);
+    assert_eq!(v["services"][0]["removed"].as_array().unwrap().len(), 0);
+    let o = kindred(&["diff", &format!("node:{bw}"), &format!("node:{bw}")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = kindred(&["diff", "node:no-such-node", &format!("node:{bw}")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("node:no-such-node"), "{}", stderr(&o));
+
+    // Probes from node network namespaces: an HTTP server on worker2, curl from the others.
+    let w2 = c.node("base", "worker2");
+    docker(&["exec", "-d", &w2, "httpd", "-f", "-p", "8080", "-h", "/www"]);
+    let target = format!("{}:8080", c.ip(&w2));
+    let t = Timeouts {
+        connect: 1.0,
+        total: 2.0,
+    };
+    let mut ok = None;
+    for _ in 0..20 {
+        let r = rt.block_on(from_container(&d, &bw, &target, t)).unwrap();
+        if r.outcome == Outcome::Ok {
+            ok = Some(r);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ok = ok.expect("probe to the HTTP server");
+    assert_eq!(ok.http_status, Some(200));
+    assert!(ok.latency_ms.is_some());
+    // Nothing listens on 9: refused, a failure.
+    let r = rt
+        .block_on(from_container(&d, &bw, &format!("{}:9", c.ip(&w2)), t))
+        .unwrap();
+    assert_eq!(r.outcome, Outcome::Fail, "{r:?}");
+    // Packets to worker2 dropped on the source node: curl times out.
+    let cp = c.node("base", "control-plane");
+    docker(&[
+        "exec",
+        &cp,
+        "iptables-legacy",
+        "-A",
+        "OUTPUT",
+        "-d",
+        &c.ip(&w2),
+        "-j",
+        "DROP",
+    ]);
+    let r = rt.block_on(from_container(&d, &cp, &target, t)).unwrap();
+    assert_eq!(r.outcome, Outcome::Timeout, "{r:?}");
+}
