@@ -1,0 +1,219 @@
+//! The kind driver against a stand-in `kind` that prints kind's real output (recorded in
+//! tests/fixtures/kind) with delays and exits as kind does.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use kindred::backend::kind::{Kind, Progress, progress};
+use tokio_util::sync::CancellationToken;
+
+const STANDIN: &str = r#"#!/bin/bash
+# A stand-in for kind: replays kind's recorded output.
+echo "$$" > "$KIND_STANDIN_DIR/pid"
+replay() {
+  while IFS= read -r line; do printf '%s\n' "$line" >&2; sleep "${KIND_DELAY:-0.01}"; done < "$KIND_FIXTURES/$1"
+}
+case "$1 $2" in
+  "build node-image")
+    if [ -n "$KIND_FAIL" ]; then replay build-node-image-fail.txt; exit 1; fi
+    replay build-node-image.txt ;;
+  "create cluster")
+    if [ -n "$KIND_FAIL" ]; then replay create-cluster-exists.txt; exit 1; fi
+    replay create-cluster.txt ;;
+  "delete cluster")
+    printf 'Deleting cluster "%s" ...\nDeleted nodes: ["%s-control-plane" "%s-worker" "%s-worker2"]\n' "$4" "$4" "$4" "$4" >&2 ;;
+  "get clusters")
+    if [ -n "$KIND_CLUSTERS" ]; then printf '%s\n' $KIND_CLUSTERS; else echo "No kind clusters found." >&2; fi ;;
+  "get kubeconfig")
+    if [ "$4" != "master" ]; then echo "ERROR: could not locate any control plane nodes for cluster named '$4'" >&2; exit 1; fi
+    printf 'apiVersion: v1\nkind: Config\ncurrent-context: kind-%s\n' "$4" ;;
+  *) echo "ERROR: unknown command \"$1\" for \"kind\"" >&2; exit 1 ;;
+esac
+"#;
+
+struct Standin {
+    dir: tempfile::TempDir,
+}
+
+impl Standin {
+    fn new() -> Standin {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("kind");
+        std::fs::write(&bin, STANDIN).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // SAFETY: tests in this file set the same values; no other thread reads them concurrently
+        // in a way that matters (the stand-in reads them from its own environment).
+        unsafe {
+            std::env::set_var("KIND_STANDIN_DIR", dir.path());
+            std::env::set_var("KIND_FIXTURES", common::fixture("kind"));
+        }
+        Standin { dir }
+    }
+    fn kind(&self) -> Kind {
+        Kind::new(self.dir.path().join("kind"))
+    }
+    fn pid(&self) -> i32 {
+        std::fs::read_to_string(self.dir.path().join("pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn envs(pairs: &[(&str, &str)]) -> Vec<(String, Option<String>)> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let old = std::env::var(k).ok();
+            unsafe { std::env::set_var(k, v) };
+            (k.to_string(), old)
+        })
+        .collect()
+}
+
+// The stand-in reads its behaviour from the environment, so the cases run one after another.
+#[test]
+fn kind_driver() {
+    let s = Standin::new();
+    let k = s.kind();
+    let rt = rt();
+    let cancel = CancellationToken::new();
+
+    // create cluster: every step started and finished, in order.
+    let mut steps = Vec::new();
+    rt.block_on(k.create_cluster(
+        "77523",
+        "kindest/node:pr-77523",
+        &PathBuf::from("/dev/null"),
+        |l| {
+            if let Some(p) = progress(l) {
+                steps.push(p);
+            }
+        },
+        &cancel,
+    ))
+    .unwrap();
+    assert_eq!(steps.len(), 14);
+    assert_eq!(
+        steps[0],
+        Progress::StepStarted("Ensuring node image (kindest/node:pr-77523) 🖼".into())
+    );
+    assert_eq!(
+        steps[13],
+        Progress::StepDone("Joining worker nodes 🚜".into())
+    );
+
+    // build node-image: stages.
+    let mut stages = Vec::new();
+    rt.block_on(k.build_node_image(
+        &PathBuf::from("/src/kubernetes"),
+        "kindest/node:pr-77523",
+        |l| {
+            if let Some(Progress::Stage(s)) = progress(l) {
+                stages.push(s);
+            }
+        },
+        &cancel,
+    ))
+    .unwrap();
+    assert_eq!(
+        stages,
+        vec![
+            "compiling Kubernetes",
+            "Kubernetes built",
+            "building node image",
+            "done"
+        ]
+    );
+
+    // Failures surface kind's ERROR line and the exit code.
+    let _e = envs(&[("KIND_FAIL", "1")]);
+    let e = rt
+        .block_on(k.create_cluster("77523", "img", &PathBuf::from("/dev/null"), |_| {}, &cancel))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("node(s) already exist for a cluster with the name \"77523\""),
+        "{e}"
+    );
+    assert!(e.contains("exit 1"), "{e}");
+    let e = rt
+        .block_on(k.build_node_image(&PathBuf::from("/src"), "img", |_| {}, &cancel))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("make quick-release-images"), "{e}");
+    unsafe { std::env::remove_var("KIND_FAIL") };
+
+    // get clusters / get kubeconfig / delete.
+    assert!(rt.block_on(k.clusters()).unwrap().is_empty());
+    let _e = envs(&[("KIND_CLUSTERS", "master 77523")]);
+    assert_eq!(rt.block_on(k.clusters()).unwrap(), vec!["master", "77523"]);
+    assert!(
+        rt.block_on(k.kubeconfig("master"))
+            .unwrap()
+            .contains("current-context: kind-master")
+    );
+    let e = rt.block_on(k.kubeconfig("nope")).unwrap_err().to_string();
+    assert!(
+        e.contains("could not locate any control plane nodes"),
+        "{e}"
+    );
+    let mut lines = Vec::new();
+    rt.block_on(k.delete_cluster("master", |l| lines.push(l.to_string()), &cancel))
+        .unwrap();
+    assert_eq!(lines[0], "Deleting cluster \"master\" ...");
+
+    // Cancelling kills kind and everything it started (its `sleep`s), promptly.
+    let _e = envs(&[("KIND_DELAY", "5")]);
+    let cancel = CancellationToken::new();
+    let c2 = cancel.clone();
+    let t0 = Instant::now();
+    let r = rt.block_on(async {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            c2.cancel();
+        });
+        k.create_cluster("77523", "img", &PathBuf::from("/dev/null"), |_| {}, &cancel)
+            .await
+    });
+    assert!(r.unwrap_err().to_string().contains("cancelled"));
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let pid = s.pid();
+    // No process is left in kind's process group (once the killed `sleep` has been reaped).
+    let gone = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        (unsafe { libc::kill(-pid, 0) }) != 0
+    });
+    let left = std::process::Command::new("ps")
+        .args(["-o", "pid,stat,cmd", "-g", &pid.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        gone,
+        "process group {pid} still has processes:\n{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    unsafe { std::env::remove_var("KIND_DELAY") };
+
+    // kind missing: a clear message.
+    let e = rt
+        .block_on(Kind::new("/nonexistent/kind").clusters())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("kind not found"), "{e}");
+}
