@@ -5,5 +5,6 @@ pub mod backend;
 pub mod cli;
 pub mod logging;
 pub mod rules;
+pub mod scenario;
 pub mod tui;
 pub mod ui;

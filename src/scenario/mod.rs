@@ -1,0 +1,401 @@
+//! The scenario file (YAML): the two sides, the clusters, the LoadBalancer provider, workloads,
+//! probes, the Service to diff and expected outcomes. Errors name the file, line and field.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::docker::ProxyMode;
+use crate::backend::event::{Expectation, Outcome, SessionInfo, Side, SideInfo};
+
+/// The built-in default: the 2019 walkthrough. `kindred init` writes it.
+pub const DEFAULT: &str = include_str!("../../assets/scenario.yaml");
+/// The built-in workloads, with `{{cluster}}` for the cluster name.
+pub const WORKLOADS: &str = include_str!("../../assets/workloads.yaml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub service: String,
+    pub base: SideSpec,
+    pub pr: SideSpec,
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+    #[serde(default)]
+    pub load_balancer: LoadBalancer,
+    #[serde(default = "builtin")]
+    pub workloads: String,
+    #[serde(default)]
+    pub probes: Probes,
+    #[serde(default)]
+    pub expect: Vec<Expect>,
+    /// Where the file was read from (not in the file).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+fn builtin() -> String {
+    "builtin".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SideSpec {
+    pub name: String,
+    pub source: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub image: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    #[serde(default = "two")]
+    pub workers: u8,
+    #[serde(default = "iptables")]
+    pub proxy_mode: ProxyMode,
+}
+
+fn two() -> u8 {
+    2
+}
+fn iptables() -> ProxyMode {
+    ProxyMode::Iptables
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            workers: 2,
+            proxy_mode: ProxyMode::Iptables,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBalancer {
+    #[serde(default = "metallb")]
+    pub provider: String,
+    #[serde(default)]
+    pub manifest: Option<String>,
+    #[serde(default = "kind_network")]
+    pub network: String,
+}
+
+fn metallb() -> String {
+    "metallb".into()
+}
+fn kind_network() -> String {
+    "kind".into()
+}
+
+impl Default for LoadBalancer {
+    fn default() -> Self {
+        LoadBalancer {
+            provider: metallb(),
+            manifest: None,
+            network: kind_network(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Probes {
+    #[serde(default = "lb")]
+    pub targets: Vec<String>,
+    #[serde(default = "connect")]
+    pub connect_timeout: f64,
+    #[serde(default = "total")]
+    pub timeout: f64,
+}
+
+fn lb() -> Vec<String> {
+    vec!["lb".into()]
+}
+fn connect() -> f64 {
+    2.0
+}
+fn total() -> f64 {
+    5.0
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Probes {
+            targets: lb(),
+            connect_timeout: 2.0,
+            timeout: 5.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub side: Side,
+    pub source: String,
+    pub outcome: Outcome,
+}
+
+/// A scenario that cannot be used: file, line, field and reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {field}{reason}")]
+pub struct ScenarioError {
+    pub file: String,
+    pub line: usize,
+    /// "field: " or "".
+    pub field: String,
+    pub reason: String,
+}
+
+/// The line where a dotted path ("pr.name") is written, found by indentation.
+fn line_of(text: &str, path: &[&str]) -> usize {
+    let mut want = 0;
+    let mut indent: Option<usize> = None;
+    let mut found = 0;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim_start();
+        if t.starts_with('#') || t.is_empty() {
+            continue;
+        }
+        let ind = l.len() - t.len();
+        if let Some(pi) = indent
+            && ind <= pi
+            && want < path.len()
+        {
+            // Left the parent's block without finding the key.
+            if want > 0 {
+                break;
+            }
+        }
+        let key = path[want];
+        if t.starts_with(&format!("{key}:")) && indent.is_none_or(|pi| ind > pi) {
+            found = i + 1;
+            want += 1;
+            indent = Some(ind);
+            if want == path.len() {
+                return found;
+            }
+        }
+    }
+    found.max(1)
+}
+
+impl Scenario {
+    /// Parse and check a scenario; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
+        let mut s: Scenario = serde_yaml::from_str(text).map_err(|e| {
+            let line = e.location().map_or(1, |l| l.line());
+            let msg = e.to_string();
+            // serde_yaml ends its messages with " at line L column C"; the prefix says where.
+            let msg = match msg.rfind(" at line ") {
+                Some(i) => msg[..i].to_string(),
+                None => msg,
+            };
+            ScenarioError {
+                file: file.into(),
+                line,
+                field: String::new(),
+                reason: msg,
+            }
+        })?;
+        let err = |path: &[&str], reason: String| ScenarioError {
+            file: file.into(),
+            line: line_of(text, path),
+            field: format!("{}: ", path.join(".")),
+            reason,
+        };
+        if crate::rules::ServiceFilter::parse(&s.service).is_err() {
+            return Err(err(&["service"], format!("'{}' is not NAMESPACE/NAME[:PORT]", s.service)));
+        }
+        for (key, side) in [("base", &s.base), ("pr", &s.pr)] {
+            let ok_name = !side.name.is_empty()
+                && side.name.len() <= 50
+                && side.name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+                && !side.name.starts_with('-');
+            if !ok_name {
+                return Err(err(
+                    &[key, "name"],
+                    format!("'{}' is not a valid kind cluster name (lowercase letters, digits, '-', '.')", side.name),
+                ));
+            }
+            if side.image.is_empty() || side.image.contains(char::is_whitespace) {
+                return Err(err(&[key, "image"], format!("'{}' is not an image tag", side.image)));
+            }
+            if side.git_ref.is_empty() || side.git_ref.starts_with('-') {
+                return Err(err(&[key, "ref"], format!("'{}' is not a git ref", side.git_ref)));
+            }
+            if let Some(n) = side.git_ref.strip_prefix("pr/")
+                && (n.is_empty() || !n.bytes().all(|c| c.is_ascii_digit()))
+            {
+                return Err(err(&[key, "ref"], format!("'{}': expected pr/NUMBER", side.git_ref)));
+            }
+        }
+        if s.base.name == s.pr.name {
+            return Err(err(&["pr", "name"], format!("both sides are named '{}': the clusters need two names", s.pr.name)));
+        }
+        if s.cluster.workers == 0 || s.cluster.workers > 10 {
+            return Err(err(&["cluster", "workers"], format!("{} workers: expected 1 to 10", s.cluster.workers)));
+        }
+        if s.load_balancer.provider != "metallb" {
+            return Err(err(
+                &["load_balancer", "provider"],
+                format!("'{}' is not supported (supported: metallb)", s.load_balancer.provider),
+            ));
+        }
+        if !(s.probes.connect_timeout > 0.0 && s.probes.timeout >= s.probes.connect_timeout) {
+            return Err(err(
+                &["probes", "timeout"],
+                "timeouts must be positive, and timeout at least connect_timeout".into(),
+            ));
+        }
+        if s.probes.targets.is_empty() {
+            return Err(err(&["probes", "targets"], "at least one target".into()));
+        }
+        s.path = Some(PathBuf::from(file));
+        Ok(s)
+    }
+
+    /// Read `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Scenario> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+        Ok(Scenario::parse(&text, &path.display().to_string())?)
+    }
+
+    /// The built-in default.
+    pub fn builtin() -> Scenario {
+        Scenario::parse(DEFAULT, "<built-in scenario>").expect("the built-in scenario is valid")
+    }
+
+    pub fn side(&self, s: Side) -> &SideSpec {
+        match s {
+            Side::Base => &self.base,
+            Side::Pr => &self.pr,
+        }
+    }
+
+    /// The workload manifests for one cluster.
+    pub fn workloads_for(&self, cluster: &str) -> anyhow::Result<String> {
+        let text = if self.workloads == "builtin" {
+            WORKLOADS.to_string()
+        } else {
+            let p = self.resolve(&self.workloads);
+            std::fs::read_to_string(&p)
+                .map_err(|e| anyhow::anyhow!("workloads: {}: cannot read: {e}", p.display()))?
+        };
+        Ok(text.replace("{{cluster}}", cluster))
+    }
+
+    /// A path from the file, relative to the file's directory; `~` is the home directory.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        if let Some(rest) = p.strip_prefix("~/")
+            && let Some(home) = std::env::var_os("HOME")
+        {
+            return PathBuf::from(home).join(rest);
+        }
+        let p = PathBuf::from(p);
+        if p.is_absolute() {
+            return p;
+        }
+        match self.path.as_ref().and_then(|f| f.parent()) {
+            Some(dir) => dir.join(p),
+            None => p,
+        }
+    }
+
+    /// The kind cluster config for this scenario.
+    pub fn kind_config(&self) -> String {
+        let mode = match self.cluster.proxy_mode {
+            ProxyMode::Iptables => "iptables",
+            ProxyMode::Nftables => "nftables",
+        };
+        let mut s = format!(
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  kubeProxyMode: {mode}\nnodes:\n- role: control-plane\n"
+        );
+        for _ in 0..self.cluster.workers {
+            s.push_str("- role: worker\n");
+        }
+        s
+    }
+
+    /// What the dashboard shows about this session.
+    pub fn session(&self) -> SessionInfo {
+        let info = |s: &SideSpec| SideInfo {
+            name: s.name.clone(),
+            git_ref: Some(s.git_ref.clone()),
+            image: Some(s.image.clone()),
+        };
+        SessionInfo {
+            base: info(&self.base),
+            pr: info(&self.pr),
+            service: self.service.clone(),
+            probe_target: self.probes.targets[0].clone(),
+            expectations: self
+                .expect
+                .iter()
+                .map(|e| Expectation {
+                    side: e.side,
+                    source: e.source.replace("{{cluster}}", &self.side(e.side).name),
+                    outcome: e.outcome,
+                })
+                .collect(),
+            banner: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_is_the_walkthrough() {
+        let s = Scenario::builtin();
+        assert_eq!(s.base.name, "master");
+        assert_eq!(s.pr.name, "77523");
+        assert_eq!(s.pr.git_ref, "pr/77523");
+        assert_eq!(s.cluster.workers, 2);
+        let info = s.session();
+        assert_eq!(info.expectations[0].source, "netshoot-master-worker");
+        assert_eq!(info.expectations[1].source, "netshoot-77523-worker");
+        assert!(s.kind_config().matches("role: worker").count() == 2);
+        let w = s.workloads_for("77523").unwrap();
+        assert!(w.contains("nodeName: 77523-worker2") && !w.contains("{{"));
+    }
+
+    fn with(replace: &str, by: &str) -> String {
+        assert!(DEFAULT.contains(replace), "{replace}");
+        DEFAULT.replacen(replace, by, 1)
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let t = with("  name: \"77523\"", "  name: master");
+        let e = Scenario::parse(&t, "k.yaml").unwrap_err();
+        assert_eq!(e.to_string().split(':').next(), Some("k.yaml"));
+        assert_eq!(e.field, "pr.name: ");
+        assert_eq!(t.lines().nth(e.line - 1).unwrap().trim(), "name: master");
+        assert_eq!(t.lines().nth(e.line - 2).unwrap().trim(), "pr:", "the pr block, not the base block");
+
+        let t = with("  workers: 2", "  workers: two");
+        let e = Scenario::parse(&t, "k.yaml").unwrap_err();
+        assert!(e.reason.contains("cluster.workers"), "{e}");
+        assert_eq!(t.lines().nth(e.line - 1).unwrap().trim(), "workers: two");
+
+        let e = Scenario::parse(&with("  ref: pr/77523", "  ref: pr/abc"), "k.yaml").unwrap_err();
+        assert_eq!(e.field, "pr.ref: ");
+        assert!(e.to_string().contains("expected pr/NUMBER"));
+
+        let e = Scenario::parse(&with("  proxy_mode: iptables", "  proxy_mode: ipvs"), "k.yaml").unwrap_err();
+        assert!(e.reason.contains("proxy_mode") && e.reason.contains("ipvs"), "{e}");
+
+        let e = Scenario::parse(&with("workloads: builtin", "workloads: builtin\ncolour: red"), "k.yaml").unwrap_err();
+        assert!(e.reason.contains("colour"), "{e}");
+        let e = Scenario::parse("service: [", "bad.yaml").unwrap_err();
+        assert!(e.to_string().starts_with("bad.yaml:"), "{e}");
+    }
+}
