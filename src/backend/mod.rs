@@ -5,6 +5,7 @@
 pub mod docker;
 pub mod event;
 pub mod kind;
+pub mod kube;
 pub mod owned;
 pub mod probe;
 pub mod recording;

@@ -209,41 +209,70 @@ impl Scenario {
             reason,
         };
         if crate::rules::ServiceFilter::parse(&s.service).is_err() {
-            return Err(err(&["service"], format!("'{}' is not NAMESPACE/NAME[:PORT]", s.service)));
+            return Err(err(
+                &["service"],
+                format!("'{}' is not NAMESPACE/NAME[:PORT]", s.service),
+            ));
         }
         for (key, side) in [("base", &s.base), ("pr", &s.pr)] {
             let ok_name = !side.name.is_empty()
                 && side.name.len() <= 50
-                && side.name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+                && side.name.bytes().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.'
+                })
                 && !side.name.starts_with('-');
             if !ok_name {
                 return Err(err(
                     &[key, "name"],
-                    format!("'{}' is not a valid kind cluster name (lowercase letters, digits, '-', '.')", side.name),
+                    format!(
+                        "'{}' is not a valid kind cluster name (lowercase letters, digits, '-', '.')",
+                        side.name
+                    ),
                 ));
             }
             if side.image.is_empty() || side.image.contains(char::is_whitespace) {
-                return Err(err(&[key, "image"], format!("'{}' is not an image tag", side.image)));
+                return Err(err(
+                    &[key, "image"],
+                    format!("'{}' is not an image tag", side.image),
+                ));
             }
             if side.git_ref.is_empty() || side.git_ref.starts_with('-') {
-                return Err(err(&[key, "ref"], format!("'{}' is not a git ref", side.git_ref)));
+                return Err(err(
+                    &[key, "ref"],
+                    format!("'{}' is not a git ref", side.git_ref),
+                ));
             }
             if let Some(n) = side.git_ref.strip_prefix("pr/")
                 && (n.is_empty() || !n.bytes().all(|c| c.is_ascii_digit()))
             {
-                return Err(err(&[key, "ref"], format!("'{}': expected pr/NUMBER", side.git_ref)));
+                return Err(err(
+                    &[key, "ref"],
+                    format!("'{}': expected pr/NUMBER", side.git_ref),
+                ));
             }
         }
         if s.base.name == s.pr.name {
-            return Err(err(&["pr", "name"], format!("both sides are named '{}': the clusters need two names", s.pr.name)));
+            return Err(err(
+                &["pr", "name"],
+                format!(
+                    "both sides are named '{}': the clusters need two names",
+                    s.pr.name
+                ),
+            ));
         }
         if s.cluster.workers == 0 || s.cluster.workers > 10 {
-            return Err(err(&["cluster", "workers"], format!("{} workers: expected 1 to 10", s.cluster.workers)));
+            return Err(err(
+                &["cluster", "workers"],
+                format!("{} workers: expected 1 to 10", s.cluster.workers),
+            ));
         }
         if s.load_balancer.provider != "metallb" {
             return Err(err(
                 &["load_balancer", "provider"],
-                format!("'{}' is not supported (supported: metallb)", s.load_balancer.provider),
+                format!(
+                    "'{}' is not supported (supported: metallb)",
+                    s.load_balancer.provider
+                ),
             ));
         }
         if !(s.probes.connect_timeout > 0.0 && s.probes.timeout >= s.probes.connect_timeout) {
@@ -379,7 +408,11 @@ mod tests {
         assert_eq!(e.to_string().split(':').next(), Some("k.yaml"));
         assert_eq!(e.field, "pr.name: ");
         assert_eq!(t.lines().nth(e.line - 1).unwrap().trim(), "name: master");
-        assert_eq!(t.lines().nth(e.line - 2).unwrap().trim(), "pr:", "the pr block, not the base block");
+        assert_eq!(
+            t.lines().nth(e.line - 2).unwrap().trim(),
+            "pr:",
+            "the pr block, not the base block"
+        );
 
         let t = with("  workers: 2", "  workers: two");
         let e = Scenario::parse(&t, "k.yaml").unwrap_err();
@@ -390,10 +423,21 @@ mod tests {
         assert_eq!(e.field, "pr.ref: ");
         assert!(e.to_string().contains("expected pr/NUMBER"));
 
-        let e = Scenario::parse(&with("  proxy_mode: iptables", "  proxy_mode: ipvs"), "k.yaml").unwrap_err();
-        assert!(e.reason.contains("proxy_mode") && e.reason.contains("ipvs"), "{e}");
+        let e = Scenario::parse(
+            &with("  proxy_mode: iptables", "  proxy_mode: ipvs"),
+            "k.yaml",
+        )
+        .unwrap_err();
+        assert!(
+            e.reason.contains("proxy_mode") && e.reason.contains("ipvs"),
+            "{e}"
+        );
 
-        let e = Scenario::parse(&with("workloads: builtin", "workloads: builtin\ncolour: red"), "k.yaml").unwrap_err();
+        let e = Scenario::parse(
+            &with("workloads: builtin", "workloads: builtin\ncolour: red"),
+            "k.yaml",
+        )
+        .unwrap_err();
         assert!(e.reason.contains("colour"), "{e}");
         let e = Scenario::parse("service: [", "bad.yaml").unwrap_err();
         assert!(e.to_string().starts_with("bad.yaml:"), "{e}");

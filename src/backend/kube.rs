@@ -1,0 +1,361 @@
+//! The API server through kube-rs: clients for kind clusters (KUBECONFIG first), server-side apply
+//! of multi-document YAML with discovery, readiness waits, pod and Service watchers, exec.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, AttachParams, DynamicObject, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::GroupVersionKind;
+use kube::discovery::{Scope, pinned_kind};
+use kube::runtime::watcher;
+use kube::{Client, Config};
+use tokio::io::AsyncReadExt;
+
+use super::event::{PodInfo, ServiceInfo};
+use super::kind::Kind;
+
+/// The field manager kindred applies as.
+pub const MANAGER: &str = "kindred";
+/// The label on every test pod.
+pub const TEST_LABEL: &str = "kindred.io/test=true";
+
+/// A client for kind cluster `name` (context `kind-NAME`): from KUBECONFIG (or ~/.kube/config)
+/// when it has the context, else from `kind get kubeconfig`.
+pub async fn client_for(kind: &Kind, name: &str) -> Result<Client> {
+    let context = format!("kind-{name}");
+    let opts = KubeConfigOptions {
+        context: Some(context.clone()),
+        ..Default::default()
+    };
+    let from_file = Kubeconfig::read()
+        .ok()
+        .filter(|kc| kc.contexts.iter().any(|c| c.name == context));
+    let kc = match from_file {
+        Some(kc) => kc,
+        None => {
+            let text = kind.kubeconfig(name).await?;
+            Kubeconfig::from_yaml(&text)
+                .with_context(|| format!("kubeconfig of kind cluster {name}"))?
+        }
+    };
+    let config = Config::from_custom_kubeconfig(kc, &opts)
+        .await
+        .with_context(|| format!("kubeconfig context {context}"))?;
+    Client::try_from(config).with_context(|| format!("client for {context}"))
+}
+
+/// Server-side apply every object of a multi-document YAML text; `source` names it in errors.
+/// Returns "Kind namespace/name" of each object applied.
+pub async fn apply_yaml(client: &Client, yaml: &str, source: &str) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
+        let v = serde_yaml::Value::deserialize(doc)
+            .with_context(|| format!("{source}: document {}", i + 1))?;
+        if v.is_null() {
+            continue;
+        }
+        let obj: DynamicObject = serde_yaml::from_value(v)
+            .with_context(|| format!("{source}: document {}: not a Kubernetes object", i + 1))?;
+        done.push(apply_one(client, &obj, source).await?);
+    }
+    Ok(done)
+}
+
+use serde::Deserialize as _;
+
+async fn apply_one(client: &Client, obj: &DynamicObject, source: &str) -> Result<String> {
+    let tm = obj
+        .types
+        .as_ref()
+        .ok_or_else(|| anyhow!("{source}: an object without apiVersion/kind"))?;
+    let gvk = GroupVersionKind::try_from(tm)
+        .map_err(|e| anyhow!("{source}: {}/{}: {e}", tm.api_version, tm.kind))?;
+    let name = obj
+        .metadata
+        .name
+        .clone()
+        .ok_or_else(|| anyhow!("{source}: a {} without metadata.name", tm.kind))?;
+    let (ar, caps) = pinned_kind(client, &gvk).await.map_err(|e| {
+        anyhow!(
+            "{source}: {} {name}: the API server does not know this kind: {e}",
+            tm.kind
+        )
+    })?;
+    let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
+        let ns = obj.metadata.namespace.as_deref().unwrap_or("default");
+        Api::namespaced_with(client.clone(), ns, &ar)
+    } else {
+        Api::all_with(client.clone(), &ar)
+    };
+    let pp = PatchParams::apply(MANAGER).force();
+    api.patch(&name, &pp, &Patch::Apply(obj))
+        .await
+        .map_err(|e| anyhow!("{source}: applying {} {name}: {e}", tm.kind))?;
+    Ok(match &obj.metadata.namespace {
+        Some(ns) if caps.scope == Scope::Namespaced => format!("{} {ns}/{name}", tm.kind),
+        _ => format!("{} {name}", tm.kind),
+    })
+}
+
+/// Wait until a Deployment has all its replicas ready, reporting progress.
+pub async fn wait_deployment(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    limit: Duration,
+    mut progress: impl FnMut(String),
+) -> Result<()> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let end = tokio::time::Instant::now() + limit;
+    let mut last = String::new();
+    loop {
+        let (ready, want) = match api.get_opt(name).await? {
+            Some(d) => {
+                let want = d.spec.and_then(|s| s.replicas).unwrap_or(1);
+                let ready = d.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+                (ready, want)
+            }
+            None => (0, 1),
+        };
+        let msg = format!("waiting for {ns}/{name}: {ready}/{want} ready");
+        if msg != last {
+            progress(msg.clone());
+            last = msg;
+        }
+        if ready >= want && want > 0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > end {
+            bail!(
+                "{ns}/{name} not ready after {}s ({ready}/{want} replicas)",
+                limit.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// What the Pods pane shows of a pod.
+pub fn pod_info(p: &Pod) -> PodInfo {
+    let spec = p.spec.as_ref();
+    let status = p.status.as_ref();
+    PodInfo {
+        name: p.metadata.name.clone().unwrap_or_default(),
+        node: spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+        ip: status.and_then(|s| s.pod_ip.clone()),
+        phase: if p.metadata.deletion_timestamp.is_some() {
+            "Terminating".into()
+        } else {
+            status
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_else(|| "Pending".into())
+        },
+        restarts: status
+            .and_then(|s| s.container_statuses.as_ref())
+            .map(|cs| cs.iter().map(|c| c.restart_count.max(0) as u32).sum())
+            .unwrap_or(0),
+    }
+}
+
+/// What the Pods pane shows of the Service, with a warning for `ipMode: Proxy`
+/// (cloud-provider-kind): kube-proxy then writes no rules for the LB IP and in-cluster traffic
+/// never takes the chains under test.
+pub fn service_info(s: &Service) -> ServiceInfo {
+    let ns = s
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let name = s.metadata.name.clone().unwrap_or_default();
+    let spec = s.spec.as_ref();
+    let ingress = s
+        .status
+        .as_ref()
+        .and_then(|st| st.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .and_then(|i| i.first());
+    let warning = ingress
+        .and_then(|i| i.ip_mode.as_deref())
+        .filter(|m| *m == "Proxy")
+        .map(|_| "ipMode: Proxy: traffic to the LB IP bypasses kube-proxy's rules".to_string());
+    ServiceInfo {
+        name: format!("{ns}/{name}"),
+        lb_ip: ingress.and_then(|i| i.ip.clone().or_else(|| i.hostname.clone())),
+        port: spec
+            .and_then(|s| s.ports.as_ref())
+            .and_then(|p| p.first())
+            .map_or(0, |p| p.port as u16),
+        external_traffic_policy: spec.and_then(|s| s.external_traffic_policy.clone()),
+        warning,
+    }
+}
+
+/// A change seen by a watcher.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Watched {
+    Pod(PodInfo),
+    PodGone(String),
+    Service(ServiceInfo),
+    /// The watch failed; it retries with backoff.
+    Error(String),
+}
+
+/// Watch the test pods of a namespace until `emit` returns false. Restarts (re-lists) are
+/// handled: pods missing from a fresh list are reported gone.
+pub async fn watch_pods(client: Client, ns: &str, mut emit: impl FnMut(Watched) -> bool) {
+    use kube::runtime::WatchStreamExt;
+    let api: Api<Pod> = Api::namespaced(client, ns);
+    let cfg = watcher::Config::default().labels(TEST_LABEL);
+    let mut stream = watcher(api, cfg).default_backoff().boxed();
+    let mut known: BTreeSet<String> = BTreeSet::new();
+    let mut relist: Option<BTreeSet<String>> = None;
+    while let Some(ev) = stream.next().await {
+        let go_on = match ev {
+            Ok(watcher::Event::Apply(p)) => {
+                let info = pod_info(&p);
+                known.insert(info.name.clone());
+                emit(Watched::Pod(info))
+            }
+            Ok(watcher::Event::Delete(p)) => {
+                let name = p.metadata.name.unwrap_or_default();
+                known.remove(&name);
+                emit(Watched::PodGone(name))
+            }
+            Ok(watcher::Event::Init) => {
+                relist = Some(BTreeSet::new());
+                true
+            }
+            Ok(watcher::Event::InitApply(p)) => {
+                let info = pod_info(&p);
+                if let Some(r) = relist.as_mut() {
+                    r.insert(info.name.clone());
+                }
+                emit(Watched::Pod(info))
+            }
+            Ok(watcher::Event::InitDone) => {
+                let seen = relist.take().unwrap_or_default();
+                let gone: Vec<String> = known.difference(&seen).cloned().collect();
+                known = seen;
+                gone.into_iter().all(|g| emit(Watched::PodGone(g)))
+            }
+            Err(e) => emit(Watched::Error(format!("watching pods: {e}"))),
+        };
+        if !go_on {
+            return;
+        }
+    }
+}
+
+/// Watch one Service (its LoadBalancer IP) until `emit` returns false.
+pub async fn watch_service(
+    client: Client,
+    ns: &str,
+    name: &str,
+    mut emit: impl FnMut(Watched) -> bool,
+) {
+    use kube::runtime::WatchStreamExt;
+    let api: Api<Service> = Api::namespaced(client, ns);
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = watcher(api, cfg)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    while let Some(ev) = stream.next().await {
+        let go_on = match ev {
+            Ok(s) => emit(Watched::Service(service_info(&s))),
+            Err(e) => emit(Watched::Error(format!("watching service {ns}/{name}: {e}"))),
+        };
+        if !go_on {
+            return;
+        }
+    }
+}
+
+/// Run `argv` in a pod (no shell), capturing output and exit code, within `limit`.
+pub async fn exec(
+    client: &Client,
+    ns: &str,
+    pod: &str,
+    argv: &[String],
+    limit: Duration,
+) -> Result<super::docker::ExecOutput> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let run = async {
+        let ap = AttachParams::default()
+            .stdin(false)
+            .stdout(true)
+            .stderr(true);
+        let mut p = api
+            .exec(pod, argv.iter().map(String::as_str), &ap)
+            .await
+            .map_err(|e| anyhow!("exec in {ns}/{pod}: {e}"))?;
+        let mut out = String::new();
+        let mut err = String::new();
+        let so = p.stdout();
+        let se = p.stderr();
+        let status = p.take_status();
+        let (r1, r2) = tokio::join!(
+            async {
+                if let Some(mut s) = so {
+                    s.read_to_string(&mut out).await?;
+                }
+                Ok::<_, std::io::Error>(())
+            },
+            async {
+                if let Some(mut s) = se {
+                    s.read_to_string(&mut err).await?;
+                }
+                Ok::<_, std::io::Error>(())
+            }
+        );
+        r1?;
+        r2?;
+        let status = match status {
+            Some(s) => s.await,
+            None => None,
+        };
+        let code = exit_code(status.as_ref());
+        p.join().await.ok();
+        Ok::<_, anyhow::Error>(super::docker::ExecOutput {
+            stdout: out,
+            stderr: err,
+            code,
+        })
+    };
+    match tokio::time::timeout(limit, run).await {
+        Ok(r) => r,
+        Err(_) => bail!("exec in {ns}/{pod}: no answer within {}s", limit.as_secs()),
+    }
+}
+
+/// The exit code in an exec's final Status: 0 on Success, the "ExitCode" cause otherwise.
+pub fn exit_code(s: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>) -> i64 {
+    let Some(s) = s else { return -1 };
+    if s.status.as_deref() == Some("Success") {
+        return 0;
+    }
+    s.details
+        .as_ref()
+        .and_then(|d| d.causes.as_ref())
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c.reason.as_deref() == Some("ExitCode"))
+                .and_then(|c| c.message.as_ref())
+                .and_then(|m| m.parse().ok())
+        })
+        .unwrap_or(-1)
+}
+
+/// Collect every item of a list call (used by tests and `check`).
+pub async fn list_pods(client: &Client, ns: &str) -> Result<Vec<PodInfo>> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let lp = kube::api::ListParams::default().labels(TEST_LABEL);
+    let pods = api.list(&lp).await?;
+    Ok(pods.items.iter().map(pod_info).collect())
+}

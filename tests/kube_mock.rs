@@ -1,0 +1,322 @@
+//! kube-rs code through a real `kube::Client` on a tower-test mock transport that serves real
+//! Kubernetes JSON: apply with discovery, error responses, pod and Service watches (with a watch
+//! restart), readiness waits.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use kindred::backend::kube::{Watched, apply_yaml, wait_deployment, watch_pods, watch_service};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+fn mock() -> (Client, Handle) {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(svc, "default"), handle)
+}
+
+fn respond(code: StatusCode, v: &Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(v).unwrap()))
+        .unwrap()
+}
+
+async fn body_json(req: Request<Body>) -> Value {
+    let bytes = req.into_body().collect_bytes().await.unwrap();
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+}
+
+fn core_v1_resources() -> Value {
+    json!({
+        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1",
+        "resources": [
+            {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
+             "verbs": ["create","delete","get","list","patch","update","watch"]},
+            {"name": "pods/exec", "singularName": "", "namespaced": true, "kind": "PodExecOptions", "verbs": ["create","get"]},
+            {"name": "services", "singularName": "service", "namespaced": true, "kind": "Service",
+             "verbs": ["create","delete","get","list","patch","update","watch"]},
+            {"name": "namespaces", "singularName": "namespace", "namespaced": false, "kind": "Namespace",
+             "verbs": ["create","delete","get","list","patch","update","watch"]}
+        ]
+    })
+}
+
+fn pod(name: &str, node: &str, host: bool, ip: &str, phase: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "resourceVersion": "5",
+                     "labels": {"kindred.io/test": "true"}},
+        "spec": {"nodeName": node, "hostNetwork": host, "containers": [{"name": "c", "image": "nicolaka/netshoot:v0.13"}]},
+        "status": {"phase": phase, "podIP": ip,
+                   "containerStatuses": [{"name": "c", "ready": true, "restartCount": 1, "image": "x", "imageID": "y"}]}
+    })
+}
+
+#[tokio::test]
+async fn apply_builtin_workloads_with_discovery() {
+    let (client, mut h) = mock();
+    let applied = Arc::new(Mutex::new(Vec::new()));
+    let seen = applied.clone();
+    let server = tokio::spawn(async move {
+        while let Some((req, send)) = h.next_request().await {
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().unwrap_or("").to_string();
+            match (req.method().as_str(), path.as_str()) {
+                ("GET", "/api/v1") => {
+                    send.send_response(respond(StatusCode::OK, &core_v1_resources()))
+                }
+                ("PATCH", p) => {
+                    assert!(
+                        query.contains("fieldManager=kindred") && query.contains("force=true"),
+                        "{query}"
+                    );
+                    assert_eq!(
+                        req.headers()["content-type"],
+                        "application/apply-patch+yaml"
+                    );
+                    let p = p.to_string();
+                    let obj = body_json(req).await;
+                    seen.lock().unwrap().push(p);
+                    send.send_response(respond(StatusCode::OK, &obj));
+                }
+                other => panic!("unexpected request {other:?}"),
+            }
+        }
+    });
+    let yaml = kindred::scenario::Scenario::builtin()
+        .workloads_for("master")
+        .unwrap();
+    let done = apply_yaml(&client, &yaml, "workloads").await.unwrap();
+    assert_eq!(
+        done,
+        vec![
+            "Pod default/echo-master-worker2",
+            "Pod default/netshoot-master-worker",
+            "Pod default/netshoot-master-worker2",
+            "Pod default/overlay-master-worker",
+            "Pod default/overlay-master-worker2",
+            "Service default/echo",
+        ]
+    );
+    assert_eq!(
+        applied.lock().unwrap()[5],
+        "/api/v1/namespaces/default/services/echo"
+    );
+    drop(client);
+    server.abort();
+}
+
+#[tokio::test]
+async fn apply_errors_name_the_object_and_the_reason() {
+    let (client, mut h) = mock();
+    let server = tokio::spawn(async move {
+        while let Some((req, send)) = h.next_request().await {
+            match (req.method().as_str(), req.uri().path()) {
+                ("GET", "/api/v1") => send.send_response(respond(StatusCode::OK, &core_v1_resources())),
+                ("GET", "/apis/metallb.io/v1beta1") => send.send_response(respond(
+                    StatusCode::NOT_FOUND,
+                    &json!({"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}),
+                )),
+                ("PATCH", _) => send.send_response(respond(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &json!({"kind":"Status","apiVersion":"v1","status":"Failure",
+                            "message":"Pod \"bad\" is invalid: spec.containers: Required value",
+                            "reason":"Invalid","code":422}),
+                )),
+                other => panic!("unexpected request {other:?}"),
+            }
+        }
+    });
+    let e = apply_yaml(
+        &client,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec: {}\n",
+        "w.yaml",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("w.yaml: applying Pod bad") && e.contains("spec.containers: Required value"),
+        "{e}"
+    );
+    let e = apply_yaml(
+        &client,
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: kindred, namespace: metallb-system}\n",
+        "pool",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("IPAddressPool kindred: the API server does not know this kind"),
+        "{e}"
+    );
+    let e = apply_yaml(&client, "kind: Pod\nmetadata: {name: x}\n", "nover")
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("nover"), "{e:#}");
+    drop(client);
+    server.abort();
+}
+
+#[tokio::test]
+async fn pod_watch_survives_a_restart_and_reports_pods_gone() {
+    let (client, mut h) = mock();
+    let server = tokio::spawn(async move {
+        let mut lists = 0;
+        while let Some((req, send)) = h.next_request().await {
+            let q = req.uri().query().unwrap_or("").to_string();
+            assert!(q.contains("labelSelector=kindred.io%2Ftest%3Dtrue"), "{q}");
+            if q.contains("watch=true") {
+                // One change, then the watch expires (410): the watcher lists again.
+                let a = pod(
+                    "netshoot-master-worker",
+                    "master-worker",
+                    true,
+                    "172.18.0.3",
+                    "Running",
+                );
+                let lines = format!(
+                    "{}\n{}\n",
+                    json!({"type": "MODIFIED", "object": a}),
+                    json!({"type": "ERROR", "object": {"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version","reason":"Expired","code":410}})
+                );
+                send.send_response(
+                    Response::builder()
+                        .status(200)
+                        .body(Body::from(lines.into_bytes()))
+                        .unwrap(),
+                );
+            } else {
+                lists += 1;
+                let mut items = vec![pod(
+                    "netshoot-master-worker",
+                    "master-worker",
+                    true,
+                    "172.18.0.3",
+                    if lists == 1 { "Pending" } else { "Running" },
+                )];
+                if lists == 1 {
+                    items.push(pod(
+                        "overlay-master-worker",
+                        "master-worker",
+                        false,
+                        "10.244.1.2",
+                        "Running",
+                    ));
+                }
+                send.send_response(respond(StatusCode::OK, &json!({"apiVersion":"v1","kind":"PodList","metadata":{"resourceVersion": format!("{lists}")},"items": items})));
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let r = tokio::time::timeout(
+        Duration::from_secs(20),
+        watch_pods(client, "default", |w| {
+            let stop = matches!(&w, Watched::PodGone(n) if n == "overlay-master-worker");
+            seen.push(w);
+            !stop
+        }),
+    )
+    .await;
+    assert!(r.is_ok(), "watch did not finish: {seen:?}");
+    let pods: Vec<_> = seen
+        .iter()
+        .filter_map(|w| match w {
+            Watched::Pod(p) => Some((
+                p.name.as_str(),
+                p.phase.as_str(),
+                p.host_network,
+                p.restarts,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pods[0], ("netshoot-master-worker", "Pending", true, 1));
+    assert!(pods.contains(&("netshoot-master-worker", "Running", true, 1)));
+    assert!(pods.contains(&("overlay-master-worker", "Running", false, 1)));
+    assert!(matches!(seen.last(), Some(Watched::PodGone(n)) if n == "overlay-master-worker"));
+    server.abort();
+}
+
+#[tokio::test]
+async fn service_watch_reads_the_lb_ip_and_warns_about_proxy_mode() {
+    let (client, mut h) = mock();
+    let server = tokio::spawn(async move {
+        while let Some((req, send)) = h.next_request().await {
+            let q = req.uri().query().unwrap_or("").to_string();
+            assert!(q.contains("fieldSelector=metadata.name%3Decho"), "{q}");
+            if q.contains("watch=true") {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                continue;
+            }
+            let svc = json!({
+                "apiVersion":"v1","kind":"Service",
+                "metadata":{"name":"echo","namespace":"default","resourceVersion":"7"},
+                "spec":{"type":"LoadBalancer","externalTrafficPolicy":"Local","ports":[{"port":8080,"targetPort":8080,"protocol":"TCP"}]},
+                "status":{"loadBalancer":{"ingress":[{"ip":"172.18.255.200","ipMode":"Proxy"}]}}
+            });
+            send.send_response(respond(StatusCode::OK, &json!({"apiVersion":"v1","kind":"ServiceList","metadata":{"resourceVersion":"7"},"items":[svc]})));
+        }
+    });
+    let mut got = None;
+    watch_service(client, "default", "echo", |w| {
+        got = Some(w);
+        false
+    })
+    .await;
+    match got {
+        Some(Watched::Service(s)) => {
+            assert_eq!(s.name, "default/echo");
+            assert_eq!(s.lb_ip.as_deref(), Some("172.18.255.200"));
+            assert_eq!(s.port, 8080);
+            assert_eq!(s.external_traffic_policy.as_deref(), Some("Local"));
+            assert!(s.warning.unwrap().contains("ipMode: Proxy"));
+        }
+        other => panic!("{other:?}"),
+    }
+    server.abort();
+}
+
+#[tokio::test]
+async fn deployment_wait_reports_progress_until_ready() {
+    let (client, mut h) = mock();
+    let server = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some((req, send)) = h.next_request().await {
+            assert_eq!(
+                req.uri().path(),
+                "/apis/apps/v1/namespaces/metallb-system/deployments/controller"
+            );
+            n += 1;
+            let d = json!({"apiVersion":"apps/v1","kind":"Deployment",
+                "metadata":{"name":"controller","namespace":"metallb-system"},
+                "spec":{"replicas":1,"selector":{"matchLabels":{"app":"metallb"}},"template":{"metadata":{"labels":{"app":"metallb"}}}},
+                "status":{"readyReplicas": if n >= 2 { 1 } else { 0 }}});
+            send.send_response(respond(StatusCode::OK, &d));
+        }
+    });
+    let mut progress = Vec::new();
+    wait_deployment(
+        &client,
+        "metallb-system",
+        "controller",
+        Duration::from_secs(10),
+        |m| progress.push(m),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        progress,
+        vec![
+            "waiting for metallb-system/controller: 0/1 ready",
+            "waiting for metallb-system/controller: 1/1 ready"
+        ]
+    );
+    server.abort();
+}
