@@ -18,12 +18,20 @@ pub struct Cli {
     /// Log file (logs never go to the terminal).
     #[arg(long, global = true, env = "KINDRED_LOG")]
     pub log_file: Option<PathBuf>,
+    /// Scenario file (default: ./kindred.yaml, else the built-in scenario).
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Without a command: `up`.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The dashboard on the live backend: kind, Docker and the API server for both sides.
+    Up(PlayArgs),
+    /// Write a commented starter scenario (the built-in one) to ./kindred.yaml or -f FILE.
+    Init(InitArgs),
     /// Compare the kube-proxy rules of two dumps (iptables-save or iptables -S output), per service.
     ///
     /// Exit status: 0 no difference, 1 differences, 2 trouble.
@@ -38,15 +46,22 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ClustersArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct PlayArgs {
-    /// Playback speed: 1 is real time, 10 ten times faster.
+    /// Playback speed (replay and demo): 1 is real time, 10 ten times faster.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
     /// Also write the session's events to FILE (the recording format).
@@ -107,6 +122,48 @@ fn no_color() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
+/// The scenario: `-f FILE`, else ./kindred.yaml when there is one, else the built-in default.
+pub fn load_scenario(file: Option<&std::path::Path>) -> Result<crate::scenario::Scenario> {
+    use crate::scenario::Scenario;
+    match file {
+        Some(f) => Scenario::load(f),
+        None => {
+            let local = std::path::Path::new("kindred.yaml");
+            if local.exists() {
+                Scenario::load(local)
+            } else {
+                Ok(Scenario::builtin())
+            }
+        }
+    }
+}
+
+/// `kindred init`.
+pub fn run_init(file: Option<&std::path::Path>, a: &InitArgs) -> Result<i32> {
+    let path = file.unwrap_or(std::path::Path::new("kindred.yaml"));
+    if path.exists() && !a.force {
+        return Err(anyhow!(
+            "{} exists: not overwriting it (--force to do so)",
+            path.display()
+        ));
+    }
+    std::fs::write(path, crate::scenario::DEFAULT)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    println!(
+        "wrote {}: set the Kubernetes source and refs, then run `kindred`",
+        path.display()
+    );
+    Ok(0)
+}
+
+/// `kindred up` (and `kindred` alone).
+pub fn run_up(file: Option<&std::path::Path>, a: &PlayArgs) -> Result<i32> {
+    let sc = load_scenario(file)?;
+    let kind = crate::backend::kind::Kind::default();
+    let backend = Box::new(crate::backend::live::LiveBackend::new(sc, kind));
+    run_dashboard(backend, a)
+}
+
 /// `kindred demo` and `kindred replay`.
 pub fn run_play(rec: crate::backend::recording::Recording, a: &PlayArgs) -> Result<i32> {
     if !(a.speed > 0.0 && a.speed.is_finite()) {
@@ -115,19 +172,23 @@ pub fn run_play(rec: crate::backend::recording::Recording, a: &PlayArgs) -> Resu
             a.speed
         ));
     }
+    let backend = Box::new(crate::backend::replay::ReplayBackend::new(rec, a.speed));
+    run_dashboard(backend, a)
+}
+
+fn run_dashboard(backend: Box<dyn crate::backend::Backend>, a: &PlayArgs) -> Result<i32> {
     if !std::io::stdout().is_terminal() {
         return Err(anyhow!(
             "the dashboard needs a terminal (stdout is not one)"
         ));
     }
-    let backend = Box::new(crate::backend::replay::ReplayBackend::new(rec, a.speed));
     let opts = crate::tui::RunOptions {
         record: a.record.clone(),
         color: !no_color(),
         mouse: !a.no_mouse,
     };
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(crate::tui::run(backend, opts))?;
+    rt.block_on(async move { crate::tui::run(backend, opts).await })?;
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(0)
 }

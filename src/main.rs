@@ -6,7 +6,25 @@ use kindred::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _guard = kindred::logging::init(cli.log_file.as_deref());
+    let file = cli.file.as_deref();
     let result = match &cli.command {
+        None => kindred::cli::run_up(file, &Default::default()),
+        Some(c) => run(c, file),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("kindred: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(c: &Command, file: Option<&std::path::Path>) -> anyhow::Result<i32> {
+    match c {
+        Command::Up(a) => kindred::cli::run_up(file, a),
+        Command::Init(a) => kindred::cli::run_init(file, a),
         Command::Diff(a) => kindred::cli::run_diff(a),
         Command::Clusters(a) => kindred::cli::run_clusters(a),
         Command::Demo(a) => {
@@ -16,13 +34,5 @@ fn main() -> ExitCode {
         }
         Command::Replay(a) => kindred::backend::recording::load(&a.file)
             .and_then(|r| kindred::cli::run_play(r, &a.play)),
-    };
-    match result {
-        Ok(code) => ExitCode::from(code as u8),
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("kindred: {e:#}");
-            ExitCode::from(2)
-        }
     }
 }

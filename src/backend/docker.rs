@@ -12,8 +12,11 @@ use futures::StreamExt;
 /// kind's labels on its node containers.
 pub const LABEL_CLUSTER: &str = "io.x-k8s.kind.cluster";
 pub const LABEL_ROLE: &str = "io.x-k8s.kind.role";
-/// The label kindred puts on node images it builds: the git commit they were built from.
-pub const LABEL_COMMIT: &str = "io.kindred.commit";
+/// Every node image kindred builds is also tagged `kindred/node:<first 12 hex digits of the
+/// commit>`: an image for that exact commit is not built again.
+pub fn commit_tag(sha: &str) -> String {
+    format!("kindred/node:{}", &sha[..sha.len().min(12)])
+}
 
 /// A kind node container.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -251,19 +254,30 @@ impl Docker {
         Ok(o.stdout)
     }
 
-    /// Whether an image with this tag exists and was built from `commit`.
-    pub async fn image_built_from(&self, tag: &str, commit: &str) -> Result<bool> {
+    /// Whether an image with this tag exists.
+    pub async fn image_exists(&self, tag: &str) -> Result<bool> {
         match self.inner.inspect_image(tag).await {
-            Ok(img) => Ok(img
-                .config
-                .and_then(|c| c.labels)
-                .and_then(|l| l.get(LABEL_COMMIT).cloned())
-                .is_some_and(|c| c == commit)),
+            Ok(_) => Ok(true),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(false),
             Err(e) => Err(anyhow!("inspecting image {tag}: {e}")),
         }
+    }
+
+    /// Tag `image` as `target` ("repo:tag").
+    pub async fn tag(&self, image: &str, target: &str) -> Result<()> {
+        let (repo, tag) = target.rsplit_once(':').unwrap_or((target, "latest"));
+        self.inner
+            .tag_image(
+                image,
+                Some(bollard::query_parameters::TagImageOptions {
+                    repo: Some(repo.to_string()),
+                    tag: Some(tag.to_string()),
+                }),
+            )
+            .await
+            .map_err(|e| anyhow!("tagging {image} as {target}: {e}"))
     }
 
     /// The subnet (IPv4) of a Docker network, e.g. kind's "kind" network.

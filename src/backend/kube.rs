@@ -52,7 +52,17 @@ pub async fn client_for(kind: &Kind, name: &str) -> Result<Client> {
 /// Server-side apply every object of a multi-document YAML text; `source` names it in errors.
 /// Returns "Kind namespace/name" of each object applied.
 pub async fn apply_yaml(client: &Client, yaml: &str, source: &str) -> Result<Vec<String>> {
+    let objects = parse_objects(yaml, source)?;
     let mut done = Vec::new();
+    for obj in &objects {
+        done.push(apply_one(client, obj, source).await?);
+    }
+    Ok(done)
+}
+
+/// The objects of a multi-document YAML text (empty documents skipped).
+pub fn parse_objects(yaml: &str, source: &str) -> Result<Vec<DynamicObject>> {
+    let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
         let v = serde_yaml::Value::deserialize(doc)
             .with_context(|| format!("{source}: document {}", i + 1))?;
@@ -61,9 +71,9 @@ pub async fn apply_yaml(client: &Client, yaml: &str, source: &str) -> Result<Vec
         }
         let obj: DynamicObject = serde_yaml::from_value(v)
             .with_context(|| format!("{source}: document {}: not a Kubernetes object", i + 1))?;
-        done.push(apply_one(client, &obj, source).await?);
+        out.push(obj);
     }
-    Ok(done)
+    Ok(out)
 }
 
 use serde::Deserialize as _;
@@ -277,20 +287,24 @@ pub async fn watch_service(
     }
 }
 
-/// Run `argv` in a pod (no shell), capturing output and exit code, within `limit`.
-pub async fn exec(
+/// Run `argv` in a pod's container (no shell), capturing output and exit code, within `limit`.
+pub async fn exec_in(
     client: &Client,
     ns: &str,
     pod: &str,
+    container: Option<&str>,
     argv: &[String],
     limit: Duration,
 ) -> Result<super::docker::ExecOutput> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let run = async {
-        let ap = AttachParams::default()
+        let mut ap = AttachParams::default()
             .stdin(false)
             .stdout(true)
             .stderr(true);
+        if let Some(c) = container {
+            ap = ap.container(c);
+        }
         let mut p = api
             .exec(pod, argv.iter().map(String::as_str), &ap)
             .await

@@ -4,8 +4,10 @@
 
 pub mod docker;
 pub mod event;
+pub mod git;
 pub mod kind;
 pub mod kube;
+pub mod live;
 pub mod owned;
 pub mod probe;
 pub mod recording;

@@ -106,12 +106,18 @@ impl Default for LoadBalancer {
 pub struct Probes {
     #[serde(default = "lb")]
     pub targets: Vec<String>,
+    /// The container curl runs in.
+    #[serde(default = "netshoot")]
+    pub container: String,
     #[serde(default = "connect")]
     pub connect_timeout: f64,
     #[serde(default = "total")]
     pub timeout: f64,
 }
 
+fn netshoot() -> String {
+    "netshoot".into()
+}
 fn lb() -> Vec<String> {
     vec!["lb".into()]
 }
@@ -126,6 +132,7 @@ impl Default for Probes {
     fn default() -> Self {
         Probes {
             targets: lb(),
+            container: netshoot(),
             connect_timeout: 2.0,
             timeout: 5.0,
         }

@@ -92,6 +92,31 @@ pub fn short(name: &str, cluster: &str) -> String {
     name.replacen(&format!("-{cluster}-"), "-", 1)
 }
 
+/// The latest errors a backend reported for `pane` on one side, as red lines wrapped to `w`.
+pub fn error_lines<'a>(
+    side: &crate::app::state::SideState,
+    pane: &str,
+    w: usize,
+    max: usize,
+    theme: &Theme,
+) -> Vec<Line<'a>> {
+    let mut out = Vec::new();
+    for (_, msg) in side
+        .errors
+        .iter()
+        .rev()
+        .filter(|(p, _)| p == pane)
+        .take(max)
+    {
+        let text = format!("✗ {msg}");
+        let chars: Vec<char> = text.chars().collect();
+        for chunk in chars.chunks(w.max(10)).take(3) {
+            out.push(Line::styled(chunk.iter().collect::<String>(), theme.bad()));
+        }
+    }
+    out
+}
+
 pub fn spinner(frame: u64) -> &'static str {
     const F: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
     F[(frame % 10) as usize]

@@ -32,6 +32,7 @@ fn side_lines<'a>(
     let which = if side == Side::Base { "base" } else { "PR" };
     let mut lines = vec![side_heading(s.name(), which, theme)];
     let mut latest = None;
+    let mut failures: Vec<String> = Vec::new();
     for p in Phase::ALL {
         let v = s.phase(p);
         let (mark, style, note) = match &v.state {
@@ -55,18 +56,21 @@ fn side_lines<'a>(
             PhaseState::Skipped { reason } => ("–", theme.dim(), format!("skipped: {reason}")),
             PhaseState::Failed { reason } => {
                 latest = Some(p);
-                ("✗", theme.bad(), format!("failed: {reason}"))
+                failures.push(reason.clone());
+                ("✗", theme.bad(), "failed".to_string())
             }
         };
         let text = format!("{mark} {:<15} {note}", p.title());
         lines.push(Line::styled(clip(&text, 0, w), style));
     }
-    for (pane, msg) in s.errors.iter().filter(|(p, _)| p == "build").rev().take(2) {
-        lines.push(Line::styled(
-            clip(&format!("✗ {pane}: {msg}"), 0, w),
-            theme.bad(),
-        ));
+    // Failure reasons in full (wrapped), then errors reported for this pane.
+    for r in failures {
+        let chars: Vec<char> = format!("  {r}").chars().collect();
+        for chunk in chars.chunks(w.max(10)).take(3) {
+            lines.push(Line::styled(chunk.iter().collect::<String>(), theme.bad()));
+        }
     }
+    lines.extend(crate::ui::error_lines(s, "build", w, 2, theme));
     // The tail of the latest phase's output fills the rest.
     let room = (rect.height as usize).saturating_sub(lines.len());
     if let Some(p) = latest

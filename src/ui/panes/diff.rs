@@ -267,6 +267,15 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         return;
     }
     let Some(c) = &d.result else {
+        let mut errs: Vec<Line> = Vec::new();
+        for side in &st.sides {
+            for l in crate::ui::error_lines(side, "diff", body.width as usize, 2, theme) {
+                if !errs.contains(&l) {
+                    errs.push(l);
+                }
+            }
+        }
+        f.render_widget(Paragraph::new(errs), body);
         return;
     };
     if c.services.is_empty() {

@@ -86,6 +86,11 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
                 vec!["SOURCE", "RESULT", "HTTP", "LATENCY", "HISTORY", "EXPECT"],
             )
         };
+        let errors = crate::ui::error_lines(s, "probes", table.width as usize, 1, theme);
+        if rows.is_empty() && !errors.is_empty() {
+            f.render_widget(Paragraph::new(errors), table);
+            continue;
+        }
         let t = Table::new(rows, widths).header(Row::new(header).style(theme.dim()));
         f.render_widget(t, table);
     }
