@@ -38,11 +38,34 @@ pub enum Command {
     Diff(DiffArgs),
     /// kind clusters found through the Docker API, their nodes, and which kindred created.
     Clusters(ClustersArgs),
+    /// The whole pipeline without a screen, and a verdict: each probe on base and PR against its
+    /// expected outcome, and the Service's rule diff. Exit 0 every expectation holds, 1 one
+    /// does not, 2 trouble.
+    Check(CheckArgs),
     /// The dashboard on a built-in recording: the 2019 walkthrough of kubernetes PR 77523
     /// (clusters "master" and "77523"). Needs no Docker and no cluster.
     Demo(PlayArgs),
     /// The dashboard on a recorded session (see `--record`).
     Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Compute the verdict from a recording instead of live clusters.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// Write a Markdown report (fit for a pull request comment).
+    #[arg(long, value_name = "FILE")]
+    pub report_md: Option<PathBuf>,
+    /// Write a JSON report (schema: assets/check-report.schema.json).
+    #[arg(long, value_name = "FILE")]
+    pub report_json: Option<PathBuf>,
+    /// Write a JUnit XML report (one test case per expectation).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Leave the clusters up (by default those kindred created are deleted at the end).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -154,6 +177,36 @@ pub fn run_init(file: Option<&std::path::Path>, a: &InitArgs) -> Result<i32> {
         path.display()
     );
     Ok(0)
+}
+
+/// `kindred check`.
+pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
+    let st = match &a.replay {
+        Some(f) => {
+            let rec = crate::backend::recording::load(f)?;
+            crate::check::state_from_recording(&rec)
+        }
+        None => {
+            let sc = load_scenario(file)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let kind = crate::backend::kind::Kind::default();
+            let st = rt.block_on(crate::check::live(sc, kind, a.keep, |l| eprintln!("{l}")))?;
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            st
+        }
+    };
+    let v = crate::check::verdict(&st).map_err(|e| anyhow!("{e}"))?;
+    let write = |p: &Option<PathBuf>, text: String| -> Result<()> {
+        if let Some(p) = p {
+            std::fs::write(p, text).with_context(|| format!("{}: cannot write", p.display()))?;
+        }
+        Ok(())
+    };
+    write(&a.report_md, v.markdown())?;
+    write(&a.report_json, v.json())?;
+    write(&a.junit, v.junit())?;
+    print!("{}", v.text());
+    Ok(if v.ok { 0 } else { 1 })
 }
 
 /// `kindred up` (and `kindred` alone).

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod check;
 pub mod cli;
 pub mod logging;
 pub mod rules;

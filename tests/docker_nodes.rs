@@ -8,76 +8,11 @@ mod common;
 use common::*;
 
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use kindred::backend::docker::{Docker, ProxyMode};
 use kindred::backend::event::Outcome;
 use kindred::backend::probe::{Timeouts, from_container};
-
-const IMAGE: &str = "kindred-test-node:latest";
-
-fn docker(args: &[&str]) -> String {
-    let o = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(
-        o.status.success(),
-        "docker {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-/// A minimal node image: busybox-static for a shell, sleep and httpd; the host's /usr is mounted
-/// read-only at run time for iptables, nft and curl.
-fn image() -> &'static str {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        for d in [
-            "bin", "dev", "etc", "proc", "sys", "tmp", "run", "var", "www",
-        ] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static installed");
-        for applet in ["sh", "sleep", "httpd", "cat"] {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-        for (l, t) in [
-            ("lib", "usr/lib"),
-            ("lib64", "usr/lib64"),
-            ("sbin", "usr/sbin"),
-        ] {
-            std::os::unix::fs::symlink(t, root.join(l)).unwrap();
-        }
-        std::fs::write(root.join("www/index.html"), "echo\n").unwrap();
-        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
-        let tar = dir.path().join("root.tar");
-        let st = Command::new("tar")
-            .args([
-                "-C",
-                root.to_str().unwrap(),
-                "-cf",
-                tar.to_str().unwrap(),
-                ".",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        docker(&[
-            "import",
-            "--change",
-            "ENV PATH=/usr/sbin:/usr/bin:/bin",
-            tar.to_str().unwrap(),
-            IMAGE,
-        ]);
-    });
-    IMAGE
-}
 
 /// Two fake kind clusters (control plane + 2 workers each) on one network; removed on drop.
 struct Clusters {

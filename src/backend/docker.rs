@@ -51,6 +51,9 @@ pub enum ProxyMode {
 #[derive(Clone)]
 pub struct Docker {
     inner: bollard::Docker,
+    /// Which save tool holds kube-proxy's rules, per node, once found: later reads run one
+    /// command instead of two.
+    save_tool: std::sync::Arc<std::sync::Mutex<HashMap<String, &'static str>>>,
 }
 
 impl Docker {
@@ -58,7 +61,10 @@ impl Docker {
     pub fn connect() -> Result<Docker> {
         let inner = bollard::Docker::connect_with_defaults()
             .context("connecting to the Docker engine (is dockerd running? DOCKER_HOST?)")?;
-        Ok(Docker { inner })
+        Ok(Docker {
+            inner,
+            save_tool: Default::default(),
+        })
     }
 
     /// Check the engine answers.
@@ -226,21 +232,38 @@ impl Docker {
             }
             return Ok(o.stdout);
         }
+        let count = |s: &str| s.lines().filter(|l| l.contains("KUBE-")).count();
+        let known = self.save_tool.lock().unwrap().get(container).copied();
+        if let Some(tool) = known {
+            let o = self.exec(container, &[tool], limit).await?;
+            if o.code == 0 && count(&o.stdout) > 0 {
+                return Ok(o.stdout);
+            }
+            // The rules moved (or vanished): look again.
+            self.save_tool.lock().unwrap().remove(container);
+        }
         let (legacy, nft) = tokio::join!(
             self.exec(container, &["iptables-legacy-save"], limit),
             self.exec(container, &["iptables-nft-save"], limit)
         );
-        let count = |s: &str| s.lines().filter(|l| l.contains("KUBE-")).count();
-        let mut best: Option<(usize, String)> = None;
-        for o in [legacy, nft].into_iter().flatten() {
-            if o.code == 0 {
+        let mut best: Option<(usize, &'static str, String)> = None;
+        for (tool, o) in [("iptables-legacy-save", legacy), ("iptables-nft-save", nft)] {
+            if let Ok(o) = o
+                && o.code == 0
+            {
                 let n = count(&o.stdout);
-                if best.as_ref().is_none_or(|(b, _)| n > *b) {
-                    best = Some((n, o.stdout));
+                if best.as_ref().is_none_or(|(b, _, _)| n > *b) {
+                    best = Some((n, tool, o.stdout));
                 }
             }
         }
-        if let Some((_, text)) = best {
+        if let Some((n, tool, text)) = best {
+            if n > 0 {
+                self.save_tool
+                    .lock()
+                    .unwrap()
+                    .insert(container.to_string(), tool);
+            }
             return Ok(text);
         }
         let o = self.exec(container, &["iptables-save"], limit).await?;

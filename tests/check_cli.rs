@@ -1,0 +1,183 @@
+//! `kindred check --replay`: the 2019 verdict from the demo recording, a regression, reports
+//! validated (JSON against its schema, JUnit parsed, Markdown snapshot).
+
+mod common;
+use common::*;
+
+use kindred::backend::event::{Event, Outcome, Side};
+use kindred::backend::recording;
+
+fn demo_path() -> String {
+    format!("{}/assets/demo.jsonl", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn schema_check(report: &serde_json::Value) {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/assets/check-report.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let v = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = v
+        .iter_errors(report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report does not match its schema: {errors:#?}"
+    );
+}
+
+/// (testcases, failures) in a JUnit file, read with an XML parser.
+fn junit_counts(xml: &str) -> (usize, usize) {
+    use quick_xml::Reader;
+    use quick_xml::events::Event as X;
+    let mut r = Reader::from_str(xml);
+    let (mut cases, mut failures) = (0, 0);
+    loop {
+        match r.read_event().expect("well-formed JUnit XML") {
+            X::Start(e) | X::Empty(e) => match e.name().as_ref() {
+                b"testcase" => cases += 1,
+                b"failure" => failures += 1,
+                _ => {}
+            },
+            X::Eof => break,
+            _ => {}
+        }
+    }
+    (cases, failures)
+}
+
+#[test]
+fn demo_recording_gives_the_2019_verdict() {
+    let d = tempfile::tempdir().unwrap();
+    let (md, js, xml) = (
+        d.path().join("r.md"),
+        d.path().join("r.json"),
+        d.path().join("r.xml"),
+    );
+    let o = kindred(&[
+        "check",
+        "--replay",
+        &demo_path(),
+        "--report-md",
+        md.to_str().unwrap(),
+        "--report-json",
+        js.to_str().unwrap(),
+        "--junit",
+        xml.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("PASS: 4 of 4 expectations hold"), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("netshoot-*-worker "))
+        .unwrap();
+    assert!(
+        row.contains("timeout") && row.contains("OK 200") && row.contains("(differs)"),
+        "{row}"
+    );
+
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    schema_check(&v);
+    assert_eq!(v["ok"], true);
+    let p = v["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["source"] == "netshoot-*-worker")
+        .unwrap();
+    assert_eq!(p["base"]["outcome"], "timeout");
+    assert_eq!(p["pr"]["outcome"], "ok");
+    let svc = &v["rules"][0]["comparison"]["services"][0];
+    assert_eq!(svc["service"], "default/echo:");
+    assert_eq!(svc["added"].as_array().unwrap().len(), 2);
+    assert_eq!(svc["removed"].as_array().unwrap().len(), 0);
+    assert!(
+        svc["added"][0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("masquerade LOCAL traffic")
+    );
+
+    assert_eq!(
+        junit_counts(&std::fs::read_to_string(&xml).unwrap()),
+        (4, 0)
+    );
+    insta::assert_snapshot!("check_demo_markdown", std::fs::read_to_string(&md).unwrap());
+}
+
+#[test]
+fn a_regression_fails_the_check() {
+    // The PR breaks the hostNetwork pod on the worker without the echo pod.
+    let text = std::fs::read_to_string(demo_path()).unwrap();
+    let mut rec = recording::parse(&text, "demo").unwrap();
+    for r in &mut rec.records {
+        if let Event::Probe {
+            side: Side::Pr,
+            result,
+        } = &mut r.event
+            && result.source == "netshoot-77523-worker"
+        {
+            result.outcome = Outcome::Timeout;
+            result.http_status = None;
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("regression.jsonl");
+    let mut out = serde_json::to_string(&rec.header).unwrap() + "\n";
+    for r in &rec.records {
+        out.push_str(&serde_json::to_string(r).unwrap());
+        out.push('\n');
+    }
+    std::fs::write(&f, out).unwrap();
+    let (js, xml) = (d.path().join("r.json"), d.path().join("r.xml"));
+    let o = kindred(&[
+        "check",
+        "--replay",
+        f.to_str().unwrap(),
+        "--report-json",
+        js.to_str().unwrap(),
+        "--junit",
+        xml.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("FAIL: 1 of 4 expectations do not hold"),
+        "{}",
+        stdout(&o)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    schema_check(&v);
+    assert_eq!(v["ok"], false);
+    let bad: Vec<_> = v["expectations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["holds"] == false)
+        .collect();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0]["source"], "netshoot-77523-worker");
+    assert_eq!(bad[0]["actual"], "timeout");
+    let x = std::fs::read_to_string(&xml).unwrap();
+    assert_eq!(junit_counts(&x), (4, 1));
+    assert!(x.contains("expected OK, got timeout"));
+}
+
+#[test]
+fn trouble_is_exit_2() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("empty.jsonl");
+    std::fs::write(&f, "{\"format\":\"kindred-recording\",\"version\":1}\n").unwrap();
+    let o = kindred(&["check", "--replay", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no session"), "{}", stderr(&o));
+    let o = kindred(&["check", "--replay", "/nonexistent.jsonl"]);
+    assert_eq!(o.status.code(), Some(2));
+}
