@@ -48,12 +48,36 @@ pub enum ProxyMode {
     Nftables,
 }
 
+/// A long-lived shell in a node that runs a save tool each time a line naming it arrives on its
+/// stdin and ends the output with a marker line: a refresh then costs no new exec.
+struct Session {
+    input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    output: std::pin::Pin<
+        Box<
+            dyn futures::Stream<
+                    Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+                > + Send,
+        >,
+    >,
+    pending: Vec<u8>,
+}
+
+/// The session's script. It runs only the command names kindred sends (constants below), never
+/// anything from user input.
+const SESSION_SCRIPT: &str =
+    "while read -r tool; do \"$tool\" 2>/dev/null; echo \"__KINDRED_END__ $?\"; done";
+const END: &[u8] = b"__KINDRED_END__ ";
+
+type Shared<T> = std::sync::Arc<tokio::sync::Mutex<T>>;
+
 #[derive(Clone)]
 pub struct Docker {
     inner: bollard::Docker,
     /// Which save tool holds kube-proxy's rules, per node, once found: later reads run one
     /// command instead of two.
     save_tool: std::sync::Arc<std::sync::Mutex<HashMap<String, &'static str>>>,
+    /// Per node, a session that runs the save tool on request.
+    sessions: std::sync::Arc<std::sync::Mutex<HashMap<String, Shared<Session>>>>,
 }
 
 impl Docker {
@@ -64,6 +88,7 @@ impl Docker {
         Ok(Docker {
             inner,
             save_tool: Default::default(),
+            sessions: Default::default(),
         })
     }
 
@@ -235,11 +260,14 @@ impl Docker {
         let count = |s: &str| s.lines().filter(|l| l.contains("KUBE-")).count();
         let known = self.save_tool.lock().unwrap().get(container).copied();
         if let Some(tool) = known {
-            let o = self.exec(container, &[tool], limit).await?;
-            if o.code == 0 && count(&o.stdout) > 0 {
-                return Ok(o.stdout);
+            match tokio::time::timeout(limit, self.session_run(container, tool)).await {
+                Ok(Ok((0, text))) if count(&text) > 0 => return Ok(text),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::info!("{container}: rules session: {e:#}"),
+                Err(_) => tracing::info!("{container}: rules session timed out"),
             }
-            // The rules moved (or vanished): look again.
+            // The rules moved, or the session broke: start over.
+            self.sessions.lock().unwrap().remove(container);
             self.save_tool.lock().unwrap().remove(container);
         }
         let (legacy, nft) = tokio::join!(
@@ -275,6 +303,82 @@ impl Docker {
             );
         }
         Ok(o.stdout)
+    }
+
+    async fn open_session(&self, container: &str) -> Result<Session> {
+        let created = self
+            .inner
+            .create_exec(
+                container,
+                ExecConfig {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(vec!["sh".into(), "-c".into(), SESSION_SCRIPT.into()]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| anyhow!("{container}: cannot start a rules session: {e}"))?;
+        match self
+            .inner
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| anyhow!("{container}: starting a rules session: {e}"))?
+        {
+            bollard::exec::StartExecResults::Attached { output, input } => Ok(Session {
+                input,
+                output,
+                pending: Vec::new(),
+            }),
+            bollard::exec::StartExecResults::Detached => bail!("{container}: session detached"),
+        }
+    }
+
+    /// Run `tool` in the node's session (opened on first use): (exit code, stdout).
+    async fn session_run(&self, container: &str, tool: &'static str) -> Result<(i64, String)> {
+        use tokio::io::AsyncWriteExt;
+        let existing = self.sessions.lock().unwrap().get(container).cloned();
+        let session = match existing {
+            Some(s) => s,
+            None => {
+                let s = std::sync::Arc::new(tokio::sync::Mutex::new(
+                    self.open_session(container).await?,
+                ));
+                self.sessions
+                    .lock()
+                    .unwrap()
+                    .insert(container.to_string(), s.clone());
+                s
+            }
+        };
+        let mut s = session.lock().await;
+        s.input.write_all(format!("{tool}\n").as_bytes()).await?;
+        s.input.flush().await?;
+        let mut out: Vec<u8> = std::mem::take(&mut s.pending);
+        loop {
+            // The marker line ends this command's output.
+            if let Some(at) = memchr::memmem::find(&out, END)
+                && (at == 0 || out[at - 1] == b'\n')
+                && let Some(nl) = memchr::memchr(b'\n', &out[at..])
+            {
+                let code: i64 = std::str::from_utf8(&out[at + END.len()..at + nl])
+                    .ok()
+                    .and_then(|c| c.trim().parse().ok())
+                    .unwrap_or(-1);
+                s.pending = out[at + nl + 1..].to_vec();
+                out.truncate(at);
+                return Ok((code, String::from_utf8_lossy(&out).into_owned()));
+            }
+            match s.output.next().await {
+                Some(Ok(bollard::container::LogOutput::StdOut { message })) => {
+                    out.extend_from_slice(&message)
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => bail!("{container}: rules session: {e}"),
+                None => bail!("{container}: rules session ended"),
+            }
+        }
     }
 
     /// Whether an image with this tag exists.

@@ -54,6 +54,7 @@ pub struct Ctx {
     pub kind: Kind,
     pub tx: UnboundedSender<Event>,
     known: Arc<Mutex<Known>>,
+    docker: Arc<std::sync::OnceLock<Docker>>,
     pub cancel: CancellationToken,
 }
 
@@ -81,8 +82,14 @@ impl Ctx {
     fn name(&self, side: Side) -> &str {
         &self.sc.side(side).name
     }
+    /// One Docker connection for the backend's life (it remembers each node's save tool and
+    /// keeps a rules session per node).
     fn docker(&self) -> Result<Docker> {
-        Docker::connect()
+        if let Some(d) = self.docker.get() {
+            return Ok(d.clone());
+        }
+        let d = Docker::connect()?;
+        Ok(self.docker.get_or_init(|| d).clone())
     }
     /// Run `f` for a phase: Running, then Done, or Failed with the reason.
     async fn run_phase<F, Fut>(&self, side: Side, phase: Phase, f: F) -> Result<()>
@@ -605,6 +612,7 @@ pub struct LiveBackend {
     kind: Kind,
     tx: Option<UnboundedSender<Event>>,
     known: Arc<Mutex<Known>>,
+    docker: Arc<std::sync::OnceLock<Docker>>,
     jobs: HashMap<(Job, Option<Side>), (CancellationToken, JoinHandle<()>)>,
 }
 
@@ -615,6 +623,7 @@ impl LiveBackend {
             kind,
             tx: None,
             known: Arc::default(),
+            docker: Arc::default(),
             jobs: HashMap::new(),
         }
     }
@@ -626,6 +635,7 @@ impl LiveBackend {
             kind: self.kind.clone(),
             tx,
             known: self.known.clone(),
+            docker: self.docker.clone(),
             cancel,
         }
     }
