@@ -223,6 +223,19 @@ fn nodes_rules_probes_and_commands() {
         text.contains("KUBE-XLB-U52O5CQH2XXNVZ54") && !text.contains("(nf_tables)"),
         "{text}"
     );
+    // Later reads go through one long-lived session per node; they still see every change.
+    for i in 0..3 {
+        let chain = format!("KUBE-TEST-{i}");
+        docker(&["exec", &pw, "iptables-nft", "-t", "nat", "-N", &chain]);
+        let text = rt.block_on(d.read_rules(&pw, ProxyMode::Iptables)).unwrap();
+        assert!(text.contains(&format!(":{chain} ")), "read {i}: {text}");
+        assert!(
+            text.contains("(nf_tables)") && text.contains("COMMIT"),
+            "{text}"
+        );
+        assert!(!text.contains("__KINDRED_END__"), "{text}");
+        assert_eq!(d.sessions_open(), 1, "read {i} went through the session");
+    }
 
     let o = kindred(&[
         "diff",

@@ -381,6 +381,11 @@ impl Docker {
         }
     }
 
+    /// How many nodes have a rules session open.
+    pub fn sessions_open(&self) -> usize {
+        self.sessions.lock().unwrap().len()
+    }
+
     /// Whether an image with this tag exists.
     pub async fn image_exists(&self, tag: &str) -> Result<bool> {
         match self.inner.inspect_image(tag).await {
