@@ -64,6 +64,19 @@ pub struct ChainDiff {
     pub lines: Vec<Line>,
 }
 
+impl ChainDiff {
+    /// The chain's real names: one when both sides use the same, else both.
+    pub fn names(&self) -> String {
+        match (&self.base_chain, &self.pr_chain) {
+            (Some(b), Some(p)) if b == p => b.clone(),
+            (Some(b), Some(p)) => format!("base {b}, PR {p}"),
+            (Some(b), None) => format!("base {b}, not in PR"),
+            (None, Some(p)) => format!("not in base, PR {p}"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServiceDiff {
     /// The service as kube-proxy writes it (base's spelling), e.g. "default/echo:".

@@ -71,13 +71,7 @@ fn service(out: &mut String, s: &ServiceDiff, st: &Style) {
         )
     );
     for ch in &s.chains {
-        let names = match (&ch.base_chain, &ch.pr_chain) {
-            (Some(b), Some(p)) if b == p => b.clone(),
-            (Some(b), Some(p)) => format!("base {b}, PR {p}"),
-            (Some(b), None) => format!("base {b}, not in PR"),
-            (None, Some(p)) => format!("not in base, PR {p}"),
-            (None, None) => String::new(),
-        };
+        let names = ch.names();
         if ch.equal {
             let _ = writeln!(
                 out,

@@ -64,6 +64,12 @@ fn side_lines<'a>(
         lines.push(Line::styled(clip(&text, 0, w), style));
     }
     // Failure reasons in full (wrapped), then errors reported for this pane.
+    if !failures.is_empty() {
+        lines.push(Line::styled(
+            "  b, c or d runs the phase again",
+            theme.dim(),
+        ));
+    }
     for r in failures {
         let chars: Vec<char> = format!("  {r}").chars().collect();
         for chunk in chars.chunks(w.max(10)).take(3) {

@@ -73,13 +73,7 @@ pub fn lines(c: &Comparison, side_by_side: bool, filter: &str) -> Vec<DLine> {
             format!("=== {} ({state})", s.service),
         )));
         for ch in &s.chains {
-            let names = match (&ch.base_chain, &ch.pr_chain) {
-                (Some(b), Some(p)) if b == p => b.clone(),
-                (Some(b), Some(p)) => format!("{b} ↔ {p}"),
-                (Some(b), None) => format!("{b} ↔ (none)"),
-                (None, Some(p)) => format!("(none) ↔ {p}"),
-                (None, None) => String::new(),
-            };
+            let names = ch.names();
             out.push(full(Half::new(
                 Kind::Chain,
                 format!("--- {} {}  {names}", ch.table, ch.chain),
