@@ -175,7 +175,7 @@ pub fn diff_service(
     let mut groups: HashMap<(Table, &str), Sides<'_>> = HashMap::default();
     for (side, rules) in [(0, base), (1, pr)] {
         for r in rules {
-            let k = (r.rule.table, r.role.as_str());
+            let k = (r.rule.table, &*r.role);
             let g = groups.entry(k).or_insert_with(|| {
                 order.push(k);
                 Default::default()
@@ -233,8 +233,8 @@ pub fn diff_service(
         chains.push(ChainDiff {
             table: k.0,
             chain: k.1.to_string(),
-            base_chain: b.first().map(|r| r.rule.chain.clone()),
-            pr_chain: p.first().map(|r| r.rule.chain.clone()),
+            base_chain: b.first().map(|r| r.rule.chain.to_string()),
+            pr_chain: p.first().map(|r| r.rule.chain.to_string()),
             equal,
             lines,
         });

@@ -22,7 +22,7 @@ use super::tokens;
 pub struct NormRule {
     /// The chain's role, the same on both sides: `KUBE-XLB-<hash>`, `KUBE-SEP-<endpoint-1>`, or
     /// the shared chain's name (`KUBE-NODEPORTS`).
-    pub role: String,
+    pub role: Arc<str>,
     pub rule: Arc<RuleText>,
 }
 
@@ -36,13 +36,14 @@ pub struct RuleText {
     /// 1-based line in the dump.
     pub line: u32,
     /// The chain's real name on that side.
-    pub chain: String,
+    pub chain: Arc<str>,
     pub table: Table,
 }
 
 #[derive(Default)]
-struct Facts {
-    chains: HashMap<String, String>,
+struct Facts<'a> {
+    /// Per-service chain -> its role (`KUBE-SVC-<hash>`, `KUBE-SEP-<endpoint-1>`).
+    chains: HashMap<&'a str, Arc<str>>,
     ips: HashMap<String, String>,
     nodeports: HashMap<String, &'static str>,
 }
@@ -74,57 +75,42 @@ fn word_after<'a>(words: &[&'a str], opt: &str) -> Option<&'a str> {
         .and_then(|i| words.get(i + 1).copied())
 }
 
-fn gather(d: &Dump, s: &ServiceRules, words: &[&[&str]]) -> Facts {
+fn comment_of<'a>(words: &[&'a str]) -> &'a str {
+    word_after(words, "--comment").unwrap_or("")
+}
+
+fn gather<'a>(d: &'a Dump, s: &'a ServiceRules, words: &[&[&'a str]]) -> Facts<'a> {
     let mut f = Facts::default();
     // Endpoint chains, numbered in the order the service chain lists them (kube-proxy sorts
     // endpoints), then by the endpoint they DNAT to.
     let mut listed: Vec<&str> = Vec::new();
-    for &i in &s.rules {
-        let r = &d.rules[i];
-        if per_service_prefix(d.rule_chain(r)) == Some("KUBE-SVC")
-            && let Some(t) = tokens::jump_target(d.rule_body(r))
-            && t.starts_with("KUBE-SEP-")
-            && !listed.contains(&t)
-        {
-            listed.push(t);
-        }
-    }
-    type Sep = (usize, Option<(Ipv4Addr, u16)>, String);
-    let mut seps: Vec<Sep> = Vec::new();
-    for c in &s.chains {
-        let Some(prefix) = per_service_prefix(c) else {
-            continue;
-        };
-        if prefix == "KUBE-SEP" {
-            let ep = s
-                .rules
-                .iter()
-                .zip(words)
-                .filter(|(i, _)| d.rule_chain(&d.rules[**i]) == c)
-                .find_map(|(_, words)| {
-                    let to = word_after(words, "--to-destination")?;
-                    let (h, p) = split_hostport(to);
-                    Some((h.parse().ok()?, p.and_then(|p| p.parse().ok()).unwrap_or(0)))
-                });
-            let pos = listed.iter().position(|l| l == c).unwrap_or(usize::MAX);
-            seps.push((pos, ep, c.clone()));
-        } else {
-            f.chains.insert(c.clone(), format!("{prefix}-<hash>"));
-        }
-    }
-    seps.sort();
-    for (n, (_, ep, c)) in seps.into_iter().enumerate() {
-        let label = format!("endpoint-{}", n + 1);
-        if let Some((ip, _)) = ep {
-            f.ips.insert(ip.to_string(), format!("<{label}>"));
-        }
-        f.chains.insert(c, format!("KUBE-SEP-<{label}>"));
-    }
+    let mut endpoint: HashMap<&str, (Ipv4Addr, u16)> = HashMap::default();
     for (&i, words) in s.rules.iter().zip(words) {
         let r = &d.rules[i];
-        let body = d.rule_body(r);
         let chain = d.rule_chain(r);
-        let comment = tokens::comment(body).unwrap_or("");
+        match per_service_prefix(chain) {
+            Some("KUBE-SVC") => {
+                if let Some(t) = word_after(words, "-j")
+                    && t.starts_with("KUBE-SEP-")
+                    && !listed.contains(&t)
+                {
+                    listed.push(t);
+                }
+            }
+            Some("KUBE-SEP") => {
+                if !endpoint.contains_key(chain)
+                    && let Some(to) = word_after(words, "--to-destination")
+                {
+                    let (h, p) = split_hostport(to);
+                    if let Ok(ip) = h.parse() {
+                        let port = p.and_then(|p| p.parse().ok()).unwrap_or(0);
+                        endpoint.insert(chain, (ip, port));
+                    }
+                }
+            }
+            _ => {}
+        }
+        let comment = comment_of(words);
         let role = if comment.contains("cluster IP")
             || (chain == "KUBE-SERVICES" && comment.contains("has no endpoints"))
         {
@@ -140,7 +126,7 @@ fn gather(d: &Dump, s: &ServiceRules, words: &[&[&str]]) -> Facts {
             f.ips.entry(ip).or_insert_with(|| role.to_string());
         }
         let nodeport_chain = chain == "KUBE-NODEPORTS"
-            || (chain == "KUBE-EXTERNAL-SERVICES" && body.contains("--dst-type LOCAL"));
+            || (chain == "KUBE-EXTERNAL-SERVICES" && words.contains(&"LOCAL"));
         if nodeport_chain && let Some(p) = word_after(words, "--dport") {
             let ph = if comment.contains("health check") {
                 "<hc-nodeport>"
@@ -150,16 +136,42 @@ fn gather(d: &Dump, s: &ServiceRules, words: &[&[&str]]) -> Facts {
             f.nodeports.entry(p.to_string()).or_insert(ph);
         }
     }
+    type Sep<'a> = (usize, Option<(Ipv4Addr, u16)>, &'a str);
+    let mut seps: Vec<Sep<'_>> = Vec::new();
+    for c in &s.chains {
+        let role: &'static str = match per_service_prefix(c) {
+            Some("KUBE-SEP") => {
+                let pos = listed.iter().position(|l| l == c).unwrap_or(usize::MAX);
+                seps.push((pos, endpoint.get(c.as_str()).copied(), c.as_str()));
+                continue;
+            }
+            Some("KUBE-SVC") => "KUBE-SVC-<hash>",
+            Some("KUBE-SVL") => "KUBE-SVL-<hash>",
+            Some("KUBE-EXT") => "KUBE-EXT-<hash>",
+            Some("KUBE-FW") => "KUBE-FW-<hash>",
+            Some("KUBE-XLB") => "KUBE-XLB-<hash>",
+            _ => continue,
+        };
+        f.chains.insert(c.as_str(), Arc::from(role));
+    }
+    seps.sort();
+    for (n, (_, ep, c)) in seps.into_iter().enumerate() {
+        let label = format!("endpoint-{}", n + 1);
+        if let Some((ip, _)) = ep {
+            f.ips.insert(ip.to_string(), format!("<{label}>"));
+        }
+        f.chains.insert(c, Arc::from(format!("KUBE-SEP-<{label}>")));
+    }
     f
 }
 
-impl Facts {
+impl Facts<'_> {
     fn map_word(&self, w: &str, display: &str, key: &super::service::ServiceKey) -> Option<String> {
         let first = w.as_bytes().first().copied().unwrap_or(b' ');
         if first == b'K'
             && let Some(c) = self.chains.get(w)
         {
-            return Some(c.clone());
+            return Some(c.to_string());
         }
         if !first.is_ascii_digit() && !w.contains('/') {
             return None;
@@ -172,7 +184,8 @@ impl Facts {
                 None => ph.clone(),
             });
         }
-        if w.contains('/')
+        if w != display
+            && w.contains('/')
             && let Some((ns, name, port)) = parse_ref(w)
             && ns == key.namespace
             && name == key.name
@@ -198,14 +211,23 @@ pub fn normalize(d: &Dump, s: &ServiceRules, display: &str, raw: bool) -> Vec<No
     let words: Vec<&[&str]> = spans.into_iter().map(|r| &all[r]).collect();
     let facts = gather(d, s, &words);
     let mut out = Vec::with_capacity(s.rules.len());
+    // Roles and real names, one shared string per chain.
+    let mut names: HashMap<&str, (Arc<str>, Arc<str>)> = HashMap::default();
     for (&i, words) in s.rules.iter().zip(&words) {
         let r = &d.rules[i];
         let chain = d.rule_chain(r);
-        let role = facts
-            .chains
-            .get(chain)
-            .cloned()
-            .unwrap_or_else(|| chain.to_string());
+        let (role, chain_name) = names
+            .entry(chain)
+            .or_insert_with(|| {
+                let name: Arc<str> = Arc::from(chain);
+                let role = facts
+                    .chains
+                    .get(chain)
+                    .cloned()
+                    .unwrap_or_else(|| name.clone());
+                (role, name)
+            })
+            .clone();
         let text = if raw {
             d.rule_raw(r).to_string()
         } else {
@@ -252,7 +274,7 @@ pub fn normalize(d: &Dump, s: &ServiceRules, display: &str, raw: bool) -> Vec<No
                 rule: text,
                 raw: d.rule_raw(r).to_string(),
                 line: r.line,
-                chain: chain.to_string(),
+                chain: chain_name,
                 table: rule_table(d, r),
             }),
         });
@@ -293,8 +315,8 @@ mod tests {
                 "-A KUBE-SEP-<endpoint-1> -p tcp -m tcp -j DNAT --to-destination <endpoint-1>:8080",
             ]
         );
-        assert_eq!(n[2].rule.chain, "KUBE-NODEPORTS");
-        assert_eq!(n[3].rule.chain, "KUBE-SVC-AAAA");
+        assert_eq!(&*n[2].rule.chain, "KUBE-NODEPORTS");
+        assert_eq!(&*n[3].rule.chain, "KUBE-SVC-AAAA");
         let raw = normalize(&d, s, "default/echo:", true);
         assert!(raw[2].rule.rule.contains("30012"));
     }

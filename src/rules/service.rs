@@ -120,20 +120,20 @@ pub fn comment_service(comment: &str) -> Option<(ServiceKey, &str)> {
 
 /// The kind of per-service chain a name is, e.g. "KUBE-SVC" for "KUBE-SVC-ABC...".
 pub fn per_service_prefix(chain: &str) -> Option<&'static str> {
-    const P: [&str; 6] = [
-        "KUBE-SVC-",
-        "KUBE-SVL-",
-        "KUBE-EXT-",
-        "KUBE-FW-",
-        "KUBE-XLB-",
-        "KUBE-SEP-",
-    ];
-    if !chain.starts_with("KUBE-") {
+    let b = chain.as_bytes();
+    if b.len() < 9 || &b[..5] != b"KUBE-" {
         return None;
     }
-    P.iter()
-        .find(|p| chain.len() > p.len() && chain.starts_with(*p))
-        .map(|p| &p[..p.len() - 1])
+    let p = match &b[5..9] {
+        b"SVC-" => "KUBE-SVC",
+        b"SVL-" => "KUBE-SVL",
+        b"EXT-" => "KUBE-EXT",
+        b"SEP-" => "KUBE-SEP",
+        b"XLB-" => "KUBE-XLB",
+        [b'F', b'W', b'-', _] => "KUBE-FW",
+        _ => return None,
+    };
+    (chain.len() > p.len() + 1).then_some(p)
 }
 
 /// The hash part of a per-service chain name.
@@ -179,11 +179,43 @@ pub struct ServiceRules {
 
 struct RuleInfo<'a> {
     svc: Option<(RefParts<'a>, &'a str)>,
-    chain: &'a str,
-    target: Option<&'a str>,
-    /// Per-service prefixes of `chain` and `target`.
-    chain_kind: Option<&'static str>,
-    target_kind: Option<&'static str>,
+    /// Interned ids of per-service chains (`NONE` for other chains).
+    chain: u32,
+    target: u32,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Per-service chains of a dump, interned: name, prefix and the hash's id.
+struct Chains<'a> {
+    ids: HashMap<&'a str, u32>,
+    names: Vec<&'a str>,
+    /// Interned hash suffix for SVC/SVL/EXT/FW/XLB chains (`NONE` for SEP chains).
+    hash: Vec<u32>,
+    hashes: HashMap<&'a str, u32>,
+}
+
+impl<'a> Chains<'a> {
+    fn id(&mut self, name: Option<&'a str>) -> u32 {
+        let Some(name) = name else { return NONE };
+        if let Some(&i) = self.ids.get(name) {
+            return i;
+        }
+        let Some(p) = per_service_prefix(name) else {
+            return NONE;
+        };
+        let i = self.names.len() as u32;
+        self.ids.insert(name, i);
+        self.names.push(name);
+        let h = if p == "KUBE-SEP" {
+            NONE
+        } else {
+            let n = self.hashes.len() as u32;
+            *self.hashes.entry(&name[p.len() + 1..]).or_insert(n)
+        };
+        self.hash.push(h);
+        i
+    }
 }
 
 /// Group a dump's rules by service. With a filter, only matching services are returned, and only
@@ -237,105 +269,99 @@ fn services_filtered(d: &Dump, f: &ServiceFilter) -> Vec<ServiceRules> {
 
 fn group(
     d: &Dump,
-    idx: impl Iterator<Item = usize> + Clone,
+    idx: impl Iterator<Item = usize>,
     filter: Option<&ServiceFilter>,
 ) -> Vec<ServiceRules> {
+    let mut chains = Chains {
+        ids: HashMap::default(),
+        names: Vec::new(),
+        hash: Vec::new(),
+        hashes: HashMap::default(),
+    };
     let infos: Vec<(usize, RuleInfo<'_>)> = idx
         .map(|i| {
             let r = &d.rules[i];
             let body = d.rule_body(r);
-            let svc = tokens::comment(body).and_then(comment_ref);
-            let chain = d.rule_chain(r);
-            let target = tokens::jump_target(body);
-            (
-                i,
-                RuleInfo {
-                    svc,
-                    chain,
-                    target,
-                    chain_kind: per_service_prefix(chain),
-                    target_kind: target.and_then(per_service_prefix),
-                },
-            )
+            let info = RuleInfo {
+                svc: tokens::comment(body).and_then(comment_ref),
+                chain: chains.id(Some(d.rule_chain(r))),
+                target: chains.id(tokens::jump_target(body)),
+            };
+            (i, info)
         })
         .collect();
+    let n = chains.names.len();
 
-    // Service ids, in order of first appearance.
-    let mut ids: HashMap<RefParts<'_>, usize> = HashMap::default();
+    // Services in order of first appearance, keyed by the word as written less a trailing ':'
+    // ("ns/name:" and "ns/name" are one unnamed port).
+    let mut ids: HashMap<&str, usize> = HashMap::default();
     let mut out: Vec<ServiceRules> = Vec::new();
-    fn id_of<'a>(
-        ids: &mut HashMap<RefParts<'a>, usize>,
-        k: &RefParts<'a>,
-        w: &str,
-        out: &mut Vec<ServiceRules>,
-    ) -> usize {
-        if let Some(&i) = ids.get(k) {
-            return i;
-        }
-        ids.insert(*k, out.len());
-        out.push(ServiceRules {
-            key: ServiceKey {
-                namespace: k.0.to_string(),
-                name: k.1.to_string(),
-                port: k.2.to_string(),
-            },
-            written: w.to_string(),
-            rules: Vec::new(),
-            chains: Vec::new(),
-        });
-        out.len() - 1
-    }
-
-    // Owner of per-service chains.
-    let mut owner: HashMap<&str, usize> = HashMap::default();
-    let mut hash_owner: HashMap<&str, usize> = HashMap::default();
+    // Owners of per-service chains, and of hash suffixes.
+    let mut owner: Vec<usize> = vec![usize::MAX; n];
+    let mut hash_owner: Vec<usize> = vec![usize::MAX; chains.hashes.len()];
+    let mut rule_svc: Vec<usize> = Vec::with_capacity(infos.len());
     for (_, ri) in &infos {
-        if let Some((k, w)) = &ri.svc {
-            let id = id_of(&mut ids, k, w, &mut out);
-            if let Some(p) = ri.chain_kind {
-                owner.entry(ri.chain).or_insert(id);
-                if p != "KUBE-SEP" {
-                    hash_owner
-                        .entry(chain_hash(ri.chain).unwrap())
-                        .or_insert(id);
+        let id = match &ri.svc {
+            None => usize::MAX,
+            Some((k, w)) => {
+                let word = w.strip_suffix(':').unwrap_or(w);
+                match ids.get(word) {
+                    Some(&i) => i,
+                    None => {
+                        ids.insert(word, out.len());
+                        out.push(ServiceRules {
+                            key: ServiceKey {
+                                namespace: k.0.to_string(),
+                                name: k.1.to_string(),
+                                port: k.2.to_string(),
+                            },
+                            written: w.to_string(),
+                            rules: Vec::new(),
+                            chains: Vec::new(),
+                        });
+                        out.len() - 1
+                    }
                 }
             }
-            if let Some(t) = ri.target
-                && let Some(p) = ri.target_kind
-            {
-                owner.entry(t).or_insert(id);
-                if p != "KUBE-SEP" {
-                    hash_owner.entry(chain_hash(t).unwrap()).or_insert(id);
+        };
+        rule_svc.push(id);
+        if id == usize::MAX {
+            continue;
+        }
+        for c in [ri.chain, ri.target] {
+            if c != NONE {
+                let c = c as usize;
+                if owner[c] == usize::MAX {
+                    owner[c] = id;
+                }
+                let h = chains.hash[c];
+                if h != NONE && hash_owner[h as usize] == usize::MAX {
+                    hash_owner[h as usize] = id;
                 }
             }
         }
     }
-    // Chains sharing a hash with an owned chain; then ownership along jumps, to a fixpoint.
-    let linked: Vec<&RuleInfo<'_>> = infos
-        .iter()
-        .map(|(_, ri)| ri)
-        .filter(|ri| ri.chain_kind.is_some() || ri.target_kind.is_some())
-        .collect();
+    // Siblings by hash (SVC/SVL/EXT/FW/XLB of one service share the suffix); then ownership
+    // along jumps from owned chains, until nothing changes.
     loop {
+        for c in 0..n {
+            let h = chains.hash[c];
+            if owner[c] == usize::MAX && h != NONE && hash_owner[h as usize] != usize::MAX {
+                owner[c] = hash_owner[h as usize];
+            }
+        }
         let mut changed = false;
-        for ri in &linked {
-            for (c, kind) in [(Some(ri.chain), ri.chain_kind), (ri.target, ri.target_kind)] {
-                if let (Some(c), Some(p)) = (c, kind)
-                    && p != "KUBE-SEP"
-                    && !owner.contains_key(c)
-                    && let Some(&id) = hash_owner.get(&c[p.len() + 1..])
-                {
-                    owner.insert(c, id);
+        for (_, ri) in &infos {
+            if ri.chain != NONE && ri.target != NONE {
+                let (c, t) = (ri.chain as usize, ri.target as usize);
+                if owner[t] == usize::MAX && owner[c] != usize::MAX {
+                    owner[t] = owner[c];
+                    let h = chains.hash[t];
+                    if h != NONE && hash_owner[h as usize] == usize::MAX {
+                        hash_owner[h as usize] = owner[c];
+                    }
                     changed = true;
                 }
-            }
-            if let Some(t) = ri.target
-                && ri.target_kind.is_some()
-                && !owner.contains_key(t)
-                && let Some(&id) = owner.get(ri.chain)
-            {
-                owner.insert(t, id);
-                changed = true;
             }
         }
         if !changed {
@@ -343,23 +369,24 @@ fn group(
         }
     }
 
-    for (i, ri) in &infos {
-        let id = if ri.chain_kind.is_some() {
-            owner.get(ri.chain).copied()
+    for ((i, ri), svc) in infos.iter().zip(rule_svc) {
+        let id = if ri.chain != NONE {
+            owner[ri.chain as usize]
+        } else if svc != usize::MAX {
+            svc
+        } else if ri.target != NONE {
+            owner[ri.target as usize]
         } else {
-            ri.svc
-                .as_ref()
-                .and_then(|(k, _)| ids.get(k).copied())
-                .or_else(|| ri.target.and_then(|t| owner.get(t).copied()))
+            usize::MAX
         };
-        if let Some(id) = id {
+        if id != usize::MAX {
             out[id].rules.push(*i);
         }
     }
-    let mut owned: Vec<(&str, usize)> = owner.into_iter().collect();
-    owned.sort_unstable();
-    for (c, id) in owned {
-        out[id].chains.push(c.to_string());
+    for (c, &o) in owner.iter().enumerate() {
+        if o != usize::MAX {
+            out[o].chains.push(chains.names[c].to_string());
+        }
     }
     if let Some(f) = filter {
         out.retain(|s| f.matches(&s.key));
