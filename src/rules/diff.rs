@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -169,34 +168,49 @@ pub fn diff_service(
     base: &[NormRule],
     pr: &[NormRule],
 ) -> ServiceDiff {
-    // Group by (table, role), in order of first appearance (base first).
-    let mut order: Vec<(Table, &str)> = Vec::new();
-    type Sides<'a> = (Vec<&'a NormRule>, Vec<&'a NormRule>);
-    let mut groups: HashMap<(Table, &str), Sides<'_>> = HashMap::default();
+    // Group by (table, role), in order of first appearance (base first). A service has a
+    // handful of chains: a linear search beats hashing.
+    type Group<'a> = ((Table, &'a str), Vec<&'a NormRule>, Vec<&'a NormRule>);
+    let mut groups: Vec<Group<'_>> = Vec::new();
     for (side, rules) in [(0, base), (1, pr)] {
         for r in rules {
             let k = (r.rule.table, &*r.role);
-            let g = groups.entry(k).or_insert_with(|| {
-                order.push(k);
-                Default::default()
-            });
-            if side == 0 { g.0.push(r) } else { g.1.push(r) }
+            let g = match groups.iter().position(|g| g.0 == k) {
+                Some(i) => &mut groups[i],
+                None => {
+                    groups.push((k, Vec::new(), Vec::new()));
+                    groups.last_mut().unwrap()
+                }
+            };
+            if side == 0 { g.1.push(r) } else { g.2.push(r) }
         }
     }
-    let mut chains = Vec::with_capacity(order.len());
+    let mut chains = Vec::with_capacity(groups.len());
     let mut added = Vec::new();
     let mut removed = Vec::new();
-    for k in order {
-        let (b, p) = &groups[&k];
-        let bt: Vec<&str> = b.iter().map(|r| r.rule.rule.as_str()).collect();
-        let pt: Vec<&str> = p.iter().map(|r| r.rule.rule.as_str()).collect();
+    for (k, b, p) in &groups {
+        let k = *k;
+        let equal_texts = b.len() == p.len()
+            && b.iter()
+                .zip(p.iter())
+                .all(|(x, y)| x.rule.rule == y.rule.rule);
+        let bt: Vec<&str> = if equal_texts {
+            Vec::new()
+        } else {
+            b.iter().map(|r| r.rule.rule.as_str()).collect()
+        };
+        let pt: Vec<&str> = if equal_texts {
+            Vec::new()
+        } else {
+            p.iter().map(|r| r.rule.rule.as_str()).collect()
+        };
         let mut lines = Vec::with_capacity(b.len().max(p.len()));
         let equal_line = |x: &NormRule, y: &NormRule| Line {
             op: Op::Equal,
             base: Some(x.rule.clone()),
             pr: Some(y.rule.clone()),
         };
-        if bt == pt {
+        if equal_texts {
             lines.extend(b.iter().zip(p.iter()).map(|(x, y)| equal_line(x, y)));
         } else {
             for op in similar::capture_diff_slices(Algorithm::Myers, &bt, &pt) {
