@@ -344,10 +344,9 @@ fn group(
     // Siblings by hash (SVC/SVL/EXT/FW/XLB of one service share the suffix); then ownership
     // along jumps from owned chains, until nothing changes.
     loop {
-        for c in 0..n {
-            let h = chains.hash[c];
-            if owner[c] == usize::MAX && h != NONE && hash_owner[h as usize] != usize::MAX {
-                owner[c] = hash_owner[h as usize];
+        for (o, &h) in owner.iter_mut().zip(&chains.hash) {
+            if *o == usize::MAX && h != NONE && hash_owner[h as usize] != usize::MAX {
+                *o = hash_owner[h as usize];
             }
         }
         let mut changed = false;
