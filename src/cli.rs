@@ -256,9 +256,9 @@ pub fn use_color(when: ColorWhen) -> bool {
 }
 
 /// Read a dump given on the command line ("-" is standard input, "node:NAME" a kind node's
-/// rules through the Docker API) and parse it.
-pub fn load_dump(arg: &str, stdin_used: &mut bool) -> Result<rules::Dump> {
-    let (name, text) = if let Some(node) = arg.strip_prefix("node:") {
+/// rules through the Docker API): (name for errors, text).
+pub fn load_text(arg: &str, stdin_used: &mut bool) -> Result<(String, String)> {
+    Ok(if let Some(node) = arg.strip_prefix("node:") {
         (arg.to_string(), read_node_rules(node)?)
     } else if arg == "-" {
         if *stdin_used {
@@ -279,8 +279,7 @@ pub fn load_dump(arg: &str, stdin_used: &mut bool) -> Result<rules::Dump> {
             )
         })?;
         (arg.to_string(), s)
-    };
-    rules::parse(text).map_err(|e| anyhow!("{name}:{}: {}", e.line, e.reason))
+    })
 }
 
 /// A kind node's rules (iptables mode), read through the Docker API.
@@ -309,7 +308,16 @@ fn read_node_rules(node: &str) -> Result<String> {
                 }
             ));
         }
-        d.read_rules(node, ProxyMode::Iptables).await
+        // iptables first; a node whose kube-proxy runs in nftables mode has its rules in the
+        // kube-proxy table instead.
+        let text = d.read_rules(node, ProxyMode::Iptables).await?;
+        if text.contains("KUBE-") {
+            return Ok(text);
+        }
+        match d.read_rules(node, ProxyMode::Nftables).await {
+            Ok(nft) => Ok(nft),
+            Err(_) => Ok(text),
+        }
     })
 }
 
@@ -396,18 +404,17 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
     if a.base == "-" && a.pr == "-" {
         return Err(anyhow!("standard input ('-') can be given only once"));
     }
-    // Read and parse both sides at once.
-    let (base, pr) = std::thread::scope(|sc| {
-        let b = sc.spawn(|| load_dump(&a.base, &mut (a.pr == "-")));
-        let p = load_dump(&a.pr, &mut (a.base == "-"));
-        (b.join().expect("reader thread"), p)
-    });
-    let (base, pr) = (base?, pr?);
+    let (bname, btext) = load_text(&a.base, &mut (a.pr == "-"))?;
+    let (pname, ptext) = load_text(&a.pr, &mut (a.base == "-"))?;
     let opts = Options {
         raw: a.raw,
         service: service.clone(),
     };
-    let cmp = rules::compare(&base, &pr, &opts);
+    let (cmp, parsed) = rules::compare_texts_keep(&btext, &ptext, &opts).map_err(|e| match e {
+        rules::TextError::Base(e) => anyhow!("{bname}:{}: {}", e.line, e.reason),
+        rules::TextError::Pr(e) => anyhow!("{pname}:{}: {}", e.line, e.reason),
+        m @ rules::TextError::Mixed(_) => anyhow!("{m}"),
+    })?;
     if let (Some(f), true) = (&service, cmp.services.is_empty()) {
         return Err(anyhow!(
             "--service {}: no rules for this service in either dump",
@@ -434,8 +441,9 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
     // The process ends right after this: freeing a million small strings one by one costs more
     // than the comparison itself on a large cluster, so leave it to the OS.
     std::mem::forget(cmp);
-    std::mem::forget(base);
-    std::mem::forget(pr);
+    std::mem::forget(parsed);
+    std::mem::forget(btext);
+    std::mem::forget(ptext);
     Ok(code)
 }
 

@@ -94,8 +94,6 @@ pub struct RunOptions {
 
 /// Parse and compare two dumps for the Diff pane (runs on a blocking thread).
 pub fn compute_diff(req: &DiffRequest) -> Result<Arc<rules::Comparison>, String> {
-    let base = rules::parse(req.base.to_string()).map_err(|e| format!("base rules: {e}"))?;
-    let pr = rules::parse(req.pr.to_string()).map_err(|e| format!("PR rules: {e}"))?;
     let service = if req.service.is_empty() {
         None
     } else {
@@ -105,7 +103,9 @@ pub fn compute_diff(req: &DiffRequest) -> Result<Arc<rules::Comparison>, String>
         raw: req.key.raw,
         service,
     };
-    Ok(Arc::new(rules::compare(&base, &pr, &opts)))
+    rules::compare_texts(&req.base, &req.pr, &opts)
+        .map(Arc::new)
+        .map_err(|e| format!("rules: {e}"))
 }
 
 /// Run the dashboard until the user quits or a signal arrives.

@@ -321,3 +321,33 @@ fn synthetic_pairs_equal_and_changed() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("- -A KUBE-EXT-<hash> -m comment --comment \"masquerade LOCAL traffic for ns6/svc200:p80 external destinations\""), "{}", stdout(&o));
 }
+
+#[test]
+fn nftables_dumps_compare_and_mixed_kinds_are_refused() {
+    let list = fixture("nftables/k3s-real-nft-list-table-ip-kube-proxy.txt");
+    let txn = fixture("nftables/k8s-nftables-proxier_test-TestOverallNFTablesRules.txt");
+    let ipt = fixture(MASTER);
+    for f in [&list, &txn] {
+        let o = kindred(&["diff", f.to_str().unwrap(), f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let o = kindred(&[
+        "diff",
+        txn.to_str().unwrap(),
+        txn.to_str().unwrap(),
+        "--service",
+        "ns2/svc2",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["services"].as_array().unwrap().len(), 1);
+    assert_eq!(v["services"][0]["service"], "ns2/svc2:p80");
+    let o = kindred(&["diff", ipt.to_str().unwrap(), list.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("base is iptables, PR is nftables"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -181,3 +181,85 @@ fn kube_proxy_restore_input_equals_what_iptables_saves() {
     let o = kindred(&["diff", &a, &b]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
+
+/// Load an nftables ruleset into a namespace with `nft -f` and list it back.
+fn nft_round_trip(tag: &str, ruleset: &str) -> String {
+    let ns = Netns::new(tag);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("rules.nft");
+    std::fs::write(&f, ruleset).unwrap();
+    let o = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "nft", "-f", f.to_str().unwrap()])
+        .output()
+        .expect("nft (Debian's nftables)");
+    assert!(
+        o.status.success(),
+        "nft -f: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    ns.save("nft", &["list", "table", "ip", "kube-proxy"])
+}
+
+#[test]
+#[ignore = "needs root, ip netns and nft (CI runs it)"]
+fn nftables_round_trip_same_behaviour_is_equal_and_changes_show() {
+    let fixture = std::fs::read_to_string(fixture(
+        "nftables/k3s-real-nft-list-table-ip-kube-proxy.txt",
+    ))
+    .unwrap();
+    let fixture: String = fixture
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    // Another cluster: other chain hashes, cluster IP, NodePort and endpoint IP.
+    let other = fixture
+        .replace("P6J77WGM", "Q7K88XHN")
+        .replace("VNXJG24O", "WOYKH35P")
+        .replace("10.43.195.72", "10.43.7.7")
+        .replace("tcp . 30000", "tcp . 31234")
+        .replace("10.42.2.218", "10.42.2.250");
+    assert_ne!(fixture, other);
+    // A behaviour change: the external chain no longer marks for masquerade.
+    let changed = other.replacen(
+        "        chain external-Q7K88XHN-riset/hellopod-np-svc/tcp/ {\n                jump mark-for-masquerade\n",
+        "        chain external-Q7K88XHN-riset/hellopod-np-svc/tcp/ {\n",
+        1,
+    );
+    assert_ne!(changed, other);
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.nft", &nft_round_trip("nfa", &fixture));
+    let b = write(dir.path(), "b.nft", &nft_round_trip("nfb", &other));
+    let c = write(dir.path(), "c.nft", &nft_round_trip("nfc", &changed));
+    let orig = write(dir.path(), "orig.nft", &fixture);
+
+    let o = kindred(&["diff", &orig, &a]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "listing back changes nothing: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let o = kindred(&["diff", &a, &b, "--service", "riset/hellopod-np-svc"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let o = kindred(&["diff", &a, &b]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let o = kindred(&["diff", &a, &c, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let changed: Vec<_> = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["equal"] == false)
+        .collect();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0]["service"], "riset/hellopod-np-svc:");
+    assert_eq!(changed[0]["removed"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        changed[0]["removed"][0]["rule"],
+        "external-<hash>-riset/hellopod-np-svc/tcp/: jump mark-for-masquerade"
+    );
+    assert!(changed[0]["added"].as_array().unwrap().is_empty());
+}

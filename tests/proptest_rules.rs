@@ -22,7 +22,26 @@ proptest! {
 
     #[test]
     fn parser_never_panics(s in ".{0,400}") {
-        let _ = parse(s);
+        let _ = parse(s.clone());
+        let _ = kindred::rules::nft::parse(&s);
+    }
+
+    #[test]
+    fn nft_like_input_never_panics(lines in prop::collection::vec(prop_oneof![
+        Just("table ip kube-proxy {".to_string()),
+        Just("}".to_string()),
+        "chain (service|external|endpoint)-[A-Z0-9]{8}-[a-z]{1,3}/[a-z]{1,3}/tcp/[a-z]{0,3}(__10\\.0\\.0\\.[0-9]/80)? \\{",
+        "map service-ips \\{",
+        "elements = \\{ [0-9.]{7,12} \\. tcp \\. [0-9]{1,5} : goto service-[A-Z0-9]{8}-a/b/tcp/(, )?",
+        "ip daddr [0-9.]{7,12} tcp dport [0-9]{1,5} jump mark-for-masquerade",
+        "add (rule|element|chain) ip kube-proxy .{0,40}",
+        ".{0,30}",
+    ], 0..30)) {
+        let text = lines.join("\n");
+        if let Ok(d) = kindred::rules::nft::parse(&text) {
+            let c = kindred::rules::diff::compare_nft(&d, &d, &Default::default());
+            prop_assert!(c.equal);
+        }
     }
 
     #[test]

@@ -13,4 +13,8 @@ fuzz_target!(|data: &[u8]| {
         let c = compare(&d, &d, &Options::default());
         assert!(c.equal);
     }
+    if let Ok(d) = kindred::rules::nft::parse(text) {
+        let c = kindred::rules::diff::compare_nft(&d, &d, &Options::default());
+        assert!(c.equal);
+    }
 });

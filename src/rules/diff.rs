@@ -8,7 +8,7 @@ use serde::Serialize;
 use similar::{Algorithm, ChangeTag, TextDiff};
 
 use super::normalize::{NormRule, normalize};
-use super::parse::{Dump, Table};
+use super::parse::{Dump, ParseError, Table};
 use super::service::{ServiceFilter, ServiceKey, ServiceRules, services};
 
 /// How to compare.
@@ -109,6 +109,110 @@ pub fn compare(base: &Dump, pr: &Dump, opts: &Options) -> Comparison {
         (b.join().expect("service analysis thread"), p)
     });
     compare_services(base, &bs, pr, &ps, opts)
+}
+
+/// Which side a parse error is in.
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    #[error("base: {0}")]
+    Base(ParseError),
+    #[error("PR: {0}")]
+    Pr(ParseError),
+    #[error("base and PR are different kinds of dump: {0}")]
+    Mixed(&'static str),
+}
+
+/// The parsed dumps behind a comparison: dropping them frees them (a short-lived command may
+/// rather leave that to its exit).
+pub struct Parsed {
+    _iptables: Option<(Dump, Dump)>,
+    _nft: Option<(super::nft::NftDump, super::nft::NftDump)>,
+}
+
+/// Parse two dumps (iptables or nftables, detected) and compare them.
+pub fn compare_texts(base: &str, pr: &str, opts: &Options) -> Result<Comparison, TextError> {
+    compare_texts_keep(base, pr, opts).map(|(c, _)| c)
+}
+
+/// [`compare_texts`], also handing back the parsed dumps.
+pub fn compare_texts_keep(
+    base: &str,
+    pr: &str,
+    opts: &Options,
+) -> Result<(Comparison, Parsed), TextError> {
+    let (bn, pn) = (
+        super::nft::looks_like_nft(base),
+        super::nft::looks_like_nft(pr),
+    );
+    match (bn, pn) {
+        (false, false) => {
+            let (b, p) = std::thread::scope(|sc| {
+                let h = sc.spawn(|| super::parse::parse(base));
+                let p = super::parse::parse(pr);
+                (h.join().expect("parser thread"), p)
+            });
+            let (b, p) = (b.map_err(TextError::Base)?, p.map_err(TextError::Pr)?);
+            let c = compare(&b, &p, opts);
+            Ok((
+                c,
+                Parsed {
+                    _iptables: Some((b, p)),
+                    _nft: None,
+                },
+            ))
+        }
+        (true, true) => {
+            let b = super::nft::parse(base).map_err(TextError::Base)?;
+            let p = super::nft::parse(pr).map_err(TextError::Pr)?;
+            let c = compare_nft(&b, &p, opts);
+            Ok((
+                c,
+                Parsed {
+                    _iptables: None,
+                    _nft: Some((b, p)),
+                },
+            ))
+        }
+        (true, false) => Err(TextError::Mixed("base is nftables, PR is iptables")),
+        (false, true) => Err(TextError::Mixed("base is iptables, PR is nftables")),
+    }
+}
+
+/// Compare two nftables dumps.
+pub fn compare_nft(
+    base: &super::nft::NftDump,
+    pr: &super::nft::NftDump,
+    opts: &Options,
+) -> Comparison {
+    use super::nft;
+    let bs = nft::services(base, opts.service.as_ref());
+    let ps = nft::services(pr, opts.service.as_ref());
+    let mut keys: BTreeMap<&ServiceKey, (Option<&Vec<usize>>, Option<&Vec<usize>>)> =
+        BTreeMap::new();
+    for (k, v) in &bs {
+        keys.entry(k).or_default().0 = Some(v);
+    }
+    for (k, v) in &ps {
+        keys.entry(k).or_default().1 = Some(v);
+    }
+    let mut out: Vec<ServiceDiff> = keys
+        .into_iter()
+        .map(|(k, (b, p))| {
+            let nb = b
+                .map(|i| nft::normalize(base, i, opts.raw))
+                .unwrap_or_default();
+            let np = p
+                .map(|i| nft::normalize(pr, i, opts.raw))
+                .unwrap_or_default();
+            diff_service(k.to_string(), b.is_some(), p.is_some(), &nb, &np)
+        })
+        .collect();
+    out.sort_by_key(|s| s.equal);
+    Comparison {
+        equal: out.iter().all(|s| s.equal),
+        normalized: !opts.raw,
+        services: out,
+    }
 }
 
 /// Compare already grouped services (see [`services`]).

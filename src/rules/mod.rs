@@ -2,6 +2,7 @@
 //! differs between any two clusters, and diff base against PR. No async, no UI.
 
 pub mod diff;
+pub mod nft;
 pub mod normalize;
 pub mod parse;
 pub mod render;
@@ -9,6 +10,6 @@ pub mod service;
 pub mod synth;
 pub mod tokens;
 
-pub use diff::{Comparison, Options, compare};
+pub use diff::{Comparison, Options, TextError, compare, compare_texts, compare_texts_keep};
 pub use parse::{Dump, ParseError, parse};
 pub use service::ServiceFilter;

@@ -254,7 +254,7 @@ pub fn parse(text: impl Into<String>) -> Result<Dump, ParseError> {
             b't' if line.starts_with(b"table ") => {
                 return Err(err(
                     line_no,
-                    "this is an nftables ruleset (nft list table); kindred compares iptables dumps only, nftables support is not implemented yet",
+                    "this is an nftables ruleset (nft list table), not an iptables dump",
                 ));
             }
             _ => {
