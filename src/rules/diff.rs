@@ -187,8 +187,8 @@ pub fn compare_nft(
     use super::nft;
     let bs = nft::services(base, opts.service.as_ref());
     let ps = nft::services(pr, opts.service.as_ref());
-    let mut keys: BTreeMap<&ServiceKey, (Option<&Vec<usize>>, Option<&Vec<usize>>)> =
-        BTreeMap::new();
+    type Items<'a> = (Option<&'a Vec<usize>>, Option<&'a Vec<usize>>);
+    let mut keys: BTreeMap<&ServiceKey, Items<'_>> = BTreeMap::new();
     for (k, v) in &bs {
         keys.entry(k).or_default().0 = Some(v);
     }
