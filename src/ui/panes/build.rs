@@ -30,7 +30,19 @@ fn side_lines<'a>(
 ) -> Vec<Line<'a>> {
     let w = rect.width.saturating_sub(1) as usize;
     let which = if side == Side::Base { "base" } else { "PR" };
-    let mut lines = vec![side_heading(s.name(), which, theme)];
+    let mut heading = side_heading(s.name(), which, theme);
+    if !s.nodes.is_empty() {
+        let names: Vec<String> = s
+            .nodes
+            .iter()
+            .map(|n| crate::ui::short(&n.name, s.name()))
+            .collect();
+        heading.spans.push(Span::styled(
+            format!(" · nodes {}", names.join(", ")),
+            theme.dim(),
+        ));
+    }
+    let mut lines = vec![heading];
     let mut latest = None;
     let mut failures: Vec<String> = Vec::new();
     for p in Phase::ALL {
