@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The dashboard on the live backend: kind, Docker and the API server for both sides.
-    Up(PlayArgs),
+    Up(DashArgs),
     /// Write a commented starter scenario (the built-in one) to ./kindred.yaml or -f FILE.
     Init(InitArgs),
     /// Compare the kube-proxy rules of two dumps (iptables-save or iptables -S output), per service.
@@ -82,17 +82,24 @@ pub struct ClustersArgs {
     pub format: OutputFormat,
 }
 
+/// Options of every dashboard.
 #[derive(Debug, Default, clap::Args)]
-pub struct PlayArgs {
-    /// Playback speed (replay and demo): 1 is real time, 10 ten times faster.
-    #[arg(long, default_value_t = 1.0)]
-    pub speed: f64,
+pub struct DashArgs {
     /// Also write the session's events to FILE (the recording format).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
     /// Do not capture the mouse (lets the terminal select text).
     #[arg(long)]
     pub no_mouse: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlayArgs {
+    /// Playback speed: 1 is real time, 10 ten times faster.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    #[command(flatten)]
+    pub dash: DashArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -210,7 +217,7 @@ pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
 }
 
 /// `kindred up` (and `kindred` alone).
-pub fn run_up(file: Option<&std::path::Path>, a: &PlayArgs) -> Result<i32> {
+pub fn run_up(file: Option<&std::path::Path>, a: &DashArgs) -> Result<i32> {
     let sc = load_scenario(file)?;
     let kind = crate::backend::kind::Kind::default();
     let backend = Box::new(crate::backend::live::LiveBackend::new(sc, kind));
@@ -226,10 +233,10 @@ pub fn run_play(rec: crate::backend::recording::Recording, a: &PlayArgs) -> Resu
         ));
     }
     let backend = Box::new(crate::backend::replay::ReplayBackend::new(rec, a.speed));
-    run_dashboard(backend, a)
+    run_dashboard(backend, &a.dash)
 }
 
-fn run_dashboard(backend: Box<dyn crate::backend::Backend>, a: &PlayArgs) -> Result<i32> {
+fn run_dashboard(backend: Box<dyn crate::backend::Backend>, a: &DashArgs) -> Result<i32> {
     if !std::io::stdout().is_terminal() {
         return Err(anyhow!(
             "the dashboard needs a terminal (stdout is not one)"

@@ -101,7 +101,8 @@ fn demo_cmd(extra: &str) -> String {
 #[test]
 #[ignore = "needs tmux (CI runs it)"]
 fn demo_help_retest_quit() {
-    let t = Tmux::start("e2e", &demo_cmd(""));
+    let rec = std::env::temp_dir().join(format!("kindred-e2e-{}.jsonl", std::process::id()));
+    let t = Tmux::start("e2e", &demo_cmd(&format!("--record {}", rec.display())));
     let s = t.wait_for("route LOCAL traffic for default/echo: LB IP", 30);
     assert!(s.contains("DEMO"), "{s}");
     assert!(
@@ -135,6 +136,21 @@ fn demo_help_retest_quit() {
     assert!(s.contains("KINDRED-EXIT=0"), "{s}");
     // Back on the normal screen: the dashboard is gone.
     assert!(!s.contains("Diff normalized"), "terminal not restored: {s}");
+
+    // The session was recorded; the recording replays to the same verdict.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kindred"))
+        .args(["check", "--replay", rec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("PASS: 4 of 4 expectations hold"), "{out}");
+    let _ = std::fs::remove_file(&rec);
 }
 
 #[test]
