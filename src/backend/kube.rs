@@ -365,11 +365,3 @@ pub fn exit_code(s: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Stat
         })
         .unwrap_or(-1)
 }
-
-/// Collect every item of a list call (used by tests and `check`).
-pub async fn list_pods(client: &Client, ns: &str) -> Result<Vec<PodInfo>> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let lp = kube::api::ListParams::default().labels(TEST_LABEL);
-    let pods = api.list(&lp).await?;
-    Ok(pods.items.iter().map(pod_info).collect())
-}

@@ -28,11 +28,6 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// True when tests that need root and host tools must run (CI sets CI=true).
-pub fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
-}
-
 /// Run the docker CLI (test setup only; kindred itself talks to the engine through bollard).
 pub fn docker(args: &[&str]) -> String {
     let o = Command::new("docker")
