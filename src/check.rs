@@ -46,14 +46,23 @@ pub struct NodeDiff {
     pub comparison: Comparison,
 }
 
+/// A side as the report names it: cluster, ref, image, and the commit built when known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SideReport {
+    pub name: String,
+    pub git_ref: Option<String>,
+    pub image: Option<String>,
+    pub commit: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
     pub schema: &'static str,
     /// Every expectation holds.
     pub ok: bool,
     pub service: String,
-    pub base: SideInfo,
-    pub pr: SideInfo,
+    pub base: SideReport,
+    pub pr: SideReport,
     pub expectations: Vec<ExpectationResult>,
     pub probes: Vec<ProbeRow>,
     pub rules: Vec<NodeDiff>,
@@ -157,12 +166,23 @@ pub fn verdict(st: &State) -> Result<Verdict, String> {
         schema: SCHEMA,
         ok: expectations.iter().all(|e| e.holds),
         service: session.service.clone(),
-        base: session.base.clone(),
-        pr: session.pr.clone(),
+        base: side_report(st, Side::Base),
+        pr: side_report(st, Side::Pr),
         expectations,
         probes: rows,
         rules,
     })
+}
+
+fn side_report(st: &State, side: Side) -> SideReport {
+    let s = st.side(side);
+    let info: Option<&SideInfo> = s.info.as_ref();
+    SideReport {
+        name: s.name().to_string(),
+        git_ref: info.and_then(|i| i.git_ref.clone()),
+        image: info.and_then(|i| i.image.clone()),
+        commit: s.commit.clone(),
+    }
 }
 
 fn outcome(r: &Option<ProbeResult>) -> String {
@@ -332,12 +352,16 @@ impl Verdict {
                 o.push_str("```\n");
             }
         }
-        let ver = |s: &SideInfo| {
-            format!(
+        let ver = |s: &SideReport| {
+            let mut v = format!(
                 "ref `{}`, image `{}`",
                 s.git_ref.as_deref().unwrap_or("?"),
                 s.image.as_deref().unwrap_or("?")
-            )
+            );
+            if let Some(c) = &s.commit {
+                v.push_str(&format!(", commit `{}`", &c[..c.len().min(12)]));
+            }
+            v
         };
         let _ = writeln!(
             o,

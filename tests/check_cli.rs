@@ -181,3 +181,62 @@ fn trouble_is_exit_2() {
     let o = kindred(&["check", "--replay", "/nonexistent.jsonl"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn the_report_names_the_commits_built() {
+    let text = std::fs::read_to_string(demo_path()).unwrap();
+    let mut rec = recording::parse(&text, "demo").unwrap();
+    let at = rec
+        .records
+        .iter()
+        .position(|r| matches!(r.event, Event::Phase { .. }))
+        .unwrap();
+    for (side, commit) in [
+        (Side::Base, "0123456789abcdef0123456789abcdef01234567"),
+        (Side::Pr, "fedcba9876543210fedcba9876543210fedcba98"),
+    ] {
+        rec.records.insert(
+            at,
+            recording::Record {
+                t: rec.records[at].t,
+                event: Event::Built {
+                    side,
+                    commit: commit.into(),
+                    image: format!("kindred/node:{side:?}"),
+                },
+            },
+        );
+    }
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("built.jsonl");
+    let mut out = serde_json::to_string(&rec.header).unwrap() + "\n";
+    for r in &rec.records {
+        out.push_str(&serde_json::to_string(r).unwrap());
+        out.push('\n');
+    }
+    std::fs::write(&f, out).unwrap();
+    let (md, js) = (d.path().join("r.md"), d.path().join("r.json"));
+    let o = kindred(&[
+        "check",
+        "--replay",
+        f.to_str().unwrap(),
+        "--report-md",
+        md.to_str().unwrap(),
+        "--report-json",
+        js.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let m = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        m.contains("commit `0123456789ab`") && m.contains("commit `fedcba987654`"),
+        "{m}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    schema_check(&v);
+    assert_eq!(
+        v["pr"]["commit"],
+        "fedcba9876543210fedcba9876543210fedcba98"
+    );
+    assert_eq!(v["pr"]["image"], "kindred/node:Pr");
+}

@@ -72,6 +72,8 @@ pub struct NodeInfo {
 #[derive(Debug, Clone, Default)]
 pub struct SideState {
     pub info: Option<SideInfo>,
+    /// The commit the running node image was built from, once known.
+    pub commit: Option<String>,
     pub phases: [PhaseView; 3],
     pub output: [VecDeque<String>; 3],
     pub nodes: Vec<NodeInfo>,

@@ -181,6 +181,17 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
         Event::Output { side, phase, line } => {
             push_line(&mut st.side_mut(side).output[phase as usize], line);
         }
+        Event::Built {
+            side,
+            commit,
+            image,
+        } => {
+            let s = st.side_mut(side);
+            s.commit = Some(commit);
+            if let Some(i) = s.info.as_mut() {
+                i.image = Some(image);
+            }
+        }
         Event::Node {
             side,
             name,

@@ -176,6 +176,12 @@ pub enum Event {
         phase: Phase,
         line: String,
     },
+    /// The node image a side runs: the commit it was built from.
+    Built {
+        side: Side,
+        commit: String,
+        image: String,
+    },
     Node {
         side: Side,
         name: String,

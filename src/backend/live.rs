@@ -145,8 +145,14 @@ pub async fn build(ctx: &Ctx, side: Side) -> Result<()> {
         );
         let docker = ctx.docker()?;
         let by_commit = commit_tag(&sha);
+        let built = Event::Built {
+            side,
+            commit: sha.clone(),
+            image: spec.image.clone(),
+        };
         if docker.image_exists(&by_commit).await? {
             docker.tag(&by_commit, &spec.image).await?;
+            ctx.emit(built);
             return Ok(Some(format!("image {by_commit} exists")));
         }
         let dir = super::git::worktree(&source, &sha, &worktree_dir(&spec.name, &sha)).await?;
@@ -165,6 +171,7 @@ pub async fn build(ctx: &Ctx, side: Side) -> Result<()> {
             )
             .await?;
         docker.tag(&spec.image, &by_commit).await?;
+        ctx.emit(built);
         Ok(None)
     })
     .await

@@ -126,6 +126,7 @@ const KNOWN: &[&str] = &[
     "session",
     "phase",
     "output",
+    "built",
     "node",
     "pod",
     "pod_removed",

@@ -32,6 +32,7 @@ fn part_of(ev: &Event) -> Option<Part> {
             Phase::Create => Part::Create,
             Phase::Deploy => Part::Deploy,
         },
+        Event::Built { .. } => Part::Build,
         Event::Node { .. } => Part::Create,
         Event::Pod { .. } | Event::PodRemoved { .. } | Event::Service { .. } => Part::Deploy,
         Event::ProbesStarted { .. } | Event::Probe { .. } | Event::ProbesDone { .. } => {

@@ -31,6 +31,12 @@ fn side_lines<'a>(
     let w = rect.width.saturating_sub(1) as usize;
     let which = if side == Side::Base { "base" } else { "PR" };
     let mut heading = side_heading(s.name(), which, theme);
+    if let Some(c) = &s.commit {
+        heading.spans.push(Span::styled(
+            format!(" @{}", &c[..c.len().min(12)]),
+            theme.dim(),
+        ));
+    }
     if !s.nodes.is_empty() {
         let names: Vec<String> = s
             .nodes
