@@ -84,6 +84,8 @@ pub struct SideState {
     pub probes_running: bool,
     /// Rule dumps per node name, as last received.
     pub dumps: BTreeMap<String, Arc<str>>,
+    /// Per node: does its dump mention the Service under test (checked once per dump)?
+    pub mentions_service: BTreeMap<String, bool>,
     pub errors: Vec<(String, String)>,
 }
 
@@ -223,7 +225,8 @@ impl State {
     }
 
     /// Nodes with a rule dump on both sides, paired by role: "master-worker" and
-    /// "77523-worker" are both "worker". Returns (role, base node, PR node).
+    /// "77523-worker" are both "worker". Returns (role, base node, PR node); pairs whose dumps
+    /// mention the Service under test come first.
     pub fn diff_nodes(&self) -> Vec<(String, String, String)> {
         let role = |side: &SideState, node: &str| -> String {
             let prefix = format!("{}-", side.name());
@@ -238,6 +241,8 @@ impl State {
                 out.push((r, b.clone(), p.clone()));
             }
         }
+        let mentions = |s: &SideState, n: &str| s.mentions_service.get(n).copied().unwrap_or(false);
+        out.sort_by_key(|(_, b, p)| !(mentions(base, b) || mentions(pr, p)));
         out
     }
 }

@@ -245,6 +245,15 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
             if !changed {
                 return Reaction::default();
             }
+            let needle = st
+                .session
+                .as_ref()
+                .and_then(|x| crate::rules::ServiceFilter::parse(&x.service).ok())
+                .map(|f| format!("{}/{}", f.namespace, f.name));
+            let mentions = needle
+                .is_some_and(|n| memchr::memmem::find(text.as_bytes(), n.as_bytes()).is_some());
+            let s = st.side_mut(side);
+            s.mentions_service.insert(node.clone(), mentions);
             s.dumps.insert(node.clone(), Arc::from(text));
             st.diff.generation += 1;
             st.activity = format!("rules of {node} updated");

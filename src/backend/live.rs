@@ -590,7 +590,7 @@ async fn attach(ctx: &Ctx) -> Result<Vec<Side>> {
             ctx.out(
                 side,
                 Phase::Create,
-                format!("no cluster {name} yet: press b to build, c to create, d to deploy"),
+                format!("no cluster {name}: b build, c create, d deploy"),
             );
             continue;
         }
@@ -688,15 +688,17 @@ impl Backend for LiveBackend {
         self.spawn(Job::Attach, None, |ctx| async move {
             match attach(&ctx).await {
                 Ok(present) => {
-                    for side in present {
+                    for &side in &present {
                         let c = ctx.clone();
                         tokio::spawn(async move {
                             let r = watchers(&c, side).await;
                             report(&c, Some(side), "pods", r);
                         });
                     }
-                    let r = rules(&ctx).await;
-                    report(&ctx, None, "diff", r);
+                    if !present.is_empty() {
+                        let r = rules(&ctx).await;
+                        report(&ctx, None, "diff", r);
+                    }
                     // Attach's watchers live as long as attach's token.
                     ctx.cancel.cancelled().await;
                 }

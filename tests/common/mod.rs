@@ -92,3 +92,42 @@ pub fn image() -> &'static str {
     });
     IMAGE
 }
+
+/// A stand-in `kind` (in `dir`) that creates and deletes node containers as kind would: same
+/// names and labels, on `network`, from the test node image.
+pub fn standin(dir: &std::path::Path, network: &str) -> kindred::backend::kind::Kind {
+    let script = format!(
+        r#"#!/bin/bash
+set -e
+cmd="$1 $2"
+name=""
+args=("$@")
+for ((i=0; i<${{#args[@]}}; i++)); do [ "${{args[$i]}}" = "--name" ] && name="${{args[$((i+1))]}}"; done
+case "$cmd" in
+  "create cluster")
+    echo "Creating cluster \"$name\" ..." >&2
+    echo " • Preparing nodes 📦 📦 📦   ..." >&2
+    for n in control-plane worker worker2; do
+      role=worker; [ "$n" = control-plane ] && role=control-plane
+      docker run -d --name "$name-$n" --hostname "$name-$n" \
+        --label io.x-k8s.kind.cluster="$name" --label io.x-k8s.kind.role="$role" \
+        --network {network} --cap-add NET_ADMIN -v /usr:/usr:ro {image} sleep 3600 >/dev/null
+    done
+    echo " ✓ Preparing nodes 📦 📦 📦" >&2
+    echo "Set kubectl context to \"kind-$name\"" >&2 ;;
+  "delete cluster")
+    echo "Deleting cluster \"$name\" ..." >&2
+    docker rm -f "$name-control-plane" "$name-worker" "$name-worker2" >/dev/null
+    echo "Deleted nodes: [\"$name-control-plane\" \"$name-worker\" \"$name-worker2\"]" >&2 ;;
+  *) echo "ERROR: unexpected: $*" >&2; exit 1 ;;
+esac
+"#,
+        network = network,
+        image = IMAGE
+    );
+    let p = dir.join("kind");
+    std::fs::write(&p, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    kindred::backend::kind::Kind::new(p)
+}

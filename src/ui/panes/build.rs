@@ -97,6 +97,13 @@ fn side_lines<'a>(
     lines.extend(crate::ui::error_lines(s, "build", w, 2, theme));
     // The tail of the latest phase's output fills the rest.
     let room = (rect.height as usize).saturating_sub(lines.len());
+    // Before any phase has run, whatever the backend said (e.g. how to start).
+    let latest = latest.or_else(|| {
+        Phase::ALL
+            .into_iter()
+            .rev()
+            .find(|p| !s.output[*p as usize].is_empty())
+    });
     if let Some(p) = latest
         && room > 0
     {
