@@ -121,34 +121,6 @@ impl Drop for Clusters {
     }
 }
 
-/// A fixture fragment (only -A lines) made restorable: *nat, chain declarations, COMMIT.
-fn restorable(fragment: &str) -> String {
-    let mut chains: Vec<String> = Vec::new();
-    let mut rules = Vec::new();
-    for l in fragment.lines().filter(|l| l.starts_with("-A ")) {
-        let words: Vec<&str> = l.split_whitespace().collect();
-        chains.push(words[1].to_string());
-        if let Some(i) = words.iter().position(|w| *w == "-j")
-            && words[i + 1].starts_with("KUBE-")
-        {
-            chains.push(words[i + 1].to_string());
-        }
-        rules.push(l);
-    }
-    chains.sort();
-    chains.dedup();
-    let mut out = String::from("*nat\n");
-    for c in chains {
-        out.push_str(&format!(":{c} - [0:0]\n"));
-    }
-    for r in rules {
-        out.push_str(r);
-        out.push('\n');
-    }
-    out.push_str("COMMIT\n");
-    out
-}
-
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -62,33 +62,6 @@ impl Drop for Session {
     }
 }
 
-/// The rules of the 2019 walkthrough, made restorable.
-fn restorable(fragment: &str) -> String {
-    let mut chains = Vec::new();
-    let mut rules = Vec::new();
-    for l in fragment.lines().filter(|l| l.starts_with("-A ")) {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        chains.push(w[1].to_string());
-        if let Some(i) = w.iter().position(|x| *x == "-j")
-            && w[i + 1].starts_with("KUBE-")
-        {
-            chains.push(w[i + 1].to_string());
-        }
-        rules.push(l.to_string());
-    }
-    chains.sort();
-    chains.dedup();
-    let mut out = String::from("*nat\n");
-    for c in chains {
-        out.push_str(&format!(":{c} - [0:0]\n"));
-    }
-    for r in rules {
-        out.push_str(&r);
-        out.push('\n');
-    }
-    out + "COMMIT\n"
-}
-
 #[test]
 #[ignore = "needs Docker and tmux (CI runs both)"]
 fn create_read_rules_and_delete_from_the_keyboard() {

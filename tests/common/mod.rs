@@ -131,3 +131,31 @@ esac
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     kindred::backend::kind::Kind::new(p)
 }
+
+/// A fixture fragment (only -A lines) made restorable: *nat, chain declarations, COMMIT.
+pub fn restorable(fragment: &str) -> String {
+    let mut chains: Vec<String> = Vec::new();
+    let mut rules = Vec::new();
+    for l in fragment.lines().filter(|l| l.starts_with("-A ")) {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        chains.push(words[1].to_string());
+        if let Some(i) = words.iter().position(|w| *w == "-j")
+            && words[i + 1].starts_with("KUBE-")
+        {
+            chains.push(words[i + 1].to_string());
+        }
+        rules.push(l);
+    }
+    chains.sort();
+    chains.dedup();
+    let mut out = String::from("*nat\n");
+    for c in chains {
+        out.push_str(&format!(":{c} - [0:0]\n"));
+    }
+    for r in rules {
+        out.push_str(r);
+        out.push('\n');
+    }
+    out.push_str("COMMIT\n");
+    out
+}
