@@ -68,10 +68,6 @@ pub struct Verdict {
     pub rules: Vec<NodeDiff>,
 }
 
-fn role(cluster: &str, pod: &str) -> String {
-    pod.replace(&format!("-{cluster}-"), "-*-")
-}
-
 /// Compute the verdict from a dashboard state (fed by a live run or a recording).
 pub fn verdict(st: &State) -> Result<Verdict, String> {
     let session = st
@@ -86,7 +82,7 @@ pub fn verdict(st: &State) -> Result<Verdict, String> {
     for side in Side::BOTH {
         let s = st.side(side);
         for ((src, _), cell) in &s.probes {
-            let r = role(&names[side.index()], src);
+            let r = s.source_role(src);
             let idx = match rows.iter().position(|x| x.source == r) {
                 Some(i) => i,
                 None => {
@@ -143,18 +139,9 @@ pub fn verdict(st: &State) -> Result<Verdict, String> {
         })
         .collect();
     let mut rules = Vec::new();
-    for (node, b, p) in st.diff_nodes() {
-        let req = crate::app::update::DiffRequest {
-            key: crate::app::state::DiffKey {
-                generation: 0,
-                node: node.clone(),
-                raw: false,
-            },
-            base: st.sides[0].dumps[&b].clone(),
-            pr: st.sides[1].dumps[&p].clone(),
-            service: session.service.clone(),
-        };
-        let c = crate::tui::compute_diff(&req)?;
+    for pair in st.diff_nodes() {
+        let c = crate::tui::compute_diff(&crate::app::update::request_for(st, &pair, 0, false))?;
+        let (node, b, p) = pair;
         rules.push(NodeDiff {
             node,
             base_node: b,

@@ -96,6 +96,12 @@ impl SideState {
     pub fn phase(&self, p: Phase) -> &PhaseView {
         &self.phases[p as usize]
     }
+    /// A pod's name with this cluster's name replaced by `*`, so that "netshoot-master-worker"
+    /// and "netshoot-77523-worker" are the same probe source on both sides.
+    pub fn source_role(&self, pod: &str) -> String {
+        pod.replace(&format!("-{}-", self.name()), "-*-")
+    }
+
     pub fn busy(&self) -> bool {
         self.probes_running || self.phases.iter().any(|p| p.state == PhaseState::Running)
     }

@@ -304,13 +304,28 @@ pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
         // Done already, or one is running: its answer triggers the next request.
         return None;
     }
-    st.diff.pending = Some(key.clone());
-    Some(DiffRequest {
-        key,
+    st.diff.pending = Some(key);
+    let pair = (role.clone(), b.clone(), p.clone());
+    Some(request_for(st, &pair, st.diff.generation, st.diff.raw))
+}
+
+/// The diff request for one node pair (role, base node, PR node) of `diff_nodes`.
+pub fn request_for(
+    st: &State,
+    (role, b, p): &(String, String, String),
+    generation: u64,
+    raw: bool,
+) -> DiffRequest {
+    DiffRequest {
+        key: DiffKey {
+            generation,
+            node: role.clone(),
+            raw,
+        },
         base: st.sides[0].dumps[b].clone(),
         pr: st.sides[1].dumps[p].clone(),
         service: st.service().to_string(),
-    })
+    }
 }
 
 fn key(st: &mut State, k: KeyEvent) -> Reaction {

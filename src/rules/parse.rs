@@ -126,9 +126,6 @@ impl Dump {
     pub fn rule_raw(&self, r: &Rule) -> &str {
         self.str(&r.raw)
     }
-    pub fn chain_name(&self, c: &ChainDecl) -> &str {
-        self.str(&c.name)
-    }
 }
 
 /// Parse a dump. Accepts `iptables-save` (legacy and nft), `iptables -S`/`-S -v`, and fragments

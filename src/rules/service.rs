@@ -104,20 +104,6 @@ pub fn comment_ref(comment: &str) -> Option<(RefParts<'_>, &str)> {
     None
 }
 
-/// The service a kube-proxy comment names, and the word as written.
-pub fn comment_service(comment: &str) -> Option<(ServiceKey, &str)> {
-    comment_ref(comment).map(|((ns, name, port), w)| {
-        (
-            ServiceKey {
-                namespace: ns.to_string(),
-                name: name.to_string(),
-                port: port.to_string(),
-            },
-            w,
-        )
-    })
-}
-
 /// The kind of per-service chain a name is, e.g. "KUBE-SVC" for "KUBE-SVC-ABC...".
 pub fn per_service_prefix(chain: &str) -> Option<&'static str> {
     let b = chain.as_bytes();
@@ -134,11 +120,6 @@ pub fn per_service_prefix(chain: &str) -> Option<&'static str> {
         _ => return None,
     };
     (chain.len() > p.len() + 1).then_some(p)
-}
-
-/// The hash part of a per-service chain name.
-pub fn chain_hash(chain: &str) -> Option<&str> {
-    per_service_prefix(chain).map(|p| &chain[p.len() + 1..])
 }
 
 /// Chains that only ever appear in the filter table; used to place rules from dumps that were
@@ -415,10 +396,10 @@ mod tests {
         );
         assert_eq!(parse_ref("10.0.0.0/8"), None);
         assert_eq!(parse_ref("Foo/bar"), None);
-        let (k, w) = comment_service("masquerade LOCAL traffic for default/echo: LB IP").unwrap();
-        assert_eq!(k.to_string(), "default/echo:");
+        let (k, w) = comment_ref("masquerade LOCAL traffic for default/echo: LB IP").unwrap();
+        assert_eq!(k, ("default", "echo", ""));
         assert_eq!(w, "default/echo:");
-        assert!(comment_service("kubernetes service portals").is_none());
+        assert!(comment_ref("kubernetes service portals").is_none());
     }
 
     #[test]
@@ -426,7 +407,7 @@ mod tests {
         assert_eq!(per_service_prefix("KUBE-EXT-ABC"), Some("KUBE-EXT"));
         assert_eq!(per_service_prefix("KUBE-EXTERNAL-SERVICES"), None);
         assert_eq!(per_service_prefix("KUBE-FW-X"), Some("KUBE-FW"));
-        assert_eq!(chain_hash("KUBE-SEP-ABC"), Some("ABC"));
+        assert_eq!(per_service_prefix("KUBE-SEP-ABC"), Some("KUBE-SEP"));
     }
 
     #[test]

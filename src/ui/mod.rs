@@ -6,7 +6,6 @@ pub mod theme;
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
-use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
@@ -129,8 +128,4 @@ pub fn fmt_duration(d: std::time::Duration) -> String {
     } else {
         format!("{s}s")
     }
-}
-
-pub fn plain(s: impl Into<String>) -> Span<'static> {
-    Span::styled(s.into(), Style::default())
 }

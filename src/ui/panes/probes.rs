@@ -6,16 +6,10 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Span;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
-use crate::app::state::{ProbeCell, SideState};
+use crate::app::state::ProbeCell;
 use crate::app::{Pane, State};
 use crate::backend::event::{Outcome, Side};
 use crate::ui::{Theme, layout, pane_block, short, side_heading, spinner};
-
-/// A pod's name with its cluster's name taken out, so that "netshoot-master-worker" and
-/// "netshoot-77523-worker" are the same probe source.
-pub fn role_of(s: &SideState, pod: &str) -> String {
-    pod.replace(&format!("-{}-", s.name()), "-*-")
-}
 
 fn other_outcome(st: &State, side: Side, source: &str, target: &str) -> Option<Outcome> {
     let (me, other) = match side {
@@ -24,11 +18,11 @@ fn other_outcome(st: &State, side: Side, source: &str, target: &str) -> Option<O
     };
     // The same source on the other side; the same target when it has one, else any (the LB IP
     // differs between the clusters).
-    let role = role_of(me, source);
+    let role = me.source_role(source);
     let same: Vec<_> = other
         .probes
         .iter()
-        .filter(|((src, _), _)| role_of(other, src) == role)
+        .filter(|((src, _), _)| other.source_role(src) == role)
         .collect();
     same.iter()
         .find(|((_, t), _)| t == target)
