@@ -5,7 +5,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::future::join_all;
@@ -53,37 +53,8 @@ fn setup() -> Option<Nodes> {
     for cluster in ["bb", "bp"] {
         for n in ["control-plane", "worker", "worker2"] {
             let name = format!("{cluster}{pid}-{n}");
-            common::docker(&[
-                "run",
-                "-d",
-                "--name",
-                &name,
-                "--label",
-                &format!("io.x-k8s.kind.cluster={cluster}{pid}"),
-                "--label",
-                "io.x-k8s.kind.role=worker",
-                "--network",
-                &network,
-                "--cap-add",
-                "NET_ADMIN",
-                "-v",
-                "/usr:/usr:ro",
-                common::IMAGE,
-                "sleep",
-                "3600",
-            ]);
-            let mut ch = Command::new("docker")
-                .args(["exec", "-i", &name, "iptables-legacy-restore"])
-                .stdin(Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            ch.stdin
-                .take()
-                .unwrap()
-                .write_all(rules.as_bytes())
-                .unwrap();
-            assert!(ch.wait().unwrap().success());
+            common::run_node(&name, &format!("{cluster}{pid}"), "worker", &network);
+            common::restore_in(&name, "iptables-legacy-restore", &rules);
             nodes.names.push(name);
         }
     }

@@ -130,12 +130,7 @@ fn a_regression_fails_the_check() {
     }
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("regression.jsonl");
-    let mut out = serde_json::to_string(&rec.header).unwrap() + "\n";
-    for r in &rec.records {
-        out.push_str(&serde_json::to_string(r).unwrap());
-        out.push('\n');
-    }
-    std::fs::write(&f, out).unwrap();
+    std::fs::write(&f, rec.to_jsonl()).unwrap();
     let (js, xml) = (d.path().join("r.json"), d.path().join("r.xml"));
     let o = kindred(&[
         "check",
@@ -209,12 +204,7 @@ fn the_report_names_the_commits_built() {
     }
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("built.jsonl");
-    let mut out = serde_json::to_string(&rec.header).unwrap() + "\n";
-    for r in &rec.records {
-        out.push_str(&serde_json::to_string(r).unwrap());
-        out.push('\n');
-    }
-    std::fs::write(&f, out).unwrap();
+    std::fs::write(&f, rec.to_jsonl()).unwrap();
     let (md, js) = (d.path().join("r.md"), d.path().join("r.json"));
     let o = kindred(&[
         "check",

@@ -406,13 +406,12 @@ fn demo() -> String {
         kindred: Some(env!("CARGO_PKG_VERSION").into()),
         note: Some("kindred demo: the 2019 walkthrough of kubernetes PR 77523 (clusters master and 77523); rule dumps from tests/fixtures/iptables/mauilion-blog-2019-*".into()),
     };
-    let mut s = serde_json::to_string(&header).unwrap();
-    s.push('\n');
-    for rec in &r.out {
-        s.push_str(&serde_json::to_string(rec).unwrap());
-        s.push('\n');
+    recording::Recording {
+        header,
+        records: r.out,
+        skipped: 0,
     }
-    s
+    .to_jsonl()
 }
 
 #[test]

@@ -300,12 +300,7 @@ fn synthetic_pairs_equal_and_changed() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let changed: Vec<_> = v["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["equal"] == false)
-        .collect();
+    let changed = changed_services(&v);
     assert_eq!(changed.len(), 3, "services 0, 100, 200");
     assert_eq!(
         changed[0]["service"], "ns0/svc0:p80",

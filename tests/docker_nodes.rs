@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use kindred::backend::docker::{Docker, ProxyMode};
@@ -40,27 +40,7 @@ impl Clusters {
                 ("worker2", "worker"),
             ] {
                 let name = format!("{cluster}-{suffix}");
-                docker(&[
-                    "run",
-                    "-d",
-                    "--name",
-                    &name,
-                    "--hostname",
-                    &name,
-                    "--label",
-                    &format!("io.x-k8s.kind.cluster={cluster}"),
-                    "--label",
-                    &format!("io.x-k8s.kind.role={role}"),
-                    "--network",
-                    &network,
-                    "--cap-add",
-                    "NET_ADMIN",
-                    "-v",
-                    "/usr:/usr:ro",
-                    IMAGE,
-                    "sleep",
-                    "3600",
-                ]);
+                run_node(&name, &cluster, role, &network);
                 c.containers.push(name);
             }
         }
@@ -85,28 +65,6 @@ impl Clusters {
             ),
             container,
         ])
-    }
-
-    /// Load rules with `tool` (iptables-legacy-restore / iptables-nft-restore) inside a node.
-    fn restore(&self, container: &str, tool: &str, rules: &str) {
-        use std::io::Write;
-        let mut ch = Command::new("docker")
-            .args(["exec", "-i", container, tool])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        ch.stdin
-            .take()
-            .unwrap()
-            .write_all(rules.as_bytes())
-            .unwrap();
-        let o = ch.wait_with_output().unwrap();
-        assert!(
-            o.status.success(),
-            "{tool} in {container}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
     }
 }
 
@@ -183,8 +141,8 @@ fn nodes_rules_probes_and_commands() {
     ))
     .unwrap();
     let (bw, pw) = (c.node("base", "worker"), c.node("pr", "worker"));
-    c.restore(&bw, "iptables-legacy-restore", &restorable(&master));
-    c.restore(&pw, "iptables-nft-restore", &restorable(&pr));
+    restore_in(&bw, "iptables-legacy-restore", &restorable(&master));
+    restore_in(&pw, "iptables-nft-restore", &restorable(&pr));
     let text = rt.block_on(d.read_rules(&pw, ProxyMode::Iptables)).unwrap();
     assert!(
         text.contains("(nf_tables)") && text.contains("masquerade LOCAL traffic"),

@@ -8,48 +8,15 @@ use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Session {
-    name: String,
-    cleanup: Vec<String>,
+/// Test clusters' containers and network, removed on drop.
+struct Cleanup {
+    clusters: Vec<String>,
     network: String,
 }
 
-impl Session {
-    fn screen(&self) -> String {
-        let o = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.name])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-    fn keys(&self, k: &str) {
-        assert!(
-            Command::new("tmux")
-                .args(["send-keys", "-t", &self.name, k])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-    fn wait(&self, what: &str, ok: impl Fn(&str) -> bool, secs: u64) -> String {
-        let end = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let s = self.screen();
-            if ok(&s) {
-                return s;
-            }
-            assert!(Instant::now() < end, "timed out waiting for {what}:\n{s}");
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-}
-
-impl Drop for Session {
+impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.name])
-            .status();
-        for c in &self.cleanup {
+        for c in &self.clusters {
             for n in ["control-plane", "worker", "worker2"] {
                 let _ = Command::new("docker")
                     .args(["rm", "-f", &format!("{c}-{n}")])
@@ -62,6 +29,16 @@ impl Drop for Session {
     }
 }
 
+fn containers_of(cluster: &str) -> String {
+    docker(&[
+        "ps",
+        "-a",
+        "-q",
+        "--filter",
+        &format!("label=io.x-k8s.kind.cluster={cluster}"),
+    ])
+}
+
 #[test]
 #[ignore = "needs Docker and tmux (CI runs both)"]
 fn create_read_rules_and_delete_from_the_keyboard() {
@@ -70,6 +47,10 @@ fn create_read_rules_and_delete_from_the_keyboard() {
     let (a, b) = (format!("ua{pid}"), format!("ub{pid}"));
     let network = format!("kindred-dash-{pid}");
     docker(&["network", "create", &network]);
+    let _cleanup = Cleanup {
+        clusters: vec![a.clone(), b.clone()],
+        network: network.clone(),
+    };
     let tmp = tempfile::tempdir().unwrap();
     let bin = tmp.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -80,55 +61,27 @@ fn create_read_rules_and_delete_from_the_keyboard() {
     let sc = tmp.path().join("kindred.yaml");
     std::fs::write(&sc, scenario).unwrap();
     let cmd = format!(
-        "PATH={}:$PATH XDG_STATE_HOME={} KINDRED_LOG={} {} -f {} up; echo KINDRED-EXIT=$?; sleep 60",
+        "PATH={}:$PATH XDG_STATE_HOME={} {} -f {} up",
         bin.display(),
         tmp.path().join("state").display(),
-        tmp.path().join("log").display(),
         env!("CARGO_BIN_EXE_kindred"),
         sc.display()
     );
-    let name = format!("kindred-dash-{pid}");
-    assert!(
-        Command::new("tmux")
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                &name,
-                "-x",
-                "160",
-                "-y",
-                "50",
-                &cmd
-            ])
-            .env_remove("TMUX")
-            .status()
-            .unwrap()
-            .success()
-    );
-    let t = Session {
-        name,
-        cleanup: vec![a.clone(), b.clone()],
-        network,
-    };
+    let t = Tmux::start_sized("dash", &cmd, 160, 50);
 
-    let s = t.wait(
-        "the start-up hint",
-        |s| s.contains(&format!("no cluster {a}: b build")),
-        20,
-    );
+    let s = t.wait_until("the start-up hint", 20, |s| {
+        s.contains(&format!("no cluster {a}: b build"))
+    });
     assert!(
         s.contains(&format!("{a} (base)")) && s.contains(&format!("{b} (PR)")),
         "{s}"
     );
 
     // c: both clusters created (by the stand-in kind), their nodes named in the Build pane.
-    t.keys("c");
-    let s = t.wait(
-        "both clusters",
-        |s| s.matches("✓ cluster create").count() == 2,
-        60,
-    );
+    t.keys(&["c"]);
+    let s = t.wait_until("both clusters", 60, |s| {
+        s.matches("✓ cluster create").count() == 2
+    });
     assert!(s.contains("· nodes control-plane"), "{s}");
 
     // Rules on the workers, as kube-proxy before and after PR 77523 would have written them.
@@ -140,27 +93,19 @@ fn create_read_rules_and_delete_from_the_keyboard() {
         "iptables/mauilion-blog-2019-pr77523-cluster-KUBE-XLB.txt",
     ))
     .unwrap();
-    for (node, rules) in [(format!("{a}-worker"), master), (format!("{b}-worker"), pr)] {
-        use std::io::Write;
-        let mut ch = Command::new("docker")
-            .args(["exec", "-i", &node, "iptables-legacy-restore"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        ch.stdin
-            .take()
-            .unwrap()
-            .write_all(restorable(&rules).as_bytes())
-            .unwrap();
-        assert!(ch.wait().unwrap().success());
-    }
-    // r: the rules of all six nodes are read; the Diff pane shows the two LOCAL rules.
-    t.keys("r");
-    let s = t.wait(
-        "the diff",
-        |s| s.contains("=== default/echo: (changed, +2 -0)"),
-        30,
+    restore_in(
+        &format!("{a}-worker"),
+        "iptables-legacy-restore",
+        &restorable(&master),
     );
+    restore_in(
+        &format!("{b}-worker"),
+        "iptables-legacy-restore",
+        &restorable(&pr),
+    );
+    // r: the rules of all six nodes are read; the Diff pane shows the two LOCAL rules.
+    t.keys(&["r"]);
+    let s = t.wait_for("=== default/echo: (changed, +2 -0)", 30);
     assert!(
         s.contains("+ -A KUBE-XLB-<hash> -m comment --comment \"route LOCAL traffic"),
         "{s}"
@@ -171,37 +116,16 @@ fn create_read_rules_and_delete_from_the_keyboard() {
     );
 
     // x asks, y deletes both (kindred created them).
-    t.keys("x");
-    t.wait("the question", |s| s.contains("Delete clusters"), 10);
-    t.keys("y");
-    t.wait(
-        "deletion",
-        |s| s.matches("Deleting cluster").count() >= 1,
-        30,
-    );
+    t.keys(&["x"]);
+    t.wait_for("Delete clusters", 10);
+    t.keys(&["y"]);
+    t.wait_for("Deleting cluster", 30);
     let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = docker(&[
-            "ps",
-            "-a",
-            "-q",
-            "--filter",
-            &format!("label=io.x-k8s.kind.cluster={a}"),
-        ]);
-        let left2 = docker(&[
-            "ps",
-            "-a",
-            "-q",
-            "--filter",
-            &format!("label=io.x-k8s.kind.cluster={b}"),
-        ]);
-        if left.is_empty() && left2.is_empty() {
-            break;
-        }
+    while !(containers_of(&a).is_empty() && containers_of(&b).is_empty()) {
         assert!(Instant::now() < end, "clusters not deleted");
         std::thread::sleep(Duration::from_millis(200));
     }
-    t.keys("q");
-    let s = t.wait("exit", |s| s.contains("KINDRED-EXIT="), 15);
+    t.keys(&["q"]);
+    let s = t.wait_for("KINDRED-EXIT=", 15);
     assert!(s.contains("KINDRED-EXIT=0"), "{s}");
 }

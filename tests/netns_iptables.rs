@@ -139,12 +139,7 @@ fn real_iptables_round_trip_behaviour_change_is_found() {
     let o = kindred(&["diff", &bf, &pf, "--format", "json"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let changed: Vec<_> = v["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["equal"] == false)
-        .collect();
+    let changed = changed_services(&v);
     assert_eq!(changed.len(), 2, "services 0 and 100");
     for s in changed {
         assert_eq!(s["removed"].as_array().unwrap().len(), 1);
@@ -248,12 +243,7 @@ fn nftables_round_trip_same_behaviour_is_equal_and_changes_show() {
     let o = kindred(&["diff", &a, &c, "--format", "json"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let changed: Vec<_> = v["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["equal"] == false)
-        .collect();
+    let changed = changed_services(&v);
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0]["service"], "riset/hellopod-np-svc:");
     assert_eq!(changed[0]["removed"].as_array().unwrap().len(), 1);

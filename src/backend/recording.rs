@@ -138,6 +138,19 @@ const KNOWN: &[&str] = &[
     "error",
 ];
 
+impl Recording {
+    /// The recording as its file holds it.
+    pub fn to_jsonl(&self) -> String {
+        let mut s = serde_json::to_string(&self.header).expect("header serializes");
+        s.push('\n');
+        for r in &self.records {
+            s.push_str(&serde_json::to_string(r).expect("record serializes"));
+            s.push('\n');
+        }
+        s
+    }
+}
+
 /// Load a recording from a file.
 pub fn load(path: &Path) -> anyhow::Result<Recording> {
     let text = std::fs::read_to_string(path)

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 pub fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -158,4 +159,153 @@ pub fn restorable(fragment: &str) -> String {
     }
     out.push_str("COMMIT\n");
     out
+}
+
+/// A tmux session running a command; keys in, screen out. Killed on drop.
+pub struct Tmux {
+    pub session: String,
+}
+
+impl Tmux {
+    /// Run `cmd` (then print KINDRED-EXIT=<status>) in a detached w x h session.
+    pub fn start_sized(tag: &str, cmd: &str, w: u16, h: u16) -> Tmux {
+        let session = format!("kindred-{tag}-{}", std::process::id());
+        let log = std::env::temp_dir().join(format!("{session}.log"));
+        let script = format!(
+            "KINDRED_LOG={} {cmd}; echo KINDRED-EXIT=$?; sleep 120",
+            log.display()
+        );
+        let st = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &session,
+                "-x",
+                &w.to_string(),
+                "-y",
+                &h.to_string(),
+                &script,
+            ])
+            .env_remove("TMUX")
+            .status()
+            .expect("tmux must be installed");
+        assert!(st.success());
+        Tmux { session }
+    }
+
+    pub fn screen(&self) -> String {
+        let o = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.session])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.session];
+        args.extend_from_slice(keys);
+        assert!(Command::new("tmux").args(&args).status().unwrap().success());
+    }
+
+    pub fn wait_for(&self, what: &str, secs: u64) -> String {
+        self.wait_until(what, secs, |s| s.contains(what))
+    }
+
+    pub fn wait_until(&self, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            if Instant::now() > end {
+                panic!("timed out waiting for {what}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The pid of kindred inside the pane (a child of the pane's shell).
+    pub fn kindred_pid(&self) -> String {
+        let o = Command::new("tmux")
+            .args(["list-panes", "-t", &self.session, "-F", "#{pane_pid}"])
+            .output()
+            .unwrap();
+        let shell = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        let o = Command::new("pgrep")
+            .args(["-P", &shell, "kindred"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .status();
+    }
+}
+
+/// The services a `--format json` diff reports as changed.
+pub fn changed_services(v: &serde_json::Value) -> Vec<&serde_json::Value> {
+    v["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter(|s| s["equal"] == false)
+        .collect()
+}
+
+/// A container named and labelled like a kind node, on `network`, from the test node image.
+pub fn run_node(name: &str, cluster: &str, role: &str, network: &str) {
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--hostname",
+        name,
+        "--label",
+        &format!("io.x-k8s.kind.cluster={cluster}"),
+        "--label",
+        &format!("io.x-k8s.kind.role={role}"),
+        "--network",
+        network,
+        "--cap-add",
+        "NET_ADMIN",
+        "-v",
+        "/usr:/usr:ro",
+        IMAGE,
+        "sleep",
+        "3600",
+    ]);
+}
+
+/// Load rules into a container with `tool` (iptables-legacy-restore, iptables-nft-restore).
+pub fn restore_in(container: &str, tool: &str, rules: &str) {
+    use std::io::Write;
+    let mut ch = Command::new("docker")
+        .args(["exec", "-i", container, tool])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    ch.stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
+    let o = ch.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "{tool} in {container}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
