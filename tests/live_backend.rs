@@ -14,26 +14,6 @@ use kindred::backend::owned::{Owned, default_path};
 use kindred::scenario::Scenario;
 use tokio_util::sync::CancellationToken;
 
-struct Cleanup {
-    names: Vec<String>,
-    network: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for n in &self.names {
-            for s in ["control-plane", "worker", "worker2"] {
-                let _ = Command::new("docker")
-                    .args(["rm", "-f", &format!("{n}-{s}")])
-                    .output();
-            }
-        }
-        let _ = Command::new("docker")
-            .args(["network", "rm", &self.network])
-            .output();
-    }
-}
-
 fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Vec<Event> {
     let mut v = Vec::new();
     while let Ok(e) = rx.try_recv() {
@@ -52,7 +32,7 @@ fn create_record_rules_and_delete_only_what_kindred_created() {
     let network = format!("kindred-live-{pid}");
     docker(&["network", "create", &network]);
     let _cleanup = Cleanup {
-        names: vec![other.clone(), mine.clone()],
+        clusters: vec![other.clone(), mine.clone()],
         network: network.clone(),
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -5,30 +5,9 @@
 mod common;
 use common::*;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Test clusters' containers and network, removed on drop.
-struct Cleanup {
-    clusters: Vec<String>,
-    network: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for c in &self.clusters {
-            for n in ["control-plane", "worker", "worker2"] {
-                let _ = Command::new("docker")
-                    .args(["rm", "-f", &format!("{c}-{n}")])
-                    .output();
-            }
-        }
-        let _ = Command::new("docker")
-            .args(["network", "rm", &self.network])
-            .output();
-    }
-}
-
 fn containers_of(cluster: &str) -> String {
     docker(&[
         "ps",

@@ -309,3 +309,24 @@ pub fn restore_in(container: &str, tool: &str, rules: &str) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// kind-like clusters (three nodes each) and their network, removed on drop.
+pub struct Cleanup {
+    pub clusters: Vec<String>,
+    pub network: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for c in &self.clusters {
+            for n in ["control-plane", "worker", "worker2"] {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", &format!("{c}-{n}")])
+                    .output();
+            }
+        }
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.network])
+            .output();
+    }
+}
