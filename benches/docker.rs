@@ -9,8 +9,11 @@ use std::process::Command;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::future::join_all;
-use kindred::backend::docker::{Docker, ProxyMode};
-use kindred::rules::synth::{Spec, dump};
+use kindred::backend::docker::Docker;
+use kindred::model::ProxyMode;
+#[path = "../tests/common/synth.rs"]
+mod synth;
+use synth::{Spec, dump};
 
 struct Nodes {
     names: Vec<String>,

@@ -10,8 +10,10 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kindred::rules::synth::{Spec, dump};
+#[path = "../tests/common/synth.rs"]
+mod synth;
 use kindred::rules::{Options, ServiceFilter, compare, parse};
+use synth::{Spec, dump};
 
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);

@@ -9,8 +9,15 @@ use kindred::app::State;
 use kindred::app::update::{Effect, Msg, update};
 use kindred::backend::event::*;
 use kindred::backend::recording;
-use kindred::rules::synth::{Spec, dump};
-use kindred::tui::{apply_sync, compute_diff};
+use kindred::model::*;
+#[path = "../tests/common/synth.rs"]
+mod synth;
+use synth::{Spec, dump};
+#[path = "../tests/common/headless.rs"]
+#[allow(dead_code)]
+mod headless;
+use headless::apply_sync;
+use kindred::app::diffs::compute;
 use kindred::ui::{self, Theme};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -102,7 +109,7 @@ fn bench(c: &mut Criterion) {
     let mut st2 = busy_state();
     // Both sides have big dumps for "worker"; the diff is for ns0/svc0.
     if let Some(s) = st2.session.as_mut() {
-        s.service = "ns0/svc0".into();
+        s.service = "ns0/svc0".parse().unwrap();
     }
     apply_sync(
         &mut st2,
@@ -154,7 +161,7 @@ fn bench(c: &mut Criterion) {
         }
     };
     g.bench_function("off the UI loop: parse both + compare one service", |b| {
-        b.iter(|| compute_diff(&req).unwrap())
+        b.iter(|| compute(&req).unwrap())
     });
     g.finish();
 }

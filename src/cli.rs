@@ -188,21 +188,31 @@ pub fn run_init(file: Option<&std::path::Path>, a: &InitArgs) -> Result<i32> {
 
 /// `kindred check`.
 pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
-    let st = match &a.replay {
+    use crate::check::{CheckOptions, Limits};
+    let (backend, opts): (Box<dyn crate::backend::Backend>, _) = match &a.replay {
         Some(f) => {
             let rec = crate::backend::recording::load(f)?;
-            crate::check::state_from_recording(&rec)
+            let b = crate::backend::replay::ReplayBackend::new(rec, f64::INFINITY);
+            let o = CheckOptions {
+                limits: Limits::REPLAY,
+                cleanup: false,
+            };
+            (Box::new(b), o)
         }
         None => {
             let sc = load_scenario(file)?;
-            let rt = tokio::runtime::Runtime::new()?;
             let kind = crate::backend::kind::Kind::default();
-            let st = rt.block_on(crate::check::live(sc, kind, a.keep, |l| eprintln!("{l}")))?;
-            rt.shutdown_timeout(std::time::Duration::from_secs(2));
-            st
+            let b = crate::backend::live::LiveBackend::new(sc, kind);
+            let o = CheckOptions {
+                limits: Limits::LIVE,
+                cleanup: !a.keep,
+            };
+            (Box::new(b), o)
         }
     };
-    let v = crate::check::verdict(&st).map_err(|e| anyhow!("{e}"))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let v = rt.block_on(crate::check::check(backend, opts, |l| eprintln!("{l}")))?;
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
     let write = |p: &Option<PathBuf>, text: String| -> Result<()> {
         if let Some(p) = p {
             std::fs::write(p, text).with_context(|| format!("{}: cannot write", p.display()))?;
@@ -291,7 +301,8 @@ pub fn load_text(arg: &str, stdin_used: &mut bool) -> Result<(String, String)> {
 
 /// A kind node's rules (iptables mode), read through the Docker API.
 fn read_node_rules(node: &str) -> Result<String> {
-    use crate::backend::docker::{Docker, ProxyMode};
+    use crate::backend::docker::Docker;
+    use crate::model::ProxyMode;
     if node.is_empty() {
         return Err(anyhow!(
             "node: needs a container name, e.g. node:master-worker"

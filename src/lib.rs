@@ -5,6 +5,7 @@ pub mod backend;
 pub mod check;
 pub mod cli;
 pub mod logging;
+pub mod model;
 pub mod rules;
 pub mod scenario;
 pub mod tui;

@@ -1,15 +1,15 @@
-//! The terminal and the event loop: crossterm events, backend events, diff results, ticks and
-//! signals become [`Msg`]s for [`update`]; the screen is drawn only when something changed.
+//! The terminal front end: the terminal guard, and the event loop that turns crossterm events,
+//! ticks and signals into [`Msg`]s for the [`Driver`]; the screen is drawn only when something
+//! changed.
 
 use std::io::{self, Stdout, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use crossterm::event::{
     DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
-    Event as CtEvent, EventStream,
+    Event as CtEvent, EventStream, MouseEventKind,
 };
 use crossterm::execute;
 use crossterm::terminal::{
@@ -18,13 +18,9 @@ use crossterm::terminal::{
 use futures::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
-use tokio::sync::mpsc;
 
-use crate::app::State;
-use crate::app::update::{DiffRequest, Effect, Msg, update};
-use crate::backend::recording::Recorder;
-use crate::backend::{Backend, Event};
-use crate::rules::{self, Options, ServiceFilter};
+use crate::app::{Driver, Effect, Msg};
+use crate::backend::Backend;
 use crate::ui::{self, Theme};
 
 /// How often the app clock ticks (spinners, elapsed times). Drawing happens only on change.
@@ -92,35 +88,34 @@ pub struct RunOptions {
     pub mouse: bool,
 }
 
-/// Parse and compare two dumps for the Diff pane (runs on a blocking thread).
-pub fn compute_diff(req: &DiffRequest) -> Result<Arc<rules::Comparison>, String> {
-    let service = if req.service.is_empty() {
-        None
-    } else {
-        Some(ServiceFilter::parse(&req.service)?)
-    };
-    let opts = Options {
-        raw: req.key.raw,
-        service,
-    };
-    rules::compare_texts(&req.base, &req.pr, &opts)
-        .map(Arc::new)
-        .map_err(|e| format!("rules: {e}"))
+/// A terminal event as a message; `None` for those the dashboard ignores.
+fn terminal_msg(ev: CtEvent, st: &crate::app::State) -> Option<Msg> {
+    Some(match ev {
+        CtEvent::Key(k) => Msg::Key(k),
+        CtEvent::Mouse(m) => {
+            let lines = match m.kind {
+                MouseEventKind::ScrollUp => -3,
+                MouseEventKind::ScrollDown => 3,
+                _ => return None,
+            };
+            let area = ratatui::layout::Rect::new(0, 0, st.size.0, st.size.1);
+            let pane = ui::layout::pane_at(st, area, m.column, m.row);
+            Msg::Scroll { pane, lines }
+        }
+        CtEvent::Paste(p) => Msg::Paste(p),
+        CtEvent::Resize(w, h) => Msg::Resize(w, h),
+        _ => return None,
+    })
 }
 
 /// Run the dashboard until the user quits or a signal arrives.
-pub async fn run(mut backend: Box<dyn Backend>, opts: RunOptions) -> Result<()> {
-    let mut recorder = opts.record.as_deref().map(Recorder::create).transpose()?;
+pub async fn run(backend: Box<dyn Backend>, opts: RunOptions) -> Result<()> {
     let theme = Theme::new(opts.color);
+    let mut driver = Driver::start(backend, opts.record.as_deref())?;
     let mut guard = TerminalGuard::new(opts.mouse)?;
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
-    let (diff_tx, mut diff_rx) = mpsc::unbounded_channel::<Msg>();
-    backend.start(ev_tx);
-
-    let mut st = State::new();
-    st.mouse_capture = opts.mouse;
+    driver.state.mouse_capture = opts.mouse;
     if let Ok((w, h)) = crossterm::terminal::size() {
-        st.size = (w, h);
+        driver.state.size = (w, h);
     }
     let start = Instant::now();
     let mut input = EventStream::new();
@@ -134,82 +129,41 @@ pub async fn run(mut backend: Box<dyn Backend>, opts: RunOptions) -> Result<()> 
 
     let result: Result<()> = loop {
         if redraw {
-            guard.terminal.draw(|f| ui::render(f, &st, &theme))?;
+            guard
+                .terminal
+                .draw(|f| ui::render(f, &driver.state, &theme))?;
             redraw = false;
         }
         let msg = tokio::select! {
             ev = input.next() => match ev {
-                Some(Ok(CtEvent::Key(k))) => Msg::Key(k),
-                Some(Ok(CtEvent::Mouse(m))) => Msg::Mouse(m),
-                Some(Ok(CtEvent::Paste(p))) => Msg::Paste(p),
-                Some(Ok(CtEvent::Resize(w, h))) => Msg::Resize(w, h),
-                Some(Ok(_)) => continue,
+                Some(Ok(ev)) => match terminal_msg(ev, &driver.state) {
+                    Some(m) => m,
+                    None => continue,
+                },
                 Some(Err(e)) => break Err(e.into()),
                 None => Msg::Terminate,
             },
-            Some(ev) = ev_rx.recv() => {
-                if let Some(r) = recorder.as_mut()
-                    && let Err(e) = r.write(&ev)
-                {
-                    tracing::error!("recording: {e:#}");
-                    recorder = None;
-                }
-                Msg::Backend(ev)
-            }
-            Some(m) = diff_rx.recv() => m,
+            m = driver.next() => m,
             _ = tick.tick() => Msg::Tick(start.elapsed()),
             _ = sigterm.recv() => Msg::Terminate,
             _ = sighup.recv() => Msg::Terminate,
             _ = tokio::signal::ctrl_c() => Msg::Terminate,
         };
-        let out = update(&mut st, msg);
+        let out = driver.apply(msg);
         redraw |= out.redraw;
         let mut quit = false;
-        for e in out.effects {
+        for e in out.front {
             match e {
-                Effect::Send(c) => backend.send(c),
-                Effect::ComputeDiff(req) => {
-                    let tx = diff_tx.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let result = compute_diff(&req);
-                        let _ = tx.send(Msg::DiffReady {
-                            key: req.key,
-                            result,
-                        });
-                    });
-                }
                 Effect::SetMouseCapture(on) => guard.set_mouse(on),
                 Effect::Quit => quit = true,
+                Effect::Send(_) | Effect::ComputeDiff(_) => {}
             }
         }
         if quit {
             break Ok(());
         }
     };
-    backend.shutdown();
+    driver.shutdown();
     drop(guard);
     result
-}
-
-/// Apply a message and run its diff computations inline (no terminal, no tasks): for tests,
-/// benchmarks and headless use. Returns the commands the update asked the backend for.
-pub fn apply_sync(st: &mut State, msg: Msg) -> Vec<crate::backend::Command> {
-    let mut queue = vec![msg];
-    let mut sent = Vec::new();
-    while let Some(m) = queue.pop() {
-        for e in update(st, m).effects {
-            match e {
-                Effect::ComputeDiff(req) => {
-                    let result = compute_diff(&req);
-                    queue.push(Msg::DiffReady {
-                        key: req.key,
-                        result,
-                    });
-                }
-                Effect::Send(c) => sent.push(c),
-                Effect::SetMouseCapture(_) | Effect::Quit => {}
-            }
-        }
-    }
-    sent
 }

@@ -4,8 +4,9 @@
 mod common;
 use common::*;
 
-use kindred::backend::event::{Event, Outcome, Side};
+use kindred::backend::event::Event;
 use kindred::backend::recording;
+use kindred::model::{Outcome, Side};
 
 fn demo_path() -> String {
     format!("{}/assets/demo.jsonl", env!("CARGO_MANIFEST_DIR"))

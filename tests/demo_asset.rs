@@ -4,6 +4,7 @@
 
 use kindred::backend::event::*;
 use kindred::backend::recording::{self, FORMAT, Header, Record, VERSION};
+use kindred::model::*;
 
 const MASTER_DUMP: &str = "tests/fixtures/iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt";
 const PR_DUMP: &str = "tests/fixtures/iptables/mauilion-blog-2019-pr77523-cluster-KUBE-XLB.txt";
@@ -124,7 +125,7 @@ fn build(r: &mut Rec, s: &SideSpec) {
                     Event::Node {
                         side,
                         name: n.into(),
-                        role: role.into(),
+                        role: NodeRole::from_label(role),
                         ip: Some(ip.into()),
                     },
                 );
@@ -215,7 +216,7 @@ fn build(r: &mut Rec, s: &SideSpec) {
                     node: node.clone(),
                     host_network: *host,
                     ip: None,
-                    phase: "Pending".into(),
+                    phase: PodPhase::Pending,
                     restarts: 0,
                 },
             },
@@ -244,7 +245,7 @@ fn build(r: &mut Rec, s: &SideSpec) {
                     node: node.clone(),
                     host_network: *host,
                     ip: Some(ip.to_string()),
-                    phase: "Running".into(),
+                    phase: PodPhase::Running,
                     restarts: 0,
                 },
             },
@@ -370,8 +371,8 @@ fn demo() -> String {
         Event::Session(SessionInfo {
             base: side_info(&base),
             pr: side_info(&pr),
-            service: "default/echo".into(),
-            probe_target: "lb".into(),
+            service: "default/echo".parse().unwrap(),
+            probe_target: Target::Lb,
             expectations: vec![
                 Expectation {
                     side: Side::Base,

@@ -1,8 +1,8 @@
 //! `kindred diff` on the real dumps in tests/fixtures and on synthetic pairs.
 
 mod common;
+use common::synth::{Spec, dump};
 use common::*;
-use kindred::rules::synth::{Spec, dump};
 
 const MASTER: &str = "iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt";
 const PR: &str = "iptables/mauilion-blog-2019-pr77523-cluster-KUBE-XLB.txt";
@@ -345,4 +345,63 @@ fn nftables_dumps_compare_and_mixed_kinds_are_refused() {
         "{}",
         stderr(&o)
     );
+}
+
+mod synthetic {
+    use super::common::synth::{Spec, dump};
+    use kindred::rules::{Options, compare, parse};
+
+    #[test]
+    fn seeds_differ_only_in_incidentals() {
+        let a = dump(&Spec {
+            seed: 1,
+            ..Spec::default()
+        });
+        let b = dump(&Spec {
+            seed: 2,
+            hash_seed: 9,
+            ..Spec::default()
+        });
+        assert_ne!(a, b);
+        let (a, b) = (parse(a).unwrap(), parse(b).unwrap());
+        let c = compare(&a, &b, &Options::default());
+        assert!(c.equal, "{}", kindred::rules::render::text(&c, false));
+        assert_eq!(c.services.len(), 100);
+        let raw = compare(
+            &a,
+            &b,
+            &Options {
+                raw: true,
+                ..Options::default()
+            },
+        );
+        assert!(!raw.equal);
+    }
+
+    #[test]
+    fn change_is_found() {
+        let a = parse(dump(&Spec {
+            seed: 1,
+            ..Spec::default()
+        }))
+        .unwrap();
+        let b = parse(dump(&Spec {
+            seed: 3,
+            change: true,
+            ..Spec::default()
+        }))
+        .unwrap();
+        let c = compare(&a, &b, &Options::default());
+        assert!(!c.equal);
+        let changed: Vec<_> = c.changed().collect();
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].service, "ns0/svc0:p80");
+        assert_eq!(changed[0].removed.len(), 1);
+        assert!(
+            changed[0].removed[0]
+                .rule
+                .contains("masquerade LOCAL traffic")
+        );
+        assert!(changed[0].added.is_empty());
+    }
 }

@@ -10,9 +10,24 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
-use kindred::backend::docker::{Docker, ProxyMode};
-use kindred::backend::event::Outcome;
-use kindred::backend::probe::{Timeouts, from_container};
+use kindred::backend::docker::Docker;
+use kindred::backend::event::ProbeResult;
+use kindred::backend::probe::{Timeouts, curl_argv, parse_curl};
+use kindred::model::{NodeRole, Outcome, ProxyMode};
+
+/// Probe from a container's network namespace (a kind node: what a hostNetwork pod sees).
+async fn from_container(
+    docker: &Docker,
+    container: &str,
+    target: &str,
+    t: Timeouts,
+) -> anyhow::Result<ProbeResult> {
+    let argv = curl_argv(target, t);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let limit = Duration::from_secs_f64(t.total + 5.0);
+    let o = docker.exec(container, &argv, limit).await?;
+    Ok(parse_curl(container, target, &o.stdout, &o.stderr, o.code))
+}
 
 /// Two fake kind clusters (control plane + 2 workers each) on one network; removed on drop.
 struct Clusters {
@@ -101,8 +116,8 @@ fn nodes_rules_probes_and_commands() {
         .collect();
     assert_eq!(base.len(), 3);
     assert_eq!(base[0].name, c.node("base", "control-plane"));
-    assert_eq!(base[0].role, "control-plane");
-    assert_eq!(base[1].role, "worker");
+    assert_eq!(base[0].role, NodeRole::ControlPlane);
+    assert_eq!(base[1].role, NodeRole::Worker);
     assert_eq!(base[1].state, "running");
     assert!(base[1].ips.iter().any(|(net, _)| *net == c.network));
 
@@ -164,7 +179,11 @@ fn nodes_rules_probes_and_commands() {
             "{text}"
         );
         assert!(!text.contains("__KINDRED_END__"), "{text}");
-        assert_eq!(d.sessions_open(), 1, "read {i} went through the session");
+        let sessions = docker(&["top", &pw, "-eo", "args"])
+            .lines()
+            .filter(|l| l.contains("__KINDRED_END__"))
+            .count();
+        assert_eq!(sessions, 1, "read {i} went through the one session shell");
     }
 
     let o = kindred(&[

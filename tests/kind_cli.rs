@@ -155,10 +155,7 @@ fn kind_driver() {
     assert!(e.contains("make quick-release-images"), "{e}");
     unsafe { std::env::remove_var("KIND_FAIL") };
 
-    // get clusters / get kubeconfig / delete.
-    assert!(rt.block_on(k.clusters()).unwrap().is_empty());
-    let _e = envs(&[("KIND_CLUSTERS", "master 77523")]);
-    assert_eq!(rt.block_on(k.clusters()).unwrap(), vec!["master", "77523"]);
+    // get kubeconfig / delete.
     assert!(
         rt.block_on(k.kubeconfig("master"))
             .unwrap()
@@ -212,7 +209,7 @@ fn kind_driver() {
 
     // kind missing: a clear message.
     let e = rt
-        .block_on(Kind::new("/nonexistent/kind").clusters())
+        .block_on(Kind::new("/nonexistent/kind").kubeconfig("master"))
         .unwrap_err()
         .to_string();
     assert!(e.contains("kind not found"), "{e}");

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use kindred::backend::kube::{Watched, apply_yaml, wait_deployment, watch_pods, watch_service};
+use kindred::model::PodPhase;
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -228,18 +229,16 @@ async fn pod_watch_survives_a_restart_and_reports_pods_gone() {
     let pods: Vec<_> = seen
         .iter()
         .filter_map(|w| match w {
-            Watched::Pod(p) => Some((
-                p.name.as_str(),
-                p.phase.as_str(),
-                p.host_network,
-                p.restarts,
-            )),
+            Watched::Pod(p) => Some((p.name.as_str(), p.phase, p.host_network, p.restarts)),
             _ => None,
         })
         .collect();
-    assert_eq!(pods[0], ("netshoot-master-worker", "Pending", true, 1));
-    assert!(pods.contains(&("netshoot-master-worker", "Running", true, 1)));
-    assert!(pods.contains(&("overlay-master-worker", "Running", false, 1)));
+    assert_eq!(
+        pods[0],
+        ("netshoot-master-worker", PodPhase::Pending, true, 1)
+    );
+    assert!(pods.contains(&("netshoot-master-worker", PodPhase::Running, true, 1)));
+    assert!(pods.contains(&("overlay-master-worker", PodPhase::Running, false, 1)));
     assert!(matches!(seen.last(), Some(Watched::PodGone(n)) if n == "overlay-master-worker"));
     server.abort();
 }

@@ -6,20 +6,41 @@
 mod common;
 use common::*;
 
-use std::process::Command;
-
-use kindred::backend::event::{Event, Phase, PhaseState, Side};
-use kindred::backend::live::{LiveBackend, create, delete, rules};
+use kindred::backend::event::Event;
+use kindred::backend::live::LiveBackend;
 use kindred::backend::owned::{Owned, default_path};
+use kindred::backend::{Backend, Command};
+use kindred::model::{Job, NodeRole, Phase, PhaseState, Side};
 use kindred::scenario::Scenario;
 use tokio_util::sync::CancellationToken;
 
-fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Vec<Event> {
+/// Events until `job` finishes (with its error, if any).
+async fn until_finished(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    job: Job,
+) -> (Vec<Event>, Option<String>) {
     let mut v = Vec::new();
-    while let Ok(e) = rx.try_recv() {
+    loop {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(120), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{job:?} did not finish: {v:?}"))
+            .expect("backend alive");
+        if let Event::Finished { job: j, error } = &e
+            && *j == job
+        {
+            return (v, error.clone());
+        }
         v.push(e);
     }
-    v
+}
+
+fn dumps(ev: &[Event]) -> Vec<(String, String)> {
+    ev.iter()
+        .filter_map(|e| match e {
+            Event::RuleDump { node, text, .. } => Some((node.clone(), text.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -57,23 +78,27 @@ fn create_record_rules_and_delete_only_what_kindred_created() {
     let mut sc = Scenario::builtin();
     sc.base.name = other.clone();
     sc.pr.name = mine.clone();
-    let backend = LiveBackend::new(sc, kind);
+    let mut backend = LiveBackend::new(sc, kind);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let ctx = backend.ctx(tx, CancellationToken::new());
 
     rt.block_on(async {
-        // Not ours: refused, nothing touched.
-        let e = create(&ctx, Side::Base).await.unwrap_err().to_string();
-        assert!(e.contains("kindred did not create it"), "{e}");
-        let ev = drain(&mut rx);
-        assert!(ev.iter().any(|e| matches!(e, Event::Phase { side: Side::Base, phase: Phase::Create, state: PhaseState::Failed { .. } })));
+        // On start: the other cluster is found and its rules read; nothing of ours exists.
+        backend.start(tx);
+        let (ev, err) = until_finished(&mut rx, Job::Attach).await;
+        assert_eq!(err, None, "{ev:?}");
+        assert!(ev.iter().any(|e| matches!(e, Event::Phase { side: Side::Base, phase: Phase::Create, state: PhaseState::Skipped { .. } })));
+        let mut read: Vec<String> = dumps(&ev).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(read.len(), 3, "{read:?}");
 
-        // Ours: created, recorded, nodes reported.
-        create(&ctx, Side::Pr).await.unwrap();
-        let ev = drain(&mut rx);
-        let nodes: Vec<_> = ev.iter().filter_map(|e| match e { Event::Node { side: Side::Pr, name, role, .. } => Some((name.clone(), role.clone())), _ => None }).collect();
+        // Create: the other cluster is refused and untouched; ours is created and recorded.
+        backend.send(Command::CreateClusters);
+        let (ev, err) = until_finished(&mut rx, Job::Create).await;
+        let err = err.expect("the base side failed");
+        assert!(err.contains("kindred did not create it") && err.contains(&other), "{err}");
+        assert!(ev.iter().any(|e| matches!(e, Event::Phase { side: Side::Base, phase: Phase::Create, state: PhaseState::Failed { .. } })));
+        let nodes: Vec<_> = ev.iter().filter_map(|e| match e { Event::Node { side: Side::Pr, name, role, .. } => Some((name.clone(), *role)), _ => None }).collect();
         assert_eq!(nodes.len(), 3, "{ev:?}");
-        assert!(nodes.contains(&(format!("{mine}-control-plane"), "control-plane".to_string())));
+        assert!(nodes.contains(&(format!("{mine}-control-plane"), NodeRole::ControlPlane)));
         assert!(ev.iter().any(|e| matches!(e, Event::Output { line, .. } if line.contains("Preparing nodes"))));
         assert!(ev.iter().any(|e| matches!(e, Event::Phase { side: Side::Pr, phase: Phase::Create, state: PhaseState::Done })));
         let first_id = docker(&["inspect", "-f", "{{.Id}}", &format!("{mine}-control-plane")]);
@@ -83,33 +108,41 @@ fn create_record_rules_and_delete_only_what_kindred_created() {
         assert_eq!(owned.clusters[0].control_plane_id, first_id);
 
         // Recreate: ours, so deleted and created again.
-        create(&ctx, Side::Pr).await.unwrap();
-        let ev = drain(&mut rx);
+        backend.send(Command::CreateClusters);
+        let (ev, _) = until_finished(&mut rx, Job::Create).await;
         assert!(ev.iter().any(|e| matches!(e, Event::Output { line, .. } if line.starts_with("Deleting cluster"))));
         let second_id = docker(&["inspect", "-f", "{{.Id}}", &format!("{mine}-control-plane")]);
         assert_ne!(first_id, second_id);
         assert_eq!(Owned::load(&default_path()).unwrap().clusters[0].control_plane_id, second_id);
 
-        // Rules of all six nodes, read at once; unchanged dumps are not sent again.
-        rules(&ctx).await.unwrap();
-        let dumps: Vec<_> = drain(&mut rx).into_iter().filter_map(|e| match e { Event::RuleDump { node, .. } => Some(node), _ => None }).collect();
-        assert_eq!(dumps.len(), 6, "{dumps:?}");
-        rules(&ctx).await.unwrap();
-        assert!(drain(&mut rx).iter().all(|e| !matches!(e, Event::RuleDump { .. })));
+        // Rules of all six nodes; unchanged dumps are not sent again.
+        backend.send(Command::RefreshRules);
+        let (ev, err) = until_finished(&mut rx, Job::Rules).await;
+        assert_eq!(err, None);
+        read.extend(dumps(&ev).into_iter().map(|(n, _)| n));
+        read.sort();
+        read.dedup();
+        assert_eq!(read.len(), 6, "{read:?}");
+        backend.send(Command::RefreshRules);
+        let (ev, _) = until_finished(&mut rx, Job::Rules).await;
+        assert!(dumps(&ev).is_empty(), "{ev:?}");
         let w = format!("{mine}-worker");
-        let o = Command::new("docker").args(["exec", &w, "iptables-legacy", "-t", "nat", "-N", "KUBE-SERVICES"]).output().unwrap();
+        let o = std::process::Command::new("docker").args(["exec", &w, "iptables-legacy", "-t", "nat", "-N", "KUBE-SERVICES"]).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        rules(&ctx).await.unwrap();
-        let again: Vec<_> = drain(&mut rx).into_iter().filter_map(|e| match e { Event::RuleDump { node, text, .. } => Some((node, text)), _ => None }).collect();
+        backend.send(Command::RefreshRules);
+        let (ev, _) = until_finished(&mut rx, Job::Rules).await;
+        let again = dumps(&ev);
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].0, w);
         assert!(again[0].1.contains(":KUBE-SERVICES"));
 
         // Delete: ours goes, the other stays (and says so).
-        delete(&ctx).await.unwrap();
-        let ev = drain(&mut rx);
+        backend.send(Command::DeleteClusters);
+        let (ev, err) = until_finished(&mut rx, Job::Delete).await;
+        assert_eq!(err, None);
         assert!(ev.iter().any(|e| matches!(e, Event::Error { message, .. } if message.contains(&format!("cluster {other} was not created by kindred: left alone")))));
         assert!(Owned::load(&default_path()).unwrap().clusters.is_empty());
+        backend.shutdown();
     });
     let left = docker(&[
         "ps",

@@ -3,8 +3,8 @@
 //! Needs root, iproute2 and Debian's iptables; ignored by plain `cargo test`, run by CI.
 
 mod common;
+use common::synth::{Spec, dump};
 use common::*;
-use kindred::rules::synth::{Spec, dump};
 use std::io::Write;
 use std::process::{Command, Stdio};
 

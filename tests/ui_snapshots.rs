@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
+mod common;
+use common::headless::apply_sync;
+use kindred::app::State;
 use kindred::app::update::Msg;
-use kindred::app::{Pane, State};
 use kindred::backend::recording;
-use kindred::tui::apply_sync;
+use kindred::model::Pane;
 use kindred::ui::{self, Theme};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;

@@ -1,8 +1,12 @@
-//! The dashboard's core: state, the update function, the keymap.
+//! The dashboard's core: state, the one update function, the keymap, the diff data, and the
+//! driver that runs effects for every front end.
 
+pub mod diffs;
+pub mod driver;
 pub mod keymap;
 pub mod state;
 pub mod update;
 
-pub use state::{Pane, State};
+pub use driver::Driver;
+pub use state::State;
 pub use update::{Effect, Msg, update};

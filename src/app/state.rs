@@ -4,38 +4,17 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::event::{
-    Outcome, Phase, PhaseState, PodInfo, ProbeResult, ServiceInfo, SessionInfo, Side, SideInfo,
+use super::diffs::{Computed, DiffKey};
+use crate::backend::event::{PodInfo, ProbeResult, ServiceInfo, SessionInfo, SideInfo};
+use crate::model::{
+    BySide, NodePair, NodeRole, Outcome, Pane, Phase, PhaseState, ServiceRef, Side, Target,
+    without_cluster,
 };
-use crate::rules::Comparison;
 
 /// Lines of output kept per phase.
 pub const OUTPUT_LINES: usize = 200;
 /// Probe results remembered per cell.
 pub const HISTORY: usize = 8;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pane {
-    Build,
-    Pods,
-    Probes,
-    Diff,
-}
-
-impl Pane {
-    pub const ALL: [Pane; 4] = [Pane::Build, Pane::Pods, Pane::Probes, Pane::Diff];
-    pub fn title(self) -> &'static str {
-        match self {
-            Pane::Build => "Build",
-            Pane::Pods => "Pods",
-            Pane::Probes => "Probes",
-            Pane::Diff => "Diff",
-        }
-    }
-    pub fn index(self) -> usize {
-        Pane::ALL.iter().position(|p| *p == self).unwrap()
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PhaseView {
@@ -65,7 +44,7 @@ pub struct ProbeCell {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
     pub name: String,
-    pub role: String,
+    pub role: NodeRole,
     pub ip: Option<String>,
 }
 
@@ -86,7 +65,8 @@ pub struct SideState {
     pub dumps: BTreeMap<String, Arc<str>>,
     /// Per node: does its dump mention the Service under test (checked once per dump)?
     pub mentions_service: BTreeMap<String, bool>,
-    pub errors: Vec<(String, String)>,
+    /// The latest errors a backend reported, with the pane they belong to.
+    pub errors: VecDeque<(Pane, String)>,
 }
 
 impl SideState {
@@ -99,7 +79,19 @@ impl SideState {
     /// A pod's name with this cluster's name replaced by `*`, so that "netshoot-master-worker"
     /// and "netshoot-77523-worker" are the same probe source on both sides.
     pub fn source_role(&self, pod: &str) -> String {
-        pod.replace(&format!("-{}-", self.name()), "-*-")
+        without_cluster(pod, self.name(), "*")
+    }
+    /// A pod's or node's name without this cluster's name, as the panes show it.
+    pub fn short(&self, name: &str) -> String {
+        without_cluster(name, self.name(), "")
+    }
+    /// The errors reported for `pane`, newest first.
+    pub fn errors_in(&self, pane: Pane) -> impl Iterator<Item = &str> {
+        self.errors
+            .iter()
+            .rev()
+            .filter(move |(p, _)| *p == pane)
+            .map(|(_, m)| m.as_str())
     }
 
     pub fn busy(&self) -> bool {
@@ -112,25 +104,28 @@ pub struct DiffView {
     /// Normalized (default) or raw rules.
     pub raw: bool,
     pub side_by_side: bool,
-    /// Index into [`State::diff_nodes`].
+    /// Nodes with a dump on both sides, paired by role (computed when a dump arrives).
+    pub pairs: Vec<NodePair>,
+    /// Index into `pairs`.
     pub node: usize,
     pub scroll: usize,
     pub hscroll: usize,
-    /// The last computed comparison and the request it answers.
-    pub result: Option<Arc<Comparison>>,
+    /// The last computed diff (with its display lines) and the request it answers.
+    pub result: Option<Computed>,
     pub result_for: Option<DiffKey>,
     pub error: Option<String>,
     /// The request in flight, if any.
     pub pending: Option<DiffKey>,
+    /// Bumped by every new dump.
     pub generation: u64,
 }
 
-/// What a diff was computed from: a node pair, dump versions and mode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiffKey {
-    pub generation: u64,
-    pub node: String,
-    pub raw: bool,
+impl DiffView {
+    /// The node pair shown.
+    pub fn pair(&self) -> Option<&NodePair> {
+        self.pairs
+            .get(self.node.min(self.pairs.len().saturating_sub(1)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +150,7 @@ impl std::fmt::Debug for Editor {
 #[derive(Debug, Default)]
 pub struct State {
     pub session: Option<SessionInfo>,
-    pub sides: [SideState; 2],
+    pub sides: BySide<SideState>,
     pub focus: Option<Pane>,
     pub zoom: bool,
     pub help: bool,
@@ -165,7 +160,7 @@ pub struct State {
     pub filter_editing: bool,
     pub editor: Option<Editor>,
     /// The probe target set with `e` (else the scenario's).
-    pub probe_target: Option<String>,
+    pub probe_target: Option<Target>,
     pub diff: DiffView,
     /// Vertical scroll of the other panes.
     pub scroll: [usize; 4],
@@ -194,15 +189,15 @@ impl State {
     }
 
     pub fn side(&self, s: Side) -> &SideState {
-        &self.sides[s.index()]
+        &self.sides[s]
     }
 
     pub fn side_mut(&mut self, s: Side) -> &mut SideState {
-        &mut self.sides[s.index()]
+        &mut self.sides[s]
     }
 
     pub fn busy(&self) -> bool {
-        self.sides.iter().any(SideState::busy)
+        self.sides.any(SideState::busy)
     }
 
     pub fn filter(&self, p: Pane) -> &str {
@@ -210,15 +205,15 @@ impl State {
     }
 
     /// The service whose rules are compared.
-    pub fn service(&self) -> &str {
-        self.session.as_ref().map_or("", |s| s.service.as_str())
+    pub fn service(&self) -> Option<&ServiceRef> {
+        self.session.as_ref().map(|s| &s.service)
     }
 
-    pub fn target(&self) -> String {
+    pub fn target(&self) -> Target {
         self.probe_target
             .clone()
             .or_else(|| self.session.as_ref().map(|s| s.probe_target.clone()))
-            .unwrap_or_else(|| "lb".into())
+            .unwrap_or_default()
     }
 
     pub fn expected(&self, side: Side, source: &str) -> Option<Outcome> {
@@ -230,25 +225,45 @@ impl State {
         })
     }
 
+    /// The same probe on the other side: the same source (by role), and the same target when
+    /// it has one, else any (the LoadBalancer IP differs between the clusters).
+    pub fn counterpart(&self, side: Side, source: &str, target: &str) -> Option<&ProbeCell> {
+        let role = self.side(side).source_role(source);
+        let other = self.side(side.other());
+        let mut same = other
+            .probes
+            .iter()
+            .filter(|((src, _), _)| other.source_role(src) == role);
+        let first = same.clone().next();
+        same.find(|((_, t), _)| t == target)
+            .or(first)
+            .map(|(_, c)| c)
+    }
+
+    /// Whether this probe's last outcome differs from its counterpart's on the other side.
+    pub fn differs(&self, side: Side, source: &str, target: &str, outcome: Outcome) -> bool {
+        self.counterpart(side, source, target)
+            .is_some_and(|c| c.last.outcome != outcome)
+    }
+
     /// Nodes with a rule dump on both sides, paired by role: "master-worker" and
-    /// "77523-worker" are both "worker". Returns (role, base node, PR node); pairs whose dumps
-    /// mention the Service under test come first.
-    pub fn diff_nodes(&self) -> Vec<(String, String, String)> {
-        let role = |side: &SideState, node: &str| -> String {
-            let prefix = format!("{}-", side.name());
-            node.strip_prefix(&prefix).unwrap_or(node).to_string()
-        };
-        let base = &self.sides[0];
-        let pr = &self.sides[1];
+    /// "77523-worker" are both "worker"; pairs whose dumps mention the Service under test come
+    /// first. Called when a dump arrives; panes read `diff.pairs`.
+    pub fn refresh_pairs(&mut self) {
+        let (base, pr) = (&self.sides.base, &self.sides.pr);
         let mut out = Vec::new();
         for b in base.dumps.keys() {
-            let r = role(base, b);
-            if let Some(p) = pr.dumps.keys().find(|p| role(pr, p) == r) {
-                out.push((r, b.clone(), p.clone()));
+            let role = base.short(b);
+            if let Some(p) = pr.dumps.keys().find(|p| pr.short(p) == role) {
+                out.push(NodePair {
+                    role,
+                    base: b.clone(),
+                    pr: p.clone(),
+                });
             }
         }
         let mentions = |s: &SideState, n: &str| s.mentions_service.get(n).copied().unwrap_or(false);
-        out.sort_by_key(|(_, b, p)| !(mentions(base, b) || mentions(pr, p)));
-        out
+        out.sort_by_key(|p| !(mentions(base, &p.base) || mentions(pr, &p.pr)));
+        self.diff.pairs = out;
     }
 }

@@ -1,22 +1,30 @@
-//! The one place the dashboard's state changes: `update(state, msg) -> effects`.
+//! The one place the dashboard's state changes: `update(state, msg) -> Reaction`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use super::diffs::{Computed, DiffKey, DiffRequest, LineLayout, lines};
 use super::keymap::{Action, action_for};
-use super::state::{
-    Confirm, DiffKey, Editor, HISTORY, NodeInfo, OUTPUT_LINES, Pane, PhaseView, ProbeCell, State,
-};
-use crate::backend::event::{Command, Event, PhaseState, Side};
-use crate::rules::Comparison;
+use super::state::{Confirm, Editor, HISTORY, NodeInfo, OUTPUT_LINES, PhaseView, ProbeCell, State};
+use crate::backend::event::{Command, Event, ProbeResult};
+use crate::model::{Pane, Phase, PhaseState, Side, Target};
+use crate::rules::Options;
+
+/// Errors remembered per side.
+const ERRORS: usize = 20;
 
 /// Everything that can change the state.
 #[derive(Debug)]
 pub enum Msg {
     Key(KeyEvent),
-    Mouse(MouseEvent),
+    /// The mouse wheel over a pane (the front end knows where the panes are).
+    Scroll {
+        pane: Option<Pane>,
+        lines: isize,
+    },
     Paste(String),
     Resize(u16, u16),
     /// The app clock advanced to this time.
@@ -24,13 +32,13 @@ pub enum Msg {
     Backend(Event),
     DiffReady {
         key: DiffKey,
-        result: Result<Arc<Comparison>, String>,
+        result: Result<Computed, String>,
     },
     /// SIGTERM / SIGINT / SIGHUP.
     Terminate,
 }
 
-/// What the event loop must do after an update.
+/// What the driver must do after an update.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     Send(Command),
@@ -38,14 +46,6 @@ pub enum Effect {
     ComputeDiff(DiffRequest),
     SetMouseCapture(bool),
     Quit,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DiffRequest {
-    pub key: DiffKey,
-    pub base: Arc<str>,
-    pub pr: Arc<str>,
-    pub service: String,
 }
 
 /// The outcome of an update: effects to run, and whether the screen must be redrawn.
@@ -66,6 +66,12 @@ impl Reaction {
         self.effects.push(e);
         self
     }
+    fn with_diff(self, st: &mut State) -> Reaction {
+        match diff_request(st) {
+            Some(r) => self.with(Effect::ComputeDiff(r)),
+            None => self,
+        }
+    }
 }
 
 pub fn update(st: &mut State, msg: Msg) -> Reaction {
@@ -76,28 +82,7 @@ pub fn update(st: &mut State, msg: Msg) -> Reaction {
             Reaction::redraw()
         }
         Msg::Backend(ev) => backend_event(st, ev),
-        Msg::DiffReady { key, result } => {
-            if st.diff.pending.as_ref() == Some(&key) {
-                st.diff.pending = None;
-            }
-            if key.generation < st.diff.result_for.as_ref().map_or(0, |k| k.generation) {
-                return Reaction::default();
-            }
-            match result {
-                Ok(c) => {
-                    st.diff.result = Some(c);
-                    st.diff.error = None;
-                }
-                Err(e) => st.diff.error = Some(e),
-            }
-            st.diff.result_for = Some(key);
-            // Something newer may have arrived while this one was computed.
-            let mut o = Reaction::redraw();
-            if let Some(req) = diff_request(st) {
-                o = o.with(Effect::ComputeDiff(req));
-            }
-            o
-        }
+        Msg::DiffReady { key, result } => diff_ready(st, key, result),
         Msg::Key(k) => {
             if k.kind == KeyEventKind::Release {
                 return Reaction::default();
@@ -105,15 +90,23 @@ pub fn update(st: &mut State, msg: Msg) -> Reaction {
             key(st, k)
         }
         Msg::Paste(text) => {
+            let text = text.replace(['\n', '\r'], " ");
             if let Some(ed) = st.editor.as_mut() {
-                ed.textarea.insert_str(text.replace(['\n', '\r'], " "));
+                ed.textarea.insert_str(text);
             } else if st.filter_editing {
-                let f = st.focus.unwrap_or(Pane::Diff).index();
-                st.filters[f].push_str(&text.replace(['\n', '\r'], " "));
+                let f = st.focus.unwrap_or(Pane::Diff);
+                st.filters[f.index()].push_str(&text);
+                filter_changed(st, f);
             }
             Reaction::redraw()
         }
-        Msg::Mouse(m) => mouse(st, m),
+        Msg::Scroll { pane, lines } => {
+            if let Some(p) = pane {
+                st.focus = Some(p);
+            }
+            scroll_by(st, lines);
+            Reaction::redraw()
+        }
         Msg::Terminate => {
             st.quit = true;
             Reaction::redraw().with(Effect::Quit)
@@ -133,7 +126,54 @@ fn tick(st: &mut State, now: Duration) -> Reaction {
     }
 }
 
-fn push_line(buf: &mut std::collections::VecDeque<String>, line: String) {
+fn diff_ready(st: &mut State, key: DiffKey, result: Result<Computed, String>) -> Reaction {
+    if st.diff.pending.as_ref() == Some(&key) {
+        st.diff.pending = None;
+    }
+    if key.generation < st.diff.result_for.as_ref().map_or(0, |k| k.generation) {
+        return Reaction::default();
+    }
+    match result {
+        Ok(c) => {
+            st.diff.result = Some(c);
+            st.diff.error = None;
+            relayout(st);
+        }
+        Err(e) => st.diff.error = Some(e),
+    }
+    st.diff.result_for = Some(key);
+    // Something newer may have arrived while this one was computed.
+    Reaction::redraw().with_diff(st)
+}
+
+/// How the Diff pane lays out its lines now.
+fn layout(st: &State) -> LineLayout {
+    LineLayout {
+        side_by_side: st.diff.side_by_side,
+        filter: st.filter(Pane::Diff).to_string(),
+    }
+}
+
+/// Rebuild the display lines when the layout or the filter changed (once, not per frame).
+fn relayout(st: &mut State) {
+    let want = layout(st);
+    if let Some(c) = st.diff.result.as_mut()
+        && c.layout != want
+    {
+        c.lines = Arc::new(lines(&c.comparison, &want));
+        c.layout = want;
+    }
+}
+
+fn filter_changed(st: &mut State, pane: Pane) {
+    st.scroll[pane.index()] = 0;
+    if pane == Pane::Diff {
+        st.diff.scroll = 0;
+        relayout(st);
+    }
+}
+
+fn push_line(buf: &mut VecDeque<String>, line: String) {
     if buf.len() == OUTPUT_LINES {
         buf.pop_front();
     }
@@ -141,43 +181,14 @@ fn push_line(buf: &mut std::collections::VecDeque<String>, line: String) {
 }
 
 fn backend_event(st: &mut State, ev: Event) -> Reaction {
-    let now = st.now;
     match ev {
         Event::Session(info) => {
-            st.sides[0].info = Some(info.base.clone());
-            st.sides[1].info = Some(info.pr.clone());
+            st.sides.base.info = Some(info.base.clone());
+            st.sides.pr.info = Some(info.pr.clone());
             st.activity = format!("{} vs {}", info.base.name, info.pr.name);
             st.session = Some(info);
         }
-        Event::Phase { side, phase, state } => {
-            let name = st.side(side).name().to_string();
-            let pv = &mut st.side_mut(side).phases[phase as usize];
-            match &state {
-                PhaseState::Running => {
-                    *pv = PhaseView {
-                        state: state.clone(),
-                        started: Some(now),
-                        took: None,
-                    };
-                }
-                PhaseState::Pending => *pv = PhaseView::default(),
-                _ => {
-                    pv.took = pv.started.map(|s| now.saturating_sub(s));
-                    pv.state = state.clone();
-                }
-            }
-            st.activity = match &state {
-                PhaseState::Running => format!("{name}: {} running", phase.title()),
-                PhaseState::Done => format!("{name}: {} done", phase.title()),
-                PhaseState::Failed { reason } => {
-                    format!("{name}: {} failed: {reason}", phase.title())
-                }
-                PhaseState::Skipped { reason } => {
-                    format!("{name}: {} skipped ({reason})", phase.title())
-                }
-                PhaseState::Pending => format!("{name}: {} reset", phase.title()),
-            };
-        }
+        Event::Phase { side, phase, state } => on_phase(st, side, phase, state),
         Event::Output { side, phase, line } => {
             push_line(&mut st.side_mut(side).output[phase as usize], line);
         }
@@ -213,184 +224,147 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
         Event::PodRemoved { side, name } => {
             st.side_mut(side).pods.remove(&name);
         }
-        Event::Service { side, service } => {
-            st.side_mut(side).service = Some(service);
-        }
+        Event::Service { side, service } => st.side_mut(side).service = Some(service),
         Event::ProbesStarted { side, target } => {
-            let name = st.side(side).name().to_string();
             st.side_mut(side).probes_running = true;
-            st.activity = format!("{name}: probing {target}");
+            st.activity = format!("{}: probing {target}", st.side(side).name());
         }
-        Event::Probe { side, result } => {
-            let s = st.side_mut(side);
-            let key = (result.source.clone(), result.target.clone());
-            let cell = s.probes.entry(key).or_insert_with(|| ProbeCell {
-                last: result.clone(),
-                history: Default::default(),
-            });
-            if cell.history.len() == HISTORY {
-                cell.history.pop_front();
-            }
-            cell.history.push_back(result.outcome);
-            cell.last = result;
-        }
+        Event::Probe { side, result } => on_probe(st, side, result),
         Event::ProbesDone { side } => {
-            let name = st.side(side).name().to_string();
             st.side_mut(side).probes_running = false;
-            st.activity = format!("{name}: probes done");
+            st.activity = format!("{}: probes done", st.side(side).name());
         }
-        Event::RuleDump { side, node, text } => {
-            let s = st.side_mut(side);
-            let changed = s.dumps.get(&node).is_none_or(|old| **old != *text);
-            if !changed {
-                return Reaction::default();
-            }
-            let needle = st
-                .session
-                .as_ref()
-                .and_then(|x| crate::rules::ServiceFilter::parse(&x.service).ok())
-                .map(|f| format!("{}/{}", f.namespace, f.name));
-            let mentions = needle
-                .is_some_and(|n| memchr::memmem::find(text.as_bytes(), n.as_bytes()).is_some());
-            let s = st.side_mut(side);
-            s.mentions_service.insert(node.clone(), mentions);
-            s.dumps.insert(node.clone(), Arc::from(text));
-            st.diff.generation += 1;
-            st.activity = format!("rules of {node} updated");
-            let mut o = Reaction::redraw();
-            if let Some(req) = diff_request(st) {
-                o = o.with(Effect::ComputeDiff(req));
-            }
-            return o;
-        }
+        Event::RuleDump { side, node, text } => return on_rule_dump(st, side, node, text),
         Event::Error {
             side,
             pane,
             message,
-        } => {
-            let who = side.map(|s| st.side(s).name().to_string());
-            st.activity = match &who {
-                Some(n) => format!("{n}: error in {pane}: {message}"),
-                None => format!("error in {pane}: {message}"),
-            };
-            for s in side.map_or(vec![Side::Base, Side::Pr], |s| vec![s]) {
-                let errs = &mut st.side_mut(s).errors;
-                errs.push((pane.clone(), message.clone()));
-                if errs.len() > 20 {
-                    errs.remove(0);
-                }
-            }
-        }
+        } => on_error(st, side, pane, message),
+        Event::Finished { job, error } => match error {
+            Some(e) => st.activity = format!("{job:?} did not finish: {e}").to_lowercase(),
+            None => return Reaction::default(),
+        },
+        Event::Unknown => return Reaction::default(),
     }
     Reaction::redraw()
 }
 
+fn on_phase(st: &mut State, side: Side, phase: Phase, state: PhaseState) {
+    let now = st.now;
+    let pv = &mut st.side_mut(side).phases[phase as usize];
+    match &state {
+        PhaseState::Running => {
+            *pv = PhaseView {
+                state: state.clone(),
+                started: Some(now),
+                took: None,
+            };
+        }
+        PhaseState::Pending => *pv = PhaseView::default(),
+        _ => {
+            pv.took = pv.started.map(|s| now.saturating_sub(s));
+            pv.state = state.clone();
+        }
+    }
+    st.activity = format!("{}: {} {state}", st.side(side).name(), phase.title());
+}
+
+fn on_probe(st: &mut State, side: Side, result: ProbeResult) {
+    let s = st.side_mut(side);
+    let key = (result.source.clone(), result.target.clone());
+    let cell = s.probes.entry(key).or_insert_with(|| ProbeCell {
+        last: result.clone(),
+        history: Default::default(),
+    });
+    if cell.history.len() == HISTORY {
+        cell.history.pop_front();
+    }
+    cell.history.push_back(result.outcome);
+    cell.last = result;
+}
+
+fn on_rule_dump(st: &mut State, side: Side, node: String, text: String) -> Reaction {
+    let changed = st
+        .side(side)
+        .dumps
+        .get(&node)
+        .is_none_or(|old| **old != *text);
+    if !changed {
+        return Reaction::default();
+    }
+    let needle = st.service().map(|s| s.qualified_name());
+    let mentions =
+        needle.is_some_and(|n| memchr::memmem::find(text.as_bytes(), n.as_bytes()).is_some());
+    let s = st.side_mut(side);
+    s.mentions_service.insert(node.clone(), mentions);
+    s.dumps.insert(node.clone(), Arc::from(text));
+    st.refresh_pairs();
+    st.diff.generation += 1;
+    st.activity = format!("rules of {node} updated");
+    Reaction::redraw().with_diff(st)
+}
+
+fn on_error(st: &mut State, side: Option<Side>, pane: Pane, message: String) {
+    st.activity = match side {
+        Some(s) => format!("{}: error in {pane}: {message}", st.side(s).name()),
+        None => format!("error in {pane}: {message}"),
+    };
+    let sides = match side {
+        Some(s) => vec![s],
+        None => Side::BOTH.to_vec(),
+    };
+    for s in sides {
+        let errs = &mut st.side_mut(s).errors;
+        errs.push_back((pane, message.clone()));
+        if errs.len() > ERRORS {
+            errs.pop_front();
+        }
+    }
+}
+
 /// A diff computation to start, unless one for the same inputs is running or done.
 pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
-    let nodes = st.diff_nodes();
-    if nodes.is_empty() {
+    if st.diff.pairs.is_empty() {
         return None;
     }
-    if st.diff.node >= nodes.len() {
+    if st.diff.node >= st.diff.pairs.len() {
         st.diff.node = 0;
     }
-    let (role, b, p) = &nodes[st.diff.node];
+    let role = st.diff.pairs[st.diff.node].role.clone();
     let key = DiffKey {
         generation: st.diff.generation,
-        node: role.clone(),
+        node: role,
         raw: st.diff.raw,
     };
     if st.diff.result_for.as_ref() == Some(&key) || st.diff.pending.is_some() {
         // Done already, or one is running: its answer triggers the next request.
         return None;
     }
-    st.diff.pending = Some(key);
-    let pair = (role.clone(), b.clone(), p.clone());
-    Some(request_for(st, &pair, st.diff.generation, st.diff.raw))
-}
-
-/// The diff request for one node pair (role, base node, PR node) of `diff_nodes`.
-pub fn request_for(
-    st: &State,
-    (role, b, p): &(String, String, String),
-    generation: u64,
-    raw: bool,
-) -> DiffRequest {
-    DiffRequest {
-        key: DiffKey {
-            generation,
-            node: role.clone(),
-            raw,
+    let pair = &st.diff.pairs[st.diff.node];
+    let req = DiffRequest {
+        key: key.clone(),
+        base: st.sides.base.dumps[&pair.base].clone(),
+        pr: st.sides.pr.dumps[&pair.pr].clone(),
+        options: Options {
+            raw: st.diff.raw,
+            service: st.service().map(|s| s.filter().clone()),
         },
-        base: st.sides[0].dumps[b].clone(),
-        pr: st.sides[1].dumps[p].clone(),
-        service: st.service().to_string(),
-    }
+        layout: layout(st),
+    };
+    st.diff.pending = Some(key);
+    Some(req)
 }
 
 fn key(st: &mut State, k: KeyEvent) -> Reaction {
     // Modal layers first: editor, filter input, confirmation, help.
-    if let Some(ed) = st.editor.as_mut() {
-        match k.code {
-            KeyCode::Esc => st.editor = None,
-            KeyCode::Enter => {
-                let text = ed.textarea.lines().join(" ").trim().to_string();
-                st.editor = None;
-                st.probe_target = (!text.is_empty()).then_some(text.clone());
-                let target = st.target();
-                st.activity = format!("probe target: {target}");
-                return Reaction::redraw().with(Effect::Send(Command::Probe {
-                    target: Some(target),
-                }));
-            }
-            _ => {
-                ed.textarea.input(k);
-            }
-        }
-        return Reaction::redraw();
+    if st.editor.is_some() {
+        return editor_key(st, k);
     }
     if st.filter_editing {
-        let f = st.focus.unwrap_or(Pane::Diff).index();
-        match k.code {
-            KeyCode::Esc => {
-                st.filters[f].clear();
-                st.filter_editing = false;
-            }
-            KeyCode::Enter => st.filter_editing = false,
-            KeyCode::Backspace => {
-                st.filters[f].pop();
-            }
-            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
-                st.filters[f].push(c)
-            }
-            _ => {}
-        }
-        st.scroll[f] = 0;
-        if f == Pane::Diff.index() {
-            st.diff.scroll = 0;
-        }
-        return Reaction::redraw();
+        return filter_key(st, k);
     }
-    if let Some(c) = st.confirm.clone() {
-        match k.code {
-            KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
-                st.confirm = None;
-                return match c {
-                    Confirm::Delete => {
-                        st.activity = "deleting clusters".into();
-                        Reaction::redraw().with(Effect::Send(Command::DeleteClusters))
-                    }
-                    Confirm::Quit => {
-                        st.quit = true;
-                        Reaction::redraw()
-                            .with(Effect::Send(Command::Cancel))
-                            .with(Effect::Quit)
-                    }
-                };
-            }
-            _ => st.confirm = None,
-        }
-        return Reaction::redraw();
+    if let Some(c) = st.confirm.take() {
+        return confirm_key(st, c, k);
     }
     let Some(action) = action_for(&k) else {
         if k.code == KeyCode::Esc {
@@ -411,6 +385,81 @@ fn key(st: &mut State, k: KeyEvent) -> Reaction {
     act(st, action)
 }
 
+fn editor_key(st: &mut State, k: KeyEvent) -> Reaction {
+    let Some(ed) = st.editor.as_mut() else {
+        return Reaction::default();
+    };
+    match k.code {
+        KeyCode::Esc => st.editor = None,
+        KeyCode::Enter => {
+            let text = ed.textarea.lines().join(" ");
+            match text.parse::<Target>() {
+                Ok(t) => {
+                    st.editor = None;
+                    st.probe_target = Some(t);
+                }
+                Err(_) if text.trim().is_empty() => {
+                    st.editor = None;
+                    st.probe_target = None;
+                }
+                Err(e) => {
+                    st.activity = e;
+                    return Reaction::redraw();
+                }
+            }
+            let target = st.target();
+            st.activity = format!("probe target: {target}");
+            return Reaction::redraw().with(Effect::Send(Command::Probe {
+                target: Some(target),
+            }));
+        }
+        _ => {
+            ed.textarea.input(k);
+        }
+    }
+    Reaction::redraw()
+}
+
+fn filter_key(st: &mut State, k: KeyEvent) -> Reaction {
+    let f = st.focus.unwrap_or(Pane::Diff);
+    let text = &mut st.filters[f.index()];
+    match k.code {
+        KeyCode::Esc => {
+            text.clear();
+            st.filter_editing = false;
+        }
+        KeyCode::Enter => st.filter_editing = false,
+        KeyCode::Backspace => {
+            text.pop();
+        }
+        KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => text.push(c),
+        _ => {}
+    }
+    filter_changed(st, f);
+    Reaction::redraw()
+}
+
+fn confirm_key(st: &mut State, c: Confirm, k: KeyEvent) -> Reaction {
+    if !matches!(
+        k.code,
+        KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter
+    ) {
+        return Reaction::redraw();
+    }
+    match c {
+        Confirm::Delete => {
+            st.activity = "deleting clusters".into();
+            Reaction::redraw().with(Effect::Send(Command::DeleteClusters))
+        }
+        Confirm::Quit => {
+            st.quit = true;
+            Reaction::redraw()
+                .with(Effect::Send(Command::Cancel))
+                .with(Effect::Quit)
+        }
+    }
+}
+
 fn page(st: &State) -> usize {
     (st.size.1 as usize / 2).saturating_sub(4).max(1)
 }
@@ -425,114 +474,97 @@ fn scroll_by(st: &mut State, delta: isize) {
     *v = v.saturating_add_signed(delta);
 }
 
+/// What a key's action does.
 pub fn act(st: &mut State, a: Action) -> Reaction {
-    let send = |st: &mut State, c: Command, what: &str| {
-        st.activity = what.to_string();
-        Reaction::redraw().with(Effect::Send(c))
-    };
     match a {
-        Action::Rebuild => send(st, Command::Build, "rebuilding node images"),
-        Action::Create => send(st, Command::CreateClusters, "creating clusters"),
-        Action::Deploy => send(st, Command::Deploy, "deploying workloads"),
-        Action::Retest => {
-            let target = st.target();
-            send(
-                st,
-                Command::Probe {
-                    target: Some(target),
-                },
-                "probing",
-            )
-        }
-        Action::Refresh => send(st, Command::RefreshRules, "refreshing rules"),
-        Action::Watch => {
+        Action::Rebuild
+        | Action::Create
+        | Action::Deploy
+        | Action::Retest
+        | Action::Refresh
+        | Action::Watch => command(st, a),
+        Action::Up
+        | Action::Down
+        | Action::PageUp
+        | Action::PageDown
+        | Action::Top
+        | Action::Bottom
+        | Action::Left
+        | Action::Right => scroll(st, a),
+        Action::ToggleRaw | Action::ToggleLayout | Action::NextNode => diff_action(st, a),
+        _ => view(st, a),
+    }
+}
+
+/// The actions that send the backend a command.
+fn command(st: &mut State, a: Action) -> Reaction {
+    let (c, what) = match a {
+        Action::Rebuild => (Command::Build, "rebuilding node images".to_string()),
+        Action::Create => (Command::CreateClusters, "creating clusters".into()),
+        Action::Deploy => (Command::Deploy, "deploying workloads".into()),
+        Action::Retest => (
+            Command::Probe {
+                target: Some(st.target()),
+            },
+            "probing".into(),
+        ),
+        Action::Refresh => (Command::RefreshRules, "refreshing rules".into()),
+        _ => {
             st.watch = !st.watch;
-            let w = st.watch;
-            send(
-                st,
-                Command::SetWatch(w),
-                if w { "watch mode on" } else { "watch mode off" },
-            )
+            let w = if st.watch { "on" } else { "off" };
+            (Command::SetWatch(st.watch), format!("watch mode {w}"))
         }
-        Action::Delete => {
-            st.confirm = Some(Confirm::Delete);
-            Reaction::redraw()
+    };
+    st.activity = what;
+    Reaction::redraw().with(Effect::Send(c))
+}
+
+fn scroll(st: &mut State, a: Action) -> Reaction {
+    let p = page(st) as isize;
+    match a {
+        Action::Up => scroll_by(st, -1),
+        Action::Down => scroll_by(st, 1),
+        Action::PageUp => scroll_by(st, -p),
+        Action::PageDown => scroll_by(st, p),
+        Action::Top => scroll_by(st, isize::MIN / 2),
+        Action::Bottom => scroll_by(st, isize::MAX / 2),
+        Action::Left => st.diff.hscroll = st.diff.hscroll.saturating_sub(8),
+        _ => st.diff.hscroll += 8,
+    }
+    Reaction::redraw()
+}
+
+fn diff_action(st: &mut State, a: Action) -> Reaction {
+    match a {
+        Action::ToggleRaw => st.diff.raw = !st.diff.raw,
+        Action::ToggleLayout => {
+            st.diff.side_by_side = !st.diff.side_by_side;
+            relayout(st);
         }
+        _ => {
+            let n = st.diff.pairs.len().max(1);
+            st.diff.node = (st.diff.node + 1) % n;
+            st.diff.scroll = 0;
+        }
+    }
+    Reaction::redraw().with_diff(st)
+}
+
+/// Focus, zoom, overlays and the other actions that change only the view.
+fn view(st: &mut State, a: Action) -> Reaction {
+    match a {
+        Action::Delete => st.confirm = Some(Confirm::Delete),
         Action::FocusNext | Action::FocusPrev => {
             let i = st.focus.unwrap_or(Pane::Diff).index();
             let n = if a == Action::FocusNext { i + 1 } else { i + 3 };
             st.focus = Some(Pane::ALL[n % 4]);
-            Reaction::redraw()
         }
-        Action::Up => {
-            scroll_by(st, -1);
-            Reaction::redraw()
-        }
-        Action::Down => {
-            scroll_by(st, 1);
-            Reaction::redraw()
-        }
-        Action::PageUp => {
-            let p = page(st) as isize;
-            scroll_by(st, -p);
-            Reaction::redraw()
-        }
-        Action::PageDown => {
-            let p = page(st) as isize;
-            scroll_by(st, p);
-            Reaction::redraw()
-        }
-        Action::Top => {
-            scroll_by(st, isize::MIN / 2);
-            Reaction::redraw()
-        }
-        Action::Bottom => {
-            scroll_by(st, isize::MAX / 2);
-            Reaction::redraw()
-        }
-        Action::Left => {
-            st.diff.hscroll = st.diff.hscroll.saturating_sub(8);
-            Reaction::redraw()
-        }
-        Action::Right => {
-            st.diff.hscroll += 8;
-            Reaction::redraw()
-        }
-        Action::Zoom => {
-            st.zoom = !st.zoom;
-            Reaction::redraw()
-        }
-        Action::Filter => {
-            st.filter_editing = true;
-            Reaction::redraw()
-        }
+        Action::Zoom => st.zoom = !st.zoom,
+        Action::Filter => st.filter_editing = true,
         Action::Edit => {
-            let mut ta = ratatui_textarea::TextArea::new(vec![st.target()]);
+            let mut ta = ratatui_textarea::TextArea::new(vec![st.target().to_string()]);
             ta.move_cursor(ratatui_textarea::CursorMove::End);
             st.editor = Some(Editor { textarea: ta });
-            Reaction::redraw()
-        }
-        Action::ToggleRaw => {
-            st.diff.raw = !st.diff.raw;
-            let mut o = Reaction::redraw();
-            if let Some(r) = diff_request(st) {
-                o = o.with(Effect::ComputeDiff(r));
-            }
-            o
-        }
-        Action::ToggleLayout => {
-            st.diff.side_by_side = !st.diff.side_by_side;
-            Reaction::redraw()
-        }
-        Action::NextNode => {
-            let n = st.diff_nodes().len().max(1);
-            st.diff.node = (st.diff.node + 1) % n;
-            st.diff.scroll = 0;
-            let mut o = Reaction::redraw();
-            if let Some(r) = diff_request(st) {
-                o = o.with(Effect::ComputeDiff(r));
-            }
-            o
         }
         Action::Mouse => {
             st.mouse_capture = !st.mouse_capture;
@@ -542,36 +574,16 @@ pub fn act(st: &mut State, a: Action) -> Reaction {
                 "mouse capture off: select text with the mouse".into()
             };
             let m = st.mouse_capture;
-            Reaction::redraw().with(Effect::SetMouseCapture(m))
+            return Reaction::redraw().with(Effect::SetMouseCapture(m));
         }
-        Action::Help => {
-            st.help = !st.help;
-            Reaction::redraw()
-        }
+        Action::Help => st.help = !st.help,
+        Action::Quit if st.busy() => st.confirm = Some(Confirm::Quit),
         Action::Quit => {
-            if st.busy() {
-                st.confirm = Some(Confirm::Quit);
-                Reaction::redraw()
-            } else {
-                st.quit = true;
-                Reaction::redraw().with(Effect::Quit)
-            }
+            st.quit = true;
+            return Reaction::redraw().with(Effect::Quit);
         }
+        _ => {}
     }
-}
-
-fn mouse(st: &mut State, m: MouseEvent) -> Reaction {
-    let delta = match m.kind {
-        MouseEventKind::ScrollUp => -3,
-        MouseEventKind::ScrollDown => 3,
-        _ => return Reaction::default(),
-    };
-    // Scroll the pane under the pointer.
-    let area = ratatui::layout::Rect::new(0, 0, st.size.0, st.size.1);
-    if let Some(p) = crate::ui::layout::pane_at(st, area, m.column, m.row) {
-        st.focus = Some(p);
-    }
-    scroll_by(st, delta);
     Reaction::redraw()
 }
 
@@ -579,6 +591,7 @@ fn mouse(st: &mut State, m: MouseEvent) -> Reaction {
 mod tests {
     use super::*;
     use crate::backend::event::*;
+    use crate::model::Outcome;
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
     fn key(c: char) -> Msg {
@@ -597,8 +610,8 @@ mod tests {
                 git_ref: None,
                 image: None,
             },
-            service: "default/echo".into(),
-            probe_target: "lb".into(),
+            service: "default/echo".parse().unwrap(),
+            probe_target: Target::Lb,
             expectations: vec![],
             banner: None,
         })
@@ -632,7 +645,7 @@ mod tests {
         assert_eq!(
             update(&mut st, key('t')).effects,
             vec![Effect::Send(Command::Probe {
-                target: Some("lb".into())
+                target: Some(Target::Lb)
             })]
         );
         assert_eq!(
@@ -821,10 +834,10 @@ mod tests {
         assert_eq!(
             e,
             vec![Effect::Send(Command::Probe {
-                target: Some("10.96.0.10:80".into())
+                target: Some(Target::Addr("10.96.0.10:80".into()))
             })]
         );
-        assert_eq!(st.target(), "10.96.0.10:80");
+        assert_eq!(st.target().to_string(), "10.96.0.10:80");
     }
 
     #[test]

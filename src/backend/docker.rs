@@ -9,6 +9,8 @@ use bollard::models::ExecConfig;
 use bollard::query_parameters::ListContainersOptions;
 use futures::StreamExt;
 
+use crate::model::{NodeRole, ProxyMode};
+
 /// kind's labels on its node containers.
 pub const LABEL_CLUSTER: &str = "io.x-k8s.kind.cluster";
 pub const LABEL_ROLE: &str = "io.x-k8s.kind.role";
@@ -24,12 +26,19 @@ pub struct KindNode {
     pub id: String,
     pub name: String,
     pub cluster: String,
-    pub role: String,
+    pub role: NodeRole,
     /// Docker's state: running, exited, ...
     pub state: String,
     pub image: String,
     /// IP addresses by network name.
     pub ips: Vec<(String, String)>,
+}
+
+impl KindNode {
+    /// Docker says the container is running.
+    pub fn running(&self) -> bool {
+        self.state == "running"
+    }
 }
 
 /// What a command run in a container printed, and how it ended.
@@ -38,14 +47,6 @@ pub struct ExecOutput {
     pub stdout: String,
     pub stderr: String,
     pub code: i64,
-}
-
-/// How kube-proxy programs a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProxyMode {
-    Iptables,
-    Nftables,
 }
 
 /// A long-lived shell in a node that runs a save tool each time a line naming it arrives on its
@@ -145,7 +146,7 @@ impl Docker {
                     id: c.id.unwrap_or_default(),
                     name,
                     cluster,
-                    role: labels.get(LABEL_ROLE).cloned().unwrap_or_default(),
+                    role: NodeRole::from_label(labels.get(LABEL_ROLE).map_or("", |r| r.as_str())),
                     state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                     image: c.image.unwrap_or_default(),
                     ips,
@@ -379,11 +380,6 @@ impl Docker {
                 None => bail!("{container}: rules session ended"),
             }
         }
-    }
-
-    /// How many nodes have a rules session open.
-    pub fn sessions_open(&self) -> usize {
-        self.sessions.lock().unwrap().len()
     }
 
     /// Whether an image with this tag exists.

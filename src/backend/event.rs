@@ -4,53 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Which cluster: the base build (left) or the PR build (right).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    Base,
-    Pr,
-}
-
-impl Side {
-    pub const BOTH: [Side; 2] = [Side::Base, Side::Pr];
-    pub fn index(self) -> usize {
-        match self {
-            Side::Base => 0,
-            Side::Pr => 1,
-        }
-    }
-}
-
-/// The pipeline phases shown in the Build pane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Phase {
-    Build,
-    Create,
-    Deploy,
-}
-
-impl Phase {
-    pub const ALL: [Phase; 3] = [Phase::Build, Phase::Create, Phase::Deploy];
-    pub fn title(self) -> &'static str {
-        match self {
-            Phase::Build => "image build",
-            Phase::Create => "cluster create",
-            Phase::Deploy => "deploy",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "lowercase")]
-pub enum PhaseState {
-    Pending,
-    Running,
-    Done,
-    Skipped { reason: String },
-    Failed { reason: String },
-}
+use crate::model::{
+    Job, NodeRole, Outcome, Pane, Phase, PhaseState, PodPhase, ServiceRef, Side, Target,
+};
 
 /// A pod of the test workload as the Pods pane shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +16,7 @@ pub struct PodInfo {
     pub host_network: bool,
     #[serde(default)]
     pub ip: Option<String>,
-    pub phase: String,
+    pub phase: PodPhase,
     #[serde(default)]
     pub restarts: u32,
 }
@@ -78,30 +34,6 @@ pub struct ServiceInfo {
     /// e.g. ingress ipMode: Proxy (cloud-provider-kind), which bypasses kube-proxy's rules.
     #[serde(default)]
     pub warning: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Ok,
-    Fail,
-    Timeout,
-}
-
-impl Outcome {
-    /// Whether a result meets this expectation: an expected failure is met by a timeout too
-    /// (dropped packets make curl time out).
-    pub fn met_by(self, got: Outcome) -> bool {
-        self == got || (self == Outcome::Fail && got == Outcome::Timeout)
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Ok => "OK",
-            Outcome::Fail => "FAIL",
-            Outcome::Timeout => "timeout",
-        }
-    }
 }
 
 /// The result of one probe (curl from a source pod to a target).
@@ -137,20 +69,17 @@ pub struct SessionInfo {
     pub base: SideInfo,
     pub pr: SideInfo,
     /// The service whose rules are compared, "ns/name" (all ports) or "ns/name:port".
-    pub service: String,
-    /// Default probe target, e.g. "lb" (the LoadBalancer IP:port) or "10.0.0.1:80".
-    #[serde(default = "default_target")]
-    pub probe_target: String,
+    pub service: ServiceRef,
+    /// Default probe target: `lb` (the LoadBalancer IP:port) or an address such as
+    /// "10.0.0.1:80".
+    #[serde(default)]
+    pub probe_target: Target,
     /// Expected outcomes: (side, source pod) -> outcome.
     #[serde(default)]
     pub expectations: Vec<Expectation>,
     /// Shown plainly on screen when set (e.g. "DEMO").
     #[serde(default)]
     pub banner: Option<String>,
-}
-
-fn default_target() -> String {
-    "lb".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,7 +114,7 @@ pub enum Event {
     Node {
         side: Side,
         name: String,
-        role: String,
+        role: NodeRole,
         #[serde(default)]
         ip: Option<String>,
     },
@@ -220,10 +149,22 @@ pub enum Event {
     Error {
         #[serde(default)]
         side: Option<Side>,
-        /// The pane concerned: "build", "pods", "probes" or "diff".
-        pane: String,
+        /// The pane concerned.
+        pane: Pane,
         message: String,
     },
+    /// A job is over (`error` says why it did not do its work, when it did not). Every command
+    /// ends with one, and the work a backend does at start with `Finished { job: Attach }`:
+    /// scripts such as `check` wait for these.
+    Finished {
+        job: Job,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// An event of a type this version does not know (from a later version's recording);
+    /// never sent, skipped when read.
+    #[serde(other, skip_serializing)]
+    Unknown,
 }
 
 /// UI -> backend.
@@ -234,7 +175,7 @@ pub enum Command {
     Deploy,
     /// Run the probes, against `target` when given (else the scenario's default).
     Probe {
-        target: Option<String>,
+        target: Option<Target>,
     },
     RefreshRules,
     SetWatch(bool),

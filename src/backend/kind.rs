@@ -252,17 +252,6 @@ impl Kind {
         Ok((stdout, stderr))
     }
 
-    /// `kind get clusters`: the cluster names.
-    pub async fn clusters(&self) -> Result<Vec<String>> {
-        let (out, _) = self.capture(&["get", "clusters"]).await?;
-        Ok(out
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect())
-    }
-
     /// `kind get kubeconfig --name NAME`: the cluster's kubeconfig (context `kind-NAME`).
     pub async fn kubeconfig(&self, name: &str) -> Result<String> {
         Ok(self

@@ -18,6 +18,7 @@ use tokio::io::AsyncReadExt;
 
 use super::event::{PodInfo, ServiceInfo};
 use super::kind::Kind;
+use crate::model::PodPhase;
 
 /// The field manager kindred applies as.
 pub const MANAGER: &str = "kindred";
@@ -160,11 +161,11 @@ pub fn pod_info(p: &Pod) -> PodInfo {
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
         ip: status.and_then(|s| s.pod_ip.clone()),
         phase: if p.metadata.deletion_timestamp.is_some() {
-            "Terminating".into()
+            PodPhase::Terminating
         } else {
             status
-                .and_then(|s| s.phase.clone())
-                .unwrap_or_else(|| "Pending".into())
+                .and_then(|s| s.phase.as_deref())
+                .map_or(PodPhase::Pending, PodPhase::from_api)
         },
         restarts: status
             .and_then(|s| s.container_statuses.as_ref())

@@ -1,6 +1,8 @@
 //! The live backend: kind (CLI), Docker (bollard) and the API server (kube-rs) for both sides.
-//! Each command runs as one job per kind of work; a command already running is cancelled and
-//! restarted, never queued. Everything it learns goes to the dashboard as events.
+//! Each command runs as one job; a command already running is cancelled and restarted, never
+//! queued, and every job that runs to its end says so with `Event::Finished`. Each side has one
+//! set of watchers (pods, the Service), restarted when the side is deployed or found. Everything
+//! it learns goes to the front end as events.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -17,45 +19,48 @@ use tokio_util::sync::CancellationToken;
 
 use super::Backend;
 use super::docker::{Docker, commit_tag};
-use super::event::{Command, Event, Phase, PhaseState, PodInfo, ProbeResult, ServiceInfo, Side};
+use super::event::{
+    Command, Event, Expectation, PodInfo, ProbeResult, ServiceInfo, SessionInfo, SideInfo,
+};
 use super::kind::{Kind, Progress, progress};
 use super::owned::{Owned, default_path};
 use super::probe::{Timeouts, curl_argv, parse_curl};
+use crate::model::{
+    BySide, Job, NodeRole, Outcome, Pane, Phase, PhaseState, PodPhase, Side, Target,
+};
 use crate::scenario::Scenario;
 
 /// Seconds between rounds in watch mode.
 pub const WATCH_PERIOD: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Job {
-    Attach,
-    Build,
-    Create,
-    Deploy,
-    Probes,
-    Rules,
-    Watch,
-    Delete,
-}
-
 /// What the backend knows that its jobs share.
 #[derive(Default)]
 struct Known {
-    pods: [BTreeMap<String, PodInfo>; 2],
-    service: [Option<ServiceInfo>; 2],
+    pods: BySide<BTreeMap<String, PodInfo>>,
+    service: BySide<Option<ServiceInfo>>,
     /// Last rule dump sent per node, to send only changes.
     dumps: HashMap<String, u64>,
 }
 
+/// A running task and the token that stops it.
+type Task = (CancellationToken, JoinHandle<()>);
+
+fn stop(t: Task) {
+    t.0.cancel();
+    t.1.abort();
+}
+
 /// Everything a job needs.
 #[derive(Clone)]
-pub struct Ctx {
-    pub sc: Arc<Scenario>,
-    pub kind: Kind,
-    pub tx: UnboundedSender<Event>,
+struct Ctx {
+    sc: Arc<Scenario>,
+    kind: Kind,
+    tx: UnboundedSender<Event>,
     known: Arc<Mutex<Known>>,
     docker: Arc<std::sync::OnceLock<Docker>>,
-    pub cancel: CancellationToken,
+    /// One set of watchers per side, outliving the job that started it.
+    watchers: Arc<Mutex<BySide<Option<Task>>>>,
+    cancel: CancellationToken,
 }
 
 impl Ctx {
@@ -72,12 +77,33 @@ impl Ctx {
             line: line.into(),
         });
     }
-    fn error(&self, side: Option<Side>, pane: &str, message: impl Into<String>) {
+    fn error(&self, side: Option<Side>, pane: Pane, message: impl Into<String>) {
         self.emit(Event::Error {
             side,
-            pane: pane.into(),
+            pane,
             message: message.into(),
         });
+    }
+    /// (Re)start a side's watchers: one set per side, however often this is called.
+    fn restart_watchers(&self, side: Side) {
+        let cancel = CancellationToken::new();
+        let ctx = Ctx {
+            cancel: cancel.clone(),
+            ..self.clone()
+        };
+        let handle = tokio::spawn(async move {
+            let r = watchers(&ctx, side).await;
+            report(&ctx, Some(side), Pane::Pods, r);
+        });
+        let old = self.watchers.lock().unwrap()[side].replace((cancel, handle));
+        if let Some(t) = old {
+            stop(t);
+        }
+    }
+    fn stop_watchers(&self, side: Side) {
+        if let Some(t) = self.watchers.lock().unwrap()[side].take() {
+            stop(t);
+        }
     }
     fn name(&self, side: Side) -> &str {
         &self.sc.side(side).name
@@ -127,7 +153,7 @@ fn worktree_dir(side: &str, sha: &str) -> PathBuf {
 }
 
 /// Build a side's node image (skipped when an image for the exact commit exists).
-pub async fn build(ctx: &Ctx, side: Side) -> Result<()> {
+async fn build(ctx: &Ctx, side: Side) -> Result<()> {
     ctx.run_phase(side, Phase::Build, || async {
         let spec = ctx.sc.side(side);
         let source = ctx.sc.resolve(&spec.source);
@@ -179,7 +205,7 @@ pub async fn build(ctx: &Ctx, side: Side) -> Result<()> {
 
 /// Create (or recreate) a side's cluster. An existing cluster kindred did not create is left
 /// alone and reported.
-pub async fn create(ctx: &Ctx, side: Side) -> Result<()> {
+async fn create(ctx: &Ctx, side: Side) -> Result<()> {
     ctx.run_phase(side, Phase::Create, || async {
         let name = ctx.name(side).to_string();
         let docker = ctx.docker()?;
@@ -204,7 +230,7 @@ pub async fn create(ctx: &Ctx, side: Side) -> Result<()> {
         let nodes = docker.cluster_nodes(&name).await?;
         let cp = nodes
             .iter()
-            .find(|n| n.role == "control-plane")
+            .find(|n| n.role == NodeRole::ControlPlane)
             .ok_or_else(|| anyhow!("cluster {name} has no control-plane container"))?;
         let mut owned = Owned::load(&path)?;
         owned.record(&name, &cp.id);
@@ -213,7 +239,7 @@ pub async fn create(ctx: &Ctx, side: Side) -> Result<()> {
             ctx.emit(Event::Node {
                 side,
                 name: n.name.clone(),
-                role: n.role.clone(),
+                role: n.role,
                 ip: n.ips.first().map(|(_, ip)| ip.clone()),
             });
         }
@@ -286,9 +312,8 @@ fn pool_yaml(from: Ipv4Addr, to: Ipv4Addr) -> String {
     )
 }
 
-/// Deploy MetalLB with its pool and the workloads, then watch pods and the Service.
-pub async fn deploy(ctx: &Ctx, side: Side) -> Result<kube::Client> {
-    let mut client = None;
+/// Deploy MetalLB with its pool and the workloads; then (re)start the side's watchers.
+async fn deploy(ctx: &Ctx, side: Side) -> Result<()> {
     ctx.run_phase(side, Phase::Deploy, || async {
         let name = ctx.name(side).to_string();
         let c = super::kube::client_for(&ctx.kind, &name).await?;
@@ -335,18 +360,18 @@ pub async fn deploy(ctx: &Ctx, side: Side) -> Result<kube::Client> {
         for a in super::kube::apply_yaml(&c, &w, "workloads").await? {
             ctx.out(side, Phase::Deploy, format!("applied {a}"));
         }
-        client = Some(c);
         Ok(None)
     })
     .await?;
-    client.ok_or_else(|| anyhow!("no client"))
+    ctx.restart_watchers(side);
+    Ok(())
 }
 
 /// Watch a side's test pods and the Service until cancelled.
-pub async fn watchers(ctx: &Ctx, side: Side) -> Result<()> {
+async fn watchers(ctx: &Ctx, side: Side) -> Result<()> {
     let name = ctx.name(side).to_string();
     let client = super::kube::client_for(&ctx.kind, &name).await?;
-    let filter = crate::rules::ServiceFilter::parse(&ctx.sc.service).map_err(|e| anyhow!(e))?;
+    let filter = ctx.sc.service.filter().clone();
     let (c1, c2) = (ctx.clone(), ctx.clone());
     let pods = super::kube::watch_pods(client.clone(), "default", move |w| {
         handle_watched(&c1, side, w);
@@ -368,128 +393,108 @@ fn handle_watched(ctx: &Ctx, side: Side, w: super::kube::Watched) {
     let mut k = ctx.known.lock().unwrap();
     match w {
         Watched::Pod(p) => {
-            k.pods[side.index()].insert(p.name.clone(), p.clone());
+            k.pods[side].insert(p.name.clone(), p.clone());
             ctx.emit(Event::Pod { side, pod: p });
         }
         Watched::PodGone(name) => {
-            k.pods[side.index()].remove(&name);
+            k.pods[side].remove(&name);
             ctx.emit(Event::PodRemoved { side, name });
         }
         Watched::Service(s) => {
-            k.service[side.index()] = Some(s.clone());
+            k.service[side] = Some(s.clone());
             ctx.emit(Event::Service { side, service: s });
         }
-        Watched::Error(e) => ctx.error(Some(side), "pods", e),
+        Watched::Error(e) => ctx.error(Some(side), Pane::Pods, e),
     }
 }
 
 /// Where a probe target points on one side: `lb` is the Service's LoadBalancer IP:port.
-fn target_address(ctx: &Ctx, side: Side, target: &str) -> Result<String> {
-    if target != "lb" {
-        return Ok(target.to_string());
-    }
-    let k = ctx.known.lock().unwrap();
-    match &k.service[side.index()] {
-        Some(ServiceInfo {
-            lb_ip: Some(ip),
-            port,
-            ..
-        }) => Ok(format!("{ip}:{port}")),
-        _ => bail!("the Service has no LoadBalancer IP yet"),
-    }
+fn target_address(ctx: &Ctx, side: Side, target: &Target) -> Result<String> {
+    let Target::Addr(a) = target else {
+        let k = ctx.known.lock().unwrap();
+        return match &k.service[side] {
+            Some(ServiceInfo {
+                lb_ip: Some(ip),
+                port,
+                ..
+            }) => Ok(format!("{ip}:{port}")),
+            _ => bail!("the Service has no LoadBalancer IP yet"),
+        };
+    };
+    Ok(a.clone())
 }
 
 /// Probe from every running test pod of both sides, in parallel, each with its own timeout.
-pub async fn probes(ctx: &Ctx, target: Option<String>) -> Result<Vec<(Side, ProbeResult)>> {
+async fn probes(ctx: &Ctx, target: Option<Target>) -> Result<()> {
     let target = target.unwrap_or_else(|| ctx.sc.probes.targets[0].clone());
+    tokio::join!(
+        probe_side(ctx, Side::Base, &target),
+        probe_side(ctx, Side::Pr, &target)
+    );
+    Ok(())
+}
+
+/// Probe from every running test pod of one side; results stream out as they come.
+async fn probe_side(ctx: &Ctx, side: Side, target: &Target) {
+    let fail = |e: String| {
+        ctx.error(Some(side), Pane::Probes, e);
+        ctx.emit(Event::ProbesDone { side });
+    };
+    let addr = match target_address(ctx, side, target) {
+        Ok(a) => a,
+        Err(e) => return fail(format!("{target}: {e}")),
+    };
+    ctx.emit(Event::ProbesStarted {
+        side,
+        target: format!("{target} {addr}"),
+    });
+    let client = match super::kube::client_for(&ctx.kind, ctx.name(side)).await {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let pods: Vec<String> = ctx.known.lock().unwrap().pods[side]
+        .values()
+        .filter(|p| p.phase == PodPhase::Running)
+        .map(|p| p.name.clone())
+        .collect();
     let t = Timeouts {
         connect: ctx.sc.probes.connect_timeout,
         total: ctx.sc.probes.timeout,
     };
-    let mut all = Vec::new();
-    let sides = Side::BOTH.map(|side| {
-        let ctx = ctx.clone();
-        let target = target.clone();
-        async move {
-            let mut results = Vec::new();
-            let addr = match target_address(&ctx, side, &target) {
-                Ok(a) => a,
-                Err(e) => {
-                    ctx.error(Some(side), "probes", format!("{target}: {e}"));
-                    ctx.emit(Event::ProbesDone { side });
-                    return results;
-                }
-            };
-            ctx.emit(Event::ProbesStarted {
-                side,
-                target: format!("{target} {addr}"),
-            });
-            let client = match super::kube::client_for(&ctx.kind, ctx.name(side)).await {
-                Ok(c) => c,
-                Err(e) => {
-                    ctx.error(Some(side), "probes", format!("{e:#}"));
-                    ctx.emit(Event::ProbesDone { side });
-                    return results;
-                }
-            };
-            let pods: Vec<PodInfo> = ctx.known.lock().unwrap().pods[side.index()]
-                .values()
-                .filter(|p| p.phase == "Running")
-                .cloned()
-                .collect();
-            let argv = curl_argv(&addr, t);
-            let limit = Duration::from_secs_f64(t.total + 10.0);
-            let container = ctx.sc.probes.container.clone();
-            let mut runs: FuturesUnordered<_> = pods
-                .iter()
-                .map(|p| {
-                    let (client, argv, name, container) = (
-                        client.clone(),
-                        argv.clone(),
-                        p.name.clone(),
-                        container.clone(),
-                    );
-                    let addr = addr.clone();
-                    async move {
-                        let r = super::kube::exec_in(
-                            &client,
-                            "default",
-                            &name,
-                            Some(&container),
-                            &argv,
-                            limit,
-                        )
-                        .await;
-                        match r {
-                            Ok(o) => parse_curl(&name, &addr, &o.stdout, &o.stderr, o.code),
-                            Err(e) => ProbeResult {
-                                source: name,
-                                target: addr,
-                                outcome: super::event::Outcome::Fail,
-                                http_status: None,
-                                latency_ms: None,
-                                detail: Some(format!("{e:#}")),
-                            },
-                        }
-                    }
-                })
-                .collect();
-            while let Some(r) = runs.next().await {
-                ctx.emit(Event::Probe {
-                    side,
-                    result: r.clone(),
-                });
-                results.push(r);
-            }
-            ctx.emit(Event::ProbesDone { side });
-            results
-        }
-    });
-    let [a, b] = sides;
-    let (ra, rb) = tokio::join!(a, b);
-    all.extend(ra.into_iter().map(|r| (Side::Base, r)));
-    all.extend(rb.into_iter().map(|r| (Side::Pr, r)));
-    Ok(all)
+    let argv = curl_argv(&addr, t);
+    let mut runs: FuturesUnordered<_> = pods
+        .into_iter()
+        .map(|pod| probe_pod(ctx, &client, pod, &addr, &argv, t))
+        .collect();
+    while let Some(result) = runs.next().await {
+        ctx.emit(Event::Probe { side, result });
+    }
+    ctx.emit(Event::ProbesDone { side });
+}
+
+/// curl in one pod through the API server's exec.
+async fn probe_pod(
+    ctx: &Ctx,
+    client: &kube::Client,
+    pod: String,
+    addr: &str,
+    argv: &[String],
+    t: Timeouts,
+) -> ProbeResult {
+    let limit = Duration::from_secs_f64(t.total + 10.0);
+    let container = &ctx.sc.probes.container;
+    let r = super::kube::exec_in(client, "default", &pod, Some(container), argv, limit).await;
+    match r {
+        Ok(o) => parse_curl(&pod, addr, &o.stdout, &o.stderr, o.code),
+        Err(e) => ProbeResult {
+            source: pod,
+            target: addr.to_string(),
+            outcome: Outcome::Fail,
+            http_status: None,
+            latency_ms: None,
+            detail: Some(format!("{e:#}")),
+        },
+    }
 }
 
 fn hash(s: &str) -> u64 {
@@ -500,17 +505,14 @@ fn hash(s: &str) -> u64 {
 }
 
 /// Read the rules of every node of both clusters at once; send the dumps that changed.
-pub async fn rules(ctx: &Ctx) -> Result<()> {
+async fn rules(ctx: &Ctx) -> Result<()> {
     let docker = ctx.docker()?;
     let nodes = docker.kind_nodes().await?;
     let mode = ctx.sc.cluster.proxy_mode;
     let mut reads = FuturesUnordered::new();
     for side in Side::BOTH {
         let name = ctx.name(side);
-        for n in nodes
-            .iter()
-            .filter(|n| n.cluster == name && n.state == "running")
-        {
+        for n in nodes.iter().filter(|n| n.cluster == name && n.running()) {
             let d = docker.clone();
             let node = n.name.clone();
             reads.push(async move { (side, node.clone(), d.read_rules(&node, mode).await) });
@@ -532,14 +534,14 @@ pub async fn rules(ctx: &Ctx) -> Result<()> {
                     ctx.emit(Event::RuleDump { side, node, text });
                 }
             }
-            Err(e) => ctx.error(Some(side), "diff", format!("{node}: {e:#}")),
+            Err(e) => ctx.error(Some(side), Pane::Diff, format!("{node}: {e:#}")),
         }
     }
     Ok(())
 }
 
 /// Delete the clusters kindred created; others are reported and left alone.
-pub async fn delete(ctx: &Ctx) -> Result<()> {
+async fn delete(ctx: &Ctx) -> Result<()> {
     let docker = ctx.docker()?;
     let path = default_path();
     for side in Side::BOTH {
@@ -552,11 +554,12 @@ pub async fn delete(ctx: &Ctx) -> Result<()> {
         if !owned.created(&name, &nodes) {
             ctx.error(
                 Some(side),
-                "build",
+                Pane::Build,
                 format!("cluster {name} was not created by kindred: left alone"),
             );
             continue;
         }
+        ctx.stop_watchers(side);
         ctx.kind
             .delete_cluster(&name, |l| ctx.out(side, Phase::Create, l), &ctx.cancel)
             .await?;
@@ -565,20 +568,16 @@ pub async fn delete(ctx: &Ctx) -> Result<()> {
         for p in [Phase::Deploy, Phase::Create] {
             ctx.phase(side, p, PhaseState::Pending);
         }
-        let gone: Vec<String> = ctx.known.lock().unwrap().pods[side.index()]
-            .keys()
-            .cloned()
-            .collect();
-        for name in gone {
+        let gone = std::mem::take(&mut ctx.known.lock().unwrap().pods[side]);
+        for name in gone.into_keys() {
             ctx.emit(Event::PodRemoved { side, name });
         }
-        ctx.known.lock().unwrap().pods[side.index()].clear();
     }
     Ok(())
 }
 
-/// On start: find existing clusters, their nodes; watch pods; read rules.
-async fn attach(ctx: &Ctx) -> Result<Vec<Side>> {
+/// On start: find existing clusters and their nodes; watch their pods; read their rules.
+async fn attach(ctx: &Ctx) -> Result<()> {
     let docker = ctx.docker()?;
     docker.ping().await?;
     let nodes = docker.kind_nodes().await?;
@@ -605,13 +604,17 @@ async fn attach(ctx: &Ctx) -> Result<Vec<Side>> {
             ctx.emit(Event::Node {
                 side,
                 name: n.name.clone(),
-                role: n.role.clone(),
+                role: n.role,
                 ip: n.ips.first().map(|(_, ip)| ip.clone()),
             });
         }
+        ctx.restart_watchers(side);
         present.push(side);
     }
-    Ok(present)
+    if !present.is_empty() {
+        rules(ctx).await?;
+    }
+    Ok(())
 }
 
 pub struct LiveBackend {
@@ -620,7 +623,8 @@ pub struct LiveBackend {
     tx: Option<UnboundedSender<Event>>,
     known: Arc<Mutex<Known>>,
     docker: Arc<std::sync::OnceLock<Docker>>,
-    jobs: HashMap<(Job, Option<Side>), (CancellationToken, JoinHandle<()>)>,
+    watchers: Arc<Mutex<BySide<Option<Task>>>>,
+    jobs: HashMap<Job, Task>,
 }
 
 impl LiveBackend {
@@ -631,49 +635,70 @@ impl LiveBackend {
             tx: None,
             known: Arc::default(),
             docker: Arc::default(),
+            watchers: Arc::default(),
             jobs: HashMap::new(),
         }
     }
 
-    /// A context for work outside the job table (headless use).
-    pub fn ctx(&self, tx: UnboundedSender<Event>, cancel: CancellationToken) -> Ctx {
-        Ctx {
+    /// Start `job` (restarting it when it runs already). When it runs to its end, its error
+    /// goes to `pane` (when given) and `Finished` is sent.
+    fn spawn<F, Fut>(&mut self, job: Job, pane: Option<Pane>, f: F)
+    where
+        F: FnOnce(Ctx) -> Fut,
+        Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        let Some(tx) = self.tx.clone() else { return };
+        if let Some(t) = self.jobs.remove(&job) {
+            stop(t);
+        }
+        let cancel = CancellationToken::new();
+        let ctx = Ctx {
             sc: self.sc.clone(),
             kind: self.kind.clone(),
             tx,
             known: self.known.clone(),
             docker: self.docker.clone(),
-            cancel,
-        }
-    }
-
-    /// Start `job` (restarting it when it runs already).
-    fn spawn<F, Fut>(&mut self, job: Job, side: Option<Side>, f: F)
-    where
-        F: FnOnce(Ctx) -> Fut,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let Some(tx) = self.tx.clone() else { return };
-        if let Some((tok, h)) = self.jobs.remove(&(job, side)) {
-            tok.cancel();
-            h.abort();
-        }
-        let cancel = CancellationToken::new();
-        let ctx = self.ctx(tx, cancel.clone());
-        let fut = f(ctx);
-        let handle = tokio::spawn(fut);
+            watchers: self.watchers.clone(),
+            cancel: cancel.clone(),
+        };
+        let fut = f(ctx.clone());
+        let handle = tokio::spawn(async move {
+            let r = fut.await;
+            if ctx.cancel.is_cancelled() {
+                return;
+            }
+            let error = r.as_ref().err().map(|e| format!("{e:#}"));
+            if let Some(p) = pane {
+                report(&ctx, None, p, r);
+            }
+            ctx.emit(Event::Finished { job, error });
+        });
         self.jobs.retain(|_, (_, h)| !h.is_finished());
-        self.jobs.insert((job, side), (cancel, handle));
+        self.jobs.insert(job, (cancel, handle));
     }
 
-    fn per_side(&mut self, job: Job, f: fn(Ctx, Side) -> futures::future::BoxFuture<'static, ()>) {
-        for side in Side::BOTH {
-            self.spawn(job, Some(side), move |ctx| f(ctx, side));
-        }
+    /// Start `job` for both sides at once; it fails when either side fails.
+    fn both<Fut>(&mut self, job: Job, f: fn(Ctx, Side) -> Fut)
+    where
+        Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        self.spawn(job, None, move |ctx| async move {
+            let (b, p) = tokio::join!(f(ctx.clone(), Side::Base), f(ctx.clone(), Side::Pr));
+            match (b, p) {
+                (Ok(()), Ok(())) => Ok(()),
+                (Err(e), Ok(())) => Err(e.context(ctx.name(Side::Base).to_string())),
+                (Ok(()), Err(e)) => Err(e.context(ctx.name(Side::Pr).to_string())),
+                (Err(b), Err(p)) => Err(anyhow!(
+                    "{}: {b:#}; {}: {p:#}",
+                    ctx.name(Side::Base),
+                    ctx.name(Side::Pr)
+                )),
+            }
+        });
     }
 }
 
-fn report(ctx: &Ctx, side: Option<Side>, pane: &str, r: Result<impl Sized>) {
+fn report(ctx: &Ctx, side: Option<Side>, pane: Pane, r: Result<impl Sized>) {
     if let Err(e) = r
         && !ctx.cancel.is_cancelled()
     {
@@ -681,87 +706,84 @@ fn report(ctx: &Ctx, side: Option<Side>, pane: &str, r: Result<impl Sized>) {
     }
 }
 
+/// Rules and probes again and again, until cancelled.
+async fn watch(ctx: Ctx) -> Result<()> {
+    loop {
+        let r = rules(&ctx).await;
+        report(&ctx, None, Pane::Diff, r);
+        let r = probes(&ctx, None).await;
+        report(&ctx, None, Pane::Probes, r);
+        tokio::select! {
+            _ = tokio::time::sleep(WATCH_PERIOD) => {}
+            _ = ctx.cancel.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// What the front end is told about the session: the scenario's sides, Service, probe target
+/// and expectations.
+pub fn session(sc: &Scenario) -> SessionInfo {
+    let info = |s: &crate::scenario::SideSpec| SideInfo {
+        name: s.name.clone(),
+        git_ref: Some(s.git_ref.clone()),
+        image: Some(s.image.clone()),
+    };
+    SessionInfo {
+        base: info(&sc.base),
+        pr: info(&sc.pr),
+        service: sc.service.clone(),
+        probe_target: sc.probes.targets[0].clone(),
+        expectations: sc
+            .expectations()
+            .into_iter()
+            .map(|e| Expectation {
+                side: e.side,
+                source: e.source,
+                outcome: e.outcome,
+            })
+            .collect(),
+        banner: None,
+    }
+}
+
 impl Backend for LiveBackend {
     fn start(&mut self, events: UnboundedSender<Event>) {
-        let _ = events.send(Event::Session(self.sc.session()));
+        let _ = events.send(Event::Session(session(&self.sc)));
         self.tx = Some(events);
-        self.spawn(Job::Attach, None, |ctx| async move {
-            match attach(&ctx).await {
-                Ok(present) => {
-                    for &side in &present {
-                        let c = ctx.clone();
-                        tokio::spawn(async move {
-                            let r = watchers(&c, side).await;
-                            report(&c, Some(side), "pods", r);
-                        });
-                    }
-                    if !present.is_empty() {
-                        let r = rules(&ctx).await;
-                        report(&ctx, None, "diff", r);
-                    }
-                    // Attach's watchers live as long as attach's token.
-                    ctx.cancel.cancelled().await;
-                }
-                Err(e) => ctx.error(None, "build", format!("{e:#}")),
-            }
+        self.spawn(Job::Attach, Some(Pane::Build), |ctx| async move {
+            attach(&ctx).await
         });
     }
 
     fn send(&mut self, cmd: Command) {
         tracing::info!(?cmd, "live command");
         match cmd {
-            Command::Build => self.per_side(Job::Build, |ctx, side| {
-                Box::pin(async move {
-                    let _ = build(&ctx, side).await;
+            Command::Build => self.both(Job::Build, |c, s| async move { build(&c, s).await }),
+            Command::CreateClusters => {
+                self.both(Job::Create, |c, s| async move { create(&c, s).await })
+            }
+            Command::Deploy => self.both(Job::Deploy, |c, s| async move { deploy(&c, s).await }),
+            Command::Probe { target } => {
+                self.spawn(Job::Probes, Some(Pane::Probes), |ctx| async move {
+                    probes(&ctx, target).await
                 })
+            }
+            Command::RefreshRules => self.spawn(Job::Rules, Some(Pane::Diff), |ctx| async move {
+                rules(&ctx).await
             }),
-            Command::CreateClusters => self.per_side(Job::Create, |ctx, side| {
-                Box::pin(async move {
-                    let _ = create(&ctx, side).await;
-                })
-            }),
-            Command::Deploy => self.per_side(Job::Deploy, |ctx, side| {
-                Box::pin(async move {
-                    if deploy(&ctx, side).await.is_ok() {
-                        let r = watchers(&ctx, side).await;
-                        report(&ctx, Some(side), "pods", r);
-                    }
-                })
-            }),
-            Command::Probe { target } => self.spawn(Job::Probes, None, |ctx| async move {
-                let r = probes(&ctx, target).await;
-                report(&ctx, None, "probes", r);
-            }),
-            Command::RefreshRules => self.spawn(Job::Rules, None, |ctx| async move {
-                let r = rules(&ctx).await;
-                report(&ctx, None, "diff", r);
-            }),
-            Command::SetWatch(on) => {
-                if let Some((tok, h)) = self.jobs.remove(&(Job::Watch, None)) {
-                    tok.cancel();
-                    h.abort();
-                }
-                if on {
-                    self.spawn(Job::Watch, None, |ctx| async move {
-                        loop {
-                            let r = rules(&ctx).await;
-                            report(&ctx, None, "diff", r);
-                            let r = probes(&ctx, None).await;
-                            report(&ctx, None, "probes", r);
-                            tokio::select! {
-                                _ = tokio::time::sleep(WATCH_PERIOD) => {}
-                                _ = ctx.cancel.cancelled() => return,
-                            }
-                        }
-                    });
+            Command::SetWatch(true) => self.spawn(Job::Watch, None, watch),
+            Command::SetWatch(false) => {
+                if let Some(t) = self.jobs.remove(&Job::Watch) {
+                    stop(t);
                 }
             }
-            Command::DeleteClusters => self.spawn(Job::Delete, None, |ctx| async move {
-                let r = delete(&ctx).await;
-                report(&ctx, None, "build", r);
-            }),
+            Command::DeleteClusters => {
+                self.spawn(Job::Delete, Some(Pane::Build), |ctx| async move {
+                    delete(&ctx).await
+                })
+            }
             Command::Cancel => {
-                for (_, (tok, _)) in self.jobs.iter() {
+                for (tok, _) in self.jobs.values() {
                     tok.cancel();
                 }
             }
@@ -769,9 +791,14 @@ impl Backend for LiveBackend {
     }
 
     fn shutdown(&mut self) {
-        for (_, (tok, h)) in self.jobs.drain() {
-            tok.cancel();
-            h.abort();
+        for (_, t) in self.jobs.drain() {
+            stop(t);
+        }
+        let mut w = self.watchers.lock().unwrap();
+        for side in Side::BOTH {
+            if let Some(t) = w[side].take() {
+                stop(t);
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ pub mod replay;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-pub use event::{Command, Event, Side};
+pub use event::{Command, Event};
 
 /// A source of events that takes commands.
 pub trait Backend: Send {

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::docker::KindNode;
+use crate::model::NodeRole;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owned {
@@ -53,7 +54,9 @@ impl Owned {
         self.clusters.iter().any(|c| {
             c.name == cluster
                 && nodes.iter().any(|n| {
-                    n.cluster == cluster && n.role == "control-plane" && n.id == c.control_plane_id
+                    n.cluster == cluster
+                        && n.role == NodeRole::ControlPlane
+                        && n.id == c.control_plane_id
                 })
         })
     }
@@ -84,7 +87,7 @@ mod tests {
             id: id.into(),
             name: format!("{cluster}-{role}"),
             cluster: cluster.into(),
-            role: role.into(),
+            role: NodeRole::from_label(role),
             state: "running".into(),
             image: "kindest/node".into(),
             ips: vec![],

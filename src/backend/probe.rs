@@ -1,11 +1,7 @@
 //! Probes: curl from a source (a pod, or a node's network namespace) to a target, argv only.
 
-use std::time::Duration;
-
-use anyhow::Result;
-
-use super::docker::Docker;
-use super::event::{Outcome, ProbeResult};
+use super::event::ProbeResult;
+use crate::model::Outcome;
 
 /// curl's limits for one probe.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -81,20 +77,6 @@ pub fn parse_curl(
         latency_ms,
         detail,
     }
-}
-
-/// Probe from a container's network namespace (a kind node: what a hostNetwork pod sees).
-pub async fn from_container(
-    docker: &Docker,
-    container: &str,
-    target: &str,
-    t: Timeouts,
-) -> Result<ProbeResult> {
-    let argv = curl_argv(target, t);
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let limit = Duration::from_secs_f64(t.total + 5.0);
-    let o = docker.exec(container, &argv, limit).await?;
-    Ok(parse_curl(container, target, &o.stdout, &o.stderr, o.code))
 }
 
 #[cfg(test)]

@@ -9,38 +9,33 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 use super::Backend;
-use super::event::{Command, Event, Phase, PhaseState, Side};
+use super::event::{Command, Event};
 use super::recording::{Record, Recording};
+use crate::model::{Job, Pane, Phase, PhaseState, Side, Target};
 
-/// Which command replays an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Part {
-    Everything,
-    Build,
-    Create,
-    Deploy,
-    Probes,
-    Rules,
-    Delete,
-    Watch,
-}
-
-fn part_of(ev: &Event) -> Option<Part> {
+/// Which command replays an event: the job that produced it. `None` for events only the
+/// whole playback shows (the session, errors); a recorded `Finished` is never replayed (the
+/// replay says itself when a part is over).
+fn job_of(ev: &Event) -> Option<Job> {
     Some(match ev {
         Event::Phase { phase, .. } | Event::Output { phase, .. } => match phase {
-            Phase::Build => Part::Build,
-            Phase::Create => Part::Create,
-            Phase::Deploy => Part::Deploy,
+            Phase::Build => Job::Build,
+            Phase::Create => Job::Create,
+            Phase::Deploy => Job::Deploy,
         },
-        Event::Built { .. } => Part::Build,
-        Event::Node { .. } => Part::Create,
-        Event::Pod { .. } | Event::PodRemoved { .. } | Event::Service { .. } => Part::Deploy,
-        Event::ProbesStarted { .. } | Event::Probe { .. } | Event::ProbesDone { .. } => {
-            Part::Probes
+        Event::Built { .. } => Job::Build,
+        Event::Node { .. } => Job::Create,
+        Event::Pod { .. } | Event::PodRemoved { .. } | Event::Service { .. } => Job::Deploy,
+        Event::ProbesStarted { .. } | Event::Probe { .. } | Event::ProbesDone { .. } => Job::Probes,
+        Event::RuleDump { .. } => Job::Rules,
+        Event::Session(_) | Event::Error { .. } | Event::Finished { .. } | Event::Unknown => {
+            return None;
         }
-        Event::RuleDump { .. } => Part::Rules,
-        Event::Session(_) | Event::Error { .. } => return None,
     })
+}
+
+fn replayable(ev: &Event) -> bool {
+    !matches!(ev, Event::Finished { .. } | Event::Unknown)
 }
 
 pub struct ReplayBackend {
@@ -48,7 +43,7 @@ pub struct ReplayBackend {
     /// 1.0 plays at recorded speed; larger is faster; infinity plays without waiting.
     speed: f64,
     tx: Option<UnboundedSender<Event>>,
-    tasks: HashMap<Part, JoinHandle<()>>,
+    tasks: HashMap<Job, JoinHandle<()>>,
 }
 
 impl ReplayBackend {
@@ -61,23 +56,30 @@ impl ReplayBackend {
         }
     }
 
-    fn records(&self, part: Part) -> Vec<Record> {
+    /// The recorded events of one job (`Attach`: the whole recording).
+    fn records(&self, job: Job) -> Vec<Record> {
         self.rec
             .records
             .iter()
-            .filter(|r| part == Part::Everything || part_of(&r.event) == Some(part))
+            .filter(|r| replayable(&r.event))
+            .filter(|r| job == Job::Attach || job_of(&r.event) == Some(job))
             .cloned()
             .collect()
     }
 
-    fn spawn(&mut self, part: Part, records: Vec<Record>) {
+    /// Play `records` as `job` (restarting it when it plays already), then say it finished.
+    fn spawn(&mut self, job: Job, records: Vec<Record>) {
         let Some(tx) = self.tx.clone() else { return };
-        if let Some(old) = self.tasks.remove(&part) {
+        if let Some(old) = self.tasks.remove(&job) {
             old.abort();
         }
         let speed = self.speed;
-        self.tasks
-            .insert(part, tokio::spawn(play(records, speed, tx)));
+        let task = async move {
+            if play(records, speed, tx.clone()).await {
+                let _ = tx.send(Event::Finished { job, error: None });
+            }
+        };
+        self.tasks.insert(job, tokio::spawn(task));
     }
 
     fn recorded_targets(&self) -> Vec<String> {
@@ -94,7 +96,7 @@ impl ReplayBackend {
         t
     }
 
-    fn probe(&mut self, target: Option<String>) {
+    fn probe(&mut self, target: Option<Target>) {
         let recorded = self.recorded_targets();
         let default = self
             .rec
@@ -106,7 +108,7 @@ impl ReplayBackend {
             })
             .unwrap_or_default();
         match target {
-            Some(t) if t != default && !recorded.contains(&t) => {
+            Some(t) if t != default && !recorded.contains(&t.to_string()) => {
                 // Nothing recorded for this target: say so rather than invent results.
                 let mut evs = Vec::new();
                 for side in Side::BOTH {
@@ -114,14 +116,14 @@ impl ReplayBackend {
                         t: 0,
                         event: Event::ProbesStarted {
                             side,
-                            target: t.clone(),
+                            target: t.to_string(),
                         },
                     });
                     evs.push(Record {
                         t: 0,
                         event: Event::Error {
                             side: Some(side),
-                            pane: "probes".into(),
+                            pane: Pane::Probes,
                             message: format!("replay: no recorded probes for target {t}"),
                         },
                     });
@@ -130,11 +132,11 @@ impl ReplayBackend {
                         event: Event::ProbesDone { side },
                     });
                 }
-                self.spawn(Part::Probes, evs);
+                self.spawn(Job::Probes, evs);
             }
             _ => {
-                let r = self.records(Part::Probes);
-                self.spawn(Part::Probes, r);
+                let r = self.records(Job::Probes);
+                self.spawn(Job::Probes, r);
             }
         }
     }
@@ -186,28 +188,27 @@ impl ReplayBackend {
             .into_iter()
             .map(|event| Record { t: 0, event })
             .collect();
-        self.spawn(Part::Delete, recs);
+        self.spawn(Job::Delete, recs);
     }
 
     fn watch(&mut self, on: bool) {
-        if let Some(old) = self.tasks.remove(&Part::Watch) {
+        if let Some(old) = self.tasks.remove(&Job::Watch) {
             old.abort();
         }
         if !on {
             return;
         }
         let Some(tx) = self.tx.clone() else { return };
-        let mut recs = self.records(Part::Probes);
-        recs.extend(self.records(Part::Rules));
+        let mut recs = self.records(Job::Probes);
+        recs.extend(self.records(Job::Rules));
         recs.sort_by_key(|r| r.t);
         let speed = self.speed;
         let period = Duration::from_secs_f64((5.0 / speed).clamp(0.05, 5.0));
         self.tasks.insert(
-            Part::Watch,
+            Job::Watch,
             tokio::spawn(async move {
                 loop {
-                    play(recs.clone(), speed, tx.clone()).await;
-                    if tx.is_closed() {
+                    if !play(recs.clone(), speed, tx.clone()).await {
                         return;
                     }
                     tokio::time::sleep(period).await;
@@ -217,7 +218,8 @@ impl ReplayBackend {
     }
 }
 
-async fn play(records: Vec<Record>, speed: f64, tx: UnboundedSender<Event>) {
+/// Send `records` at their recorded pace; false when nobody listens any more.
+async fn play(records: Vec<Record>, speed: f64, tx: UnboundedSender<Event>) -> bool {
     let start = tokio::time::Instant::now();
     let t0 = records.first().map_or(0, |r| r.t);
     for r in records {
@@ -226,37 +228,38 @@ async fn play(records: Vec<Record>, speed: f64, tx: UnboundedSender<Event>) {
             tokio::time::sleep_until(start + due).await;
         }
         if tx.send(r.event).is_err() {
-            return;
+            return false;
         }
     }
+    true
 }
 
 impl Backend for ReplayBackend {
     fn start(&mut self, events: UnboundedSender<Event>) {
         self.tx = Some(events);
-        let all = self.records(Part::Everything);
-        self.spawn(Part::Everything, all);
+        let all = self.records(Job::Attach);
+        self.spawn(Job::Attach, all);
     }
 
     fn send(&mut self, cmd: Command) {
         tracing::info!(?cmd, "replay command");
         match cmd {
             Command::Build => {
-                let r = self.records(Part::Build);
-                self.spawn(Part::Build, r)
+                let r = self.records(Job::Build);
+                self.spawn(Job::Build, r)
             }
             Command::CreateClusters => {
-                let r = self.records(Part::Create);
-                self.spawn(Part::Create, r)
+                let r = self.records(Job::Create);
+                self.spawn(Job::Create, r)
             }
             Command::Deploy => {
-                let r = self.records(Part::Deploy);
-                self.spawn(Part::Deploy, r)
+                let r = self.records(Job::Deploy);
+                self.spawn(Job::Deploy, r)
             }
             Command::Probe { target } => self.probe(target),
             Command::RefreshRules => {
-                let r = self.records(Part::Rules);
-                self.spawn(Part::Rules, r)
+                let r = self.records(Job::Rules);
+                self.spawn(Job::Rules, r)
             }
             Command::SetWatch(on) => self.watch(on),
             Command::DeleteClusters => self.delete(),
@@ -328,7 +331,7 @@ mod tests {
         let mut b = ReplayBackend::new(rec(), f64::INFINITY);
         b.start(tx);
         b.send(Command::Probe {
-            target: Some("10.0.0.1:80".into()),
+            target: Some(Target::Addr("10.0.0.1:80".into())),
         });
         let mut saw = false;
         for _ in 0..20 {

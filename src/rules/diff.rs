@@ -12,7 +12,7 @@ use super::parse::{Dump, ParseError, Table};
 use super::service::{ServiceFilter, ServiceKey, ServiceRules, services};
 
 /// How to compare.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
     /// Compare the rules as written: no normalization at all.
     pub raw: bool,
@@ -187,26 +187,41 @@ pub fn compare_nft(
     use super::nft;
     let bs = nft::services(base, opts.service.as_ref());
     let ps = nft::services(pr, opts.service.as_ref());
-    type Items<'a> = (Option<&'a Vec<usize>>, Option<&'a Vec<usize>>);
-    let mut keys: BTreeMap<&ServiceKey, Items<'_>> = BTreeMap::new();
-    for (k, v) in &bs {
-        keys.entry(k).or_default().0 = Some(v);
+    let out = join(
+        bs.iter().map(|(k, v)| (k, v)),
+        ps.iter().map(|(k, v)| (k, v)),
+    )
+    .into_iter()
+    .map(|(k, b, p)| {
+        let nb = b
+            .map(|i| nft::normalize(base, i, opts.raw))
+            .unwrap_or_default();
+        let np = p
+            .map(|i| nft::normalize(pr, i, opts.raw))
+            .unwrap_or_default();
+        diff_service(k.to_string(), b.is_some(), p.is_some(), &nb, &np)
+    })
+    .collect();
+    finish(out, opts)
+}
+
+/// Pair the two sides' services by key, in key order: (key, base's, PR's).
+fn join<'a, K: Ord + 'a, V: 'a>(
+    base: impl Iterator<Item = (&'a K, V)>,
+    pr: impl Iterator<Item = (&'a K, V)>,
+) -> Vec<(&'a K, Option<V>, Option<V>)> {
+    let mut keys: BTreeMap<&K, (Option<V>, Option<V>)> = BTreeMap::new();
+    for (k, v) in base {
+        keys.entry(k).or_insert((None, None)).0 = Some(v);
     }
-    for (k, v) in &ps {
-        keys.entry(k).or_default().1 = Some(v);
+    for (k, v) in pr {
+        keys.entry(k).or_insert((None, None)).1 = Some(v);
     }
-    let mut out: Vec<ServiceDiff> = keys
-        .into_iter()
-        .map(|(k, (b, p))| {
-            let nb = b
-                .map(|i| nft::normalize(base, i, opts.raw))
-                .unwrap_or_default();
-            let np = p
-                .map(|i| nft::normalize(pr, i, opts.raw))
-                .unwrap_or_default();
-            diff_service(k.to_string(), b.is_some(), p.is_some(), &nb, &np)
-        })
-        .collect();
+    keys.into_iter().map(|(k, (b, p))| (k, b, p)).collect()
+}
+
+/// The comparison of these service diffs: changed services first, each group in name order.
+fn finish(mut out: Vec<ServiceDiff>, opts: &Options) -> Comparison {
     out.sort_by_key(|s| s.equal);
     Comparison {
         equal: out.iter().all(|s| s.equal),
@@ -223,16 +238,11 @@ pub fn compare_services(
     ps: &[ServiceRules],
     opts: &Options,
 ) -> Comparison {
-    let mut keys: BTreeMap<&ServiceKey, (Option<&ServiceRules>, Option<&ServiceRules>)> =
-        BTreeMap::new();
-    for s in bs {
-        keys.entry(&s.key).or_default().0 = Some(s);
-    }
-    for s in ps {
-        keys.entry(&s.key).or_default().1 = Some(s);
-    }
-    let pairs: Vec<_> = keys.into_values().collect();
-    let work = |(b, p): &(Option<&ServiceRules>, Option<&ServiceRules>)| -> ServiceDiff {
+    let pairs = join(
+        bs.iter().map(|s| (&s.key, s)),
+        ps.iter().map(|s| (&s.key, s)),
+    );
+    let work = |(_, b, p): &(&ServiceKey, Option<&ServiceRules>, Option<&ServiceRules>)| {
         let display = b.or(*p).map(|s| s.written.clone()).unwrap_or_default();
         let nb = b
             .map(|s| normalize(base, s, &display, opts.raw))
@@ -242,7 +252,7 @@ pub fn compare_services(
             .unwrap_or_default();
         diff_service(display, b.is_some(), p.is_some(), &nb, &np)
     };
-    let mut out: Vec<ServiceDiff> = if pairs.len() > 64 {
+    let out: Vec<ServiceDiff> = if pairs.len() > 64 {
         let mid = pairs.len() / 2;
         let (l, r) = pairs.split_at(mid);
         std::thread::scope(|sc| {
@@ -255,27 +265,16 @@ pub fn compare_services(
     } else {
         pairs.iter().map(work).collect()
     };
-    // Changed services first, each group in name order (already sorted by key).
-    out.sort_by_key(|s| s.equal);
-    Comparison {
-        equal: out.iter().all(|s| s.equal),
-        normalized: !opts.raw,
-        services: out,
-    }
+    finish(out, opts)
 }
 
-/// Diff the normalized rules of one service.
-pub fn diff_service(
-    service: String,
-    in_base: bool,
-    in_pr: bool,
-    base: &[NormRule],
-    pr: &[NormRule],
-) -> ServiceDiff {
-    // Group by (table, role), in order of first appearance (base first). A service has a
-    // handful of chains: a linear search beats hashing.
-    type Group<'a> = ((Table, &'a str), Vec<&'a NormRule>, Vec<&'a NormRule>);
-    let mut groups: Vec<Group<'_>> = Vec::new();
+/// One chain's rules on both sides: (table, role), base's rules, PR's rules.
+type Group<'a> = ((Table, &'a str), Vec<&'a NormRule>, Vec<&'a NormRule>);
+
+/// Group a service's rules by (table, role), in order of first appearance (base first). A
+/// service has a handful of chains: a linear search beats hashing.
+fn group_chains<'a>(base: &'a [NormRule], pr: &'a [NormRule]) -> Vec<Group<'a>> {
+    let mut groups: Vec<Group<'a>> = Vec::new();
     for (side, rules) in [(0, base), (1, pr)] {
         for r in rules {
             let k = (r.rule.table, &*r.role);
@@ -289,71 +288,36 @@ pub fn diff_service(
             if side == 0 { g.1.push(r) } else { g.2.push(r) }
         }
     }
+    groups
+}
+
+/// Diff the normalized rules of one service.
+pub fn diff_service(
+    service: String,
+    in_base: bool,
+    in_pr: bool,
+    base: &[NormRule],
+    pr: &[NormRule],
+) -> ServiceDiff {
+    let groups = group_chains(base, pr);
     let mut chains = Vec::with_capacity(groups.len());
     let mut added = Vec::new();
     let mut removed = Vec::new();
     for (k, b, p) in &groups {
-        let k = *k;
-        let equal_texts = b.len() == p.len()
-            && b.iter()
-                .zip(p.iter())
-                .all(|(x, y)| x.rule.rule == y.rule.rule);
-        let bt: Vec<&str> = if equal_texts {
-            Vec::new()
-        } else {
-            b.iter().map(|r| r.rule.rule.as_str()).collect()
-        };
-        let pt: Vec<&str> = if equal_texts {
-            Vec::new()
-        } else {
-            p.iter().map(|r| r.rule.rule.as_str()).collect()
-        };
-        let mut lines = Vec::with_capacity(b.len().max(p.len()));
-        let equal_line = |x: &NormRule, y: &NormRule| Line {
-            op: Op::Equal,
-            base: Some(x.rule.clone()),
-            pr: Some(y.rule.clone()),
-        };
-        if equal_texts {
-            lines.extend(b.iter().zip(p.iter()).map(|(x, y)| equal_line(x, y)));
-        } else {
-            for op in similar::capture_diff_slices(Algorithm::Myers, &bt, &pt) {
-                for change in op.iter_changes(&bt, &pt) {
-                    let line = match change.tag() {
-                        ChangeTag::Equal => equal_line(
-                            b[change.old_index().unwrap()],
-                            p[change.new_index().unwrap()],
-                        ),
-                        ChangeTag::Delete => {
-                            let r = b[change.old_index().unwrap()].rule.clone();
-                            removed.push(r.clone());
-                            Line {
-                                op: Op::Removed,
-                                base: Some(r),
-                                pr: None,
-                            }
-                        }
-                        ChangeTag::Insert => {
-                            let r = p[change.new_index().unwrap()].rule.clone();
-                            added.push(r.clone());
-                            Line {
-                                op: Op::Added,
-                                base: None,
-                                pr: Some(r),
-                            }
-                        }
-                    };
-                    lines.push(line);
-                }
+        let lines = diff_chain(b, p);
+        for l in &lines {
+            match l.op {
+                Op::Equal => {}
+                Op::Removed => removed.extend(l.base.clone()),
+                Op::Added => added.extend(l.pr.clone()),
             }
         }
-        let equal = lines.iter().all(|l| l.op == Op::Equal);
         chains.push(ChainDiff {
             table: k.0,
             chain: k.1.to_string(),
             base_chain: b.first().map(|r| r.rule.chain.to_string()),
             pr_chain: p.first().map(|r| r.rule.chain.to_string()),
-            equal,
+            equal: lines.iter().all(|l| l.op == Op::Equal),
             lines,
         });
     }
@@ -365,6 +329,124 @@ pub fn diff_service(
         added,
         removed,
         chains,
+    }
+}
+
+/// The lines of one chain's diff (order inside a chain counts).
+fn diff_chain(b: &[&NormRule], p: &[&NormRule]) -> Vec<Line> {
+    let equal_line = |x: &NormRule, y: &NormRule| Line {
+        op: Op::Equal,
+        base: Some(x.rule.clone()),
+        pr: Some(y.rule.clone()),
+    };
+    let equal_texts =
+        b.len() == p.len() && b.iter().zip(p).all(|(x, y)| x.rule.rule == y.rule.rule);
+    if equal_texts {
+        return b.iter().zip(p).map(|(x, y)| equal_line(x, y)).collect();
+    }
+    let bt: Vec<&str> = b.iter().map(|r| r.rule.rule.as_str()).collect();
+    let pt: Vec<&str> = p.iter().map(|r| r.rule.rule.as_str()).collect();
+    let mut lines = Vec::with_capacity(b.len().max(p.len()));
+    for op in similar::capture_diff_slices(Algorithm::Myers, &bt, &pt) {
+        for change in op.iter_changes(&bt, &pt) {
+            lines.push(match change.tag() {
+                ChangeTag::Equal => equal_line(
+                    b[change.old_index().unwrap()],
+                    p[change.new_index().unwrap()],
+                ),
+                ChangeTag::Delete => Line {
+                    op: Op::Removed,
+                    base: Some(b[change.old_index().unwrap()].rule.clone()),
+                    pr: None,
+                },
+                ChangeTag::Insert => Line {
+                    op: Op::Added,
+                    base: None,
+                    pr: Some(p[change.new_index().unwrap()].rule.clone()),
+                },
+            });
+        }
+    }
+    lines
+}
+
+/// A piece of a chain's diff: an equal line, or a change (a run of removed lines and the run
+/// of added lines right after it, paired line by line for word-level emphasis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hunk<'a> {
+    Equal(&'a Line),
+    Change {
+        removed: &'a [Line],
+        added: &'a [Line],
+    },
+}
+
+/// The hunks of a chain's lines, in order: what every renderer (the Diff pane, the text output,
+/// the reports) walks.
+pub fn hunks(lines: &[Line]) -> impl Iterator<Item = Hunk<'_>> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let l = lines.get(i)?;
+        if l.op == Op::Equal {
+            i += 1;
+            return Some(Hunk::Equal(l));
+        }
+        let start = i;
+        while i < lines.len() && lines[i].op == Op::Removed {
+            i += 1;
+        }
+        let mid = i;
+        while i < lines.len() && lines[i].op == Op::Added {
+            i += 1;
+        }
+        Some(Hunk::Change {
+            removed: &lines[start..mid],
+            added: &lines[mid..i],
+        })
+    })
+}
+
+/// A changed line of a hunk with its partner on the other side (same position in the other
+/// run), for word-level emphasis.
+#[derive(Debug, Clone, Copy)]
+pub struct Changed<'a> {
+    pub line: &'a Line,
+    pub partner: Option<&'a Line>,
+}
+
+impl<'a> Changed<'a> {
+    /// The removed lines then the added ones, each with its partner.
+    pub fn all(removed: &'a [Line], added: &'a [Line]) -> impl Iterator<Item = Changed<'a>> {
+        let r = removed.iter().enumerate().map(move |(k, l)| Changed {
+            line: l,
+            partner: added.get(k),
+        });
+        let a = added.iter().enumerate().map(move |(k, l)| Changed {
+            line: l,
+            partner: removed.get(k),
+        });
+        r.chain(a)
+    }
+
+    /// This line's segments, the words that differ from its partner emphasized; `None` when it
+    /// has no partner.
+    pub fn segments(&self) -> Option<Vec<Segment>> {
+        let p = self.partner?;
+        Some(if self.line.op == Op::Added {
+            word_diff(p.rule(), self.line.rule()).1
+        } else {
+            word_diff(self.line.rule(), p.rule()).0
+        })
+    }
+
+    /// The line as written on its side, when normalization changed it.
+    pub fn raw(&self) -> Option<&'a RuleText> {
+        let r = if self.line.op == Op::Added {
+            self.line.pr.as_deref()
+        } else {
+            self.line.base.as_deref()
+        }?;
+        (r.raw != r.rule).then_some(r)
     }
 }
 

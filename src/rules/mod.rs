@@ -7,7 +7,6 @@ pub mod normalize;
 pub mod parse;
 pub mod render;
 pub mod service;
-pub mod synth;
 pub mod tokens;
 
 pub use diff::{Comparison, Options, TextError, compare, compare_texts, compare_texts_keep};

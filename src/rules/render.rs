@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::diff::{Comparison, Line, Op, ServiceDiff, word_diff};
+use super::diff::{Changed, Comparison, Hunk, Line, Op, ServiceDiff, hunks};
 
 /// Lines of unchanged context shown around a change.
 pub const CONTEXT: usize = 3;
@@ -98,7 +98,7 @@ fn service(out: &mut String, s: &ServiceDiff, st: &Style) {
 }
 
 fn chain_lines(out: &mut String, lines: &[Line], st: &Style) {
-    // Which lines to show: changes and CONTEXT equal lines around them.
+    // Changes, and CONTEXT equal lines around them.
     let near_change = |i: usize| {
         let lo = i.saturating_sub(CONTEXT);
         let hi = (i + CONTEXT + 1).min(lines.len());
@@ -106,74 +106,52 @@ fn chain_lines(out: &mut String, lines: &[Line], st: &Style) {
     };
     let mut skipped = 0;
     let mut i = 0;
-    while i < lines.len() {
-        let l = &lines[i];
-        if l.op == Op::Equal {
-            if near_change(i) {
-                if skipped > 0 {
-                    let _ = writeln!(out, "{}", st.paint("2", &format!("  ... {skipped} equal")));
-                    skipped = 0;
-                }
-                let _ = writeln!(out, "  {}", l.rule());
-            } else {
-                skipped += 1;
-            }
-            i += 1;
-            continue;
-        }
-        if skipped > 0 {
+    let flush = |out: &mut String, skipped: &mut usize| {
+        if *skipped > 0 {
             let _ = writeln!(out, "{}", st.paint("2", &format!("  ... {skipped} equal")));
-            skipped = 0;
+            *skipped = 0;
         }
-        // A run of removed lines followed by added ones: pair them for word-level emphasis.
-        let start = i;
-        while i < lines.len() && lines[i].op == Op::Removed {
-            i += 1;
-        }
-        let mid = i;
-        while i < lines.len() && lines[i].op == Op::Added {
-            i += 1;
-        }
-        let removed = &lines[start..mid];
-        let added = &lines[mid..i];
-        for (k, r) in removed.iter().enumerate() {
-            let partner = added.get(k).map(|a| a.rule());
-            changed_line(out, '-', r, partner, st);
-        }
-        for (k, a) in added.iter().enumerate() {
-            let partner = removed.get(k).map(|r| r.rule());
-            changed_line(out, '+', a, partner, st);
+    };
+    for h in hunks(lines) {
+        match h {
+            Hunk::Equal(l) => {
+                if near_change(i) {
+                    flush(out, &mut skipped);
+                    let _ = writeln!(out, "  {}", l.rule());
+                } else {
+                    skipped += 1;
+                }
+                i += 1;
+            }
+            Hunk::Change { removed, added } => {
+                flush(out, &mut skipped);
+                for c in Changed::all(removed, added) {
+                    changed_line(out, &c, st);
+                }
+                i += removed.len() + added.len();
+            }
         }
     }
-    if skipped > 0 {
-        let _ = writeln!(out, "{}", st.paint("2", &format!("  ... {skipped} equal")));
-    }
+    flush(out, &mut skipped);
 }
 
-fn changed_line(out: &mut String, sign: char, l: &Line, partner: Option<&str>, st: &Style) {
-    let code = if sign == '+' { "32" } else { "31" };
-    let strong = if sign == '+' { "1;32;4" } else { "1;31;4" };
-    let mut text = String::new();
-    match partner {
-        Some(p) if st.color => {
-            let (o, n) = if sign == '+' {
-                word_diff(p, l.rule())
-            } else {
-                word_diff(l.rule(), p)
-            };
-            let segs = if sign == '+' { n } else { o };
-            for s in segs {
-                text.push_str(&st.paint(if s.emphasized { strong } else { code }, &s.text));
-            }
-        }
-        _ => text = st.paint(code, l.rule()),
-    }
+fn changed_line(out: &mut String, c: &Changed<'_>, st: &Style) {
+    let added = c.line.op == Op::Added;
+    let (sign, code, strong) = if added {
+        ('+', "32", "1;32;4")
+    } else {
+        ('-', "31", "1;31;4")
+    };
+    let text = match c.segments() {
+        Some(segs) if st.color => segs
+            .iter()
+            .map(|s| st.paint(if s.emphasized { strong } else { code }, &s.text))
+            .collect(),
+        _ => st.paint(code, c.line.rule()),
+    };
     let _ = writeln!(out, "{}{text}", st.paint(code, &format!("{sign} ")));
-    let side = if sign == '+' { &l.pr } else { &l.base };
-    if let Some(r) = side
-        && r.raw != r.rule
-    {
-        let who = if sign == '+' { "PR" } else { "base" };
+    if let Some(r) = c.raw() {
+        let who = if added { "PR" } else { "base" };
         let _ = writeln!(
             out,
             "{}",

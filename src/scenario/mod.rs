@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::docker::ProxyMode;
-use crate::backend::event::{Expectation, Outcome, SessionInfo, Side, SideInfo};
+use crate::model::{Outcome, ProxyMode, ServiceRef, Side, Target};
 
 /// The built-in default: the 2019 walkthrough. `kindred init` writes it.
 pub const DEFAULT: &str = include_str!("../../assets/scenario.yaml");
@@ -16,7 +15,7 @@ pub const WORKLOADS: &str = include_str!("../../assets/workloads.yaml");
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
-    pub service: String,
+    pub service: ServiceRef,
     pub base: SideSpec,
     pub pr: SideSpec,
     #[serde(default)]
@@ -105,7 +104,7 @@ impl Default for LoadBalancer {
 #[serde(deny_unknown_fields)]
 pub struct Probes {
     #[serde(default = "lb")]
-    pub targets: Vec<String>,
+    pub targets: Vec<Target>,
     /// The container curl runs in.
     #[serde(default = "netshoot")]
     pub container: String,
@@ -118,8 +117,8 @@ pub struct Probes {
 fn netshoot() -> String {
     "netshoot".into()
 }
-fn lb() -> Vec<String> {
-    vec!["lb".into()]
+fn lb() -> Vec<Target> {
+    vec![Target::Lb]
 }
 fn connect() -> f64 {
     2.0
@@ -215,12 +214,6 @@ impl Scenario {
             field: format!("{}: ", path.join(".")),
             reason,
         };
-        if crate::rules::ServiceFilter::parse(&s.service).is_err() {
-            return Err(err(
-                &["service"],
-                format!("'{}' is not NAMESPACE/NAME[:PORT]", s.service),
-            ));
-        }
         for (key, side) in [("base", &s.base), ("pr", &s.pr)] {
             let ok_name = !side.name.is_empty()
                 && side.name.len() <= 50
@@ -345,10 +338,7 @@ impl Scenario {
 
     /// The kind cluster config for this scenario.
     pub fn kind_config(&self) -> String {
-        let mode = match self.cluster.proxy_mode {
-            ProxyMode::Iptables => "iptables",
-            ProxyMode::Nftables => "nftables",
-        };
+        let mode = self.cluster.proxy_mode;
         let mut s = format!(
             "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  kubeProxyMode: {mode}\nnodes:\n- role: control-plane\n"
         );
@@ -358,29 +348,16 @@ impl Scenario {
         s
     }
 
-    /// What the dashboard shows about this session.
-    pub fn session(&self) -> SessionInfo {
-        let info = |s: &SideSpec| SideInfo {
-            name: s.name.clone(),
-            git_ref: Some(s.git_ref.clone()),
-            image: Some(s.image.clone()),
-        };
-        SessionInfo {
-            base: info(&self.base),
-            pr: info(&self.pr),
-            service: self.service.clone(),
-            probe_target: self.probes.targets[0].clone(),
-            expectations: self
-                .expect
-                .iter()
-                .map(|e| Expectation {
-                    side: e.side,
-                    source: e.source.replace("{{cluster}}", &self.side(e.side).name),
-                    outcome: e.outcome,
-                })
-                .collect(),
-            banner: None,
-        }
+    /// The expectations, with `{{cluster}}` replaced by each side's cluster name.
+    pub fn expectations(&self) -> Vec<Expect> {
+        self.expect
+            .iter()
+            .map(|e| Expect {
+                side: e.side,
+                source: e.source.replace("{{cluster}}", &self.side(e.side).name),
+                outcome: e.outcome,
+            })
+            .collect()
     }
 }
 
@@ -395,9 +372,9 @@ mod tests {
         assert_eq!(s.pr.name, "77523");
         assert_eq!(s.pr.git_ref, "pr/77523");
         assert_eq!(s.cluster.workers, 2);
-        let info = s.session();
-        assert_eq!(info.expectations[0].source, "netshoot-master-worker");
-        assert_eq!(info.expectations[1].source, "netshoot-77523-worker");
+        let exp = s.expectations();
+        assert_eq!(exp[0].source, "netshoot-master-worker");
+        assert_eq!(exp[1].source, "netshoot-77523-worker");
         assert!(s.kind_config().matches("role: worker").count() == 2);
         let w = s.workloads_for("77523").unwrap();
         assert!(w.contains("nodeName: 77523-worker2") && !w.contains("{{"));

@@ -2,7 +2,8 @@
 
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 
-use crate::app::{Pane, State};
+use crate::app::State;
+use crate::model::Pane;
 
 /// Below this the dashboard shows a message instead of panes.
 pub const MIN_WIDTH: u16 = 80;

@@ -9,7 +9,8 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
-use crate::app::{Pane, State};
+use crate::app::State;
+use crate::model::Pane;
 pub use theme::Theme;
 
 /// Draw the whole screen.
@@ -79,34 +80,16 @@ pub fn clip(s: &str, from: usize, w: usize) -> String {
     s.chars().skip(from).take(w).collect()
 }
 
-/// A pod or node name without its cluster's name ("netshoot-master-worker" on cluster
-/// "master" reads "netshoot-worker"): the pane already says which cluster it is.
-pub fn short(name: &str, cluster: &str) -> String {
-    if cluster.is_empty() {
-        return name.to_string();
-    }
-    if let Some(rest) = name.strip_prefix(&format!("{cluster}-")) {
-        return rest.to_string();
-    }
-    name.replacen(&format!("-{cluster}-"), "-", 1)
-}
-
 /// The latest errors a backend reported for `pane` on one side, as red lines wrapped to `w`.
 pub fn error_lines<'a>(
     side: &crate::app::state::SideState,
-    pane: &str,
+    pane: Pane,
     w: usize,
     max: usize,
     theme: &Theme,
 ) -> Vec<Line<'a>> {
     let mut out = Vec::new();
-    for (_, msg) in side
-        .errors
-        .iter()
-        .rev()
-        .filter(|(p, _)| p == pane)
-        .take(max)
-    {
+    for msg in side.errors_in(pane).take(max) {
         let text = format!("✗ {msg}");
         let chars: Vec<char> = text.chars().collect();
         for chunk in chars.chunks(w.max(10)).take(3) {

@@ -6,9 +6,10 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
+use crate::app::State;
 use crate::app::state::SideState;
-use crate::app::{Pane, State};
-use crate::backend::event::{Phase, PhaseState, Side};
+use crate::model::Pane;
+use crate::model::{Phase, PhaseState, Side};
 use crate::ui::{Theme, clip, fmt_duration, layout, pane_block, side_heading, spinner};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
@@ -38,11 +39,7 @@ fn side_lines<'a>(
         ));
     }
     if !s.nodes.is_empty() {
-        let names: Vec<String> = s
-            .nodes
-            .iter()
-            .map(|n| crate::ui::short(&n.name, s.name()))
-            .collect();
+        let names: Vec<String> = s.nodes.iter().map(|n| s.short(&n.name)).collect();
         heading.spans.push(Span::styled(
             format!(" · nodes {}", names.join(", ")),
             theme.dim(),
@@ -94,7 +91,7 @@ fn side_lines<'a>(
             lines.push(Line::styled(chunk.iter().collect::<String>(), theme.bad()));
         }
     }
-    lines.extend(crate::ui::error_lines(s, "build", w, 2, theme));
+    lines.extend(crate::ui::error_lines(s, Pane::Build, w, 2, theme));
     // The tail of the latest phase's output fills the rest.
     let room = (rect.height as usize).saturating_sub(lines.len());
     // Before any phase has run, whatever the backend said (e.g. how to start).

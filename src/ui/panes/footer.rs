@@ -11,7 +11,7 @@ use crate::ui::Theme;
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let line = if st.filter_editing {
-        let pane = st.focus.unwrap_or(crate::app::Pane::Diff);
+        let pane = st.focus.unwrap_or(crate::model::Pane::Diff);
         Line::from(vec![
             Span::styled(format!(" filter {}: /", pane.title()), theme.key()),
             Span::raw(st.filter(pane).to_string()),

@@ -14,13 +14,16 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         spans.push(Span::styled(format!(" {b} "), theme.banner()));
         spans.push(Span::raw(" "));
     }
-    spans.push(Span::styled(st.sides[0].name().to_string(), theme.title()));
+    spans.push(Span::styled(
+        st.sides.base.name().to_string(),
+        theme.title(),
+    ));
     spans.push(Span::styled(" (base) vs ", theme.dim()));
-    spans.push(Span::styled(st.sides[1].name().to_string(), theme.title()));
+    spans.push(Span::styled(st.sides.pr.name().to_string(), theme.title()));
     spans.push(Span::styled(" (PR)", theme.dim()));
-    if !st.service().is_empty() {
+    if let Some(svc) = st.service() {
         spans.push(Span::styled("  svc ", theme.dim()));
-        spans.push(Span::raw(st.service().to_string()));
+        spans.push(Span::raw(svc.to_string()));
     }
     if st.watch {
         spans.push(Span::styled("  [watch]", theme.running()));

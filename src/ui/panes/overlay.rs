@@ -37,7 +37,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         );
     }
     if let Some(c) = &st.confirm {
-        let (b, p) = (st.sides[0].name(), st.sides[1].name());
+        let (b, p) = (st.sides.base.name(), st.sides.pr.name());
         let q = match c {
             Confirm::Delete => format!("Delete clusters {b} and {p} (only those kindred created)?"),
             Confirm::Quit => "Work is still running. Quit and cancel it?".to_string(),

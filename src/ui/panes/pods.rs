@@ -6,9 +6,10 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
-use crate::app::{Pane, State};
-use crate::backend::event::Side;
-use crate::ui::{Theme, layout, pane_block, short, side_heading};
+use crate::app::State;
+use crate::model::Pane;
+use crate::model::{PodPhase, Side};
+use crate::ui::{Theme, layout, pane_block, side_heading};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let block = pane_block(Pane::Pods, st, theme, "");
@@ -51,17 +52,17 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
             .filter(|p| filter.is_empty() || p.name.contains(filter) || p.node.contains(filter))
             .skip(st.scroll[Pane::Pods.index()])
             .map(|p| {
-                let phase_style = match p.phase.as_str() {
-                    "Running" | "Succeeded" => theme.ok(),
-                    "Pending" => theme.warn(),
+                let phase_style = match p.phase {
+                    PodPhase::Running | PodPhase::Succeeded => theme.ok(),
+                    PodPhase::Pending => theme.warn(),
                     _ => theme.bad(),
                 };
                 let mut cells = vec![
-                    Cell::from(short(&p.name, s.name())),
-                    Cell::from(short(&p.node, s.name())),
+                    Cell::from(s.short(&p.name)),
+                    Cell::from(s.short(&p.node)),
                     Cell::from(if p.host_network { "host" } else { "pod" }),
                     Cell::from(p.ip.clone().unwrap_or_else(|| "-".into())),
-                    Cell::from(Span::styled(p.phase.clone(), phase_style)),
+                    Cell::from(Span::styled(p.phase.to_string(), phase_style)),
                 ];
                 if !narrow {
                     cells.push(Cell::from(p.restarts.to_string()));
@@ -81,7 +82,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
             widths.push(Constraint::Length(8));
             header.push("RESTARTS");
         }
-        let errors = crate::ui::error_lines(s, "pods", table.width as usize, 1, theme);
+        let errors = crate::ui::error_lines(s, Pane::Pods, table.width as usize, 1, theme);
         if rows.is_empty() && !errors.is_empty() {
             f.render_widget(Paragraph::new(errors), table);
             continue;

@@ -6,29 +6,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Span;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
+use crate::app::State;
 use crate::app::state::ProbeCell;
-use crate::app::{Pane, State};
-use crate::backend::event::{Outcome, Side};
-use crate::ui::{Theme, layout, pane_block, short, side_heading, spinner};
-
-fn other_outcome(st: &State, side: Side, source: &str, target: &str) -> Option<Outcome> {
-    let (me, other) = match side {
-        Side::Base => (&st.sides[0], &st.sides[1]),
-        Side::Pr => (&st.sides[1], &st.sides[0]),
-    };
-    // The same source on the other side; the same target when it has one, else any (the LB IP
-    // differs between the clusters).
-    let role = me.source_role(source);
-    let same: Vec<_> = other
-        .probes
-        .iter()
-        .filter(|((src, _), _)| other.source_role(src) == role)
-        .collect();
-    same.iter()
-        .find(|((_, t), _)| t == target)
-        .or(same.first())
-        .map(|(_, c)| c.last.outcome)
-}
+use crate::model::Pane;
+use crate::model::{Outcome, Side};
+use crate::ui::{Theme, layout, pane_block, side_heading, spinner};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let block = pane_block(Pane::Probes, st, theme, &format!("target {}", st.target()));
@@ -80,7 +62,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
                 vec!["SOURCE", "RESULT", "HTTP", "LATENCY", "HISTORY", "EXPECT"],
             )
         };
-        let errors = crate::ui::error_lines(s, "probes", table.width as usize, 1, theme);
+        let errors = crate::ui::error_lines(s, Pane::Probes, table.width as usize, 1, theme);
         if rows.is_empty() && !errors.is_empty() {
             f.render_widget(Paragraph::new(errors), table);
             continue;
@@ -100,7 +82,7 @@ fn row<'a>(
     theme: &Theme,
 ) -> Row<'a> {
     let r = &cell.last;
-    let differs = other_outcome(st, side, src, target).is_some_and(|o| o != r.outcome);
+    let differs = st.differs(side, src, target, r.outcome);
     let style = if differs {
         theme.differs()
     } else if r.outcome == Outcome::Ok {
@@ -131,7 +113,7 @@ fn row<'a>(
         r.outcome.label().to_string()
     };
     let mut cells = vec![
-        Cell::from(short(src, st.side(side).name())),
+        Cell::from(st.side(side).short(src)),
         Cell::from(Span::styled(label, style)),
     ];
     if !narrow {

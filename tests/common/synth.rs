@@ -1,4 +1,5 @@
-//! Synthetic kube-proxy dumps in real `iptables-save` form, for benchmarks and tests.
+//! Synthetic kube-proxy dumps in real `iptables-save` form, for benchmarks and tests (dev-only:
+//! included by the tests through `common` and by the benches with `#[path]`).
 //!
 //! Two dumps made with the same `services` and `change` but different `seed`s describe the same
 //! behaviour with different incidental values: NodePorts, cluster/LB/endpoint IPs, endpoint chain
@@ -284,64 +285,4 @@ pub fn dump(spec: &Spec) -> String {
     }
     out.push_str("COMMIT\n# Completed\n");
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rules::{Options, compare, parse};
-
-    #[test]
-    fn seeds_differ_only_in_incidentals() {
-        let a = dump(&Spec {
-            seed: 1,
-            ..Spec::default()
-        });
-        let b = dump(&Spec {
-            seed: 2,
-            hash_seed: 9,
-            ..Spec::default()
-        });
-        assert_ne!(a, b);
-        let (a, b) = (parse(a).unwrap(), parse(b).unwrap());
-        let c = compare(&a, &b, &Options::default());
-        assert!(c.equal, "{}", crate::rules::render::text(&c, false));
-        assert_eq!(c.services.len(), 100);
-        let raw = compare(
-            &a,
-            &b,
-            &Options {
-                raw: true,
-                ..Options::default()
-            },
-        );
-        assert!(!raw.equal);
-    }
-
-    #[test]
-    fn change_is_found() {
-        let a = parse(dump(&Spec {
-            seed: 1,
-            ..Spec::default()
-        }))
-        .unwrap();
-        let b = parse(dump(&Spec {
-            seed: 3,
-            change: true,
-            ..Spec::default()
-        }))
-        .unwrap();
-        let c = compare(&a, &b, &Options::default());
-        assert!(!c.equal);
-        let changed: Vec<_> = c.changed().collect();
-        assert_eq!(changed.len(), 1);
-        assert_eq!(changed[0].service, "ns0/svc0:p80");
-        assert_eq!(changed[0].removed.len(), 1);
-        assert!(
-            changed[0].removed[0]
-                .rule
-                .contains("masquerade LOCAL traffic")
-        );
-        assert!(changed[0].added.is_empty());
-    }
 }

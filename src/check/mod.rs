@@ -1,0 +1,195 @@
+//! `kindred check`: the dashboard's pipeline without a screen. A script over the same
+//! [`Driver`] and [`Backend`] the dashboard uses (live or replay alike): build, create, deploy,
+//! wait until ready, read the rules, probe; then the verdict is judged from the state, and
+//! reported ([`report`]).
+
+pub mod report;
+pub mod verdict;
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+
+pub use verdict::{SCHEMA, Verdict, verdict};
+
+use crate::app::{Driver, Msg, State};
+use crate::backend::{Backend, Command, Event};
+use crate::model::{Job, Phase, PhaseState, PodPhase, Side};
+
+/// How long the script waits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// For one job (a node-image build takes many minutes).
+    pub job: Duration,
+    /// For the pods and the LoadBalancer IP after deploying.
+    pub ready: Duration,
+}
+
+impl Limits {
+    /// For live clusters.
+    pub const LIVE: Limits = Limits {
+        job: Duration::from_secs(3 * 3600),
+        ready: Duration::from_secs(300),
+    };
+    /// For a recording: what it holds arrives at once.
+    pub const REPLAY: Limits = Limits {
+        job: Duration::from_secs(60),
+        ready: Duration::from_secs(2),
+    };
+}
+
+/// What `check` does besides the script.
+pub struct CheckOptions {
+    pub limits: Limits,
+    /// Delete the clusters kindred created when done (live runs without `--keep`).
+    pub cleanup: bool,
+}
+
+/// Run the pipeline on `backend` and judge it. Progress lines go to `progress`. With `cleanup`,
+/// the clusters kindred created are deleted at the end, also when interrupted or failed.
+pub async fn check(
+    backend: Box<dyn Backend>,
+    opts: CheckOptions,
+    mut progress: impl FnMut(String),
+) -> Result<Verdict> {
+    let mut driver = Driver::start(backend, None)?;
+    let ran = tokio::select! {
+        r = script(&mut driver, opts.limits, &mut progress) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    let judged = ran.and_then(|_| verdict(&driver.state).map_err(|e| anyhow!(e)));
+    if opts.cleanup {
+        driver.send(Command::Cancel);
+        driver.send(Command::DeleteClusters);
+        if let Err(e) = finish(&mut driver, Job::Delete, opts.limits.job, &mut progress).await {
+            tracing::error!("deleting clusters: {e:#}");
+            progress(format!("deleting clusters: {e:#}"));
+        }
+    }
+    driver.shutdown();
+    judged
+}
+
+/// The steps, in order, each waiting for its job to finish.
+async fn script(
+    driver: &mut Driver,
+    limits: Limits,
+    progress: &mut impl FnMut(String),
+) -> Result<()> {
+    finish(driver, Job::Attach, limits.job, progress).await?;
+    if driver.state.session.is_none() {
+        bail!("no session: the run or recording has no scenario");
+    }
+    for (cmd, job, phase) in [
+        (Command::Build, Job::Build, Phase::Build),
+        (Command::CreateClusters, Job::Create, Phase::Create),
+        (Command::Deploy, Job::Deploy, Phase::Deploy),
+    ] {
+        driver.send(cmd);
+        finish(driver, job, limits.job, progress).await?;
+        phase_ok(&driver.state, phase)?;
+    }
+    wait_ready(driver, limits.ready, progress).await?;
+    driver.send(Command::RefreshRules);
+    finish(driver, Job::Rules, limits.job, progress).await?;
+    driver.send(Command::Probe { target: None });
+    finish(driver, Job::Probes, limits.job, progress).await
+}
+
+/// Apply messages until `job` has finished; its error, or a silence longer than `limit`, is
+/// trouble.
+async fn finish(
+    driver: &mut Driver,
+    job: Job,
+    limit: Duration,
+    progress: &mut impl FnMut(String),
+) -> Result<()> {
+    loop {
+        let msg = tokio::time::timeout(limit, driver.next())
+            .await
+            .map_err(|_| anyhow!("{job:?}: nothing finished after {}s", limit.as_secs()))?;
+        let done = match &msg {
+            Msg::Backend(Event::Finished { job: j, error }) if *j == job => Some(error.clone()),
+            _ => None,
+        };
+        step(driver, msg, progress);
+        match done {
+            Some(None) => return Ok(()),
+            Some(Some(e)) => bail!("{}: {e}", format!("{job:?}").to_lowercase()),
+            None => {}
+        }
+    }
+}
+
+/// Apply one message, printing its progress line first.
+fn step(driver: &mut Driver, msg: Msg, progress: &mut impl FnMut(String)) {
+    if let Msg::Backend(ev) = &msg
+        && let Some(l) = progress_line(&driver.state, ev)
+    {
+        progress(l);
+    }
+    driver.apply(msg);
+}
+
+/// A failed phase on either side is trouble.
+fn phase_ok(st: &State, phase: Phase) -> Result<()> {
+    for side in Side::BOTH {
+        if let PhaseState::Failed { reason } = &st.side(side).phase(phase).state {
+            bail!(
+                "{} failed on {}: {reason}",
+                phase.title(),
+                st.side(side).name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every test pod Running and the Service's LoadBalancer IP known, on both sides.
+pub fn ready(st: &State) -> bool {
+    st.sides.all(|s| {
+        !s.pods.is_empty()
+            && s.pods.values().all(|p| p.phase == PodPhase::Running)
+            && s.service.as_ref().is_some_and(|v| v.lb_ip.is_some())
+    })
+}
+
+async fn wait_ready(
+    driver: &mut Driver,
+    limit: Duration,
+    progress: &mut impl FnMut(String),
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !ready(&driver.state) {
+        match tokio::time::timeout_at(deadline, driver.next()).await {
+            Ok(msg) => step(driver, msg, progress),
+            Err(_) => bail!(
+                "deploy: pods not all Running, or no LoadBalancer IP, after {}s",
+                limit.as_secs()
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// A progress line for stderr (one per phase change; nothing for the chatty events).
+pub fn progress_line(st: &State, ev: &Event) -> Option<String> {
+    let name = |s: Side| st.side(s).name().to_string();
+    Some(match ev {
+        Event::Phase { side, phase, state } => {
+            format!("[{}] {}: {state}", name(*side), phase.title())
+        }
+        Event::ProbesStarted { side, target } => format!("[{}] probing {target}", name(*side)),
+        Event::ProbesDone { side } => format!("[{}] probes done", name(*side)),
+        Event::RuleDump { side, node, .. } => format!("[{}] rules of {node} read", name(*side)),
+        Event::Error {
+            side,
+            pane,
+            message,
+        } => match side {
+            Some(s) => format!("[{}] error ({pane}): {message}", name(*s)),
+            None => format!("error ({pane}): {message}"),
+        },
+        _ => return None,
+    })
+}

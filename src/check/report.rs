@@ -1,0 +1,254 @@
+//! The verdict's reports: the text table on stdout, Markdown for a pull request comment,
+//! JSON (schema `kindred.check/v1`) and JUnit XML.
+
+use std::fmt::Write as _;
+
+use super::verdict::{SideReport, Verdict};
+use crate::backend::event::ProbeResult;
+use crate::model::Outcome;
+use crate::rules::diff::{Changed, Hunk, Line, hunks};
+
+/// A chain's lines in a `diff` block: ' ' equal, '-' removed, '+' added.
+fn diff_lines(o: &mut String, lines: &[Line]) {
+    for h in hunks(lines) {
+        match h {
+            Hunk::Equal(l) => {
+                let _ = writeln!(o, "  {}", l.rule());
+            }
+            Hunk::Change { removed, added } => {
+                for c in Changed::all(removed, added) {
+                    let sign = if c.line.op == crate::rules::diff::Op::Added {
+                        '+'
+                    } else {
+                        '-'
+                    };
+                    let _ = writeln!(o, "{sign} {}", c.line.rule());
+                }
+            }
+        }
+    }
+}
+
+fn outcome(r: &Option<ProbeResult>) -> String {
+    match r {
+        Some(r) => match (r.outcome, r.http_status) {
+            (Outcome::Ok, Some(h)) => format!("OK {h}"),
+            (o, _) => o.label().to_string(),
+        },
+        None => "-".into(),
+    }
+}
+
+fn expected(e: Option<Outcome>, r: &Option<ProbeResult>) -> String {
+    match e {
+        None => "-".into(),
+        Some(e) => {
+            let mark = match r {
+                Some(r) if e.met_by(r.outcome) => "✓",
+                _ => "✗",
+            };
+            format!("{} {mark}", e.label())
+        }
+    }
+}
+
+impl Verdict {
+    /// The table printed on stdout.
+    pub fn text(&self) -> String {
+        let mut o = String::new();
+        let (b, p) = (&self.base.name, &self.pr.name);
+        let _ = writeln!(
+            o,
+            "kindred check: {b} (base) vs {p} (PR), service {}",
+            self.service
+        );
+        let w = self
+            .probes
+            .iter()
+            .map(|r| r.source.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let _ = writeln!(
+            o,
+            "{:<w$}  {:<10} {:<10} {:<10} {:<10}",
+            "SOURCE",
+            b,
+            p,
+            format!("exp {b}"),
+            format!("exp {p}")
+        );
+        for r in &self.probes {
+            let _ = writeln!(
+                o,
+                "{:<w$}  {:<10} {:<10} {:<10} {:<10}{}",
+                r.source,
+                outcome(&r.base),
+                outcome(&r.pr),
+                expected(r.expected_base, &r.base),
+                expected(r.expected_pr, &r.pr),
+                if r.differs { "  (differs)" } else { "" }
+            );
+        }
+        for e in self.expectations.iter().filter(|e| e.actual.is_none()) {
+            let _ = writeln!(
+                o,
+                "no probe result for {} on {} (expected {})",
+                e.source,
+                e.cluster,
+                e.expected.label()
+            );
+        }
+        for d in &self.rules {
+            let _ = writeln!(
+                o,
+                "\nRules of {} on {} ({} vs {}):",
+                self.service, d.node, d.base_node, d.pr_node
+            );
+            o.push_str(&crate::rules::render::text(&d.comparison, false));
+        }
+        let _ = writeln!(o, "\n{}", self.summary());
+        o
+    }
+
+    /// Markdown fit for a pull request comment.
+    pub fn markdown(&self) -> String {
+        let mut o = String::new();
+        let (b, p) = (&self.base.name, &self.pr.name);
+        let icon = if self.ok { "✅" } else { "❌" };
+        let _ = writeln!(
+            o,
+            "### {icon} kindred: `{b}` vs `{p}`: {}\n",
+            self.summary()
+        );
+        let _ = writeln!(
+            o,
+            "Service `{}`; probes from every test pod to the LoadBalancer.\n",
+            self.service
+        );
+        let _ = writeln!(
+            o,
+            "| source | `{b}` (base) | `{p}` (PR) | expected on `{b}` | expected on `{p}` |"
+        );
+        let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
+        for r in &self.probes {
+            let cell = |x: &Option<ProbeResult>| {
+                let s = outcome(x);
+                if r.differs { format!("**{s}**") } else { s }
+            };
+            let _ = writeln!(
+                o,
+                "| `{}` | {} | {} | {} | {} |",
+                r.source,
+                cell(&r.base),
+                cell(&r.pr),
+                expected(r.expected_base, &r.base),
+                expected(r.expected_pr, &r.pr)
+            );
+        }
+        for d in &self.rules {
+            let c = &d.comparison;
+            let (add, rem): (usize, usize) = c
+                .services
+                .iter()
+                .fold((0, 0), |(a, r), s| (a + s.added.len(), r + s.removed.len()));
+            let _ = writeln!(
+                o,
+                "\n**Rules of `{}`** on {} (`{}` vs `{}`): {}\n",
+                self.service,
+                d.node,
+                d.base_node,
+                d.pr_node,
+                if c.equal {
+                    "no difference".to_string()
+                } else {
+                    format!("+{add} −{rem}")
+                }
+            );
+            if !c.equal {
+                o.push_str("```diff\n");
+                for ch in c
+                    .changed()
+                    .flat_map(|s| s.chains.iter().filter(|ch| !ch.equal))
+                {
+                    let _ = writeln!(o, "# {} {}", ch.table, ch.chain);
+                    diff_lines(&mut o, &ch.lines);
+                }
+                o.push_str("```\n");
+            }
+        }
+        let ver = |s: &SideReport| {
+            let mut v = format!(
+                "ref `{}`, image `{}`",
+                s.git_ref.as_deref().unwrap_or("?"),
+                s.image.as_deref().unwrap_or("?")
+            );
+            if let Some(c) = &s.commit {
+                v.push_str(&format!(", commit `{}`", &c[..c.len().min(12)]));
+            }
+            v
+        };
+        let _ = writeln!(
+            o,
+            "\n<sub>Builds: `{b}` {}; `{p}` {}.</sub>",
+            ver(&self.base),
+            ver(&self.pr)
+        );
+        o
+    }
+
+    /// JUnit XML: one test case per expectation.
+    pub fn junit(&self) -> String {
+        fn esc(s: &str) -> String {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        }
+        let failures = self.expectations.len() - self.held();
+        let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let _ = writeln!(
+            o,
+            "<testsuites name=\"kindred check\" tests=\"{}\" failures=\"{failures}\">",
+            self.expectations.len()
+        );
+        let _ = writeln!(
+            o,
+            "  <testsuite name=\"{} vs {}: {}\" tests=\"{}\" failures=\"{failures}\">",
+            esc(&self.base.name),
+            esc(&self.pr.name),
+            esc(&self.service),
+            self.expectations.len()
+        );
+        for e in &self.expectations {
+            let name = format!("{}: {} expects {}", e.cluster, e.source, e.expected.label());
+            let _ = write!(
+                o,
+                "    <testcase classname=\"kindred.{}\" name=\"{}\"",
+                esc(&e.cluster),
+                esc(&name)
+            );
+            if e.holds {
+                o.push_str("/>\n");
+            } else {
+                let got = e
+                    .actual
+                    .map_or("no result".to_string(), |a| a.label().to_string());
+                let _ = writeln!(
+                    o,
+                    ">\n      <failure message=\"expected {}, got {}\"/>\n    </testcase>",
+                    e.expected.label(),
+                    esc(&got)
+                );
+            }
+        }
+        o.push_str("  </testsuite>\n</testsuites>\n");
+        o
+    }
+
+    pub fn json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("verdict serializes");
+        s.push('\n');
+        s
+    }
+}
