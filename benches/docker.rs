@@ -11,9 +11,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use futures::future::join_all;
 use kindred::backend::docker::Docker;
 use kindred::model::ProxyMode;
-#[path = "../tests/common/synth.rs"]
-mod synth;
-use synth::{Spec, dump};
+use common::synth::{Spec, dump};
 
 struct Nodes {
     names: Vec<String>,

@@ -2,18 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::backend::state_dir;
+
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
-
-/// kindred's state directory: `$XDG_STATE_HOME/kindred` (or `~/.local/state/kindred`), falling
-/// back to the temp dir.
-pub fn state_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("kindred")
-}
 
 /// Where logs go when no `--log-file` is given: `<state dir>/kindred.log`.
 pub fn default_log_path() -> PathBuf {

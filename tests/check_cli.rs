@@ -231,3 +231,70 @@ fn the_report_names_the_commits_built() {
     );
     assert_eq!(v["pr"]["image"], "kindred/node:Pr");
 }
+
+/// The dashboard's view of a recording: the replay backend through the driver, as `kindred
+/// replay` runs it (at full speed), until the whole recording has played and the Diff pane has
+/// its result.
+async fn dashboard_state(rec: recording::Recording) -> kindred::app::State {
+    use kindred::app::{Driver, Msg};
+    use kindred::backend::replay::ReplayBackend;
+    use kindred::model::Job;
+    let backend = Box::new(ReplayBackend::new(rec, f64::INFINITY));
+    let mut d = Driver::start(backend, None).unwrap();
+    loop {
+        let m = d.next().await;
+        let end = matches!(
+            m,
+            Msg::Backend(Event::Finished {
+                job: Job::Attach,
+                ..
+            })
+        );
+        d.apply(m);
+        if end {
+            break;
+        }
+    }
+    while d.computing() {
+        let m = d.next().await;
+        d.apply(m);
+    }
+    d.shutdown();
+    std::mem::take(&mut d.state)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_and_the_dashboard_agree_on_a_recording() {
+    use kindred::backend::replay::ReplayBackend;
+    use kindred::check::{CheckOptions, Limits, check, verdict};
+    let text = std::fs::read_to_string(demo_path()).unwrap();
+    let demo = recording::parse(&text, "demo").unwrap();
+    let mut regression = demo.clone();
+    for r in &mut regression.records {
+        if let Event::Probe {
+            side: Side::Pr,
+            result,
+        } = &mut r.event
+            && result.source == "netshoot-77523-worker"
+        {
+            result.outcome = Outcome::Timeout;
+        }
+    }
+    for (rec, ok) in [(demo, true), (regression, false)] {
+        let st = dashboard_state(rec.clone()).await;
+        let seen = verdict(&st).unwrap();
+        let opts = CheckOptions {
+            limits: Limits::REPLAY,
+            cleanup: false,
+        };
+        let backend = Box::new(ReplayBackend::new(rec, f64::INFINITY));
+        let checked = check(backend, opts, |_| {}).await.unwrap();
+        assert_eq!(checked.ok, ok);
+        assert_eq!(seen, checked, "the dashboard and check judge alike");
+        // The Diff pane shows the same comparison as the report, for the same node pair.
+        let shown = st.diff.result.as_ref().expect("a diff on screen");
+        let pair = st.diff.pair().unwrap();
+        let reported = checked.rules.iter().find(|r| r.node == pair.role).unwrap();
+        assert_eq!(*shown.comparison, reported.comparison);
+    }
+}

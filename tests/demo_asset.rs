@@ -368,7 +368,7 @@ fn demo() -> String {
     };
     r.at(
         0,
-        Event::Session(SessionInfo {
+        Event::Session(Box::new(SessionInfo {
             base: side_info(&base),
             pr: side_info(&pr),
             service: "default/echo".parse().unwrap(),
@@ -396,7 +396,7 @@ fn demo() -> String {
                 },
             ],
             banner: Some("DEMO".into()),
-        }),
+        })),
     );
     build(&mut r, &base);
     build(&mut r, &pr);

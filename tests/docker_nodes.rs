@@ -179,7 +179,7 @@ fn nodes_rules_probes_and_commands() {
             "{text}"
         );
         assert!(!text.contains("__KINDRED_END__"), "{text}");
-        let sessions = docker(&["top", &pw, "-eo", "args"])
+        let sessions = docker(&["top", &pw, "-eo", "pid,args"])
             .lines()
             .filter(|l| l.contains("__KINDRED_END__"))
             .count();

@@ -186,7 +186,7 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
             st.sides.base.info = Some(info.base.clone());
             st.sides.pr.info = Some(info.pr.clone());
             st.activity = format!("{} vs {}", info.base.name, info.pr.name);
-            st.session = Some(info);
+            st.session = Some(*info);
         }
         Event::Phase { side, phase, state } => on_phase(st, side, phase, state),
         Event::Output { side, phase, line } => {
@@ -599,7 +599,7 @@ mod tests {
     }
 
     fn session() -> Event {
-        Event::Session(SessionInfo {
+        Event::Session(Box::new(SessionInfo {
             base: SideInfo {
                 name: "master".into(),
                 git_ref: None,
@@ -614,7 +614,7 @@ mod tests {
             probe_target: Target::Lb,
             expectations: vec![],
             banner: None,
-        })
+        }))
     }
 
     fn state() -> State {

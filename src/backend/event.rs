@@ -93,7 +93,7 @@ pub struct Expectation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    Session(SessionInfo),
+    Session(Box<SessionInfo>),
     Phase {
         side: Side,
         phase: Phase,

@@ -147,7 +147,7 @@ impl Ctx {
 }
 
 fn worktree_dir(side: &str, sha: &str) -> PathBuf {
-    crate::logging::state_dir()
+    super::state_dir()
         .join("worktrees")
         .join(format!("{side}-{}", &sha[..sha.len().min(12)]))
 }
@@ -220,8 +220,8 @@ async fn create(ctx: &Ctx, side: Side) -> Result<()> {
                 .delete_cluster(&name, |l| ctx.out(side, Phase::Create, l), &ctx.cancel)
                 .await?;
         }
-        let cfg = crate::logging::state_dir().join(format!("{name}-kind.yaml"));
-        std::fs::create_dir_all(crate::logging::state_dir())?;
+        let cfg = super::state_dir().join(format!("{name}-kind.yaml"));
+        std::fs::create_dir_all(super::state_dir())?;
         std::fs::write(&cfg, ctx.sc.kind_config())?;
         let image = ctx.sc.side(side).image.clone();
         ctx.kind
@@ -256,7 +256,7 @@ async fn metallb_manifest(ctx: &Ctx) -> Result<String> {
         )
     })?;
     if m.starts_with("https://") || m.starts_with("http://") {
-        let cache = crate::logging::state_dir()
+        let cache = super::state_dir()
             .join("cache")
             .join(m.rsplit('/').take(3).collect::<Vec<_>>().join("-"));
         if let Ok(t) = std::fs::read_to_string(&cache) {
@@ -748,7 +748,7 @@ pub fn session(sc: &Scenario) -> SessionInfo {
 
 impl Backend for LiveBackend {
     fn start(&mut self, events: UnboundedSender<Event>) {
-        let _ = events.send(Event::Session(session(&self.sc)));
+        let _ = events.send(Event::Session(Box::new(session(&self.sc))));
         self.tx = Some(events);
         self.spawn(Job::Attach, Some(Pane::Build), |ctx| async move {
             attach(&ctx).await

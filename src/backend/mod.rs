@@ -13,6 +13,8 @@ pub mod probe;
 pub mod recording;
 pub mod replay;
 
+use std::path::PathBuf;
+
 use tokio::sync::mpsc::UnboundedSender;
 
 pub use event::{Command, Event};
@@ -25,4 +27,14 @@ pub trait Backend: Send {
     fn send(&mut self, cmd: Command);
     /// Stop every task (and child process) this backend started.
     fn shutdown(&mut self);
+}
+
+/// kindred's state directory: `$XDG_STATE_HOME/kindred` (or `~/.local/state/kindred`), falling
+/// back to the temp dir.
+pub fn state_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("kindred")
 }

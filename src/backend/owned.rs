@@ -26,7 +26,7 @@ pub struct OwnedCluster {
 }
 
 pub fn default_path() -> PathBuf {
-    crate::logging::state_dir().join("clusters.json")
+    super::state_dir().join("clusters.json")
 }
 
 impl Owned {

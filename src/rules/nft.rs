@@ -76,164 +76,163 @@ fn split_elements(s: &str) -> Vec<String> {
 
 /// Parse `nft list table` output or knftables' transaction format.
 pub fn parse(text: &str) -> Result<NftDump, ParseError> {
-    let mut items = Vec::new();
-    // `nft list` state: the block we are in (chain/map/set NAME), and an elements list being read.
-    let mut block: Option<String> = None;
-    let mut in_table = false;
-    let mut elements: Option<(String, usize)> = None;
+    let mut p = Parser::default();
     for (i, raw) in text.lines().enumerate() {
-        let n = i + 1;
-        let l = raw.trim();
-        if let Some((acc, start)) = elements.as_mut() {
+        p.line(i + 1, raw.trim())?;
+    }
+    let last = text.lines().count();
+    if p.elements.is_some() {
+        return Err(err(last, "unterminated elements list"));
+    }
+    if p.block.is_some() || p.in_table {
+        return Err(err(last, "unterminated block (truncated dump?)"));
+    }
+    Ok(NftDump { items: p.items })
+}
+
+/// The parser's state between lines.
+#[derive(Default)]
+struct Parser {
+    items: Vec<Item>,
+    /// `nft list` state: the block we are in (chain NAME, `map NAME`, `set NAME`).
+    block: Option<String>,
+    in_table: bool,
+    /// An elements list being read over several lines: its text so far and first line.
+    elements: Option<(String, usize)>,
+}
+
+impl Parser {
+    fn push(&mut self, chain: String, text: String, line: usize) {
+        self.items.push(Item {
+            chain,
+            text,
+            line: line as u32,
+        });
+    }
+
+    fn push_elements(&mut self, chain: &str, inner: &str, line: usize) {
+        for e in split_elements(inner) {
+            self.push(chain.to_string(), e, line);
+        }
+    }
+
+    fn line(&mut self, n: usize, l: &str) -> Result<(), ParseError> {
+        if let Some((acc, start)) = self.elements.as_mut() {
             acc.push(' ');
             acc.push_str(l);
             if l.ends_with('}') {
+                let start = *start;
                 let inner = acc
                     .trim()
                     .trim_start_matches('{')
                     .trim_end_matches('}')
                     .to_string();
-                let name = block.clone().unwrap_or_default();
-                for e in split_elements(&inner) {
-                    items.push(Item {
-                        chain: name.clone(),
-                        text: e,
-                        line: *start as u32,
-                    });
-                }
-                elements = None;
+                let name = self.block.clone().unwrap_or_default();
+                self.push_elements(&name, &inner, start);
+                self.elements = None;
             }
-            continue;
+            return Ok(());
         }
-        if l.is_empty() || l.starts_with('#') {
-            continue;
+        if l.is_empty() || l.starts_with('#') || l.starts_with("flush ") || l.starts_with("delete ")
+        {
+            return Ok(());
         }
-        // knftables transaction format.
-        if let Some(rest) = l.strip_prefix("add ") {
-            let mut w = rest.splitn(4, ' ');
-            let what = w.next().unwrap_or("");
-            let (_family, _table) = (w.next(), w.next());
-            let tail = w.next().unwrap_or("");
-            match what {
-                "rule" => {
-                    let (chain, body) = tail
-                        .split_once(' ')
-                        .ok_or_else(|| err(n, "add rule without a chain and a rule"))?;
-                    items.push(Item {
-                        chain: chain.to_string(),
-                        text: body.trim().to_string(),
-                        line: n as u32,
-                    });
-                }
-                "element" => {
-                    let (set, body) = tail
-                        .split_once(' ')
-                        .ok_or_else(|| err(n, "add element without a set and elements"))?;
-                    let inner = body.trim().trim_start_matches('{').trim_end_matches('}');
-                    let kind = if inner.contains(" : ") { "map" } else { "set" };
-                    for e in split_elements(inner) {
-                        items.push(Item {
-                            chain: format!("{kind} {set}"),
-                            text: e,
-                            line: n as u32,
-                        });
-                    }
-                }
-                "table" | "chain" | "map" | "set" => {}
-                _ => return Err(err(n, format!("unknown nftables command 'add {what}'"))),
+        match l.strip_prefix("add ") {
+            Some(rest) => self.transaction(n, rest),
+            None => self.listing(n, l),
+        }
+    }
+
+    /// A line of knftables' transaction format (`add ...`).
+    fn transaction(&mut self, n: usize, rest: &str) -> Result<(), ParseError> {
+        let mut w = rest.splitn(4, ' ');
+        let what = w.next().unwrap_or("");
+        let (_family, _table) = (w.next(), w.next());
+        let tail = w.next().unwrap_or("");
+        match what {
+            "rule" => {
+                let (chain, body) = tail
+                    .split_once(' ')
+                    .ok_or_else(|| err(n, "add rule without a chain and a rule"))?;
+                self.push(chain.to_string(), body.trim().to_string(), n);
             }
-            continue;
+            "element" => {
+                let (set, body) = tail
+                    .split_once(' ')
+                    .ok_or_else(|| err(n, "add element without a set and elements"))?;
+                let inner = body.trim().trim_start_matches('{').trim_end_matches('}');
+                let kind = if inner.contains(" : ") { "map" } else { "set" };
+                self.push_elements(&format!("{kind} {set}"), inner, n);
+            }
+            "table" | "chain" | "map" | "set" => {}
+            _ => return Err(err(n, format!("unknown nftables command 'add {what}'"))),
         }
-        if l.starts_with("flush ") || l.starts_with("delete ") {
-            continue;
-        }
-        // `nft list` format.
+        Ok(())
+    }
+
+    /// A line of `nft list` output.
+    fn listing(&mut self, n: usize, l: &str) -> Result<(), ParseError> {
         if l.starts_with("table ") {
             if !l.ends_with('{') {
                 return Err(err(n, "expected 'table FAMILY NAME {'"));
             }
-            in_table = true;
-            continue;
+            self.in_table = true;
+            return Ok(());
         }
-        if !in_table {
-            return Err(err(
-                n,
-                format!(
-                    "not an nftables line: '{}'",
-                    l.chars().take(60).collect::<String>()
-                ),
-            ));
+        if !self.in_table {
+            let shown: String = l.chars().take(60).collect();
+            return Err(err(n, format!("not an nftables line: '{shown}'")));
         }
         if l == "}" {
-            if block.take().is_none() {
-                in_table = false;
+            if self.block.take().is_none() {
+                self.in_table = false;
             }
-            continue;
+            return Ok(());
         }
         if let Some(rest) = l.strip_suffix('{') {
-            let rest = rest.trim();
-            let (kind, name) = rest
-                .split_once(' ')
-                .ok_or_else(|| err(n, "expected 'chain|map|set NAME {'"))?;
-            if !matches!(kind, "chain" | "map" | "set") {
-                return Err(err(n, format!("unexpected block '{kind}'")));
-            }
-            if block.is_some() {
-                return Err(err(n, "a block inside a block"));
-            }
-            block = Some(if kind == "chain" {
-                name.trim().to_string()
-            } else {
-                format!("{kind} {}", name.trim())
-            });
-            continue;
+            return self.open_block(n, rest.trim());
         }
-        let Some(b) = block.as_ref() else {
+        let Some(b) = self.block.clone() else {
             // Table-level lines: comment, flags.
-            continue;
+            return Ok(());
         };
-        if l.starts_with("type ")
-            || l.starts_with("comment ")
-            || l.starts_with("flags ")
-            || l.starts_with("timeout ")
-            || l.starts_with("policy ")
-        {
-            continue;
+        const DECLARATIONS: [&str; 5] = ["type ", "comment ", "flags ", "timeout ", "policy "];
+        if DECLARATIONS.iter().any(|d| l.starts_with(d)) {
+            return Ok(());
         }
         if let Some(rest) = l.strip_prefix("elements = ") {
             if rest.ends_with('}') {
                 let inner = rest.trim().trim_start_matches('{').trim_end_matches('}');
-                for e in split_elements(inner) {
-                    items.push(Item {
-                        chain: b.clone(),
-                        text: e,
-                        line: n as u32,
-                    });
-                }
+                self.push_elements(&b, inner, n);
             } else {
-                elements = Some((rest.to_string(), n));
+                self.elements = Some((rest.to_string(), n));
             }
-            continue;
+            return Ok(());
         }
-        if b.starts_with("map ") || b.starts_with("set ") {
-            continue;
+        if !(b.starts_with("map ") || b.starts_with("set ")) {
+            self.push(b, l.to_string(), n);
         }
-        items.push(Item {
-            chain: b.clone(),
-            text: l.to_string(),
-            line: n as u32,
+        Ok(())
+    }
+
+    /// `chain NAME {`, `map NAME {` or `set NAME {`.
+    fn open_block(&mut self, n: usize, rest: &str) -> Result<(), ParseError> {
+        let (kind, name) = rest
+            .split_once(' ')
+            .ok_or_else(|| err(n, "expected 'chain|map|set NAME {'"))?;
+        if !matches!(kind, "chain" | "map" | "set") {
+            return Err(err(n, format!("unexpected block '{kind}'")));
+        }
+        if self.block.is_some() {
+            return Err(err(n, "a block inside a block"));
+        }
+        self.block = Some(if kind == "chain" {
+            name.trim().to_string()
+        } else {
+            format!("{kind} {}", name.trim())
         });
+        Ok(())
     }
-    if elements.is_some() {
-        return Err(err(text.lines().count(), "unterminated elements list"));
-    }
-    if block.is_some() || in_table {
-        return Err(err(
-            text.lines().count(),
-            "unterminated block (truncated dump?)",
-        ));
-    }
-    Ok(NftDump { items })
 }
 
 /// A per-service chain name: (kind, hash, service part "ns/name/proto/port", endpoint "IP/PORT").
@@ -322,68 +321,77 @@ fn endpoint_ip(ep: &str) -> Option<(Ipv4Addr, u16)> {
 /// and LoadBalancer/external IPs, NodePorts.
 pub fn normalize(d: &NftDump, idx: &[usize], raw: bool) -> Vec<NormRule> {
     let items: Vec<&Item> = idx.iter().map(|&i| &d.items[i]).collect();
-    // Endpoints, in IP order.
-    let mut eps: Vec<((Ipv4Addr, u16), String)> = Vec::new();
-    let mut names: Vec<&str> = Vec::new();
-    for it in &items {
-        names.push(&it.chain);
-        names.extend(mentioned(&it.text));
-    }
-    for n in &names {
-        if let Some((_, _, _, Some(ep))) = split_chain(n)
-            && let Some(e) = endpoint_ip(ep)
-            && !eps.iter().any(|(x, _)| *x == e)
-        {
-            eps.push((e, ep.to_string()));
+    let names = Names::learn(&items);
+    items.iter().map(|it| names.normalize(it, raw)).collect()
+}
+
+/// What a service's incidental values are written as: its endpoints (in IP order), IPs and
+/// NodePorts.
+struct Names {
+    eps: Vec<((Ipv4Addr, u16), String)>,
+    ips: HashMap<String, String>,
+    nodeports: HashMap<String, &'static str>,
+}
+
+impl Names {
+    fn learn(items: &[&Item]) -> Names {
+        let mut n = Names {
+            eps: endpoints(items),
+            ips: HashMap::default(),
+            nodeports: HashMap::default(),
+        };
+        for (k, ((ip, _), _)) in n.eps.iter().enumerate() {
+            n.ips
+                .insert(ip.to_string(), format!("<endpoint-{}>", k + 1));
         }
+        for it in items {
+            n.learn_item(it);
+        }
+        n
     }
-    eps.sort();
-    let mut ips: HashMap<String, String> = HashMap::default();
-    for (k, ((ip, _), _)) in eps.iter().enumerate() {
-        ips.insert(ip.to_string(), format!("<endpoint-{}>", k + 1));
-    }
-    let mut nodeports: HashMap<String, &str> = HashMap::default();
-    for it in &items {
+
+    /// Cluster, LB and external IPs and NodePorts named by map elements and service chains.
+    fn learn_item(&mut self, it: &Item) {
         let words: Vec<&str> = it.text.split_whitespace().collect();
-        match it.chain.as_str() {
-            c if c.starts_with("map ") => {
-                // "IP . proto . port : goto CHAIN" or "proto . port : goto CHAIN".
-                let target = words
-                    .iter()
-                    .rev()
-                    .find(|w| split_chain(w).is_some())
-                    .copied();
-                let kind = target.and_then(split_chain).map(|x| x.0);
-                if words.len() >= 3 && words[1] == "." && words[0].parse::<Ipv4Addr>().is_err() {
-                    nodeports
-                        .entry(words[2].to_string())
-                        .or_insert("<nodeport>");
-                } else if let Ok(ip) = words.first().copied().unwrap_or("").parse::<Ipv4Addr>() {
-                    let role = match kind {
-                        Some("service") => "<cluster-ip>",
-                        _ if c.ends_with("cluster-ips") => "<cluster-ip>",
-                        _ => "<lb-ip>",
-                    };
-                    ips.entry(ip.to_string())
-                        .or_insert_with(|| role.to_string());
-                }
+        let c = it.chain.as_str();
+        if c.starts_with("map ") {
+            // "IP . proto . port : goto CHAIN" or "proto . port : goto CHAIN".
+            let target = words
+                .iter()
+                .rev()
+                .find(|w| split_chain(w).is_some())
+                .copied();
+            let kind = target.and_then(split_chain).map(|x| x.0);
+            if words.len() >= 3 && words[1] == "." && words[0].parse::<Ipv4Addr>().is_err() {
+                self.nodeports
+                    .entry(words[2].to_string())
+                    .or_insert("<nodeport>");
+            } else if let Ok(ip) = words.first().copied().unwrap_or("").parse::<Ipv4Addr>() {
+                let role = match kind {
+                    Some("service") => "<cluster-ip>",
+                    _ if c.ends_with("cluster-ips") => "<cluster-ip>",
+                    _ => "<lb-ip>",
+                };
+                self.ips
+                    .entry(ip.to_string())
+                    .or_insert_with(|| role.to_string());
             }
-            c if c.starts_with("service-") => {
-                if let Some(p) = words.iter().position(|w| *w == "daddr")
-                    && let Some(ip) = words.get(p + 1)
-                    && ip.parse::<Ipv4Addr>().is_ok()
-                {
-                    ips.entry(ip.to_string())
-                        .or_insert_with(|| "<cluster-ip>".into());
-                }
-            }
-            _ => {}
+        } else if c.starts_with("service-")
+            && let Some(p) = words.iter().position(|w| *w == "daddr")
+            && let Some(ip) = words.get(p + 1)
+            && ip.parse::<Ipv4Addr>().is_ok()
+        {
+            self.ips
+                .entry(ip.to_string())
+                .or_insert_with(|| "<cluster-ip>".into());
         }
     }
-    let map_word = |w: &str| -> Option<String> {
+
+    /// A chain name or an IP (with or without a port) as it is compared; `None` when neither.
+    fn word(&self, w: &str) -> Option<String> {
         if let Some((kind, _hash, svc, ep)) = split_chain(w) {
             return Some(
-                match ep.and_then(|e| eps.iter().position(|(_, s)| s == e)) {
+                match ep.and_then(|e| self.eps.iter().position(|(_, s)| s == e)) {
                     Some(k) => format!("{kind}-<endpoint-{}>-{svc}", k + 1),
                     None => format!("{kind}-<hash>-{svc}"),
                 },
@@ -393,59 +401,77 @@ pub fn normalize(d: &NftDump, idx: &[usize], raw: bool) -> Vec<NormRule> {
             Some((h, p)) if h.parse::<Ipv4Addr>().is_ok() => (h, Some(p)),
             _ => (w, None),
         };
-        if let Some(ph) = ips.get(host) {
-            return Some(match port {
-                Some(p) => format!("{ph}:{p}"),
-                None => ph.clone(),
-            });
-        }
-        None
-    };
-    items
-        .iter()
-        .map(|it| {
-            let role = map_word(&it.chain).unwrap_or_else(|| it.chain.clone());
-            let text = if raw {
-                format!("{}: {}", it.chain, it.text)
-            } else {
-                let mut out = String::with_capacity(it.text.len() + 16);
-                let words: Vec<&str> = it.text.split(' ').collect();
-                for (k, w) in words.iter().enumerate() {
-                    if k > 0 {
-                        out.push(' ');
-                    }
-                    let prev = if k > 0 { words[k - 1] } else { "" };
-                    let next = words.get(k + 1).copied().unwrap_or("");
-                    // A NodePort: "proto . PORT :" in a map element.
-                    let is_nodeport = it.chain.starts_with("map ")
-                        && prev == "."
-                        && (next == ":" || next == "comment")
-                        && k == 2
-                        && nodeports.contains_key(*w);
-                    let trimmed = w.trim_end_matches(',');
-                    match (is_nodeport, map_word(trimmed)) {
-                        (true, _) => out.push_str("<nodeport>"),
-                        (false, Some(m)) => {
-                            out.push_str(&m);
-                            out.push_str(&w[trimmed.len()..]);
-                        }
-                        (false, None) => out.push_str(w),
-                    }
-                }
-                format!("{role}: {out}")
-            };
-            NormRule {
-                role: Arc::from(role.as_str()),
-                rule: Arc::new(RuleText {
-                    rule: text,
-                    raw: it.text.clone(),
-                    line: it.line,
-                    chain: Arc::from(it.chain.as_str()),
-                    table: Table::Nat,
-                }),
-            }
+        let ph = self.ips.get(host)?;
+        Some(match port {
+            Some(p) => format!("{ph}:{p}"),
+            None => ph.clone(),
         })
-        .collect()
+    }
+
+    fn normalize(&self, it: &Item, raw: bool) -> NormRule {
+        let role = self.word(&it.chain).unwrap_or_else(|| it.chain.clone());
+        let text = if raw {
+            format!("{}: {}", it.chain, it.text)
+        } else {
+            format!("{role}: {}", self.rewrite(it))
+        };
+        NormRule {
+            role: Arc::from(role.as_str()),
+            rule: Arc::new(RuleText {
+                rule: text,
+                raw: it.text.clone(),
+                line: it.line,
+                chain: Arc::from(it.chain.as_str()),
+                table: Table::Nat,
+            }),
+        }
+    }
+
+    /// The item's text with its incidental values replaced.
+    fn rewrite(&self, it: &Item) -> String {
+        let mut out = String::with_capacity(it.text.len() + 16);
+        let words: Vec<&str> = it.text.split(' ').collect();
+        for (k, w) in words.iter().enumerate() {
+            if k > 0 {
+                out.push(' ');
+            }
+            let prev = if k > 0 { words[k - 1] } else { "" };
+            let next = words.get(k + 1).copied().unwrap_or("");
+            // A NodePort: "proto . PORT :" in a map element.
+            let is_nodeport = it.chain.starts_with("map ")
+                && prev == "."
+                && (next == ":" || next == "comment")
+                && k == 2
+                && self.nodeports.contains_key(*w);
+            let trimmed = w.trim_end_matches(',');
+            match (is_nodeport, self.word(trimmed)) {
+                (true, _) => out.push_str("<nodeport>"),
+                (false, Some(m)) => {
+                    out.push_str(&m);
+                    out.push_str(&w[trimmed.len()..]);
+                }
+                (false, None) => out.push_str(w),
+            }
+        }
+        out
+    }
+}
+
+/// The endpoints a service's items name, in IP order.
+fn endpoints(items: &[&Item]) -> Vec<((Ipv4Addr, u16), String)> {
+    let mut eps: Vec<((Ipv4Addr, u16), String)> = Vec::new();
+    for it in items {
+        for n in std::iter::once(it.chain.as_str()).chain(mentioned(&it.text)) {
+            if let Some((_, _, _, Some(ep))) = split_chain(n)
+                && let Some(e) = endpoint_ip(ep)
+                && !eps.iter().any(|(x, _)| *x == e)
+            {
+                eps.push((e, ep.to_string()));
+            }
+        }
+    }
+    eps.sort();
+    eps
 }
 
 #[cfg(test)]

@@ -135,15 +135,12 @@ pub fn parse(text: impl Into<String>) -> Result<Dump, ParseError> {
     if text.len() > u32::MAX as usize {
         return Err(err(0, "input larger than 4 GiB"));
     }
-    let mut chains = Vec::new();
-    let mut rules = Vec::with_capacity(text.len() / 120);
-    let mut tables = Vec::new();
-    let mut table: Option<Table> = None;
-    let mut in_table = false;
-    let mut saw_save = false;
-    let mut saw_spec = false;
-
     let bytes = text.as_bytes();
+    let mut p = Parser {
+        bytes,
+        rules: Vec::with_capacity(text.len() / 120),
+        ..Parser::default()
+    };
     let mut pos = 0usize;
     let mut line_no = 0u32;
     while pos < bytes.len() {
@@ -155,96 +152,77 @@ pub fn parse(text: impl Into<String>) -> Result<Dump, ParseError> {
         }
         let start = pos;
         pos = end + 1;
-        let line = &bytes[start..line_end];
         // Leading whitespace is tolerated (pasted dumps are often indented).
-        let indent = line
+        let indent = bytes[start..line_end]
             .iter()
             .take_while(|b| **b == b' ' || **b == b'\t')
             .count();
-        let s = start + indent;
-        let line = &bytes[s..line_end];
+        p.line(start + indent, line_end, line_no)?;
+    }
+    if p.in_table {
+        let t = p.table.expect("a table is open");
+        return Err(err(
+            line_no,
+            format!("table '*{t}' has no COMMIT (truncated dump?)"),
+        ));
+    }
+    let format = if p.saw_save {
+        Format::Save
+    } else if p.saw_spec {
+        Format::Spec
+    } else {
+        Format::Fragment
+    };
+    let (chains, rules, tables) = (p.chains, p.rules, p.tables);
+    Ok(Dump {
+        text,
+        format,
+        chains,
+        rules,
+        tables,
+    })
+}
+
+/// The parser's state between lines; every line is a byte range of `bytes` (nothing copied).
+#[derive(Default)]
+struct Parser<'a> {
+    bytes: &'a [u8],
+    chains: Vec<ChainDecl>,
+    rules: Vec<Rule>,
+    tables: Vec<Table>,
+    table: Option<Table>,
+    in_table: bool,
+    saw_save: bool,
+    saw_spec: bool,
+}
+
+impl Parser<'_> {
+    /// The line `bytes[s..line_end]` (indentation already skipped).
+    fn line(&mut self, s: usize, line_end: usize, line_no: u32) -> Result<(), ParseError> {
+        let line = &self.bytes[s..line_end];
         if line.is_empty() || line[0] == b'#' {
-            continue;
+            return Ok(());
         }
         match line[0] {
             b'-' if line.starts_with(b"-A ") => {
-                rules.push(parse_rule(bytes, s, line_end, table, line_no, None)?);
+                let r = parse_rule(self.bytes, s, line_end, self.table, line_no, None)?;
+                self.rules.push(r);
             }
-            b'[' => {
-                // iptables-save -c: "[p:b] -A CHAIN ..."
-                let close = memchr::memchr(b']', line)
-                    .ok_or_else(|| err(line_no, "unterminated '[' counter prefix"))?;
-                let counters = parse_counters(&line[1..close])
-                    .ok_or_else(|| err(line_no, "bad counter prefix, expected [packets:bytes]"))?;
-                let rest = s + close + 1;
-                let rest = skip_spaces(bytes, rest, line_end);
-                if !bytes[rest..line_end].starts_with(b"-A ") {
-                    return Err(err(line_no, "expected '-A CHAIN' after counter prefix"));
-                }
-                let mut rule = parse_rule(bytes, rest, line_end, table, line_no, Some(counters))?;
-                rule.raw = s as u32..line_end as u32;
-                rules.push(rule);
-            }
-            b'*' => {
-                let name = std::str::from_utf8(&line[1..]).unwrap_or("").trim();
-                let t = Table::from_name(name)
-                    .ok_or_else(|| err(line_no, format!("unknown table '*{name}'")))?;
-                if in_table {
-                    return Err(err(
-                        line_no,
-                        format!(
-                            "table '*{name}' starts before COMMIT of '*{}'",
-                            table.unwrap()
-                        ),
-                    ));
-                }
-                table = Some(t);
-                tables.push(t);
-                in_table = true;
-                saw_save = true;
-            }
+            b'[' => self.counted_rule(s, line_end, line_no)?,
+            b'*' => self.table_start(line, line_no)?,
             b':' => {
-                chains.push(parse_chain_decl(bytes, s, line_end, table, line_no)?);
-                saw_save = true;
+                let c = parse_chain_decl(self.bytes, s, line_end, self.table, line_no)?;
+                self.chains.push(c);
+                self.saw_save = true;
             }
             b'-' if line.starts_with(b"-N ") || line.starts_with(b"-P ") => {
-                saw_spec = true;
-                let is_policy = line[1] == b'P';
-                let name_start = skip_spaces(bytes, s + 3, line_end);
-                let name_end = word_end(bytes, name_start, line_end);
-                if name_start == name_end {
-                    return Err(err(line_no, "missing chain name"));
-                }
-                let mut policy = None;
-                let mut counters = None;
-                if is_policy {
-                    let p = skip_spaces(bytes, name_end, line_end);
-                    let pe = word_end(bytes, p, line_end);
-                    if p == pe {
-                        return Err(err(line_no, "-P without a policy"));
-                    }
-                    policy = Some(p as u32..pe as u32);
-                    let c = skip_spaces(bytes, pe, line_end);
-                    if bytes[c..line_end].starts_with(b"-c ") {
-                        counters = Some(
-                            parse_dash_c(bytes, c + 3, line_end)
-                                .ok_or_else(|| err(line_no, "bad '-c packets bytes' counters"))?,
-                        );
-                    }
-                }
-                chains.push(ChainDecl {
-                    table,
-                    name: name_start as u32..name_end as u32,
-                    policy,
-                    counters,
-                    line: line_no,
-                });
+                self.spec_chain(s, line_end, line_no)?
             }
             b'C' if line == b"COMMIT" => {
-                if !in_table {
+                if !self.in_table {
                     return Err(err(line_no, "COMMIT without a '*table' line"));
                 }
-                in_table = false;
+                self.in_table = false;
             }
             b'W' if line.starts_with(b"Warning") => {}
             b'i' if line.starts_with(b"iptables") && !line.contains(&b' ') => {}
@@ -262,30 +240,87 @@ pub fn parse(text: impl Into<String>) -> Result<Dump, ParseError> {
                 ));
             }
         }
+        Ok(())
     }
-    if in_table {
-        return Err(err(
+
+    /// `iptables-save -c`: "[p:b] -A CHAIN ...".
+    fn counted_rule(&mut self, s: usize, line_end: usize, line_no: u32) -> Result<(), ParseError> {
+        let line = &self.bytes[s..line_end];
+        let close = memchr::memchr(b']', line)
+            .ok_or_else(|| err(line_no, "unterminated '[' counter prefix"))?;
+        let counters = parse_counters(&line[1..close])
+            .ok_or_else(|| err(line_no, "bad counter prefix, expected [packets:bytes]"))?;
+        let rest = skip_spaces(self.bytes, s + close + 1, line_end);
+        if !self.bytes[rest..line_end].starts_with(b"-A ") {
+            return Err(err(line_no, "expected '-A CHAIN' after counter prefix"));
+        }
+        let mut rule = parse_rule(
+            self.bytes,
+            rest,
+            line_end,
+            self.table,
             line_no,
-            format!(
-                "table '*{}' has no COMMIT (truncated dump?)",
-                table.unwrap()
-            ),
-        ));
+            Some(counters),
+        )?;
+        rule.raw = s as u32..line_end as u32;
+        self.rules.push(rule);
+        Ok(())
     }
-    let format = if saw_save {
-        Format::Save
-    } else if saw_spec {
-        Format::Spec
-    } else {
-        Format::Fragment
-    };
-    Ok(Dump {
-        text,
-        format,
-        chains,
-        rules,
-        tables,
-    })
+
+    /// "*nat" and the like.
+    fn table_start(&mut self, line: &[u8], line_no: u32) -> Result<(), ParseError> {
+        let name = std::str::from_utf8(&line[1..]).unwrap_or("").trim();
+        let t = Table::from_name(name)
+            .ok_or_else(|| err(line_no, format!("unknown table '*{name}'")))?;
+        if let (true, Some(open)) = (self.in_table, self.table) {
+            return Err(err(
+                line_no,
+                format!("table '*{name}' starts before COMMIT of '*{open}'"),
+            ));
+        }
+        self.table = Some(t);
+        self.tables.push(t);
+        self.in_table = true;
+        self.saw_save = true;
+        Ok(())
+    }
+
+    /// `iptables -S`: "-N CHAIN" or "-P CHAIN POLICY [-c packets bytes]".
+    fn spec_chain(&mut self, s: usize, line_end: usize, line_no: u32) -> Result<(), ParseError> {
+        let bytes = self.bytes;
+        self.saw_spec = true;
+        let is_policy = bytes[s + 1] == b'P';
+        let name_start = skip_spaces(bytes, s + 3, line_end);
+        let name_end = word_end(bytes, name_start, line_end);
+        if name_start == name_end {
+            return Err(err(line_no, "missing chain name"));
+        }
+        let mut policy = None;
+        let mut counters = None;
+        if is_policy {
+            let p = skip_spaces(bytes, name_end, line_end);
+            let pe = word_end(bytes, p, line_end);
+            if p == pe {
+                return Err(err(line_no, "-P without a policy"));
+            }
+            policy = Some(p as u32..pe as u32);
+            let c = skip_spaces(bytes, pe, line_end);
+            if bytes[c..line_end].starts_with(b"-c ") {
+                counters = Some(
+                    parse_dash_c(bytes, c + 3, line_end)
+                        .ok_or_else(|| err(line_no, "bad '-c packets bytes' counters"))?,
+                );
+            }
+        }
+        self.chains.push(ChainDecl {
+            table: self.table,
+            name: name_start as u32..name_end as u32,
+            policy,
+            counters,
+            line: line_no,
+        });
+        Ok(())
+    }
 }
 
 fn skip_spaces(b: &[u8], mut i: usize, end: usize) -> usize {

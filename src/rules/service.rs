@@ -271,91 +271,19 @@ fn group(
             (i, info)
         })
         .collect();
-    let n = chains.names.len();
-
-    // Services in order of first appearance, keyed by the word as written less a trailing ':'
-    // ("ns/name:" and "ns/name" are one unnamed port).
-    let mut ids: HashMap<&str, usize> = HashMap::default();
-    let mut out: Vec<ServiceRules> = Vec::new();
-    // Owners of per-service chains, and of hash suffixes.
-    let mut owner: Vec<usize> = vec![usize::MAX; n];
-    let mut hash_owner: Vec<usize> = vec![usize::MAX; chains.hashes.len()];
-    let mut rule_svc: Vec<usize> = Vec::with_capacity(infos.len());
-    for (_, ri) in &infos {
-        let id = match &ri.svc {
-            None => usize::MAX,
-            Some((k, w)) => {
-                let word = w.strip_suffix(':').unwrap_or(w);
-                match ids.get(word) {
-                    Some(&i) => i,
-                    None => {
-                        ids.insert(word, out.len());
-                        out.push(ServiceRules {
-                            key: ServiceKey {
-                                namespace: k.0.to_string(),
-                                name: k.1.to_string(),
-                                port: k.2.to_string(),
-                            },
-                            written: w.to_string(),
-                            rules: Vec::new(),
-                            chains: Vec::new(),
-                        });
-                        out.len() - 1
-                    }
-                }
-            }
-        };
-        rule_svc.push(id);
-        if id == usize::MAX {
-            continue;
-        }
-        for c in [ri.chain, ri.target] {
-            if c != NONE {
-                let c = c as usize;
-                if owner[c] == usize::MAX {
-                    owner[c] = id;
-                }
-                let h = chains.hash[c];
-                if h != NONE && hash_owner[h as usize] == usize::MAX {
-                    hash_owner[h as usize] = id;
-                }
-            }
-        }
-    }
-    // Siblings by hash (SVC/SVL/EXT/FW/XLB of one service share the suffix); then ownership
-    // along jumps from owned chains, until nothing changes.
-    loop {
-        for (o, &h) in owner.iter_mut().zip(&chains.hash) {
-            if *o == usize::MAX && h != NONE && hash_owner[h as usize] != usize::MAX {
-                *o = hash_owner[h as usize];
-            }
-        }
-        let mut changed = false;
-        for (_, ri) in &infos {
-            if ri.chain != NONE && ri.target != NONE {
-                let (c, t) = (ri.chain as usize, ri.target as usize);
-                if owner[t] == usize::MAX && owner[c] != usize::MAX {
-                    owner[t] = owner[c];
-                    let h = chains.hash[t];
-                    if h != NONE && hash_owner[h as usize] == usize::MAX {
-                        hash_owner[h as usize] = owner[c];
-                    }
-                    changed = true;
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-
+    let mut owners = Owners {
+        chain: vec![usize::MAX; chains.names.len()],
+        hash: vec![usize::MAX; chains.hashes.len()],
+    };
+    let (mut out, rule_svc) = by_comment(&infos, &chains, &mut owners);
+    owners.propagate(&infos, &chains);
     for ((i, ri), svc) in infos.iter().zip(rule_svc) {
         let id = if ri.chain != NONE {
-            owner[ri.chain as usize]
+            owners.chain[ri.chain as usize]
         } else if svc != usize::MAX {
             svc
         } else if ri.target != NONE {
-            owner[ri.target as usize]
+            owners.chain[ri.target as usize]
         } else {
             usize::MAX
         };
@@ -363,7 +291,7 @@ fn group(
             out[id].rules.push(*i);
         }
     }
-    for (c, &o) in owner.iter().enumerate() {
+    for (c, &o) in owners.chain.iter().enumerate() {
         if o != usize::MAX {
             out[o].chains.push(chains.names[c].to_string());
         }
@@ -373,6 +301,92 @@ fn group(
     }
     out.retain(|s| !s.rules.is_empty());
     out
+}
+
+/// Which service (index into the services found) owns each interned chain and hash suffix;
+/// `usize::MAX` for none yet.
+struct Owners {
+    chain: Vec<usize>,
+    hash: Vec<usize>,
+}
+
+impl Owners {
+    /// Give chain `c` (and its hash suffix) to service `id` unless owned already.
+    fn claim(&mut self, chains: &Chains<'_>, c: usize, id: usize) {
+        if self.chain[c] == usize::MAX {
+            self.chain[c] = id;
+        }
+        let h = chains.hash[c];
+        if h != NONE && self.hash[h as usize] == usize::MAX {
+            self.hash[h as usize] = id;
+        }
+    }
+
+    /// Siblings by hash (SVC/SVL/EXT/FW/XLB of one service share the suffix); then ownership
+    /// along jumps from owned chains, until nothing changes.
+    fn propagate(&mut self, infos: &[(usize, RuleInfo<'_>)], chains: &Chains<'_>) {
+        loop {
+            for (o, &h) in self.chain.iter_mut().zip(&chains.hash) {
+                if *o == usize::MAX && h != NONE && self.hash[h as usize] != usize::MAX {
+                    *o = self.hash[h as usize];
+                }
+            }
+            let mut changed = false;
+            for (_, ri) in infos {
+                if ri.chain != NONE && ri.target != NONE {
+                    let (c, t) = (ri.chain as usize, ri.target as usize);
+                    if self.chain[t] == usize::MAX && self.chain[c] != usize::MAX {
+                        let id = self.chain[c];
+                        self.claim(chains, t, id);
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+}
+
+/// The services named by comments, in order of first appearance, keyed by the word as written
+/// less a trailing ':' ("ns/name:" and "ns/name" are one unnamed port); each rule's service by
+/// its comment (`usize::MAX`: none). The chains such rules sit in or jump to are claimed.
+fn by_comment(
+    infos: &[(usize, RuleInfo<'_>)],
+    chains: &Chains<'_>,
+    owners: &mut Owners,
+) -> (Vec<ServiceRules>, Vec<usize>) {
+    let mut ids: HashMap<&str, usize> = HashMap::default();
+    let mut out: Vec<ServiceRules> = Vec::new();
+    let mut rule_svc: Vec<usize> = Vec::with_capacity(infos.len());
+    for (_, ri) in infos {
+        let Some((k, w)) = &ri.svc else {
+            rule_svc.push(usize::MAX);
+            continue;
+        };
+        let word = w.strip_suffix(':').unwrap_or(w);
+        let id = *ids.entry(word).or_insert_with(|| {
+            out.push(ServiceRules {
+                key: ServiceKey {
+                    namespace: k.0.to_string(),
+                    name: k.1.to_string(),
+                    port: k.2.to_string(),
+                },
+                written: w.to_string(),
+                rules: Vec::new(),
+                chains: Vec::new(),
+            });
+            out.len() - 1
+        });
+        rule_svc.push(id);
+        for c in [ri.chain, ri.target] {
+            if c != NONE {
+                owners.claim(chains, c as usize, id);
+            }
+        }
+    }
+    (out, rule_svc)
 }
 
 #[cfg(test)]

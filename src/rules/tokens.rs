@@ -164,106 +164,7 @@ pub fn canonical_into(
     words: &[&str],
     map: &mut dyn FnMut(&str, &str) -> Option<String>,
 ) {
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    enum Kind {
-        Basic(u8, &'static str),
-        Module,
-        Opt,
-        Target,
-    }
-    #[derive(Clone, Copy)]
-    struct Piece<'a> {
-        kind: Kind,
-        neg: bool,
-        name: &'a str,
-        /// Index range of the values in `words`.
-        vals: (usize, usize),
-    }
-    let mut pieces: Vec<Piece<'_>> = Vec::with_capacity(12);
-    let mut proto: &str = "";
-    let mut neg = false;
-    let mut in_target = false;
-    let mut have_module = false;
-    let mut i = 0;
-    while i < words.len() {
-        let w = words[i];
-        if w == "!" {
-            neg = true;
-            i += 1;
-            continue;
-        }
-        if w == "-c" {
-            i += 3;
-            continue;
-        }
-        if !in_target && let Some((rank, name)) = basic_rank(w) {
-            let n = if name == "-f" { 0 } else { 1 };
-            if name == "-p" {
-                proto = words.get(i + 1).copied().unwrap_or("");
-            }
-            pieces.push(Piece {
-                kind: Kind::Basic(rank, name),
-                neg,
-                name,
-                vals: (i + 1, (i + 1 + n).min(words.len())),
-            });
-            neg = false;
-            i += 1 + n;
-            continue;
-        }
-        if w == "-m" || w == "--match" {
-            pieces.push(Piece {
-                kind: Kind::Module,
-                neg: false,
-                name: words.get(i + 1).copied().unwrap_or(""),
-                vals: (0, 0),
-            });
-            have_module = true;
-            neg = false;
-            i += 2;
-            continue;
-        }
-        if w == "-j" || w == "-g" || w == "--jump" || w == "--goto" {
-            let kind = if w == "-g" || w == "--goto" {
-                "-g"
-            } else {
-                "-j"
-            };
-            pieces.push(Piece {
-                kind: Kind::Target,
-                neg: false,
-                name: kind,
-                vals: (i + 1, (i + 2).min(words.len())),
-            });
-            in_target = true;
-            neg = false;
-            i += 2;
-            continue;
-        }
-        // An option and its values (the words up to the next option or '!').
-        let mut j = i + 1;
-        while j < words.len() && !words[j].starts_with('-') && words[j] != "!" {
-            j += 1;
-        }
-        if !in_target && !have_module {
-            // `-p tcp --dport 80` without `-m tcp`: iptables loads the protocol's module.
-            pieces.push(Piece {
-                kind: Kind::Module,
-                neg: false,
-                name: "",
-                vals: (0, 0),
-            });
-            have_module = true;
-        }
-        pieces.push(Piece {
-            kind: Kind::Opt,
-            neg,
-            name: w,
-            vals: (i + 1, j),
-        });
-        neg = false;
-        i = j;
-    }
+    let (pieces, proto) = pieces(words);
     // Basic matches first, in canonical order; the rest as written.
     let mut basics: Vec<Piece<'_>> = pieces
         .iter()
@@ -274,66 +175,172 @@ pub fn canonical_into(
         Kind::Basic(r, _) => r,
         _ => 0,
     });
-    let mut target_opts = false;
+    let mut w = Writer {
+        out,
+        words,
+        proto,
+        map,
+        target_opts: false,
+    };
     for p in basics
         .iter()
         .chain(pieces.iter().filter(|p| !matches!(p.kind, Kind::Basic(..))))
     {
+        w.piece(p);
+    }
+}
+
+/// What a piece of a rule is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Basic(u8, &'static str),
+    Module,
+    Opt,
+    Target,
+}
+
+/// A piece of a rule: a basic match, a module, an option or the target, with its values.
+#[derive(Clone, Copy)]
+struct Piece<'a> {
+    kind: Kind,
+    neg: bool,
+    name: &'a str,
+    /// Index range of the values in `words`.
+    vals: (usize, usize),
+}
+
+/// A rule's words as pieces, in the order written, and the protocol (`-p`).
+fn pieces<'a>(words: &[&'a str]) -> (Vec<Piece<'a>>, &'a str) {
+    let mut pieces: Vec<Piece<'a>> = Vec::with_capacity(12);
+    let mut proto: &str = "";
+    let mut neg = false;
+    let mut in_target = false;
+    let mut have_module = false;
+    let mut i = 0;
+    let piece = |kind, neg, name, vals| Piece {
+        kind,
+        neg,
+        name,
+        vals,
+    };
+    while i < words.len() {
+        let w = words[i];
+        let (p, next) = if w == "!" {
+            neg = true;
+            i += 1;
+            continue;
+        } else if w == "-c" {
+            i += 3;
+            continue;
+        } else if let (false, Some((rank, name))) = (in_target, basic_rank(w)) {
+            let n = if name == "-f" { 0 } else { 1 };
+            if name == "-p" {
+                proto = words.get(i + 1).copied().unwrap_or("");
+            }
+            let vals = (i + 1, (i + 1 + n).min(words.len()));
+            (piece(Kind::Basic(rank, name), neg, name, vals), i + 1 + n)
+        } else if w == "-m" || w == "--match" {
+            have_module = true;
+            let name = words.get(i + 1).copied().unwrap_or("");
+            (piece(Kind::Module, false, name, (0, 0)), i + 2)
+        } else if matches!(w, "-j" | "-g" | "--jump" | "--goto") {
+            let name = if matches!(w, "-g" | "--goto") {
+                "-g"
+            } else {
+                "-j"
+            };
+            in_target = true;
+            let vals = (i + 1, (i + 2).min(words.len()));
+            (piece(Kind::Target, false, name, vals), i + 2)
+        } else {
+            // An option and its values (the words up to the next option or '!').
+            let mut j = i + 1;
+            while j < words.len() && !words[j].starts_with('-') && words[j] != "!" {
+                j += 1;
+            }
+            if !in_target && !have_module {
+                // `-p tcp --dport 80` without `-m tcp`: iptables loads the protocol's module.
+                pieces.push(piece(Kind::Module, false, "", (0, 0)));
+                have_module = true;
+            }
+            (piece(Kind::Opt, neg, w, (i + 1, j)), j)
+        };
+        pieces.push(p);
+        neg = false;
+        i = next;
+    }
+    (pieces, proto)
+}
+
+/// Writes pieces in canonical spelling.
+struct Writer<'o, 'w, 'm> {
+    out: &'o mut String,
+    words: &'w [&'w str],
+    proto: &'w str,
+    map: &'m mut dyn FnMut(&str, &str) -> Option<String>,
+    /// Past the target: its options follow.
+    target_opts: bool,
+}
+
+impl Writer<'_, '_, '_> {
+    fn piece(&mut self, p: &Piece<'_>) {
         if p.neg {
-            push_word(out, "!", false);
+            push_word(self.out, "!", false);
         }
+        let vals = &self.words[p.vals.0..p.vals.1];
         match p.kind {
             Kind::Basic(_, name) => {
-                push_word(out, name, false);
-                for v in &words[p.vals.0..p.vals.1] {
-                    match map(name, v) {
-                        Some(m) => push_word(out, &m, false),
+                push_word(self.out, name, false);
+                for v in vals {
+                    match (self.map)(name, v) {
+                        Some(m) => push_word(self.out, &m, false),
                         None if name == "-s" || name == "-d" => {
-                            push_word(out, &with_prefix(v), false)
+                            push_word(self.out, &with_prefix(v), false)
                         }
-                        None if name == "-p" => push_word(out, &v.to_ascii_lowercase(), false),
-                        None => push_word(out, v, false),
+                        None if name == "-p" => push_word(self.out, &v.to_ascii_lowercase(), false),
+                        None => push_word(self.out, v, false),
                     }
                 }
             }
             Kind::Module => {
-                push_word(out, "-m", false);
+                push_word(self.out, "-m", false);
                 if p.name.is_empty() {
-                    push_word(out, &proto.to_ascii_lowercase(), false);
+                    push_word(self.out, &self.proto.to_ascii_lowercase(), false);
                 } else {
-                    push_word(out, p.name, false);
+                    push_word(self.out, p.name, false);
                 }
             }
             Kind::Target => {
-                push_word(out, p.name, false);
-                for v in &words[p.vals.0..p.vals.1] {
-                    let m = map(p.name, v);
-                    push_word(out, m.as_deref().unwrap_or(v), false);
-                }
-                target_opts = true;
-            }
-            Kind::Opt => {
-                let vals = &words[p.vals.0..p.vals.1];
-                if target_opts
-                    && vals.len() == 1
-                    && let Some(x) = mark_xmark(p.name, vals[0])
-                {
-                    push_word(out, "--set-xmark", false);
-                    push_word(out, &x, false);
-                    continue;
-                }
-                push_word(out, p.name, false);
+                push_word(self.out, p.name, false);
                 for v in vals {
-                    if p.name == "--probability" {
-                        match v.parse::<f64>() {
-                            Ok(f) => push_word(out, &format!("{f:.5}"), false),
-                            Err(_) => push_word(out, v, false),
-                        }
-                    } else {
-                        let m = map(p.name, v);
-                        push_word(out, m.as_deref().unwrap_or(v), p.name == "--comment");
-                    }
+                    let m = (self.map)(p.name, v);
+                    push_word(self.out, m.as_deref().unwrap_or(v), false);
                 }
+                self.target_opts = true;
+            }
+            Kind::Opt => self.option(p.name, vals),
+        }
+    }
+
+    fn option(&mut self, name: &str, vals: &[&str]) {
+        if self.target_opts
+            && vals.len() == 1
+            && let Some(x) = mark_xmark(name, vals[0])
+        {
+            push_word(self.out, "--set-xmark", false);
+            push_word(self.out, &x, false);
+            return;
+        }
+        push_word(self.out, name, false);
+        for v in vals {
+            if name == "--probability" {
+                match v.parse::<f64>() {
+                    Ok(f) => push_word(self.out, &format!("{f:.5}"), false),
+                    Err(_) => push_word(self.out, v, false),
+                }
+            } else {
+                let m = (self.map)(name, v);
+                push_word(self.out, m.as_deref().unwrap_or(v), name == "--comment");
             }
         }
     }
