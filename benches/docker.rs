@@ -7,11 +7,11 @@ mod common;
 
 use std::process::Command;
 
+use common::synth::{Spec, dump};
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::future::join_all;
 use kindred::backend::docker::Docker;
 use kindred::model::ProxyMode;
-use common::synth::{Spec, dump};
 
 struct Nodes {
     names: Vec<String>,

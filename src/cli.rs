@@ -95,8 +95,8 @@ pub struct DashArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct PlayArgs {
-    /// Playback speed: 1 is real time, 10 ten times faster.
-    #[arg(long, default_value_t = 1.0)]
+    /// Playback speed: 1 is real time, 10 ten times faster (0.01 to 1000).
+    #[arg(long, default_value_t = 1.0, value_parser = speed, allow_negative_numbers = true)]
     pub speed: f64,
     #[command(flatten)]
     pub dash: DashArgs,
@@ -145,6 +145,40 @@ pub struct DiffArgs {
     pub format: OutputFormat,
 }
 
+/// The playback speeds accepted.
+pub const SPEEDS: std::ops::RangeInclusive<f64> = 0.01..=1000.0;
+
+fn speed(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if !SPEEDS.contains(&v) {
+        return Err(format!(
+            "{s} is out of range: from {} (slower) to {} (faster); 1 is real time",
+            SPEEDS.start(),
+            SPEEDS.end()
+        ));
+    }
+    Ok(v)
+}
+
+/// Write `text` to standard output. A closed pipe ends the output quietly (like other Unix
+/// tools); any other failure (a full disk) is an error naming standard output.
+pub fn emit(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(anyhow!("writing to standard output: {e}")),
+    }
+}
+
+/// A progress line on standard error; a closed or full standard error is ignored.
+fn progress(line: String) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// The recording `kindred demo` plays.
 pub const DEMO_RECORDING: &str = include_str!("../assets/demo.jsonl");
 
@@ -179,10 +213,10 @@ pub fn run_init(file: Option<&std::path::Path>, a: &InitArgs) -> Result<i32> {
     }
     std::fs::write(path, crate::scenario::DEFAULT)
         .with_context(|| format!("{}: cannot write", path.display()))?;
-    println!(
-        "wrote {}: set the Kubernetes source and refs, then run `kindred`",
+    emit(&format!(
+        "wrote {}: set the Kubernetes source and refs, then run `kindred`\n",
         path.display()
-    );
+    ))?;
     Ok(0)
 }
 
@@ -211,7 +245,7 @@ pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
         }
     };
     let rt = tokio::runtime::Runtime::new()?;
-    let v = rt.block_on(crate::check::check(backend, opts, |l| eprintln!("{l}")))?;
+    let v = rt.block_on(crate::check::check(backend, opts, progress))?;
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     let write = |p: &Option<PathBuf>, text: String| -> Result<()> {
         if let Some(p) = p {
@@ -222,7 +256,7 @@ pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
     write(&a.report_md, v.markdown())?;
     write(&a.report_json, v.json())?;
     write(&a.junit, v.junit())?;
-    print!("{}", v.text());
+    emit(&v.text())?;
     Ok(if v.ok { 0 } else { 1 })
 }
 
@@ -236,11 +270,8 @@ pub fn run_up(file: Option<&std::path::Path>, a: &DashArgs) -> Result<i32> {
 
 /// `kindred demo` and `kindred replay`.
 pub fn run_play(rec: crate::backend::recording::Recording, a: &PlayArgs) -> Result<i32> {
-    if !(a.speed > 0.0 && a.speed.is_finite()) {
-        return Err(anyhow!(
-            "--speed must be a positive number, got {}",
-            a.speed
-        ));
+    if !SPEEDS.contains(&a.speed) {
+        return Err(anyhow!("--speed {} is out of range", a.speed));
     }
     let backend = Box::new(crate::backend::replay::ReplayBackend::new(rec, a.speed));
     run_dashboard(backend, &a.dash)
@@ -258,9 +289,9 @@ fn run_dashboard(backend: Box<dyn crate::backend::Backend>, a: &DashArgs) -> Res
         mouse: !a.no_mouse,
     };
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async move { crate::tui::run(backend, opts).await })?;
+    let status = rt.block_on(async move { crate::tui::run(backend, opts).await })?;
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    Ok(0)
+    Ok(status)
 }
 
 /// Whether to colour output written to stdout.
@@ -407,7 +438,7 @@ pub fn run_clusters(a: &ClustersArgs) -> Result<i32> {
             }
         }
     }
-    print!("{out}");
+    emit(&out)?;
     Ok(0)
 }
 
@@ -447,14 +478,7 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
         }
         OutputFormat::Text => rules::render::text(&cmp, use_color(a.color)),
     };
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(out.as_bytes())
-        .and_then(|_| stdout.flush())
-        && e.kind() != std::io::ErrorKind::BrokenPipe
-    {
-        return Err(e.into());
-    }
+    emit(&out)?;
     let code = if cmp.equal { 0 } else { 1 };
     // The process ends right after this: freeing a million small strings one by one costs more
     // than the comparison itself on a large cluster, so leave it to the OS.

@@ -6,6 +6,11 @@ use kindred::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _guard = kindred::logging::init(cli.log_file.as_deref());
+    kindred::tui::install_panic_hook(
+        cli.log_file
+            .clone()
+            .unwrap_or_else(kindred::logging::default_log_path),
+    );
     let file = cli.file.as_deref();
     let result = match &cli.command {
         None => kindred::cli::run_up(file, &Default::default()),

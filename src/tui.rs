@@ -4,6 +4,7 @@
 
 use std::io::{self, Stdout, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -45,14 +46,45 @@ fn restore_terminal() {
     let _ = out.flush();
 }
 
+/// Whether the terminal is in the dashboard's modes (raw, alternate screen, mouse capture).
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Restore the terminal, once, if the dashboard changed it.
+fn restore_once() {
+    if ACTIVE.swap(false, Ordering::SeqCst) {
+        restore_terminal();
+    }
+}
+
+/// Make any panic, in any thread or task, end the program: the terminal restored once, a
+/// one-line message naming the log file, exit status 101. Never a UI left running.
+pub fn install_panic_hook(log: PathBuf) {
+    std::panic::set_hook(Box::new(move |info| {
+        restore_once();
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        tracing::error!("internal error: {what}{place}");
+        let _ = writeln!(
+            io::stderr(),
+            "kindred: internal error: {}{place} (log: {})",
+            what.escape_debug(),
+            log.display()
+        );
+        std::process::exit(101);
+    }));
+}
+
 impl TerminalGuard {
     pub fn new(mouse: bool) -> Result<TerminalGuard> {
-        // A panic anywhere restores the terminal before the message is printed.
-        let prev = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            restore_terminal();
-            prev(info);
-        }));
+        ACTIVE.store(true, Ordering::SeqCst);
         enable_raw_mode()?;
         let mut out = io::stdout();
         execute!(out, EnterAlternateScreen, EnableBracketedPaste)?;
@@ -77,7 +109,7 @@ impl TerminalGuard {
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        restore_terminal();
+        restore_once();
     }
 }
 
@@ -108,8 +140,38 @@ fn terminal_msg(ev: CtEvent, st: &crate::app::State) -> Option<Msg> {
     })
 }
 
-/// Run the dashboard until the user quits or a signal arrives.
-pub async fn run(backend: Box<dyn Backend>, opts: RunOptions) -> Result<()> {
+/// The signals that end the dashboard, with the exit status each gives (128 + signal).
+#[cfg(unix)]
+fn signals() -> Result<Vec<(tokio::signal::unix::Signal, i32)>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    [
+        (SignalKind::terminate(), 143),
+        (SignalKind::hangup(), 129),
+        (SignalKind::interrupt(), 130),
+        (SignalKind::quit(), 131),
+        (SignalKind::user_defined1(), 138),
+    ]
+    .into_iter()
+    .map(|(k, code)| Ok((signal(k)?, code)))
+    .collect()
+}
+
+/// The next of these signals to arrive: its exit status.
+#[cfg(unix)]
+async fn any_signal(sigs: &mut [(tokio::signal::unix::Signal, i32)]) -> i32 {
+    let waits = sigs.iter_mut().map(|(s, code)| {
+        let code = *code;
+        Box::pin(async move {
+            s.recv().await;
+            code
+        })
+    });
+    futures::future::select_all(waits).await.0
+}
+
+/// Run the dashboard until the user quits or a signal arrives; returns the exit status (0, or
+/// 128 + the signal's number).
+pub async fn run(backend: Box<dyn Backend>, opts: RunOptions) -> Result<i32> {
     let theme = Theme::new(opts.color);
     let mut driver = Driver::start(backend, opts.record.as_deref())?;
     let mut guard = TerminalGuard::new(opts.mouse)?;
@@ -121,10 +183,8 @@ pub async fn run(backend: Box<dyn Backend>, opts: RunOptions) -> Result<()> {
     let mut input = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    #[cfg(unix)]
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    #[cfg(unix)]
-    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut sigs = signals()?;
+    let mut status = 0;
     let mut redraw = true;
 
     let result: Result<()> = loop {
@@ -145,9 +205,10 @@ pub async fn run(backend: Box<dyn Backend>, opts: RunOptions) -> Result<()> {
             },
             m = driver.next() => m,
             _ = tick.tick() => Msg::Tick(start.elapsed()),
-            _ = sigterm.recv() => Msg::Terminate,
-            _ = sighup.recv() => Msg::Terminate,
-            _ = tokio::signal::ctrl_c() => Msg::Terminate,
+            code = any_signal(&mut sigs) => {
+                status = code;
+                Msg::Terminate
+            }
         };
         let out = driver.apply(msg);
         redraw |= out.redraw;
@@ -165,5 +226,5 @@ pub async fn run(backend: Box<dyn Backend>, opts: RunOptions) -> Result<()> {
     };
     driver.shutdown();
     drop(guard);
-    result
+    result.map(|_| status)
 }

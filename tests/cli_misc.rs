@@ -1,6 +1,7 @@
 //! `kindred init`, scenario errors through the CLI, and the dashboard refusing a non-terminal.
 
 mod common;
+use common::synth;
 use common::*;
 
 #[test]
@@ -57,4 +58,110 @@ fn the_dashboard_needs_a_terminal() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn absurd_speeds_are_refused_with_a_readable_message() {
+    for s in [
+        "--speed=1e-300",
+        "--speed=-1",
+        "--speed=inf",
+        "--speed=fast",
+    ] {
+        let o = kindred(&["demo", s]);
+        assert_eq!(o.status.code(), Some(2), "{s}");
+        let e = stderr(&o);
+        assert!(e.contains("--speed"), "{s}: {e}");
+        assert!(!e.contains("panicked"), "{s}: {e}");
+    }
+    let o = kindred(&["demo", "--speed", "-1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("-1 is out of range"), "{}", stderr(&o));
+}
+
+fn demo_path() -> String {
+    format!("{}/assets/demo.jsonl", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn a_full_disk_is_trouble_and_a_closed_pipe_is_quiet() {
+    use std::process::{Command, Stdio};
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kindred"))
+        .args(["check", "--replay", &demo_path()])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("writing to standard output"),
+        "{}",
+        stderr(&o)
+    );
+    // A reader that goes away at once: a big diff meets a closed pipe.
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    let spec = |seed, change| synth::Spec {
+        services: 3000,
+        seed,
+        change,
+        ..Default::default()
+    };
+    std::fs::write(&a, synth::dump(&spec(1, false))).unwrap();
+    std::fs::write(&b, synth::dump(&spec(2, true))).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kindred"))
+        .args(["diff", a.to_str().unwrap(), b.to_str().unwrap(), "--raw"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "quiet: {}", stderr(&o));
+}
+
+#[test]
+fn control_characters_from_a_dump_never_reach_the_terminal() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    let head = "*nat\n:KUBE-SERVICES - [0:0]\n-A KUBE-SERVICES -m comment --comment \"default/echo: lb\" -j KUBE-XLB-AAAA\n";
+    std::fs::write(&a, format!("{head}-A KUBE-XLB-AAAA -m comment --comment \"default/echo: evil\x1b[2J\x1b]0;pwned\x07\" -j KUBE-MARK-DROP\nCOMMIT\n")).unwrap();
+    std::fs::write(&b, format!("{head}COMMIT\n")).unwrap();
+    for color in ["never", "always"] {
+        let o = kindred(&[
+            "diff",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--color",
+            color,
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(out.contains("evil\\x1b[2J\\x1b]0;pwned\\x07"), "{out}");
+        assert!(!out.contains('\x07'), "{out:?}");
+        // Only kindred's own colour sequences ("ESC[" + digits + "m") remain.
+        for (i, _) in out.match_indices('\x1b') {
+            let rest = &out[i + 1..];
+            let code: String = rest.chars().skip(1).take_while(|c| *c != 'm').collect();
+            assert!(
+                rest.starts_with('[') && code.chars().all(|c| c.is_ascii_digit() || c == ';'),
+                "a foreign escape sequence: {rest:?}"
+            );
+        }
+    }
+    // JSON stays exact.
+    let o = kindred(&[
+        "diff",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rule = v["services"][0]["removed"][0]["raw"].as_str().unwrap();
+    assert!(rule.contains("evil\x1b[2J"), "{rule:?}");
 }

@@ -76,7 +76,8 @@ async fn script(
     limits: Limits,
     progress: &mut impl FnMut(String),
 ) -> Result<()> {
-    finish(driver, Job::Attach, limits.job, progress).await?;
+    // What the backend finds at start (a replay: the whole recording) is not progress.
+    finish(driver, Job::Attach, limits.job, &mut |_| {}).await?;
     if driver.state.session.is_none() {
         bail!("no session: the run or recording has no scenario");
     }

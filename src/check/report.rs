@@ -7,6 +7,7 @@ use super::verdict::{SideReport, Verdict};
 use crate::backend::event::ProbeResult;
 use crate::model::Outcome;
 use crate::rules::diff::{Changed, Hunk, Line, hunks};
+use crate::rules::render::{visible, visible_lines};
 
 /// A chain's lines in a `diff` block: ' ' equal, '-' removed, '+' added.
 fn diff_lines(o: &mut String, lines: &[Line]) {
@@ -108,7 +109,7 @@ impl Verdict {
             o.push_str(&crate::rules::render::text(&d.comparison, false));
         }
         let _ = writeln!(o, "\n{}", self.summary());
-        o
+        visible_lines(&o)
     }
 
     /// Markdown fit for a pull request comment.
@@ -194,13 +195,14 @@ impl Verdict {
             ver(&self.base),
             ver(&self.pr)
         );
-        o
+        visible_lines(&o)
     }
 
     /// JUnit XML: one test case per expectation.
     pub fn junit(&self) -> String {
         fn esc(s: &str) -> String {
-            s.replace('&', "&amp;")
+            visible(s)
+                .replace('&', "&amp;")
                 .replace('<', "&lt;")
                 .replace('>', "&gt;")
                 .replace('"', "&quot;")

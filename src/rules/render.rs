@@ -1,5 +1,6 @@
 //! Plain-text rendering of a [`Comparison`] (for `kindred diff` and reports).
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use super::diff::{Changed, Comparison, Hunk, Line, Op, ServiceDiff, hunks};
@@ -12,13 +13,51 @@ struct Style {
 }
 
 impl Style {
+    /// `s` (text from a dump: its control characters made visible), coloured when asked.
     fn paint(&self, code: &str, s: &str) -> String {
+        let s = visible(s);
         if self.color {
             format!("\x1b[{code}m{s}\x1b[0m")
         } else {
-            s.to_string()
+            s.into_owned()
         }
     }
+}
+
+/// Text from a dump, a cluster or a recording as it may be shown on a terminal: every control
+/// character (ESC, BEL, CR, ...) written as a visible escape such as `\x1b`. Rule comments are
+/// anyone's text (whoever names a Service writes them).
+pub fn visible(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut o = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            c if (c as u32) < 0x80 && c.is_control() => {
+                let _ = write!(o, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() => {
+                let _ = write!(o, "\\u{{{:x}}}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    Cow::Owned(o)
+}
+
+/// Every line of `text` through [`visible`] (for reports built from untrusted text).
+pub fn visible_lines(text: &str) -> String {
+    let mut o = String::with_capacity(text.len());
+    for l in text.split_inclusive('\n') {
+        let (body, nl) = match l.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (l, ""),
+        };
+        o.push_str(&visible(body));
+        o.push_str(nl);
+    }
+    o
 }
 
 /// Render for a terminal or a file. `color` adds ANSI colours (green added, red removed, bold
@@ -117,7 +156,7 @@ fn chain_lines(out: &mut String, lines: &[Line], st: &Style) {
             Hunk::Equal(l) => {
                 if near_change(i) {
                     flush(out, &mut skipped);
-                    let _ = writeln!(out, "  {}", l.rule());
+                    let _ = writeln!(out, "  {}", visible(l.rule()));
                 } else {
                     skipped += 1;
                 }
