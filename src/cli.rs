@@ -176,7 +176,7 @@ pub fn emit(text: &str) -> Result<()> {
 
 /// A progress line on standard error; a closed or full standard error is ignored.
 fn progress(line: String) {
-    let _ = writeln!(std::io::stderr(), "{line}");
+    let _ = writeln!(std::io::stderr(), "{}", rules::render::visible(&line));
 }
 
 /// The recording `kindred demo` plays.

@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -20,7 +21,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("kindred: {e:#}");
+            let msg = format!("{e:#}");
+            let msg = kindred::rules::render::visible_lines(&msg);
+            let _ = writeln!(std::io::stderr(), "kindred: {msg}");
             ExitCode::from(2)
         }
     }

@@ -12,6 +12,27 @@ fn demo_path() -> String {
     format!("{}/assets/demo.jsonl", env!("CARGO_MANIFEST_DIR"))
 }
 
+fn demo() -> recording::Recording {
+    let text = std::fs::read_to_string(demo_path()).unwrap();
+    recording::parse(&text, "demo").unwrap()
+}
+
+/// The demo as if the PR broke the hostNetwork pod on the worker without the echo pod.
+fn regression(mut rec: recording::Recording) -> recording::Recording {
+    for r in &mut rec.records {
+        if let Event::Probe {
+            side: Side::Pr,
+            result,
+        } = &mut r.event
+            && result.source == "netshoot-77523-worker"
+        {
+            result.outcome = Outcome::Timeout;
+            result.http_status = None;
+        }
+    }
+    rec
+}
+
 fn schema_check(report: &serde_json::Value) {
     let schema: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
@@ -115,20 +136,7 @@ fn demo_recording_gives_the_2019_verdict() {
 
 #[test]
 fn a_regression_fails_the_check() {
-    // The PR breaks the hostNetwork pod on the worker without the echo pod.
-    let text = std::fs::read_to_string(demo_path()).unwrap();
-    let mut rec = recording::parse(&text, "demo").unwrap();
-    for r in &mut rec.records {
-        if let Event::Probe {
-            side: Side::Pr,
-            result,
-        } = &mut r.event
-            && result.source == "netshoot-77523-worker"
-        {
-            result.outcome = Outcome::Timeout;
-            result.http_status = None;
-        }
-    }
+    let rec = regression(demo());
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("regression.jsonl");
     std::fs::write(&f, rec.to_jsonl()).unwrap();
@@ -267,20 +275,7 @@ async fn dashboard_state(rec: recording::Recording) -> kindred::app::State {
 async fn check_and_the_dashboard_agree_on_a_recording() {
     use kindred::backend::replay::ReplayBackend;
     use kindred::check::{CheckOptions, Limits, check, verdict};
-    let text = std::fs::read_to_string(demo_path()).unwrap();
-    let demo = recording::parse(&text, "demo").unwrap();
-    let mut regression = demo.clone();
-    for r in &mut regression.records {
-        if let Event::Probe {
-            side: Side::Pr,
-            result,
-        } = &mut r.event
-            && result.source == "netshoot-77523-worker"
-        {
-            result.outcome = Outcome::Timeout;
-        }
-    }
-    for (rec, ok) in [(demo, true), (regression, false)] {
+    for (rec, ok) in [(demo(), true), (regression(demo()), false)] {
         let st = dashboard_state(rec.clone()).await;
         let seen = verdict(&st).unwrap();
         let opts = CheckOptions {

@@ -153,6 +153,17 @@ fn control_characters_from_a_dump_never_reach_the_terminal() {
             );
         }
     }
+    // Error messages quote the input: escaped too.
+    let bad = d.path().join("bad");
+    std::fs::write(&bad, "*nat\nbad\x1b[2Jline\n").unwrap();
+    let o = kindred(&["diff", bad.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("bad:2:") && stderr(&o).contains("bad\\x1b[2Jline"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains('\x1b'), "{:?}", stderr(&o));
     // JSON stays exact.
     let o = kindred(&[
         "diff",
