@@ -68,7 +68,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let d = Docker::connect().unwrap();
+    let d = rt.block_on(Docker::connect()).unwrap();
     let mut g = c.benchmark_group("read rules of 6 nodes");
     g.sample_size(10);
     g.bench_function("kindred: bollard, all nodes at once", |b| {

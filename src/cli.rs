@@ -343,8 +343,7 @@ fn read_node_rules(node: &str) -> Result<String> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let d = Docker::connect()?;
-        d.ping().await?;
+        let d = Docker::connect().await?;
         let nodes = d.kind_nodes().await?;
         if !nodes.iter().any(|n| n.name == node) {
             let known: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
@@ -378,8 +377,7 @@ pub fn run_clusters(a: &ClustersArgs) -> Result<i32> {
         .enable_all()
         .build()?;
     let nodes = rt.block_on(async {
-        let d = Docker::connect()?;
-        d.ping().await?;
+        let d = Docker::connect().await?;
         d.kind_nodes().await
     })?;
     let owned = Owned::load(&default_path())?;

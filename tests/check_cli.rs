@@ -207,6 +207,7 @@ fn the_report_names_the_commits_built() {
                     side,
                     commit: commit.into(),
                     image: format!("kindred/node:{side:?}"),
+                    version: Some("v1.34.0-alpha.1.5+0123456789abcd".into()),
                 },
             },
         );
@@ -238,6 +239,11 @@ fn the_report_names_the_commits_built() {
         "fedcba9876543210fedcba9876543210fedcba98"
     );
     assert_eq!(v["pr"]["image"], "kindred/node:Pr");
+    assert_eq!(v["pr"]["version"], "v1.34.0-alpha.1.5+0123456789abcd");
+    assert!(
+        m.contains("Kubernetes `v1.34.0-alpha.1.5+0123456789abcd`"),
+        "{m}"
+    );
 }
 
 /// The dashboard's view of a recording: the replay backend through the driver, as `kindred

@@ -12,7 +12,7 @@ fn init_writes_the_builtin_scenario_and_never_overwrites() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = std::fs::read_to_string(&f).unwrap();
     assert!(text.starts_with("# kindred scenario"));
-    assert!(text.contains("ref: pr/77523"));
+    assert!(text.contains("ref: pr/132456") && text.contains("ref: merge-base"));
     let o = kindred(&["init", "-f", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("exists: not overwriting"));

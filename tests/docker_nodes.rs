@@ -105,8 +105,8 @@ fn rt() -> tokio::runtime::Runtime {
 #[ignore = "needs a Docker engine (CI starts one)"]
 fn nodes_rules_probes_and_commands() {
     let c = Clusters::new();
-    let d = Docker::connect().unwrap();
     let rt = rt();
+    let d = rt.block_on(Docker::connect()).unwrap();
 
     // Node discovery through the labels.
     let nodes = rt.block_on(d.kind_nodes()).unwrap();

@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 const STANDIN: &str = r#"#!/bin/bash
 # A stand-in for kind: replays kind's recorded output.
 echo "$$" > "$KIND_STANDIN_DIR/pid"
+if [ -n "$KIND_ARGV_LOG" ]; then printf '%s|' "$@" >> "$KIND_ARGV_LOG"; printf 'VERSION_FILE=%s\n' "$KUBE_GIT_VERSION_FILE" >> "$KIND_ARGV_LOG"; fi
+if [ -n "$KIND_NOISE" ]; then printf 'noise \377\376 not utf-8\n' >&2; fi
 replay() {
   while IFS= read -r line; do printf '%s\n' "$line" >&2; sleep "${KIND_DELAY:-0.01}"; done < "$KIND_FIXTURES/$1"
 }
@@ -92,11 +94,21 @@ fn kind_driver() {
 
     // create cluster: every step started and finished, in order.
     let mut steps = Vec::new();
+    let mut noise = Vec::new();
+    let argv = s.dir.path().join("argv.log");
+    let _e = envs(&[
+        ("KIND_ARGV_LOG", argv.to_str().unwrap()),
+        ("KIND_NOISE", "1"),
+    ]);
     rt.block_on(k.create_cluster(
         "77523",
         "kindest/node:pr-77523",
         &PathBuf::from("/dev/null"),
+        &PathBuf::from("/state/kubeconfig/77523"),
         |l| {
+            if l.contains("not utf-8") {
+                noise.push(l.to_string());
+            }
             if let Some(p) = progress(l) {
                 steps.push(p);
             }
@@ -104,6 +116,8 @@ fn kind_driver() {
         &cancel,
     ))
     .unwrap();
+    // Output that is not UTF-8 is shown, not fatal; the noise line is not a step.
+    assert_eq!(noise, ["noise \u{fffd}\u{fffd} not utf-8"]);
     assert_eq!(steps.len(), 14);
     assert_eq!(
         steps[0],
@@ -119,6 +133,10 @@ fn kind_driver() {
     rt.block_on(k.build_node_image(
         &PathBuf::from("/src/kubernetes"),
         "kindest/node:pr-77523",
+        &[(
+            "KUBE_GIT_VERSION_FILE",
+            "/src/kubernetes/.kindred-version-defs",
+        )],
         |l| {
             if let Some(Progress::Stage(s)) = progress(l) {
                 stages.push(s);
@@ -136,11 +154,33 @@ fn kind_driver() {
             "done"
         ]
     );
+    // What kindred sent: the whole argv, and the version file for the build.
+    let log = std::fs::read_to_string(&argv).unwrap();
+    let runs: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        runs[0],
+        "create|cluster|--name|77523|--image|kindest/node:pr-77523|--config|/dev/null|--kubeconfig|/state/kubeconfig/77523|--wait|5m|VERSION_FILE="
+    );
+    assert_eq!(
+        runs[1],
+        "build|node-image|/src/kubernetes|--image|kindest/node:pr-77523|VERSION_FILE=/src/kubernetes/.kindred-version-defs"
+    );
+    unsafe {
+        std::env::remove_var("KIND_NOISE");
+        std::env::remove_var("KIND_ARGV_LOG");
+    }
 
     // Failures surface kind's ERROR line and the exit code.
     let _e = envs(&[("KIND_FAIL", "1")]);
     let e = rt
-        .block_on(k.create_cluster("77523", "img", &PathBuf::from("/dev/null"), |_| {}, &cancel))
+        .block_on(k.create_cluster(
+            "77523",
+            "img",
+            &PathBuf::from("/dev/null"),
+            &PathBuf::from("/dev/null"),
+            |_| {},
+            &cancel,
+        ))
         .unwrap_err()
         .to_string();
     assert!(
@@ -149,7 +189,7 @@ fn kind_driver() {
     );
     assert!(e.contains("exit 1"), "{e}");
     let e = rt
-        .block_on(k.build_node_image(&PathBuf::from("/src"), "img", |_| {}, &cancel))
+        .block_on(k.build_node_image(&PathBuf::from("/src"), "img", &[], |_| {}, &cancel))
         .unwrap_err()
         .to_string();
     assert!(e.contains("make quick-release-images"), "{e}");
@@ -181,7 +221,8 @@ fn kind_driver() {
             tokio::time::sleep(Duration::from_millis(400)).await;
             c2.cancel();
         });
-        k.create_cluster("77523", "img", &PathBuf::from("/dev/null"), |_| {}, &cancel)
+        let dev_null = PathBuf::from("/dev/null");
+        k.create_cluster("77523", "img", &dev_null, &dev_null, |_| {}, &cancel)
             .await
     });
     assert!(r.unwrap_err().to_string().contains("cancelled"));

@@ -70,6 +70,7 @@ fn create_record_rules_and_delete_only_what_kindred_created() {
         &other,
         "img",
         &tmp.path().join("cfg"),
+        &tmp.path().join("kubeconfig"),
         |_| {},
         &CancellationToken::new(),
     ))
@@ -78,6 +79,7 @@ fn create_record_rules_and_delete_only_what_kindred_created() {
     let mut sc = Scenario::builtin();
     sc.base.name = other.clone();
     sc.pr.name = mine.clone();
+    let pr_image = sc.pr.image.clone();
     let mut backend = LiveBackend::new(sc, kind);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
 
@@ -101,6 +103,12 @@ fn create_record_rules_and_delete_only_what_kindred_created() {
         assert!(nodes.contains(&(format!("{mine}-control-plane"), NodeRole::ControlPlane)));
         assert!(ev.iter().any(|e| matches!(e, Event::Output { line, .. } if line.contains("Preparing nodes"))));
         assert!(ev.iter().any(|e| matches!(e, Event::Phase { side: Side::Pr, phase: Phase::Create, state: PhaseState::Done })));
+        // Its own kubeconfig file for kind to lock and write; then the context exported.
+        let argv = std::fs::read_to_string(tmp.path().join("argv.log")).unwrap();
+        let kc = tmp.path().join("state/kindred/kubeconfig").join(&mine);
+        assert!(argv.contains(&format!("create|cluster|--name|{mine}|--image|{pr_image}|--config|")), "{argv}");
+        assert!(argv.contains(&format!("|--kubeconfig|{}|--wait|5m|", kc.display())), "{argv}");
+        assert!(argv.contains(&format!("export|kubeconfig|--name|{mine}|")), "{argv}");
         let first_id = docker(&["inspect", "-f", "{{.Id}}", &format!("{mine}-control-plane")]);
         let owned = Owned::load(&default_path()).unwrap();
         assert_eq!(owned.clusters.len(), 1);

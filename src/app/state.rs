@@ -53,6 +53,8 @@ pub struct SideState {
     pub info: Option<SideInfo>,
     /// The commit the running node image was built from, once known.
     pub commit: Option<String>,
+    /// The Kubernetes version that build carries, when known.
+    pub version: Option<String>,
     pub phases: [PhaseView; 3],
     pub output: [VecDeque<String>; 3],
     pub nodes: Vec<NodeInfo>,

@@ -196,9 +196,11 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
             side,
             commit,
             image,
+            version,
         } => {
             let s = st.side_mut(side);
             s.commit = Some(commit);
+            s.version = version;
             if let Some(i) = s.info.as_mut() {
                 i.image = Some(image);
             }

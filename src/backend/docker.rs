@@ -11,6 +11,78 @@ use futures::StreamExt;
 
 use crate::model::{NodeRole, ProxyMode};
 
+/// How long the engine has to answer a ping or the version negotiation.
+pub const ANSWER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Where the Docker engine is: `DOCKER_HOST`, else the current docker context (`DOCKER_CONTEXT`,
+/// else the CLI config's `currentContext`), as kind and the docker CLI find it; else the default
+/// socket.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Endpoint {
+    pub host: String,
+    /// "DOCKER_HOST", "docker context NAME" or "default".
+    pub from: String,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.host, self.from)
+    }
+}
+
+/// The engine's endpoint, from the environment and the docker CLI's config.
+pub fn endpoint() -> Endpoint {
+    if let Some(h) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
+        return Endpoint {
+            host: h,
+            from: "DOCKER_HOST".into(),
+        };
+    }
+    let config = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker")));
+    let context = std::env::var("DOCKER_CONTEXT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| {
+            let text = std::fs::read_to_string(config.as_ref()?.join("config.json")).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            v.get("currentContext")?.as_str().map(str::to_string)
+        })
+        .filter(|c| c != "default");
+    if let (Some(name), Some(dir)) = (context, config)
+        && let Some(host) = context_host(&dir.join("contexts").join("meta"), &name)
+    {
+        return Endpoint {
+            host,
+            from: format!("docker context {name}"),
+        };
+    }
+    Endpoint {
+        host: "unix:///var/run/docker.sock".into(),
+        from: "default".into(),
+    }
+}
+
+/// The docker endpoint of context `name`: its `meta.json` under `meta` names it.
+fn context_host(meta: &std::path::Path, name: &str) -> Option<String> {
+    for d in std::fs::read_dir(meta).ok()?.flatten() {
+        let Ok(text) = std::fs::read_to_string(d.path().join("meta.json")) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        if v.get("Name").and_then(|n| n.as_str()) == Some(name) {
+            return v
+                .pointer("/Endpoints/docker/Host")
+                .and_then(|h| h.as_str())
+                .map(str::to_string);
+        }
+    }
+    None
+}
+
 /// kind's labels on its node containers.
 pub const LABEL_CLUSTER: &str = "io.x-k8s.kind.cluster";
 pub const LABEL_ROLE: &str = "io.x-k8s.kind.role";
@@ -74,6 +146,7 @@ type Shared<T> = std::sync::Arc<tokio::sync::Mutex<T>>;
 #[derive(Clone)]
 pub struct Docker {
     inner: bollard::Docker,
+    endpoint: Endpoint,
     /// Which save tool holds kube-proxy's rules, per node, once found: later reads run one
     /// command instead of two.
     save_tool: std::sync::Arc<std::sync::Mutex<HashMap<String, &'static str>>>,
@@ -83,25 +156,61 @@ pub struct Docker {
 
 impl Docker {
     /// Connect as the docker CLI would (DOCKER_HOST, else the local socket).
-    pub fn connect() -> Result<Docker> {
-        let inner = bollard::Docker::connect_with_defaults()
-            .context("connecting to the Docker engine (is dockerd running? DOCKER_HOST?)")?;
+    /// Connect to the engine at [`endpoint`], check that it answers within [`ANSWER`], and
+    /// agree on an API version with it (bollard 0.21 sends none in its URLs; negotiating keeps
+    /// an older engine working whatever bollard's default becomes).
+    pub async fn connect() -> Result<Docker> {
+        let ep = endpoint();
+        let inner = bollard::Docker::connect_with_host(&ep.host)
+            .with_context(|| format!("connecting to the Docker engine at {ep}"))?;
+        let answer = |what: &str| {
+            format!(
+                "the Docker engine at {ep} did not answer {what} within {}s (is dockerd running?)",
+                ANSWER.as_secs()
+            )
+        };
+        tokio::time::timeout(ANSWER, inner.ping())
+            .await
+            .map_err(|_| anyhow!(answer("a ping")))?
+            .map_err(|e| anyhow!("the Docker engine at {ep} does not answer: {e}"))?;
+        let inner = tokio::time::timeout(ANSWER, inner.negotiate_version())
+            .await
+            .map_err(|_| anyhow!(answer("the version negotiation")))?
+            .map_err(|e| {
+                anyhow!("negotiating the API version with the Docker engine at {ep}: {e}")
+            })?;
         Ok(Docker {
             inner,
+            endpoint: ep,
             save_tool: Default::default(),
             sessions: Default::default(),
         })
     }
 
-    /// Check the engine answers.
-    pub async fn ping(&self) -> Result<()> {
-        self.inner
-            .ping()
-            .await
-            .map(|_| ())
-            .map_err(|e| anyhow!("the Docker engine does not answer: {e}"))
+    /// Where this engine is, and why there.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
+    /// The engine's version and the API version agreed on.
+    pub async fn version(&self) -> Result<(String, String)> {
+        let v = tokio::time::timeout(ANSWER, self.inner.version())
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "the Docker engine at {} did not say its version",
+                    self.endpoint
+                )
+            })?
+            .map_err(|e| anyhow!("the Docker engine's version: {e}"))?;
+        let api = self.inner.client_version();
+        Ok((
+            v.version.unwrap_or_else(|| "?".into()),
+            format!("{}.{}", api.major_version, api.minor_version),
+        ))
+    }
+
+    /// Check the engine answers.
     /// Every kind node container (running or not), sorted by cluster and name.
     pub async fn kind_nodes(&self) -> Result<Vec<KindNode>> {
         let mut filters = HashMap::new();

@@ -110,6 +110,9 @@ pub enum Event {
         side: Side,
         commit: String,
         image: String,
+        /// The Kubernetes version the build carries ("v1.34.0-alpha.1.123+0123456789abcd").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
     },
     Node {
         side: Side,

@@ -30,6 +30,10 @@ pub enum Progress {
 pub fn progress(line: &str) -> Option<Progress> {
     let t = line.trim();
     if let Some(rest) = t.strip_prefix("• ") {
+        // " • Ready after 45s 💚" closes the list; it opens no step.
+        if rest.starts_with("Ready after") {
+            return Some(Progress::StepDone(rest.trim().to_string()));
+        }
         return Some(Progress::StepStarted(
             rest.trim_end_matches("...").trim().to_string(),
         ));
@@ -97,9 +101,10 @@ impl Kind {
         Kind { bin: bin.into() }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut c = Command::new(&self.bin);
         c.args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -125,30 +130,47 @@ impl Kind {
     pub async fn run(
         &self,
         args: &[&str],
+        on_line: impl FnMut(&str),
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        self.run_env(args, &[], on_line, cancel).await
+    }
+
+    /// [`Kind::run`] with more environment variables for kind (and the build it runs).
+    pub async fn run_env(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
         mut on_line: impl FnMut(&str),
         cancel: &CancellationToken,
     ) -> Result<()> {
-        let mut child = self.command(args).spawn().map_err(|e| self.spawn_err(e))?;
+        let mut child = self
+            .command(args, env)
+            .spawn()
+            .map_err(|e| self.spawn_err(e))?;
         let out = child.stdout.take().expect("piped stdout");
         let err = child.stderr.take().expect("piped stderr");
         let mut group = Group(child);
-        let mut out = BufReader::new(out).lines();
-        let mut err = BufReader::new(err).lines();
+        // Lines as bytes: output that is not UTF-8 (a build's binary noise) is shown, not fatal.
+        let mut out = BufReader::new(out).split(b'\n');
+        let mut err = BufReader::new(err).split(b'\n');
         let (mut out_open, mut err_open) = (true, true);
         let mut last_error: Option<String> = None;
-        let mut handle = |l: String, last_error: &mut Option<String>| {
-            if let Some(Progress::Error(e)) = progress(&l) {
+        let mut handle = |l: Vec<u8>, last_error: &mut Option<String>| {
+            let l = String::from_utf8_lossy(&l);
+            let l = l.strip_suffix('\r').unwrap_or(&l);
+            if let Some(Progress::Error(e)) = progress(l) {
                 *last_error = Some(e);
             }
-            on_line(&l);
+            on_line(l);
         };
         while out_open || err_open {
             tokio::select! {
-                l = out.next_line(), if out_open => match l? {
+                l = out.next_segment(), if out_open => match l? {
                     Some(l) => handle(l, &mut last_error),
                     None => out_open = false,
                 },
-                l = err.next_line(), if err_open => match l? {
+                l = err.next_segment(), if err_open => match l? {
                     Some(l) => handle(l, &mut last_error),
                     None => err_open = false,
                 },
@@ -180,46 +202,93 @@ impl Kind {
         })
     }
 
-    /// `kind build node-image SOURCE --image TAG`.
+    /// `kind build node-image SOURCE --image TAG`, with `env` for the Kubernetes build (e.g.
+    /// `KUBE_GIT_VERSION_FILE`).
     pub async fn build_node_image(
         &self,
         source: &Path,
         image: &str,
+        env: &[(&str, &str)],
         on_line: impl FnMut(&str),
         cancel: &CancellationToken,
     ) -> Result<()> {
         let src = source
             .to_str()
             .ok_or_else(|| anyhow!("source path is not UTF-8"))?;
-        self.run(
+        self.run_env(
             &["build", "node-image", src, "--image", image],
+            env,
             on_line,
             cancel,
         )
         .await
     }
 
-    /// `kind create cluster --name NAME --image IMAGE --config FILE --wait 5m`.
+    /// `kind create cluster --name NAME --image IMAGE --config FILE --kubeconfig FILE --wait 5m`.
+    /// Each cluster gets its own kubeconfig file: kind locks the file it writes with no retry,
+    /// so two clusters created at once must not share one.
     pub async fn create_cluster(
         &self,
         name: &str,
         image: &str,
         config: &Path,
+        kubeconfig: &Path,
         on_line: impl FnMut(&str),
         cancel: &CancellationToken,
     ) -> Result<()> {
-        let cfg = config
-            .to_str()
-            .ok_or_else(|| anyhow!("config path is not UTF-8"))?;
+        let utf8 = |p: &Path, what: &str| {
+            p.to_str()
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("{what} path is not UTF-8: {}", p.display()))
+        };
+        let (cfg, kc) = (utf8(config, "config")?, utf8(kubeconfig, "kubeconfig")?);
         self.run(
             &[
-                "create", "cluster", "--name", name, "--image", image, "--config", cfg, "--wait",
+                "create",
+                "cluster",
+                "--name",
+                name,
+                "--image",
+                image,
+                "--config",
+                &cfg,
+                "--kubeconfig",
+                &kc,
+                "--wait",
                 "5m",
             ],
             on_line,
             cancel,
         )
         .await
+    }
+
+    /// `kind export kubeconfig --name NAME`: the cluster's context into the user's kubeconfig
+    /// (`KUBECONFIG`, else ~/.kube/config), so `kubectl --context kind-NAME` works. One export
+    /// at a time: kind locks that file with no retry.
+    pub async fn export_kubeconfig(&self, name: &str) -> Result<()> {
+        static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _turn = ONE_AT_A_TIME.lock().await;
+        let limit = Duration::from_secs(60);
+        tokio::time::timeout(
+            limit,
+            self.capture(&["export", "kubeconfig", "--name", name]),
+        )
+        .await
+        .map_err(|_| anyhow!("kind export kubeconfig --name {name}: no answer in 60s"))??;
+        Ok(())
+    }
+
+    /// `kind version`: (major, minor, patch) and the line as printed.
+    pub async fn version(&self) -> Result<((u32, u32, u32), String)> {
+        let limit = Duration::from_secs(10);
+        let (out, _) = tokio::time::timeout(limit, self.capture(&["version"]))
+            .await
+            .map_err(|_| anyhow!("kind version: no answer in 10s"))??;
+        let line = out.trim().to_string();
+        parse_version(&line)
+            .map(|v| (v, line.clone()))
+            .ok_or_else(|| anyhow!("kind version: cannot read a version in '{line}'"))
     }
 
     /// `kind delete cluster --name NAME`.
@@ -235,7 +304,7 @@ impl Kind {
 
     async fn capture(&self, args: &[&str]) -> Result<(String, String)> {
         let out = self
-            .command(args)
+            .command(args, &[])
             .output()
             .await
             .map_err(|e| self.spawn_err(e))?;
@@ -261,9 +330,38 @@ impl Kind {
     }
 }
 
+/// "kind v0.27.0 go1.23.4 linux/amd64" (or "v0.11.1"): (0, 27, 0).
+pub fn parse_version(line: &str) -> Option<(u32, u32, u32)> {
+    let v = line.split_whitespace().find_map(|w| {
+        w.strip_prefix('v')
+            .filter(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+    })?;
+    let core = v.split(['-', '+']).next()?;
+    let mut it = core.split('.').map(|n| n.parse::<u32>().ok());
+    Some((it.next()??, it.next()??, it.next().flatten().unwrap_or(0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_versions_and_the_ready_line() {
+        assert_eq!(
+            parse_version("kind v0.27.0 go1.23.4 linux/amd64"),
+            Some((0, 27, 0))
+        );
+        assert_eq!(parse_version("kind v0.11.1"), Some((0, 11, 1)));
+        assert_eq!(
+            parse_version("kind v0.24.0-alpha+abc go1.22"),
+            Some((0, 24, 0))
+        );
+        assert_eq!(parse_version("kind version unknown"), None);
+        assert_eq!(
+            progress(" • Ready after 1m2s 💚"),
+            Some(Progress::StepDone("Ready after 1m2s 💚".into()))
+        );
+    }
 
     #[test]
     fn reads_kind_lines() {

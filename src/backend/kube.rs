@@ -25,17 +25,20 @@ pub const MANAGER: &str = "kindred";
 /// The label on every test pod.
 pub const TEST_LABEL: &str = "kindred.io/test=true";
 
-/// A client for kind cluster `name` (context `kind-NAME`): from KUBECONFIG (or ~/.kube/config)
-/// when it has the context, else from `kind get kubeconfig`.
+/// A client for kind cluster `name` (context `kind-NAME`): from the kubeconfig file kindred had
+/// kind write for it, else KUBECONFIG (or ~/.kube/config) when it has the context, else from
+/// `kind get kubeconfig`.
 pub async fn client_for(kind: &Kind, name: &str) -> Result<Client> {
     let context = format!("kind-{name}");
     let opts = KubeConfigOptions {
         context: Some(context.clone()),
         ..Default::default()
     };
-    let from_file = Kubeconfig::read()
+    let has = |kc: &Kubeconfig| kc.contexts.iter().any(|c| c.name == context);
+    let from_file = Kubeconfig::read_from(super::kubeconfig_path(name))
         .ok()
-        .filter(|kc| kc.contexts.iter().any(|c| c.name == context));
+        .filter(has)
+        .or_else(|| Kubeconfig::read().ok().filter(has));
     let kc = match from_file {
         Some(kc) => kc,
         None => {

@@ -6,11 +6,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc::UnboundedSender;
@@ -26,9 +26,9 @@ use super::kind::{Kind, Progress, progress};
 use super::owned::{Owned, default_path};
 use super::probe::{Timeouts, curl_argv, parse_curl};
 use crate::model::{
-    BySide, Job, NodeRole, Outcome, Pane, Phase, PhaseState, PodPhase, Side, Target,
+    BySide, Job, NodeRole, Outcome, Pane, Phase, PhaseState, PodPhase, ProxyMode, Side, Target,
 };
-use crate::scenario::Scenario;
+use crate::scenario::{MERGE_BASE, Scenario};
 
 /// Seconds between rounds in watch mode.
 pub const WATCH_PERIOD: Duration = Duration::from_secs(10);
@@ -40,6 +40,8 @@ struct Known {
     service: BySide<Option<ServiceInfo>>,
     /// Last rule dump sent per node, to send only changes.
     dumps: HashMap<String, u64>,
+    /// The Kubernetes (major, minor) each side was built from, when known.
+    kube: BySide<Option<(u32, u32)>>,
 }
 
 /// A running task and the token that stops it.
@@ -57,7 +59,7 @@ struct Ctx {
     kind: Kind,
     tx: UnboundedSender<Event>,
     known: Arc<Mutex<Known>>,
-    docker: Arc<std::sync::OnceLock<Docker>>,
+    docker: Arc<tokio::sync::OnceCell<Docker>>,
     /// One set of watchers per side, outliving the job that started it.
     watchers: Arc<Mutex<BySide<Option<Task>>>>,
     cancel: CancellationToken,
@@ -110,12 +112,8 @@ impl Ctx {
     }
     /// One Docker connection for the backend's life (it remembers each node's save tool and
     /// keeps a rules session per node).
-    fn docker(&self) -> Result<Docker> {
-        if let Some(d) = self.docker.get() {
-            return Ok(d.clone());
-        }
-        let d = Docker::connect()?;
-        Ok(self.docker.get_or_init(|| d).clone())
+    async fn docker(&self) -> Result<Docker> {
+        self.docker.get_or_try_init(Docker::connect).await.cloned()
     }
     /// Run `f` for a phase: Running, then Done, or Failed with the reason.
     async fn run_phase<F, Fut>(&self, side: Side, phase: Phase, f: F) -> Result<()>
@@ -152,29 +150,59 @@ fn worktree_dir(side: &str, sha: &str) -> PathBuf {
         .join(format!("{side}-{}", &sha[..sha.len().min(12)]))
 }
 
+/// The commit a side's ref names; `merge-base` is where the other side's PR branched from the
+/// remote's default branch.
+async fn resolve_ref(ctx: &Ctx, side: Side, source: &Path) -> Result<String> {
+    let spec = ctx.sc.side(side);
+    if spec.git_ref != MERGE_BASE {
+        ctx.out(
+            side,
+            Phase::Build,
+            format!("resolving {} in {}", spec.git_ref, source.display()),
+        );
+        let sha = super::git::resolve(source, &spec.git_ref).await?;
+        ctx.out(
+            side,
+            Phase::Build,
+            format!("{} is {}", spec.git_ref, &sha[..12]),
+        );
+        return Ok(sha);
+    }
+    let other = &ctx.sc.side(side.other()).git_ref;
+    let other_source = ctx.sc.resolve(&ctx.sc.side(side.other()).source);
+    let pr = super::git::resolve(&other_source, other).await?;
+    let (sha, branch) = super::git::merge_base(source, &pr).await?;
+    ctx.out(
+        side,
+        Phase::Build,
+        format!("merge-base of {other} and {branch} is {}", &sha[..12]),
+    );
+    Ok(sha)
+}
+
 /// Build a side's node image (skipped when an image for the exact commit exists).
 async fn build(ctx: &Ctx, side: Side) -> Result<()> {
     ctx.run_phase(side, Phase::Build, || async {
         let spec = ctx.sc.side(side);
         let source = ctx.sc.resolve(&spec.source);
         super::git::check_source(&source)?;
-        ctx.out(
-            side,
-            Phase::Build,
-            format!("resolving {} in {}", spec.git_ref, source.display()),
-        );
-        let sha = super::git::resolve(&source, &spec.git_ref).await?;
-        ctx.out(
-            side,
-            Phase::Build,
-            format!("{} is {}", spec.git_ref, &sha[..12]),
-        );
-        let docker = ctx.docker()?;
+        let sha = resolve_ref(ctx, side, &source).await?;
+        let version = super::git::describe(&source, &sha).await?;
+        ctx.known.lock().unwrap().kube[side] = version.as_ref().map(|v| (v.major, v.minor));
+        if version.is_none() {
+            ctx.out(
+                side,
+                Phase::Build,
+                "no v* tag reaches this commit (git fetch --tags): the build's version is a guess",
+            );
+        }
+        let docker = ctx.docker().await?;
         let by_commit = commit_tag(&sha);
         let built = Event::Built {
             side,
             commit: sha.clone(),
             image: spec.image.clone(),
+            version: version.as_ref().map(|v| v.version.clone()),
         };
         if docker.image_exists(&by_commit).await? {
             docker.tag(&by_commit, &spec.image).await?;
@@ -183,10 +211,13 @@ async fn build(ctx: &Ctx, side: Side) -> Result<()> {
         }
         let dir = super::git::worktree(&source, &sha, &worktree_dir(&spec.name, &sha)).await?;
         ctx.out(side, Phase::Build, format!("worktree {}", dir.display()));
+        let env = version_env(&dir, version.as_ref())?;
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         ctx.kind
             .build_node_image(
                 &dir,
                 &spec.image,
+                &env,
                 |l| {
                     if let Some(Progress::Stage(s)) = progress(l) {
                         tracing::info!(side = ?side, stage = s, "build");
@@ -203,12 +234,27 @@ async fn build(ctx: &Ctx, side: Side) -> Result<()> {
     .await
 }
 
+/// `KUBE_GIT_VERSION_FILE` for the Kubernetes build, written into the source tree it builds
+/// (Kubernetes >= 1.35 mounts only that tree into its build container, where a worktree's
+/// `.git` pointer leads nowhere).
+fn version_env(
+    dir: &Path,
+    version: Option<&super::git::KubeVersion>,
+) -> Result<Vec<(&'static str, String)>> {
+    let Some(v) = version else {
+        return Ok(Vec::new());
+    };
+    let file = dir.join(".kindred-version-defs");
+    std::fs::write(&file, v.file()).with_context(|| format!("{}: cannot write", file.display()))?;
+    Ok(vec![("KUBE_GIT_VERSION_FILE", file.display().to_string())])
+}
+
 /// Create (or recreate) a side's cluster. An existing cluster kindred did not create is left
 /// alone and reported.
 async fn create(ctx: &Ctx, side: Side) -> Result<()> {
     ctx.run_phase(side, Phase::Create, || async {
         let name = ctx.name(side).to_string();
-        let docker = ctx.docker()?;
+        let docker = ctx.docker().await?;
         let path = default_path();
         let nodes = docker.kind_nodes().await?;
         if nodes.iter().any(|n| n.cluster == name) {
@@ -221,12 +267,23 @@ async fn create(ctx: &Ctx, side: Side) -> Result<()> {
                 .await?;
         }
         let cfg = super::state_dir().join(format!("{name}-kind.yaml"));
-        std::fs::create_dir_all(super::state_dir())?;
-        std::fs::write(&cfg, ctx.sc.kind_config())?;
+        let kubeconfig = super::kubeconfig_path(&name);
+        std::fs::create_dir_all(kubeconfig.parent().expect("a state dir"))?;
+        let kube = ctx.known.lock().unwrap().kube[side];
+        let nft_gate = ctx.sc.cluster.proxy_mode == ProxyMode::Nftables
+            && matches!(kube, Some((1, 29 | 30)));
+        if nft_gate {
+            ctx.out(side, Phase::Create, "Kubernetes 1.29/1.30: turning on the NFTablesProxyMode feature gate");
+        }
+        std::fs::write(&cfg, ctx.sc.kind_config(nft_gate))?;
         let image = ctx.sc.side(side).image.clone();
+        let out = |l: &str| ctx.out(side, Phase::Create, l);
         ctx.kind
-            .create_cluster(&name, &image, &cfg, |l| ctx.out(side, Phase::Create, l), &ctx.cancel)
+            .create_cluster(&name, &image, &cfg, &kubeconfig, out, &ctx.cancel)
             .await?;
+        if let Err(e) = ctx.kind.export_kubeconfig(&name).await {
+            ctx.out(side, Phase::Create, format!("kubectl context kind-{name} not exported: {e:#}"));
+        }
         let nodes = docker.cluster_nodes(&name).await?;
         let cp = nodes
             .iter()
@@ -248,40 +305,21 @@ async fn create(ctx: &Ctx, side: Side) -> Result<()> {
     .await
 }
 
-/// Read MetalLB's manifests: a local file, or a URL fetched once with curl into the state dir.
+/// MetalLB's manifest: a URL (fetched once into the cache), or a local file.
 async fn metallb_manifest(ctx: &Ctx) -> Result<String> {
     let m = ctx.sc.load_balancer.manifest.clone().ok_or_else(|| {
         anyhow!(
             "load_balancer.manifest is not set: give MetalLB's metallb-native.yaml (URL or file)"
         )
     })?;
-    if m.starts_with("https://") || m.starts_with("http://") {
-        let cache = super::state_dir()
-            .join("cache")
-            .join(m.rsplit('/').take(3).collect::<Vec<_>>().join("-"));
-        if let Ok(t) = std::fs::read_to_string(&cache) {
-            return Ok(t);
-        }
-        std::fs::create_dir_all(cache.parent().unwrap())?;
-        let out = tokio::process::Command::new("curl")
-            .args(["-fsSL", "--max-time", "60", "-o"])
-            .arg(&cache)
-            .arg(&m)
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(|e| anyhow!("running curl: {e}"))?;
-        if !out.status.success() {
-            let _ = std::fs::remove_file(&cache);
-            bail!(
-                "fetching {m}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        return Ok(std::fs::read_to_string(&cache)?);
+    if super::metallb::is_url(&m) {
+        return super::metallb::fetch(&m, &super::state_dir().join("cache")).await;
     }
     let p = ctx.sc.resolve(&m);
-    std::fs::read_to_string(&p).map_err(|e| anyhow!("load_balancer.manifest: {}: {e}", p.display()))
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| anyhow!("load_balancer.manifest: {}: {e}", p.display()))?;
+    super::metallb::check(&text, &p.display().to_string())?;
+    Ok(text)
 }
 
 /// A MetalLB address range for one side inside the Docker network's subnet: ten addresses near
@@ -333,7 +371,8 @@ async fn deploy(ctx: &Ctx, side: Side) -> Result<()> {
         )
         .await?;
         let subnet = ctx
-            .docker()?
+            .docker()
+            .await?
             .network_subnet(&ctx.sc.load_balancer.network)
             .await?;
         let (from, to) = lb_range(&subnet, side)?;
@@ -506,7 +545,7 @@ fn hash(s: &str) -> u64 {
 
 /// Read the rules of every node of both clusters at once; send the dumps that changed.
 async fn rules(ctx: &Ctx) -> Result<()> {
-    let docker = ctx.docker()?;
+    let docker = ctx.docker().await?;
     let nodes = docker.kind_nodes().await?;
     let mode = ctx.sc.cluster.proxy_mode;
     let mut reads = FuturesUnordered::new();
@@ -542,7 +581,7 @@ async fn rules(ctx: &Ctx) -> Result<()> {
 
 /// Delete the clusters kindred created; others are reported and left alone.
 async fn delete(ctx: &Ctx) -> Result<()> {
-    let docker = ctx.docker()?;
+    let docker = ctx.docker().await?;
     let path = default_path();
     for side in Side::BOTH {
         let name = ctx.name(side).to_string();
@@ -578,8 +617,7 @@ async fn delete(ctx: &Ctx) -> Result<()> {
 
 /// On start: find existing clusters and their nodes; watch their pods; read their rules.
 async fn attach(ctx: &Ctx) -> Result<()> {
-    let docker = ctx.docker()?;
-    docker.ping().await?;
+    let docker = ctx.docker().await?;
     let nodes = docker.kind_nodes().await?;
     let mut present = Vec::new();
     for side in Side::BOTH {
@@ -622,7 +660,7 @@ pub struct LiveBackend {
     kind: Kind,
     tx: Option<UnboundedSender<Event>>,
     known: Arc<Mutex<Known>>,
-    docker: Arc<std::sync::OnceLock<Docker>>,
+    docker: Arc<tokio::sync::OnceCell<Docker>>,
     watchers: Arc<Mutex<BySide<Option<Task>>>>,
     jobs: HashMap<Job, Task>,
 }
@@ -677,13 +715,19 @@ impl LiveBackend {
         self.jobs.insert(job, (cancel, handle));
     }
 
-    /// Start `job` for both sides at once; it fails when either side fails.
-    fn both<Fut>(&mut self, job: Job, f: fn(Ctx, Side) -> Fut)
+    /// Start `job` for both sides, at once or one after the other; it fails when either side
+    /// fails.
+    fn both<Fut>(&mut self, job: Job, parallel: bool, f: fn(Ctx, Side) -> Fut)
     where
         Fut: std::future::Future<Output = Result<()>> + Send + 'static,
     {
         self.spawn(job, None, move |ctx| async move {
-            let (b, p) = tokio::join!(f(ctx.clone(), Side::Base), f(ctx.clone(), Side::Pr));
+            let (b, p) = if parallel {
+                tokio::join!(f(ctx.clone(), Side::Base), f(ctx.clone(), Side::Pr))
+            } else {
+                let b = f(ctx.clone(), Side::Base).await;
+                (b, f(ctx.clone(), Side::Pr).await)
+            };
             match (b, p) {
                 (Ok(()), Ok(())) => Ok(()),
                 (Err(e), Ok(())) => Err(e.context(ctx.name(Side::Base).to_string())),
@@ -758,11 +802,20 @@ impl Backend for LiveBackend {
     fn send(&mut self, cmd: Command) {
         tracing::info!(?cmd, "live command");
         match cmd {
-            Command::Build => self.both(Job::Build, |c, s| async move { build(&c, s).await }),
-            Command::CreateClusters => {
-                self.both(Job::Create, |c, s| async move { create(&c, s).await })
+            Command::Build => {
+                let parallel = self.sc.build.parallel;
+                self.both(
+                    Job::Build,
+                    parallel,
+                    |c, s| async move { build(&c, s).await },
+                )
             }
-            Command::Deploy => self.both(Job::Deploy, |c, s| async move { deploy(&c, s).await }),
+            Command::CreateClusters => {
+                self.both(Job::Create, true, |c, s| async move { create(&c, s).await })
+            }
+            Command::Deploy => {
+                self.both(Job::Deploy, true, |c, s| async move { deploy(&c, s).await })
+            }
             Command::Probe { target } => {
                 self.spawn(Job::Probes, Some(Pane::Probes), |ctx| async move {
                     probes(&ctx, target).await

@@ -8,6 +8,7 @@ pub mod git;
 pub mod kind;
 pub mod kube;
 pub mod live;
+pub mod metallb;
 pub mod owned;
 pub mod probe;
 pub mod recording;
@@ -37,4 +38,10 @@ pub fn state_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(std::env::temp_dir);
     base.join("kindred")
+}
+
+/// The kubeconfig file kind writes for cluster `name` (one per cluster: see
+/// [`kind::Kind::create_cluster`]).
+pub fn kubeconfig_path(name: &str) -> PathBuf {
+    state_dir().join("kubeconfig").join(name)
 }

@@ -187,6 +187,9 @@ impl Verdict {
             if let Some(c) = &s.commit {
                 v.push_str(&format!(", commit `{}`", &c[..c.len().min(12)]));
             }
+            if let Some(k) = &s.version {
+                v.push_str(&format!(", Kubernetes `{k}`"));
+            }
             v
         };
         let _ = writeln!(

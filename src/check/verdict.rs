@@ -53,6 +53,8 @@ pub struct SideReport {
     pub git_ref: Option<String>,
     pub image: Option<String>,
     pub commit: Option<String>,
+    /// The Kubernetes version the build carries, when known.
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -177,6 +179,7 @@ fn side_report(st: &State, side: Side) -> SideReport {
         git_ref: info.and_then(|i| i.git_ref.clone()),
         image: info.and_then(|i| i.image.clone()),
         commit: s.commit.clone(),
+        version: s.version.clone(),
     }
 }
 

@@ -7,8 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Outcome, ProxyMode, ServiceRef, Side, Target};
 
-/// The built-in default: the 2019 walkthrough. `kindred init` writes it.
+/// The built-in default: kubernetes issue 131765 / PR 132456 in nftables mode, the modern
+/// analogue of the 2019 walkthrough. `kindred init` writes it.
 pub const DEFAULT: &str = include_str!("../../assets/scenario.yaml");
+/// The 2019 walkthrough (PR 77523, iptables), which needs 2019-era kind and hosts.
+pub const WALKTHROUGH_2019: &str = include_str!("../../assets/scenario-2019.yaml");
+/// A side's ref that means "where the other side's PR branched from the default branch".
+pub const MERGE_BASE: &str = "merge-base";
 /// The built-in workloads, with `{{cluster}}` for the cluster name.
 pub const WORKLOADS: &str = include_str!("../../assets/workloads.yaml");
 
@@ -20,6 +25,8 @@ pub struct Scenario {
     pub pr: SideSpec,
     #[serde(default)]
     pub cluster: ClusterSpec,
+    #[serde(default)]
+    pub build: BuildSpec,
     #[serde(default)]
     pub load_balancer: LoadBalancer,
     #[serde(default = "builtin")]
@@ -70,6 +77,15 @@ impl Default for ClusterSpec {
             proxy_mode: ProxyMode::Iptables,
         }
     }
+}
+
+/// How node images are built.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSpec {
+    /// Both sides at once (default: one after the other).
+    #[serde(default)]
+    pub parallel: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -251,6 +267,13 @@ impl Scenario {
                 ));
             }
         }
+        if s.base.git_ref == MERGE_BASE && s.pr.git_ref == MERGE_BASE {
+            return Err(err(
+                &["pr", "ref"],
+                "both sides are merge-base: one side must name the PR the other is the base of"
+                    .into(),
+            ));
+        }
         if s.base.name == s.pr.name {
             return Err(err(
                 &["pr", "name"],
@@ -264,6 +287,15 @@ impl Scenario {
             return Err(err(
                 &["cluster", "workers"],
                 format!("{} workers: expected 1 to 10", s.cluster.workers),
+            ));
+        }
+        if s.workloads == "builtin" && s.cluster.workers < 2 {
+            return Err(err(
+                &["cluster", "workers"],
+                format!(
+                    "{} worker: the built-in workloads pin pods to worker and worker2, so they need at least 2",
+                    s.cluster.workers
+                ),
             ));
         }
         if s.load_balancer.provider != "metallb" {
@@ -336,12 +368,17 @@ impl Scenario {
         }
     }
 
-    /// The kind cluster config for this scenario.
-    pub fn kind_config(&self) -> String {
+    /// The kind cluster config for this scenario; `nft_gate` turns on the NFTablesProxyMode
+    /// feature gate (nftables mode on Kubernetes 1.29 and 1.30).
+    pub fn kind_config(&self, nft_gate: bool) -> String {
         let mode = self.cluster.proxy_mode;
-        let mut s = format!(
-            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  kubeProxyMode: {mode}\nnodes:\n- role: control-plane\n"
-        );
+        let mut s = String::from("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n");
+        if nft_gate {
+            s.push_str("featureGates:\n  NFTablesProxyMode: true\n");
+        }
+        s.push_str(&format!(
+            "networking:\n  kubeProxyMode: {mode}\nnodes:\n- role: control-plane\n"
+        ));
         for _ in 0..self.cluster.workers {
             s.push_str("- role: worker\n");
         }
@@ -366,18 +403,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builtin_is_the_walkthrough() {
+    fn builtin_is_the_modern_analogue_and_2019_is_kept() {
         let s = Scenario::builtin();
-        assert_eq!(s.base.name, "master");
-        assert_eq!(s.pr.name, "77523");
-        assert_eq!(s.pr.git_ref, "pr/77523");
+        assert_eq!(s.base.name, "base");
+        assert_eq!(s.base.git_ref, MERGE_BASE);
+        assert_eq!(s.pr.git_ref, "pr/132456");
+        assert_eq!(s.cluster.proxy_mode, ProxyMode::Nftables);
         assert_eq!(s.cluster.workers, 2);
+        assert!(!s.build.parallel);
         let exp = s.expectations();
-        assert_eq!(exp[0].source, "netshoot-master-worker");
-        assert_eq!(exp[1].source, "netshoot-77523-worker");
-        assert!(s.kind_config().matches("role: worker").count() == 2);
-        let w = s.workloads_for("77523").unwrap();
-        assert!(w.contains("nodeName: 77523-worker2") && !w.contains("{{"));
+        assert_eq!(exp.len(), 8);
+        let base_fails: Vec<&str> = exp
+            .iter()
+            .filter(|e| e.side == Side::Base && e.outcome == Outcome::Fail)
+            .map(|e| e.source.as_str())
+            .collect();
+        assert_eq!(base_fails, ["netshoot-base-worker", "overlay-base-worker"]);
+        assert!(
+            exp.iter()
+                .filter(|e| e.side == Side::Pr)
+                .all(|e| e.outcome == Outcome::Ok)
+        );
+        let cfg = s.kind_config(false);
+        assert!(
+            cfg.matches("role: worker").count() == 2 && cfg.contains("kubeProxyMode: nftables")
+        );
+        assert!(!cfg.contains("featureGates"));
+        assert!(
+            s.kind_config(true)
+                .contains("featureGates:\n  NFTablesProxyMode: true\n")
+        );
+        let w = s.workloads_for("132456").unwrap();
+        assert!(w.contains("nodeName: 132456-worker2") && !w.contains("{{"));
+
+        let old = Scenario::parse(WALKTHROUGH_2019, "2019.yaml").unwrap();
+        assert_eq!(
+            (old.base.name.as_str(), old.pr.git_ref.as_str()),
+            ("master", "pr/77523")
+        );
+        assert!(WALKTHROUGH_2019.contains("NEEDS 2019-ERA TOOLS"));
     }
 
     fn with(replace: &str, by: &str) -> String {
@@ -387,11 +451,11 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_field() {
-        let t = with("  name: \"77523\"", "  name: master");
+        let t = with("  name: \"132456\"", "  name: base");
         let e = Scenario::parse(&t, "k.yaml").unwrap_err();
         assert_eq!(e.to_string().split(':').next(), Some("k.yaml"));
         assert_eq!(e.field, "pr.name: ");
-        assert_eq!(t.lines().nth(e.line - 1).unwrap().trim(), "name: master");
+        assert_eq!(t.lines().nth(e.line - 1).unwrap().trim(), "name: base");
         assert_eq!(
             t.lines().nth(e.line - 2).unwrap().trim(),
             "pr:",
@@ -403,12 +467,12 @@ mod tests {
         assert!(e.reason.contains("cluster.workers"), "{e}");
         assert_eq!(t.lines().nth(e.line - 1).unwrap().trim(), "workers: two");
 
-        let e = Scenario::parse(&with("  ref: pr/77523", "  ref: pr/abc"), "k.yaml").unwrap_err();
+        let e = Scenario::parse(&with("  ref: pr/132456", "  ref: pr/abc"), "k.yaml").unwrap_err();
         assert_eq!(e.field, "pr.ref: ");
         assert!(e.to_string().contains("expected pr/NUMBER"));
 
         let e = Scenario::parse(
-            &with("  proxy_mode: iptables", "  proxy_mode: ipvs"),
+            &with("  proxy_mode: nftables", "  proxy_mode: ipvs"),
             "k.yaml",
         )
         .unwrap_err();
@@ -423,6 +487,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.reason.contains("colour"), "{e}");
+        // The built-in workloads pin pods to worker2; one merge-base at most.
+        let t = with("  workers: 2", "  workers: 1");
+        let e = Scenario::parse(&t, "k.yaml").unwrap_err();
+        assert_eq!(e.field, "cluster.workers: ");
+        assert!(e.reason.contains("need at least 2"), "{e}");
+        assert_eq!(t.lines().nth(e.line - 1).unwrap().trim(), "workers: 1");
+        let e =
+            Scenario::parse(&with("  ref: pr/132456", "  ref: merge-base"), "k.yaml").unwrap_err();
+        assert_eq!(e.field, "pr.ref: ");
         let e = Scenario::parse("service: [", "bad.yaml").unwrap_err();
         assert!(e.to_string().starts_with("bad.yaml:"), "{e}");
     }

@@ -106,6 +106,7 @@ set -e
 cmd="$1 $2"
 name=""
 args=("$@")
+printf '%s|' "$@" >> "$(dirname "$0")/argv.log"; echo >> "$(dirname "$0")/argv.log"
 for ((i=0; i<${{#args[@]}}; i++)); do [ "${{args[$i]}}" = "--name" ] && name="${{args[$((i+1))]}}"; done
 case "$cmd" in
   "create cluster")
@@ -118,6 +119,8 @@ case "$cmd" in
         --network {network} --cap-add NET_ADMIN -v /usr:/usr:ro {image} sleep 3600 >/dev/null
     done
     echo " ✓ Preparing nodes 📦 📦 📦" >&2
+    echo "Set kubectl context to \"kind-$name\"" >&2 ;;
+  "export kubeconfig")
     echo "Set kubectl context to \"kind-$name\"" >&2 ;;
   "delete cluster")
     echo "Deleting cluster \"$name\" ..." >&2

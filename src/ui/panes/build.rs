@@ -38,6 +38,11 @@ fn side_lines<'a>(
             theme.dim(),
         ));
     }
+    if let Some(v) = &s.version {
+        heading
+            .spans
+            .push(Span::styled(format!(" {v}"), theme.dim()));
+    }
     if !s.nodes.is_empty() {
         let names: Vec<String> = s.nodes.iter().map(|n| s.short(&n.name)).collect();
         heading.spans.push(Span::styled(

@@ -1,0 +1,131 @@
+//! MetalLB's manifest: a local file, or a URL fetched once with curl (argv only, with a time
+//! limit) into a cache keyed by the whole URL, and checked to be MetalLB's before it is kept.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+/// How long curl may take to fetch the manifest.
+pub const FETCH_LIMIT: &str = "60";
+
+/// The cache file for `url`: the whole URL, percent-encoded into one file name, so that two
+/// versions (or two hosts) never share a file.
+pub fn cache_path(dir: &Path, url: &str) -> PathBuf {
+    let mut name = String::with_capacity(url.len() + 16);
+    for b in url.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_' {
+            name.push(b as char);
+        } else {
+            name.push_str(&format!("%{b:02X}"));
+        }
+    }
+    dir.join(name)
+}
+
+/// Whether `text` is MetalLB's native manifest: Kubernetes objects including the `controller`
+/// Deployment in `metallb-system`.
+pub fn check(text: &str, source: &str) -> Result<()> {
+    let objects = super::kube::parse_objects(text, source)?;
+    let controller = objects.iter().any(|o| {
+        o.types.as_ref().is_some_and(|t| t.kind == "Deployment")
+            && o.metadata.name.as_deref() == Some("controller")
+            && o.metadata.namespace.as_deref() == Some("metallb-system")
+    });
+    if !controller {
+        bail!(
+            "{source}: not MetalLB's manifest (no Deployment metallb-system/controller in {} objects)",
+            objects.len()
+        );
+    }
+    Ok(())
+}
+
+/// The manifest at `url` (`http(s)://` or `file://`), from the cache in `dir` when fetched
+/// before; a fetch that fails or is not MetalLB's is not cached.
+pub async fn fetch(url: &str, dir: &Path) -> Result<String> {
+    let cache = cache_path(dir, url);
+    if let Ok(t) = std::fs::read_to_string(&cache) {
+        return Ok(t);
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let out = tokio::process::Command::new("curl")
+        .args(["-fsSL", "--max-time", FETCH_LIMIT, url])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| anyhow!("running curl to fetch {url}: {e}"))?;
+    if !out.status.success() {
+        bail!(
+            "fetching {url}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8(out.stdout).map_err(|_| anyhow!("{url}: not UTF-8 text"))?;
+    check(&text, url)?;
+    let tmp = cache.with_extension("part");
+    std::fs::write(&tmp, &text).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, &cache).with_context(|| format!("{}: cannot write", cache.display()))?;
+    Ok(text)
+}
+
+/// Whether the manifest setting is a URL (else a file path).
+pub fn is_url(m: &str) -> bool {
+    ["https://", "http://", "file://"]
+        .iter()
+        .any(|p| m.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(version: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: metallb-system\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: controller\n  namespace: metallb-system\n  labels: {{version: \"{version}\"}}\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn two_versions_never_share_a_cache_entry() {
+        let src = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let mut urls = Vec::new();
+        for v in ["v0.14.9", "v0.15.2"] {
+            let dir = src.path().join(v).join("config/manifests");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("metallb-native.yaml"), manifest(v)).unwrap();
+            urls.push(format!("file://{}/metallb-native.yaml", dir.display()));
+        }
+        assert_ne!(
+            cache_path(cache.path(), &urls[0]),
+            cache_path(cache.path(), &urls[1])
+        );
+        let a = fetch(&urls[0], cache.path()).await.unwrap();
+        let b = fetch(&urls[1], cache.path()).await.unwrap();
+        assert!(a.contains("v0.14.9") && b.contains("v0.15.2"));
+        // Cached: the source can go, the cache answers.
+        drop(src);
+        assert_eq!(fetch(&urls[1], cache.path()).await.unwrap(), b);
+    }
+
+    #[tokio::test]
+    async fn what_is_not_metallb_is_refused_and_not_cached() {
+        let src = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let f = src.path().join("page.yaml");
+        std::fs::write(
+            &f,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+        )
+        .unwrap();
+        let url = format!("file://{}", f.display());
+        let e = fetch(&url, cache.path()).await.unwrap_err().to_string();
+        assert!(e.contains("not MetalLB's manifest"), "{e}");
+        assert!(!cache_path(cache.path(), &url).exists());
+        let e = fetch("file:///nonexistent/m.yaml", cache.path())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fetching file:///nonexistent/m.yaml"), "{e}");
+    }
+}
