@@ -42,6 +42,10 @@ pub enum Command {
     /// expected outcome, and the Service's rule diff. Exit 0 every expectation holds, 1 one
     /// does not, 2 trouble.
     Check(CheckArgs),
+    /// What on this box would stop a live run: Docker, kind, git, curl, the Kubernetes source and
+    /// refs, the versions they make, disk and memory. Exit 0 nothing fails, 1 a check fails, 2
+    /// trouble.
+    Doctor(DoctorArgs),
     /// The dashboard on a built-in recording: the 2019 walkthrough of kubernetes PR 77523
     /// (clusters "master" and "77523"). Needs no Docker and no cluster.
     Demo(PlayArgs),
@@ -66,6 +70,17 @@ pub struct CheckArgs {
     /// Leave the clusters up (by default those kindred created are deleted at the end).
     #[arg(long)]
     pub keep: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// No network: refs that need a fetch (pr/N) are not resolved (what `kindred` and `check`
+    /// run at start).
+    #[arg(long)]
+    pub quick: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -220,6 +235,50 @@ pub fn run_init(file: Option<&std::path::Path>, a: &InitArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `kindred doctor`.
+pub fn run_doctor(file: Option<&std::path::Path>, a: &DoctorArgs) -> Result<i32> {
+    use crate::backend::doctor::{self, Depth};
+    let sc = load_scenario(file)?;
+    let depth = if a.quick { Depth::Quick } else { Depth::Full };
+    let rt = tokio::runtime::Runtime::new()?;
+    let kind = crate::backend::kind::Kind::default();
+    let r = rt.block_on(doctor::run(&sc, &kind, depth));
+    let out = match a.format {
+        OutputFormat::Json => format!("{}\n", serde_json::to_string_pretty(&r)?),
+        OutputFormat::Text => rules::render::visible_lines(&doctor::table(&r)),
+    };
+    emit(&out)?;
+    Ok(if r.ok { 0 } else { 1 })
+}
+
+/// The quick preflight before a headless live run: warnings and failures on standard error; a
+/// failure stops the run.
+fn preflight(sc: &crate::scenario::Scenario, kind: &crate::backend::kind::Kind) -> Result<()> {
+    use crate::backend::doctor::{self, Depth, Status};
+    let rt = tokio::runtime::Runtime::new()?;
+    let r = rt.block_on(doctor::run(sc, kind, Depth::Quick));
+    for c in r.checks.iter().filter(|c| c.status != Status::Ok) {
+        let fix = c.fix.as_deref().unwrap_or("");
+        let st = if c.status == Status::Fail {
+            "FAIL"
+        } else {
+            "warn"
+        };
+        progress(format!(
+            "doctor: {st} {}: {} (fix: {fix})",
+            c.name, c.message
+        ));
+    }
+    if !r.ok {
+        let n = r.checks.iter().filter(|c| c.status == Status::Fail).count();
+        return Err(anyhow!(
+            "{n} preflight check{} failed: nothing was started (`kindred doctor` shows them all)",
+            if n == 1 { "" } else { "s" }
+        ));
+    }
+    Ok(())
+}
+
 /// `kindred check`.
 pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
     use crate::check::{CheckOptions, Limits};
@@ -236,6 +295,7 @@ pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
         None => {
             let sc = load_scenario(file)?;
             let kind = crate::backend::kind::Kind::default();
+            preflight(&sc, &kind)?;
             let b = crate::backend::live::LiveBackend::new(sc, kind);
             let o = CheckOptions {
                 limits: Limits::LIVE,

@@ -176,3 +176,90 @@ fn control_characters_from_a_dump_never_reach_the_terminal() {
     let rule = v["services"][0]["removed"][0]["raw"].as_str().unwrap();
     assert!(rule.contains("evil\x1b[2J"), "{rule:?}");
 }
+
+#[test]
+fn doctor_names_what_would_stop_a_live_run() {
+    use std::process::Command;
+    let d = tempfile::tempdir().unwrap();
+    // A Docker endpoint that accepts connections and never answers.
+    let sock = d.path().join("silent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let f = d.path().join("k.yaml");
+    let text = kindred::scenario::DEFAULT.replace("~/go/src/k8s.io/kubernetes", "/nonexistent/k8s");
+    std::fs::write(&f, text).unwrap();
+    let started = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_kindred"))
+        .args([
+            "-f",
+            f.to_str().unwrap(),
+            "doctor",
+            "--quick",
+            "--format",
+            "json",
+        ])
+        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+        .env("PATH", "/usr/bin:/bin")
+        .env("KINDRED_LOG", d.path().join("log"))
+        .output()
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "bounded"
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let check = |name: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {v}"))
+            .clone()
+    };
+    let docker = check("docker");
+    assert_eq!(docker["status"], "fail");
+    let m = docker["message"].as_str().unwrap();
+    assert!(
+        m.contains("silent.sock") && m.contains("(DOCKER_HOST)") && m.contains("did not answer"),
+        "{m}"
+    );
+    assert!(docker["fix"].as_str().unwrap().contains("DOCKER_HOST"));
+    assert_eq!(check("kind")["status"], "fail");
+    let source = check("source");
+    assert_eq!(source["status"], "fail");
+    assert!(
+        source["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/k8s")
+    );
+    for c in v["checks"].as_array().unwrap() {
+        assert!(
+            ["ok", "warn", "fail"].contains(&c["status"].as_str().unwrap()),
+            "{c}"
+        );
+    }
+    // The text table says the same, one line a check, the fix under it.
+    let o = Command::new(env!("CARGO_BIN_EXE_kindred"))
+        .args(["-f", f.to_str().unwrap(), "doctor", "--quick"])
+        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+        .env("PATH", "/usr/bin:/bin")
+        .env("KINDRED_LOG", d.path().join("log"))
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(out.lines().any(|l| l.starts_with("FAIL  docker")), "{out}");
+    assert!(out.contains("fix: install kind"), "{out}");
+    // check stops before doing anything: exit 2.
+    let o = Command::new(env!("CARGO_BIN_EXE_kindred"))
+        .args(["-f", f.to_str().unwrap(), "check"])
+        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+        .env("PATH", "/usr/bin:/bin")
+        .env("KINDRED_LOG", d.path().join("log"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("preflight check"), "{}", stderr(&o));
+}

@@ -28,6 +28,8 @@ case "$1 $2" in
     printf 'Deleting cluster "%s" ...\nDeleted nodes: ["%s-control-plane" "%s-worker" "%s-worker2"]\n' "$4" "$4" "$4" "$4" >&2 ;;
   "get clusters")
     if [ -n "$KIND_CLUSTERS" ]; then printf '%s\n' $KIND_CLUSTERS; else echo "No kind clusters found." >&2; fi ;;
+  version*)
+    echo "kind v${KIND_VERSION:-0.30.0} go1.24.0 linux/amd64" ;;
   "get kubeconfig")
     if [ "$4" != "master" ]; then echo "ERROR: could not locate any control plane nodes for cluster named '$4'" >&2; exit 1; fi
     printf 'apiVersion: v1\nkind: Config\ncurrent-context: kind-%s\n' "$4" ;;
@@ -84,9 +86,13 @@ fn envs(pairs: &[(&str, &str)]) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// The stand-in reads its behaviour from the environment: one test at a time changes it.
+static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 // The stand-in reads its behaviour from the environment, so the cases run one after another.
 #[test]
 fn kind_driver() {
+    let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
     let s = Standin::new();
     let k = s.kind();
     let rt = rt();
@@ -251,6 +257,35 @@ fn kind_driver() {
     // kind missing: a clear message.
     let e = rt
         .block_on(Kind::new("/nonexistent/kind").kubeconfig("master"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("kind not found"), "{e}");
+}
+
+// kind's version decides what it can do: build from a source dir (>= v0.11), nftables mode
+// (>= v0.23); the doctor says so. The stand-in prints each version as kind does.
+#[test]
+fn kind_versions_old_no_nftables_current() {
+    let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    use kindred::backend::doctor::{Status, kind_check};
+    use kindred::model::ProxyMode;
+    let s = Standin::new();
+    let k = s.kind();
+    let rt = rt();
+    for (v, want) in [
+        ("0.10.0", Status::Fail),
+        ("0.22.0", Status::Fail),
+        ("0.30.0", Status::Ok),
+    ] {
+        let _e = envs(&[("KIND_VERSION", v)]);
+        let (got, line) = rt.block_on(k.version()).unwrap();
+        assert_eq!(line, format!("kind v{v} go1.24.0 linux/amd64"));
+        let c = kind_check(got, &line, ProxyMode::Nftables);
+        assert_eq!(c.status, want, "{v}: {c:?}");
+    }
+    unsafe { std::env::remove_var("KIND_VERSION") };
+    let e = rt
+        .block_on(Kind::new("/nonexistent/kind").version())
         .unwrap_err()
         .to_string();
     assert!(e.contains("kind not found"), "{e}");

@@ -319,3 +319,118 @@ async fn deployment_wait_reports_progress_until_ready() {
     );
     server.abort();
 }
+
+fn service(ingress: bool) -> Value {
+    let status = if ingress {
+        json!({"loadBalancer": {"ingress": [{"ip": "172.18.255.200", "ipMode": "VIP"}]}})
+    } else {
+        json!({"loadBalancer": {}})
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "echo", "namespace": "default", "resourceVersion": "7"},
+        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+                 "ports": [{"port": 8080, "protocol": "TCP", "targetPort": 8080}]},
+        "status": status
+    })
+}
+
+fn slices(ready: Option<bool>) -> Value {
+    let endpoints = match ready {
+        None => json!([]),
+        Some(r) => {
+            json!([{"addresses": ["10.244.2.5"], "conditions": {"ready": r}, "nodeName": "x-worker2"}])
+        }
+    };
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSliceList",
+        "metadata": {"resourceVersion": "9"},
+        "items": [{
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "echo-abc", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "echo"}},
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": [{"port": 8080, "protocol": "TCP"}]
+        }]
+    })
+}
+
+/// A mock API server whose Service gets its LB IP on the `lb_at`-th read and whose EndpointSlice
+/// has a ready endpoint from the `ready_at`-th list on (never when 0).
+fn readiness_server(mut h: Handle, lb_at: usize, ready_at: usize) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let (mut gets, mut lists) = (0, 0);
+        while let Some((req, send)) = h.next_request().await {
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().unwrap_or("").to_string();
+            match path.as_str() {
+                "/api/v1/namespaces/default/services/echo" => {
+                    gets += 1;
+                    send.send_response(respond(StatusCode::OK, &service(gets >= lb_at)))
+                }
+                "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices" => {
+                    assert!(
+                        query.contains("labelSelector=kubernetes.io%2Fservice-name%3Decho"),
+                        "{query}"
+                    );
+                    lists += 1;
+                    let ready = match lists {
+                        1 => None,
+                        n if ready_at > 0 && n >= ready_at => Some(true),
+                        _ => Some(false),
+                    };
+                    send.send_response(respond(StatusCode::OK, &slices(ready)))
+                }
+                other => panic!("unexpected request {other}"),
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn probes_wait_for_the_lb_ip_then_a_ready_endpoint() {
+    use kindred::backend::kube::wait_service_ready;
+    let (client, h) = mock();
+    let server = readiness_server(h, 3, 5);
+    let mut said = Vec::new();
+    let got = wait_service_ready(
+        &client,
+        "default",
+        "echo",
+        Duration::from_secs(30),
+        Duration::from_millis(5),
+        |m| said.push(m),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got, ("172.18.255.200".to_string(), 8080));
+    assert_eq!(
+        said,
+        [
+            "waiting for default/echo to have a LoadBalancer IP",
+            "waiting for default/echo to have a ready endpoint in its EndpointSlices"
+        ]
+    );
+    server.abort();
+
+    // Never ready: a bounded wait, and the reason.
+    let (client, h) = mock();
+    let server = readiness_server(h, 1, 0);
+    let e = wait_service_ready(
+        &client,
+        "default",
+        "echo",
+        Duration::from_millis(50),
+        Duration::from_millis(5),
+        |_| {},
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("default/echo has no ready endpoint in its EndpointSlices after 0s"),
+        "{e}"
+    );
+    server.abort();
+}

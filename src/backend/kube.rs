@@ -154,6 +154,89 @@ pub async fn wait_deployment(
     }
 }
 
+/// How far the Service under test is from answering probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// The LoadBalancer ingress IP (or hostname) and the Service's first port.
+    pub lb: Option<(String, u16)>,
+    /// Ready endpoints in its EndpointSlices (an unset `ready` counts as ready, as the API says).
+    pub ready_endpoints: usize,
+}
+
+impl Readiness {
+    /// What is still missing, in words; `None` when nothing is.
+    pub fn missing(&self) -> Option<&'static str> {
+        if self.lb.is_none() {
+            Some("a LoadBalancer IP")
+        } else if self.ready_endpoints == 0 {
+            Some("a ready endpoint in its EndpointSlices")
+        } else {
+            None
+        }
+    }
+}
+
+/// The Service's LoadBalancer IP and ready endpoints, as the API server has them now.
+pub async fn readiness(client: &Client, ns: &str, name: &str) -> Result<Readiness> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::api::ListParams;
+    let svc: Api<Service> = Api::namespaced(client.clone(), ns);
+    let lb = match svc.get_opt(name).await? {
+        Some(s) => {
+            let i = service_info(&s);
+            i.lb_ip.map(|ip| (ip, i.port))
+        }
+        None => None,
+    };
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={name}"));
+    let ready_endpoints = slices
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .count();
+    Ok(Readiness {
+        lb,
+        ready_endpoints,
+    })
+}
+
+/// Wait (up to `limit`, polling every `every`) until the Service has a LoadBalancer IP and a
+/// ready endpoint; `progress` hears what it waits for, once per change. Returns the LB's
+/// address and port.
+pub async fn wait_service_ready(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    limit: Duration,
+    every: Duration,
+    mut progress: impl FnMut(String),
+) -> Result<(String, u16)> {
+    let end = tokio::time::Instant::now() + limit;
+    let mut last = None;
+    loop {
+        let r = readiness(client, ns, name).await?;
+        let Some(missing) = r.missing() else {
+            return Ok(r.lb.expect("an LB IP when nothing is missing"));
+        };
+        if last != Some(missing) {
+            progress(format!("waiting for {ns}/{name} to have {missing}"));
+            last = Some(missing);
+        }
+        if tokio::time::Instant::now() >= end {
+            bail!(
+                "{ns}/{name} has no {} after {}s",
+                missing.trim_start_matches("a "),
+                limit.as_secs()
+            );
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// What the Pods pane shows of a pod.
 pub fn pod_info(p: &Pod) -> PodInfo {
     let spec = p.spec.as_ref();

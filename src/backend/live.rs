@@ -52,6 +52,17 @@ fn stop(t: Task) {
     t.1.abort();
 }
 
+/// The checks each command needs to have passed (see `kindred doctor`).
+fn needs(cmd: &Command) -> &'static [&'static str] {
+    match cmd {
+        Command::Build => &["docker", "kind", "git", "source", "ref", "kubernetes"],
+        Command::CreateClusters | Command::DeleteClusters => &["docker", "kind"],
+        Command::Deploy => &["docker", "curl"],
+        Command::RefreshRules | Command::SetWatch(true) => &["docker"],
+        _ => &[],
+    }
+}
+
 /// Everything a job needs.
 #[derive(Clone)]
 struct Ctx {
@@ -62,6 +73,8 @@ struct Ctx {
     docker: Arc<tokio::sync::OnceCell<Docker>>,
     /// One set of watchers per side, outliving the job that started it.
     watchers: Arc<Mutex<BySide<Option<Task>>>>,
+    /// The quick preflight, once it ran.
+    preflight: Arc<Mutex<Option<super::doctor::Report>>>,
     cancel: CancellationToken,
 }
 
@@ -447,20 +460,79 @@ fn handle_watched(ctx: &Ctx, side: Side, w: super::kube::Watched) {
     }
 }
 
-/// Where a probe target points on one side: `lb` is the Service's LoadBalancer IP:port.
-fn target_address(ctx: &Ctx, side: Side, target: &Target) -> Result<String> {
+/// How long probes wait for the Service to be ready (LB IP, endpoints, rules on every node).
+pub const READY_WAIT: Duration = Duration::from_secs(120);
+
+/// Where a probe target points on one side. `lb` is the Service's LoadBalancer IP:port, once
+/// the Service is ready for probes: an LB IP, a ready endpoint, and kube-proxy's rules for that
+/// IP on every node (each waited for, with what is awaited shown). No flaky first verdict.
+async fn target_address(
+    ctx: &Ctx,
+    side: Side,
+    target: &Target,
+    client: &kube::Client,
+) -> Result<String> {
     let Target::Addr(a) = target else {
-        let k = ctx.known.lock().unwrap();
-        return match &k.service[side] {
-            Some(ServiceInfo {
-                lb_ip: Some(ip),
-                port,
-                ..
-            }) => Ok(format!("{ip}:{port}")),
-            _ => bail!("the Service has no LoadBalancer IP yet"),
-        };
+        let svc = ctx.sc.service.filter();
+        let say = |m: String| ctx.out(side, Phase::Deploy, m);
+        let every = Duration::from_secs(1);
+        let (ip, port) = super::kube::wait_service_ready(
+            client,
+            &svc.namespace,
+            &svc.name,
+            READY_WAIT,
+            every,
+            say,
+        )
+        .await?;
+        rules_mention(ctx, side, &ip).await?;
+        return Ok(format!("{ip}:{port}"));
     };
     Ok(a.clone())
+}
+
+/// Wait until kube-proxy's rules on every running node of a side's cluster name `ip`.
+async fn rules_mention(ctx: &Ctx, side: Side, ip: &str) -> Result<()> {
+    let docker = ctx.docker().await?;
+    let name = ctx.name(side);
+    let mode = ctx.sc.cluster.proxy_mode;
+    let end = tokio::time::Instant::now() + READY_WAIT;
+    let mut said = false;
+    loop {
+        let nodes: Vec<String> = docker
+            .kind_nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.cluster == name && n.running())
+            .map(|n| n.name)
+            .collect();
+        let mut missing = Vec::new();
+        for n in &nodes {
+            if !docker.read_rules(n, mode).await?.contains(ip) {
+                missing.push(n.as_str());
+            }
+        }
+        if missing.is_empty() && !nodes.is_empty() {
+            return Ok(());
+        }
+        let which = if nodes.is_empty() {
+            format!("{name} (no running node)")
+        } else {
+            missing.join(", ")
+        };
+        if !said {
+            let m = format!("waiting for kube-proxy on {which} to program {ip}");
+            ctx.out(side, Phase::Deploy, m);
+            said = true;
+        }
+        if tokio::time::Instant::now() >= end {
+            bail!(
+                "kube-proxy on {which} has no rules for {ip} after {}s",
+                READY_WAIT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Probe from every running test pod of both sides, in parallel, each with its own timeout.
@@ -479,18 +551,18 @@ async fn probe_side(ctx: &Ctx, side: Side, target: &Target) {
         ctx.error(Some(side), Pane::Probes, e);
         ctx.emit(Event::ProbesDone { side });
     };
-    let addr = match target_address(ctx, side, target) {
+    let client = match super::kube::client_for(&ctx.kind, ctx.name(side)).await {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let addr = match target_address(ctx, side, target, &client).await {
         Ok(a) => a,
-        Err(e) => return fail(format!("{target}: {e}")),
+        Err(e) => return fail(format!("{target}: {e:#}")),
     };
     ctx.emit(Event::ProbesStarted {
         side,
         target: format!("{target} {addr}"),
     });
-    let client = match super::kube::client_for(&ctx.kind, ctx.name(side)).await {
-        Ok(c) => c,
-        Err(e) => return fail(format!("{e:#}")),
-    };
     let pods: Vec<String> = ctx.known.lock().unwrap().pods[side]
         .values()
         .filter(|p| p.phase == PodPhase::Running)
@@ -615,8 +687,28 @@ async fn delete(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// On start: find existing clusters and their nodes; watch their pods; read their rules.
+/// The quick preflight: its warnings and failures in the Build pane, before any work starts.
+async fn preflight(ctx: &Ctx) {
+    use super::doctor::{Depth, Status};
+    let r = super::doctor::run(&ctx.sc, &ctx.kind, Depth::Quick).await;
+    for c in r.checks.iter().filter(|c| c.status != Status::Ok) {
+        let fix = c.fix.as_deref().unwrap_or("");
+        let msg = format!("doctor: {}: {} (fix: {fix})", c.name, c.message);
+        if c.status == Status::Fail {
+            ctx.error(None, Pane::Build, msg);
+        } else {
+            for side in Side::BOTH {
+                ctx.out(side, Phase::Build, format!("warning: {msg}"));
+            }
+        }
+    }
+    *ctx.preflight.lock().unwrap() = Some(r);
+}
+
+/// On start: the preflight; then find existing clusters and their nodes; watch their pods;
+/// read their rules.
 async fn attach(ctx: &Ctx) -> Result<()> {
+    preflight(ctx).await;
     let docker = ctx.docker().await?;
     let nodes = docker.kind_nodes().await?;
     let mut present = Vec::new();
@@ -662,6 +754,7 @@ pub struct LiveBackend {
     known: Arc<Mutex<Known>>,
     docker: Arc<tokio::sync::OnceCell<Docker>>,
     watchers: Arc<Mutex<BySide<Option<Task>>>>,
+    preflight: Arc<Mutex<Option<super::doctor::Report>>>,
     jobs: HashMap<Job, Task>,
 }
 
@@ -674,8 +767,21 @@ impl LiveBackend {
             known: Arc::default(),
             docker: Arc::default(),
             watchers: Arc::default(),
+            preflight: Arc::default(),
             jobs: HashMap::new(),
         }
+    }
+
+    /// A command whose tools the preflight found missing says why instead of starting.
+    fn blocked(&self, cmd: &Command) -> Option<String> {
+        let pre = self.preflight.lock().unwrap();
+        let r = pre.as_ref()?;
+        let c = needs(cmd).iter().find_map(|n| r.failed(n))?;
+        let fix = c.fix.as_deref().unwrap_or("");
+        Some(format!(
+            "{cmd:?} cannot start: {}: {} (fix: {fix})",
+            c.name, c.message
+        ))
     }
 
     /// Start `job` (restarting it when it runs already). When it runs to its end, its error
@@ -697,6 +803,7 @@ impl LiveBackend {
             known: self.known.clone(),
             docker: self.docker.clone(),
             watchers: self.watchers.clone(),
+            preflight: self.preflight.clone(),
             cancel: cancel.clone(),
         };
         let fut = f(ctx.clone());
@@ -740,6 +847,19 @@ impl LiveBackend {
             }
         });
     }
+}
+
+/// The job a command runs.
+fn job_of(cmd: &Command) -> Option<Job> {
+    Some(match cmd {
+        Command::Build => Job::Build,
+        Command::CreateClusters => Job::Create,
+        Command::Deploy => Job::Deploy,
+        Command::Probe { .. } => Job::Probes,
+        Command::RefreshRules => Job::Rules,
+        Command::DeleteClusters => Job::Delete,
+        Command::SetWatch(_) | Command::Cancel => return None,
+    })
 }
 
 fn report(ctx: &Ctx, side: Option<Side>, pane: Pane, r: Result<impl Sized>) {
@@ -801,6 +921,22 @@ impl Backend for LiveBackend {
 
     fn send(&mut self, cmd: Command) {
         tracing::info!(?cmd, "live command");
+        if let Some(why) = self.blocked(&cmd) {
+            if let Some(tx) = &self.tx {
+                let _ = tx.send(Event::Error {
+                    side: None,
+                    pane: Pane::Build,
+                    message: why.clone(),
+                });
+                if let Some(job) = job_of(&cmd) {
+                    let _ = tx.send(Event::Finished {
+                        job,
+                        error: Some(why),
+                    });
+                }
+            }
+            return;
+        }
         match cmd {
             Command::Build => {
                 let parallel = self.sc.build.parallel;

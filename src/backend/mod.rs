@@ -3,6 +3,7 @@
 //! implements the same trait.
 
 pub mod docker;
+pub mod doctor;
 pub mod event;
 pub mod git;
 pub mod kind;

@@ -120,6 +120,8 @@ case "$cmd" in
     done
     echo " ✓ Preparing nodes 📦 📦 📦" >&2
     echo "Set kubectl context to \"kind-$name\"" >&2 ;;
+  version*)
+    echo "kind v${{KIND_VERSION:-0.30.0}} go1.24.0 linux/amd64" ;;
   "export kubeconfig")
     echo "Set kubectl context to \"kind-$name\"" >&2 ;;
   "delete cluster")

@@ -1,0 +1,438 @@
+//! `kindred doctor`: what on this box would stop a live run, found before any work starts.
+//! Each check says ok, warn or fail, what it found, and the fix. `Depth::Quick` (run at the start
+//! of `kindred`/`up` and `check`) touches no network: refs that need a fetch are left for the
+//! build.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::docker::Docker;
+use super::git;
+use super::kind::Kind;
+use crate::model::ProxyMode;
+use crate::scenario::{MERGE_BASE, Scenario};
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// `docker`, `kind`, `git`, `curl`, `source`, `ref`, `kubernetes`, `disk`, `memory`.
+    pub name: &'static str,
+    pub status: Status,
+    pub message: String,
+    /// What to do about it (`None` when nothing needs doing).
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn ok(name: &'static str, message: impl Into<String>) -> Check {
+        Check {
+            name,
+            status: Status::Ok,
+            message: message.into(),
+            fix: None,
+        }
+    }
+    fn warn(name: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            name,
+            status: Status::Warn,
+            message: message.into(),
+            fix: Some(fix.into()),
+        }
+    }
+    fn fail(name: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            name,
+            status: Status::Fail,
+            message: message.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// No check failed.
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// The check named `name` failed.
+    pub fn failed(&self, name: &str) -> Option<&Check> {
+        self.checks
+            .iter()
+            .find(|c| c.name == name && c.status == Status::Fail)
+    }
+}
+
+/// Quick: no network (at the start of every live session). Full: refs are fetched too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    Quick,
+    Full,
+}
+
+/// kind versions that matter.
+pub const KIND_SOURCE_ARG: (u32, u32, u32) = (0, 11, 0);
+pub const KIND_NFTABLES: (u32, u32, u32) = (0, 23, 0);
+pub const KIND_CONTAINERD2: (u32, u32, u32) = (0, 27, 0);
+/// Free disk a node-image build needs (Kubernetes' build output and images).
+pub const DISK_NEEDED: u64 = 30 << 30;
+/// Memory one Kubernetes build needs.
+pub const MEMORY_NEEDED: u64 = 8 << 30;
+
+/// Run every check for this scenario.
+pub async fn run(sc: &Scenario, kind: &Kind, depth: Depth) -> Report {
+    let mut checks = vec![docker().await];
+    let kind_version = match kind.version().await {
+        Ok((v, line)) => {
+            checks.push(kind_check(v, &line, sc.cluster.proxy_mode));
+            Some(v)
+        }
+        Err(e) => {
+            checks.push(Check::fail(
+                "kind",
+                format!("{e:#}"),
+                "install kind >= v0.23 (https://kind.sigs.k8s.io/) and put it on PATH",
+            ));
+            None
+        }
+    };
+    checks.push(tool("git", &["--version"], "install git").await);
+    if sc
+        .load_balancer
+        .manifest
+        .as_deref()
+        .is_some_and(super::metallb::is_url)
+    {
+        checks.push(
+            tool(
+                "curl",
+                &["--version"],
+                "install curl (it fetches MetalLB's manifest), or give a local file",
+            )
+            .await,
+        );
+    }
+    checks.extend(sources(sc, kind_version, depth).await);
+    checks.push(disk(&super::state_dir()));
+    checks.push(memory(sc.build.parallel));
+    Report {
+        ok: checks.iter().all(|c| c.status != Status::Fail),
+        checks,
+    }
+}
+
+async fn docker() -> Check {
+    let ep = super::docker::endpoint();
+    match Docker::connect().await {
+        Ok(d) => match d.version().await {
+            Ok((v, api)) => Check::ok("docker", format!("Docker {v} (API {api}) at {ep}")),
+            Err(e) => Check::warn("docker", format!("{e:#}"), "check the Docker engine"),
+        },
+        Err(e) => Check::fail(
+            "docker",
+            format!("{e:#}"),
+            format!(
+                "start the Docker engine, or point DOCKER_HOST or the docker context at it (tried {ep})"
+            ),
+        ),
+    }
+}
+
+/// What this kind can do for the scenario.
+pub fn kind_check(v: (u32, u32, u32), line: &str, mode: ProxyMode) -> Check {
+    let shown = format!("v{}.{}.{}", v.0, v.1, v.2);
+    if v < KIND_SOURCE_ARG {
+        return Check::fail(
+            "kind",
+            format!(
+                "kind {shown}: older than v0.11, it cannot build a node image from a source directory"
+            ),
+            "install kind >= v0.23",
+        );
+    }
+    if mode == ProxyMode::Nftables && v < KIND_NFTABLES {
+        return Check::fail(
+            "kind",
+            format!("kind {shown}: nftables mode needs kind >= v0.23"),
+            "install kind >= v0.23, or set cluster.proxy_mode: iptables",
+        );
+    }
+    Check::ok("kind", line.to_string())
+}
+
+/// Whether `bin` runs.
+async fn tool(name: &'static str, args: &[&str], fix: &str) -> Check {
+    let run = tokio::process::Command::new(name)
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(std::time::Duration::from_secs(10), run).await {
+        Ok(Ok(o)) if o.status.success() => {
+            let first = String::from_utf8_lossy(&o.stdout);
+            Check::ok(
+                name,
+                first.lines().next().unwrap_or(name).trim().to_string(),
+            )
+        }
+        Ok(Ok(o)) => Check::fail(
+            name,
+            format!("{name} {}: {}", args.join(" "), o.status),
+            fix,
+        ),
+        Ok(Err(e)) => Check::fail(name, format!("{name}: {e}"), fix),
+        Err(_) => Check::fail(name, format!("{name} did not answer in 10s"), fix),
+    }
+}
+
+/// The sources, their refs, and the Kubernetes version of each side against what kind can boot
+/// and the proxy mode needs.
+async fn sources(sc: &Scenario, kind: Option<(u32, u32, u32)>, depth: Depth) -> Vec<Check> {
+    let mut out = Vec::new();
+    for side in crate::model::Side::BOTH {
+        let spec = sc.side(side);
+        let who = format!("{} ({})", spec.name, side.label());
+        let source = sc.resolve(&spec.source);
+        if let Err(e) = git::check_source(&source) {
+            out.push(Check::fail(
+                "source",
+                format!("{who}: {e:#}"),
+                "git clone https://github.com/kubernetes/kubernetes and set `source`",
+            ));
+            continue;
+        }
+        out.push(Check::ok("source", format!("{who}: {}", source.display())));
+        match side_commit(sc, side, &source, depth).await {
+            Ok(Some(sha)) => {
+                out.push(Check::ok(
+                    "ref",
+                    format!("{who}: {} is {}", spec.git_ref, &sha[..12]),
+                ));
+                let v = git::describe(&source, &sha).await.ok().flatten();
+                out.push(version_check(
+                    &who,
+                    v.map(|v| (v.major, v.minor)),
+                    kind,
+                    sc.cluster.proxy_mode,
+                ));
+            }
+            Ok(None) => out.push(Check::ok(
+                "ref",
+                format!("{who}: {} is fetched when building", spec.git_ref),
+            )),
+            Err(e) => out.push(Check::fail(
+                "ref",
+                format!("{who}: {e:#}"),
+                "fix the ref, or `git fetch origin` in the source",
+            )),
+        }
+    }
+    out
+}
+
+/// The commit of a side's ref; `None` when finding it needs the network and `depth` is quick.
+async fn side_commit(
+    sc: &Scenario,
+    side: crate::model::Side,
+    source: &Path,
+    depth: Depth,
+) -> anyhow::Result<Option<String>> {
+    let spec = sc.side(side);
+    let needs_fetch = |r: &str| r.starts_with("pr/");
+    let (r, other) = (&spec.git_ref, &sc.side(side.other()).git_ref);
+    if depth == Depth::Quick && (needs_fetch(r) || (r == MERGE_BASE && needs_fetch(other))) {
+        return Ok(None);
+    }
+    if r == MERGE_BASE {
+        let other_source = sc.resolve(&sc.side(side.other()).source);
+        let pr = git::resolve(&other_source, other).await?;
+        return Ok(Some(git::merge_base(source, &pr).await?.0));
+    }
+    Ok(Some(git::resolve(source, r).await?))
+}
+
+/// A side's Kubernetes version against what kind boots and what the proxy mode needs.
+pub fn version_check(
+    who: &str,
+    v: Option<(u32, u32)>,
+    kind: Option<(u32, u32, u32)>,
+    mode: ProxyMode,
+) -> Check {
+    let Some((major, minor)) = v else {
+        return Check::warn(
+            "kubernetes",
+            format!("{who}: the Kubernetes version cannot be told (no v* tag reaches the ref)"),
+            "git fetch --tags origin in the source",
+        );
+    };
+    let shown = format!("{who}: Kubernetes {major}.{minor}");
+    if (major, minor) < (1, 24) && kind.is_some_and(|k| k >= KIND_CONTAINERD2) {
+        return Check::fail(
+            "kubernetes",
+            format!(
+                "{shown} cannot boot on kind >= v0.27: its kubelet speaks only CRI v1alpha2, which containerd 2.x removed"
+            ),
+            "use kind v0.26 or older on a cgroup v1 host, or a newer Kubernetes ref",
+        );
+    }
+    if mode == ProxyMode::Nftables {
+        if (major, minor) < (1, 29) {
+            return Check::fail(
+                "kubernetes",
+                format!("{shown} has no nftables proxy mode (alpha in 1.29, GA in 1.33)"),
+                "use iptables mode, or a ref from 1.29 on",
+            );
+        }
+        if (major, minor) < (1, 31) {
+            return Check::warn(
+                "kubernetes",
+                format!("{shown}: nftables mode is behind the NFTablesProxyMode feature gate"),
+                "none needed: kindred turns the gate on in the kind config",
+            );
+        }
+    }
+    Check::ok("kubernetes", shown)
+}
+
+/// Free disk where kindred keeps its worktrees.
+fn disk(dir: &Path) -> Check {
+    let probe = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let Some(free) = free_bytes(probe) else {
+        return Check::warn(
+            "disk",
+            format!("{}: free space unknown", probe.display()),
+            "check free disk space",
+        );
+    };
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let msg = format!("{:.0} GiB free on {}", gib(free), probe.display());
+    if free < DISK_NEEDED {
+        Check::warn(
+            "disk",
+            msg,
+            format!(
+                "a node-image build wants about {:.0} GiB: free some space",
+                gib(DISK_NEEDED)
+            ),
+        )
+    } else {
+        Check::ok("disk", msg)
+    }
+}
+
+fn free_bytes(p: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `s` a writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return None;
+    }
+    Some(s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+/// Available memory, against one build (two when building in parallel).
+fn memory(parallel: bool) -> Check {
+    let avail = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let Some(avail) = avail else {
+        return Check::warn("memory", "available memory unknown", "check free memory");
+    };
+    let need = if parallel {
+        2 * MEMORY_NEEDED
+    } else {
+        MEMORY_NEEDED
+    };
+    let gib = |b: u64| b >> 30;
+    let msg = format!("{} GiB available", gib(avail));
+    if avail < need {
+        Check::warn(
+            "memory",
+            msg,
+            format!(
+                "a Kubernetes build wants about {} GiB{}",
+                gib(need),
+                if parallel {
+                    " per side at once: set build.parallel: false"
+                } else {
+                    ""
+                }
+            ),
+        )
+    } else {
+        Check::ok("memory", msg)
+    }
+}
+
+/// The report as a table: status, check, what was found, and the fix under it.
+pub fn table(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    for c in &r.checks {
+        let mark = match c.status {
+            Status::Ok => "ok  ",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        };
+        let _ = writeln!(o, "{mark}  {:<10} {}", c.name, c.message);
+        if let Some(f) = &c.fix {
+            let _ = writeln!(o, "      {:<10} fix: {f}", "");
+        }
+    }
+    let fails = r.checks.iter().filter(|c| c.status == Status::Fail).count();
+    let warns = r.checks.iter().filter(|c| c.status == Status::Warn).count();
+    let _ = writeln!(
+        o,
+        "{fails} failed, {warns} warnings, {} checks",
+        r.checks.len()
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_and_kubernetes_versions_against_the_scenario() {
+        let k = |v| kind_check(v, "kind", ProxyMode::Nftables).status;
+        assert_eq!(k((0, 10, 0)), Status::Fail);
+        assert_eq!(k((0, 22, 0)), Status::Fail);
+        assert_eq!(
+            kind_check((0, 22, 0), "kind", ProxyMode::Iptables).status,
+            Status::Ok
+        );
+        assert_eq!(k((0, 30, 0)), Status::Ok);
+        let v = |kube, kind| version_check("pr", kube, Some(kind), ProxyMode::Nftables);
+        assert_eq!(v(Some((1, 15)), (0, 30, 0)).status, Status::Fail);
+        assert!(
+            v(Some((1, 15)), (0, 30, 0))
+                .message
+                .contains("CRI v1alpha2")
+        );
+        assert_eq!(v(Some((1, 28)), (0, 30, 0)).status, Status::Fail);
+        assert_eq!(v(Some((1, 30)), (0, 30, 0)).status, Status::Warn);
+        assert_eq!(v(Some((1, 34)), (0, 30, 0)).status, Status::Ok);
+        assert_eq!(v(None, (0, 30, 0)).status, Status::Warn);
+        let old = version_check("base", Some((1, 15)), Some((0, 26, 0)), ProxyMode::Iptables);
+        assert_eq!(old.status, Status::Ok);
+    }
+}
