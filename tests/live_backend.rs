@@ -10,7 +10,7 @@ use kindred::backend::event::Event;
 use kindred::backend::live::LiveBackend;
 use kindred::backend::owned::{Owned, default_path};
 use kindred::backend::{Backend, Command};
-use kindred::model::{Job, NodeRole, Phase, PhaseState, Side};
+use kindred::model::{Job, NodeRole, Phase, PhaseState, ProxyMode, Side};
 use kindred::scenario::Scenario;
 use tokio_util::sync::CancellationToken;
 
@@ -79,6 +79,8 @@ fn create_record_rules_and_delete_only_what_kindred_created() {
     let mut sc = Scenario::builtin();
     sc.base.name = other.clone();
     sc.pr.name = mine.clone();
+    // The kind-like nodes hold iptables rules.
+    sc.cluster.proxy_mode = ProxyMode::Iptables;
     let pr_image = sc.pr.image.clone();
     let mut backend = LiveBackend::new(sc, kind);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

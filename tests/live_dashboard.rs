@@ -34,7 +34,7 @@ fn create_read_rules_and_delete_from_the_keyboard() {
     let bin = tmp.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     standin(&bin, &network);
-    let scenario = kindred::scenario::DEFAULT
+    let scenario = kindred::scenario::WALKTHROUGH_2019
         .replacen("  name: master", &format!("  name: {a}"), 1)
         .replacen("  name: \"77523\"", &format!("  name: \"{b}\""), 1);
     let sc = tmp.path().join("kindred.yaml");
