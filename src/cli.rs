@@ -152,6 +152,13 @@ pub struct DiffArgs {
     /// Compare rules exactly as written (no normalization of hashes, ports, IPs, counters).
     #[arg(long)]
     pub raw: bool,
+    /// Leave out kube-proxy's shared chains (compared by default, whatever --service says,
+    /// since they affect every Service).
+    #[arg(long)]
+    pub no_shared: bool,
+    /// nftables: compare every table of an `nft list ruleset`, not only kube-proxy's.
+    #[arg(long)]
+    pub all_tables: bool,
     /// Colour: auto honours NO_COLOR and a non-terminal stdout.
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto)]
     pub color: ColorWhen,
@@ -516,6 +523,8 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
     let opts = Options {
         raw: a.raw,
         service: service.clone(),
+        no_shared: a.no_shared,
+        all_tables: a.all_tables,
     };
     let (cmp, parsed) = rules::compare_texts_keep(&btext, &ptext, &opts).map_err(|e| match e {
         rules::TextError::Base(e) => anyhow!("{bname}:{}: {}", e.line, e.reason),

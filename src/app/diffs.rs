@@ -113,7 +113,7 @@ fn full(h: Half) -> DLine {
 /// Display lines for a comparison (pure).
 pub fn lines(c: &Comparison, layout: &LineLayout) -> Vec<DLine> {
     let mut out = Vec::new();
-    for s in &c.services {
+    for s in c.groups() {
         let state = if s.equal {
             "equal".to_string()
         } else {

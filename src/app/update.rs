@@ -350,6 +350,7 @@ pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
         options: Options {
             raw: st.diff.raw,
             service: st.service().map(|s| s.filter().clone()),
+            ..Options::default()
         },
         layout: layout(st),
     };

@@ -150,8 +150,7 @@ impl Verdict {
         for d in &self.rules {
             let c = &d.comparison;
             let (add, rem): (usize, usize) = c
-                .services
-                .iter()
+                .groups()
                 .fold((0, 0), |(a, r), s| (a + s.added.len(), r + s.removed.len()));
             let _ = writeln!(
                 o,
@@ -168,10 +167,8 @@ impl Verdict {
             );
             if !c.equal {
                 o.push_str("```diff\n");
-                for ch in c
-                    .changed()
-                    .flat_map(|s| s.chains.iter().filter(|ch| !ch.equal))
-                {
+                let changed = c.groups().filter(|s| !s.equal);
+                for ch in changed.flat_map(|s| s.chains.iter().filter(|ch| !ch.equal)) {
                     let _ = writeln!(o, "# {} {}", ch.table, ch.chain);
                     diff_lines(&mut o, &ch.lines);
                 }

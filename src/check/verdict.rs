@@ -154,6 +154,7 @@ fn rule_diffs(st: &State) -> Result<Vec<NodeDiff>, String> {
     let options = Options {
         raw: false,
         service: st.service().map(|s| s.filter().clone()),
+        ..Options::default()
     };
     st.diff
         .pairs

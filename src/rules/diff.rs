@@ -9,15 +9,19 @@ use similar::{Algorithm, ChangeTag, TextDiff};
 
 use super::normalize::{NormRule, normalize};
 use super::parse::{Dump, ParseError, Table};
-use super::service::{ServiceFilter, ServiceKey, ServiceRules, services};
+use super::service::{SHARED, ServiceFilter, ServiceKey, ServiceRules, services, shared_rules};
 
 /// How to compare.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
     /// Compare the rules as written: no normalization at all.
     pub raw: bool,
-    /// Only this service (all ports, or one).
+    /// Only this service (all ports, or one). Shared chains are compared all the same.
     pub service: Option<ServiceFilter>,
+    /// Leave kube-proxy's shared chains out.
+    pub no_shared: bool,
+    /// nftables: read every table of a `nft list ruleset`, not only kube-proxy's.
+    pub all_tables: bool,
 }
 
 /// What kind of line of a chain diff.
@@ -93,11 +97,19 @@ pub struct Comparison {
     pub equal: bool,
     pub normalized: bool,
     pub services: Vec<ServiceDiff>,
+    /// kube-proxy's chains that no Service owns (base chains, shared dispatch chains), compared
+    /// as one group; `None` when left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared: Option<ServiceDiff>,
 }
 
 impl Comparison {
     pub fn changed(&self) -> impl Iterator<Item = &ServiceDiff> {
         self.services.iter().filter(|s| !s.equal)
+    }
+    /// The services, then the shared group.
+    pub fn groups(&self) -> impl Iterator<Item = &ServiceDiff> {
+        self.services.iter().chain(self.shared.as_ref())
     }
 }
 
@@ -108,7 +120,27 @@ pub fn compare(base: &Dump, pr: &Dump, opts: &Options) -> Comparison {
         let p = services(pr, opts.service.as_ref());
         (b.join().expect("service analysis thread"), p)
     });
-    compare_services(base, &bs, pr, &ps, opts)
+    let mut c = compare_services(base, &bs, pr, &ps, opts);
+    if !opts.no_shared {
+        let (b, p) = (shared_rules(base), shared_rules(pr));
+        let nb = normalize(base, &b, SHARED, opts.raw);
+        let np = normalize(pr, &p, SHARED, opts.raw);
+        set_shared(&mut c, diff_shared(&nb, &np));
+    }
+    c
+}
+
+/// The shared group's diff (present on both sides when either has shared rules).
+fn diff_shared(base: &[NormRule], pr: &[NormRule]) -> Option<ServiceDiff> {
+    if base.is_empty() && pr.is_empty() {
+        return None;
+    }
+    Some(diff_service(SHARED.to_string(), true, true, base, pr))
+}
+
+fn set_shared(c: &mut Comparison, shared: Option<ServiceDiff>) {
+    c.equal &= shared.as_ref().is_none_or(|s| s.equal);
+    c.shared = shared;
 }
 
 /// Which side a parse error is in.
@@ -162,8 +194,8 @@ pub fn compare_texts_keep(
             ))
         }
         (true, true) => {
-            let b = super::nft::parse(base).map_err(TextError::Base)?;
-            let p = super::nft::parse(pr).map_err(TextError::Pr)?;
+            let b = super::nft::parse_tables(base, opts.all_tables).map_err(TextError::Base)?;
+            let p = super::nft::parse_tables(pr, opts.all_tables).map_err(TextError::Pr)?;
             let c = compare_nft(&b, &p, opts);
             Ok((
                 c,
@@ -202,7 +234,13 @@ pub fn compare_nft(
         diff_service(k.to_string(), b.is_some(), p.is_some(), &nb, &np)
     })
     .collect();
-    finish(out, opts)
+    let mut c = finish(out, opts);
+    if !opts.no_shared {
+        let nb = nft::normalize_shared(base, opts.raw);
+        let np = nft::normalize_shared(pr, opts.raw);
+        set_shared(&mut c, diff_shared(&nb, &np));
+    }
+    c
 }
 
 /// Pair the two sides' services by key, in key order: (key, base's, PR's).
@@ -227,6 +265,7 @@ fn finish(mut out: Vec<ServiceDiff>, opts: &Options) -> Comparison {
         equal: out.iter().all(|s| s.equal),
         normalized: !opts.raw,
         services: out,
+        shared: None,
     }
 }
 

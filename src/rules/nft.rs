@@ -17,13 +17,15 @@ use super::normalize::{NormRule, RuleText};
 use super::parse::{ParseError, Table};
 use super::service::{ServiceFilter, ServiceKey};
 
-/// One rule or element.
+/// One rule, element, or base-chain declaration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
     /// The chain, or `map NAME` / `set NAME`.
     pub chain: String,
     pub text: String,
     pub line: u32,
+    /// The table, when it is not `ip kube-proxy` ("ip6 kube-proxy", "inet filter", ...).
+    pub table: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -44,8 +46,45 @@ pub fn looks_like_nft(text: &str) -> bool {
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
         .is_some_and(|l| {
-            l.starts_with("table ") || l.starts_with("add table ") || l.starts_with("flush table ")
+            l.starts_with("table ")
+                || l.starts_with("add table ")
+                || l.starts_with("flush table ")
+                || l.starts_with("flush ruleset")
         })
+}
+
+/// Whether a table is kube-proxy's (`ip kube-proxy`, `ip6 kube-proxy`).
+pub fn is_kube_proxy(family: &str, name: &str) -> bool {
+    name == "kube-proxy" && matches!(family, "ip" | "ip6")
+}
+
+/// A line without its trailing `# ...` comment (`nft -a` prints `# handle N` after any line),
+/// and whether its quotes are balanced.
+fn strip_comment(l: &str) -> (&str, bool) {
+    let mut quoted = false;
+    for (i, c) in l.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '#' if !quoted => return (l[..i].trim_end(), true),
+            _ => {}
+        }
+    }
+    (l, !quoted)
+}
+
+/// Braces opened minus closed, outside quotes.
+fn brace_depth(l: &str) -> i64 {
+    let mut quoted = false;
+    let mut d = 0;
+    for c in l.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '{' if !quoted => d += 1,
+            '}' if !quoted => d -= 1,
+            _ => {}
+        }
+    }
+    d
 }
 
 /// Split at top-level commas (outside braces and quotes).
@@ -74,17 +113,33 @@ fn split_elements(s: &str) -> Vec<String> {
     out
 }
 
-/// Parse `nft list table` output or knftables' transaction format.
+/// Parse `nft list table`/`nft list ruleset` output (with or without `-a` handles) or knftables'
+/// transaction format. Only kube-proxy's tables are read unless `all_tables`.
 pub fn parse(text: &str) -> Result<NftDump, ParseError> {
-    let mut p = Parser::default();
+    parse_tables(text, false)
+}
+
+/// [`parse`], choosing whether tables that are not kube-proxy's are read too.
+pub fn parse_tables(text: &str, all_tables: bool) -> Result<NftDump, ParseError> {
+    let mut p = Parser {
+        all_tables,
+        ..Parser::default()
+    };
     for (i, raw) in text.lines().enumerate() {
-        p.line(i + 1, raw.trim())?;
+        if raw.contains('\0') {
+            return Err(err(i + 1, "a NUL byte in the line"));
+        }
+        let (l, balanced) = strip_comment(raw.trim());
+        if !balanced {
+            return Err(err(i + 1, "unterminated quoted string"));
+        }
+        p.line(i + 1, l)?;
     }
     let last = text.lines().count();
     if p.elements.is_some() {
         return Err(err(last, "unterminated elements list"));
     }
-    if p.block.is_some() || p.in_table {
+    if p.block.is_some() || p.in_table || p.skipping > 0 {
         return Err(err(last, "unterminated block (truncated dump?)"));
     }
     Ok(NftDump { items: p.items })
@@ -93,10 +148,15 @@ pub fn parse(text: &str) -> Result<NftDump, ParseError> {
 /// The parser's state between lines.
 #[derive(Default)]
 struct Parser {
+    all_tables: bool,
     items: Vec<Item>,
+    /// The table being read, when it is not `ip kube-proxy`.
+    table: Option<Arc<str>>,
     /// `nft list` state: the block we are in (chain NAME, `map NAME`, `set NAME`).
     block: Option<String>,
     in_table: bool,
+    /// Brace depth inside a table that is skipped (0: none skipped).
+    skipping: i64,
     /// An elements list being read over several lines: its text so far and first line.
     elements: Option<(String, usize)>,
 }
@@ -107,6 +167,7 @@ impl Parser {
             chain,
             text,
             line: line as u32,
+            table: self.table.clone(),
         });
     }
 
@@ -117,6 +178,10 @@ impl Parser {
     }
 
     fn line(&mut self, n: usize, l: &str) -> Result<(), ParseError> {
+        if self.skipping > 0 {
+            self.skipping += brace_depth(l);
+            return Ok(());
+        }
         if let Some((acc, start)) = self.elements.as_mut() {
             acc.push(' ');
             acc.push_str(l);
@@ -133,8 +198,7 @@ impl Parser {
             }
             return Ok(());
         }
-        if l.is_empty() || l.starts_with('#') || l.starts_with("flush ") || l.starts_with("delete ")
-        {
+        if l.is_empty() || l.starts_with("flush ") || l.starts_with("delete ") {
             return Ok(());
         }
         match l.strip_prefix("add ") {
@@ -145,10 +209,18 @@ impl Parser {
 
     /// A line of knftables' transaction format (`add ...`).
     fn transaction(&mut self, n: usize, rest: &str) -> Result<(), ParseError> {
+        if brace_depth(rest) != 0 {
+            return Err(err(n, "unbalanced '{' and '}'"));
+        }
         let mut w = rest.splitn(4, ' ');
         let what = w.next().unwrap_or("");
-        let (_family, _table) = (w.next(), w.next());
+        let (family, table) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
         let tail = w.next().unwrap_or("");
+        if !(self.all_tables || is_kube_proxy(family, table)) {
+            return Ok(());
+        }
+        self.table = (!(family == "ip" && table == "kube-proxy"))
+            .then(|| Arc::from(format!("{family} {table}")));
         match what {
             "rule" => {
                 let (chain, body) = tail
@@ -164,20 +236,28 @@ impl Parser {
                 let kind = if inner.contains(" : ") { "map" } else { "set" };
                 self.push_elements(&format!("{kind} {set}"), inner, n);
             }
-            "table" | "chain" | "map" | "set" => {}
+            "chain" => self.chain_declaration(n, tail),
+            "table" | "map" | "set" => {}
             _ => return Err(err(n, format!("unknown nftables command 'add {what}'"))),
         }
         Ok(())
     }
 
+    /// `add chain ip kube-proxy NAME { type ... hook ... priority ... ; }`: a base chain's
+    /// declaration is one of its items.
+    fn chain_declaration(&mut self, n: usize, tail: &str) {
+        if let Some((name, body)) = tail.split_once('{') {
+            let decl = body.trim().trim_end_matches('}').trim();
+            if decl.starts_with("type ") {
+                self.push(name.trim().to_string(), declaration(decl), n);
+            }
+        }
+    }
+
     /// A line of `nft list` output.
     fn listing(&mut self, n: usize, l: &str) -> Result<(), ParseError> {
-        if l.starts_with("table ") {
-            if !l.ends_with('{') {
-                return Err(err(n, "expected 'table FAMILY NAME {'"));
-            }
-            self.in_table = true;
-            return Ok(());
+        if let Some(rest) = l.strip_prefix("table ") {
+            return self.open_table(n, rest);
         }
         if !self.in_table {
             let shown: String = l.chars().take(60).collect();
@@ -186,6 +266,7 @@ impl Parser {
         if l == "}" {
             if self.block.take().is_none() {
                 self.in_table = false;
+                self.table = None;
             }
             return Ok(());
         }
@@ -196,6 +277,10 @@ impl Parser {
             // Table-level lines: comment, flags.
             return Ok(());
         };
+        if l.starts_with("type ") && !(b.starts_with("map ") || b.starts_with("set ")) {
+            self.push(b, declaration(l), n);
+            return Ok(());
+        }
         const DECLARATIONS: [&str; 5] = ["type ", "comment ", "flags ", "timeout ", "policy "];
         if DECLARATIONS.iter().any(|d| l.starts_with(d)) {
             return Ok(());
@@ -215,12 +300,39 @@ impl Parser {
         Ok(())
     }
 
+    /// `table FAMILY NAME {`: read when it is kube-proxy's (or every table is), else skipped.
+    fn open_table(&mut self, n: usize, rest: &str) -> Result<(), ParseError> {
+        let Some(head) = rest.strip_suffix('{') else {
+            return Err(err(n, "expected 'table FAMILY NAME {'"));
+        };
+        if self.in_table {
+            return Err(err(n, "a table inside a table"));
+        }
+        let mut w = head.split_whitespace();
+        let (family, name) = match (w.next(), w.next(), w.next()) {
+            (Some(f), Some(t), None) => (f, t),
+            (Some(t), None, None) => ("ip", t),
+            _ => return Err(err(n, "expected 'table FAMILY NAME {'")),
+        };
+        if !(self.all_tables || is_kube_proxy(family, name)) {
+            self.skipping = 1;
+            return Ok(());
+        }
+        self.in_table = true;
+        self.table = (!(family == "ip" && name == "kube-proxy"))
+            .then(|| Arc::from(format!("{family} {name}")));
+        Ok(())
+    }
+
     /// `chain NAME {`, `map NAME {` or `set NAME {`.
     fn open_block(&mut self, n: usize, rest: &str) -> Result<(), ParseError> {
         let (kind, name) = rest
             .split_once(' ')
             .ok_or_else(|| err(n, "expected 'chain|map|set NAME {'"))?;
-        if !matches!(kind, "chain" | "map" | "set") {
+        if !matches!(
+            kind,
+            "chain" | "map" | "set" | "flowtable" | "ct" | "counter" | "quota"
+        ) {
             return Err(err(n, format!("unexpected block '{kind}'")));
         }
         if self.block.is_some() {
@@ -235,12 +347,59 @@ impl Parser {
     }
 }
 
+/// A base chain's declaration in one spelling whatever nft printed: named priorities as
+/// numbers ("dstnat - 10" is -110), no default `policy accept`, no ';', single spaces.
+pub fn declaration(decl: &str) -> String {
+    let words: Vec<&str> = decl
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        if words[i] == "priority" && i + 1 < words.len() {
+            let mut v = named_priority(words[i + 1]);
+            let mut j = i + 2;
+            while j + 1 < words.len() && matches!(words[j], "+" | "-") {
+                let d: i64 = words[j + 1].parse().unwrap_or(0);
+                v = v.map(|x| if words[j] == "+" { x + d } else { x - d });
+                j += 2;
+            }
+            out.push("priority".into());
+            out.push(v.map_or_else(|| words[i + 1].to_string(), |x| x.to_string()));
+            i = j;
+            continue;
+        }
+        // `policy accept` is the default: knftables does not write it, nft prints it.
+        if words[i] == "policy" && words.get(i + 1) == Some(&"accept") {
+            i += 2;
+            continue;
+        }
+        out.push(words[i].to_string());
+        i += 1;
+    }
+    out.join(" ")
+}
+
+/// nft's named priorities (ip family), or the number written.
+fn named_priority(w: &str) -> Option<i64> {
+    Some(match w {
+        "raw" => -300,
+        "mangle" => -150,
+        "dstnat" => -100,
+        "filter" => 0,
+        "security" => 50,
+        "srcnat" => 100,
+        _ => return w.parse().ok(),
+    })
+}
+
 /// A per-service chain name: (kind, hash, service part "ns/name/proto/port", endpoint "IP/PORT").
 fn split_chain(name: &str) -> Option<(&str, &str, &str, Option<&str>)> {
     let (kind, rest) = name.split_once('-')?;
     if !matches!(
         kind,
-        "service" | "external" | "firewall" | "endpoint" | "affinity"
+        "service" | "external" | "local" | "firewall" | "endpoint" | "affinity"
     ) {
         return None;
     }
@@ -275,9 +434,17 @@ fn mentioned(text: &str) -> impl Iterator<Item = &str> {
         .filter(|w| split_chain(w).is_some())
 }
 
+/// A chain name without the `map `/`set ` of a map's or set's pseudo-chain.
+fn bare(chain: &str) -> &str {
+    chain
+        .strip_prefix("map ")
+        .or_else(|| chain.strip_prefix("set "))
+        .unwrap_or(chain)
+}
+
 /// The service an item belongs to.
 fn owner(it: &Item) -> Option<ServiceKey> {
-    if let Some((_, _, svc, _)) = split_chain(&it.chain) {
+    if let Some((_, _, svc, _)) = split_chain(bare(&it.chain)) {
         return key_of(svc);
     }
     if let Some(c) = mentioned(&it.text).next() {
@@ -322,13 +489,43 @@ fn endpoint_ip(ep: &str) -> Option<(Ipv4Addr, u16)> {
 pub fn normalize(d: &NftDump, idx: &[usize], raw: bool) -> Vec<NormRule> {
     let items: Vec<&Item> = idx.iter().map(|&i| &d.items[i]).collect();
     let names = Names::learn(&items);
-    items.iter().map(|it| names.normalize(it, raw)).collect()
+    finish(&items, &names, raw)
 }
 
-/// What a service's incidental values are written as: its endpoints (in IP order), IPs and
-/// NodePorts.
+/// kube-proxy's items that no Service owns (base chains with their declarations, shared
+/// dispatch chains, shared sets and maps), normalized with what every Service's items say about
+/// IPs.
+pub fn normalize_shared(d: &NftDump, raw: bool) -> Vec<NormRule> {
+    let all: Vec<&Item> = d.items.iter().collect();
+    let names = Names::learn(&all);
+    let items: Vec<&Item> = all.into_iter().filter(|it| owner(it).is_none()).collect();
+    finish(&items, &names, raw)
+}
+
+/// The items normalized (or raw); set and map elements in a canonical order (nft prints them
+/// in any order), and, normalized, without affinity sets' elements (clients seen lately: state,
+/// not rules).
+fn finish(items: &[&Item], names: &Names, raw: bool) -> Vec<NormRule> {
+    let mut out: Vec<NormRule> = items
+        .iter()
+        .filter(|it| raw || !bare(&it.chain).starts_with("affinity-"))
+        .map(|it| names.normalize(it, raw))
+        .collect();
+    let element = |r: &NormRule| r.role.starts_with("map ") || r.role.starts_with("set ");
+    let mut elements: Vec<NormRule> = out.iter().filter(|r| element(r)).cloned().collect();
+    elements.sort_by(|a, b| a.rule.rule.cmp(&b.rule.rule));
+    let mut it = elements.into_iter();
+    for r in out.iter_mut().filter(|r| element(r)) {
+        *r = it.next().expect("as many elements");
+    }
+    out
+}
+
+/// What a service's incidental values are written as: its endpoints (by role and port, not by
+/// where they stand), IPs and NodePorts.
 struct Names {
-    eps: Vec<((Ipv4Addr, u16), String)>,
+    /// Endpoint "IP/PORT" -> the placeholder its IP is written as.
+    eps: HashMap<String, &'static str>,
     ips: HashMap<String, String>,
     nodeports: HashMap<String, &'static str>,
 }
@@ -340,9 +537,10 @@ impl Names {
             ips: HashMap::default(),
             nodeports: HashMap::default(),
         };
-        for (k, ((ip, _), _)) in n.eps.iter().enumerate() {
-            n.ips
-                .insert(ip.to_string(), format!("<endpoint-{}>", k + 1));
+        for (ep, ph) in &n.eps {
+            if let Some((ip, _)) = ep.split_once('/') {
+                n.ips.insert(ip.to_string(), ph.to_string());
+            }
         }
         for it in items {
             n.learn_item(it);
@@ -354,7 +552,19 @@ impl Names {
     fn learn_item(&mut self, it: &Item) {
         let words: Vec<&str> = it.text.split_whitespace().collect();
         let c = it.chain.as_str();
-        if c.starts_with("map ") {
+        if c == "set nodeport-ips" {
+            if let Some(ip) = words.first() {
+                self.ips
+                    .entry(ip.to_string())
+                    .or_insert_with(|| "<node-ip>".into());
+            }
+        } else if c == "set cluster-ips" {
+            if let Some(ip) = words.first() {
+                self.ips
+                    .entry(ip.to_string())
+                    .or_insert_with(|| "<cluster-ip>".into());
+            }
+        } else if c.starts_with("map ") {
             // "IP . proto . port : goto CHAIN" or "proto . port : goto CHAIN".
             let target = words
                 .iter()
@@ -390,12 +600,14 @@ impl Names {
     /// A chain name or an IP (with or without a port) as it is compared; `None` when neither.
     fn word(&self, w: &str) -> Option<String> {
         if let Some((kind, _hash, svc, ep)) = split_chain(w) {
-            return Some(
-                match ep.and_then(|e| self.eps.iter().position(|(_, s)| s == e)) {
-                    Some(k) => format!("{kind}-<endpoint-{}>-{svc}", k + 1),
-                    None => format!("{kind}-<hash>-{svc}"),
-                },
-            );
+            return Some(match ep {
+                Some(e) => {
+                    let port = e.split_once('/').map_or("", |(_, p)| p);
+                    let ph = self.eps.get(e).copied().unwrap_or("<endpoint>");
+                    format!("{kind}-<hash>-{svc}__{ph}/{port}")
+                }
+                None => format!("{kind}-<hash>-{svc}"),
+            });
         }
         let (host, port) = match w.rsplit_once(':') {
             Some((h, p)) if h.parse::<Ipv4Addr>().is_ok() => (h, Some(p)),
@@ -409,11 +621,18 @@ impl Names {
     }
 
     fn normalize(&self, it: &Item, raw: bool) -> NormRule {
-        let role = self.word(&it.chain).unwrap_or_else(|| it.chain.clone());
+        let kind = it.chain.len() - bare(&it.chain).len();
+        let mut role = match self.word(bare(&it.chain)) {
+            Some(w) => format!("{}{w}", &it.chain[..kind]),
+            None => it.chain.clone(),
+        };
+        if let Some(t) = &it.table {
+            role = format!("{t} {role}");
+        }
         let text = if raw {
             format!("{}: {}", it.chain, it.text)
         } else {
-            format!("{role}: {}", self.rewrite(it))
+            format!("{role}: {}", canonical_vmap(&self.rewrite(it)))
         };
         NormRule {
             role: Arc::from(role.as_str()),
@@ -427,10 +646,10 @@ impl Names {
         }
     }
 
-    /// The item's text with its incidental values replaced.
+    /// The item's text with its incidental values replaced (and counters dropped).
     fn rewrite(&self, it: &Item) -> String {
         let mut out = String::with_capacity(it.text.len() + 16);
-        let words: Vec<&str> = it.text.split(' ').collect();
+        let words: Vec<&str> = without_counters(&it.text);
         for (k, w) in words.iter().enumerate() {
             if k > 0 {
                 out.push(' ');
@@ -457,21 +676,64 @@ impl Names {
     }
 }
 
-/// The endpoints a service's items name, in IP order.
-fn endpoints(items: &[&Item]) -> Vec<((Ipv4Addr, u16), String)> {
-    let mut eps: Vec<((Ipv4Addr, u16), String)> = Vec::new();
+/// The endpoints a set of items names ("IP/PORT"), each with how its IP is written: a local
+/// endpoint (one the `local-` chain dispatches to) or any other. Not numbered: two clusters list
+/// the same endpoints in different orders, so identity is role and port.
+fn endpoints(items: &[&Item]) -> HashMap<String, &'static str> {
+    let mut eps: HashMap<String, &'static str> = HashMap::default();
     for it in items {
+        let local = split_chain(&it.chain).is_some_and(|c| c.0 == "local");
         for n in std::iter::once(it.chain.as_str()).chain(mentioned(&it.text)) {
             if let Some((_, _, _, Some(ep))) = split_chain(n)
-                && let Some(e) = endpoint_ip(ep)
-                && !eps.iter().any(|(x, _)| *x == e)
+                && endpoint_ip(ep).is_some()
             {
-                eps.push((e, ep.to_string()));
+                let e = eps.entry(ep.to_string()).or_insert("<endpoint>");
+                if local && n != it.chain {
+                    *e = "<local-endpoint>";
+                }
             }
         }
     }
-    eps.sort();
     eps
+}
+
+/// The words of a rule without `counter packets N bytes M` (counters are state, not rules).
+fn without_counters(text: &str) -> Vec<&str> {
+    let w: Vec<&str> = text.split(' ').collect();
+    let mut out = Vec::with_capacity(w.len());
+    let mut i = 0;
+    while i < w.len() {
+        if w[i] == "counter" {
+            i += 1;
+            while i + 1 < w.len() && matches!(w[i], "packets" | "bytes") {
+                i += 2;
+            }
+            continue;
+        }
+        out.push(w[i]);
+        i += 1;
+    }
+    out
+}
+
+/// `numgen random mod N vmap { 0 : goto A, 1 : goto B }` with its branches as a set: uniform
+/// random dispatch does not depend on which endpoint got which number.
+fn canonical_vmap(text: &str) -> String {
+    let Some(at) = text.find("numgen random mod ") else {
+        return text.to_string();
+    };
+    let Some(open) = text[at..].find("vmap { ").map(|i| at + i + "vmap { ".len()) else {
+        return text.to_string();
+    };
+    let Some(close) = text[open..].find(" }").map(|i| open + i) else {
+        return text.to_string();
+    };
+    let mut branches: Vec<&str> = text[open..close]
+        .split(", ")
+        .map(|b| b.split_once(" : ").map_or(b, |(_, v)| v))
+        .collect();
+    branches.sort_unstable();
+    format!("{}{}{}", &text[..open], branches.join(", "), &text[close..])
 }
 
 #[cfg(test)]
@@ -546,9 +808,133 @@ mod tests {
         );
         assert!(
             texts.contains(
-                &"endpoint-<endpoint-1>-ns2/svc2/tcp/p80: meta l4proto tcp dnat to <endpoint-1>:80"
+                &"endpoint-<hash>-ns2/svc2/tcp/p80__<endpoint>/80: meta l4proto tcp dnat to <endpoint>:80"
             ),
             "{texts:#?}"
         );
+    }
+
+    /// A small kube-proxy table: one eTP=Local LoadBalancer Service with two endpoints, one of
+    /// them local, and the base chains.
+    fn table(eps: [(&str, &str); 2], lb: &str, np: u16, order_flip: bool, handles: bool) -> String {
+        let h = |n: u32| {
+            if handles {
+                format!(" # handle {n}")
+            } else {
+                String::new()
+            }
+        };
+        let svc = "default/echo/tcp/";
+        let ep = |i: usize| format!("endpoint-{}-{svc}__{}/8080", eps[i].1, eps[i].0);
+        let (a, b) = if order_flip { (1, 0) } else { (0, 1) };
+        let chains = format!(
+            "\tchain filter-output {{{}\n\t\ttype filter hook output priority dstnat - 10; policy accept;{}\n\t\tct state new jump service-endpoints-check{}\n\t}}\n\
+             \tchain service-AAAAAAAA-{svc} {{{}\n\t\tip daddr 10.96.0.9 tcp dport 8080 ip saddr != 10.244.0.0/16 jump mark-for-masquerade{}\n\t\tnumgen random mod 2 vmap {{ 0 : goto {}, 1 : goto {} }}{}\n\t}}\n\
+             \tchain local-BBBBBBBB-{svc} {{\n\t\tnumgen random mod 1 vmap {{ 0 : goto {} }}\n\t}}\n\
+             \tchain {} {{\n\t\tip saddr {} jump mark-for-masquerade\n\t\tmeta l4proto tcp dnat to {}:8080\n\t}}\n\
+             \tchain {} {{\n\t\tip saddr {} jump mark-for-masquerade\n\t\tcounter packets {} bytes {} meta l4proto tcp dnat to {}:8080\n\t}}\n",
+            h(1),
+            h(2),
+            h(3),
+            h(4),
+            h(5),
+            ep(a),
+            ep(b),
+            h(6),
+            ep(0),
+            ep(0),
+            eps[0].0,
+            eps[0].0,
+            ep(1),
+            eps[1].0,
+            np,
+            np as u32 * 60,
+            eps[1].0,
+        );
+        let maps = format!(
+            "\tmap service-ips {{\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\telements = {{ {} . tcp . 8080 : goto service-AAAAAAAA-{svc},\n\t\t\t     {lb} . tcp . 8080 : goto external-CCCCCCCC-{svc} }}\n\t}}\n\
+             \tmap service-nodeports {{\n\t\ttype inet_proto . inet_service : verdict\n\t\telements = {{ tcp . {np} : goto external-CCCCCCCC-{svc} }}\n\t}}\n",
+            if order_flip { "10.96.0.9" } else { "10.96.0.9" }
+        );
+        let (first, second) = if order_flip {
+            (maps, chains)
+        } else {
+            (chains, maps)
+        };
+        format!("table ip kube-proxy {{{}\n{first}{second}}}\n", h(99))
+    }
+
+    fn cmp(a: &str, b: &str) -> crate::rules::Comparison {
+        crate::rules::diff::compare_nft(&parse(a).unwrap(), &parse(b).unwrap(), &Default::default())
+    }
+
+    #[test]
+    fn noise_is_not_a_difference() {
+        // Other endpoint IPs and hashes, another LB IP and NodePort, maps before chains, branch
+        // order flipped, `nft -a` handles, counters: the same behaviour.
+        let a = table(
+            [("10.244.1.5", "ZZZZZZZZ"), ("10.244.2.7", "YYYYYYYY")],
+            "172.18.255.200",
+            30001,
+            false,
+            false,
+        );
+        let b = table(
+            [("10.244.1.9", "QQQQQQQQ"), ("10.244.2.3", "RRRRRRRR")],
+            "172.18.255.210",
+            31002,
+            true,
+            true,
+        );
+        let c = cmp(&a, &b);
+        assert!(c.equal, "{}", crate::rules::render::text(&c, false));
+        assert!(c.shared.as_ref().is_some_and(|s| s.equal));
+    }
+
+    #[test]
+    fn base_chain_priorities_are_shared_changes() {
+        let a = table(
+            [("10.244.1.5", "ZZZZZZZZ"), ("10.244.2.7", "YYYYYYYY")],
+            "172.18.255.200",
+            30001,
+            false,
+            false,
+        );
+        let b = a.replace("priority dstnat - 10", "priority filter");
+        let c = cmp(&a, &b);
+        assert!(!c.equal);
+        assert!(c.services.iter().all(|s| s.equal), "no Service changed");
+        let sh = c.shared.unwrap();
+        assert_eq!((sh.added.len(), sh.removed.len()), (1, 1));
+        assert_eq!(
+            sh.removed[0].rule,
+            "filter-output: type filter hook output priority -110"
+        );
+        assert_eq!(
+            sh.added[0].rule,
+            "filter-output: type filter hook output priority 0"
+        );
+    }
+
+    #[test]
+    fn ruleset_tables_and_malformed_input() {
+        let ruleset = "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tip saddr { 1.2.3.4 } drop\n\t}\n}\ntable ip kube-proxy { # handle 7\n\tchain services { # handle 1\n\t\tjump x # handle 2\n\t}\n}\ntable ip6 kube-proxy {\n}\n";
+        let d = parse(ruleset).unwrap();
+        assert_eq!(d.items.len(), 1, "{:?}", d.items);
+        assert_eq!(d.items[0].text, "jump x");
+        let all = parse_tables(ruleset, true).unwrap();
+        assert_eq!(all.items.len(), 3);
+        assert_eq!(all.items[0].table.as_deref(), Some("inet filter"));
+        assert_eq!(all.items[0].text, "type filter hook input priority 0");
+        let e = parse("table ip kube-proxy {\n\tchain x {\n\t\tjump \"y\n\t}\n}\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.reason.as_str()),
+            (3, "unterminated quoted string")
+        );
+        let e = parse("add table ip kube-proxy\nadd rule ip kube-proxy x numgen random mod 2 vmap { 0 : goto a\n").unwrap_err();
+        assert_eq!((e.line, e.reason.as_str()), (2, "unbalanced '{' and '}'"));
+        let e =
+            parse("table ip kube-proxy {\n\tchain x {\n\t\tjump a\u{0}b\n\t}\n}\n").unwrap_err();
+        assert_eq!(e.line, 3);
     }
 }

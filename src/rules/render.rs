@@ -66,12 +66,17 @@ pub fn text(c: &Comparison, color: bool) -> String {
     let st = Style { color };
     let mut out = String::new();
     let changed = c.services.iter().filter(|s| !s.equal).count();
-    for s in &c.services {
+    for s in c.groups() {
         service(&mut out, s, &st);
     }
+    let shared = match &c.shared {
+        Some(s) if s.equal => "; kube-proxy's shared chains equal",
+        Some(_) => "; kube-proxy's shared chains changed",
+        None => "",
+    };
     let _ = writeln!(
         out,
-        "{} service{} compared ({}): {} changed, {} equal",
+        "{} service{} compared ({}): {} changed, {} equal{shared}",
         c.services.len(),
         if c.services.len() == 1 { "" } else { "s" },
         if c.normalized { "normalized" } else { "raw" },

@@ -122,6 +122,52 @@ pub fn per_service_prefix(chain: &str) -> Option<&'static str> {
     (chain.len() > p.len() + 1).then_some(p)
 }
 
+/// The built-in chains kube-proxy jumps from into its own.
+const BUILT_IN: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
+
+/// kube-proxy's rules that no Service owns, in file order: the Service-less rules of its shared
+/// chains (KUBE-SERVICES, KUBE-NODEPORTS, KUBE-POSTROUTING, KUBE-MARK-MASQ, KUBE-FORWARD, ...)
+/// and the jumps from built-in chains into KUBE-* chains. One pass, no grouping.
+pub fn shared(d: &Dump) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (i, r) in d.rules.iter().enumerate() {
+        let chain = d.rule_chain(r);
+        let body = d.rule_body(r);
+        let ours = if chain.starts_with("KUBE-") {
+            per_service_prefix(chain).is_none()
+        } else {
+            BUILT_IN.contains(&chain)
+                && tokens::jump_target(body).is_some_and(|t| t.starts_with("KUBE-"))
+        };
+        if !ours {
+            continue;
+        }
+        let to_service = tokens::jump_target(body).is_some_and(|t| per_service_prefix(t).is_some());
+        let names_service = tokens::comment(body).and_then(comment_ref).is_some();
+        if !to_service && !names_service {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// The pseudo-service kube-proxy's shared rules are grouped as.
+pub fn shared_rules(d: &Dump) -> ServiceRules {
+    ServiceRules {
+        key: ServiceKey {
+            namespace: String::new(),
+            name: SHARED.into(),
+            port: String::new(),
+        },
+        written: SHARED.into(),
+        rules: shared(d),
+        chains: Vec::new(),
+    }
+}
+
+/// How the shared group is named in every output.
+pub const SHARED: &str = "kube-proxy (shared chains)";
+
 /// Chains that only ever appear in the filter table; used to place rules from dumps that were
 /// grep'ed without their `*table` line.
 fn infer_table(chain: &str, body: &str) -> Table {
