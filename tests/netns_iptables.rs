@@ -253,3 +253,274 @@ fn nftables_round_trip_same_behaviour_is_equal_and_changes_show() {
     );
     assert!(changed[0]["added"].as_array().unwrap().is_empty());
 }
+
+/// One cluster's kube-proxy nftables table, as kube-proxy writes it (a reduced but loadable
+/// version of its proxier's output): Services `default/echo` (ports http and metrics, eTP=Local
+/// LoadBalancer) and `default/other`, base chains before or after PR 132456.
+#[derive(Clone)]
+struct Kp {
+    /// (endpoint IP, endpoint chain hash) of echo's two endpoints; the first is local.
+    eps: [(&'static str, &'static str); 2],
+    cluster_ip: &'static str,
+    lb: &'static str,
+    nodeport: u16,
+    after_132456: bool,
+    /// One more rule in echo:http's external chain.
+    extra_rule: bool,
+    /// echo's metrics port gone.
+    no_metrics: bool,
+    maps_first: bool,
+}
+
+impl Kp {
+    fn base() -> Kp {
+        Kp {
+            eps: [("10.244.1.5", "ZZZZZZZZ"), ("10.244.2.7", "YYYYYYYY")],
+            cluster_ip: "10.96.0.9",
+            lb: "172.18.255.200",
+            nodeport: 30001,
+            after_132456: false,
+            extra_rule: false,
+            no_metrics: false,
+            maps_first: false,
+        }
+    }
+
+    /// The same behaviour in another cluster: every incidental value differs.
+    fn elsewhere(&self) -> Kp {
+        Kp {
+            eps: [("10.244.2.9", "QQQQQQQQ"), ("10.244.1.3", "RRRRRRRR")],
+            cluster_ip: "10.96.0.77",
+            lb: "172.18.255.210",
+            nodeport: 31002,
+            maps_first: !self.maps_first,
+            ..self.clone()
+        }
+    }
+
+    fn port(
+        &self,
+        name: &str,
+        hash: &str,
+        port: u16,
+        out: &mut Vec<String>,
+        maps: &mut Vec<String>,
+    ) {
+        let svc = format!("default/echo/tcp/{name}");
+        let ep = |i: usize| {
+            format!(
+                "endpoint-{}{hash}00-{svc}__{}/{port}",
+                &self.eps[i].1[..4],
+                self.eps[i].0
+            )
+        };
+        out.push(format!(
+            "chain service-{hash}SV0000-{svc} {{\n ip daddr {} tcp dport {port} ip saddr != 10.244.0.0/16 jump mark-for-masquerade\n numgen random mod 2 vmap {{ 0 : goto {}, 1 : goto {} }}\n}}",
+            self.cluster_ip, ep(0), ep(1)
+        ));
+        let extra = if self.extra_rule && name == "http" {
+            format!(" meta l4proto tcp ip saddr 10.244.0.0/16 goto service-{hash}SV0000-{svc}\n")
+        } else {
+            String::new()
+        };
+        out.push(format!(
+            "chain external-{hash}EX0000-{svc} {{\n{extra} ip saddr 10.244.0.0/16 goto service-{hash}SV0000-{svc}\n goto local-{hash}LO0000-{svc}\n}}"
+        ));
+        out.push(format!(
+            "chain local-{hash}LO0000-{svc} {{\n numgen random mod 1 vmap {{ 0 : goto {} }}\n}}",
+            ep(0)
+        ));
+        for i in 0..2 {
+            let ip = self.eps[i].0;
+            out.push(format!(
+                "chain {} {{\n ip saddr {ip} jump mark-for-masquerade\n meta l4proto tcp dnat to {ip}:{port}\n}}",
+                ep(i)
+            ));
+        }
+        maps.push(format!(
+            "{} . tcp . {port} : goto service-{hash}SV0000-{svc}",
+            self.cluster_ip
+        ));
+        maps.push(format!(
+            "{} . tcp . {port} : goto external-{hash}EX0000-{svc}",
+            self.lb
+        ));
+    }
+
+    fn ruleset(&self) -> String {
+        let (mut chains, mut elements) = (Vec::new(), Vec::new());
+        self.port("http", "HT", 8080, &mut chains, &mut elements);
+        if !self.no_metrics {
+            self.port("metrics", "ME", 9090, &mut chains, &mut elements);
+        }
+        chains.push("chain mark-for-masquerade {\n mark set mark or 0x4000\n}".into());
+        chains.push("chain masquerading {\n meta mark & 0x00004000 == 0x00000000 return\n meta mark set meta mark ^ 0x00004000\n masquerade fully-random\n}".into());
+        chains.push(
+            "chain services {\n ip daddr . meta l4proto . th dport vmap @service-ips\n}".into(),
+        );
+        chains.push("chain service-endpoints-check {\n ip daddr . meta l4proto . th dport vmap @no-endpoint-services\n}".into());
+        chains.push("chain nat-prerouting {\n type nat hook prerouting priority dstnat; policy accept;\n jump services\n}".into());
+        chains.push("chain nat-output {\n type nat hook output priority -100; policy accept;\n jump services\n}".into());
+        chains.push("chain nat-postrouting {\n type nat hook postrouting priority srcnat; policy accept;\n jump masquerading\n}".into());
+        if self.after_132456 {
+            chains.push("chain filter-prerouting-pre-dnat {\n type filter hook prerouting priority dstnat - 10; policy accept;\n}".into());
+            chains.push("chain filter-output-pre-dnat {\n type filter hook output priority -110; policy accept;\n}".into());
+            chains.push("chain filter-output {\n type filter hook output priority filter; policy accept;\n ct state new jump service-endpoints-check\n}".into());
+            chains.push("chain filter-forward {\n type filter hook forward priority filter; policy accept;\n ct state new jump service-endpoints-check\n}".into());
+        } else {
+            chains.push("chain filter-prerouting {\n type filter hook prerouting priority dstnat - 10; policy accept;\n ct state new jump service-endpoints-check\n}".into());
+            chains.push("chain filter-output {\n type filter hook output priority -110; policy accept;\n ct state new jump service-endpoints-check\n}".into());
+            chains.push("chain filter-forward {\n type filter hook forward priority -110; policy accept;\n ct state new jump service-endpoints-check\n}".into());
+        }
+        let other = "chain service-OTHERSVC-default/other/tcp/ {\n ip daddr 10.96.0.50 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade\n numgen random mod 1 vmap { 0 : goto endpoint-OTHEREP1-default/other/tcp/__10.244.3.3/80 }\n}\nchain endpoint-OTHEREP1-default/other/tcp/__10.244.3.3/80 {\n ip saddr 10.244.3.3 jump mark-for-masquerade\n meta l4proto tcp dnat to 10.244.3.3:80\n}";
+        chains.push(other.replace(
+            "10.96.0.50",
+            if self.cluster_ip == "10.96.0.9" {
+                "10.96.0.50"
+            } else {
+                "10.96.0.51"
+            },
+        ));
+        elements.push(format!(
+            "{} . tcp . 80 : goto service-OTHERSVC-default/other/tcp/",
+            if self.cluster_ip == "10.96.0.9" {
+                "10.96.0.50"
+            } else {
+                "10.96.0.51"
+            }
+        ));
+        let maps = format!(
+            "map service-ips {{\n type ipv4_addr . inet_proto . inet_service : verdict\n elements = {{ {} }}\n}}\nmap no-endpoint-services {{\n type ipv4_addr . inet_proto . inet_service : verdict\n}}\nmap service-nodeports {{\n type inet_proto . inet_service : verdict\n elements = {{ tcp . {} : goto external-HTEX0000-default/echo/tcp/http }}\n}}",
+            elements.join(",\n "),
+            self.nodeport
+        );
+        let body = if self.maps_first {
+            format!("{maps}\n{}", chains.join("\n"))
+        } else {
+            format!("{}\n{maps}", chains.join("\n"))
+        };
+        format!(
+            "table ip kube-proxy {{\ncomment \"rules for kube-proxy\"\n{body}\n}}\ntable inet filter {{\nchain input {{\n type filter hook input priority filter; policy accept;\n}}\n}}\n"
+        )
+    }
+}
+
+/// Load `kp` into a fresh network namespace with the real nft, and dump it back as `how` does.
+fn nft_dump(tag: &str, kp: &Kp, how: &[&str]) -> String {
+    let ns = Netns::new(tag);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("rules.nft");
+    std::fs::write(&f, kp.ruleset()).unwrap();
+    let o = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "nft", "-f", f.to_str().unwrap()])
+        .output()
+        .expect("nft (Debian's nftables)");
+    assert!(
+        o.status.success(),
+        "nft -f: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        kp.ruleset()
+    );
+    ns.save("nft", how)
+}
+
+#[test]
+#[ignore = "needs root, ip netns and nft (CI runs it)"]
+fn real_nftables_noise_services_and_shared_chains() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = ["list", "table", "ip", "kube-proxy"];
+    let handles = ["-a", "list", "table", "ip", "kube-proxy"];
+    let ruleset = ["list", "ruleset"];
+    let base = Kp::base();
+    let a = nft_dump("kpa", &base, &table);
+    assert!(
+        a.contains("chain external-HTEX0000-default/echo/tcp/http"),
+        "{a}"
+    );
+    let a = write(dir.path(), "a.nft", &a);
+    let diff = |b: &str, extra: &[&str]| {
+        let mut args = vec!["diff", a.as_str(), b, "--format", "json"];
+        args.extend_from_slice(extra);
+        let o = kindred(&args);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|_| panic!("{}{}", stdout(&o), stderr(&o)));
+        (o.status.code(), v)
+    };
+    // Noise only, listed three ways: equal, shared chains included.
+    for (tag, how) in [
+        ("kpb", &table[..]),
+        ("kpc", &handles[..]),
+        ("kpd", &ruleset[..]),
+    ] {
+        let b = write(
+            dir.path(),
+            &format!("{tag}.nft"),
+            &nft_dump(tag, &base.elsewhere(), how),
+        );
+        let (code, v) = diff(&b, &[]);
+        assert_eq!(code, Some(0), "{how:?}: {v:#}");
+        assert_eq!(v["shared"]["equal"], true, "{how:?}");
+    }
+    // One rule more in echo:http's external chain: exactly +1, in exactly that Service.
+    let more = Kp {
+        extra_rule: true,
+        ..base.elsewhere()
+    };
+    let b = write(dir.path(), "more.nft", &nft_dump("kpe", &more, &handles));
+    let (code, v) = diff(&b, &[]);
+    assert_eq!(code, Some(1));
+    let changed = changed_services(&v);
+    assert_eq!(changed.len(), 1, "{v:#}");
+    assert_eq!(changed[0]["service"], "default/echo:http");
+    assert_eq!(changed[0]["added"].as_array().unwrap().len(), 1);
+    assert!(changed[0]["removed"].as_array().unwrap().is_empty());
+    assert_eq!(v["shared"]["equal"], true);
+    // A port removed: that Service's port only.
+    let fewer = Kp {
+        no_metrics: true,
+        ..base.elsewhere()
+    };
+    let b = write(dir.path(), "fewer.nft", &nft_dump("kpf", &fewer, &table));
+    let (_, v) = diff(&b, &[]);
+    let changed = changed_services(&v);
+    assert_eq!(changed.len(), 1, "{v:#}");
+    assert_eq!(changed[0]["service"], "default/echo:metrics");
+    assert_eq!(changed[0]["in_pr"], false);
+    // PR 132456's base chains: in the shared group and nowhere else; --no-shared hides them.
+    let fixed = Kp {
+        after_132456: true,
+        ..base.elsewhere()
+    };
+    let b = write(dir.path(), "fixed.nft", &nft_dump("kpg", &fixed, &ruleset));
+    let (code, v) = diff(&b, &["--service", "default/echo"]);
+    assert_eq!(code, Some(1));
+    assert!(changed_services(&v).is_empty(), "{v:#}");
+    assert_eq!(v["shared"]["equal"], false);
+    let removed: Vec<&str> = v["shared"]["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    let added: Vec<&str> = v["shared"]["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert!(
+        removed.contains(&"filter-output: type filter hook output priority -110"),
+        "{removed:?}"
+    );
+    assert!(
+        added.contains(&"filter-output: type filter hook output priority 0"),
+        "{added:?}"
+    );
+    assert!(
+        added.contains(&"filter-output-pre-dnat: type filter hook output priority -110"),
+        "{added:?}"
+    );
+    let (code, v) = diff(&b, &["--service", "default/echo", "--no-shared"]);
+    assert_eq!(code, Some(0), "{v:#}");
+    assert!(v.get("shared").is_none());
+}

@@ -56,3 +56,122 @@ proptest! {
         }
     }
 }
+
+/// The k3s dump's blocks (chains, maps, sets) and the table around them.
+fn k3s_blocks() -> (String, Vec<String>) {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/nftables/k3s-real-nft-list-table-ip-kube-proxy.txt"
+    ))
+    .unwrap();
+    let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let mut blocks = Vec::new();
+    let mut cur = String::new();
+    for l in &body[2..body.len() - 1] {
+        if l.trim().is_empty() {
+            if !cur.is_empty() {
+                blocks.push(std::mem::take(&mut cur));
+            }
+            continue;
+        }
+        cur.push_str(l);
+        cur.push('\n');
+    }
+    if !cur.is_empty() {
+        blocks.push(cur);
+    }
+    (body[0].to_string(), blocks)
+}
+
+/// Reverse the branches of every `vmap { ... }` and the elements of every one-line list.
+fn reorder(block: &str, rev: bool) -> String {
+    if !rev {
+        return block.to_string();
+    }
+    block
+        .lines()
+        .map(|l| match (l.find("{ "), l.rfind(" }")) {
+            (Some(a), Some(b)) if a < b && !l.trim_end().ends_with('{') => {
+                let mut parts: Vec<&str> = l[a + 2..b].split(", ").collect();
+                parts.reverse();
+                format!("{}{}{}", &l[..a + 2], parts.join(", "), &l[b..])
+            }
+            _ => l.to_string(),
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Chain, map and set order, element and vmap branch order, `nft -a` handles and counters
+    /// never change the verdict.
+    #[test]
+    fn nft_noise_never_changes_the_verdict(
+        order in Just((0..20usize).collect::<Vec<_>>()).prop_shuffle(),
+        rev in any::<bool>(),
+        handle in 1u32..100_000,
+        packets in 0u64..1_000_000,
+    ) {
+        let (head, blocks) = k3s_blocks();
+        let mut shuffled: Vec<&String> = order.iter().filter_map(|&i| blocks.get(i)).collect();
+        shuffled.extend(blocks.iter().skip(20));
+        let mut body = String::new();
+        for (k, b) in shuffled.iter().enumerate() {
+            let b = reorder(b, rev).replace(
+                "jump mark-for-masquerade\n",
+                &format!("counter packets {packets} bytes {} jump mark-for-masquerade # handle {}\n", packets * 60, handle + k as u32),
+            );
+            body.push_str(&b);
+            body.push('\n');
+        }
+        let original = format!("{head}\n{}}}\n", blocks.iter().map(|b| format!("{b}\n")).collect::<String>());
+        let noisy = format!("{head} # handle {handle}\n{body}}}\n");
+        let a = kindred::rules::nft::parse(&original).unwrap();
+        let b = kindred::rules::nft::parse(&noisy).unwrap();
+        let c = kindred::rules::diff::compare_nft(&a, &b, &Options::default());
+        prop_assert!(c.equal, "{}", kindred::rules::render::text(&c, false));
+    }
+
+    /// iptables: the order chains are declared in and the interleaving of different chains'
+    /// rules never change the verdict; two different dumps compare without panicking, and the
+    /// filtered comparison is the unfiltered one's entry.
+    #[test]
+    fn iptables_chain_order_never_changes_the_verdict(seed in 0u64..1000) {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/iptables/k8s-proxier_test-TestOverallIPTablesRules.txt"
+        ))
+        .unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        // Stable-sort rule lines by a seeded key of their chain: whole chains move, each chain's
+        // own order stays.
+        let key = |l: &str| -> u64 {
+            let chain = l.split_whitespace().nth(1).unwrap_or("");
+            chain.bytes().fold(seed, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)) % 97
+        };
+        let mut out: Vec<String> = Vec::new();
+        let mut block: Vec<&str> = Vec::new();
+        for l in &lines {
+            if l.starts_with("-A ") || l.starts_with(':') {
+                block.push(l);
+                continue;
+            }
+            block.sort_by_key(|l| (!l.starts_with(':'), key(l)));
+            out.extend(block.drain(..).map(str::to_string));
+            out.push(l.to_string());
+        }
+        out.extend(block.drain(..).map(str::to_string));
+        let shuffled = out.join("\n") + "\n";
+        let (a, b) = (parse(lines.join("\n") + "\n").unwrap(), parse(shuffled).unwrap());
+        let c = compare(&a, &b, &Options::default());
+        prop_assert!(c.equal, "{}", kindred::rules::render::text(&c, false));
+        // Filtering picks the same entry out of the whole comparison.
+        if let Some(s) = c.services.first() {
+            let f = kindred::rules::ServiceFilter::parse(&s.service).unwrap();
+            let one = compare(&a, &b, &Options { service: Some(f), ..Options::default() });
+            prop_assert_eq!(&one.services[0], s);
+        }
+    }
+}

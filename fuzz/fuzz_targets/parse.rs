@@ -13,8 +13,24 @@ fuzz_target!(|data: &[u8]| {
         let c = compare(&d, &d, &Options::default());
         assert!(c.equal);
     }
-    if let Ok(d) = kindred::rules::nft::parse(text) {
-        let c = kindred::rules::diff::compare_nft(&d, &d, &Options::default());
-        assert!(c.equal);
+    // Both nftables grammars (`nft list`, with handles and every table of a ruleset, and
+    // knftables' transactions), and the diff of two different inputs (not the equal-text
+    // shortcut): the first and second half.
+    let mut mid = text.len() / 2;
+    while !text.is_char_boundary(mid) {
+        mid -= 1;
+    }
+    let (a, b) = text.split_at(mid);
+    for all_tables in [false, true] {
+        if let Ok(d) = kindred::rules::nft::parse_tables(text, all_tables) {
+            let c = kindred::rules::diff::compare_nft(&d, &d, &Options::default());
+            assert!(c.equal);
+            if let Ok(e) = kindred::rules::nft::parse_tables(a, all_tables) {
+                let _ = kindred::rules::diff::compare_nft(&d, &e, &Options::default());
+            }
+        }
+    }
+    if let (Ok(x), Ok(y)) = (parse(a), parse(b)) {
+        let _ = compare(&x, &y, &Options::default());
     }
 });

@@ -548,22 +548,36 @@ impl Names {
         n
     }
 
-    /// Cluster, LB and external IPs and NodePorts named by map elements and service chains.
+    /// What `ip` is, unless something stronger said otherwise already: endpoint, then cluster
+    /// IP, node IP, LB/external IP. Whatever order the items come in, the same answer.
+    fn claim(&mut self, ip: &str, role: &str) {
+        const RANK: [&str; 5] = [
+            "<lb-ip>",
+            "<node-ip>",
+            "<cluster-ip>",
+            "<endpoint>",
+            "<local-endpoint>",
+        ];
+        let rank = |r: &str| RANK.iter().position(|x| *x == r);
+        match self.ips.get(ip) {
+            Some(old) if rank(old) >= rank(role) => {}
+            _ => {
+                self.ips.insert(ip.to_string(), role.to_string());
+            }
+        }
+    }
+
+    /// Cluster, LB and external IPs, node IPs and NodePorts named by sets, map elements and
+    /// service chains.
     fn learn_item(&mut self, it: &Item) {
         let words: Vec<&str> = it.text.split_whitespace().collect();
         let c = it.chain.as_str();
-        if c == "set nodeport-ips" {
-            if let Some(ip) = words.first() {
-                self.ips
-                    .entry(ip.to_string())
-                    .or_insert_with(|| "<node-ip>".into());
-            }
-        } else if c == "set cluster-ips" {
-            if let Some(ip) = words.first() {
-                self.ips
-                    .entry(ip.to_string())
-                    .or_insert_with(|| "<cluster-ip>".into());
-            }
+        let first = words.first().copied().unwrap_or("");
+        let is_ip = first.parse::<Ipv4Addr>().is_ok();
+        if c == "set nodeport-ips" && is_ip {
+            self.claim(first, "<node-ip>");
+        } else if c == "set cluster-ips" && is_ip {
+            self.claim(first, "<cluster-ip>");
         } else if c.starts_with("map ") {
             // "IP . proto . port : goto CHAIN" or "proto . port : goto CHAIN".
             let target = words
@@ -572,28 +586,20 @@ impl Names {
                 .find(|w| split_chain(w).is_some())
                 .copied();
             let kind = target.and_then(split_chain).map(|x| x.0);
-            if words.len() >= 3 && words[1] == "." && words[0].parse::<Ipv4Addr>().is_err() {
+            if words.len() >= 3 && words[1] == "." && !is_ip {
                 self.nodeports
                     .entry(words[2].to_string())
                     .or_insert("<nodeport>");
-            } else if let Ok(ip) = words.first().copied().unwrap_or("").parse::<Ipv4Addr>() {
-                let role = match kind {
-                    Some("service") => "<cluster-ip>",
-                    _ if c.ends_with("cluster-ips") => "<cluster-ip>",
-                    _ => "<lb-ip>",
-                };
-                self.ips
-                    .entry(ip.to_string())
-                    .or_insert_with(|| role.to_string());
+            } else if is_ip {
+                let cluster = kind == Some("service") || c.ends_with("cluster-ips");
+                self.claim(first, if cluster { "<cluster-ip>" } else { "<lb-ip>" });
             }
         } else if c.starts_with("service-")
             && let Some(p) = words.iter().position(|w| *w == "daddr")
             && let Some(ip) = words.get(p + 1)
             && ip.parse::<Ipv4Addr>().is_ok()
         {
-            self.ips
-                .entry(ip.to_string())
-                .or_insert_with(|| "<cluster-ip>".into());
+            self.claim(ip, "<cluster-ip>");
         }
     }
 
@@ -854,14 +860,20 @@ mod tests {
         let maps = format!(
             "\tmap service-ips {{\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\telements = {{ {} . tcp . 8080 : goto service-AAAAAAAA-{svc},\n\t\t\t     {lb} . tcp . 8080 : goto external-CCCCCCCC-{svc} }}\n\t}}\n\
              \tmap service-nodeports {{\n\t\ttype inet_proto . inet_service : verdict\n\t\telements = {{ tcp . {np} : goto external-CCCCCCCC-{svc} }}\n\t}}\n",
-            if order_flip { "10.96.0.9" } else { "10.96.0.9" }
+            "10.96.0.9"
         );
         let (first, second) = if order_flip {
             (maps, chains)
         } else {
             (chains, maps)
         };
-        format!("table ip kube-proxy {{{}\n{first}{second}}}\n", h(99))
+        let t = format!("table ip kube-proxy {{{}\n{first}{second}}}\n", h(99));
+        // Another cluster, another cluster IP.
+        if order_flip {
+            t.replace("10.96.0.9", "10.96.0.7")
+        } else {
+            t
+        }
     }
 
     fn cmp(a: &str, b: &str) -> crate::rules::Comparison {
