@@ -550,4 +550,54 @@ mod tests {
         assert!(n.last().unwrap().emphasized);
         assert!(!n[0].emphasized);
     }
+
+    /// A Service with these endpoints (IP, SEP chain suffix), dispatched by a statistic cascade.
+    fn cascade(eps: &[(&str, &str)]) -> String {
+        let n = eps.len();
+        let mut t = String::from("*nat\n");
+        for (k, (ip, h)) in eps.iter().enumerate() {
+            let left = n - k;
+            let p = if left > 1 {
+                format!(
+                    "-m statistic --mode random --probability {:.11} ",
+                    1.0 / left as f64
+                )
+            } else {
+                String::new()
+            };
+            t.push_str(&format!(
+                "-A KUBE-SVC-AAAA -m comment --comment \"d/e:\" {p}-j KUBE-SEP-{h}\n"
+            ));
+        }
+        for (ip, h) in eps {
+            t.push_str(&format!(
+                "-A KUBE-SEP-{h} -s {ip}/32 -m comment --comment \"d/e:\" -j KUBE-MARK-MASQ\n"
+            ));
+            t.push_str(&format!("-A KUBE-SEP-{h} -p tcp -m comment --comment \"d/e:\" -m tcp -j DNAT --to-destination {ip}:80\n"));
+        }
+        t + "COMMIT\n"
+    }
+
+    #[test]
+    fn statistic_cascade_endpoints_are_a_set() {
+        let a = parse(cascade(&[("10.0.1.1", "X1"), ("10.0.2.2", "X2")])).unwrap();
+        // Other IPs and hashes, listed the other way round: equal.
+        let b = parse(cascade(&[("10.9.2.9", "Y2"), ("10.9.1.9", "Y1")])).unwrap();
+        assert!(compare(&a, &b, &Options::default()).equal);
+        // One endpoint more, in the middle: exactly one dispatch rule and its chain's two rules.
+        let c = parse(cascade(&[
+            ("10.9.1.9", "Y1"),
+            ("10.9.3.3", "Y3"),
+            ("10.9.2.9", "Y2"),
+        ]))
+        .unwrap();
+        let cmp = compare(&a, &c, &Options::default());
+        let s = &cmp.services[0];
+        assert_eq!(
+            (s.added.len(), s.removed.len()),
+            (3, 0),
+            "{}",
+            crate::rules::render::text(&cmp, false)
+        );
+    }
 }

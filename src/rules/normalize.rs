@@ -1,7 +1,7 @@
 //! Writing one service's rules without the values that differ between any two clusters.
 //!
 //! What is replaced: per-service chain hashes (`KUBE-XLB-<hash>`), endpoint chains and IPs
-//! (`KUBE-SEP-<endpoint-1>`, `<endpoint-1>`, numbered in IP order), NodePorts (`<nodeport>`,
+//! (`KUBE-SEP-<endpoint>`, `<endpoint>`; `<local-endpoint>` for those a local-only chain lists: by role and port, not numbered), NodePorts (`<nodeport>`,
 //! `<hc-nodeport>`), cluster, LoadBalancer and external IPs (`<cluster-ip>`, `<lb-ip>`,
 //! `<external-ip>`), counters, and the spelling differences between save formats (see
 //! [`super::tokens::canonical`]). The service name in comments is written one way for both sides
@@ -20,7 +20,7 @@ use super::tokens;
 /// One rule of a service, ready to compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormRule {
-    /// The chain's role, the same on both sides: `KUBE-XLB-<hash>`, `KUBE-SEP-<endpoint-1>`, or
+    /// The chain's role, the same on both sides: `KUBE-XLB-<hash>`, `KUBE-SEP-<endpoint>`, or
     /// the shared chain's name (`KUBE-NODEPORTS`).
     pub role: Arc<str>,
     pub rule: Arc<RuleText>,
@@ -42,7 +42,7 @@ pub struct RuleText {
 
 #[derive(Default)]
 struct Facts<'a> {
-    /// Per-service chain -> its role (`KUBE-SVC-<hash>`, `KUBE-SEP-<endpoint-1>`).
+    /// Per-service chain -> its role (`KUBE-SVC-<hash>`, `KUBE-SEP-<endpoint>`).
     chains: HashMap<&'a str, Arc<str>>,
     ips: HashMap<String, String>,
     nodeports: HashMap<String, &'static str>,
@@ -81,20 +81,21 @@ fn comment_of<'a>(words: &[&'a str]) -> &'a str {
 
 fn gather<'a>(d: &'a Dump, s: &'a ServiceRules, words: &[&[&'a str]]) -> Facts<'a> {
     let mut f = Facts::default();
-    // Endpoint chains, numbered in the order the service chain lists them (kube-proxy sorts
-    // endpoints), then by the endpoint they DNAT to.
-    let mut listed: Vec<&str> = Vec::new();
+    // Endpoint chains: known by role (local: listed by the KUBE-SVL/KUBE-XLB chain, which
+    // reaches only local endpoints) and port, not numbered, so that two clusters listing the same
+    // endpoints in other orders are equal and one endpoint more is exactly that.
+    let mut local: Vec<&str> = Vec::new();
     let mut endpoint: HashMap<&str, (Ipv4Addr, u16)> = HashMap::default();
     for (&i, words) in s.rules.iter().zip(words) {
         let r = &d.rules[i];
         let chain = d.rule_chain(r);
         match per_service_prefix(chain) {
-            Some("KUBE-SVC") => {
+            Some("KUBE-SVL" | "KUBE-XLB") => {
                 if let Some(t) = word_after(words, "-j")
                     && t.starts_with("KUBE-SEP-")
-                    && !listed.contains(&t)
+                    && !local.contains(&t)
                 {
-                    listed.push(t);
+                    local.push(t);
                 }
             }
             Some("KUBE-SEP") => {
@@ -136,13 +137,19 @@ fn gather<'a>(d: &'a Dump, s: &'a ServiceRules, words: &[&[&'a str]]) -> Facts<'
             f.nodeports.entry(p.to_string()).or_insert(ph);
         }
     }
-    type Sep<'a> = (usize, Option<(Ipv4Addr, u16)>, &'a str);
-    let mut seps: Vec<Sep<'_>> = Vec::new();
     for c in &s.chains {
         let role: &'static str = match per_service_prefix(c) {
             Some("KUBE-SEP") => {
-                let pos = listed.iter().position(|l| l == c).unwrap_or(usize::MAX);
-                seps.push((pos, endpoint.get(c.as_str()).copied(), c.as_str()));
+                let label = if local.contains(&c.as_str()) {
+                    "<local-endpoint>"
+                } else {
+                    "<endpoint>"
+                };
+                if let Some((ip, _)) = endpoint.get(c.as_str()) {
+                    f.ips.insert(ip.to_string(), label.to_string());
+                }
+                f.chains
+                    .insert(c.as_str(), Arc::from(format!("KUBE-SEP-{label}")));
                 continue;
             }
             Some("KUBE-SVC") => "KUBE-SVC-<hash>",
@@ -153,14 +160,6 @@ fn gather<'a>(d: &'a Dump, s: &'a ServiceRules, words: &[&[&'a str]]) -> Facts<'
             _ => continue,
         };
         f.chains.insert(c.as_str(), Arc::from(role));
-    }
-    seps.sort();
-    for (n, (_, ep, c)) in seps.into_iter().enumerate() {
-        let label = format!("endpoint-{}", n + 1);
-        if let Some((ip, _)) = ep {
-            f.ips.insert(ip.to_string(), format!("<{label}>"));
-        }
-        f.chains.insert(c, Arc::from(format!("KUBE-SEP-<{label}>")));
     }
     f
 }
@@ -310,9 +309,9 @@ mod tests {
                 "-A KUBE-SERVICES -d <cluster-ip> -p tcp -m comment --comment \"default/echo: cluster IP\" -m tcp --dport 8080 -j KUBE-SVC-<hash>",
                 "-A KUBE-SERVICES -d <lb-ip> -p tcp -m comment --comment \"default/echo: loadbalancer IP\" -m tcp --dport 8080 -j KUBE-FW-<hash>",
                 "-A KUBE-NODEPORTS -p tcp -m comment --comment \"default/echo:\" -m tcp --dport <nodeport> -j KUBE-XLB-<hash>",
-                "-A KUBE-SVC-<hash> -m comment --comment \"default/echo: -> <endpoint-1>:8080\" -j KUBE-SEP-<endpoint-1>",
-                "-A KUBE-SEP-<endpoint-1> -s <endpoint-1> -j KUBE-MARK-MASQ",
-                "-A KUBE-SEP-<endpoint-1> -p tcp -m tcp -j DNAT --to-destination <endpoint-1>:8080",
+                "-A KUBE-SVC-<hash> -m comment --comment \"default/echo: -> <endpoint>:8080\" -j KUBE-SEP-<endpoint>",
+                "-A KUBE-SEP-<endpoint> -s <endpoint> -j KUBE-MARK-MASQ",
+                "-A KUBE-SEP-<endpoint> -p tcp -m tcp -j DNAT --to-destination <endpoint>:8080",
             ]
         );
         assert_eq!(&*n[2].rule.chain, "KUBE-NODEPORTS");
