@@ -66,21 +66,32 @@ pub async fn apply_yaml(client: &Client, yaml: &str, source: &str) -> Result<Vec
 
 /// The objects of a multi-document YAML text (empty documents skipped).
 pub fn parse_objects(yaml: &str, source: &str) -> Result<Vec<DynamicObject>> {
+    if yaml.len() > MAX_MANIFEST_BYTES {
+        bail!(
+            "{source}: {} bytes: larger than {MAX_MANIFEST_BYTES}",
+            yaml.len()
+        );
+    }
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple_with_options(yaml, crate::scenario::options(256, 2_000_000))
+            .map_err(|e| {
+                let (line, reason) = crate::scenario::located(e);
+                anyhow!("{source}:{line}: {reason}")
+            })?;
     let mut out = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
-        let v = serde_yaml::Value::deserialize(doc)
-            .with_context(|| format!("{source}: document {}", i + 1))?;
+    for (i, v) in docs.into_iter().enumerate() {
         if v.is_null() {
             continue;
         }
-        let obj: DynamicObject = serde_yaml::from_value(v)
+        let obj: DynamicObject = serde_json::from_value(v)
             .with_context(|| format!("{source}: document {}: not a Kubernetes object", i + 1))?;
         out.push(obj);
     }
     Ok(out)
 }
 
-use serde::Deserialize as _;
+/// Manifests larger than this are refused before they are parsed (MetalLB's is about 80 KiB).
+pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
 
 async fn apply_one(client: &Client, obj: &DynamicObject, source: &str) -> Result<String> {
     let tm = obj

@@ -555,7 +555,7 @@ mod tests {
     fn cascade(eps: &[(&str, &str)]) -> String {
         let n = eps.len();
         let mut t = String::from("*nat\n");
-        for (k, (ip, h)) in eps.iter().enumerate() {
+        for (k, (_, h)) in eps.iter().enumerate() {
             let left = n - k;
             let p = if left > 1 {
                 format!(

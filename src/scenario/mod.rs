@@ -206,22 +206,81 @@ fn line_of(text: &str, path: &[&str]) -> usize {
     found.max(1)
 }
 
+/// The dotted path of the key written on `line` (1-based), from indentation: "cluster.workers".
+fn path_at(text: &str, line: usize) -> Vec<&str> {
+    let mut stack: Vec<(usize, &str)> = Vec::new();
+    for l in text.lines().take(line) {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let indent = l.len() - t.len();
+        let t = t.strip_prefix("- ").unwrap_or(t);
+        let Some((key, _)) = t.split_once(':') else {
+            continue;
+        };
+        if key.is_empty() || key.contains([' ', '{', '[', '"']) {
+            continue;
+        }
+        while stack.last().is_some_and(|(i, _)| *i >= indent) {
+            stack.pop();
+        }
+        stack.push((indent, key));
+    }
+    stack.into_iter().map(|(_, k)| k).collect()
+}
+
+/// A scenario file larger than this is refused before it is parsed.
+pub const MAX_BYTES: usize = 1 << 20;
+
+/// Deserialize YAML with budgets (depth, nodes, size): hostile input is refused quickly, never
+/// parsed for long. Errors are (line, reason).
+pub fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (usize, String)> {
+    if text.len() > MAX_BYTES {
+        return Err((1, format!("{} bytes: larger than {MAX_BYTES}", text.len())));
+    }
+    serde_saphyr::from_str_with_options(text, options(32, 100_000)).map_err(located)
+}
+
+/// YAML budgets: nesting depth and nodes (a scenario is small and flat; a manifest with CRD
+/// schemas nests deeper), few aliases and anchors, no snippets in messages.
+pub fn options(max_depth: usize, max_nodes: usize) -> serde_saphyr::Options {
+    let mut b = serde_saphyr::Budget::default();
+    b.max_depth = max_depth;
+    b.max_nodes = max_nodes;
+    b.max_aliases = 100;
+    b.max_anchors = 100;
+    let mut o = serde_saphyr::Options::default();
+    o.budget = Some(b);
+    o.with_snippet = false;
+    o
+}
+
+/// A YAML error as (line, reason without its own location suffix).
+pub fn located(e: serde_saphyr::Error) -> (usize, String) {
+    let line = e.location().map_or(1, |l| l.line() as usize).max(1);
+    let msg = e.to_string();
+    let msg = match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg,
+    };
+    (line, msg.trim().to_string())
+}
+
 impl Scenario {
     /// Parse and check a scenario; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
-        let mut s: Scenario = serde_yaml::from_str(text).map_err(|e| {
-            let line = e.location().map_or(1, |l| l.line());
-            let msg = e.to_string();
-            // serde_yaml ends its messages with " at line L column C"; the prefix says where.
-            let msg = match msg.rfind(" at line ") {
-                Some(i) => msg[..i].to_string(),
-                None => msg,
-            };
+        let mut s: Scenario = yaml(text).map_err(|(line, reason)| {
+            let path = path_at(text, line);
             ScenarioError {
                 file: file.into(),
                 line,
-                field: String::new(),
-                reason: msg,
+                field: if path.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}: ", path.join("."))
+                },
+                reason,
             }
         })?;
         let err = |path: &[&str], reason: String| ScenarioError {
@@ -464,7 +523,7 @@ mod tests {
 
         let t = with("  workers: 2", "  workers: two");
         let e = Scenario::parse(&t, "k.yaml").unwrap_err();
-        assert!(e.reason.contains("cluster.workers"), "{e}");
+        assert_eq!(e.field, "cluster.workers: ", "{e}");
         assert_eq!(t.lines().nth(e.line - 1).unwrap().trim(), "workers: two");
 
         let e = Scenario::parse(&with("  ref: pr/132456", "  ref: pr/abc"), "k.yaml").unwrap_err();
@@ -477,7 +536,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.reason.contains("proxy_mode") && e.reason.contains("ipvs"),
+            e.to_string().contains("proxy_mode") && e.to_string().contains("ipvs"),
             "{e}"
         );
 
