@@ -531,6 +531,14 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
         rules::TextError::Pr(e) => anyhow!("{pname}:{}: {}", e.line, e.reason),
         m @ rules::TextError::Mixed(_) => anyhow!("{m}"),
     })?;
+    let (b_ok, p_ok) = parsed.has_kube_proxy_rules();
+    for (ok, name) in [(b_ok, &bname), (p_ok, &pname)] {
+        if !ok {
+            return Err(anyhow!(
+                "{name}: no kube-proxy rules found (is kube-proxy running on that node?)"
+            ));
+        }
+    }
     if let (Some(f), true) = (&service, cmp.services.is_empty()) {
         return Err(anyhow!(
             "--service {}: no rules for this service in either dump",

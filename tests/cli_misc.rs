@@ -263,3 +263,104 @@ fn doctor_names_what_would_stop_a_live_run() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("preflight check"), "{}", stderr(&o));
 }
+
+#[test]
+fn dumps_with_nothing_of_kube_proxy_or_malformed_are_trouble() {
+    let d = tempfile::tempdir().unwrap();
+    let real = fixture("iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt");
+    let real = real.to_str().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = d.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let empty = write("empty.txt", "");
+    let other = write(
+        "other.txt",
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n",
+    );
+    for f in [empty.as_str(), "/dev/null", other.as_str()] {
+        let o = kindred(&["diff", f, real]);
+        assert_eq!(o.status.code(), Some(2), "{f}");
+        assert!(
+            stderr(&o).contains(&format!(
+                "{f}: no kube-proxy rules found (is kube-proxy running on that node?)"
+            )),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let cases = [
+        (
+            "nul.txt",
+            "*nat\n-A KUBE-SVC-X -j DROP\u{0}\nCOMMIT\n",
+            ":2: a NUL byte",
+        ),
+        (
+            "quote.nft",
+            "table ip kube-proxy {\n\tchain services {\n\t\tjump \"x\n\t}\n}\n",
+            ":3: unterminated quoted string",
+        ),
+        (
+            "brace.nft",
+            "add table ip kube-proxy\nadd rule ip kube-proxy services vmap { 0 : goto x\n",
+            ":2: unbalanced '{' and '}'",
+        ),
+        (
+            "cut.nft",
+            "table ip kube-proxy {\n\tchain services {\n",
+            ":2: unterminated block",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let f = write(name, text);
+        let o = kindred(&["diff", &f, &f]);
+        assert_eq!(o.status.code(), Some(2), "{name}");
+        assert!(
+            stderr(&o).contains(&format!("{f}{want}")),
+            "{name}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn a_scenario_nested_100k_deep_is_refused_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("deep.yaml");
+    let mut text = String::from("service: default/echo\nexpect: ");
+    text.push_str(&"[".repeat(100_000));
+    text.push_str(&"]".repeat(100_000));
+    std::fs::write(&f, text).unwrap();
+    let started = std::time::Instant::now();
+    let o = kindred(&["-f", f.to_str().unwrap(), "doctor", "--quick"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("deep.yaml:2:"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_silent_docker_endpoint_is_named_within_seconds() {
+    let d = tempfile::tempdir().unwrap();
+    let sock = d.path().join("silent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    for args in [&["clusters"][..], &["diff", "node:a", "node:b"][..]] {
+        let started = std::time::Instant::now();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_kindred"))
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .env("KINDRED_LOG", d.path().join("log"))
+            .output()
+            .unwrap();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{args:?}"
+        );
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let e = stderr(&o);
+        assert!(
+            e.contains("silent.sock") && e.contains("did not answer"),
+            "{args:?}: {e}"
+        );
+    }
+}

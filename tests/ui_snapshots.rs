@@ -98,3 +98,30 @@ fn overlays_and_small_terminal() {
     insta::assert_snapshot!("edit_target_100x30", screen(&mut st, 100, 30).backend());
     insta::assert_snapshot!("too_small_60x20", screen(&mut st, 60, 20).backend());
 }
+
+#[test]
+fn a_node_without_kube_proxy_rules_is_a_visible_note_not_an_error() {
+    use kindred::backend::event::Event;
+    use kindred::model::Side;
+    let mut st = demo_state(u64::MAX);
+    // kube-proxy has not started on the PR's worker yet: its dump holds nothing of kube-proxy's.
+    let empty = "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n".to_string();
+    apply_sync(
+        &mut st,
+        Msg::Backend(Event::RuleDump {
+            side: Side::Pr,
+            node: "77523-worker".into(),
+            text: empty,
+        }),
+    );
+    assert!(st.sides.pr.no_rules.contains("77523-worker"));
+    let mut t = Terminal::new(TestBackend::new(200, 30)).unwrap();
+    t.draw(|f| ui::render_pane(f, Pane::Diff, f.area(), &st, &Theme::new(true)))
+        .unwrap();
+    let screen = format!("{}", t.backend());
+    assert!(
+        screen.contains("⚠ no kube-proxy rules on 77523-worker (is kube-proxy running?)"),
+        "{screen}"
+    );
+    assert!(st.sides.pr.errors.is_empty(), "a note, not an error");
+}

@@ -67,6 +67,8 @@ pub struct SideState {
     pub dumps: BTreeMap<String, Arc<str>>,
     /// Per node: does its dump mention the Service under test (checked once per dump)?
     pub mentions_service: BTreeMap<String, bool>,
+    /// Nodes whose dump holds no kube-proxy rule at all (normal before kube-proxy starts).
+    pub no_rules: std::collections::BTreeSet<String>,
     /// The latest errors a backend reported, with the pane they belong to.
     pub errors: VecDeque<(Pane, String)>,
 }

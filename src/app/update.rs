@@ -297,7 +297,14 @@ fn on_rule_dump(st: &mut State, side: Side, node: String, text: String) -> React
     let needle = st.service().map(|s| s.qualified_name());
     let mentions =
         needle.is_some_and(|n| memchr::memmem::find(text.as_bytes(), n.as_bytes()).is_some());
+    let has = |n: &str| memchr::memmem::find(text.as_bytes(), n.as_bytes()).is_some();
+    let no_rules = !has("KUBE-") && !has("kube-proxy");
     let s = st.side_mut(side);
+    if no_rules {
+        s.no_rules.insert(node.clone());
+    } else {
+        s.no_rules.remove(&node);
+    }
     s.mentions_service.insert(node.clone(), mentions);
     s.dumps.insert(node.clone(), Arc::from(text));
     st.refresh_pairs();

@@ -161,6 +161,34 @@ pub struct Parsed {
     _nft: Option<(super::nft::NftDump, super::nft::NftDump)>,
 }
 
+impl Parsed {
+    /// Whether each side (base, PR) holds any kube-proxy rule at all: a KUBE-* chain in
+    /// iptables, an item of kube-proxy's table in nftables. An empty dump, or a node before
+    /// kube-proxy started, holds none.
+    pub fn has_kube_proxy_rules(&self) -> (bool, bool) {
+        let ipt = |d: &Dump| {
+            d.rules.iter().any(|r| {
+                d.rule_chain(r).starts_with("KUBE-")
+                    || super::tokens::jump_target(d.rule_body(r))
+                        .is_some_and(|t| t.starts_with("KUBE-"))
+            })
+        };
+        let nft = |d: &super::nft::NftDump| {
+            d.items.iter().any(|i| {
+                i.table.is_none()
+                    || i.table
+                        .as_deref()
+                        .is_some_and(|t| t.ends_with("kube-proxy"))
+            })
+        };
+        match (&self._iptables, &self._nft) {
+            (Some((b, p)), _) => (ipt(b), ipt(p)),
+            (_, Some((b, p))) => (nft(b), nft(p)),
+            _ => (false, false),
+        }
+    }
+}
+
 /// Parse two dumps (iptables or nftables, detected) and compare them.
 pub fn compare_texts(base: &str, pr: &str, opts: &Options) -> Result<Comparison, TextError> {
     compare_texts_keep(base, pr, opts).map(|(c, _)| c)

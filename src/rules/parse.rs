@@ -136,6 +136,10 @@ pub fn parse(text: impl Into<String>) -> Result<Dump, ParseError> {
         return Err(err(0, "input larger than 4 GiB"));
     }
     let bytes = text.as_bytes();
+    if let Some(at) = memchr::memchr(0, bytes) {
+        let line = memchr::memchr_iter(b'\n', &bytes[..at]).count() + 1;
+        return Err(err(line as u32, "a NUL byte in the line"));
+    }
     let mut p = Parser {
         bytes,
         rules: Vec::with_capacity(text.len() / 120),

@@ -106,6 +106,22 @@ fn node_line<'a>(st: &State, theme: &Theme) -> Line<'a> {
         return Line::styled("waiting for rule dumps from both clusters", theme.dim());
     };
     let n = d.pairs.len();
+    let empty: Vec<&str> = [(&st.sides.base, &pair.base), (&st.sides.pr, &pair.pr)]
+        .into_iter()
+        .filter(|(s, node)| s.no_rules.contains(*node))
+        .map(|(_, node)| node.as_str())
+        .collect();
+    let note = if empty.is_empty() {
+        Span::raw("")
+    } else {
+        Span::styled(
+            format!(
+                "  ⚠ no kube-proxy rules on {} (is kube-proxy running?)",
+                empty.join(", ")
+            ),
+            theme.warn(),
+        )
+    };
     Line::from(vec![
         Span::styled("node ", theme.dim()),
         Span::styled(pair.role.clone(), theme.title()),
@@ -116,6 +132,7 @@ fn node_line<'a>(st: &State, theme: &Theme) -> Line<'a> {
         } else {
             Span::raw("")
         },
+        note,
     ])
 }
 
