@@ -30,8 +30,12 @@ fn demo_help_retest_quit() {
     assert!(s.contains("=== default/echo: (changed, +2 -0)"), "{s}");
 
     t.keys(&["?"]);
-    let s = t.wait_for("Help: keys", 5);
-    assert!(s.contains("rebuild node images") && s.contains("quit (asks when work is running)"));
+    // The overlay is drawn in one frame, but tmux may be read between two: wait for it whole.
+    t.wait_until("the whole help", 5, |s| {
+        s.contains("Help: keys")
+            && s.contains("rebuild node images")
+            && s.contains("quit (asks when work is running)")
+    });
     t.keys(&["Escape"]);
     std::thread::sleep(Duration::from_millis(300));
     assert!(!t.screen().contains("Help: keys"));
