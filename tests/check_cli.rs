@@ -178,10 +178,21 @@ fn a_regression_fails_the_check() {
 fn trouble_is_exit_2() {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("empty.jsonl");
-    std::fs::write(&f, "{\"format\":\"kindred-recording\",\"version\":1}\n").unwrap();
+    std::fs::write(
+        &f,
+        "{\"format\":\"kindred-recording\",\"version\":1}\n{\"t\":0,\"event\":{\"type\":\"end\"}}\n",
+    )
+    .unwrap();
     let o = kindred(&["check", "--replay", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no session"), "{}", stderr(&o));
+    // Cut short at a line boundary (no end marker): trouble, not a FAIL verdict.
+    let text = std::fs::read_to_string(demo_path()).unwrap();
+    let cut: String = text.lines().take(60).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&f, cut).unwrap();
+    let o = kindred(&["check", "--replay", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stderr(&o).contains("cut short"), "{}", stderr(&o));
     let o = kindred(&["check", "--replay", "/nonexistent.jsonl"]);
     assert_eq!(o.status.code(), Some(2));
 }

@@ -411,6 +411,7 @@ fn demo() -> String {
         header,
         records: r.out,
         skipped: 0,
+        complete: true,
     }
     .to_jsonl()
 }

@@ -59,7 +59,15 @@ fn demo_help_retest_quit() {
     // Back on the normal screen: the dashboard is gone.
     assert!(!s.contains("Diff normalized"), "terminal not restored: {s}");
 
-    // The session was recorded; the recording replays to the same verdict.
+    // The session was recorded, and closed cleanly (its end marker last); it replays to the
+    // same verdict.
+    let text = std::fs::read_to_string(&rec).unwrap();
+    let parsed = kindred::backend::recording::parse(&text, "rec").unwrap();
+    assert!(
+        parsed.complete,
+        "end marker written: {:?}",
+        text.lines().last()
+    );
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_kindred"))
         .args(["check", "--replay", rec.to_str().unwrap()])
         .output()
@@ -77,21 +85,32 @@ fn demo_help_retest_quit() {
 
 #[test]
 #[ignore = "needs tmux (CI runs it)"]
-fn sigterm_restores_the_terminal() {
-    let t = Tmux::start_sized("term", &demo_cmd("--no-mouse"), 120, 40);
-    t.wait_for("Build", 20);
-    let pid = t.kindred_pid();
-    assert!(!pid.is_empty(), "kindred pid");
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
+fn signals_restore_the_terminal_and_exit_128_plus_the_signal() {
+    for (sig, code) in [("TERM", 143), ("HUP", 129), ("QUIT", 131), ("USR1", 138)] {
+        let t = Tmux::start_sized(
+            &format!("sig{}", sig.to_lowercase()),
+            &demo_cmd("--no-mouse"),
+            120,
+            40,
+        );
+        t.wait_for("Build", 20);
+        let pid = t.kindred_pid();
+        assert!(!pid.is_empty(), "kindred pid");
+        let killed = Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
             .status()
-            .unwrap()
-            .success()
-    );
-    let s = t.wait_for("KINDRED-EXIT=", 10);
-    assert!(s.contains("KINDRED-EXIT=143"), "128 + SIGTERM: {s}");
-    assert!(!s.contains("Probes target"), "terminal not restored: {s}");
+            .unwrap();
+        assert!(killed.success());
+        let s = t.wait_for("KINDRED-EXIT=", 10);
+        assert!(
+            s.contains(&format!("KINDRED-EXIT={code}")),
+            "128 + SIG{sig}: {s}"
+        );
+        assert!(
+            !s.contains("Probes target"),
+            "terminal not restored after SIG{sig}: {s}"
+        );
+    }
 }
 
 #[test]

@@ -106,9 +106,14 @@ impl Driver {
         self.state.diff.pending.is_some()
     }
 
-    /// Stop the backend's tasks; the state stays.
+    /// Stop the backend's tasks and close the recording cleanly; the state stays.
     pub fn shutdown(&mut self) {
         self.backend.shutdown();
+        if let Some(r) = self.recorder.take()
+            && let Err(e) = r.finish()
+        {
+            tracing::error!("recording: {e:#}");
+        }
     }
 }
 

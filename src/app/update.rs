@@ -246,7 +246,7 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
             Some(e) => st.activity = format!("{job:?} did not finish: {e}").to_lowercase(),
             None => return Reaction::default(),
         },
-        Event::Unknown => return Reaction::default(),
+        Event::End | Event::Unknown => return Reaction::default(),
     }
     Reaction::redraw()
 }

@@ -164,6 +164,9 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// The session was closed cleanly: the last line a recorder writes. A recording without it
+    /// was cut short (a crash, a full disk) and is replayed as truncated.
+    End,
     /// An event of a type this version does not know (from a later version's recording);
     /// never sent, skipped when read.
     #[serde(other, skip_serializing)]

@@ -40,6 +40,8 @@ pub struct Recording {
     pub records: Vec<Record>,
     /// Lines skipped because their event type is unknown to this version.
     pub skipped: usize,
+    /// It ends with its end marker: the session was closed cleanly, not cut short.
+    pub complete: bool,
 }
 
 /// A recording that cannot be read: where and why.
@@ -61,6 +63,7 @@ pub fn parse(text: &str, name: &str) -> Result<Recording, RecordingError> {
     let mut header: Option<Header> = None;
     let mut records = Vec::new();
     let mut skipped = 0;
+    let mut complete = false;
     let mut last_t = 0;
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
@@ -98,7 +101,9 @@ pub fn parse(text: &str, name: &str) -> Result<Recording, RecordingError> {
             ));
         }
         last_t = r.t;
-        if r.event == Event::Unknown {
+        if r.event == Event::End {
+            complete = true;
+        } else if r.event == Event::Unknown {
             tracing::warn!("{name}:{n}: skipping an event of a type this version does not know");
             skipped += 1;
         } else {
@@ -110,6 +115,7 @@ pub fn parse(text: &str, name: &str) -> Result<Recording, RecordingError> {
         header,
         records,
         skipped,
+        complete,
     })
 }
 
@@ -120,6 +126,14 @@ impl Recording {
         s.push('\n');
         for r in &self.records {
             s.push_str(&serde_json::to_string(r).expect("record serializes"));
+            s.push('\n');
+        }
+        if self.complete {
+            let end = Record {
+                t: self.records.last().map_or(0, |r| r.t),
+                event: Event::End,
+            };
+            s.push_str(&serde_json::to_string(&end).expect("record serializes"));
             s.push('\n');
         }
         s
@@ -155,6 +169,11 @@ impl Recorder {
             out,
             start: Instant::now(),
         })
+    }
+
+    /// Close the recording cleanly: its end marker.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        self.write(&Event::End)
     }
 
     pub fn write(&mut self, ev: &Event) -> anyhow::Result<()> {

@@ -28,14 +28,18 @@ fn job_of(ev: &Event) -> Option<Job> {
         Event::Pod { .. } | Event::PodRemoved { .. } | Event::Service { .. } => Job::Deploy,
         Event::ProbesStarted { .. } | Event::Probe { .. } | Event::ProbesDone { .. } => Job::Probes,
         Event::RuleDump { .. } => Job::Rules,
-        Event::Session(_) | Event::Error { .. } | Event::Finished { .. } | Event::Unknown => {
+        Event::Session(_)
+        | Event::Error { .. }
+        | Event::Finished { .. }
+        | Event::End
+        | Event::Unknown => {
             return None;
         }
     })
 }
 
 fn replayable(ev: &Event) -> bool {
-    !matches!(ev, Event::Finished { .. } | Event::Unknown)
+    !matches!(ev, Event::Finished { .. } | Event::End | Event::Unknown)
 }
 
 pub struct ReplayBackend {
@@ -74,9 +78,24 @@ impl ReplayBackend {
             old.abort();
         }
         let speed = self.speed;
+        // The whole playback of a recording cut short says so, and ends in that error.
+        let truncated = (job == Job::Attach && !self.rec.complete).then(|| {
+            "the recording ends before its session did (no end marker: cut short?); replayed what it holds"
+                .to_string()
+        });
         let task = async move {
             if play(records, speed, tx.clone()).await {
-                let _ = tx.send(Event::Finished { job, error: None });
+                if let Some(t) = &truncated {
+                    let _ = tx.send(Event::Error {
+                        side: None,
+                        pane: Pane::Build,
+                        message: t.clone(),
+                    });
+                }
+                let _ = tx.send(Event::Finished {
+                    job,
+                    error: truncated,
+                });
             }
         };
         self.tasks.insert(job, tokio::spawn(task));
@@ -297,6 +316,7 @@ mod tests {
                 "{\"t\":0,\"event\":{\"type\":\"probes_started\",\"side\":\"base\",\"target\":\"lb\"}}\n",
                 "{\"t\":10,\"event\":{\"type\":\"probe\",\"side\":\"base\",\"result\":{\"source\":\"a\",\"target\":\"lb\",\"outcome\":\"ok\"}}}\n",
                 "{\"t\":20,\"event\":{\"type\":\"probes_done\",\"side\":\"base\"}}\n",
+                "{\"t\":20,\"event\":{\"type\":\"end\"}}\n",
             ),
             "t",
         )
