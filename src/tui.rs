@@ -26,6 +26,8 @@ use crate::ui::{self, Theme};
 
 /// How often the app clock ticks (spinners, elapsed times). Drawing happens only on change.
 pub const TICK: Duration = Duration::from_millis(250);
+/// The shortest time between two frames.
+pub const FRAME: Duration = Duration::from_millis(16);
 
 /// Restores the terminal when dropped: normal exit, error, or unwinding panic.
 pub struct TerminalGuard {
@@ -169,6 +171,53 @@ async fn any_signal(sigs: &mut [(tokio::signal::unix::Signal, i32)]) -> i32 {
     futures::future::select_all(waits).await.0
 }
 
+/// Apply a message and run the effects only the terminal can: (redraw, quit).
+fn apply(driver: &mut Driver, guard: &mut TerminalGuard, msg: Msg) -> (bool, bool) {
+    let out = driver.apply(msg);
+    let mut quit = false;
+    for e in out.front {
+        match e {
+            Effect::SetMouseCapture(on) => guard.set_mouse(on),
+            Effect::Quit => quit = true,
+            Effect::Send(_) | Effect::ComputeDiff(_) => {}
+        }
+    }
+    (out.redraw, quit)
+}
+
+/// Apply every terminal event that is ready now, without waiting: `None` when there was none,
+/// else (redraw, quit).
+async fn drain_input(
+    input: &mut EventStream,
+    driver: &mut Driver,
+    guard: &mut TerminalGuard,
+) -> Result<Option<(bool, bool)>> {
+    let mut got: Option<(bool, bool)> = None;
+    for _ in 0..100_000 {
+        let ev = tokio::select! {
+            biased;
+            ev = input.next() => ev,
+            _ = std::future::ready(()) => break,
+        };
+        let msg = match ev {
+            Some(Ok(ev)) => match terminal_msg(ev, &driver.state) {
+                Some(m) => m,
+                None => continue,
+            },
+            Some(Err(e)) => return Err(e.into()),
+            None => Msg::Terminate,
+        };
+        let (r, quit) = apply(driver, guard, msg);
+        let g = got.get_or_insert((false, false));
+        g.0 |= r;
+        if quit {
+            g.1 = true;
+            break;
+        }
+    }
+    Ok(got)
+}
+
 /// Run the dashboard until the user quits or a signal arrives; returns the exit status (0, or
 /// 128 + the signal's number).
 pub async fn run(backend: Box<dyn Backend>, opts: RunOptions) -> Result<i32> {
@@ -186,15 +235,34 @@ pub async fn run(backend: Box<dyn Backend>, opts: RunOptions) -> Result<i32> {
     let mut sigs = signals()?;
     let mut status = 0;
     let mut redraw = true;
+    let mut last_draw = Instant::now() - FRAME;
 
     let result: Result<()> = loop {
-        if redraw {
+        // Every key already waiting takes effect before the next frame: a burst of input (a
+        // held key, a long filter typed fast) costs one frame, not one frame a key, and the last
+        // key never waits behind a backlog of frames.
+        match drain_input(&mut input, &mut driver, &mut guard).await {
+            Ok(Some((r, quit))) => {
+                redraw |= r;
+                if quit {
+                    break Ok(());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        // At most one frame per FRAME: under a stream of input the screen keeps up with the
+        // keys instead of the keys waiting for the frames.
+        if redraw && last_draw.elapsed() >= FRAME {
             guard
                 .terminal
                 .draw(|f| ui::render(f, &driver.state, &theme))?;
             redraw = false;
+            last_draw = Instant::now();
         }
+        let frame_wait = FRAME.saturating_sub(last_draw.elapsed());
         let msg = tokio::select! {
+            _ = tokio::time::sleep(frame_wait), if redraw => continue,
             ev = input.next() => match ev {
                 Some(Ok(ev)) => match terminal_msg(ev, &driver.state) {
                     Some(m) => m,
@@ -210,16 +278,8 @@ pub async fn run(backend: Box<dyn Backend>, opts: RunOptions) -> Result<i32> {
                 Msg::Terminate
             }
         };
-        let out = driver.apply(msg);
-        redraw |= out.redraw;
-        let mut quit = false;
-        for e in out.front {
-            match e {
-                Effect::SetMouseCapture(on) => guard.set_mouse(on),
-                Effect::Quit => quit = true,
-                Effect::Send(_) | Effect::ComputeDiff(_) => {}
-            }
-        }
+        let (r, quit) = apply(&mut driver, &mut guard, msg);
+        redraw |= r;
         if quit {
             break Ok(());
         }

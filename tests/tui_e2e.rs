@@ -121,3 +121,19 @@ fn small_terminal_gets_a_message() {
     assert!(s.contains("60x20"), "{s}");
     t.keys(&["q"]);
 }
+
+#[test]
+#[ignore = "needs tmux (CI runs it)"]
+fn the_last_key_of_a_burst_takes_effect_at_once() {
+    let t = Tmux::start_sized("burst", &demo_cmd("--no-mouse"), 120, 40);
+    t.wait_for("route LOCAL traffic for default/echo: LB IP", 30);
+    // 2000 scroll keys then `n`: the raw view shows at once, with no key after it.
+    t.keys(&[&"j".repeat(2000), "n"]);
+    t.wait_for("Diff raw", 3);
+    // A filter typed 3000 characters long, Enter, then `n` again: every key was a key.
+    t.keys(&["/", &"x".repeat(3000), "Enter", "n"]);
+    let s = t.wait_for("Diff normalized", 3);
+    assert!(s.contains("/xxxx"), "the filter is set: {s}");
+    t.keys(&["q"]);
+    t.wait_for("KINDRED-EXIT=", 10);
+}
