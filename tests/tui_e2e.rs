@@ -135,5 +135,40 @@ fn the_last_key_of_a_burst_takes_effect_at_once() {
     let s = t.wait_for("Diff normalized", 3);
     assert!(s.contains("/xxxx"), "the filter is set: {s}");
     t.keys(&["q"]);
-    t.wait_for("KINDRED-EXIT=", 10);
+    let s = t.wait_until("quit", 10, |s| {
+        s.contains("KINDRED-EXIT=") || s.contains("Quit and cancel it?")
+    });
+    if s.contains("Quit and cancel it?") {
+        t.keys(&["y"]);
+    }
+    t.wait_for("KINDRED-EXIT=0", 10);
+}
+
+#[test]
+#[ignore = "needs tmux (CI runs it)"]
+fn a_panic_in_any_task_ends_the_program_with_the_terminal_restored() {
+    // The example program beside the test binaries (cargo builds examples for `cargo test`).
+    let deps = std::env::current_exe().unwrap();
+    let bin = deps
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/panic_in_task");
+    assert!(bin.exists(), "{} (cargo test builds it)", bin.display());
+    let t = Tmux::start_sized("panic", &bin.display().to_string(), 100, 30);
+    let s = t.wait_for("KINDRED-EXIT=", 15);
+    assert!(s.contains("KINDRED-EXIT=101"), "{s}");
+    assert!(
+        s.contains("kindred: internal error: index out of bounds"),
+        "one line naming the error: {s}"
+    );
+    assert!(
+        s.contains("kindred-panic-test.log"),
+        "and the log file: {s}"
+    );
+    assert!(
+        !s.contains("Probes target"),
+        "terminal restored (alternate screen left): {s}"
+    );
 }
