@@ -525,6 +525,7 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
         service: service.clone(),
         no_shared: a.no_shared,
         all_tables: a.all_tables,
+        ..Options::default()
     };
     let (cmp, parsed) = rules::compare_texts_keep(&btext, &ptext, &opts).map_err(|e| match e {
         rules::TextError::Base(e) => anyhow!("{bname}:{}: {}", e.line, e.reason),

@@ -208,6 +208,18 @@ impl State {
         &self.filters[p.index()]
     }
 
+    /// The LoadBalancer IP each side's Service has, when known (base, PR).
+    pub fn lb_ips(&self) -> (Vec<String>, Vec<String>) {
+        let ip = |s: &SideState| {
+            s.service
+                .as_ref()
+                .and_then(|v| v.lb_ip.clone())
+                .into_iter()
+                .collect()
+        };
+        (ip(&self.sides.base), ip(&self.sides.pr))
+    }
+
     /// The service whose rules are compared.
     pub fn service(&self) -> Option<&ServiceRef> {
         self.session.as_ref().map(|s| &s.service)

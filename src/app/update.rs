@@ -357,6 +357,7 @@ pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
         options: Options {
             raw: st.diff.raw,
             service: st.service().map(|s| s.filter().clone()),
+            lb_ips: st.lb_ips(),
             ..Options::default()
         },
         layout: layout(st),

@@ -223,7 +223,7 @@ impl Docker {
                 ..Default::default()
             }))
             .await
-            .map_err(|e| anyhow!("listing containers: {e}"))?;
+            .map_err(|e| anyhow!("listing containers at {}: {e}", self.endpoint))?;
         let mut nodes: Vec<KindNode> = list
             .into_iter()
             .filter_map(|c| {
@@ -498,7 +498,7 @@ impl Docker {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(false),
-            Err(e) => Err(anyhow!("inspecting image {tag}: {e}")),
+            Err(e) => Err(anyhow!("inspecting image {tag} at {}: {e}", self.endpoint)),
         }
     }
 
@@ -526,7 +526,12 @@ impl Docker {
                 None::<bollard::query_parameters::InspectNetworkOptions>,
             )
             .await
-            .map_err(|e| anyhow!("inspecting Docker network {network}: {e}"))?;
+            .map_err(|e| {
+                anyhow!(
+                    "inspecting Docker network {network} at {}: {e}",
+                    self.endpoint
+                )
+            })?;
         n.ipam
             .and_then(|i| i.config)
             .unwrap_or_default()

@@ -154,6 +154,7 @@ fn rule_diffs(st: &State) -> Result<Vec<NodeDiff>, String> {
     let options = Options {
         raw: false,
         service: st.service().map(|s| s.filter().clone()),
+        lb_ips: st.lb_ips(),
         ..Options::default()
     };
     st.diff

@@ -22,6 +22,9 @@ pub struct Options {
     pub no_shared: bool,
     /// nftables: read every table of a `nft list ruleset`, not only kube-proxy's.
     pub all_tables: bool,
+    /// nftables: the LoadBalancer IPs each side's cluster reports (base, PR), when known: the
+    /// other IPs its maps send to external chains are then written `<external-ip>`.
+    pub lb_ips: (Vec<String>, Vec<String>),
 }
 
 /// What kind of line of a chain diff.
@@ -254,18 +257,18 @@ pub fn compare_nft(
     .into_iter()
     .map(|(k, b, p)| {
         let nb = b
-            .map(|i| nft::normalize(base, i, opts.raw))
+            .map(|i| nft::normalize(base, i, opts.raw, &opts.lb_ips.0))
             .unwrap_or_default();
         let np = p
-            .map(|i| nft::normalize(pr, i, opts.raw))
+            .map(|i| nft::normalize(pr, i, opts.raw, &opts.lb_ips.1))
             .unwrap_or_default();
         diff_service(k.to_string(), b.is_some(), p.is_some(), &nb, &np)
     })
     .collect();
     let mut c = finish(out, opts);
     if !opts.no_shared {
-        let nb = nft::normalize_shared(base, opts.raw);
-        let np = nft::normalize_shared(pr, opts.raw);
+        let nb = nft::normalize_shared(base, opts.raw, &opts.lb_ips.0);
+        let np = nft::normalize_shared(pr, opts.raw, &opts.lb_ips.1);
         set_shared(&mut c, diff_shared(&nb, &np));
     }
     c

@@ -486,18 +486,18 @@ fn endpoint_ip(ep: &str) -> Option<(Ipv4Addr, u16)> {
 
 /// A service's items, normalized (or raw): chain hashes, endpoints (numbered by IP), cluster
 /// and LoadBalancer/external IPs, NodePorts.
-pub fn normalize(d: &NftDump, idx: &[usize], raw: bool) -> Vec<NormRule> {
+pub fn normalize(d: &NftDump, idx: &[usize], raw: bool, lb_ips: &[String]) -> Vec<NormRule> {
     let items: Vec<&Item> = idx.iter().map(|&i| &d.items[i]).collect();
-    let names = Names::learn(&items);
+    let names = Names::learn(&items, lb_ips);
     finish(&items, &names, raw)
 }
 
 /// kube-proxy's items that no Service owns (base chains with their declarations, shared
 /// dispatch chains, shared sets and maps), normalized with what every Service's items say about
 /// IPs.
-pub fn normalize_shared(d: &NftDump, raw: bool) -> Vec<NormRule> {
+pub fn normalize_shared(d: &NftDump, raw: bool, lb_ips: &[String]) -> Vec<NormRule> {
     let all: Vec<&Item> = d.items.iter().collect();
-    let names = Names::learn(&all);
+    let names = Names::learn(&all, lb_ips);
     let items: Vec<&Item> = all.into_iter().filter(|it| owner(it).is_none()).collect();
     finish(&items, &names, raw)
 }
@@ -528,14 +528,18 @@ struct Names {
     eps: HashMap<String, &'static str>,
     ips: HashMap<String, String>,
     nodeports: HashMap<String, &'static str>,
+    lb_ips: Vec<String>,
 }
 
 impl Names {
-    fn learn(items: &[&Item]) -> Names {
+    /// `lb_ips`: the LoadBalancer IPs the live cluster reports, when known. kube-proxy's maps
+    /// list LB and external IPs alike; with them known, the others are external IPs.
+    fn learn(items: &[&Item], lb_ips: &[String]) -> Names {
         let mut n = Names {
             eps: endpoints(items),
             ips: HashMap::default(),
             nodeports: HashMap::default(),
+            lb_ips: lb_ips.to_vec(),
         };
         for (ep, ph) in &n.eps {
             if let Some((ip, _)) = ep.split_once('/') {
@@ -551,7 +555,8 @@ impl Names {
     /// What `ip` is, unless something stronger said otherwise already: endpoint, then cluster
     /// IP, node IP, LB/external IP. Whatever order the items come in, the same answer.
     fn claim(&mut self, ip: &str, role: &str) {
-        const RANK: [&str; 5] = [
+        const RANK: [&str; 6] = [
+            "<external-ip>",
             "<lb-ip>",
             "<node-ip>",
             "<cluster-ip>",
@@ -592,7 +597,14 @@ impl Names {
                     .or_insert("<nodeport>");
             } else if is_ip {
                 let cluster = kind == Some("service") || c.ends_with("cluster-ips");
-                self.claim(first, if cluster { "<cluster-ip>" } else { "<lb-ip>" });
+                let role = if cluster {
+                    "<cluster-ip>"
+                } else if self.lb_ips.is_empty() || self.lb_ips.iter().any(|ip| ip == first) {
+                    "<lb-ip>"
+                } else {
+                    "<external-ip>"
+                };
+                self.claim(first, role);
             }
         } else if c.starts_with("service-")
             && let Some(p) = words.iter().position(|w| *w == "daddr")
@@ -797,7 +809,7 @@ mod tests {
             .iter()
             .find(|(k, _)| k.to_string() == "ns2/svc2:p80")
             .unwrap();
-        let n = normalize(&t, idx, false);
+        let n = normalize(&t, idx, false, &[]);
         let texts: Vec<&str> = n.iter().map(|r| r.rule.rule.as_str()).collect();
         assert!(texts.contains(&"service-<hash>-ns2/svc2/tcp/p80: ip daddr <cluster-ip> ip saddr != 10.0.0.0/8 jump mark-for-masquerade"), "{texts:#?}");
         assert!(
@@ -948,5 +960,41 @@ mod tests {
         let e =
             parse("table ip kube-proxy {\n\tchain x {\n\t\tjump a\u{0}b\n\t}\n}\n").unwrap_err();
         assert_eq!(e.line, 3);
+    }
+
+    #[test]
+    fn lb_and_external_ips_when_the_cluster_says_which() {
+        let t = table(
+            [("10.244.1.5", "ZZZZZZZZ"), ("10.244.2.7", "YYYYYYYY")],
+            "172.18.255.200",
+            30001,
+            false,
+            false,
+        );
+        let d = parse(&t).unwrap();
+        let (_, idx) = services(&d, None).into_iter().next().unwrap();
+        let text = |lbs: &[String]| -> Vec<String> {
+            normalize(&d, &idx, false, lbs)
+                .into_iter()
+                .map(|r| r.rule.rule.clone())
+                .collect()
+        };
+        let unknown = text(&[]);
+        assert!(
+            unknown.iter().any(|r| r.contains("<lb-ip> . tcp . 8080")),
+            "{unknown:#?}"
+        );
+        let known = text(&["172.18.255.200".to_string()]);
+        assert!(
+            known.iter().any(|r| r.contains("<lb-ip> . tcp . 8080")),
+            "{known:#?}"
+        );
+        let other = text(&["172.18.255.9".to_string()]);
+        assert!(
+            other
+                .iter()
+                .any(|r| r.contains("<external-ip> . tcp . 8080")),
+            "{other:#?}"
+        );
     }
 }
