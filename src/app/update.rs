@@ -43,7 +43,7 @@ pub enum Msg {
 pub enum Effect {
     Send(Command),
     /// Parse and compare these dumps off the UI loop, then answer with [`Msg::DiffReady`].
-    ComputeDiff(DiffRequest),
+    ComputeDiff(Box<DiffRequest>),
     SetMouseCapture(bool),
     Quit,
 }
@@ -68,7 +68,7 @@ impl Reaction {
     }
     fn with_diff(self, st: &mut State) -> Reaction {
         match diff_request(st) {
-            Some(r) => self.with(Effect::ComputeDiff(r)),
+            Some(r) => self.with(Effect::ComputeDiff(Box::new(r))),
             None => self,
         }
     }
