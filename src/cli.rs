@@ -196,6 +196,21 @@ pub fn emit(text: &str) -> Result<()> {
     }
 }
 
+/// Write `v` as pretty JSON (and a newline) to standard output as it is serialized, with
+/// [`emit`]'s handling of a closed pipe and a full disk.
+pub fn emit_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let r = serde_json::to_writer_pretty(&mut w, v)
+        .map_err(std::io::Error::from)
+        .and_then(|_| w.write_all(b"\n"))
+        .and_then(|_| w.flush());
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(anyhow!("writing to standard output: {e}")),
+    }
+}
+
 /// A progress line on standard error; a closed or full standard error is ignored.
 fn progress(line: String) {
     let _ = writeln!(std::io::stderr(), "{}", rules::render::visible(&line));
@@ -546,15 +561,11 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
             a.service.as_deref().unwrap_or(&f.name)
         ));
     }
-    let out = match a.format {
-        OutputFormat::Json => {
-            let mut s = serde_json::to_string_pretty(&JsonReport::new(&cmp))?;
-            s.push('\n');
-            s
-        }
-        OutputFormat::Text => rules::render::text(&cmp, use_color(a.color)),
-    };
-    emit(&out)?;
+    match a.format {
+        // Streamed: the document is never held whole in memory.
+        OutputFormat::Json => emit_json(&JsonReport::new(&cmp))?,
+        OutputFormat::Text => emit(&rules::render::text(&cmp, use_color(a.color)))?,
+    }
     let code = if cmp.equal { 0 } else { 1 };
     // The process ends right after this: freeing a million small strings one by one costs more
     // than the comparison itself on a large cluster, so leave it to the OS.

@@ -208,6 +208,7 @@ impl Parser<'_> {
             return Ok(());
         }
         match line[0] {
+            b'-' if line == b"-A" => return Err(err(line_no, "-A without a chain name")),
             b'-' if line.starts_with(b"-A ") => {
                 let r = parse_rule(self.bytes, s, line_end, self.table, line_no, None)?;
                 self.rules.push(r);
@@ -551,7 +552,18 @@ mod tests {
         let e = parse(":KUBE-X - [a:b]\n").unwrap_err();
         assert_eq!(e.line, 1);
         let e = parse("-A\n").unwrap_err();
-        assert_eq!(e.line, 1);
+        assert_eq!((e.line, e.reason.as_str()), (1, "-A without a chain name"));
+        let e = parse("*nat\n-A   \nCOMMIT\n").unwrap_err();
+        assert_eq!((e.line, e.reason.as_str()), (2, "-A without a chain name"));
+        // Every error says why, not only where.
+        let e = parse("*nat\n-A X -j Y\nfoo bar\nCOMMIT\n").unwrap_err();
+        assert!(
+            e.reason
+                .starts_with("not an iptables rule, chain or table line"),
+            "{e}"
+        );
+        let e = parse(":KUBE-X - [a:b]\n").unwrap_err();
+        assert!(!e.reason.is_empty());
     }
 
     #[test]

@@ -169,9 +169,17 @@ pub fn restorable(fragment: &str) -> String {
     out
 }
 
-/// A tmux session running a command; keys in, screen out. Killed on drop.
+/// A tmux session running a command, on a private tmux server of its own (`-L`, no config:
+/// nothing of the user's tmux is touched or read); keys in, screen out. Killed on drop.
 pub struct Tmux {
     pub session: String,
+}
+
+/// The tmux CLI talking to the private server `server`.
+fn tmux(server: &str) -> Command {
+    let mut c = Command::new("tmux");
+    c.args(["-L", server, "-f", "/dev/null"]).env_remove("TMUX");
+    c
 }
 
 impl Tmux {
@@ -183,7 +191,7 @@ impl Tmux {
             "KINDRED_LOG={} {cmd}; echo KINDRED-EXIT=$?; sleep 120",
             log.display()
         );
-        let st = Command::new("tmux")
+        let st = tmux(&session)
             .args([
                 "new-session",
                 "-d",
@@ -195,7 +203,6 @@ impl Tmux {
                 &h.to_string(),
                 &script,
             ])
-            .env_remove("TMUX")
             .status()
             .expect("tmux must be installed");
         assert!(st.success());
@@ -203,7 +210,7 @@ impl Tmux {
     }
 
     pub fn screen(&self) -> String {
-        let o = Command::new("tmux")
+        let o = tmux(&self.session)
             .args(["capture-pane", "-p", "-t", &self.session])
             .output()
             .unwrap();
@@ -213,7 +220,7 @@ impl Tmux {
     pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", &self.session];
         args.extend_from_slice(keys);
-        assert!(Command::new("tmux").args(&args).status().unwrap().success());
+        assert!(tmux(&self.session).args(&args).status().unwrap().success());
     }
 
     pub fn wait_for(&self, what: &str, secs: u64) -> String {
@@ -236,7 +243,7 @@ impl Tmux {
 
     /// The pid of kindred inside the pane (a child of the pane's shell).
     pub fn kindred_pid(&self) -> String {
-        let o = Command::new("tmux")
+        let o = tmux(&self.session)
             .args(["list-panes", "-t", &self.session, "-F", "#{pane_pid}"])
             .output()
             .unwrap();
@@ -255,9 +262,7 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.session])
-            .status();
+        let _ = tmux(&self.session).arg("kill-server").status();
     }
 }
 

@@ -1,0 +1,20 @@
+//! Dev-only: write a generated pair of `iptables-save` dumps (the benchmark's) to two files, for
+//! measuring whole commands: `cargo run --release --example synth_pair -- SERVICES DIR`.
+
+#[path = "../tests/common/synth.rs"]
+mod synth;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let services: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let dir = std::path::PathBuf::from(args.get(2).map_or(".", |s| s.as_str()));
+    for (name, seed, change) in [("base.txt", 1, false), ("pr.txt", 2, true)] {
+        let text = synth::dump(&synth::Spec {
+            services,
+            seed,
+            change,
+            ..Default::default()
+        });
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
