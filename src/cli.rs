@@ -542,7 +542,7 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
         all_tables: a.all_tables,
         ..Options::default()
     };
-    let (cmp, parsed) = rules::compare_texts_keep(&btext, &ptext, &opts).map_err(|e| match e {
+    let (cmp, parsed) = rules::compare_texts_keep(btext, ptext, &opts).map_err(|e| match e {
         rules::TextError::Base(e) => anyhow!("{bname}:{}: {}", e.line, e.reason),
         rules::TextError::Pr(e) => anyhow!("{pname}:{}: {}", e.line, e.reason),
         m @ rules::TextError::Mixed(_) => anyhow!("{m}"),
@@ -571,8 +571,6 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
     // than the comparison itself on a large cluster, so leave it to the OS.
     std::mem::forget(cmp);
     std::mem::forget(parsed);
-    std::mem::forget(btext);
-    std::mem::forget(ptext);
     Ok(code)
 }
 

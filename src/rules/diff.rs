@@ -194,18 +194,20 @@ impl Parsed {
 
 /// Parse two dumps (iptables or nftables, detected) and compare them.
 pub fn compare_texts(base: &str, pr: &str, opts: &Options) -> Result<Comparison, TextError> {
-    compare_texts_keep(base, pr, opts).map(|(c, _)| c)
+    compare_texts_keep(base.to_string(), pr.to_string(), opts).map(|(c, _)| c)
 }
 
 /// [`compare_texts`], also handing back the parsed dumps.
+/// The texts are taken, not copied: an iptables dump keeps its text, and the rules compared
+/// share it.
 pub fn compare_texts_keep(
-    base: &str,
-    pr: &str,
+    base: String,
+    pr: String,
     opts: &Options,
 ) -> Result<(Comparison, Parsed), TextError> {
     let (bn, pn) = (
-        super::nft::looks_like_nft(base),
-        super::nft::looks_like_nft(pr),
+        super::nft::looks_like_nft(&base),
+        super::nft::looks_like_nft(&pr),
     );
     match (bn, pn) {
         (false, false) => {
@@ -225,8 +227,8 @@ pub fn compare_texts_keep(
             ))
         }
         (true, true) => {
-            let b = super::nft::parse_tables(base, opts.all_tables).map_err(TextError::Base)?;
-            let p = super::nft::parse_tables(pr, opts.all_tables).map_err(TextError::Pr)?;
+            let b = super::nft::parse_tables(&base, opts.all_tables).map_err(TextError::Base)?;
+            let p = super::nft::parse_tables(&pr, opts.all_tables).map_err(TextError::Pr)?;
             let c = compare_nft(&b, &p, opts);
             Ok((
                 c,

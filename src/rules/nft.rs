@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::normalize::{NormRule, RuleText};
+use super::normalize::{NormRule, Raw, RuleText};
 use super::parse::{ParseError, Table};
 use super::service::{ServiceFilter, ServiceKey};
 
@@ -656,7 +656,7 @@ impl Names {
             role: Arc::from(role.as_str()),
             rule: Arc::new(RuleText {
                 rule: text,
-                raw: it.text.clone(),
+                raw: Raw::owned(&it.text),
                 line: it.line,
                 chain: Arc::from(it.chain.as_str()),
                 table: Table::Nat,

@@ -26,13 +26,81 @@ pub struct NormRule {
     pub rule: Arc<RuleText>,
 }
 
+/// A line as written in a dump, shared with the dump's text (no copy per rule).
+#[derive(Clone)]
+pub struct Raw {
+    text: Arc<String>,
+    start: u32,
+    end: u32,
+}
+
+impl Raw {
+    /// `text[range]`, sharing `text`.
+    pub fn new(text: &Arc<String>, range: std::ops::Range<u32>) -> Raw {
+        Raw {
+            text: text.clone(),
+            start: range.start,
+            end: range.end,
+        }
+    }
+    /// A whole text of its own.
+    pub fn owned(s: &str) -> Raw {
+        Raw {
+            end: s.len() as u32,
+            text: Arc::new(s.to_string()),
+            start: 0,
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.text[self.start as usize..self.end as usize]
+    }
+}
+
+impl std::ops::Deref for Raw {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Raw {
+    fn eq(&self, o: &Raw) -> bool {
+        self.as_str() == o.as_str()
+    }
+}
+impl Eq for Raw {}
+
+impl PartialEq<String> for Raw {
+    fn eq(&self, o: &String) -> bool {
+        self.as_str() == o.as_str()
+    }
+}
+
+impl std::fmt::Debug for Raw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Raw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Raw {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One rule as it stands on one side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleText {
     /// The compared text (normalized unless raw).
     pub rule: String,
     /// The line as written in the dump.
-    pub raw: String,
+    pub raw: Raw,
     /// 1-based line in the dump.
     pub line: u32,
     /// The chain's real name on that side.
@@ -271,7 +339,7 @@ pub fn normalize(d: &Dump, s: &ServiceRules, display: &str, raw: bool) -> Vec<No
             role,
             rule: Arc::new(RuleText {
                 rule: text,
-                raw: d.rule_raw(r).to_string(),
+                raw: Raw::new(&d.text, r.raw.clone()),
                 line: r.line,
                 chain: chain_name,
                 table: rule_table(d, r),

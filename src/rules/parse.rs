@@ -87,10 +87,11 @@ pub struct Rule {
     pub line: u32,
 }
 
-/// A parsed dump. Owns its text; everything else points into it.
+/// A parsed dump. Owns its text (shared with the rules compared); everything else points into
+/// it.
 #[derive(Debug, Clone)]
 pub struct Dump {
-    pub text: String,
+    pub text: std::sync::Arc<String>,
     pub format: Format,
     pub chains: Vec<ChainDecl>,
     pub rules: Vec<Rule>,
@@ -179,7 +180,7 @@ pub fn parse(text: impl Into<String>) -> Result<Dump, ParseError> {
     };
     let (chains, rules, tables) = (p.chains, p.rules, p.tables);
     Ok(Dump {
-        text,
+        text: std::sync::Arc::new(text),
         format,
         chains,
         rules,
