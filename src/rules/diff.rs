@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use similar::{Algorithm, ChangeTag, TextDiff};
 
-use super::normalize::{NormRule, normalize};
+use super::normalize::{NormRule, normalize, normalize_sharing};
 use super::parse::{Dump, ParseError, Table};
 use super::service::{SHARED, ServiceFilter, ServiceKey, ServiceRules, services, shared_rules};
 
@@ -55,7 +55,7 @@ impl Line {
         self.base
             .as_ref()
             .or(self.pr.as_ref())
-            .map_or("", |r| r.rule.as_str())
+            .map_or("", |r| &*r.rule)
     }
 }
 
@@ -319,8 +319,9 @@ pub fn compare_services(
         let nb = b
             .map(|s| normalize(base, s, &display, opts.raw))
             .unwrap_or_default();
+        let known = super::normalize::known(&nb);
         let np = p
-            .map(|s| normalize(pr, s, &display, opts.raw))
+            .map(|s| normalize_sharing(pr, s, &display, opts.raw, &known))
             .unwrap_or_default();
         diff_service(display, b.is_some(), p.is_some(), &nb, &np)
     };
@@ -416,8 +417,8 @@ fn diff_chain(b: &[&NormRule], p: &[&NormRule]) -> Vec<Line> {
     if equal_texts {
         return b.iter().zip(p).map(|(x, y)| equal_line(x, y)).collect();
     }
-    let bt: Vec<&str> = b.iter().map(|r| r.rule.rule.as_str()).collect();
-    let pt: Vec<&str> = p.iter().map(|r| r.rule.rule.as_str()).collect();
+    let bt: Vec<&str> = b.iter().map(|r| &*r.rule.rule).collect();
+    let pt: Vec<&str> = p.iter().map(|r| &*r.rule.rule).collect();
     let mut lines = Vec::with_capacity(b.len().max(p.len()));
     for op in similar::capture_diff_slices(Algorithm::Myers, &bt, &pt) {
         for change in op.iter_changes(&bt, &pt) {
@@ -518,7 +519,7 @@ impl<'a> Changed<'a> {
         } else {
             self.line.base.as_deref()
         }?;
-        (r.raw != r.rule).then_some(r)
+        (r.raw.as_str() != &*r.rule).then_some(r)
     }
 }
 

@@ -655,7 +655,7 @@ impl Names {
         NormRule {
             role: Arc::from(role.as_str()),
             rule: Arc::new(RuleText {
-                rule: text,
+                rule: Arc::from(text),
                 raw: Raw::owned(&it.text),
                 line: it.line,
                 chain: Arc::from(it.chain.as_str()),
@@ -810,7 +810,7 @@ mod tests {
             .find(|(k, _)| k.to_string() == "ns2/svc2:p80")
             .unwrap();
         let n = normalize(&t, idx, false, &[]);
-        let texts: Vec<&str> = n.iter().map(|r| r.rule.rule.as_str()).collect();
+        let texts: Vec<&str> = n.iter().map(|r| &*r.rule.rule).collect();
         assert!(texts.contains(&"service-<hash>-ns2/svc2/tcp/p80: ip daddr <cluster-ip> ip saddr != 10.0.0.0/8 jump mark-for-masquerade"), "{texts:#?}");
         assert!(
             texts.contains(
@@ -931,11 +931,11 @@ mod tests {
         let sh = c.shared.unwrap();
         assert_eq!((sh.added.len(), sh.removed.len()), (1, 1));
         assert_eq!(
-            sh.removed[0].rule,
+            &*sh.removed[0].rule,
             "filter-output: type filter hook output priority -110"
         );
         assert_eq!(
-            sh.added[0].rule,
+            &*sh.added[0].rule,
             "filter-output: type filter hook output priority 0"
         );
     }
@@ -976,7 +976,7 @@ mod tests {
         let text = |lbs: &[String]| -> Vec<String> {
             normalize(&d, &idx, false, lbs)
                 .into_iter()
-                .map(|r| r.rule.rule.clone())
+                .map(|r| r.rule.rule.to_string())
                 .collect()
         };
         let unknown = text(&[]);

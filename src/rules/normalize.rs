@@ -97,8 +97,8 @@ impl Serialize for Raw {
 /// One rule as it stands on one side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleText {
-    /// The compared text (normalized unless raw).
-    pub rule: String,
+    /// The compared text (normalized unless raw); shared with the other side's identical text.
+    pub rule: Arc<str>,
     /// The line as written in the dump.
     pub raw: Raw,
     /// 1-based line in the dump.
@@ -267,6 +267,25 @@ impl Facts<'_> {
 /// The rules of `s`, normalized (or raw when `raw`). `display` is how the service is written in
 /// comments on both sides.
 pub fn normalize(d: &Dump, s: &ServiceRules, display: &str, raw: bool) -> Vec<NormRule> {
+    normalize_sharing(d, s, display, raw, &Known::default())
+}
+
+/// Texts already kept (the other side's), to share instead of copying.
+pub type Known = rustc_hash::FxHashSet<Arc<str>>;
+
+/// The texts of `rules`, for [`normalize_sharing`].
+pub fn known(rules: &[NormRule]) -> Known {
+    rules.iter().map(|r| r.rule.rule.clone()).collect()
+}
+
+/// [`normalize`], sharing every text that `known` holds already.
+pub fn normalize_sharing(
+    d: &Dump,
+    s: &ServiceRules,
+    display: &str,
+    raw: bool,
+    known: &Known,
+) -> Vec<NormRule> {
     // All words of the service in one buffer; `spans[k]` are rule k's.
     let mut all: Vec<&str> = Vec::with_capacity(s.rules.len() * 16);
     let mut spans = Vec::with_capacity(s.rules.len());
@@ -335,10 +354,16 @@ pub fn normalize(d: &Dump, s: &ServiceRules, display: &str, raw: bool) -> Vec<No
             tokens::canonical_into(&mut text, words, &mut map);
             text
         };
+        // The other side's identical text when there is one (most rules of two clusters are
+        // equal once normalized): one copy kept, not two.
+        let rule: Arc<str> = match known.get(text.as_str()) {
+            Some(k) => k.clone(),
+            None => Arc::from(text),
+        };
         out.push(NormRule {
             role,
             rule: Arc::new(RuleText {
-                rule: text,
+                rule,
                 raw: Raw::new(&d.text, r.raw.clone()),
                 line: r.line,
                 chain: chain_name,
@@ -370,7 +395,7 @@ mod tests {
         .unwrap();
         let s = &services(&d, None)[0];
         let n = normalize(&d, s, "default/echo:", false);
-        let texts: Vec<&str> = n.iter().map(|r| r.rule.rule.as_str()).collect();
+        let texts: Vec<&str> = n.iter().map(|r| &*r.rule.rule).collect();
         assert_eq!(
             texts,
             vec![

@@ -82,7 +82,8 @@ pub struct Rule {
     pub body: Range<u32>,
     /// The whole line as written (without the line break).
     pub raw: Range<u32>,
-    pub counters: Option<(u64, u64)>,
+    /// Boxed: most rules have none, and a dump has a rule a line.
+    pub counters: Option<Box<(u64, u64)>>,
     /// 1-based line number.
     pub line: u32,
 }
@@ -141,9 +142,11 @@ pub fn parse(text: impl Into<String>) -> Result<Dump, ParseError> {
         let line = memchr::memchr_iter(b'\n', &bytes[..at]).count() + 1;
         return Err(err(line as u32, "a NUL byte in the line"));
     }
+    let lines = memchr::memchr_iter(b'\n', bytes).count() + 1;
     let mut p = Parser {
         bytes,
-        rules: Vec::with_capacity(text.len() / 120),
+        // At most one rule a line: one allocation, never doubled.
+        rules: Vec::with_capacity(lines),
         ..Parser::default()
     };
     let mut pos = 0usize;
@@ -464,7 +467,7 @@ fn parse_rule(
         chain: cs as u32..ce as u32,
         body: body_start as u32..body_end as u32,
         raw: s as u32..end as u32,
-        counters,
+        counters: counters.map(Box::new),
         line,
     })
 }
@@ -524,7 +527,7 @@ mod tests {
         assert_eq!(d.chains[0].counters, Some((12, 720)));
         assert_eq!(d.rules.len(), 2);
         assert_eq!(d.rule_chain(&d.rules[0]), "PREROUTING");
-        assert_eq!(d.rules[0].counters, Some((3, 180)));
+        assert_eq!(d.rules[0].counters.as_deref(), Some(&(3, 180)));
         assert!(d.rule_raw(&d.rules[0]).starts_with("[3:180] -A PREROUTING"));
         assert_eq!(d.rules[1].line, 6);
         assert_eq!(d.rules[1].table, Some(Table::Nat));
@@ -536,7 +539,7 @@ mod tests {
         assert_eq!(d.format, Format::Spec);
         assert_eq!(d.chains.len(), 2);
         assert_eq!(d.chains[0].counters, Some((5, 10)));
-        assert_eq!(d.rules[0].counters, Some((7, 9)));
+        assert_eq!(d.rules[0].counters.as_deref(), Some(&(7, 9)));
     }
 
     #[test]
