@@ -211,6 +211,43 @@ pub fn emit_json<T: serde::Serialize>(v: &T) -> Result<()> {
     }
 }
 
+/// Text written to standard output as it is produced, with [`emit`]'s handling of a closed
+/// pipe and a full disk.
+pub fn emit_with(f: impl FnOnce(&mut StdoutText)) -> Result<()> {
+    let mut t = StdoutText {
+        w: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
+        error: None,
+    };
+    f(&mut t);
+    let r = match t.error.take() {
+        Some(e) => Err(e),
+        None => t.w.flush(),
+    };
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(anyhow!("writing to standard output: {e}")),
+    }
+}
+
+/// Standard output as a `fmt::Write`: the first failure is kept, and nothing more is written.
+pub struct StdoutText {
+    w: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    error: Option<std::io::Error>,
+}
+
+impl std::fmt::Write for StdoutText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.error.is_some() {
+            return Err(std::fmt::Error);
+        }
+        self.w.write_all(s.as_bytes()).map_err(|e| {
+            self.error = Some(e);
+            std::fmt::Error
+        })
+    }
+}
+
 /// A progress line on standard error; a closed or full standard error is ignored.
 fn progress(line: String) {
     let _ = writeln!(std::io::stderr(), "{}", rules::render::visible(&line));
@@ -564,7 +601,9 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
     match a.format {
         // Streamed: the document is never held whole in memory.
         OutputFormat::Json => emit_json(&JsonReport::new(&cmp))?,
-        OutputFormat::Text => emit(&rules::render::text(&cmp, use_color(a.color)))?,
+        OutputFormat::Text => {
+            emit_with(|w| rules::render::write_text(w, &cmp, use_color(a.color)))?
+        }
     }
     let code = if cmp.equal { 0 } else { 1 };
     // The process ends right after this: freeing a million small strings one by one costs more

@@ -63,11 +63,18 @@ pub fn visible_lines(text: &str) -> String {
 /// Render for a terminal or a file. `color` adds ANSI colours (green added, red removed, bold
 /// for the words that changed inside a rule).
 pub fn text(c: &Comparison, color: bool) -> String {
-    let st = Style { color };
     let mut out = String::new();
+    write_text(&mut out, c, color);
+    out
+}
+
+/// [`text`], written as it is rendered (to standard output, say): the report is never held
+/// whole in memory.
+pub fn write_text(out: &mut impl Write, c: &Comparison, color: bool) {
+    let st = Style { color };
     let changed = c.services.iter().filter(|s| !s.equal).count();
     for s in c.groups() {
-        service(&mut out, s, &st);
+        service(out, s, &st);
     }
     let shared = match &c.shared {
         Some(s) if s.equal => "; kube-proxy's shared chains equal",
@@ -83,10 +90,9 @@ pub fn text(c: &Comparison, color: bool) -> String {
         changed,
         c.services.len() - changed
     );
-    out
 }
 
-fn service(out: &mut String, s: &ServiceDiff, st: &Style) {
+fn service(out: &mut impl Write, s: &ServiceDiff, st: &Style) {
     if s.equal {
         let n: usize = s.chains.iter().map(|c| c.lines.len()).sum();
         let _ = writeln!(
@@ -141,7 +147,7 @@ fn service(out: &mut String, s: &ServiceDiff, st: &Style) {
     }
 }
 
-fn chain_lines(out: &mut String, lines: &[Line], st: &Style) {
+fn chain_lines(out: &mut impl Write, lines: &[Line], st: &Style) {
     // Changes, and CONTEXT equal lines around them.
     let near_change = |i: usize| {
         let lo = i.saturating_sub(CONTEXT);
@@ -150,7 +156,7 @@ fn chain_lines(out: &mut String, lines: &[Line], st: &Style) {
     };
     let mut skipped = 0;
     let mut i = 0;
-    let flush = |out: &mut String, skipped: &mut usize| {
+    let flush = |out: &mut dyn Write, skipped: &mut usize| {
         if *skipped > 0 {
             let _ = writeln!(out, "{}", st.paint("2", &format!("  ... {skipped} equal")));
             *skipped = 0;
@@ -179,23 +185,30 @@ fn chain_lines(out: &mut String, lines: &[Line], st: &Style) {
     flush(out, &mut skipped);
 }
 
-fn changed_line(out: &mut String, c: &Changed<'_>, st: &Style) {
+fn changed_line(out: &mut impl Write, c: &Changed<'_>, st: &Style) {
     let added = c.line.op == Op::Added;
-    let (sign, code, strong) = if added {
-        ('+', "32", "1;32;4")
+    let (sign, code, strong, who) = if added {
+        ('+', "32", "1;32;4", "PR")
     } else {
-        ('-', "31", "1;31;4")
+        ('-', "31", "1;31;4", "base")
     };
-    let text = match c.segments() {
-        Some(segs) if st.color => segs
+    if !st.color {
+        // Written as it is, no copies: a rule can be long.
+        let _ = writeln!(out, "{sign} {}", visible(c.line.rule()));
+        if let Some(r) = c.raw() {
+            let _ = writeln!(out, "    {who} line {}: {}", r.line, visible(&r.raw));
+        }
+        return;
+    }
+    let text: String = match c.segments() {
+        Some(segs) => segs
             .iter()
             .map(|s| st.paint(if s.emphasized { strong } else { code }, &s.text))
             .collect(),
-        _ => st.paint(code, c.line.rule()),
+        None => st.paint(code, c.line.rule()),
     };
     let _ = writeln!(out, "{}{text}", st.paint(code, &format!("{sign} ")));
     if let Some(r) = c.raw() {
-        let who = if added { "PR" } else { "base" };
         let _ = writeln!(
             out,
             "{}",
