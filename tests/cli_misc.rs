@@ -86,44 +86,30 @@ fn demo_path() -> String {
 #[test]
 fn a_full_disk_is_trouble_and_a_closed_pipe_is_quiet() {
     use std::process::{Command, Stdio};
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_kindred"))
-        .args(["check", "--replay", &demo_path()])
-        .stdout(full)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("writing to standard output"),
-        "{}",
-        stderr(&o)
-    );
-    // JSON is streamed: the same on a full disk.
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
+    // Standard output on a full disk: check's table, and diff's JSON (streamed).
     let f = fixture("iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt");
-    let o = Command::new(env!("CARGO_BIN_EXE_kindred"))
-        .args([
-            "diff",
-            f.to_str().unwrap(),
-            f.to_str().unwrap(),
-            "--format",
-            "json",
-        ])
-        .stdout(full)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("writing to standard output"),
-        "{}",
-        stderr(&o)
-    );
+    let f = f.to_str().unwrap();
+    let demo = demo_path();
+    for args in [
+        &["check", "--replay", &demo][..],
+        &["diff", f, f, "--format", "json"][..],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_kindred"))
+            .args(args)
+            .stdout(full)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&o).contains("writing to standard output"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
     // A reader that goes away at once: a big diff meets a closed pipe.
     let d = tempfile::tempdir().unwrap();
     let (a, b) = (d.path().join("a"), d.path().join("b"));

@@ -177,8 +177,9 @@ fn kube_proxy_restore_input_equals_what_iptables_saves() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
 
-/// Load an nftables ruleset into a namespace with `nft -f` and list it back.
-fn nft_round_trip(tag: &str, ruleset: &str) -> String {
+/// Load an nftables ruleset into a fresh namespace with `nft -f`, and list it back as `how`
+/// says (`nft list table ip kube-proxy`, `nft -a list ...`, `nft list ruleset`).
+fn nft_load_and_list(tag: &str, ruleset: &str, how: &[&str]) -> String {
     let ns = Netns::new(tag);
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("rules.nft");
@@ -189,10 +190,14 @@ fn nft_round_trip(tag: &str, ruleset: &str) -> String {
         .expect("nft (Debian's nftables)");
     assert!(
         o.status.success(),
-        "nft -f: {}",
+        "nft -f: {}\n{ruleset}",
         String::from_utf8_lossy(&o.stderr)
     );
-    ns.save("nft", &["list", "table", "ip", "kube-proxy"])
+    ns.save("nft", how)
+}
+
+fn nft_round_trip(tag: &str, ruleset: &str) -> String {
+    nft_load_and_list(tag, ruleset, &["list", "table", "ip", "kube-proxy"])
 }
 
 #[test]
@@ -407,21 +412,7 @@ impl Kp {
 
 /// Load `kp` into a fresh network namespace with the real nft, and dump it back as `how` does.
 fn nft_dump(tag: &str, kp: &Kp, how: &[&str]) -> String {
-    let ns = Netns::new(tag);
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("rules.nft");
-    std::fs::write(&f, kp.ruleset()).unwrap();
-    let o = Command::new("ip")
-        .args(["netns", "exec", &ns.0, "nft", "-f", f.to_str().unwrap()])
-        .output()
-        .expect("nft (Debian's nftables)");
-    assert!(
-        o.status.success(),
-        "nft -f: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        kp.ruleset()
-    );
-    ns.save("nft", how)
+    nft_load_and_list(tag, &kp.ruleset(), how)
 }
 
 #[test]

@@ -888,6 +888,17 @@ mod tests {
         }
     }
 
+    /// One cluster's table (the first) and the same behaviour in another cluster.
+    fn one() -> String {
+        table(
+            [("10.244.1.5", "ZZZZZZZZ"), ("10.244.2.7", "YYYYYYYY")],
+            "172.18.255.200",
+            30001,
+            false,
+            false,
+        )
+    }
+
     fn cmp(a: &str, b: &str) -> crate::rules::Comparison {
         crate::rules::diff::compare_nft(&parse(a).unwrap(), &parse(b).unwrap(), &Default::default())
     }
@@ -896,13 +907,7 @@ mod tests {
     fn noise_is_not_a_difference() {
         // Other endpoint IPs and hashes, another LB IP and NodePort, maps before chains, branch
         // order flipped, `nft -a` handles, counters: the same behaviour.
-        let a = table(
-            [("10.244.1.5", "ZZZZZZZZ"), ("10.244.2.7", "YYYYYYYY")],
-            "172.18.255.200",
-            30001,
-            false,
-            false,
-        );
+        let a = one();
         let b = table(
             [("10.244.1.9", "QQQQQQQQ"), ("10.244.2.3", "RRRRRRRR")],
             "172.18.255.210",
@@ -917,13 +922,7 @@ mod tests {
 
     #[test]
     fn base_chain_priorities_are_shared_changes() {
-        let a = table(
-            [("10.244.1.5", "ZZZZZZZZ"), ("10.244.2.7", "YYYYYYYY")],
-            "172.18.255.200",
-            30001,
-            false,
-            false,
-        );
+        let a = one();
         let b = a.replace("priority dstnat - 10", "priority filter");
         let c = cmp(&a, &b);
         assert!(!c.equal);
@@ -964,13 +963,7 @@ mod tests {
 
     #[test]
     fn lb_and_external_ips_when_the_cluster_says_which() {
-        let t = table(
-            [("10.244.1.5", "ZZZZZZZZ"), ("10.244.2.7", "YYYYYYYY")],
-            "172.18.255.200",
-            30001,
-            false,
-            false,
-        );
+        let t = one();
         let d = parse(&t).unwrap();
         let (_, idx) = services(&d, None).into_iter().next().unwrap();
         let text = |lbs: &[String]| -> Vec<String> {
