@@ -399,7 +399,7 @@ mod synthetic {
         assert_eq!(changed[0].removed.len(), 1);
         assert!(
             changed[0].removed[0]
-                .rule
+                .rule()
                 .contains("masquerade LOCAL traffic")
         );
         assert!(changed[0].added.is_empty());

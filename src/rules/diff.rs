@@ -55,7 +55,7 @@ impl Line {
         self.base
             .as_ref()
             .or(self.pr.as_ref())
-            .map_or("", |r| &*r.rule)
+            .map_or("", |r| r.rule())
     }
 }
 
@@ -413,12 +413,12 @@ fn diff_chain(b: &[&NormRule], p: &[&NormRule]) -> Vec<Line> {
         pr: Some(y.rule.clone()),
     };
     let equal_texts =
-        b.len() == p.len() && b.iter().zip(p).all(|(x, y)| x.rule.rule == y.rule.rule);
+        b.len() == p.len() && b.iter().zip(p).all(|(x, y)| x.rule.rule() == y.rule.rule());
     if equal_texts {
         return b.iter().zip(p).map(|(x, y)| equal_line(x, y)).collect();
     }
-    let bt: Vec<&str> = b.iter().map(|r| &*r.rule.rule).collect();
-    let pt: Vec<&str> = p.iter().map(|r| &*r.rule.rule).collect();
+    let bt: Vec<&str> = b.iter().map(|r| r.rule.rule()).collect();
+    let pt: Vec<&str> = p.iter().map(|r| r.rule.rule()).collect();
     let mut lines = Vec::with_capacity(b.len().max(p.len()));
     for op in similar::capture_diff_slices(Algorithm::Myers, &bt, &pt) {
         for change in op.iter_changes(&bt, &pt) {
@@ -519,7 +519,7 @@ impl<'a> Changed<'a> {
         } else {
             self.line.base.as_deref()
         }?;
-        (r.raw.as_str() != &*r.rule).then_some(r)
+        (r.raw.as_str() != r.rule()).then_some(r)
     }
 }
 

@@ -513,7 +513,7 @@ fn finish(items: &[&Item], names: &Names, raw: bool) -> Vec<NormRule> {
         .collect();
     let element = |r: &NormRule| r.role.starts_with("map ") || r.role.starts_with("set ");
     let mut elements: Vec<NormRule> = out.iter().filter(|r| element(r)).cloned().collect();
-    elements.sort_by(|a, b| a.rule.rule.cmp(&b.rule.rule));
+    elements.sort_by(|a, b| a.rule.rule().cmp(b.rule.rule()));
     let mut it = elements.into_iter();
     for r in out.iter_mut().filter(|r| element(r)) {
         *r = it.next().expect("as many elements");
@@ -655,7 +655,7 @@ impl Names {
         NormRule {
             role: Arc::from(role.as_str()),
             rule: Arc::new(RuleText {
-                rule: Arc::from(text),
+                text: Some(Arc::from(text)),
                 raw: Raw::owned(&it.text),
                 line: it.line,
                 chain: Arc::from(it.chain.as_str()),
@@ -810,7 +810,7 @@ mod tests {
             .find(|(k, _)| k.to_string() == "ns2/svc2:p80")
             .unwrap();
         let n = normalize(&t, idx, false, &[]);
-        let texts: Vec<&str> = n.iter().map(|r| &*r.rule.rule).collect();
+        let texts: Vec<&str> = n.iter().map(|r| r.rule.rule()).collect();
         assert!(texts.contains(&"service-<hash>-ns2/svc2/tcp/p80: ip daddr <cluster-ip> ip saddr != 10.0.0.0/8 jump mark-for-masquerade"), "{texts:#?}");
         assert!(
             texts.contains(
@@ -930,11 +930,11 @@ mod tests {
         let sh = c.shared.unwrap();
         assert_eq!((sh.added.len(), sh.removed.len()), (1, 1));
         assert_eq!(
-            &*sh.removed[0].rule,
+            sh.removed[0].rule(),
             "filter-output: type filter hook output priority -110"
         );
         assert_eq!(
-            &*sh.added[0].rule,
+            sh.added[0].rule(),
             "filter-output: type filter hook output priority 0"
         );
     }
@@ -969,7 +969,7 @@ mod tests {
         let text = |lbs: &[String]| -> Vec<String> {
             normalize(&d, &idx, false, lbs)
                 .into_iter()
-                .map(|r| r.rule.rule.to_string())
+                .map(|r| r.rule.rule().to_string())
                 .collect()
         };
         let unknown = text(&[]);

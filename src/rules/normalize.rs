@@ -82,6 +82,26 @@ impl std::fmt::Debug for Raw {
     }
 }
 
+impl RuleText {
+    /// The compared text.
+    pub fn rule(&self) -> &str {
+        self.text.as_deref().unwrap_or(self.raw.as_str())
+    }
+}
+
+impl Serialize for RuleText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut m = s.serialize_struct("RuleText", 5)?;
+        m.serialize_field("rule", self.rule())?;
+        m.serialize_field("raw", &self.raw)?;
+        m.serialize_field("line", &self.line)?;
+        m.serialize_field("chain", &self.chain)?;
+        m.serialize_field("table", &self.table)?;
+        m.end()
+    }
+}
+
 impl std::fmt::Display for Raw {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -95,10 +115,11 @@ impl Serialize for Raw {
 }
 
 /// One rule as it stands on one side.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleText {
-    /// The compared text (normalized unless raw); shared with the other side's identical text.
-    pub rule: Arc<str>,
+    /// The compared text when it is not the line as written (normalized: shared with the other
+    /// side's identical text); `None` when it is the line (`--raw`), which is then not copied.
+    pub text: Option<Arc<str>>,
     /// The line as written in the dump.
     pub raw: Raw,
     /// 1-based line in the dump.
@@ -275,7 +296,7 @@ pub type Known = rustc_hash::FxHashSet<Arc<str>>;
 
 /// The texts of `rules`, for [`normalize_sharing`].
 pub fn known(rules: &[NormRule]) -> Known {
-    rules.iter().map(|r| r.rule.rule.clone()).collect()
+    rules.iter().filter_map(|r| r.rule.text.clone()).collect()
 }
 
 /// [`normalize`], sharing every text that `known` holds already.
@@ -315,7 +336,7 @@ pub fn normalize_sharing(
             })
             .clone();
         let text = if raw {
-            d.rule_raw(r).to_string()
+            None
         } else {
             let mut map = |opt: &str, v: &str| -> Option<String> {
                 match opt {
@@ -352,18 +373,21 @@ pub fn normalize_sharing(
             text.push_str("-A ");
             text.push_str(&role);
             tokens::canonical_into(&mut text, words, &mut map);
-            text
+            Some(text)
         };
         // The other side's identical text when there is one (most rules of two clusters are
         // equal once normalized): one copy kept, not two.
-        let rule: Arc<str> = match known.get(text.as_str()) {
-            Some(k) => k.clone(),
-            None => Arc::from(text),
+        let rule: Option<Arc<str>> = match text {
+            None => None,
+            Some(t) => Some(match known.get(t.as_str()) {
+                Some(k) => k.clone(),
+                None => Arc::from(t),
+            }),
         };
         out.push(NormRule {
             role,
             rule: Arc::new(RuleText {
-                rule,
+                text: rule,
                 raw: Raw::new(&d.text, r.raw.clone()),
                 line: r.line,
                 chain: chain_name,
@@ -395,7 +419,7 @@ mod tests {
         .unwrap();
         let s = &services(&d, None)[0];
         let n = normalize(&d, s, "default/echo:", false);
-        let texts: Vec<&str> = n.iter().map(|r| &*r.rule.rule).collect();
+        let texts: Vec<&str> = n.iter().map(|r| r.rule.rule()).collect();
         assert_eq!(
             texts,
             vec![
@@ -410,6 +434,6 @@ mod tests {
         assert_eq!(&*n[2].rule.chain, "KUBE-NODEPORTS");
         assert_eq!(&*n[3].rule.chain, "KUBE-SVC-AAAA");
         let raw = normalize(&d, s, "default/echo:", true);
-        assert!(raw[2].rule.rule.contains("30012"));
+        assert!(raw[2].rule.rule().contains("30012"));
     }
 }
