@@ -377,13 +377,10 @@ pub fn normalize_sharing(
         };
         // The other side's identical text when there is one (most rules of two clusters are
         // equal once normalized): one copy kept, not two.
-        let rule: Option<Arc<str>> = match text {
-            None => None,
-            Some(t) => Some(match known.get(t.as_str()) {
-                Some(k) => k.clone(),
-                None => Arc::from(t),
-            }),
-        };
+        let rule: Option<Arc<str>> = text.map(|t| match known.get(t.as_str()) {
+            Some(k) => k.clone(),
+            None => Arc::from(t),
+        });
         out.push(NormRule {
             role,
             rule: Arc::new(RuleText {
