@@ -189,7 +189,13 @@ fn speed(s: &str) -> Result<f64, String> {
 /// tools); any other failure (a full disk) is an error naming standard output.
 pub fn emit(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+    stdout_result(out.write_all(text.as_bytes()).and_then(|_| out.flush()))
+}
+
+/// What a write to standard output came to: a closed pipe is a quiet end (like other Unix
+/// tools); any other failure is an error naming standard output.
+fn stdout_result(r: std::io::Result<()>) -> Result<()> {
+    match r {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(anyhow!("writing to standard output: {e}")),
@@ -204,11 +210,7 @@ pub fn emit_json<T: serde::Serialize>(v: &T) -> Result<()> {
         .map_err(std::io::Error::from)
         .and_then(|_| w.write_all(b"\n"))
         .and_then(|_| w.flush());
-    match r {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(anyhow!("writing to standard output: {e}")),
-    }
+    stdout_result(r)
 }
 
 /// Text written to standard output as it is produced, with [`emit`]'s handling of a closed
@@ -219,15 +221,10 @@ pub fn emit_with(f: impl FnOnce(&mut StdoutText)) -> Result<()> {
         error: None,
     };
     f(&mut t);
-    let r = match t.error.take() {
+    stdout_result(match t.error.take() {
         Some(e) => Err(e),
         None => t.w.flush(),
-    };
-    match r {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(anyhow!("writing to standard output: {e}")),
-    }
+    })
 }
 
 /// Standard output as a `fmt::Write`: the first failure is kept, and nothing more is written.

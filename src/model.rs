@@ -50,18 +50,9 @@ pub struct BySide<T> {
 }
 
 impl<T> BySide<T> {
-    pub fn new(base: T, pr: T) -> BySide<T> {
-        BySide { base, pr }
-    }
     /// Both values, base first.
     pub fn iter(&self) -> impl Iterator<Item = (Side, &T)> {
         [(Side::Base, &self.base), (Side::Pr, &self.pr)].into_iter()
-    }
-    pub fn map<U>(&self, mut f: impl FnMut(Side, &T) -> U) -> BySide<U> {
-        BySide {
-            base: f(Side::Base, &self.base),
-            pr: f(Side::Pr, &self.pr),
-        }
     }
     pub fn all(&self, mut f: impl FnMut(&T) -> bool) -> bool {
         f(&self.base) && f(&self.pr)
@@ -119,16 +110,6 @@ pub enum PhaseState {
     Done,
     Skipped { reason: String },
     Failed { reason: String },
-}
-
-impl PhaseState {
-    /// Over, one way or another (done, skipped or failed).
-    pub fn is_over(&self) -> bool {
-        matches!(
-            self,
-            PhaseState::Done | PhaseState::Skipped { .. } | PhaseState::Failed { .. }
-        )
-    }
 }
 
 /// The wording every front end uses: "running", "done", "skipped (reason)", "failed: reason";
@@ -488,7 +469,7 @@ mod tests {
             .to_string(),
             "failed: exit 1"
         );
-        let mut b = BySide::new(1, 2);
+        let mut b = BySide { base: 1, pr: 2 };
         b[Side::Pr] += 1;
         assert_eq!(b.pr, 3);
     }

@@ -280,7 +280,7 @@ async fn dashboard_state(rec: recording::Recording) -> kindred::app::State {
             break;
         }
     }
-    while d.computing() {
+    while d.state.diff.pending.is_some() {
         let m = d.next().await;
         d.apply(m);
     }

@@ -101,11 +101,6 @@ impl Driver {
         self.backend.send(c);
     }
 
-    /// Whether a diff computation is running.
-    pub fn computing(&self) -> bool {
-        self.state.diff.pending.is_some()
-    }
-
     /// Stop the backend's tasks and close the recording cleanly; the state stays.
     pub fn shutdown(&mut self) {
         self.backend.shutdown();

@@ -297,8 +297,7 @@ fn on_rule_dump(st: &mut State, side: Side, node: String, text: String) -> React
     let needle = st.service().map(|s| s.qualified_name());
     let mentions =
         needle.is_some_and(|n| memchr::memmem::find(text.as_bytes(), n.as_bytes()).is_some());
-    let has = |n: &str| memchr::memmem::find(text.as_bytes(), n.as_bytes()).is_some();
-    let no_rules = !has("KUBE-") && !has("kube-proxy");
+    let no_rules = !crate::rules::mentions_kube_proxy(&text);
     let s = st.side_mut(side);
     if no_rules {
         s.no_rules.insert(node.clone());

@@ -269,22 +269,16 @@ impl Kind {
     pub async fn export_kubeconfig(&self, name: &str) -> Result<()> {
         static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let _turn = ONE_AT_A_TIME.lock().await;
-        let limit = Duration::from_secs(60);
-        tokio::time::timeout(
-            limit,
-            self.capture(&["export", "kubeconfig", "--name", name]),
-        )
-        .await
-        .map_err(|_| anyhow!("kind export kubeconfig --name {name}: no answer in 60s"))??;
+        let args = ["export", "kubeconfig", "--name", name];
+        self.capture_within(&args, Duration::from_secs(60)).await?;
         Ok(())
     }
 
     /// `kind version`: (major, minor, patch) and the line as printed.
     pub async fn version(&self) -> Result<((u32, u32, u32), String)> {
-        let limit = Duration::from_secs(10);
-        let (out, _) = tokio::time::timeout(limit, self.capture(&["version"]))
-            .await
-            .map_err(|_| anyhow!("kind version: no answer in 10s"))??;
+        let (out, _) = self
+            .capture_within(&["version"], Duration::from_secs(10))
+            .await?;
         let line = out.trim().to_string();
         parse_version(&line)
             .map(|v| (v, line.clone()))
@@ -300,6 +294,13 @@ impl Kind {
     ) -> Result<()> {
         self.run(&["delete", "cluster", "--name", name], on_line, cancel)
             .await
+    }
+
+    /// [`Kind::capture`], given up (and killed) after `limit`.
+    async fn capture_within(&self, args: &[&str], limit: Duration) -> Result<(String, String)> {
+        tokio::time::timeout(limit, self.capture(args))
+            .await
+            .map_err(|_| anyhow!("kind {}: no answer in {}s", args.join(" "), limit.as_secs()))?
     }
 
     async fn capture(&self, args: &[&str]) -> Result<(String, String)> {
@@ -323,10 +324,8 @@ impl Kind {
 
     /// `kind get kubeconfig --name NAME`: the cluster's kubeconfig (context `kind-NAME`).
     pub async fn kubeconfig(&self, name: &str) -> Result<String> {
-        Ok(self
-            .capture(&["get", "kubeconfig", "--name", name])
-            .await?
-            .0)
+        let args = ["get", "kubeconfig", "--name", name];
+        Ok(self.capture_within(&args, Duration::from_secs(30)).await?.0)
     }
 }
 

@@ -12,3 +12,11 @@ pub mod tokens;
 pub use diff::{Comparison, Options, TextError, compare, compare_texts, compare_texts_keep};
 pub use parse::{Dump, ParseError, parse};
 pub use service::ServiceFilter;
+
+/// Whether a dump, before it is parsed, holds anything of kube-proxy's (a `KUBE-` chain, or its
+/// nftables table): a node whose dump holds nothing is one where kube-proxy has not started.
+/// After parsing, `diff::Parsed::has_kube_proxy_rules` says it for certain.
+pub fn mentions_kube_proxy(text: &str) -> bool {
+    let has = |n: &str| memchr::memmem::find(text.as_bytes(), n.as_bytes()).is_some();
+    has("KUBE-") || has("kube-proxy")
+}

@@ -70,12 +70,6 @@ impl PartialEq for Raw {
 }
 impl Eq for Raw {}
 
-impl PartialEq<String> for Raw {
-    fn eq(&self, o: &String) -> bool {
-        self.as_str() == o.as_str()
-    }
-}
-
 impl std::fmt::Debug for Raw {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self.as_str(), f)

@@ -267,6 +267,38 @@ pub fn located(e: serde_saphyr::Error) -> (usize, String) {
     (line, msg.trim().to_string())
 }
 
+/// A side's fields that must hold: (field, reason) when one does not.
+fn check_side(side: &SideSpec) -> Result<(), (&'static str, String)> {
+    let ok_name = !side.name.is_empty()
+        && side.name.len() <= 50
+        && side
+            .name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+        && !side.name.starts_with('-');
+    if !ok_name {
+        return Err((
+            "name",
+            format!(
+                "'{}' is not a valid kind cluster name (lowercase letters, digits, '-', '.')",
+                side.name
+            ),
+        ));
+    }
+    if side.image.is_empty() || side.image.contains(char::is_whitespace) {
+        return Err(("image", format!("'{}' is not an image tag", side.image)));
+    }
+    if side.git_ref.is_empty() || side.git_ref.starts_with('-') {
+        return Err(("ref", format!("'{}' is not a git ref", side.git_ref)));
+    }
+    if let Some(n) = side.git_ref.strip_prefix("pr/")
+        && (n.is_empty() || !n.bytes().all(|c| c.is_ascii_digit()))
+    {
+        return Err(("ref", format!("'{}': expected pr/NUMBER", side.git_ref)));
+    }
+    Ok(())
+}
+
 impl Scenario {
     /// Parse and check a scenario; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
@@ -290,41 +322,7 @@ impl Scenario {
             reason,
         };
         for (key, side) in [("base", &s.base), ("pr", &s.pr)] {
-            let ok_name = !side.name.is_empty()
-                && side.name.len() <= 50
-                && side.name.bytes().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.'
-                })
-                && !side.name.starts_with('-');
-            if !ok_name {
-                return Err(err(
-                    &[key, "name"],
-                    format!(
-                        "'{}' is not a valid kind cluster name (lowercase letters, digits, '-', '.')",
-                        side.name
-                    ),
-                ));
-            }
-            if side.image.is_empty() || side.image.contains(char::is_whitespace) {
-                return Err(err(
-                    &[key, "image"],
-                    format!("'{}' is not an image tag", side.image),
-                ));
-            }
-            if side.git_ref.is_empty() || side.git_ref.starts_with('-') {
-                return Err(err(
-                    &[key, "ref"],
-                    format!("'{}' is not a git ref", side.git_ref),
-                ));
-            }
-            if let Some(n) = side.git_ref.strip_prefix("pr/")
-                && (n.is_empty() || !n.bytes().all(|c| c.is_ascii_digit()))
-            {
-                return Err(err(
-                    &[key, "ref"],
-                    format!("'{}': expected pr/NUMBER", side.git_ref),
-                ));
-            }
+            check_side(side).map_err(|(field, reason)| err(&[key, field], reason))?;
         }
         if s.base.git_ref == MERGE_BASE && s.pr.git_ref == MERGE_BASE {
             return Err(err(

@@ -30,7 +30,7 @@ fn side_lines<'a>(
     theme: &Theme,
 ) -> Vec<Line<'a>> {
     let w = rect.width.saturating_sub(1) as usize;
-    let which = if side == Side::Base { "base" } else { "PR" };
+    let which = side.label();
     let mut heading = side_heading(s.name(), which, theme);
     if let Some(c) = &s.commit {
         heading.spans.push(Span::styled(

@@ -21,7 +21,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         let s = st.side(side);
         let [head, table] =
             Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(rect);
-        let which = if side == Side::Base { "base" } else { "PR" };
+        let which = side.label();
         let mut h = side_heading(s.name(), which, theme);
         if s.probes_running {
             h.spans.push(Span::styled(
