@@ -10,6 +10,7 @@ use kindred::app::update::{Effect, Msg, update};
 use kindred::backend::event::*;
 use kindred::backend::recording;
 use kindred::model::*;
+#[allow(dead_code)] // the nftables generator is the rules bench's
 #[path = "../tests/common/synth.rs"]
 mod synth;
 use synth::{Spec, dump};

@@ -348,8 +348,8 @@ fn nftables_dumps_compare_and_mixed_kinds_are_refused() {
 }
 
 mod synthetic {
-    use super::common::synth::{Spec, dump};
-    use kindred::rules::{Options, compare, parse};
+    use super::common::synth::{Spec, dump, nft_dump};
+    use kindred::rules::{Options, compare, compare_texts, parse};
 
     #[test]
     fn seeds_differ_only_in_incidentals() {
@@ -403,5 +403,60 @@ mod synthetic {
                 .contains("masquerade LOCAL traffic")
         );
         assert!(changed[0].added.is_empty());
+    }
+
+    /// Two nftables dumps of the same services from different clusters (other IPs, NodePorts,
+    /// endpoint hashes, element and chain order, counters): equal; the raw text is not.
+    #[test]
+    fn nftables_seeds_differ_only_in_noise() {
+        let spec = |seed, change| Spec {
+            services: 300,
+            seed,
+            change,
+            ..Spec::default()
+        };
+        let (a, b) = (nft_dump(&spec(1, false)), nft_dump(&spec(2, false)));
+        assert_ne!(a, b);
+        let c = compare_texts(&a, &b, &Options::default()).unwrap();
+        assert!(c.equal, "{}", kindred::rules::render::text(&c, false));
+        assert_eq!(c.services.len(), 300);
+        assert!(c.shared.as_ref().is_some_and(|s| s.equal));
+        let raw = Options {
+            raw: true,
+            ..Options::default()
+        };
+        assert!(!compare_texts(&a, &b, &raw).unwrap().equal);
+    }
+
+    /// The same change as in iptables (every 100th eTP=Local LoadBalancer Service loses its
+    /// "masquerade local traffic" rule) is found, in its chain, and nothing else.
+    #[test]
+    fn nftables_change_is_found_in_its_chain() {
+        let spec = |seed, change| Spec {
+            services: 300,
+            seed,
+            change,
+            ..Spec::default()
+        };
+        let (a, b) = (nft_dump(&spec(1, false)), nft_dump(&spec(3, true)));
+        let c = compare_texts(&a, &b, &Options::default()).unwrap();
+        let changed: Vec<_> = c.changed().collect();
+        let names: Vec<&str> = changed.iter().map(|s| s.service.as_str()).collect();
+        assert_eq!(names, ["ns0/svc0:p80", "ns3/svc100:p80", "ns6/svc200:p80"]);
+        for s in changed {
+            assert!(s.added.is_empty());
+            assert_eq!(s.removed.len(), 1);
+            assert_eq!(
+                s.removed[0].rule(),
+                "fib saddr type local jump mark-for-masquerade"
+            );
+            assert!(
+                s.removed[0].chain.starts_with("external-"),
+                "{:?}",
+                s.removed[0]
+            );
+            let ch = s.chains.iter().find(|ch| !ch.equal).unwrap();
+            assert!(ch.chain.starts_with("external-<hash>-"), "{}", ch.chain);
+        }
     }
 }

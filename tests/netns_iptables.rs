@@ -252,9 +252,14 @@ fn nftables_round_trip_same_behaviour_is_equal_and_changes_show() {
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0]["service"], "riset/hellopod-np-svc:");
     assert_eq!(changed[0]["removed"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        changed[0]["removed"][0]["rule"],
-        "external-<hash>-riset/hellopod-np-svc/tcp/: jump mark-for-masquerade"
+    let removed = &changed[0]["removed"][0];
+    assert_eq!(removed["rule"], "jump mark-for-masquerade");
+    assert!(
+        removed["chain"]
+            .as_str()
+            .unwrap()
+            .starts_with("external-P6J77WGM-riset/hellopod-np-svc/tcp/"),
+        "{removed}"
     );
     assert!(changed[0]["added"].as_array().unwrap().is_empty());
 }
@@ -487,18 +492,26 @@ fn real_nftables_noise_services_and_shared_chains() {
     assert_eq!(code, Some(1));
     assert!(changed_services(&v).is_empty(), "{v:#}");
     assert_eq!(v["shared"]["equal"], false);
-    let removed: Vec<&str> = v["shared"]["removed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["rule"].as_str().unwrap())
-        .collect();
-    let added: Vec<&str> = v["shared"]["added"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["rule"].as_str().unwrap())
-        .collect();
+    // Each rule with its chain's name on that side.
+    let rules = |which: &str| -> Vec<String> {
+        v["shared"][which]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r["chain"].as_str().unwrap(),
+                    r["rule"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let (removed, added) = (rules("removed"), rules("added"));
+    let (removed, added): (Vec<&str>, Vec<&str>) = (
+        removed.iter().map(String::as_str).collect(),
+        added.iter().map(String::as_str).collect(),
+    );
     assert!(
         removed.contains(&"filter-output: type filter hook output priority -110"),
         "{removed:?}"

@@ -22,10 +22,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let (a, b) = text.split_at(mid);
     for all_tables in [false, true] {
-        if let Ok(d) = kindred::rules::nft::parse_tables(text, all_tables) {
+        if let Ok(d) = kindred::rules::nft::parse_tables(text.to_string(), all_tables) {
             let c = kindred::rules::diff::compare_nft(&d, &d, &Options::default());
             assert!(c.equal);
-            if let Ok(e) = kindred::rules::nft::parse_tables(a, all_tables) {
+            if let Ok(e) = kindred::rules::nft::parse_tables(a.to_string(), all_tables) {
                 let _ = kindred::rules::diff::compare_nft(&d, &e, &Options::default());
             }
         }

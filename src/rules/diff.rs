@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use similar::{Algorithm, ChangeTag, TextDiff};
 
-use super::normalize::{NormRule, normalize, normalize_sharing};
+use super::normalize::{NormRule, Raw, normalize, normalize_sharing};
 use super::parse::{Dump, ParseError, Table};
 use super::service::{SHARED, ServiceFilter, ServiceKey, ServiceRules, services, shared_rules};
 
@@ -63,9 +63,9 @@ impl Line {
 pub struct ChainDiff {
     pub table: Table,
     /// The chain's role, the same on both sides (e.g. `KUBE-XLB-<hash>`, `KUBE-NODEPORTS`).
-    pub chain: String,
-    pub base_chain: Option<String>,
-    pub pr_chain: Option<String>,
+    pub chain: Arc<str>,
+    pub base_chain: Option<Raw>,
+    pub pr_chain: Option<Raw>,
     pub equal: bool,
     pub lines: Vec<Line>,
 }
@@ -74,7 +74,7 @@ impl ChainDiff {
     /// The chain's real names: one when both sides use the same, else both.
     pub fn names(&self) -> String {
         match (&self.base_chain, &self.pr_chain) {
-            (Some(b), Some(p)) if b == p => b.clone(),
+            (Some(b), Some(p)) if b == p => b.to_string(),
             (Some(b), Some(p)) => format!("base {b}, PR {p}"),
             (Some(b), None) => format!("base {b}, not in PR"),
             (None, Some(p)) => format!("not in base, PR {p}"),
@@ -227,8 +227,12 @@ pub fn compare_texts_keep(
             ))
         }
         (true, true) => {
-            let b = super::nft::parse_tables(&base, opts.all_tables).map_err(TextError::Base)?;
-            let p = super::nft::parse_tables(&pr, opts.all_tables).map_err(TextError::Pr)?;
+            let (b, p) = std::thread::scope(|sc| {
+                let h = sc.spawn(|| super::nft::parse_tables(base, opts.all_tables));
+                let p = super::nft::parse_tables(pr, opts.all_tables);
+                (h.join().expect("parser thread"), p)
+            });
+            let (b, p) = (b.map_err(TextError::Base)?, p.map_err(TextError::Pr)?);
             let c = compare_nft(&b, &p, opts);
             Ok((
                 c,
@@ -252,21 +256,20 @@ pub fn compare_nft(
     use super::nft;
     let bs = nft::services(base, opts.service.as_ref());
     let ps = nft::services(pr, opts.service.as_ref());
-    let out = join(
-        bs.iter().map(|(k, v)| (k, v)),
-        ps.iter().map(|(k, v)| (k, v)),
-    )
-    .into_iter()
-    .map(|(k, b, p)| {
-        let nb = b
-            .map(|i| nft::normalize(base, i, opts.raw, &opts.lb_ips.0))
-            .unwrap_or_default();
-        let np = p
-            .map(|i| nft::normalize(pr, i, opts.raw, &opts.lb_ips.1))
-            .unwrap_or_default();
-        diff_service(k.to_string(), b.is_some(), p.is_some(), &nb, &np)
-    })
-    .collect();
+    // Each service's grouping is freed once compared.
+    let out = merge_sorted(bs, ps)
+        .map(|(k, b, p)| {
+            let (b, p) = (b.as_deref(), p.as_deref());
+            let nb = b
+                .map(|i| nft::normalize(base, i, opts.raw, &opts.lb_ips.0))
+                .unwrap_or_default();
+            let known = super::normalize::known(&nb);
+            let np = p
+                .map(|i| nft::normalize_sharing(pr, i, opts.raw, &opts.lb_ips.1, &known))
+                .unwrap_or_default();
+            diff_service(k.to_string(), b.is_some(), p.is_some(), &nb, &np)
+        })
+        .collect();
     let mut c = finish(out, opts);
     if !opts.no_shared {
         let nb = nft::normalize_shared(base, opts.raw, &opts.lb_ips.0);
@@ -274,6 +277,30 @@ pub fn compare_nft(
         set_shared(&mut c, diff_shared(&nb, &np));
     }
     c
+}
+
+/// Pair two lists sorted by key, consuming them: (key, base's, PR's), in key order.
+fn merge_sorted<K: Ord, V>(
+    base: Vec<(K, V)>,
+    pr: Vec<(K, V)>,
+) -> impl Iterator<Item = (K, Option<V>, Option<V>)> {
+    let (mut b, mut p) = (base.into_iter().peekable(), pr.into_iter().peekable());
+    std::iter::from_fn(move || {
+        let order = match (b.peek(), p.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => x.0.cmp(&y.0),
+        };
+        Some(match order {
+            std::cmp::Ordering::Less => b.next().map(|(k, v)| (k, Some(v), None))?,
+            std::cmp::Ordering::Greater => p.next().map(|(k, v)| (k, None, Some(v)))?,
+            std::cmp::Ordering::Equal => {
+                let ((k, v), (_, w)) = (b.next()?, p.next()?);
+                (k, Some(v), Some(w))
+            }
+        })
+    })
 }
 
 /// Pair the two sides' services by key, in key order: (key, base's, PR's).
@@ -387,9 +414,12 @@ pub fn diff_service(
         }
         chains.push(ChainDiff {
             table: k.0,
-            chain: k.1.to_string(),
-            base_chain: b.first().map(|r| r.rule.chain.to_string()),
-            pr_chain: p.first().map(|r| r.rule.chain.to_string()),
+            chain: b
+                .first()
+                .or(p.first())
+                .map_or_else(|| Arc::from(k.1), |r| r.role.clone()),
+            base_chain: b.first().map(|r| r.rule.chain.clone()),
+            pr_chain: p.first().map(|r| r.rule.chain.clone()),
             equal: lines.iter().all(|l| l.op == Op::Equal),
             lines,
         });

@@ -13,23 +13,27 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::normalize::{NormRule, Raw, RuleText};
+use super::normalize::{Known, NormRule, Raw, RuleText};
 use super::parse::{ParseError, Table};
 use super::service::{ServiceFilter, ServiceKey};
 
 /// One rule, element, or base-chain declaration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
-    /// The chain, or `map NAME` / `set NAME`.
-    pub chain: String,
-    pub text: String,
+    /// The chain (a part of the dump's text), or `map NAME` / `set NAME`.
+    pub chain: Raw,
+    /// The item as written: a part of the dump's text (not a copy), except for base-chain
+    /// declarations (written one way, see [`declaration`]) and elements that span lines.
+    pub text: Raw,
     pub line: u32,
     /// The table, when it is not `ip kube-proxy` ("ip6 kube-proxy", "inet filter", ...).
-    pub table: Option<Arc<str>>,
+    pub table: Option<Arc<String>>,
 }
 
+/// A parsed dump: its text and its items, which point into it.
 #[derive(Debug, Clone, Default)]
 pub struct NftDump {
+    pub text: Arc<String>,
     pub items: Vec<Item>,
 }
 
@@ -87,82 +91,142 @@ fn brace_depth(l: &str) -> i64 {
     d
 }
 
-/// Split at top-level commas (outside braces and quotes).
-fn split_elements(s: &str) -> Vec<String> {
+/// Split at top-level commas (outside braces and quotes): the parts, trimmed, each a part of `s`
+/// (no copies); empty parts (a trailing comma) left out.
+fn split_elements(s: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut depth = 0i32;
     let mut quoted = false;
-    let mut cur = String::new();
-    for c in s.chars() {
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
         match c {
             '"' => quoted = !quoted,
             '{' if !quoted => depth += 1,
             '}' if !quoted => depth -= 1,
             ',' if !quoted && depth == 0 => {
-                out.push(cur.trim().to_string());
-                cur.clear();
-                continue;
+                out.push(s[start..i].trim());
+                start = i + 1;
             }
             _ => {}
         }
-        cur.push(c);
     }
-    if !cur.trim().is_empty() {
-        out.push(cur.trim().to_string());
-    }
+    out.push(s[start..].trim());
+    out.retain(|e| !e.is_empty());
     out
 }
 
 /// Parse `nft list table`/`nft list ruleset` output (with or without `-a` handles) or knftables'
 /// transaction format. Only kube-proxy's tables are read unless `all_tables`.
 pub fn parse(text: &str) -> Result<NftDump, ParseError> {
-    parse_tables(text, false)
+    parse_tables(text.to_string(), false)
 }
 
-/// [`parse`], choosing whether tables that are not kube-proxy's are read too.
-pub fn parse_tables(text: &str, all_tables: bool) -> Result<NftDump, ParseError> {
-    let mut p = Parser {
-        all_tables,
-        ..Parser::default()
-    };
-    for (i, raw) in text.lines().enumerate() {
-        if raw.contains('\0') {
-            return Err(err(i + 1, "a NUL byte in the line"));
+/// [`parse`], taking the text (the items point into it) and choosing whether tables that are not
+/// kube-proxy's are read too.
+pub fn parse_tables(text: String, all_tables: bool) -> Result<NftDump, ParseError> {
+    let text = Arc::new(text);
+    let items = Parser::new(&text, all_tables).run()?;
+    Ok(NftDump { text, items })
+}
+
+impl<'a> Parser<'a> {
+    fn new(text: &'a Arc<String>, all_tables: bool) -> Parser<'a> {
+        Parser {
+            src: text,
+            all_tables,
+            items: Vec::new(),
+            table: None,
+            block: None,
+            last_set: None,
+            in_table: false,
+            skipping: 0,
+            elements: None,
         }
-        let (l, balanced) = strip_comment(raw.trim());
-        if !balanced {
-            return Err(err(i + 1, "unterminated quoted string"));
+    }
+
+    fn run(mut self) -> Result<Vec<Item>, ParseError> {
+        let text: &'a str = self.src.as_str();
+        for (i, raw) in text.lines().enumerate() {
+            if raw.contains('\0') {
+                return Err(err(i + 1, "a NUL byte in the line"));
+            }
+            let (l, balanced) = strip_comment(raw.trim());
+            if !balanced {
+                return Err(err(i + 1, "unterminated quoted string"));
+            }
+            self.line(i + 1, l)?;
         }
-        p.line(i + 1, l)?;
+        let last = text.lines().count();
+        if self.elements.is_some() {
+            return Err(err(last, "unterminated elements list"));
+        }
+        if self.block.is_some() || self.in_table || self.skipping > 0 {
+            return Err(err(last, "unterminated block (truncated dump?)"));
+        }
+        // Items are many and small: no room for half as many again.
+        self.items.shrink_to_fit();
+        Ok(self.items)
     }
-    let last = text.lines().count();
-    if p.elements.is_some() {
-        return Err(err(last, "unterminated elements list"));
-    }
-    if p.block.is_some() || p.in_table || p.skipping > 0 {
-        return Err(err(last, "unterminated block (truncated dump?)"));
-    }
-    Ok(NftDump { items: p.items })
 }
 
 /// The parser's state between lines.
-#[derive(Default)]
-struct Parser {
+struct Parser<'a> {
+    /// The dump's text: items are parts of it.
+    src: &'a Arc<String>,
     all_tables: bool,
     items: Vec<Item>,
     /// The table being read, when it is not `ip kube-proxy`.
-    table: Option<Arc<str>>,
-    /// `nft list` state: the block we are in (chain NAME, `map NAME`, `set NAME`).
-    block: Option<String>,
+    table: Option<Arc<String>>,
+    /// `nft list` state: the block we are in (chain NAME, `map NAME`, `set NAME`), one string
+    /// for all its items.
+    block: Option<Raw>,
+    /// The set or map the last transaction line added elements to (`map NAME`: one string for
+    /// all its elements).
+    last_set: Option<Raw>,
     in_table: bool,
     /// Brace depth inside a table that is skipped (0: none skipped).
     skipping: i64,
-    /// An elements list being read over several lines: its text so far and first line.
-    elements: Option<(String, usize)>,
+    /// An elements list being read over several lines.
+    elements: Option<Elements>,
 }
 
-impl Parser {
-    fn push(&mut self, chain: String, text: String, line: usize) {
+/// An elements list being read line by line: how deep in braces, and an element that does not
+/// end on its line (its text so far, owned, and its first line).
+struct Elements {
+    chain: Raw,
+    depth: i64,
+    pending: Option<(String, usize)>,
+}
+
+impl Parser<'_> {
+    /// `s` as an item's text: a part of the dump's text when it is one (no copy).
+    fn raw(&self, s: &str) -> Raw {
+        Raw::within(self.src, s)
+    }
+
+    /// A transaction's `map NAME` / `set NAME`: one string for consecutive lines of a set.
+    fn set_name(&mut self, name: String) -> Raw {
+        match &self.last_set {
+            Some(b) if b.as_str() == name => b.clone(),
+            _ => {
+                let c = Raw::owned(&name);
+                self.last_set = Some(c.clone());
+                c
+            }
+        }
+    }
+
+    /// Read the elements list that starts on this line (as far as it goes on it).
+    fn start_elements(&mut self, chain: Raw, n: usize, l: &str) {
+        self.elements = Some(Elements {
+            chain,
+            depth: 0,
+            pending: None,
+        });
+        self.element_line(n, l);
+    }
+
+    fn push(&mut self, chain: Raw, text: Raw, line: usize) {
         self.items.push(Item {
             chain,
             text,
@@ -171,31 +235,58 @@ impl Parser {
         });
     }
 
-    fn push_elements(&mut self, chain: &str, inner: &str, line: usize) {
-        for e in split_elements(inner) {
-            self.push(chain.to_string(), e, line);
+    /// One line of an elements list (`{` of the first line and `}` of the last included): each
+    /// element on it is an item of the current block at this line.
+    fn element_line(&mut self, n: usize, l: &str) {
+        let Some(mut st) = self.elements.take() else {
+            return;
+        };
+        let first = st.depth == 0;
+        st.depth += brace_depth(l);
+        let mut inner = l.trim();
+        if first {
+            inner = inner.strip_prefix('{').unwrap_or(inner);
+        }
+        if st.depth <= 0 {
+            inner = inner.strip_suffix('}').unwrap_or(inner);
+        }
+        let complete = st.depth <= 0 || inner.trim_end().ends_with(',');
+        let chain = st.chain.clone();
+        let mut parts = split_elements(inner);
+        if let Some((mut acc, start)) = st.pending.take() {
+            let head = if parts.is_empty() {
+                ""
+            } else {
+                parts.remove(0)
+            };
+            acc.push(' ');
+            acc.push_str(head);
+            if complete || !parts.is_empty() {
+                self.push(chain.clone(), Raw::owned(acc.trim()), start);
+            } else {
+                st.pending = Some((acc, start));
+            }
+        }
+        let tail = (!complete).then(|| parts.pop()).flatten();
+        for e in parts {
+            let raw = self.raw(e);
+            self.push(chain.clone(), raw, n);
+        }
+        if let Some(t) = tail {
+            st.pending = Some((t.to_string(), n));
+        }
+        if st.depth > 0 {
+            self.elements = Some(st);
         }
     }
 
-    fn line(&mut self, n: usize, l: &str) -> Result<(), ParseError> {
+    fn line(&mut self, n: usize, l: &'_ str) -> Result<(), ParseError> {
         if self.skipping > 0 {
             self.skipping += brace_depth(l);
             return Ok(());
         }
-        if let Some((acc, start)) = self.elements.as_mut() {
-            acc.push(' ');
-            acc.push_str(l);
-            if l.ends_with('}') {
-                let start = *start;
-                let inner = acc
-                    .trim()
-                    .trim_start_matches('{')
-                    .trim_end_matches('}')
-                    .to_string();
-                let name = self.block.clone().unwrap_or_default();
-                self.push_elements(&name, &inner, start);
-                self.elements = None;
-            }
+        if self.elements.is_some() {
+            self.element_line(n, l);
             return Ok(());
         }
         if l.is_empty() || l.starts_with("flush ") || l.starts_with("delete ") {
@@ -220,21 +311,22 @@ impl Parser {
             return Ok(());
         }
         self.table = (!(family == "ip" && table == "kube-proxy"))
-            .then(|| Arc::from(format!("{family} {table}")));
+            .then(|| Arc::new(format!("{family} {table}")));
         match what {
             "rule" => {
                 let (chain, body) = tail
                     .split_once(' ')
                     .ok_or_else(|| err(n, "add rule without a chain and a rule"))?;
-                self.push(chain.to_string(), body.trim().to_string(), n);
+                let (chain, body) = (self.raw(chain), self.raw(body.trim()));
+                self.push(chain, body, n);
             }
             "element" => {
                 let (set, body) = tail
                     .split_once(' ')
                     .ok_or_else(|| err(n, "add element without a set and elements"))?;
-                let inner = body.trim().trim_start_matches('{').trim_end_matches('}');
-                let kind = if inner.contains(" : ") { "map" } else { "set" };
-                self.push_elements(&format!("{kind} {set}"), inner, n);
+                let kind = if body.contains(" : ") { "map" } else { "set" };
+                let chain = self.set_name(format!("{kind} {set}"));
+                self.start_elements(chain, n, body.trim());
             }
             "chain" => self.chain_declaration(n, tail),
             "table" | "map" | "set" => {}
@@ -249,7 +341,8 @@ impl Parser {
         if let Some((name, body)) = tail.split_once('{') {
             let decl = body.trim().trim_end_matches('}').trim();
             if decl.starts_with("type ") {
-                self.push(name.trim().to_string(), declaration(decl), n);
+                let chain = self.raw(name.trim());
+                self.push(chain, Raw::owned(&declaration(decl)), n);
             }
         }
     }
@@ -278,7 +371,7 @@ impl Parser {
             return Ok(());
         };
         if l.starts_with("type ") && !(b.starts_with("map ") || b.starts_with("set ")) {
-            self.push(b, declaration(l), n);
+            self.push(b, Raw::owned(&declaration(l)), n);
             return Ok(());
         }
         const DECLARATIONS: [&str; 5] = ["type ", "comment ", "flags ", "timeout ", "policy "];
@@ -286,16 +379,12 @@ impl Parser {
             return Ok(());
         }
         if let Some(rest) = l.strip_prefix("elements = ") {
-            if rest.ends_with('}') {
-                let inner = rest.trim().trim_start_matches('{').trim_end_matches('}');
-                self.push_elements(&b, inner, n);
-            } else {
-                self.elements = Some((rest.to_string(), n));
-            }
+            self.start_elements(b, n, rest);
             return Ok(());
         }
         if !(b.starts_with("map ") || b.starts_with("set ")) {
-            self.push(b, l.to_string(), n);
+            let raw = self.raw(l);
+            self.push(b, raw, n);
         }
         Ok(())
     }
@@ -320,7 +409,7 @@ impl Parser {
         }
         self.in_table = true;
         self.table = (!(family == "ip" && name == "kube-proxy"))
-            .then(|| Arc::from(format!("{family} {name}")));
+            .then(|| Arc::new(format!("{family} {name}")));
         Ok(())
     }
 
@@ -339,9 +428,9 @@ impl Parser {
             return Err(err(n, "a block inside a block"));
         }
         self.block = Some(if kind == "chain" {
-            name.trim().to_string()
+            self.raw(name.trim())
         } else {
-            format!("{kind} {}", name.trim())
+            Raw::owned(&format!("{kind} {}", name.trim()))
         });
         Ok(())
     }
@@ -461,22 +550,17 @@ fn owner(it: &Item) -> Option<ServiceKey> {
     })
 }
 
-/// Items by service (in dump order), filtered.
+/// Items by service (in key order; each service's in dump order), filtered.
 pub fn services(d: &NftDump, filter: Option<&ServiceFilter>) -> Vec<(ServiceKey, Vec<usize>)> {
-    let mut ids: HashMap<ServiceKey, usize> = HashMap::default();
-    let mut out: Vec<(ServiceKey, Vec<usize>)> = Vec::new();
+    let mut out: std::collections::BTreeMap<ServiceKey, Vec<usize>> = Default::default();
     for (i, it) in d.items.iter().enumerate() {
         let Some(k) = owner(it) else { continue };
         if filter.is_some_and(|f| !f.matches(&k)) {
             continue;
         }
-        let id = *ids.entry(k.clone()).or_insert_with(|| {
-            out.push((k, Vec::new()));
-            out.len() - 1
-        });
-        out[id].1.push(i);
+        out.entry(k).or_default().push(i);
     }
-    out
+    out.into_iter().collect()
 }
 
 fn endpoint_ip(ep: &str) -> Option<(Ipv4Addr, u16)> {
@@ -487,9 +571,20 @@ fn endpoint_ip(ep: &str) -> Option<(Ipv4Addr, u16)> {
 /// A service's items, normalized (or raw): chain hashes, endpoints (numbered by IP), cluster
 /// and LoadBalancer/external IPs, NodePorts.
 pub fn normalize(d: &NftDump, idx: &[usize], raw: bool, lb_ips: &[String]) -> Vec<NormRule> {
+    normalize_sharing(d, idx, raw, lb_ips, &Known::default())
+}
+
+/// [`normalize`], sharing every compared text that `known` holds already (the other side's).
+pub fn normalize_sharing(
+    d: &NftDump,
+    idx: &[usize],
+    raw: bool,
+    lb_ips: &[String],
+    known: &Known,
+) -> Vec<NormRule> {
     let items: Vec<&Item> = idx.iter().map(|&i| &d.items[i]).collect();
     let names = Names::learn(&items, lb_ips);
-    finish(&items, &names, raw)
+    finish(&items, &names, raw, known)
 }
 
 /// kube-proxy's items that no Service owns (base chains with their declarations, shared
@@ -499,18 +594,27 @@ pub fn normalize_shared(d: &NftDump, raw: bool, lb_ips: &[String]) -> Vec<NormRu
     let all: Vec<&Item> = d.items.iter().collect();
     let names = Names::learn(&all, lb_ips);
     let items: Vec<&Item> = all.into_iter().filter(|it| owner(it).is_none()).collect();
-    finish(&items, &names, raw)
+    finish(&items, &names, raw, &Known::default())
 }
 
 /// The items normalized (or raw); set and map elements in a canonical order (nft prints them
 /// in any order), and, normalized, without affinity sets' elements (clients seen lately: state,
 /// not rules).
-fn finish(items: &[&Item], names: &Names, raw: bool) -> Vec<NormRule> {
-    let mut out: Vec<NormRule> = items
-        .iter()
-        .filter(|it| raw || !bare(&it.chain).starts_with("affinity-"))
-        .map(|it| names.normalize(it, raw))
-        .collect();
+fn finish(items: &[&Item], names: &Names, raw: bool, known: &Known) -> Vec<NormRule> {
+    // One role string per chain: a chain's items come one after another.
+    let mut last: Option<(&Raw, Arc<str>)> = None;
+    let mut out: Vec<NormRule> = Vec::with_capacity(items.len());
+    for it in items {
+        if !raw && bare(&it.chain).starts_with("affinity-") {
+            continue;
+        }
+        let role = match &last {
+            Some((c, r)) if c.as_str() == it.chain.as_str() => r.clone(),
+            _ => names.role(it),
+        };
+        last = Some((&it.chain, role.clone()));
+        out.push(names.normalize(it, raw, role, known));
+    }
     let element = |r: &NormRule| r.role.starts_with("map ") || r.role.starts_with("set ");
     let mut elements: Vec<NormRule> = out.iter().filter(|r| element(r)).cloned().collect();
     elements.sort_by(|a, b| a.rule.rule().cmp(b.rule.rule()));
@@ -523,27 +627,28 @@ fn finish(items: &[&Item], names: &Names, raw: bool) -> Vec<NormRule> {
 
 /// What a service's incidental values are written as: its endpoints (by role and port, not by
 /// where they stand), IPs and NodePorts.
-struct Names {
+/// Keys point into the items (nothing copied: learning kube-proxy's whole table is cheap).
+struct Names<'a> {
     /// Endpoint "IP/PORT" -> the placeholder its IP is written as.
-    eps: HashMap<String, &'static str>,
-    ips: HashMap<String, String>,
-    nodeports: HashMap<String, &'static str>,
-    lb_ips: Vec<String>,
+    eps: HashMap<&'a str, &'static str>,
+    ips: HashMap<&'a str, &'static str>,
+    nodeports: HashMap<&'a str, &'static str>,
+    lb_ips: &'a [String],
 }
 
-impl Names {
+impl<'a> Names<'a> {
     /// `lb_ips`: the LoadBalancer IPs the live cluster reports, when known. kube-proxy's maps
     /// list LB and external IPs alike; with them known, the others are external IPs.
-    fn learn(items: &[&Item], lb_ips: &[String]) -> Names {
+    fn learn(items: &[&'a Item], lb_ips: &'a [String]) -> Names<'a> {
         let mut n = Names {
             eps: endpoints(items),
             ips: HashMap::default(),
             nodeports: HashMap::default(),
-            lb_ips: lb_ips.to_vec(),
+            lb_ips,
         };
         for (ep, ph) in &n.eps {
             if let Some((ip, _)) = ep.split_once('/') {
-                n.ips.insert(ip.to_string(), ph.to_string());
+                n.ips.insert(ip, ph);
             }
         }
         for it in items {
@@ -554,7 +659,7 @@ impl Names {
 
     /// What `ip` is, unless something stronger said otherwise already: endpoint, then cluster
     /// IP, node IP, LB/external IP. Whatever order the items come in, the same answer.
-    fn claim(&mut self, ip: &str, role: &str) {
+    fn claim(&mut self, ip: &'a str, role: &'static str) {
         const RANK: [&str; 6] = [
             "<external-ip>",
             "<lb-ip>",
@@ -567,16 +672,16 @@ impl Names {
         match self.ips.get(ip) {
             Some(old) if rank(old) >= rank(role) => {}
             _ => {
-                self.ips.insert(ip.to_string(), role.to_string());
+                self.ips.insert(ip, role);
             }
         }
     }
 
     /// Cluster, LB and external IPs, node IPs and NodePorts named by sets, map elements and
     /// service chains.
-    fn learn_item(&mut self, it: &Item) {
-        let words: Vec<&str> = it.text.split_whitespace().collect();
-        let c = it.chain.as_str();
+    fn learn_item(&mut self, it: &'a Item) {
+        let words: Vec<&'a str> = it.text.split_whitespace().collect();
+        let c: &str = &it.chain;
         let first = words.first().copied().unwrap_or("");
         let is_ip = first.parse::<Ipv4Addr>().is_ok();
         if c == "set nodeport-ips" && is_ip {
@@ -592,9 +697,7 @@ impl Names {
                 .copied();
             let kind = target.and_then(split_chain).map(|x| x.0);
             if words.len() >= 3 && words[1] == "." && !is_ip {
-                self.nodeports
-                    .entry(words[2].to_string())
-                    .or_insert("<nodeport>");
+                self.nodeports.entry(words[2]).or_insert("<nodeport>");
             } else if is_ip {
                 let cluster = kind == Some("service") || c.ends_with("cluster-ips");
                 let role = if cluster {
@@ -634,31 +737,43 @@ impl Names {
         let ph = self.ips.get(host)?;
         Some(match port {
             Some(p) => format!("{ph}:{p}"),
-            None => ph.clone(),
+            None => ph.to_string(),
         })
     }
 
-    fn normalize(&self, it: &Item, raw: bool) -> NormRule {
+    /// The role of the item's chain: the same on both sides.
+    fn role(&self, it: &Item) -> Arc<str> {
         let kind = it.chain.len() - bare(&it.chain).len();
-        let mut role = match self.word(bare(&it.chain)) {
+        let role = match self.word(bare(&it.chain)) {
             Some(w) => format!("{}{w}", &it.chain[..kind]),
-            None => it.chain.clone(),
+            None => it.chain.to_string(),
         };
-        if let Some(t) = &it.table {
-            role = format!("{t} {role}");
+        match &it.table {
+            Some(t) => Arc::from(format!("{t} {role}")),
+            None => Arc::from(role),
         }
-        let text = if raw {
-            format!("{}: {}", it.chain, it.text)
-        } else {
-            format!("{role}: {}", canonical_vmap(&self.rewrite(it)))
-        };
+    }
+
+    /// The item as compared, within its chain's role: normalized (one string shared with the
+    /// other side when `known` holds it) or, raw or when normalizing changes nothing, the item's
+    /// text itself (shared with the dump, as is its chain's name).
+    fn normalize(&self, it: &Item, raw: bool, role: Arc<str>, known: &Known) -> NormRule {
+        let text = (!raw)
+            .then(|| canonical_vmap(&self.rewrite(it)))
+            .filter(|t| *t != *it.text)
+            .map(|t| {
+                known
+                    .get(t.as_str())
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from(t))
+            });
         NormRule {
-            role: Arc::from(role.as_str()),
+            role,
             rule: Arc::new(RuleText {
-                text: Some(Arc::from(text)),
-                raw: Raw::owned(&it.text),
+                text,
+                raw: it.text.clone(),
                 line: it.line,
-                chain: Arc::from(it.chain.as_str()),
+                chain: it.chain.clone(),
                 table: Table::Nat,
             }),
         }
@@ -697,16 +812,16 @@ impl Names {
 /// The endpoints a set of items names ("IP/PORT"), each with how its IP is written: a local
 /// endpoint (one the `local-` chain dispatches to) or any other. Not numbered: two clusters list
 /// the same endpoints in different orders, so identity is role and port.
-fn endpoints(items: &[&Item]) -> HashMap<String, &'static str> {
-    let mut eps: HashMap<String, &'static str> = HashMap::default();
+fn endpoints<'a>(items: &[&'a Item]) -> HashMap<&'a str, &'static str> {
+    let mut eps: HashMap<&'a str, &'static str> = HashMap::default();
     for it in items {
         let local = split_chain(&it.chain).is_some_and(|c| c.0 == "local");
         for n in std::iter::once(it.chain.as_str()).chain(mentioned(&it.text)) {
             if let Some((_, _, _, Some(ep))) = split_chain(n)
                 && endpoint_ip(ep).is_some()
             {
-                let e = eps.entry(ep.to_string()).or_insert("<endpoint>");
-                if local && n != it.chain {
+                let e = eps.entry(ep).or_insert("<endpoint>");
+                if local && n != it.chain.as_str() {
                     *e = "<local-endpoint>";
                 }
             }
@@ -772,20 +887,20 @@ mod tests {
         let svc: Vec<_> = d
             .items
             .iter()
-            .filter(|i| i.chain == "service-P6J77WGM-riset/hellopod-np-svc/tcp/")
+            .filter(|i| &*i.chain == "service-P6J77WGM-riset/hellopod-np-svc/tcp/")
             .collect();
         assert_eq!(svc.len(), 2);
         assert!(svc[1].text.starts_with("numgen random mod 9 vmap"));
         let ips: Vec<_> = d
             .items
             .iter()
-            .filter(|i| i.chain == "map service-ips")
+            .filter(|i| &*i.chain == "map service-ips")
             .collect();
         assert_eq!(ips.len(), 9);
         assert!(ips.iter().any(|i| i.text
             == "10.43.195.72 . tcp . 8000 : goto service-P6J77WGM-riset/hellopod-np-svc/tcp/"));
         let t = parse(TXN).unwrap();
-        assert!(t.items.iter().any(|i| i.chain == "map service-nodeports"
+        assert!(t.items.iter().any(|i| &*i.chain == "map service-nodeports"
             && i.text == "tcp . 3001 : goto external-42NFTM6N-ns2/svc2/tcp/p80"));
         assert!(parse("table ip kube-proxy {\n chain x {\n").is_err());
         let e = parse("table ip kube-proxy {\n}\nbogus\n").unwrap_err();
@@ -810,7 +925,12 @@ mod tests {
             .find(|(k, _)| k.to_string() == "ns2/svc2:p80")
             .unwrap();
         let n = normalize(&t, idx, false, &[]);
-        let texts: Vec<&str> = n.iter().map(|r| r.rule.rule()).collect();
+        // Each rule within its chain's role.
+        let texts: Vec<String> = n
+            .iter()
+            .map(|r| format!("{}: {}", r.role, r.rule.rule()))
+            .collect();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
         assert!(texts.contains(&"service-<hash>-ns2/svc2/tcp/p80: ip daddr <cluster-ip> ip saddr != 10.0.0.0/8 jump mark-for-masquerade"), "{texts:#?}");
         assert!(
             texts.contains(
@@ -929,13 +1049,52 @@ mod tests {
         assert!(c.services.iter().all(|s| s.equal), "no Service changed");
         let sh = c.shared.unwrap();
         assert_eq!((sh.added.len(), sh.removed.len()), (1, 1));
+        let (removed, added) = (&sh.removed[0], &sh.added[0]);
         assert_eq!(
-            sh.removed[0].rule(),
-            "filter-output: type filter hook output priority -110"
+            (removed.chain.as_str(), removed.rule()),
+            ("filter-output", "type filter hook output priority -110")
         );
         assert_eq!(
-            sh.added[0].rule(),
-            "filter-output: type filter hook output priority 0"
+            (added.chain.as_str(), added.rule()),
+            ("filter-output", "type filter hook output priority 0")
+        );
+    }
+
+    /// Elements are read line by line: each on its own line number, two on a line apart, one
+    /// that goes on over a line break whole; rules and elements point into the dump's text.
+    #[test]
+    fn elements_by_line_and_no_copies() {
+        let t = "table ip kube-proxy {\n\tset cluster-ips {\n\t\ttype ipv4_addr\n\t\telements = { 10.0.0.1, 10.0.0.2,\n\t\t\t     10.0.0.3 }\n\t}\n\tmap m {\n\t\telements = { 1.2.3.4 . tcp . 80\n\t\t\t: goto a, 5.6.7.8 . tcp . 80 : goto b }\n\t}\n\tchain a {\n\t\tjump b\n\t}\n}\n";
+        let d = parse(t).unwrap();
+        let got: Vec<(&str, &str, u32)> = d
+            .items
+            .iter()
+            .map(|i| (i.chain.as_str(), i.text.as_str(), i.line))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("set cluster-ips", "10.0.0.1", 4),
+                ("set cluster-ips", "10.0.0.2", 4),
+                ("set cluster-ips", "10.0.0.3", 5),
+                ("map m", "1.2.3.4 . tcp . 80 : goto a", 8),
+                ("map m", "5.6.7.8 . tcp . 80 : goto b", 9),
+                ("a", "jump b", 12),
+            ]
+        );
+        let inside = |s: &str| {
+            let (at, base) = (s.as_ptr() as usize, d.text.as_ptr() as usize);
+            at >= base && at + s.len() <= base + d.text.len()
+        };
+        for (i, it) in d.items.iter().enumerate() {
+            // The element broken over two lines is the one joined copy.
+            assert_eq!(inside(&it.text), i != 3, "{it:?}");
+        }
+        assert!(inside(&d.items[5].chain));
+        let e = parse("table ip kube-proxy {\n\tset s {\n\t\telements = { 1.2.3.4,\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.reason.as_str()),
+            (3, "unterminated elements list")
         );
     }
 
@@ -945,9 +1104,12 @@ mod tests {
         let d = parse(ruleset).unwrap();
         assert_eq!(d.items.len(), 1, "{:?}", d.items);
         assert_eq!(d.items[0].text, "jump x");
-        let all = parse_tables(ruleset, true).unwrap();
+        let all = parse_tables(ruleset.to_string(), true).unwrap();
         assert_eq!(all.items.len(), 3);
-        assert_eq!(all.items[0].table.as_deref(), Some("inet filter"));
+        assert_eq!(
+            all.items[0].table.as_ref().map(|t| t.as_str()),
+            Some("inet filter")
+        );
         assert_eq!(all.items[0].text, "type filter hook input priority 0");
         let e = parse("table ip kube-proxy {\n\tchain x {\n\t\tjump \"y\n\t}\n}\n").unwrap_err();
         assert_eq!(

@@ -43,6 +43,17 @@ impl Raw {
             end: range.end,
         }
     }
+    /// `part` of `text` (no copy) when it is one, else a copy of it.
+    pub fn within(text: &Arc<String>, part: &str) -> Raw {
+        let base = text.as_ptr() as usize;
+        let at = part.as_ptr() as usize;
+        if at >= base && at + part.len() <= base + text.len() {
+            let start = (at - base) as u32;
+            Raw::new(text, start..start + part.len() as u32)
+        } else {
+            Raw::owned(part)
+        }
+    }
     /// A whole text of its own.
     pub fn owned(s: &str) -> Raw {
         Raw {
@@ -69,6 +80,18 @@ impl PartialEq for Raw {
     }
 }
 impl Eq for Raw {}
+
+impl PartialEq<str> for Raw {
+    fn eq(&self, o: &str) -> bool {
+        self.as_str() == o
+    }
+}
+
+impl PartialEq<&str> for Raw {
+    fn eq(&self, o: &&str) -> bool {
+        self.as_str() == *o
+    }
+}
 
 impl std::fmt::Debug for Raw {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,7 +142,7 @@ pub struct RuleText {
     /// 1-based line in the dump.
     pub line: u32,
     /// The chain's real name on that side.
-    pub chain: Arc<str>,
+    pub chain: Raw,
     pub table: Table,
 }
 
@@ -313,20 +336,19 @@ pub fn normalize_sharing(
     let facts = gather(d, s, &words);
     let mut out = Vec::with_capacity(s.rules.len());
     // Roles and real names, one shared string per chain.
-    let mut names: HashMap<&str, (Arc<str>, Arc<str>)> = HashMap::default();
+    let mut names: HashMap<&str, (Arc<str>, Raw)> = HashMap::default();
     for (&i, words) in s.rules.iter().zip(&words) {
         let r = &d.rules[i];
         let chain = d.rule_chain(r);
         let (role, chain_name) = names
             .entry(chain)
             .or_insert_with(|| {
-                let name: Arc<str> = Arc::from(chain);
                 let role = facts
                     .chains
                     .get(chain)
                     .cloned()
-                    .unwrap_or_else(|| name.clone());
-                (role, name)
+                    .unwrap_or_else(|| Arc::from(chain));
+                (role, Raw::within(&d.text, chain))
             })
             .clone();
         let text = if raw {

@@ -71,8 +71,8 @@ struct Svc {
     changed: bool,
 }
 
-/// Generate a dump.
-pub fn dump(spec: &Spec) -> String {
+/// The services of a dump, the order they are written in, and the generator for what follows.
+fn generate(spec: &Spec) -> (Vec<Svc>, Vec<usize>, Rng) {
     let mut rng = Rng(spec.seed.wrapping_mul(7919) + 1);
     let mut svcs: Vec<Svc> = Vec::with_capacity(spec.services);
     let mut used_np = std::collections::HashSet::new();
@@ -123,6 +123,12 @@ pub fn dump(spec: &Spec) -> String {
         let j = (rng.next() % (i as u64 + 1)) as usize;
         order.swap(i, j);
     }
+    (svcs, order, rng)
+}
+
+/// Generate a dump.
+pub fn dump(spec: &Spec) -> String {
+    let (svcs, order, mut rng) = generate(spec);
     let c = |spec: &Spec, r: &mut Rng| {
         if spec.counters {
             format!("[{}:{}]", r.next() % 1000, r.next() % 100000)
@@ -286,3 +292,151 @@ pub fn dump(spec: &Spec) -> String {
     out.push_str("COMMIT\n# Completed\n");
     out
 }
+
+/// The same services as [`dump`], as kube-proxy's nftables mode writes them (`nft list table ip
+/// kube-proxy`): per-service chains, the service/nodeport maps and the cluster-IP set. `change`
+/// drops the "masquerade local traffic" rule of the same services as in [`dump`].
+pub fn nft_dump(spec: &Spec) -> String {
+    let (svcs, order, mut rng) = generate(spec);
+    let mut out = String::with_capacity(spec.services * 1500);
+    out.push_str(NFT_BASE);
+    let name = |s: &Svc| {
+        let (ns_name, port) = s.id.split_once(':').unwrap_or((&s.id, ""));
+        format!("{}-{ns_name}/tcp/{port}", &s.hash[..8])
+    };
+    let mut ips = Vec::new();
+    let mut nodeports = Vec::new();
+    for &i in &order {
+        let s = &svcs[i];
+        let n = name(s);
+        ips.push(format!("{} . tcp . 80 : goto service-{n}", s.cluster_ip));
+        if let Some(lb) = &s.lb_ip {
+            ips.push(format!("{lb} . tcp . 80 : goto external-{n}"));
+        }
+        if let Some(np) = s.nodeport {
+            nodeports.push(format!("tcp . {np} : goto external-{n}"));
+        }
+    }
+    let elements = |out: &mut String, v: &[String]| {
+        if !v.is_empty() {
+            let _ = writeln!(out, "\t\telements = {{ {} }}", v.join(",\n\t\t\t     "));
+        }
+    };
+    out.push_str("\tmap service-ips {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\tcomment \"ClusterIP, ExternalIP and LoadBalancer IP traffic\"\n");
+    elements(&mut out, &ips);
+    out.push_str("\t}\n\n\tmap service-nodeports {\n\t\ttype inet_proto . inet_service : verdict\n\t\tcomment \"NodePort traffic\"\n");
+    elements(&mut out, &nodeports);
+    out.push_str(
+        "\t}\n\n\tset cluster-ips {\n\t\ttype ipv4_addr\n\t\tcomment \"Active ClusterIPs\"\n",
+    );
+    let cips: Vec<String> = order.iter().map(|&i| svcs[i].cluster_ip.clone()).collect();
+    elements(&mut out, &cips);
+    out.push_str("\t}\n");
+    for &i in &order {
+        nft_service(&mut out, &svcs[i], &name(&svcs[i]), spec.counters, &mut rng);
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// One service's chains.
+fn nft_service(out: &mut String, s: &Svc, n: &str, counters: bool, rng: &mut Rng) {
+    let counter = |r: &mut Rng| {
+        if counters {
+            format!(
+                "counter packets {} bytes {} ",
+                r.next() % 1000,
+                r.next() % 100000
+            )
+        } else {
+            String::new()
+        }
+    };
+    let ep =
+        |(ip, sep): &(String, String)| format!("endpoint-{}-{}__{ip}/8080", &sep[..8], &n[9..]);
+    let branches: Vec<String> = s
+        .eps
+        .iter()
+        .enumerate()
+        .map(|(k, e)| format!("{k} : goto {}", ep(e)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n\tchain service-{n} {{\n\t\tip daddr {} tcp dport 80 ip saddr != 10.244.0.0/16 {}jump mark-for-masquerade\n\t\tnumgen random mod {} vmap {{ {} }}\n\t}}",
+        s.cluster_ip,
+        counter(rng),
+        s.eps.len(),
+        branches.join(", ")
+    );
+    if s.nodeport.is_some() || s.lb_ip.is_some() {
+        let _ = writeln!(out, "\n\tchain external-{n} {{");
+        if s.local {
+            let _ = writeln!(out, "\t\tip saddr 10.244.0.0/16 goto service-{n}");
+            if !s.changed {
+                let _ = writeln!(out, "\t\tfib saddr type local jump mark-for-masquerade");
+            }
+            let _ = writeln!(out, "\t\tfib saddr type local goto service-{n}");
+            let _ = writeln!(out, "\t\tgoto local-{n}\n\t}}");
+            let _ = writeln!(
+                out,
+                "\n\tchain local-{n} {{\n\t\tnumgen random mod 1 vmap {{ 0 : goto {} }}\n\t}}",
+                ep(&s.eps[0])
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "\t\tjump mark-for-masquerade\n\t\tgoto service-{n}\n\t}}"
+            );
+        }
+    }
+    for e in &s.eps {
+        let _ = writeln!(
+            out,
+            "\n\tchain {} {{\n\t\tip saddr {ip} jump mark-for-masquerade\n\t\tmeta l4proto tcp dnat to {ip}:8080\n\t}}",
+            ep(e),
+            ip = e.0
+        );
+    }
+}
+
+/// kube-proxy's chains that no Service owns, as `nft list` prints them (a kind cluster's).
+const NFT_BASE: &str = "table ip kube-proxy {
+\tcomment \"rules for kube-proxy\"
+
+\tchain nat-prerouting {
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\tjump services
+\t}
+
+\tchain nat-output {
+\t\ttype nat hook output priority -100; policy accept;
+\t\tjump services
+\t}
+
+\tchain nat-postrouting {
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\tjump masquerading
+\t}
+
+\tchain services {
+\t\tip daddr . meta l4proto . th dport vmap @service-ips
+\t\tip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
+\t}
+
+\tchain masquerading {
+\t\tmeta mark & 0x00004000 == 0x00000000 return
+\t\tmeta mark set meta mark ^ 0x00004000
+\t\tmasquerade fully-random
+\t}
+
+\tchain mark-for-masquerade {
+\t\tmeta mark set meta mark | 0x00004000
+\t}
+
+\tset nodeport-ips {
+\t\ttype ipv4_addr
+\t\tcomment \"IPs that accept NodePort traffic\"
+\t\telements = { 172.18.0.3 }
+\t}
+
+";
