@@ -2,6 +2,8 @@
 //! Kubernetes JSON: apply with discovery, error responses, pod and Service watches (with a watch
 //! restart), readiness waits.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,40 +60,118 @@ fn pod(name: &str, node: &str, host: bool, ip: &str, phase: &str) -> Value {
     })
 }
 
-#[tokio::test]
-async fn apply_builtin_workloads_with_discovery() {
+/// Kinds no namespace holds.
+const CLUSTER_SCOPED: [&str; 6] = [
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingWebhookConfiguration",
+    "IngressClass",
+];
+
+fn plural(kind: &str) -> String {
+    format!("{}s", kind.to_lowercase())
+}
+
+/// An API server that knows every kind of `yaml` (discovery answered from the objects
+/// themselves) and records every server-side apply: (path, query, content type, body).
+type Applied = Arc<Mutex<Vec<(String, String, String, Value)>>>;
+
+fn discovery_from(yaml: &str) -> Vec<(String, Value)> {
+    let mut by_gv: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for o in kindred::backend::kube::parse_objects(yaml, "test").unwrap() {
+        let t = o.types.unwrap();
+        let r = json!({"name": plural(&t.kind), "singularName": t.kind.to_lowercase(),
+                       "namespaced": !CLUSTER_SCOPED.contains(&t.kind.as_str()), "kind": t.kind,
+                       "verbs": ["create","delete","get","list","patch","update","watch"]});
+        let list = by_gv.entry(t.api_version).or_default();
+        if !list.contains(&r) {
+            list.push(r);
+        }
+    }
+    by_gv
+        .into_iter()
+        .map(|(gv, resources)| {
+            let path = if gv.contains('/') {
+                format!("/apis/{gv}")
+            } else {
+                format!("/api/{gv}")
+            };
+            let list = json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+                              "resources": resources});
+            (path, list)
+        })
+        .collect()
+}
+
+async fn apply_server(yaml: &str) -> (Client, Applied, tokio::task::JoinHandle<()>) {
     let (client, mut h) = mock();
-    let applied = Arc::new(Mutex::new(Vec::new()));
+    let discovery = discovery_from(yaml);
+    let applied: Applied = Default::default();
     let seen = applied.clone();
     let server = tokio::spawn(async move {
         while let Some((req, send)) = h.next_request().await {
             let path = req.uri().path().to_string();
             let query = req.uri().query().unwrap_or("").to_string();
-            match (req.method().as_str(), path.as_str()) {
-                ("GET", "/api/v1") => {
-                    send.send_response(respond(StatusCode::OK, &core_v1_resources()))
-                }
-                ("PATCH", p) => {
-                    assert!(
-                        query.contains("fieldManager=kindred") && query.contains("force=true"),
-                        "{query}"
-                    );
-                    assert_eq!(
-                        req.headers()["content-type"],
-                        "application/apply-patch+yaml"
-                    );
-                    let p = p.to_string();
-                    let obj = body_json(req).await;
-                    seen.lock().unwrap().push(p);
-                    send.send_response(respond(StatusCode::OK, &obj));
-                }
-                other => panic!("unexpected request {other:?}"),
+            if req.method() == "GET"
+                && let Some((_, list)) = discovery.iter().find(|(p, _)| *p == path)
+            {
+                send.send_response(respond(StatusCode::OK, list));
+                continue;
             }
+            assert_eq!(req.method(), "PATCH", "unexpected request {path}");
+            let ct = req.headers()["content-type"].to_str().unwrap().to_string();
+            let obj = body_json(req).await;
+            seen.lock().unwrap().push((path, query, ct, obj.clone()));
+            send.send_response(respond(StatusCode::OK, &obj));
         }
     });
+    (client, applied, server)
+}
+
+/// Every apply went to the object's own URL (group, version, namespace when it has one, plural,
+/// name), as kindred's field manager with force, and its body is the object.
+fn check_applied(applied: &Applied, yaml: &str) {
+    let objects = kindred::backend::kube::parse_objects(yaml, "test").unwrap();
+    let applied = applied.lock().unwrap();
+    assert_eq!(applied.len(), objects.len());
+    for (o, (path, query, ct, body)) in objects.iter().zip(applied.iter()) {
+        let t = o.types.as_ref().unwrap();
+        let name = o.metadata.name.as_deref().unwrap();
+        let base = if t.api_version.contains('/') {
+            format!("/apis/{}", t.api_version)
+        } else {
+            format!("/api/{}", t.api_version)
+        };
+        let want = if CLUSTER_SCOPED.contains(&t.kind.as_str()) {
+            format!("{base}/{}/{name}", plural(&t.kind))
+        } else {
+            let ns = o.metadata.namespace.as_deref().unwrap_or("default");
+            format!("{base}/namespaces/{ns}/{}/{name}", plural(&t.kind))
+        };
+        assert_eq!(*path, want, "{} {name}", t.kind);
+        assert!(
+            query.contains("fieldManager=kindred") && query.contains("force=true"),
+            "{query}"
+        );
+        assert_eq!(ct, "application/apply-patch+yaml");
+        assert_eq!(body["apiVersion"], t.api_version.as_str(), "{path}");
+        assert_eq!(body["kind"], t.kind.as_str(), "{path}");
+        assert_eq!(body["metadata"]["name"], name, "{path}");
+        match &o.metadata.namespace {
+            Some(ns) => assert_eq!(body["metadata"]["namespace"], ns.as_str(), "{path}"),
+            None => assert!(body["metadata"].get("namespace").is_none(), "{path}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn apply_builtin_workloads_with_discovery() {
     let yaml = kindred::scenario::Scenario::builtin()
         .workloads_for("master")
         .unwrap();
+    let (client, applied, server) = apply_server(&yaml).await;
     let done = apply_yaml(&client, &yaml, "workloads").await.unwrap();
     assert_eq!(
         done,
@@ -104,10 +184,60 @@ async fn apply_builtin_workloads_with_discovery() {
             "Service default/echo",
         ]
     );
-    assert_eq!(
-        applied.lock().unwrap()[5],
-        "/api/v1/namespaces/default/services/echo"
+    check_applied(&applied, &yaml);
+    let svc = &applied.lock().unwrap()[5].3;
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    assert_eq!(svc["spec"]["externalTrafficPolicy"], "Local");
+    drop(client);
+    server.abort();
+}
+
+/// MetalLB's real manifest (CRDs, cluster roles, webhooks, a namespace, namespaced objects) and
+/// kindred's pool: every object to its own URL.
+#[tokio::test]
+async fn apply_a_real_metallb_manifest_and_the_pool() {
+    let manifest = std::fs::read_to_string(common::fixture("metallb/metallb-native.yaml")).unwrap();
+    kindred::backend::metallb::check(&manifest, "metallb-native.yaml").unwrap();
+    let pool = kindred::backend::metallb::pool_yaml(
+        "172.18.255.200".parse().unwrap(),
+        "172.18.255.209".parse().unwrap(),
     );
+    let both = format!("{manifest}\n---\n{pool}");
+    let (client, applied, server) = apply_server(&both).await;
+    let done = apply_yaml(&client, &manifest, "MetalLB manifest")
+        .await
+        .unwrap();
+    assert!(
+        done.contains(&"Namespace metallb-system".to_string()),
+        "{done:?}"
+    );
+    assert!(
+        done.contains(&"Deployment metallb-system/controller".to_string()),
+        "{done:?}"
+    );
+    assert!(
+        done.iter()
+            .filter(|d| d.starts_with("CustomResourceDefinition "))
+            .count()
+            >= 5,
+        "{done:?}"
+    );
+    let done = apply_yaml(&client, &pool, "MetalLB pool").await.unwrap();
+    assert_eq!(
+        done,
+        [
+            "IPAddressPool metallb-system/kindred",
+            "L2Advertisement metallb-system/kindred"
+        ]
+    );
+    check_applied(&applied, &both);
+    let applied = applied.lock().unwrap();
+    let pool_body = &applied[applied.len() - 2].3;
+    assert_eq!(
+        pool_body["spec"]["addresses"],
+        json!(["172.18.255.200-172.18.255.209"])
+    );
+    drop(applied);
     drop(client);
     server.abort();
 }

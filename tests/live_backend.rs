@@ -111,6 +111,11 @@ fn create_record_rules_and_delete_only_what_kindred_created() {
         assert!(argv.contains(&format!("create|cluster|--name|{mine}|--image|{pr_image}|--config|")), "{argv}");
         assert!(argv.contains(&format!("|--kubeconfig|{}|--wait|5m|", kc.display())), "{argv}");
         assert!(argv.contains(&format!("export|kubeconfig|--name|{mine}|")), "{argv}");
+        // The cluster config kind got: the scenario's proxy mode, one control plane, 2 workers.
+        let cfg = std::fs::read_to_string(tmp.path().join(format!("config-{mine}.yaml"))).unwrap();
+        assert!(cfg.contains("kind: Cluster") && cfg.contains("kubeProxyMode: iptables"), "{cfg}");
+        assert_eq!(cfg.matches("- role: control-plane").count(), 1, "{cfg}");
+        assert_eq!(cfg.matches("- role: worker").count(), 2, "{cfg}");
         let first_id = docker(&["inspect", "-f", "{{.Id}}", &format!("{mine}-control-plane")]);
         let owned = Owned::load(&default_path()).unwrap();
         assert_eq!(owned.clusters.len(), 1);

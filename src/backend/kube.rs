@@ -16,9 +16,10 @@ use kube::runtime::watcher;
 use kube::{Client, Config};
 use tokio::io::AsyncReadExt;
 
-use super::event::{PodInfo, ServiceInfo};
+use super::event::{PodInfo, ProbeResult, ServiceInfo};
 use super::kind::Kind;
-use crate::model::PodPhase;
+use super::probe::{Timeouts, curl_argv, parse_curl};
+use crate::model::{Outcome, PodPhase};
 
 /// The field manager kindred applies as.
 pub const MANAGER: &str = "kindred";
@@ -443,6 +444,31 @@ pub async fn exec_in(
     match tokio::time::timeout(limit, run).await {
         Ok(r) => r,
         Err(_) => bail!("exec in {ns}/{pod}: no answer within {}s", limit.as_secs()),
+    }
+}
+
+/// Probe `addr` from one pod: curl in its `container` through the API server's exec, within
+/// curl's own limits and 10 s for the API server. Whatever happens is a result, never an error.
+pub async fn probe_pod(
+    client: &Client,
+    ns: &str,
+    pod: String,
+    container: &str,
+    addr: &str,
+    t: Timeouts,
+) -> ProbeResult {
+    let argv = curl_argv(addr, t);
+    let limit = Duration::from_secs_f64(t.total + 10.0);
+    match exec_in(client, ns, &pod, Some(container), &argv, limit).await {
+        Ok(o) => parse_curl(&pod, addr, &o.stdout, &o.stderr, o.code),
+        Err(e) => ProbeResult {
+            source: pod,
+            target: addr.to_string(),
+            outcome: Outcome::Fail,
+            http_status: None,
+            latency_ms: None,
+            detail: Some(format!("{e:#}")),
+        },
     }
 }
 

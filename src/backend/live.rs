@@ -19,14 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::Backend;
 use super::docker::{Docker, commit_tag};
-use super::event::{
-    Command, Event, Expectation, PodInfo, ProbeResult, ServiceInfo, SessionInfo, SideInfo,
-};
+use super::event::{Command, Event, Expectation, PodInfo, ServiceInfo, SessionInfo, SideInfo};
 use super::kind::{Kind, Progress, progress};
 use super::owned::{Owned, default_path};
-use super::probe::{Timeouts, curl_argv, parse_curl};
+use super::probe::Timeouts;
 use crate::model::{
-    BySide, Job, NodeRole, Outcome, Pane, Phase, PhaseState, PodPhase, ProxyMode, Side, Target,
+    BySide, Job, NodeRole, Pane, Phase, PhaseState, PodPhase, ProxyMode, Side, Target,
 };
 use crate::scenario::{MERGE_BASE, Scenario};
 
@@ -357,12 +355,6 @@ pub fn lb_range(subnet: &str, side: Side) -> Result<(Ipv4Addr, Ipv4Addr)> {
     Ok((Ipv4Addr::from(first), Ipv4Addr::from(first + 9)))
 }
 
-fn pool_yaml(from: Ipv4Addr, to: Ipv4Addr) -> String {
-    format!(
-        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: kindred\n  namespace: metallb-system\nspec:\n  addresses:\n  - {from}-{to}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: kindred\n  namespace: metallb-system\nspec:\n  ipAddressPools: [kindred]\n"
-    )
-}
-
 /// Deploy MetalLB with its pool and the workloads; then (re)start the side's watchers.
 async fn deploy(ctx: &Ctx, side: Side) -> Result<()> {
     ctx.run_phase(side, Phase::Deploy, || async {
@@ -390,7 +382,7 @@ async fn deploy(ctx: &Ctx, side: Side) -> Result<()> {
             .await?;
         let (from, to) = lb_range(&subnet, side)?;
         // MetalLB's webhook answers a little after the controller is ready: retry for a while.
-        let pool = pool_yaml(from, to);
+        let pool = super::metallb::pool_yaml(from, to);
         let mut tries = 0;
         loop {
             match super::kube::apply_yaml(&c, &pool, "MetalLB pool").await {
@@ -572,40 +564,15 @@ async fn probe_side(ctx: &Ctx, side: Side, target: &Target) {
         connect: ctx.sc.probes.connect_timeout,
         total: ctx.sc.probes.timeout,
     };
-    let argv = curl_argv(&addr, t);
+    let container = &ctx.sc.probes.container;
     let mut runs: FuturesUnordered<_> = pods
         .into_iter()
-        .map(|pod| probe_pod(ctx, &client, pod, &addr, &argv, t))
+        .map(|pod| super::kube::probe_pod(&client, "default", pod, container, &addr, t))
         .collect();
     while let Some(result) = runs.next().await {
         ctx.emit(Event::Probe { side, result });
     }
     ctx.emit(Event::ProbesDone { side });
-}
-
-/// curl in one pod through the API server's exec.
-async fn probe_pod(
-    ctx: &Ctx,
-    client: &kube::Client,
-    pod: String,
-    addr: &str,
-    argv: &[String],
-    t: Timeouts,
-) -> ProbeResult {
-    let limit = Duration::from_secs_f64(t.total + 10.0);
-    let container = &ctx.sc.probes.container;
-    let r = super::kube::exec_in(client, "default", &pod, Some(container), argv, limit).await;
-    match r {
-        Ok(o) => parse_curl(&pod, addr, &o.stdout, &o.stderr, o.code),
-        Err(e) => ProbeResult {
-            source: pod,
-            target: addr.to_string(),
-            outcome: Outcome::Fail,
-            http_status: None,
-            latency_ms: None,
-            detail: Some(format!("{e:#}")),
-        },
-    }
 }
 
 fn hash(s: &str) -> u64 {

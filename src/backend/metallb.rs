@@ -75,6 +75,13 @@ pub fn is_url(m: &str) -> bool {
         .any(|p| m.starts_with(p))
 }
 
+/// kindred's address pool (`from`-`to`) and its L2 advertisement.
+pub fn pool_yaml(from: std::net::Ipv4Addr, to: std::net::Ipv4Addr) -> String {
+    format!(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: kindred\n  namespace: metallb-system\nspec:\n  addresses:\n  - {from}-{to}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: kindred\n  namespace: metallb-system\nspec:\n  ipAddressPools: [kindred]\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

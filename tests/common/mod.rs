@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod apiserver;
 pub mod headless;
 pub mod synth;
 
@@ -98,7 +99,8 @@ pub fn image() -> &'static str {
 }
 
 /// A stand-in `kind` (in `dir`) that creates and deletes node containers as kind would: same
-/// names and labels, on `network`, from the test node image.
+/// names and labels, on `network`, from the test node image. It records its argv in
+/// `dir/argv.log` and the cluster config it was given in `dir/config-NAME.yaml`.
 pub fn standin(dir: &std::path::Path, network: &str) -> kindred::backend::kind::Kind {
     let script = format!(
         r#"#!/bin/bash
@@ -110,6 +112,9 @@ printf '%s|' "$@" >> "$(dirname "$0")/argv.log"; echo >> "$(dirname "$0")/argv.l
 for ((i=0; i<${{#args[@]}}; i++)); do [ "${{args[$i]}}" = "--name" ] && name="${{args[$((i+1))]}}"; done
 case "$cmd" in
   "create cluster")
+    for ((i=0; i<${{#args[@]}}; i++)); do
+      [ "${{args[$i]}}" = "--config" ] && cp "${{args[$((i+1))]}}" "$(dirname "$0")/config-$name.yaml" 2>/dev/null || true
+    done
     echo "Creating cluster \"$name\" ..." >&2
     echo " • Preparing nodes 📦 📦 📦   ..." >&2
     for n in control-plane worker worker2; do

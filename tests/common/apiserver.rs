@@ -1,0 +1,249 @@
+//! A Kubernetes API server stand-in over real TCP (HTTP/1.1), for code that needs more than a
+//! mock transport: kube-rs reaches it through a kubeconfig as the product does, and exec speaks
+//! the real websocket protocol (`v4.channel.k8s.io`: one channel byte per frame, stdout 1,
+//! stderr 2, the final `Status` on 3).
+
+use std::sync::{Arc, Mutex};
+
+use futures::SinkExt;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key, protocol::Role};
+
+/// A request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Req {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// Every value of a query parameter, in order (`command` repeats).
+    pub fn params(&self, key: &str) -> Vec<String> {
+        self.query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| decode(v))
+            .collect()
+    }
+}
+
+fn decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(h, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How to answer.
+pub enum Reply {
+    Json(u16, Value),
+    /// An exec: these frames, then the final status, then close.
+    Exec {
+        stdout: String,
+        stderr: String,
+        status: Value,
+    },
+    /// Accept and never answer (a stalled API server).
+    Hang,
+}
+
+pub struct ApiServer {
+    pub addr: std::net::SocketAddr,
+    pub seen: Arc<Mutex<Vec<Req>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ApiServer {
+    /// Serve every connection with `answer` (on the current tokio runtime).
+    pub async fn start(answer: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> ApiServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (log, answer) = (seen.clone(), Arc::new(answer));
+        let task = tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let (log, answer) = (log.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let _ = serve(s, &log, &*answer).await;
+                });
+            }
+        });
+        ApiServer { addr, seen, task }
+    }
+
+    /// A kubeconfig whose context `kind-NAME` points at this server, as kind writes one.
+    pub fn kubeconfig(&self, name: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: http://{}\n  name: kind-{name}\ncontexts:\n- context:\n    cluster: kind-{name}\n    user: kind-{name}\n  name: kind-{name}\ncurrent-context: kind-{name}\nusers:\n- name: kind-{name}\n  user:\n    token: test\n",
+            self.addr
+        )
+    }
+
+    pub fn requests(&self) -> Vec<Req> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Serve one connection: requests one after another (keep-alive) until it closes or upgrades.
+async fn serve(
+    s: TcpStream,
+    log: &Mutex<Vec<Req>>,
+    answer: &(dyn Fn(&Req) -> Reply + Send + Sync),
+) -> std::io::Result<()> {
+    let mut r = BufReader::new(s);
+    loop {
+        let Some((req, key)) = read_request(&mut r).await? else {
+            return Ok(());
+        };
+        log.lock().unwrap().push(req.clone());
+        match answer(&req) {
+            Reply::Json(code, v) => {
+                let body = serde_json::to_vec(&v).unwrap();
+                let head = format!(
+                    "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                r.get_mut().write_all(head.as_bytes()).await?;
+                r.get_mut().write_all(&body).await?;
+            }
+            Reply::Exec {
+                stdout,
+                stderr,
+                status,
+            } => {
+                return exec(
+                    r.into_inner(),
+                    key.unwrap_or_default(),
+                    stdout,
+                    stderr,
+                    status,
+                )
+                .await;
+            }
+            Reply::Hang => {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The request head and body; `None` at the end of the connection. Also the websocket key.
+async fn read_request(
+    r: &mut BufReader<TcpStream>,
+) -> std::io::Result<Option<(Req, Option<String>)>> {
+    let mut line = String::new();
+    if r.read_line(&mut line).await? == 0 {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).await?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let len: usize = get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).await?;
+    let key = get("sec-websocket-key");
+    let body = serde_json::from_slice(&body)
+        .or_else(|_| {
+            // Server-side apply sends YAML; kube-rs writes it as JSON all the same.
+            Ok::<Value, ()>(Value::String(String::from_utf8_lossy(&body).into_owned()))
+        })
+        .unwrap();
+    let req = Req {
+        method,
+        path: path.to_string(),
+        query: query.to_string(),
+        headers,
+        body,
+    };
+    Ok(Some((req, key)))
+}
+
+/// Upgrade to a websocket and play an exec's output.
+async fn exec(
+    mut s: TcpStream,
+    key: String,
+    stdout: String,
+    stderr: String,
+    status: Value,
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\nsec-websocket-protocol: v4.channel.k8s.io\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    s.write_all(head.as_bytes()).await?;
+    let mut ws = WebSocketStream::from_raw_socket(s, Role::Server, None).await;
+    let frame = |ch: u8, data: &[u8]| {
+        let mut v = vec![ch];
+        v.extend_from_slice(data);
+        Message::binary(v)
+    };
+    let io = |e| std::io::Error::other(format!("{e}"));
+    if !stdout.is_empty() {
+        ws.send(frame(1, stdout.as_bytes())).await.map_err(io)?;
+    }
+    if !stderr.is_empty() {
+        ws.send(frame(2, stderr.as_bytes())).await.map_err(io)?;
+    }
+    let st = serde_json::to_vec(&status).unwrap();
+    ws.send(frame(3, &st)).await.map_err(io)?;
+    ws.close(None).await.map_err(io)?;
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! Probes through the API server's exec, as kindred runs them: kube-rs reaches a stand-in API
+//! server over real TCP through the kubeconfig file kindred keeps for the cluster, and the
+//! server speaks the Kubernetes exec protocol (a websocket, `v4.channel.k8s.io`: stdout,
+//! stderr, and the final Status with the exit code).
+
+mod common;
+use common::apiserver::{ApiServer, Reply, Req};
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use kindred::backend::kind::Kind;
+use kindred::backend::kube::{client_for, exec_in, exit_code, probe_pod};
+use kindred::backend::probe::Timeouts;
+use kindred::model::Outcome;
+use serde_json::{Value, json};
+
+/// Every test of this binary keeps kindred's state (kubeconfigs) in one temporary directory.
+fn state() -> &'static std::path::Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = tempfile::tempdir().unwrap();
+        // SAFETY: set once, before any test of this binary reads the environment.
+        unsafe { std::env::set_var("XDG_STATE_HOME", d.path()) };
+        d
+    })
+    .path()
+}
+
+/// A cluster `name` whose API server is `server`, as kind leaves it: its kubeconfig in kindred's
+/// state directory. A `kind` that must not be run (the kubeconfig is read from the file).
+async fn client(server: &ApiServer, name: &str) -> kube::Client {
+    state();
+    let path = kindred::backend::kubeconfig_path(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, server.kubeconfig(name)).unwrap();
+    client_for(&Kind::new("/nonexistent/kind"), name)
+        .await
+        .unwrap()
+}
+
+fn success() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+}
+
+fn exit(code: u32) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": format!("command terminated with non-zero exit code: error executing command [curl], exit code {code}"),
+           "reason": "NonZeroExitCode",
+           "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}})
+}
+
+fn is_exec(r: &Req) -> bool {
+    r.path.ends_with("/exec")
+}
+
+#[tokio::test]
+async fn exec_sends_argv_and_container_and_reads_both_streams_and_the_exit_code() {
+    let server = ApiServer::start(|r| {
+        assert!(is_exec(r), "{r:?}");
+        Reply::Exec {
+            stdout: "200 0.004213".into(),
+            stderr: "a warning\n".into(),
+            status: success(),
+        }
+    })
+    .await;
+    let c = client(&server, "exec-ok").await;
+    let argv: Vec<String> = ["curl", "-s", "http://10.0.0.1:80/"]
+        .map(String::from)
+        .to_vec();
+    let o = exec_in(
+        &c,
+        "default",
+        "netshoot-w",
+        Some("netshoot"),
+        &argv,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (o.stdout.as_str(), o.stderr.as_str(), o.code),
+        ("200 0.004213", "a warning\n", 0)
+    );
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    let r = &reqs[0];
+    assert_eq!(r.path, "/api/v1/namespaces/default/pods/netshoot-w/exec");
+    assert_eq!(
+        r.params("command"),
+        argv,
+        "argv as separate words, no shell"
+    );
+    assert_eq!(r.params("container"), ["netshoot"]);
+    assert_eq!(r.params("stdout"), ["true"]);
+    assert_eq!(r.params("stderr"), ["true"]);
+    assert!(
+        !r.params("stdin").contains(&"true".to_string()),
+        "{}",
+        r.query
+    );
+    assert!(r.params("tty").iter().all(|v| v != "true"), "{}", r.query);
+    assert_eq!(r.header("upgrade"), Some("websocket"));
+    assert!(
+        r.header("sec-websocket-protocol")
+            .is_some_and(|p| p.contains("v4.channel.k8s.io")),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.header("authorization"),
+        Some("Bearer test"),
+        "the kubeconfig's user"
+    );
+}
+
+#[tokio::test]
+async fn a_probe_reads_curl_through_exec_ok_timeout_and_failure() {
+    let server = ApiServer::start(|r| {
+        let url = r.params("command").last().cloned().unwrap_or_default();
+        let pod = r.path.split('/').nth(6).unwrap_or("").to_string();
+        match pod.as_str() {
+            "ok" => Reply::Exec {
+                stdout: "200 0.012".into(),
+                stderr: String::new(),
+                status: success(),
+            },
+            "slow" => Reply::Exec {
+                stdout: "000 2.001".into(),
+                stderr: "curl: (28) Connection timed out after 2001 milliseconds".into(),
+                status: exit(28),
+            },
+            "refused" => Reply::Exec {
+                stdout: "000 0.001".into(),
+                stderr: format!("curl: (7) Failed to connect to {url}"),
+                status: exit(7),
+            },
+            _ => Reply::Json(
+                404,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                       "message": format!("pods \"{pod}\" not found"), "reason": "NotFound", "code": 404}),
+            ),
+        }
+    })
+    .await;
+    let c = client(&server, "probe").await;
+    let t = Timeouts {
+        connect: 2.0,
+        total: 5.0,
+    };
+    let run = |pod: &str| {
+        probe_pod(
+            &c,
+            "default",
+            pod.to_string(),
+            "netshoot",
+            "172.18.255.200:80",
+            t,
+        )
+    };
+    let ok = run("ok").await;
+    assert_eq!(
+        (ok.outcome, ok.http_status, ok.latency_ms),
+        (Outcome::Ok, Some(200), Some(12))
+    );
+    assert_eq!(
+        (ok.source.as_str(), ok.target.as_str()),
+        ("ok", "172.18.255.200:80")
+    );
+    let slow = run("slow").await;
+    assert_eq!(slow.outcome, Outcome::Timeout);
+    assert!(
+        slow.detail.as_deref().unwrap().contains("timed out"),
+        "{slow:?}"
+    );
+    let refused = run("refused").await;
+    assert_eq!(refused.outcome, Outcome::Fail);
+    assert!(
+        refused
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("Failed to connect to http://172.18.255.200:80"),
+        "{refused:?}"
+    );
+    let gone = run("gone").await;
+    assert_eq!(gone.outcome, Outcome::Fail);
+    let d = gone.detail.unwrap();
+    assert!(
+        d.contains("exec in default/gone") && d.contains("not found"),
+        "{d}"
+    );
+    // curl's own limits went into the command.
+    let argv = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path.contains("/pods/ok/"))
+        .unwrap()
+        .params("command");
+    assert_eq!(argv[0], "curl");
+    assert!(
+        argv.windows(2).any(|w| w == ["--connect-timeout", "2"]),
+        "{argv:?}"
+    );
+    assert!(
+        argv.windows(2).any(|w| w == ["--max-time", "5"]),
+        "{argv:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_api_server_is_named_not_waited_on() {
+    let server = ApiServer::start(|_| Reply::Hang).await;
+    let c = client(&server, "stall").await;
+    let start = std::time::Instant::now();
+    let e = exec_in(
+        &c,
+        "default",
+        "p",
+        None,
+        &["true".to_string()],
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(e, "exec in default/p: no answer within 1s");
+}
+
+#[test]
+fn exit_codes_from_the_final_status() {
+    let st = |v: Value| -> Status { serde_json::from_value(v).unwrap() };
+    assert_eq!(exit_code(Some(&st(success()))), 0);
+    assert_eq!(exit_code(Some(&st(exit(28)))), 28);
+    assert_eq!(exit_code(Some(&st(exit(7)))), 7);
+    // No status at all (the stream broke), a failure without an exit code, a garbled one.
+    assert_eq!(exit_code(None), -1);
+    assert_eq!(
+        exit_code(Some(&st(
+            json!({"status": "Failure", "reason": "InternalError"})
+        ))),
+        -1
+    );
+    assert_eq!(
+        exit_code(Some(&st(json!({"status": "Failure",
+            "details": {"causes": [{"reason": "ExitCode", "message": "x"}]}})))),
+        -1
+    );
+}
