@@ -99,6 +99,7 @@ fn a_full_disk_is_trouble_and_a_closed_pipe_is_quiet() {
             .open("/dev/full")
             .unwrap();
         let o = Command::new(env!("CARGO_BIN_EXE_kindred"))
+            .env("XDG_STATE_HOME", common::test_state())
             .args(args)
             .stdout(full)
             .output()
@@ -122,6 +123,7 @@ fn a_full_disk_is_trouble_and_a_closed_pipe_is_quiet() {
     std::fs::write(&a, synth::dump(&spec(1, false))).unwrap();
     std::fs::write(&b, synth::dump(&spec(2, true))).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kindred"))
+        .env("XDG_STATE_HOME", common::test_state())
         .args(["diff", a.to_str().unwrap(), b.to_str().unwrap(), "--raw"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -198,6 +200,7 @@ fn doctor_names_what_would_stop_a_live_run() {
     std::fs::write(&f, text).unwrap();
     let started = std::time::Instant::now();
     let o = Command::new(env!("CARGO_BIN_EXE_kindred"))
+        .env("XDG_STATE_HOME", common::test_state())
         .args([
             "-f",
             f.to_str().unwrap(),
@@ -252,6 +255,7 @@ fn doctor_names_what_would_stop_a_live_run() {
     }
     // The text table says the same, one line a check, the fix under it.
     let o = Command::new(env!("CARGO_BIN_EXE_kindred"))
+        .env("XDG_STATE_HOME", common::test_state())
         .args(["-f", f.to_str().unwrap(), "doctor", "--quick"])
         .env("DOCKER_HOST", format!("unix://{}", sock.display()))
         .env("PATH", "/usr/bin:/bin")
@@ -263,6 +267,7 @@ fn doctor_names_what_would_stop_a_live_run() {
     assert!(out.contains("fix: install kind"), "{out}");
     // check stops before doing anything: exit 2.
     let o = Command::new(env!("CARGO_BIN_EXE_kindred"))
+        .env("XDG_STATE_HOME", common::test_state())
         .args(["-f", f.to_str().unwrap(), "check"])
         .env("DOCKER_HOST", format!("unix://{}", sock.display()))
         .env("PATH", "/usr/bin:/bin")
@@ -356,6 +361,7 @@ fn a_silent_docker_endpoint_is_named_within_seconds() {
     for args in [&["clusters"][..], &["diff", "node:a", "node:b"][..]] {
         let started = std::time::Instant::now();
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_kindred"))
+            .env("XDG_STATE_HOME", common::test_state())
             .args(args)
             .env("DOCKER_HOST", format!("unix://{}", sock.display()))
             .env("KINDRED_LOG", d.path().join("log"))

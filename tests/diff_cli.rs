@@ -239,6 +239,7 @@ fn stdin_as_one_side() {
     use std::process::{Command, Stdio};
     let p = fixture(PR);
     let mut child = Command::new(env!("CARGO_BIN_EXE_kindred"))
+        .env("XDG_STATE_HOME", common::test_state())
         .args(["diff", "-", p.to_str().unwrap()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

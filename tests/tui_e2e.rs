@@ -69,6 +69,7 @@ fn demo_help_retest_quit() {
         text.lines().last()
     );
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_kindred"))
+        .env("XDG_STATE_HOME", common::test_state())
         .args(["check", "--replay", rec.to_str().unwrap()])
         .output()
         .unwrap();

@@ -16,9 +16,21 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// A state directory of this test process's own (kubeconfigs, owned clusters, the MetalLB
+/// cache): tests never read or write the user's real one.
+pub fn test_state() -> &'static std::path::Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("kindred-test-state-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    })
+}
+
 pub fn kindred(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kindred"))
         .args(args)
+        .env("XDG_STATE_HOME", test_state())
         .env("NO_COLOR", "1")
         .env("KINDRED_LOG", std::env::temp_dir().join("kindred-test.log"))
         .output()
@@ -193,7 +205,8 @@ impl Tmux {
         let session = format!("kindred-{tag}-{}", std::process::id());
         let log = std::env::temp_dir().join(format!("{session}.log"));
         let script = format!(
-            "KINDRED_LOG={} {cmd}; echo KINDRED-EXIT=$?; sleep 120",
+            "XDG_STATE_HOME={} KINDRED_LOG={} {cmd}; echo KINDRED-EXIT=$?; sleep 120",
+            test_state().display(),
             log.display()
         );
         let st = tmux(&session)
