@@ -60,50 +60,10 @@ fn pod(name: &str, node: &str, host: bool, ip: &str, phase: &str) -> Value {
     })
 }
 
-/// Kinds no namespace holds.
-const CLUSTER_SCOPED: [&str; 6] = [
-    "Namespace",
-    "CustomResourceDefinition",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "ValidatingWebhookConfiguration",
-    "IngressClass",
-];
+use common::apiserver::{CLUSTER_SCOPED, discovery as discovery_from, plural};
 
-fn plural(kind: &str) -> String {
-    format!("{}s", kind.to_lowercase())
-}
-
-/// An API server that knows every kind of `yaml` (discovery answered from the objects
-/// themselves) and records every server-side apply: (path, query, content type, body).
+/// Every server-side apply: (path, query, content type, body).
 type Applied = Arc<Mutex<Vec<(String, String, String, Value)>>>;
-
-fn discovery_from(yaml: &str) -> Vec<(String, Value)> {
-    let mut by_gv: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
-    for o in kindred::backend::kube::parse_objects(yaml, "test").unwrap() {
-        let t = o.types.unwrap();
-        let r = json!({"name": plural(&t.kind), "singularName": t.kind.to_lowercase(),
-                       "namespaced": !CLUSTER_SCOPED.contains(&t.kind.as_str()), "kind": t.kind,
-                       "verbs": ["create","delete","get","list","patch","update","watch"]});
-        let list = by_gv.entry(t.api_version).or_default();
-        if !list.contains(&r) {
-            list.push(r);
-        }
-    }
-    by_gv
-        .into_iter()
-        .map(|(gv, resources)| {
-            let path = if gv.contains('/') {
-                format!("/apis/{gv}")
-            } else {
-                format!("/api/{gv}")
-            };
-            let list = json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
-                              "resources": resources});
-            (path, list)
-        })
-        .collect()
-}
 
 async fn apply_server(yaml: &str) -> (Client, Applied, tokio::task::JoinHandle<()>) {
     let (client, mut h) = mock();

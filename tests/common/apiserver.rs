@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use futures::SinkExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
@@ -246,4 +246,47 @@ async fn exec(
     ws.send(frame(3, &st)).await.map_err(io)?;
     ws.close(None).await.map_err(io)?;
     Ok(())
+}
+
+/// Kinds no namespace holds.
+pub const CLUSTER_SCOPED: [&str; 6] = [
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingWebhookConfiguration",
+    "IngressClass",
+];
+
+pub fn plural(kind: &str) -> String {
+    format!("{}s", kind.to_lowercase())
+}
+
+/// Discovery answers (path, APIResourceList) for every kind of `yaml`, from the objects
+/// themselves.
+pub fn discovery(yaml: &str) -> Vec<(String, Value)> {
+    let mut by_gv: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for o in kindred::backend::kube::parse_objects(yaml, "test").unwrap() {
+        let t = o.types.unwrap();
+        let r = json!({"name": plural(&t.kind), "singularName": t.kind.to_lowercase(),
+                       "namespaced": !CLUSTER_SCOPED.contains(&t.kind.as_str()), "kind": t.kind,
+                       "verbs": ["create","delete","get","list","patch","update","watch"]});
+        let list = by_gv.entry(t.api_version).or_default();
+        if !list.contains(&r) {
+            list.push(r);
+        }
+    }
+    by_gv
+        .into_iter()
+        .map(|(gv, resources)| {
+            let path = if gv.contains('/') {
+                format!("/apis/{gv}")
+            } else {
+                format!("/api/{gv}")
+            };
+            let list = json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+                              "resources": resources});
+            (path, list)
+        })
+        .collect()
 }

@@ -1,0 +1,258 @@
+//! The live backend's deploy and probe commands, end to end: for each side an API server
+//! stand-in over TCP (reached through the kubeconfig file kindred keeps for the cluster), a real
+//! Docker network for the LoadBalancer range, MetalLB's real manifest from a file. Deploy applies
+//! MetalLB, waits for its controller, retries the pool while MetalLB's webhook refuses it, applies
+//! the workloads, then watches the pods; Probe curls from every running pod through exec.
+//! Ignored by plain `cargo test` (needs Docker for the network).
+
+mod common;
+use common::apiserver::{ApiServer, Reply, Req, discovery};
+use common::*;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use kindred::backend::event::Event;
+use kindred::backend::live::LiveBackend;
+use kindred::backend::{Backend, Command};
+use kindred::model::{Job, Outcome, Phase, PhaseState, PodPhase, Side, Target};
+use kindred::scenario::Scenario;
+use serde_json::{Value, json};
+
+/// Events until `job` finishes (with its error, if any).
+async fn until_finished(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    job: Job,
+) -> (Vec<Event>, Option<String>) {
+    let mut v = Vec::new();
+    loop {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(120), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{job:?} did not finish: {v:?}"))
+            .expect("backend alive");
+        if let Event::Finished { job: j, error } = &e
+            && *j == job
+        {
+            return (v, error.clone());
+        }
+        v.push(e);
+    }
+}
+
+fn pod(name: &str, node: &str, host: bool, ip: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "resourceVersion": "7",
+                     "labels": {"kindred.io/test": "true"}},
+        "spec": {"nodeName": node, "hostNetwork": host,
+                 "containers": [{"name": "netshoot", "image": "nicolaka/netshoot:v0.13"}]},
+        "status": {"phase": "Running", "podIP": ip}
+    })
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": "10"}, "items": items})
+}
+
+/// One cluster's API server: it knows every kind kindred applies, MetalLB's controller is ready,
+/// the pool is refused `refusals` times (MetalLB's webhook not up yet), the test pods run, and
+/// every exec is a curl that got HTTP 200.
+async fn cluster_api(cluster: &str, yaml: &str, refusals: usize) -> (ApiServer, Arc<AtomicUsize>) {
+    let discovery = discovery(yaml);
+    let refused = Arc::new(AtomicUsize::new(0));
+    let count = refused.clone();
+    let pods = vec![
+        pod(
+            &format!("netshoot-{cluster}-worker"),
+            &format!("{cluster}-worker"),
+            true,
+            "172.18.0.3",
+        ),
+        pod(
+            &format!("netshoot-{cluster}-worker2"),
+            &format!("{cluster}-worker2"),
+            true,
+            "172.18.0.4",
+        ),
+        pod(
+            &format!("overlay-{cluster}-worker"),
+            &format!("{cluster}-worker"),
+            false,
+            "10.244.1.5",
+        ),
+    ];
+    let server = ApiServer::start(move |r: &Req| {
+        if r.query.contains("watch=true") {
+            return Reply::Hang;
+        }
+        if let Some((_, d)) = discovery.iter().find(|(p, _)| *p == r.path) {
+            return Reply::Json(200, d.clone());
+        }
+        match (r.method.as_str(), r.path.as_str()) {
+            ("PATCH", p) if p.contains("/ipaddresspools/") && count.load(Ordering::SeqCst) < refusals => {
+                count.fetch_add(1, Ordering::SeqCst);
+                Reply::Json(500, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500,
+                    "reason": "InternalError",
+                    "message": "Internal error occurred: failed calling webhook \"ipaddresspoolvalidationwebhook.metallb.io\": connect: connection refused"}))
+            }
+            ("PATCH", _) => Reply::Json(200, r.body.clone()),
+            ("GET", "/apis/apps/v1/namespaces/metallb-system/deployments/controller") => Reply::Json(200, json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "controller", "namespace": "metallb-system"},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "metallb"}},
+                         "template": {"metadata": {"labels": {"app": "metallb"}},
+                                      "spec": {"containers": [{"name": "controller"}]}}},
+                "status": {"replicas": 1, "readyReplicas": 1}})),
+            ("GET", "/api/v1/namespaces/default/pods") => Reply::Json(200, list("PodList", pods.clone())),
+            ("GET", "/api/v1/namespaces/default/services") => Reply::Json(200, list("ServiceList", vec![])),
+            (_, p) if p.ends_with("/exec") => Reply::Exec {
+                stdout: "200 0.003".into(),
+                stderr: String::new(),
+                status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+            },
+            _ => Reply::Json(404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                         "reason": "NotFound", "code": 404, "message": format!("{} not found", r.path)})),
+        }
+    })
+    .await;
+    (server, refused)
+}
+
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
+    let pid = std::process::id();
+    let network = format!("kindred-deploy-{pid}");
+    docker(&["network", "create", "--subnet", "172.31.0.0/16", &network]);
+    struct Net(String);
+    impl Drop for Net {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker")
+                .args(["network", "rm", &self.0])
+                .output();
+        }
+    }
+    let _net = Net(network.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    // SAFETY: single test in this binary; the state dir is read from the environment.
+    unsafe { std::env::set_var("XDG_STATE_HOME", tmp.path()) };
+    let manifest = fixture("metallb/metallb-native.yaml");
+    let mut sc = Scenario::builtin();
+    sc.base.name = format!("db{pid}");
+    sc.pr.name = format!("dp{pid}");
+    sc.load_balancer.manifest = Some(manifest.display().to_string());
+    sc.load_balancer.network = network.clone();
+    let pool = kindred::backend::metallb::pool_yaml(
+        "1.1.1.1".parse().unwrap(),
+        "1.1.1.2".parse().unwrap(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut servers = Vec::new();
+        for (side, refusals) in [(Side::Base, 0), (Side::Pr, 2)] {
+            let name = sc.side(side).name.clone();
+            let yaml = format!(
+                "{}\n---\n{pool}\n---\n{}",
+                std::fs::read_to_string(&manifest).unwrap(),
+                sc.workloads_for(&name).unwrap()
+            );
+            let (server, refused) = cluster_api(&name, &yaml, refusals).await;
+            let kc = kindred::backend::kubeconfig_path(&name);
+            std::fs::create_dir_all(kc.parent().unwrap()).unwrap();
+            std::fs::write(&kc, server.kubeconfig(&name)).unwrap();
+            servers.push((side, server, refused));
+        }
+        let kind = kindred::backend::kind::Kind::new("/nonexistent/kind");
+        let mut backend = LiveBackend::new(sc.clone(), kind);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        backend.start(tx);
+        let (ev, err) = until_finished(&mut rx, Job::Attach).await;
+        assert_eq!(err, None, "{ev:?}");
+
+        backend.send(Command::Deploy);
+        let (ev, err) = until_finished(&mut rx, Job::Deploy).await;
+        assert_eq!(err, None, "{ev:#?}");
+        let out = |side: Side| -> Vec<String> {
+            ev.iter()
+                .filter_map(|e| match e {
+                    Event::Output { side: s, line, .. } if *s == side => Some(line.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        for side in Side::BOTH {
+            let lines = out(side);
+            let has = |want: &str| lines.iter().any(|l| l.contains(want));
+            assert!(has("applied MetalLB ("), "{lines:#?}");
+            assert!(has("metallb-system/controller: 1/1 ready") || has("1/1"), "{lines:#?}");
+            // The second /16 of the network's last /24s: inside 172.31.0.0/16, one range per side.
+            assert!(has("IPAddressPool kindred: 172.31."), "{lines:#?}");
+            assert!(has("applied Service default/echo"), "{lines:#?}");
+            assert!(
+                ev.iter().any(|e| matches!(e, Event::Phase { side: s, phase: Phase::Deploy, state: PhaseState::Done } if *s == side)),
+                "{side:?} deployed"
+            );
+        }
+        // The PR side's pool was refused twice, then applied.
+        let (_, pr_server, refused) = &servers[1];
+        assert_eq!(refused.load(Ordering::SeqCst), 2);
+        let pool_patches = pr_server.requests().iter().filter(|r| r.method == "PATCH" && r.path.contains("/ipaddresspools/")).count();
+        assert_eq!(pool_patches, 3);
+        // Every object applied by kindred's field manager.
+        for (_, server, _) in &servers {
+            let reqs = server.requests();
+            let patches: Vec<&Req> = reqs.iter().filter(|r| r.method == "PATCH").collect();
+            assert!(patches.len() > 30, "{}", patches.len());
+            assert!(patches.iter().all(|r| r.query.contains("fieldManager=kindred")));
+        }
+
+        // The watchers report the running pods of both sides.
+        let mut running = std::collections::BTreeSet::new();
+        let mut seen = ev;
+        loop {
+            for e in &seen {
+                if let Event::Pod { side, pod } = e
+                    && pod.phase == PodPhase::Running
+                {
+                    running.insert((*side, pod.name.clone()));
+                }
+            }
+            if running.len() == 6 {
+                break;
+            }
+            let e = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("pods not reported: {running:?} {seen:#?}"))
+                .unwrap();
+            seen.push(e);
+        }
+
+        // Probe a fixed address from every running pod of both sides, through exec.
+        backend.send(Command::Probe { target: Some(Target::Addr("172.31.255.200:80".into())) });
+        let (ev, err) = until_finished(&mut rx, Job::Probes).await;
+        assert_eq!(err, None, "{ev:#?}");
+        let results: Vec<_> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Probe { side, result } => Some((*side, result.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(results.len(), 6, "{results:#?}");
+        for (_, r) in &results {
+            assert_eq!((r.outcome, r.http_status, r.target.as_str()), (Outcome::Ok, Some(200), "172.31.255.200:80"), "{r:?}");
+        }
+        for (side, server, _) in &servers {
+            let execs: Vec<Req> = server.requests().into_iter().filter(|r| r.path.ends_with("/exec")).collect();
+            assert_eq!(execs.len(), 3, "{side:?}");
+            for x in execs {
+                assert_eq!(x.params("container"), [sc.probes.container.clone()]);
+                assert_eq!(x.params("command").last().map(String::as_str), Some("http://172.31.255.200:80/"));
+            }
+        }
+        backend.shutdown();
+    });
+}
