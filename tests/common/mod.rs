@@ -137,6 +137,15 @@ case "$cmd" in
     done
     echo " ✓ Preparing nodes 📦 📦 📦" >&2
     echo "Set kubectl context to \"kind-$name\"" >&2 ;;
+  "build node-image")
+    # kind build node-image SRC --image TAG: the image is the test image under that tag; what the
+    # build was given (its version file, a file of the tree) is kept for the test to read.
+    img="${{args[4]}}"
+    echo "Starting to build Kubernetes" >&2
+    if [ -n "$KUBE_GIT_VERSION_FILE" ]; then cp "$KUBE_GIT_VERSION_FILE" "$(dirname "$0")/version-$img.txt" 2>/dev/null || true; fi
+    ls "$3" > "$(dirname "$0")/tree-$img.txt"
+    docker tag {image} "$img"
+    echo "Image \"$img\" build completed." >&2 ;;
   version*)
     echo "kind v${{KIND_VERSION:-0.30.0}} go1.24.0 linux/amd64" ;;
   "export kubeconfig")

@@ -1,0 +1,188 @@
+//! The live backend's Build command, end to end with real git and Docker and a stand-in `kind`:
+//! each side's ref resolved in a Kubernetes-like checkout, built from its own worktree with the
+//! version file kindred writes, tagged by commit; a second Build finds the image and skips.
+//! Ignored by plain `cargo test` (needs Docker).
+
+mod common;
+use common::*;
+
+use std::path::Path;
+use std::process::Command as Cmd;
+
+use kindred::backend::event::Event;
+use kindred::backend::live::LiveBackend;
+use kindred::backend::{Backend, Command};
+use kindred::model::{Job, Phase, PhaseState, Side};
+use kindred::scenario::Scenario;
+
+async fn until_finished(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    job: Job,
+) -> (Vec<Event>, Option<String>) {
+    let mut v = Vec::new();
+    loop {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(120), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{job:?} did not finish: {v:?}"))
+            .expect("backend alive");
+        if let Event::Finished { job: j, error } = &e
+            && *j == job
+        {
+            return (v, error.clone());
+        }
+        v.push(e);
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let o = Cmd::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "init.defaultBranch=master",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A checkout that passes for Kubernetes: its go.mod, a v1.34.0 tag on master, and a branch
+/// `fix` one commit ahead (the PR) that adds a file.
+fn kubernetes_like(dir: &Path) -> (String, String) {
+    git(dir, &["init", "-q"]);
+    std::fs::write(dir.join("go.mod"), "module k8s.io/kubernetes\n\ngo 1.24\n").unwrap();
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "base"]);
+    git(dir, &["tag", "v1.34.0"]);
+    let base = git(dir, &["rev-parse", "HEAD"]);
+    git(dir, &["checkout", "-qb", "fix"]);
+    std::fs::write(dir.join("proxier-fix.go"), "package nftables\n").unwrap();
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "fix"]);
+    let pr = git(dir, &["rev-parse", "HEAD"]);
+    git(dir, &["checkout", "-q", "master"]);
+    (base, pr)
+}
+
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn build_resolves_refs_builds_each_worktree_and_skips_a_built_commit() {
+    image();
+    let pid = std::process::id();
+    let tmp = tempfile::tempdir().unwrap();
+    // SAFETY: single test in this binary; the state dir is read from the environment.
+    unsafe { std::env::set_var("XDG_STATE_HOME", tmp.path().join("state")) };
+    let src = tmp.path().join("kubernetes");
+    std::fs::create_dir_all(&src).unwrap();
+    let (base_sha, pr_sha) = kubernetes_like(&src);
+    let kind_dir = tmp.path().join("kind");
+    std::fs::create_dir_all(&kind_dir).unwrap();
+    let kind = standin(&kind_dir, "bridge");
+    let mut sc = Scenario::builtin();
+    for (side, r) in [(Side::Base, "v1.34.0"), (Side::Pr, "fix")] {
+        let s = match side {
+            Side::Base => &mut sc.base,
+            Side::Pr => &mut sc.pr,
+        };
+        s.source = src.display().to_string();
+        s.git_ref = r.to_string();
+        s.image = format!("kindred-build-{}{pid}:test", side.label().to_lowercase());
+        s.name = format!("kb{}{pid}", side.label().to_lowercase());
+    }
+    let images: Vec<String> = Side::BOTH
+        .iter()
+        .map(|s| sc.side(*s).image.clone())
+        .collect();
+    // The side images and the by-commit tags go when the test ends.
+    struct Images(Vec<String>);
+    impl Drop for Images {
+        fn drop(&mut self) {
+            let _ = Cmd::new("docker").arg("rmi").args(&self.0).output();
+        }
+    }
+    let mut tags = images.clone();
+    tags.extend([&base_sha, &pr_sha].map(|s| kindred::backend::docker::commit_tag(s)));
+    let _images = Images(tags);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut backend = LiveBackend::new(sc.clone(), kind);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        backend.start(tx);
+        let (ev, err) = until_finished(&mut rx, Job::Attach).await;
+        assert_eq!(err, None, "{ev:?}");
+
+        backend.send(Command::Build);
+        let (ev, err) = until_finished(&mut rx, Job::Build).await;
+        assert_eq!(err, None, "{ev:#?}");
+        let built: Vec<(Side, String, Option<String>)> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Built { side, commit, version, .. } => Some((*side, commit.clone(), version.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(built.len(), 2, "{ev:#?}");
+        for (side, commit, version) in &built {
+            let (want, v) = match side {
+                Side::Base => (&base_sha, "v1.34.0"),
+                Side::Pr => (&pr_sha, "v1.34.0-1+"),
+            };
+            assert_eq!(commit, want, "{side:?}");
+            assert!(version.as_deref().is_some_and(|x| x.starts_with(v)), "{side:?} {version:?}");
+        }
+        // kind got each side's own worktree (the PR's holds the fix) and its image tag; the
+        // version file went along.
+        let argv = std::fs::read_to_string(kind_dir.join("argv.log")).unwrap();
+        for (side, img) in Side::BOTH.iter().zip(&images) {
+            let line = argv
+                .lines()
+                .find(|l| l.starts_with("build|node-image|") && l.contains(&format!("|--image|{img}|")))
+                .unwrap_or_else(|| panic!("{side:?} built: {argv}"));
+            let dir = line.split('|').nth(2).unwrap();
+            assert!(dir.starts_with(tmp.path().join("state").to_str().unwrap()), "{line}");
+            let tree = std::fs::read_to_string(kind_dir.join(format!("tree-{img}.txt"))).unwrap();
+            assert_eq!(tree.contains("proxier-fix.go"), *side == Side::Pr, "{side:?}: {tree}");
+            let vf = std::fs::read_to_string(kind_dir.join(format!("version-{img}.txt"))).unwrap();
+            assert!(vf.contains("KUBE_GIT_VERSION='v1.34.0"), "{vf}");
+            assert!(
+                ev.iter().any(|e| matches!(e, Event::Phase { side: s, phase: Phase::Build, state: PhaseState::Done } if s == side)),
+                "{side:?} done"
+            );
+        }
+        // The checkout itself is untouched.
+        assert_eq!(git(&src, &["status", "--porcelain"]), "");
+        assert_eq!(git(&src, &["rev-parse", "HEAD"]), base_sha);
+
+        // Again: both commits have images, nothing is built.
+        backend.send(Command::Build);
+        let (ev, err) = until_finished(&mut rx, Job::Build).await;
+        assert_eq!(err, None, "{ev:#?}");
+        let again = std::fs::read_to_string(kind_dir.join("argv.log")).unwrap();
+        assert_eq!(
+            again.matches("build|node-image|").count(),
+            2,
+            "no second build: {again}"
+        );
+        for side in Side::BOTH {
+            assert!(
+                ev.iter().any(|e| matches!(e, Event::Phase { side: s, phase: Phase::Build, state: PhaseState::Skipped { reason } } if *s == side && reason.contains("exists"))
+                    || matches!(e, Event::Phase { side: s, phase: Phase::Build, state: PhaseState::Done } if *s == side)),
+                "{side:?}: {ev:#?}"
+            );
+        }
+        backend.shutdown();
+    });
+}
