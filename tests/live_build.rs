@@ -34,6 +34,18 @@ async fn until_finished(
     }
 }
 
+/// The state directory of every test in this binary (read from the environment, so set once).
+fn state() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = tempfile::tempdir().unwrap();
+        // SAFETY: set once, before any test of this binary reads the environment.
+        unsafe { std::env::set_var("XDG_STATE_HOME", d.path()) };
+        d
+    })
+    .path()
+}
+
 fn git(dir: &Path, args: &[&str]) -> String {
     let o = Cmd::new("git")
         .args([
@@ -57,10 +69,12 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// A checkout that passes for Kubernetes: its go.mod, a v1.34.0 tag on master, and a branch
-/// `fix` one commit ahead (the PR) that adds a file.
+/// `fix` one commit ahead (the PR) that adds a file. Its commits are its own (`dir` is written
+/// in): two tests never share a commit, nor the image tagged by it.
 fn kubernetes_like(dir: &Path) -> (String, String) {
     git(dir, &["init", "-q"]);
     std::fs::write(dir.join("go.mod"), "module k8s.io/kubernetes\n\ngo 1.24\n").unwrap();
+    std::fs::write(dir.join("OWNER"), dir.display().to_string()).unwrap();
     git(dir, &["add", "."]);
     git(dir, &["commit", "-qm", "base"]);
     git(dir, &["tag", "v1.34.0"]);
@@ -80,8 +94,7 @@ fn build_resolves_refs_builds_each_worktree_and_skips_a_built_commit() {
     image();
     let pid = std::process::id();
     let tmp = tempfile::tempdir().unwrap();
-    // SAFETY: single test in this binary; the state dir is read from the environment.
-    unsafe { std::env::set_var("XDG_STATE_HOME", tmp.path().join("state")) };
+    let state = state();
     let src = tmp.path().join("kubernetes");
     std::fs::create_dir_all(&src).unwrap();
     let (base_sha, pr_sha) = kubernetes_like(&src);
@@ -152,7 +165,7 @@ fn build_resolves_refs_builds_each_worktree_and_skips_a_built_commit() {
                 .find(|l| l.starts_with("build|node-image|") && l.contains(&format!("|--image|{img}|")))
                 .unwrap_or_else(|| panic!("{side:?} built: {argv}"));
             let dir = line.split('|').nth(2).unwrap();
-            assert!(dir.starts_with(tmp.path().join("state").to_str().unwrap()), "{line}");
+            assert!(dir.starts_with(state.to_str().unwrap()), "{line}");
             let tree = std::fs::read_to_string(kind_dir.join(format!("tree-{img}.txt"))).unwrap();
             assert_eq!(tree.contains("proxier-fix.go"), *side == Side::Pr, "{side:?}: {tree}");
             let vf = std::fs::read_to_string(kind_dir.join(format!("version-{img}.txt"))).unwrap();
@@ -183,6 +196,128 @@ fn build_resolves_refs_builds_each_worktree_and_skips_a_built_commit() {
                 "{side:?}: {ev:#?}"
             );
         }
+        backend.shutdown();
+    });
+}
+
+/// Whether a process is alive.
+fn alive(pid: i32) -> bool {
+    // Signal 0: no signal, only the check.
+    (unsafe { libc::kill(pid, 0) }) == 0
+}
+
+/// Wait until `what` holds, up to `secs`.
+fn eventually(what: &str, secs: u64, f: impl Fn() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(std::time::Instant::now() < end, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A build running when Build is pressed again is stopped (kind's process group killed) and the
+/// new one runs to its end, reporting one `finished`; Cancel stops a running build the same way.
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn a_running_build_is_restarted_or_cancelled_with_its_processes() {
+    image();
+    let pid = std::process::id();
+    let tmp = tempfile::tempdir().unwrap();
+    state();
+    let src = tmp.path().join("kubernetes");
+    std::fs::create_dir_all(&src).unwrap();
+    let (base_sha, pr_sha) = kubernetes_like(&src);
+    let kind_dir = tmp.path().join("kind");
+    std::fs::create_dir_all(&kind_dir).unwrap();
+    let kind = standin(&kind_dir, "bridge");
+    let mut sc = Scenario::builtin();
+    sc.base.git_ref = "v1.34.0".into();
+    sc.pr.git_ref = "fix".into();
+    for (s, tag) in [(&mut sc.base, "rb"), (&mut sc.pr, "rp")] {
+        s.source = src.display().to_string();
+        s.image = format!("kindred-restart-{tag}{pid}:test");
+        s.name = format!("{tag}{pid}");
+    }
+    let base_img = sc.base.image.clone();
+    struct Images(Vec<String>);
+    impl Drop for Images {
+        fn drop(&mut self) {
+            let _ = Cmd::new("docker").arg("rmi").args(&self.0).output();
+        }
+    }
+    let mut tags = vec![sc.base.image.clone(), sc.pr.image.clone()];
+    tags.extend([&base_sha, &pr_sha].map(|s| kindred::backend::docker::commit_tag(s)));
+    let _images = Images(tags.clone());
+    let pid_file = kind_dir.join(format!("build-{base_img}.pid"));
+    let build_pid = || -> i32 {
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut backend = LiveBackend::new(sc.clone(), kind);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        backend.start(tx);
+        let (ev, err) = until_finished(&mut rx, Job::Attach).await;
+        assert_eq!(err, None, "{ev:?}");
+
+        // A slow build, then Build again while it runs.
+        std::fs::write(kind_dir.join("build-delay"), "60").unwrap();
+        backend.send(Command::Build);
+        eventually("the first build started", 30, || pid_file.exists());
+        let first = build_pid();
+        assert!(alive(first));
+        std::fs::remove_file(kind_dir.join("build-delay")).unwrap();
+        std::fs::remove_file(&pid_file).unwrap();
+        backend.send(Command::Build);
+        eventually("the first build's kind was killed", 10, || !alive(first));
+        let (ev, err) = until_finished(&mut rx, Job::Build).await;
+        assert_eq!(err, None, "{ev:#?}");
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e, Event::Built { .. }))
+                .count(),
+            2,
+            "{ev:#?}"
+        );
+
+        // Cancel: the images go, so the next build has work to do; it is stopped midway.
+        let _ = Cmd::new("docker").arg("rmi").args(&tags).output();
+        std::fs::write(kind_dir.join("build-delay"), "60").unwrap();
+        std::fs::remove_file(&pid_file).unwrap();
+        backend.send(Command::Build);
+        eventually("the build started", 30, || pid_file.exists());
+        let second = build_pid();
+        backend.send(Command::Cancel);
+        eventually("the cancelled build's kind was killed", 10, || {
+            !alive(second)
+        });
+        // A cancelled job says nothing more: no `finished`, no image.
+        let more = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            loop {
+                match rx.recv().await {
+                    Some(Event::Finished {
+                        job: Job::Build,
+                        error,
+                    }) => return error,
+                    Some(_) => continue,
+                    None => return None,
+                }
+            }
+        })
+        .await;
+        assert!(more.is_err(), "a finished event after Cancel: {more:?}");
+        let o = Cmd::new("docker")
+            .args(["image", "inspect", &base_img])
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "no image from a cancelled build");
         backend.shutdown();
     });
 }

@@ -5,7 +5,6 @@ mod common;
 use common::Tmux;
 
 use std::process::Command;
-use std::time::Duration;
 
 fn demo_cmd(extra: &str) -> String {
     format!("{} demo --speed 4 {extra}", env!("CARGO_BIN_EXE_kindred"))
@@ -37,8 +36,7 @@ fn demo_help_retest_quit() {
             && s.contains("quit (asks when work is running)")
     });
     t.keys(&["Escape"]);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(!t.screen().contains("Help: keys"));
+    t.wait_until("the help closed", 5, |s| !s.contains("Help: keys"));
 
     // Probes finish at recorded speed; then a retest adds a second result to each history.
     let done = |s: &str| s.contains("OK ≠") && !s.contains("probing");

@@ -142,6 +142,9 @@ case "$cmd" in
     # build was given (its version file, a file of the tree) is kept for the test to read.
     img="${{args[4]}}"
     echo "Starting to build Kubernetes" >&2
+    echo $$ > "$(dirname "$0")/build-$img.pid"
+    # A test makes the build take a while by leaving its length in `build-delay`.
+    if [ -f "$(dirname "$0")/build-delay" ]; then sleep "$(cat "$(dirname "$0")/build-delay")"; fi
     if [ -n "$KUBE_GIT_VERSION_FILE" ]; then cp "$KUBE_GIT_VERSION_FILE" "$(dirname "$0")/version-$img.txt" 2>/dev/null || true; fi
     ls "$3" > "$(dirname "$0")/tree-$img.txt"
     docker tag {image} "$img"
