@@ -6,18 +6,16 @@
 //! Ignored by plain `cargo test` (needs Docker for the network).
 
 mod common;
-use common::apiserver::{ApiServer, Reply, Req, discovery};
+use common::apiserver::{Cluster, Req};
 use common::*;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use kindred::backend::event::Event;
 use kindred::backend::live::LiveBackend;
 use kindred::backend::{Backend, Command};
 use kindred::model::{Job, Outcome, Phase, PhaseState, PodPhase, Side, Target};
 use kindred::scenario::Scenario;
-use serde_json::{Value, json};
 
 /// Events until `job` finishes (with its error, if any).
 async fn until_finished(
@@ -37,85 +35,6 @@ async fn until_finished(
         }
         v.push(e);
     }
-}
-
-fn pod(name: &str, node: &str, host: bool, ip: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default", "resourceVersion": "7",
-                     "labels": {"kindred.io/test": "true"}},
-        "spec": {"nodeName": node, "hostNetwork": host,
-                 "containers": [{"name": "netshoot", "image": "nicolaka/netshoot:v0.13"}]},
-        "status": {"phase": "Running", "podIP": ip}
-    })
-}
-
-fn list(kind: &str, items: Vec<Value>) -> Value {
-    json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": "10"}, "items": items})
-}
-
-/// One cluster's API server: it knows every kind kindred applies, MetalLB's controller is ready,
-/// the pool is refused `refusals` times (MetalLB's webhook not up yet), the test pods run, and
-/// every exec is a curl that got HTTP 200.
-async fn cluster_api(cluster: &str, yaml: &str, refusals: usize) -> (ApiServer, Arc<AtomicUsize>) {
-    let discovery = discovery(yaml);
-    let refused = Arc::new(AtomicUsize::new(0));
-    let count = refused.clone();
-    let pods = vec![
-        pod(
-            &format!("netshoot-{cluster}-worker"),
-            &format!("{cluster}-worker"),
-            true,
-            "172.18.0.3",
-        ),
-        pod(
-            &format!("netshoot-{cluster}-worker2"),
-            &format!("{cluster}-worker2"),
-            true,
-            "172.18.0.4",
-        ),
-        pod(
-            &format!("overlay-{cluster}-worker"),
-            &format!("{cluster}-worker"),
-            false,
-            "10.244.1.5",
-        ),
-    ];
-    let server = ApiServer::start(move |r: &Req| {
-        if r.query.contains("watch=true") {
-            return Reply::Hang;
-        }
-        if let Some((_, d)) = discovery.iter().find(|(p, _)| *p == r.path) {
-            return Reply::Json(200, d.clone());
-        }
-        match (r.method.as_str(), r.path.as_str()) {
-            ("PATCH", p) if p.contains("/ipaddresspools/") && count.load(Ordering::SeqCst) < refusals => {
-                count.fetch_add(1, Ordering::SeqCst);
-                Reply::Json(500, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500,
-                    "reason": "InternalError",
-                    "message": "Internal error occurred: failed calling webhook \"ipaddresspoolvalidationwebhook.metallb.io\": connect: connection refused"}))
-            }
-            ("PATCH", _) => Reply::Json(200, r.body.clone()),
-            ("GET", "/apis/apps/v1/namespaces/metallb-system/deployments/controller") => Reply::Json(200, json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "controller", "namespace": "metallb-system"},
-                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "metallb"}},
-                         "template": {"metadata": {"labels": {"app": "metallb"}},
-                                      "spec": {"containers": [{"name": "controller"}]}}},
-                "status": {"replicas": 1, "readyReplicas": 1}})),
-            ("GET", "/api/v1/namespaces/default/pods") => Reply::Json(200, list("PodList", pods.clone())),
-            ("GET", "/api/v1/namespaces/default/services") => Reply::Json(200, list("ServiceList", vec![])),
-            (_, p) if p.ends_with("/exec") => Reply::Exec {
-                stdout: "200 0.003".into(),
-                stderr: String::new(),
-                status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
-            },
-            _ => Reply::Json(404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                         "reason": "NotFound", "code": 404, "message": format!("{} not found", r.path)})),
-        }
-    })
-    .await;
-    (server, refused)
 }
 
 #[test]
@@ -159,10 +78,15 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
                 std::fs::read_to_string(&manifest).unwrap(),
                 sc.workloads_for(&name).unwrap()
             );
-            let (server, refused) = cluster_api(&name, &yaml, refusals).await;
-            let kc = kindred::backend::kubeconfig_path(&name);
-            std::fs::create_dir_all(kc.parent().unwrap()).unwrap();
-            std::fs::write(&kc, server.kubeconfig(&name)).unwrap();
+            let (server, refused) = Cluster {
+                name: name.clone(),
+                yaml,
+                refusals,
+                ..Cluster::default()
+            }
+            .serve()
+            .await;
+            Cluster::kubeconfig_for(&name, &server);
             servers.push((side, server, refused));
         }
         let kind = kindred::backend::kind::Kind::new("/nonexistent/kind");
@@ -220,7 +144,7 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
                     running.insert((*side, pod.name.clone()));
                 }
             }
-            if running.len() == 6 {
+            if running.len() == 10 {
                 break;
             }
             let e = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
@@ -241,13 +165,13 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
                 _ => None,
             })
             .collect();
-        assert_eq!(results.len(), 6, "{results:#?}");
+        assert_eq!(results.len(), 10, "{results:#?}");
         for (_, r) in &results {
             assert_eq!((r.outcome, r.http_status, r.target.as_str()), (Outcome::Ok, Some(200), "172.31.255.200:80"), "{r:?}");
         }
         for (side, server, _) in &servers {
             let execs: Vec<Req> = server.requests().into_iter().filter(|r| r.path.ends_with("/exec")).collect();
-            assert_eq!(execs.len(), 3, "{side:?}");
+            assert_eq!(execs.len(), 5, "{side:?}");
             for x in execs {
                 assert_eq!(x.params("container"), [sc.probes.container.clone()]);
                 assert_eq!(x.params("command").last().map(String::as_str), Some("http://172.31.255.200:80/"));

@@ -3,6 +3,7 @@
 //! the real websocket protocol (`v4.channel.k8s.io`: one channel byte per frame, stdout 1,
 //! stderr 2, the final `Status` on 3).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::SinkExt;
@@ -289,4 +290,164 @@ pub fn discovery(yaml: &str) -> Vec<(String, Value)> {
             (path, list)
         })
         .collect()
+}
+
+fn pod(name: &str, node: &str, host: bool, ip: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "resourceVersion": "7",
+                     "labels": {"kindred.io/test": "true"}},
+        "spec": {"nodeName": node, "hostNetwork": host,
+                 "containers": [{"name": "netshoot", "image": "nicolaka/netshoot:v0.13"}]},
+        "status": {"phase": "Running", "podIP": ip}
+    })
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": "10"}, "items": items})
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+           "reason": reason, "message": message})
+}
+
+/// One kind cluster's API server as kindred sees it after a deploy: it knows every kind of
+/// `yaml`, MetalLB's controller is ready, the pool is refused `refusals` times (MetalLB's webhook
+/// not up yet), the test pods run (`pods` of the built-in workloads), the echo Service has
+/// `lb_ip` and a ready endpoint, and an exec is a curl that gets HTTP 200, or times out from the
+/// pods `timeouts` names.
+#[derive(Default)]
+pub struct Cluster {
+    pub name: String,
+    pub yaml: String,
+    pub refusals: usize,
+    pub lb_ip: Option<String>,
+    /// Pods whose curl times out (exit 28).
+    pub timeouts: Vec<String>,
+}
+
+impl Cluster {
+    /// The cluster's test pods (the built-in workloads: netshoot on the workers' host network,
+    /// overlay pods, the echo server on worker2).
+    fn pods(&self) -> Vec<Value> {
+        let c = &self.name;
+        vec![
+            pod(
+                &format!("echo-{c}-worker2"),
+                &format!("{c}-worker2"),
+                false,
+                "10.244.2.7",
+            ),
+            pod(
+                &format!("netshoot-{c}-worker"),
+                &format!("{c}-worker"),
+                true,
+                "172.18.0.3",
+            ),
+            pod(
+                &format!("netshoot-{c}-worker2"),
+                &format!("{c}-worker2"),
+                true,
+                "172.18.0.4",
+            ),
+            pod(
+                &format!("overlay-{c}-worker"),
+                &format!("{c}-worker"),
+                false,
+                "10.244.1.5",
+            ),
+            pod(
+                &format!("overlay-{c}-worker2"),
+                &format!("{c}-worker2"),
+                false,
+                "10.244.2.5",
+            ),
+        ]
+    }
+
+    fn service(&self) -> Value {
+        let ingress: Vec<Value> = self.lb_ip.iter().map(|ip| json!({"ip": ip})).collect();
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "echo", "namespace": "default", "resourceVersion": "9"},
+               "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+                        "ports": [{"port": 8080, "targetPort": 8080, "protocol": "TCP"}]},
+               "status": {"loadBalancer": {"ingress": ingress}}})
+    }
+
+    /// Serve it; also the count of pool applies refused so far.
+    pub async fn serve(self) -> (ApiServer, Arc<AtomicUsize>) {
+        let discovery = discovery(&self.yaml);
+        let refused = Arc::new(AtomicUsize::new(0));
+        let count = refused.clone();
+        let (pods, service) = (self.pods(), self.service());
+        let server = ApiServer::start(move |r: &Req| {
+            if r.query.contains("watch=true") {
+                return Reply::Hang;
+            }
+            if let Some((_, d)) = discovery.iter().find(|(p, _)| *p == r.path) {
+                return Reply::Json(200, d.clone());
+            }
+            let pool = r.path.contains("/ipaddresspools/");
+            match (r.method.as_str(), r.path.as_str()) {
+                ("PATCH", _) if pool && count.load(Ordering::SeqCst) < self.refusals => {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    Reply::Json(500, status(500, "InternalError",
+                        "Internal error occurred: failed calling webhook \"ipaddresspoolvalidationwebhook.metallb.io\": connect: connection refused"))
+                }
+                ("PATCH", _) => Reply::Json(200, r.body.clone()),
+                ("GET", "/apis/apps/v1/namespaces/metallb-system/deployments/controller") => {
+                    Reply::Json(200, json!({
+                        "apiVersion": "apps/v1", "kind": "Deployment",
+                        "metadata": {"name": "controller", "namespace": "metallb-system"},
+                        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "metallb"}},
+                                 "template": {"metadata": {"labels": {"app": "metallb"}},
+                                              "spec": {"containers": [{"name": "controller"}]}}},
+                        "status": {"replicas": 1, "readyReplicas": 1}}))
+                }
+                ("GET", "/api/v1/namespaces/default/pods") => Reply::Json(200, list("PodList", pods.clone())),
+                ("GET", "/api/v1/namespaces/default/services") => {
+                    Reply::Json(200, list("ServiceList", vec![service.clone()]))
+                }
+                ("GET", "/api/v1/namespaces/default/services/echo") => Reply::Json(200, service.clone()),
+                ("GET", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices") => {
+                    Reply::Json(200, json!({"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
+                        "metadata": {"resourceVersion": "11"},
+                        "items": [{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                                   "metadata": {"name": "echo-x", "namespace": "default",
+                                                "labels": {"kubernetes.io/service-name": "echo"}},
+                                   "addressType": "IPv4",
+                                   "endpoints": [{"addresses": ["10.244.2.7"], "conditions": {"ready": true}}]}]}))
+                }
+                (_, p) if p.ends_with("/exec") => {
+                    let pod = p.split('/').nth(6).unwrap_or("");
+                    if self.timeouts.iter().any(|t| t == pod) {
+                        Reply::Exec {
+                            stdout: "000 2.001".into(),
+                            stderr: "curl: (28) Connection timed out after 2001 milliseconds".into(),
+                            status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                "reason": "NonZeroExitCode",
+                                "details": {"causes": [{"reason": "ExitCode", "message": "28"}]}}),
+                        }
+                    } else {
+                        Reply::Exec {
+                            stdout: "200 0.003".into(),
+                            stderr: String::new(),
+                            status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+                        }
+                    }
+                }
+                _ => Reply::Json(404, status(404, "NotFound", &format!("{} not found", r.path))),
+            }
+        })
+        .await;
+        (server, refused)
+    }
+
+    /// Write the kubeconfig kindred reads for this cluster (as kind leaves it) pointing at `server`.
+    pub fn kubeconfig_for(name: &str, server: &ApiServer) {
+        let kc = kindred::backend::kubeconfig_path(name);
+        std::fs::create_dir_all(kc.parent().unwrap()).unwrap();
+        std::fs::write(&kc, server.kubeconfig(name)).unwrap();
+    }
 }

@@ -373,3 +373,46 @@ impl Drop for Cleanup {
             .output();
     }
 }
+
+/// Run git in `dir` (test setup), with a fixed identity; its output, trimmed.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "init.defaultBranch=master",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A checkout that passes for Kubernetes: its go.mod, a v1.34.0 tag on master, and a branch
+/// `fix` one commit ahead (the PR) that adds a file. Its commits are its own (`dir` is written
+/// in): two tests never share a commit, nor the image tagged by it.
+pub fn kubernetes_like(dir: &std::path::Path) -> (String, String) {
+    git(dir, &["init", "-q"]);
+    std::fs::write(dir.join("go.mod"), "module k8s.io/kubernetes\n\ngo 1.24\n").unwrap();
+    std::fs::write(dir.join("OWNER"), dir.display().to_string()).unwrap();
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "base"]);
+    git(dir, &["tag", "v1.34.0"]);
+    let base = git(dir, &["rev-parse", "HEAD"]);
+    git(dir, &["checkout", "-qb", "fix"]);
+    std::fs::write(dir.join("proxier-fix.go"), "package nftables\n").unwrap();
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "fix"]);
+    let pr = git(dir, &["rev-parse", "HEAD"]);
+    git(dir, &["checkout", "-q", "master"]);
+    (base, pr)
+}
