@@ -41,7 +41,7 @@ impl Clusters {
         image();
         let tag = format!("kt{}", std::process::id());
         let network = format!("kindred-test-{}", std::process::id());
-        docker(&["network", "create", &network]);
+        network_create(&network, &[]);
         let mut c = Clusters {
             tag: tag.clone(),
             network: network.clone(),

@@ -75,38 +75,54 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn envs(pairs: &[(&str, &str)]) -> Vec<(String, Option<String>)> {
-    pairs
+/// The stand-in reads its behaviour from the environment: one test at a time changes it, and
+/// puts it back when done.
+static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `pairs` set for the life of the guard, which holds the environment lock.
+struct Env {
+    old: Vec<(String, Option<String>)>,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for (k, v) in &self.old {
+            match v {
+                Some(v) => unsafe { std::env::set_var(k, v) },
+                None => unsafe { std::env::remove_var(k) },
+            }
+        }
+    }
+}
+
+fn envs(pairs: &[(&str, &str)]) -> Env {
+    let lock = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let old = pairs
         .iter()
         .map(|(k, v)| {
             let old = std::env::var(k).ok();
+            // SAFETY: under the environment lock.
             unsafe { std::env::set_var(k, v) };
             (k.to_string(), old)
         })
-        .collect()
+        .collect();
+    Env { old, _lock: lock }
 }
 
-/// The stand-in reads its behaviour from the environment: one test at a time changes it.
-static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-// The stand-in reads its behaviour from the environment, so the cases run one after another.
+/// create cluster: every step started and finished, in order; output that is not UTF-8 is
+/// shown, not fatal; the whole argv reaches kind.
 #[test]
-fn kind_driver() {
-    let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+fn create_cluster_reports_every_step_and_sends_the_whole_argv() {
     let s = Standin::new();
-    let k = s.kind();
-    let rt = rt();
-    let cancel = CancellationToken::new();
-
-    // create cluster: every step started and finished, in order.
-    let mut steps = Vec::new();
-    let mut noise = Vec::new();
     let argv = s.dir.path().join("argv.log");
     let _e = envs(&[
         ("KIND_ARGV_LOG", argv.to_str().unwrap()),
         ("KIND_NOISE", "1"),
     ]);
-    rt.block_on(k.create_cluster(
+    let mut steps = Vec::new();
+    let mut noise = Vec::new();
+    rt().block_on(s.kind().create_cluster(
         "77523",
         "kindest/node:pr-77523",
         &PathBuf::from("/dev/null"),
@@ -119,10 +135,9 @@ fn kind_driver() {
                 steps.push(p);
             }
         },
-        &cancel,
+        &CancellationToken::new(),
     ))
     .unwrap();
-    // Output that is not UTF-8 is shown, not fatal; the noise line is not a step.
     assert_eq!(noise, ["noise \u{fffd}\u{fffd} not utf-8"]);
     assert_eq!(steps.len(), 14);
     assert_eq!(
@@ -133,10 +148,22 @@ fn kind_driver() {
         steps[13],
         Progress::StepDone("Joining worker nodes 🚜".into())
     );
+    let log = std::fs::read_to_string(&argv).unwrap();
+    assert_eq!(
+        log.lines().next().unwrap(),
+        "create|cluster|--name|77523|--image|kindest/node:pr-77523|--config|/dev/null|--kubeconfig|/state/kubeconfig/77523|--wait|5m|VERSION_FILE="
+    );
+}
 
-    // build node-image: stages.
+/// build node-image: its stages, its source dir as kind's positional argument, and the
+/// version file in the environment.
+#[test]
+fn build_node_image_reports_stages_and_gets_source_and_version_file() {
+    let s = Standin::new();
+    let argv = s.dir.path().join("argv.log");
+    let _e = envs(&[("KIND_ARGV_LOG", argv.to_str().unwrap())]);
     let mut stages = Vec::new();
-    rt.block_on(k.build_node_image(
+    rt().block_on(s.kind().build_node_image(
         &PathBuf::from("/src/kubernetes"),
         "kindest/node:pr-77523",
         &[(
@@ -148,7 +175,7 @@ fn kind_driver() {
                 stages.push(s);
             }
         },
-        &cancel,
+        &CancellationToken::new(),
     ))
     .unwrap();
     assert_eq!(
@@ -160,25 +187,20 @@ fn kind_driver() {
             "done"
         ]
     );
-    // What kindred sent: the whole argv, and the version file for the build.
-    let log = std::fs::read_to_string(&argv).unwrap();
-    let runs: Vec<&str> = log.lines().collect();
     assert_eq!(
-        runs[0],
-        "create|cluster|--name|77523|--image|kindest/node:pr-77523|--config|/dev/null|--kubeconfig|/state/kubeconfig/77523|--wait|5m|VERSION_FILE="
-    );
-    assert_eq!(
-        runs[1],
+        std::fs::read_to_string(&argv).unwrap().trim_end(),
         "build|node-image|/src/kubernetes|--image|kindest/node:pr-77523|VERSION_FILE=/src/kubernetes/.kindred-version-defs"
     );
-    unsafe {
-        std::env::remove_var("KIND_NOISE");
-        std::env::remove_var("KIND_ARGV_LOG");
-    }
+}
 
-    // Failures surface kind's ERROR line and the exit code.
+/// Failures surface kind's ERROR line and the exit code.
+#[test]
+fn failures_name_kinds_error_and_exit_code() {
+    let s = Standin::new();
+    let k = s.kind();
     let _e = envs(&[("KIND_FAIL", "1")]);
-    let e = rt
+    let cancel = CancellationToken::new();
+    let e = rt()
         .block_on(k.create_cluster(
             "77523",
             "img",
@@ -194,14 +216,19 @@ fn kind_driver() {
         "{e}"
     );
     assert!(e.contains("exit 1"), "{e}");
-    let e = rt
+    let e = rt()
         .block_on(k.build_node_image(&PathBuf::from("/src"), "img", &[], |_| {}, &cancel))
         .unwrap_err()
         .to_string();
     assert!(e.contains("make quick-release-images"), "{e}");
-    unsafe { std::env::remove_var("KIND_FAIL") };
+}
 
-    // get kubeconfig / delete.
+#[test]
+fn get_kubeconfig_and_delete() {
+    let s = Standin::new();
+    let k = s.kind();
+    let _e = envs(&[]);
+    let rt = rt();
     assert!(
         rt.block_on(k.kubeconfig("master"))
             .unwrap()
@@ -213,16 +240,25 @@ fn kind_driver() {
         "{e}"
     );
     let mut lines = Vec::new();
-    rt.block_on(k.delete_cluster("master", |l| lines.push(l.to_string()), &cancel))
-        .unwrap();
+    rt.block_on(k.delete_cluster(
+        "master",
+        |l| lines.push(l.to_string()),
+        &CancellationToken::new(),
+    ))
+    .unwrap();
     assert_eq!(lines[0], "Deleting cluster \"master\" ...");
+}
 
-    // Cancelling kills kind and everything it started (its `sleep`s), promptly.
+/// Cancelling kills kind and everything it started (its `sleep`s), promptly.
+#[test]
+fn cancel_kills_kinds_whole_process_group() {
+    let s = Standin::new();
+    let k = s.kind();
     let _e = envs(&[("KIND_DELAY", "5")]);
     let cancel = CancellationToken::new();
     let c2 = cancel.clone();
     let t0 = Instant::now();
-    let r = rt.block_on(async {
+    let r = rt().block_on(async {
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(400)).await;
             c2.cancel();
@@ -252,10 +288,11 @@ fn kind_driver() {
         "process group {pid} still has processes:\n{}",
         String::from_utf8_lossy(&left.stdout)
     );
-    unsafe { std::env::remove_var("KIND_DELAY") };
+}
 
-    // kind missing: a clear message.
-    let e = rt
+#[test]
+fn a_missing_kind_is_named() {
+    let e = rt()
         .block_on(Kind::new("/nonexistent/kind").kubeconfig("master"))
         .unwrap_err()
         .to_string();
@@ -266,7 +303,6 @@ fn kind_driver() {
 // (>= v0.23); the doctor says so. The stand-in prints each version as kind does.
 #[test]
 fn kind_versions_old_no_nftables_current() {
-    let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
     use kindred::backend::doctor::{Status, kind_check};
     use kindred::model::ProxyMode;
     let s = Standin::new();
@@ -283,7 +319,6 @@ fn kind_versions_old_no_nftables_current() {
         let c = kind_check(got, &line, ProxyMode::Nftables);
         assert_eq!(c.status, want, "{v}: {c:?}");
     }
-    unsafe { std::env::remove_var("KIND_VERSION") };
     let e = rt
         .block_on(Kind::new("/nonexistent/kind").version())
         .unwrap_err()

@@ -51,7 +51,7 @@ fn create_record_rules_and_delete_only_what_kindred_created() {
     let other = format!("lo{pid}");
     let mine = format!("lm{pid}");
     let network = format!("kindred-live-{pid}");
-    docker(&["network", "create", &network]);
+    network_create(&network, &[]);
     let _cleanup = Cleanup {
         clusters: vec![other.clone(), mine.clone()],
         network: network.clone(),

@@ -158,12 +158,6 @@ fn build_resolves_refs_builds_each_worktree_and_skips_a_built_commit() {
     });
 }
 
-/// Whether a process is alive.
-fn alive(pid: i32) -> bool {
-    // Signal 0: no signal, only the check.
-    (unsafe { libc::kill(pid, 0) }) == 0
-}
-
 /// Wait until `what` holds, up to `secs`.
 fn eventually(what: &str, secs: u64, f: impl Fn() -> bool) {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);

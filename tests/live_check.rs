@@ -94,7 +94,7 @@ fn run_check(tag: &str, manifest: Option<&str>) -> Run {
     state();
     let pid = std::process::id();
     let network = format!("kindred-{tag}-{pid}");
-    docker(&["network", "create", &network]);
+    network_create(&network, &[]);
     let names = [format!("{tag}b{pid}"), format!("{tag}p{pid}")];
     let _cleanup = Cleanup {
         clusters: names.to_vec(),

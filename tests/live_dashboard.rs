@@ -25,7 +25,7 @@ fn create_read_rules_and_delete_from_the_keyboard() {
     let pid = std::process::id();
     let (a, b) = (format!("ua{pid}"), format!("ub{pid}"));
     let network = format!("kindred-dash-{pid}");
-    docker(&["network", "create", &network]);
+    network_create(&network, &[]);
     let _cleanup = Cleanup {
         clusters: vec![a.clone(), b.clone()],
         network: network.clone(),

@@ -42,7 +42,8 @@ async fn until_finished(
 fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
     let pid = std::process::id();
     let network = format!("kindred-deploy-{pid}");
-    docker(&["network", "create", "--subnet", "172.31.0.0/16", &network]);
+    image();
+    network_create(&network, &["--subnet", "172.31.0.0/16"]);
     struct Net(String);
     impl Drop for Net {
         fn drop(&mut self) {

@@ -8,11 +8,26 @@ use common::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+/// Remove the namespaces of test runs that were killed (named `kindred-TAG-PID`, PID gone).
+fn sweep_namespaces() {
+    let Ok(o) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for l in String::from_utf8_lossy(&o.stdout).lines() {
+        let name = l.split_whitespace().next().unwrap_or("");
+        let pid = name.rsplit('-').next().and_then(|p| p.parse::<i32>().ok());
+        if name.starts_with("kindred-") && pid.is_some_and(|p| !alive(p)) {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
 /// A network namespace removed on drop.
 struct Netns(String);
 
 impl Netns {
     fn new(tag: &str) -> Netns {
+        sweep_namespaces();
         let name = format!("kindred-{tag}-{}", std::process::id());
         let st = Command::new("ip")
             .args(["netns", "add", &name])

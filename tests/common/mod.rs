@@ -62,11 +62,58 @@ pub fn docker(args: &[&str]) -> String {
 
 pub const IMAGE: &str = "kindred-test-node:latest";
 
+/// Every container and network a test makes carries this label, valued with the test process's
+/// id: what a killed run left behind is swept by the next one.
+pub const TEST_LABEL: &str = "io.kindred.test.pid";
+
+/// Whether a process is alive.
+pub fn alive(pid: i32) -> bool {
+    // Signal 0: no signal, only the check.
+    (unsafe { libc::kill(pid, 0) }) == 0
+}
+
+/// Remove the test containers and networks whose test process is gone (a killed run's).
+pub fn sweep() {
+    let gone = |pid: &str| pid.trim().parse::<i32>().is_ok_and(|p| !alive(p));
+    let list = |what: &[&str]| -> Vec<(String, String)> {
+        let o = Command::new("docker").args(what).output();
+        let Ok(o) = o else { return Vec::new() };
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(id, pid)| (id.to_string(), pid.to_string()))
+            .collect()
+    };
+    let format = format!("{{{{.ID}}}} {{{{.Label \"{TEST_LABEL}\"}}}}");
+    let filter = format!("label={TEST_LABEL}");
+    for (id, pid) in list(&["ps", "-a", "--filter", &filter, "--format", &format]) {
+        if gone(&pid) {
+            let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+        }
+    }
+    for (id, pid) in list(&["network", "ls", "--filter", &filter, "--format", &format]) {
+        if gone(&pid) {
+            let _ = Command::new("docker").args(["network", "rm", &id]).output();
+        }
+    }
+}
+
+/// A Docker network for this test process (labelled, see [`TEST_LABEL`]); `extra` goes before
+/// the name (e.g. `--subnet`).
+pub fn network_create(name: &str, extra: &[&str]) {
+    let label = format!("{TEST_LABEL}={}", std::process::id());
+    let mut args = vec!["network", "create", "--label", &label];
+    args.extend_from_slice(extra);
+    args.push(name);
+    docker(&args);
+}
+
 /// A minimal node image: busybox-static for a shell, sleep and httpd; the host's /usr is mounted
 /// read-only at run time for iptables, nft and curl.
 pub fn image() -> &'static str {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
+        sweep();
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         for d in [
@@ -114,6 +161,7 @@ pub fn image() -> &'static str {
 /// names and labels, on `network`, from the test node image. It records its argv in
 /// `dir/argv.log` and the cluster config it was given in `dir/config-NAME.yaml`.
 pub fn standin(dir: &std::path::Path, network: &str) -> kindred::backend::kind::Kind {
+    let label = format!("{TEST_LABEL}={}", std::process::id());
     let script = format!(
         r#"#!/bin/bash
 set -e
@@ -132,7 +180,7 @@ case "$cmd" in
     for n in control-plane worker worker2; do
       role=worker; [ "$n" = control-plane ] && role=control-plane
       docker run -d --name "$name-$n" --hostname "$name-$n" \
-        --label io.x-k8s.kind.cluster="$name" --label io.x-k8s.kind.role="$role" \
+        --label io.x-k8s.kind.cluster="$name" --label io.x-k8s.kind.role="$role" --label {label} \
         --network {network} --cap-add NET_ADMIN -v /usr:/usr:ro {image} sleep 3600 >/dev/null
     done
     echo " ✓ Preparing nodes 📦 📦 📦" >&2
@@ -161,6 +209,7 @@ case "$cmd" in
 esac
 "#,
         network = network,
+        label = label,
         image = IMAGE
     );
     let p = dir.join("kind");
@@ -319,6 +368,8 @@ pub fn run_node(name: &str, cluster: &str, role: &str, network: &str) {
         &format!("io.x-k8s.kind.cluster={cluster}"),
         "--label",
         &format!("io.x-k8s.kind.role={role}"),
+        "--label",
+        &format!("{TEST_LABEL}={}", std::process::id()),
         "--network",
         network,
         "--cap-add",
