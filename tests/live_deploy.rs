@@ -2,7 +2,8 @@
 //! stand-in over TCP (reached through the kubeconfig file kindred keeps for the cluster), a real
 //! Docker network for the LoadBalancer range, MetalLB's real manifest from a file. Deploy applies
 //! MetalLB, waits for its controller, retries the pool while MetalLB's webhook refuses it, applies
-//! the workloads, then watches the pods; Probe curls from every running pod through exec.
+//! the workloads, then watches the pods; Probe curls from every running pod through exec; watch
+//! mode repeats the probes every period until it is turned off.
 //! Ignored by plain `cargo test` (needs Docker for the network).
 
 mod common;
@@ -62,6 +63,8 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
     sc.pr.name = format!("dp{pid}");
     sc.load_balancer.manifest = Some(manifest.display().to_string());
     sc.load_balancer.network = network.clone();
+    // Watch mode probes the scenario's target: a fixed address here (no kube-proxy rules to wait for).
+    sc.probes.targets[0] = Target::Addr("172.31.255.200:80".into());
     let pool = kindred::backend::metallb::pool_yaml(
         "1.1.1.1".parse().unwrap(),
         "1.1.1.2".parse().unwrap(),
@@ -178,6 +181,33 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
                 assert_eq!(x.params("command").last().map(String::as_str), Some("http://172.31.255.200:80/"));
             }
         }
+
+        // Watch mode: the probes (and rules) run at once and again every period, until it is
+        // turned off; then nothing more runs.
+        let execs = || -> usize {
+            servers
+                .iter()
+                .map(|(_, s, _)| s.requests().iter().filter(|r| r.path.ends_with("/exec")).count())
+                .sum()
+        };
+        let before = execs();
+        backend.send(Command::SetWatch(true));
+        let mut rounds = 0;
+        while rounds < 4 {
+            let e = tokio::time::timeout(kindred::backend::live::WATCH_PERIOD * 2, rx.recv())
+                .await
+                .expect("watch rounds")
+                .unwrap();
+            if matches!(e, Event::ProbesDone { .. }) {
+                rounds += 1;
+            }
+        }
+        assert_eq!(execs() - before, 20, "two rounds of 5 pods on both sides");
+        backend.send(Command::SetWatch(false));
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let after = execs();
+        tokio::time::sleep(kindred::backend::live::WATCH_PERIOD + std::time::Duration::from_secs(2)).await;
+        assert_eq!(execs(), after, "nothing runs once watching is off");
         backend.shutdown();
     });
 }
