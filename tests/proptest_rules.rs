@@ -1,6 +1,10 @@
 //! Property tests: no input makes the parser or the diff panic, and a dump always equals itself.
 
-use kindred::rules::{Options, compare, parse};
+#[allow(dead_code)] // the synthetic dumps only
+#[path = "common/synth.rs"]
+mod synth;
+
+use kindred::rules::{Options, compare, compare_texts, parse};
 use proptest::prelude::*;
 
 fn line() -> impl Strategy<Value = String> {
@@ -173,5 +177,36 @@ proptest! {
             let one = compare(&a, &b, &Options { service: Some(f), ..Options::default() });
             prop_assert_eq!(&one.services[0], s);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Two different clusters' dumps (other IPs, NodePorts, hashes, order; one side with the
+    /// change or not), in both formats: the whole diff runs (no equal-text shortcut), exactly the
+    /// changed Services differ, and filtering to any Service gives the whole comparison's entry.
+    #[test]
+    fn different_dumps_diff_fully_and_filtering_agrees(
+        seeds in (1u64..500, 501u64..1000),
+        change in any::<bool>(),
+        nft in any::<bool>(),
+        pick in 0usize..1000,
+    ) {
+        let spec = |seed, change| synth::Spec { services: 120, seed, change, ..synth::Spec::default() };
+        let make = if nft { synth::nft_dump } else { synth::dump };
+        let (a, b) = (make(&spec(seeds.0, false)), make(&spec(seeds.1, change)));
+        prop_assert_ne!(&a, &b);
+        let c = compare_texts(&a, &b, &Options::default()).unwrap();
+        prop_assert_eq!(c.services.len(), 120);
+        let changed: Vec<&str> = c.changed().map(|s| s.service.as_str()).collect();
+        // Every 100th Service is the changed kind (an eTP=Local LoadBalancer): 0 and 100.
+        let want: Vec<&str> = if change { vec!["ns0/svc0:p80", "ns3/svc100:p80"] } else { vec![] };
+        prop_assert_eq!(changed, want);
+        let s = &c.services[pick % c.services.len()];
+        let f = kindred::rules::ServiceFilter::parse(&s.service).unwrap();
+        let one = compare_texts(&a, &b, &Options { service: Some(f), ..Options::default() }).unwrap();
+        prop_assert_eq!(one.services.len(), 1);
+        prop_assert_eq!(&one.services[0], s);
     }
 }
