@@ -69,33 +69,8 @@ fn files(dir: &Path, base: &str, pr: &str) -> (String, String) {
     (b.to_str().unwrap().into(), p.to_str().unwrap().into())
 }
 
-fn memory_report(base: &str, pr: &str) {
-    let input = base.len() + pr.len();
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
-    let (b, p) = (
-        parse(base.to_string()).unwrap(),
-        parse(pr.to_string()).unwrap(),
-    );
-    let c = compare(&b, &p, &Options::default());
-    let peak = PEAK.load(Ordering::Relaxed) - before;
-    eprintln!(
-        "memory: input {:.1} MB (both sides), peak heap for parse + full compare {:.1} MB = {:.1}x input; {} services, {} changed",
-        input as f64 / 1e6,
-        peak as f64 / 1e6,
-        peak as f64 / input as f64,
-        c.services.len(),
-        c.changed().count()
-    );
-    let lines = base.lines().count();
-    eprintln!(
-        "input: {lines} lines per side, {:.1} MB per side",
-        base.len() as f64 / 1e6
-    );
-}
-
-/// Peak heap of parsing and comparing the nftables pair (both sides, all services).
-fn nft_memory_report(base: &str, pr: &str) {
+/// Peak heap of parsing and comparing a pair (both sides, all services), printed with `label`.
+fn memory_report(label: &str, base: &str, pr: &str) {
     let input = base.len() + pr.len();
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
@@ -103,18 +78,23 @@ fn nft_memory_report(base: &str, pr: &str) {
         compare_texts_keep(base.to_string(), pr.to_string(), &Options::default()).unwrap();
     let peak = PEAK.load(Ordering::Relaxed) - before;
     eprintln!(
-        "memory (nftables): input {:.1} MB (both sides), peak heap for parse + full compare {:.1} MB = {:.1}x input; {} services, {} changed",
+        "memory ({label}): input {:.1} MB (both sides), peak heap for parse + full compare {:.1} MB = {:.1}x input; {} services, {} changed",
         input as f64 / 1e6,
         peak as f64 / 1e6,
         peak as f64 / input as f64,
         c.services.len(),
         c.changed().count()
     );
+    eprintln!(
+        "input ({label}): {} lines per side, {:.1} MB per side",
+        base.lines().count(),
+        base.len() as f64 / 1e6
+    );
 }
 
 fn bench_nft(c: &mut Criterion) {
     let (base, pr) = pair(nft_dump);
-    nft_memory_report(&base, &pr);
+    memory_report("nftables", &base, &pr);
     let mut g = c.benchmark_group("nftables");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(base.len() as u64));
@@ -130,7 +110,7 @@ fn bench_nft(c: &mut Criterion) {
 
 fn bench(c: &mut Criterion) {
     let (base, pr) = pair(dump);
-    memory_report(&base, &pr);
+    memory_report("iptables-save", &base, &pr);
     let dir = tempfile::tempdir().unwrap();
     let (bf, pf) = files(dir.path(), &base, &pr);
 

@@ -23,31 +23,6 @@ fn table(priority: &str) -> String {
     )
 }
 
-fn nft_load(container: &str, rules: &str) {
-    use std::io::Write;
-    let mut ch = std::process::Command::new("docker")
-        .args(["exec", "-i", container, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    ch.stdin
-        .take()
-        .unwrap()
-        .write_all(rules.as_bytes())
-        .unwrap();
-    let o = ch.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "nft -f in {container}: {}",
-        stderr_of(&o)
-    );
-}
-
-fn stderr_of(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 #[test]
 #[ignore = "needs a Docker engine (CI starts one)"]
 fn nft_rules_are_read_from_nodes_and_a_base_chain_change_is_shared() {
@@ -63,8 +38,8 @@ fn nft_rules_are_read_from_nodes_and_a_base_chain_change_is_shared() {
     let (an, bn) = (format!("{a}-worker"), format!("{b}-worker"));
     run_node(&an, &a, "worker", &network);
     run_node(&bn, &b, "worker", &network);
-    nft_load(&an, &table("-110"));
-    nft_load(&bn, &table("0"));
+    feed(&an, &["nft", "-f", "-"], &table("-110"));
+    feed(&bn, &["nft", "-f", "-"], &table("0"));
 
     let o = kindred(&[
         "diff",

@@ -6,7 +6,6 @@
 mod common;
 use common::apiserver::{ApiServer, Reply, Req};
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
@@ -16,22 +15,10 @@ use kindred::backend::probe::Timeouts;
 use kindred::model::Outcome;
 use serde_json::{Value, json};
 
-/// Every test of this binary keeps kindred's state (kubeconfigs) in one temporary directory.
-fn state() -> &'static std::path::Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = tempfile::tempdir().unwrap();
-        // SAFETY: set once, before any test of this binary reads the environment.
-        unsafe { std::env::set_var("XDG_STATE_HOME", d.path()) };
-        d
-    })
-    .path()
-}
-
 /// A cluster `name` whose API server is `server`, as kind leaves it: its kubeconfig in kindred's
 /// state directory. A `kind` that must not be run (the kubeconfig is read from the file).
 async fn client(server: &ApiServer, name: &str) -> kube::Client {
-    state();
+    common::in_process_state();
     let path = kindred::backend::kubeconfig_path(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, server.kubeconfig(name)).unwrap();

@@ -14,26 +14,6 @@ use kindred::model::{Job, NodeRole, Phase, PhaseState, ProxyMode, Side};
 use kindred::scenario::Scenario;
 use tokio_util::sync::CancellationToken;
 
-/// Events until `job` finishes (with its error, if any).
-async fn until_finished(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
-    job: Job,
-) -> (Vec<Event>, Option<String>) {
-    let mut v = Vec::new();
-    loop {
-        let e = tokio::time::timeout(std::time::Duration::from_secs(120), rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("{job:?} did not finish: {v:?}"))
-            .expect("backend alive");
-        if let Event::Finished { job: j, error } = &e
-            && *j == job
-        {
-            return (v, error.clone());
-        }
-        v.push(e);
-    }
-}
-
 fn dumps(ev: &[Event]) -> Vec<(String, String)> {
     ev.iter()
         .filter_map(|e| match e {

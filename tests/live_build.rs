@@ -6,7 +6,6 @@
 mod common;
 use common::*;
 
-use std::path::Path;
 use std::process::Command as Cmd;
 
 use kindred::backend::event::Event;
@@ -15,44 +14,13 @@ use kindred::backend::{Backend, Command};
 use kindred::model::{Job, Phase, PhaseState, Side};
 use kindred::scenario::Scenario;
 
-async fn until_finished(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
-    job: Job,
-) -> (Vec<Event>, Option<String>) {
-    let mut v = Vec::new();
-    loop {
-        let e = tokio::time::timeout(std::time::Duration::from_secs(120), rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("{job:?} did not finish: {v:?}"))
-            .expect("backend alive");
-        if let Event::Finished { job: j, error } = &e
-            && *j == job
-        {
-            return (v, error.clone());
-        }
-        v.push(e);
-    }
-}
-
-/// The state directory of every test in this binary (read from the environment, so set once).
-fn state() -> &'static Path {
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = tempfile::tempdir().unwrap();
-        // SAFETY: set once, before any test of this binary reads the environment.
-        unsafe { std::env::set_var("XDG_STATE_HOME", d.path()) };
-        d
-    })
-    .path()
-}
-
 #[test]
 #[ignore = "needs a Docker engine (CI starts one)"]
 fn build_resolves_refs_builds_each_worktree_and_skips_a_built_commit() {
     image();
     let pid = std::process::id();
     let tmp = tempfile::tempdir().unwrap();
-    let state = state();
+    let state = in_process_state();
     let src = tmp.path().join("kubernetes");
     std::fs::create_dir_all(&src).unwrap();
     let (base_sha, pr_sha) = kubernetes_like(&src);
@@ -75,15 +43,7 @@ fn build_resolves_refs_builds_each_worktree_and_skips_a_built_commit() {
         .map(|s| sc.side(*s).image.clone())
         .collect();
     // The side images and the by-commit tags go when the test ends.
-    struct Images(Vec<String>);
-    impl Drop for Images {
-        fn drop(&mut self) {
-            let _ = Cmd::new("docker").arg("rmi").args(&self.0).output();
-        }
-    }
-    let mut tags = images.clone();
-    tags.extend([&base_sha, &pr_sha].map(|s| kindred::backend::docker::commit_tag(s)));
-    let _images = Images(tags);
+    let _images = built_images(&sc, &[&base_sha, &pr_sha]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -175,7 +135,7 @@ fn a_running_build_is_restarted_or_cancelled_with_its_processes() {
     image();
     let pid = std::process::id();
     let tmp = tempfile::tempdir().unwrap();
-    state();
+    in_process_state();
     let src = tmp.path().join("kubernetes");
     std::fs::create_dir_all(&src).unwrap();
     let (base_sha, pr_sha) = kubernetes_like(&src);
@@ -191,15 +151,7 @@ fn a_running_build_is_restarted_or_cancelled_with_its_processes() {
         s.name = format!("{tag}{pid}");
     }
     let base_img = sc.base.image.clone();
-    struct Images(Vec<String>);
-    impl Drop for Images {
-        fn drop(&mut self) {
-            let _ = Cmd::new("docker").arg("rmi").args(&self.0).output();
-        }
-    }
-    let mut tags = vec![sc.base.image.clone(), sc.pr.image.clone()];
-    tags.extend([&base_sha, &pr_sha].map(|s| kindred::backend::docker::commit_tag(s)));
-    let _images = Images(tags.clone());
+    let images = built_images(&sc, &[&base_sha, &pr_sha]);
     let pid_file = kind_dir.join(format!("build-{base_img}.pid"));
     let build_pid = || -> i32 {
         std::fs::read_to_string(&pid_file)
@@ -240,7 +192,7 @@ fn a_running_build_is_restarted_or_cancelled_with_its_processes() {
         );
 
         // Cancel: the images go, so the next build has work to do; it is stopped midway.
-        let _ = Cmd::new("docker").arg("rmi").args(&tags).output();
+        let _ = Cmd::new("docker").arg("rmi").args(&images.0).output();
         std::fs::write(kind_dir.join("build-delay"), "60").unwrap();
         std::fs::remove_file(&pid_file).unwrap();
         backend.send(Command::Build);

@@ -29,18 +29,6 @@ fn node_rules(side: Side) -> String {
     restorable(&text)
 }
 
-/// The state directory of every test in this binary (read from the environment, so set once).
-fn state() -> &'static std::path::Path {
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = tempfile::tempdir().unwrap();
-        // SAFETY: set once, before any test of this binary reads the environment.
-        unsafe { std::env::set_var("XDG_STATE_HOME", d.path()) };
-        d
-    })
-    .path()
-}
-
 /// What a run left to look at.
 struct Run {
     verdict: anyhow::Result<kindred::check::Verdict>,
@@ -91,7 +79,7 @@ fn run_check(tag: &str, manifest: Option<&str>) -> Run {
     static ONE: Mutex<()> = Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     image();
-    state();
+    in_process_state();
     let pid = std::process::id();
     let network = format!("kindred-{tag}-{pid}");
     network_create(&network, &[]);
@@ -121,18 +109,7 @@ fn run_check(tag: &str, manifest: Option<&str>) -> Run {
         s.git_ref = r.to_string();
         s.image = format!("kindred-check-{name}:test");
     }
-    let mut tags: Vec<String> = vec![sc.base.image.clone(), sc.pr.image.clone()];
-    tags.extend([&base_sha, &pr_sha].map(|s| kindred::backend::docker::commit_tag(s)));
-    struct Images(Vec<String>);
-    impl Drop for Images {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("docker")
-                .arg("rmi")
-                .args(&self.0)
-                .output();
-        }
-    }
-    let _images = Images(tags);
+    let _images = built_images(&sc, &[&base_sha, &pr_sha]);
     let stop = Arc::new(AtomicBool::new(false));
     let loader = load_rules_when_nodes_run(names.clone(), stop.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -18,26 +18,6 @@ use kindred::backend::{Backend, Command};
 use kindred::model::{Job, Outcome, Phase, PhaseState, PodPhase, Side, Target};
 use kindred::scenario::Scenario;
 
-/// Events until `job` finishes (with its error, if any).
-async fn until_finished(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
-    job: Job,
-) -> (Vec<Event>, Option<String>) {
-    let mut v = Vec::new();
-    loop {
-        let e = tokio::time::timeout(std::time::Duration::from_secs(120), rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("{job:?} did not finish: {v:?}"))
-            .expect("backend alive");
-        if let Event::Finished { job: j, error } = &e
-            && *j == job
-        {
-            return (v, error.clone());
-        }
-        v.push(e);
-    }
-}
-
 #[test]
 #[ignore = "needs a Docker engine (CI starts one)"]
 fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {

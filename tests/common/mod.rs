@@ -384,22 +384,25 @@ pub fn run_node(name: &str, cluster: &str, role: &str, network: &str) {
 
 /// Load rules into a container with `tool` (iptables-legacy-restore, iptables-nft-restore).
 pub fn restore_in(container: &str, tool: &str, rules: &str) {
+    feed(container, &[tool], rules);
+}
+
+/// Run `argv` in a container with `text` on its standard input; it must succeed.
+pub fn feed(container: &str, argv: &[&str], text: &str) {
     use std::io::Write;
     let mut ch = Command::new("docker")
-        .args(["exec", "-i", container, tool])
+        .args(["exec", "-i", container])
+        .args(argv)
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    ch.stdin
-        .take()
-        .unwrap()
-        .write_all(rules.as_bytes())
-        .unwrap();
+    ch.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let o = ch.wait_with_output().unwrap();
     assert!(
         o.status.success(),
-        "{tool} in {container}: {}",
+        "{} in {container}: {}",
+        argv.join(" "),
         String::from_utf8_lossy(&o.stderr)
     );
 }
@@ -466,4 +469,58 @@ pub fn kubernetes_like(dir: &std::path::Path) -> (String, String) {
     let pr = git(dir, &["rev-parse", "HEAD"]);
     git(dir, &["checkout", "-q", "master"]);
     (base, pr)
+}
+
+/// Events until `job` finishes (with its error, if any), within two minutes.
+pub async fn until_finished(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<kindred::backend::event::Event>,
+    job: kindred::model::Job,
+) -> (Vec<kindred::backend::event::Event>, Option<String>) {
+    use kindred::backend::event::Event;
+    let mut v = Vec::new();
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(120), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{job:?} did not finish: {v:?}"))
+            .expect("backend alive");
+        if let Event::Finished { job: j, error } = &e
+            && *j == job
+        {
+            return (v, error.clone());
+        }
+        v.push(e);
+    }
+}
+
+/// Docker images a test made, removed when it ends.
+pub struct Images(pub Vec<String>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").arg("rmi").args(&self.0).output();
+    }
+}
+
+/// The images a Build of `sc` makes: each side's tag and the by-commit tags of `commits`.
+pub fn built_images(sc: &kindred::scenario::Scenario, commits: &[&str]) -> Images {
+    let mut tags = vec![sc.base.image.clone(), sc.pr.image.clone()];
+    tags.extend(
+        commits
+            .iter()
+            .map(|c| kindred::backend::docker::commit_tag(c)),
+    );
+    Images(tags)
+}
+
+/// A state directory for kindred code running inside this test process: made once, and
+/// `XDG_STATE_HOME` pointed at it for the whole process.
+pub fn in_process_state() -> &'static std::path::Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = tempfile::tempdir().unwrap();
+        // SAFETY: set once, before the tests of this binary read the environment.
+        unsafe { std::env::set_var("XDG_STATE_HOME", d.path()) };
+        d
+    })
+    .path()
 }
