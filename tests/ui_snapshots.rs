@@ -125,3 +125,57 @@ fn a_node_without_kube_proxy_rules_is_a_visible_note_not_an_error() {
     );
     assert!(st.sides.pr.errors.is_empty(), "a note, not an error");
 }
+
+/// Whether `token` is `name`, or `name` shortened in its middle with both ends kept.
+fn is_name(token: &str, name: &str) -> bool {
+    if token == name {
+        return true;
+    }
+    match token.split_once('…') {
+        Some((a, b)) => !a.is_empty() && b.len() >= 2 && name.starts_with(a) && name.ends_with(b),
+        None => false,
+    }
+}
+
+/// At every usual terminal size, each test pod's name shows whole (or middle-shortened with both
+/// ends) on both sides, in the Pods pane and, for the probing pods, in the Probes pane.
+#[test]
+fn pod_names_are_never_cut_at_their_end() {
+    let mut st = demo_state(u64::MAX);
+    let names = [
+        "echo-worker2",
+        "netshoot-worker",
+        "netshoot-worker2",
+        "overlay-worker",
+        "overlay-worker2",
+    ];
+    for (w, h) in [
+        (100, 30),
+        (120, 40),
+        (160, 48),
+        (180, 50),
+        (200, 60),
+        (240, 60),
+    ] {
+        let t = screen(&mut st, w, h);
+        let text: String = t
+            .backend()
+            .buffer()
+            .content()
+            .chunks(w as usize)
+            .map(|row| row.iter().map(|c| c.symbol()).collect::<String>() + "\n")
+            .collect();
+        let tokens: Vec<&str> = text
+            .split(|c: char| c.is_whitespace() || c == '│')
+            .filter(|t| !t.is_empty())
+            .collect();
+        for n in names {
+            let seen = tokens.iter().filter(|t| is_name(t, n)).count();
+            // Pods on both sides, and Probes on both sides.
+            assert!(
+                seen >= 4,
+                "{w}x{h}: {n} shown {seen} times whole or middle-cut\n{text}"
+            );
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Rendering: a pure function of [`State`]. Each pane lives in its own file.
 
+pub mod columns;
 pub mod layout;
 pub mod panes;
 pub mod theme;

@@ -9,6 +9,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use crate::app::State;
 use crate::model::Pane;
 use crate::model::{PodPhase, Side};
+use crate::ui::columns::{self, Col};
 use crate::ui::{Theme, layout, pane_block, side_heading};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
@@ -45,43 +46,69 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         };
         heading.spans.extend(svc_line.spans);
         f.render_widget(Paragraph::new(heading), head);
-        let narrow = rect.width < 64;
-        let rows: Vec<Row> = s
+        let pods: Vec<_> = s
             .pods
             .values()
             .filter(|p| filter.is_empty() || p.name.contains(filter) || p.node.contains(filter))
             .skip(st.scroll[Pane::Pods.index()])
+            .collect();
+        let width = |f: &dyn Fn(&crate::backend::event::PodInfo) -> usize| {
+            pods.iter().map(|p| f(p)).max().unwrap_or(0) as u16
+        };
+        let cols = [
+            Col {
+                header: "POD",
+                want: width(&|p| s.short(&p.name).chars().count()),
+                drop: None,
+            },
+            Col {
+                header: "NODE",
+                want: width(&|p| s.short(&p.node).chars().count()),
+                drop: Some(3),
+            },
+            Col {
+                header: "NET",
+                want: 4,
+                drop: Some(2),
+            },
+            Col {
+                header: "IP",
+                want: width(&|p| p.ip.as_ref().map_or(1, |i| i.len())),
+                drop: Some(4),
+            },
+            Col {
+                header: "PHASE",
+                want: 11,
+                drop: None,
+            },
+            Col {
+                header: "RESTARTS",
+                want: 2,
+                drop: Some(1),
+            },
+        ];
+        let (kept, widths) = columns::fit(&cols, table.width);
+        let name_w = columns::first_width(&widths);
+        let rows: Vec<Row> = pods
+            .iter()
             .map(|p| {
                 let phase_style = match p.phase {
                     PodPhase::Running | PodPhase::Succeeded => theme.ok(),
                     PodPhase::Pending => theme.warn(),
                     _ => theme.bad(),
                 };
-                let mut cells = vec![
-                    Cell::from(s.short(&p.name)),
+                let cells = vec![
+                    Cell::from(columns::middle(&s.short(&p.name), name_w)),
                     Cell::from(s.short(&p.node)),
                     Cell::from(if p.host_network { "host" } else { "pod" }),
                     Cell::from(p.ip.clone().unwrap_or_else(|| "-".into())),
                     Cell::from(Span::styled(p.phase.to_string(), phase_style)),
+                    Cell::from(p.restarts.to_string()),
                 ];
-                if !narrow {
-                    cells.push(Cell::from(p.restarts.to_string()));
-                }
-                Row::new(cells)
+                Row::new(columns::pick(cells, &kept))
             })
             .collect();
-        let mut widths = vec![
-            Constraint::Fill(1),
-            Constraint::Length(7),
-            Constraint::Length(4),
-            Constraint::Length(if narrow { 11 } else { 15 }),
-            Constraint::Length(7),
-        ];
-        let mut header = vec!["POD", "NODE", "NET", "IP", "PHASE"];
-        if !narrow {
-            widths.push(Constraint::Length(8));
-            header.push("RESTARTS");
-        }
+        let header = columns::pick(cols.iter().map(|c| c.header).collect(), &kept);
         let errors = crate::ui::error_lines(s, Pane::Pods, table.width as usize, 1, theme);
         if rows.is_empty() && !errors.is_empty() {
             f.render_widget(Paragraph::new(errors), table);

@@ -10,6 +10,7 @@ use crate::app::State;
 use crate::app::state::ProbeCell;
 use crate::model::Pane;
 use crate::model::{Outcome, Side};
+use crate::ui::columns::{self, Col};
 use crate::ui::{Theme, layout, pane_block, side_heading, spinner};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
@@ -31,37 +32,60 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         }
         f.render_widget(Paragraph::new(h), head);
         let narrow = rect.width < 64;
-        let rows: Vec<Row> = s
+        let probes: Vec<_> = s
             .probes
             .iter()
             .filter(|((src, _), _)| filter.is_empty() || src.contains(filter))
             .skip(st.scroll[Pane::Probes.index()])
-            .map(|((src, target), cell)| row(st, side, src, target, cell, narrow, theme))
             .collect();
-        let (widths, header): (Vec<Constraint>, Vec<&str>) = if narrow {
-            (
-                vec![
-                    Constraint::Fill(1),
-                    Constraint::Length(9),
-                    Constraint::Length(6),
-                    Constraint::Length(4),
-                    Constraint::Length(8),
-                ],
-                vec!["SOURCE", "RESULT", "TIME", "LAST", "EXPECT"],
-            )
-        } else {
-            (
-                vec![
-                    Constraint::Fill(1),
-                    Constraint::Length(9),
-                    Constraint::Length(4),
-                    Constraint::Length(7),
-                    Constraint::Length(8),
-                    Constraint::Length(9),
-                ],
-                vec!["SOURCE", "RESULT", "HTTP", "LATENCY", "HISTORY", "EXPECT"],
-            )
-        };
+        let name = probes
+            .iter()
+            .map(|((src, _), _)| s.short(src).chars().count())
+            .max()
+            .unwrap_or(0);
+        let history = if narrow { 4 } else { 8 };
+        let cols = [
+            Col {
+                header: "SOURCE",
+                want: name as u16,
+                drop: None,
+            },
+            Col {
+                header: "RESULT",
+                want: 9,
+                drop: None,
+            },
+            Col {
+                header: "HTTP",
+                want: 4,
+                drop: Some(2),
+            },
+            Col {
+                header: "LATENCY",
+                want: 7,
+                drop: Some(3),
+            },
+            Col {
+                header: "HISTORY",
+                want: history,
+                drop: Some(1),
+            },
+            Col {
+                header: "EXPECT",
+                want: 9,
+                drop: None,
+            },
+        ];
+        let (kept, widths) = columns::fit(&cols, table.width);
+        let name_w = columns::first_width(&widths);
+        let rows: Vec<Row> = probes
+            .iter()
+            .map(|((src, target), cell)| {
+                let cells = row(st, side, src, target, cell, history as usize, name_w, theme);
+                Row::new(columns::pick(cells, &kept))
+            })
+            .collect();
+        let header = columns::pick(cols.iter().map(|c| c.header).collect(), &kept);
         let errors = crate::ui::error_lines(s, Pane::Probes, table.width as usize, 1, theme);
         if rows.is_empty() && !errors.is_empty() {
             f.render_widget(Paragraph::new(errors), table);
@@ -72,15 +96,18 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     }
 }
 
+/// A probe's cells: source, result, HTTP status, latency, the last `keep` outcomes, expected.
+#[allow(clippy::too_many_arguments)]
 fn row<'a>(
     st: &State,
     side: Side,
     src: &str,
     target: &str,
     cell: &ProbeCell,
-    narrow: bool,
+    keep: usize,
+    name_w: usize,
     theme: &Theme,
-) -> Row<'a> {
+) -> Vec<Cell<'a>> {
     let r = &cell.last;
     let differs = st.differs(side, src, target, r.outcome);
     let style = if differs {
@@ -90,7 +117,6 @@ fn row<'a>(
     } else {
         theme.bad()
     };
-    let keep = if narrow { 4 } else { cell.history.len() };
     let hist: String = cell
         .history
         .iter()
@@ -112,19 +138,12 @@ fn row<'a>(
     } else {
         r.outcome.label().to_string()
     };
-    let mut cells = vec![
-        Cell::from(st.side(side).short(src)),
+    vec![
+        Cell::from(columns::middle(&st.side(side).short(src), name_w)),
         Cell::from(Span::styled(label, style)),
-    ];
-    if !narrow {
-        cells.push(Cell::from(
-            r.http_status.map_or("-".into(), |s| s.to_string()),
-        ));
-    }
-    cells.push(Cell::from(
-        r.latency_ms.map_or("-".into(), |l| format!("{l}ms")),
-    ));
-    cells.push(Cell::from(Span::styled(hist, theme.dim())));
-    cells.push(Cell::from(exp));
-    Row::new(cells)
+        Cell::from(r.http_status.map_or("-".into(), |s| s.to_string())),
+        Cell::from(r.latency_ms.map_or("-".into(), |l| format!("{l}ms"))),
+        Cell::from(Span::styled(hist, theme.dim())),
+        Cell::from(exp),
+    ]
 }
