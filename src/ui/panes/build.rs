@@ -44,11 +44,16 @@ fn side_lines<'a>(
             .push(Span::styled(format!(" {v}"), theme.dim()));
     }
     if !s.nodes.is_empty() {
+        // Every node by name when they fit, else how many: never a name cut short.
         let names: Vec<String> = s.nodes.iter().map(|n| s.short(&n.name)).collect();
-        heading.spans.push(Span::styled(
-            format!(" · nodes {}", names.join(", ")),
-            theme.dim(),
-        ));
+        let full = format!(" · nodes {}", names.join(", "));
+        let used = heading.width();
+        let text = if used + full.chars().count() <= w {
+            full
+        } else {
+            format!(" · {} nodes", names.len())
+        };
+        heading.spans.push(Span::styled(text, theme.dim()));
     }
     let mut lines = vec![heading];
     let mut latest = None;
