@@ -44,16 +44,11 @@ fn side_lines<'a>(
             .push(Span::styled(format!(" {v}"), theme.dim()));
     }
     if !s.nodes.is_empty() {
-        // Every node by name when they fit, else how many: never a name cut short.
         let names: Vec<String> = s.nodes.iter().map(|n| s.short(&n.name)).collect();
-        let full = format!(" · nodes {}", names.join(", "));
-        let used = heading.width();
-        let text = if used + full.chars().count() <= w {
-            full
-        } else {
-            format!(" · {} nodes", names.len())
-        };
-        heading.spans.push(Span::styled(text, theme.dim()));
+        let room = w.saturating_sub(heading.width());
+        heading
+            .spans
+            .push(Span::styled(node_list(&names, room), theme.dim()));
     }
     let mut lines = vec![heading];
     let mut latest = None;
@@ -121,4 +116,48 @@ fn side_lines<'a>(
         }
     }
     lines
+}
+
+/// " · nodes a, b, c" in `room` columns: the names that fit, whole, and how many more ("+1");
+/// only the count when not even one fits. Never a name cut short.
+fn node_list(names: &[String], room: usize) -> String {
+    let full = format!(" · nodes {}", names.join(", "));
+    if full.chars().count() <= room {
+        return full;
+    }
+    let mut shown = String::from(" · nodes");
+    for (k, n) in names.iter().enumerate() {
+        let more = format!(" +{}", names.len() - k - 1);
+        let sep = if k == 0 { " " } else { ", " };
+        if shown.chars().count() + sep.len() + n.chars().count() + more.len() > room {
+            return if k == 0 {
+                format!(" · {} nodes", names.len())
+            } else {
+                format!("{shown} +{}", names.len() - k)
+            };
+        }
+        shown.push_str(sep);
+        shown.push_str(n);
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_list;
+
+    #[test]
+    fn node_names_fit_whole_or_are_counted() {
+        let n: Vec<String> = ["control-plane", "worker", "worker2"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(node_list(&n, 80), " · nodes control-plane, worker, worker2");
+        assert_eq!(node_list(&n, 35), " · nodes control-plane, worker +1");
+        assert_eq!(node_list(&n, 25), " · nodes control-plane +2");
+        assert_eq!(node_list(&n, 10), " · 3 nodes");
+        for room in 0..60 {
+            let s = node_list(&n, room);
+            assert!(!s.contains("work,") && !s.ends_with("work"), "{room}: {s}");
+        }
+    }
 }
