@@ -9,7 +9,6 @@ use common::*;
 use std::process::Command as Cmd;
 
 use kindred::backend::event::Event;
-use kindred::backend::live::LiveBackend;
 use kindred::backend::{Backend, Command};
 use kindred::model::{Job, Phase, PhaseState, Side};
 use kindred::scenario::Scenario;
@@ -49,11 +48,7 @@ fn build_resolves_refs_builds_each_worktree_and_skips_a_built_commit() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut backend = LiveBackend::new(sc.clone(), kind);
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        backend.start(tx);
-        let (ev, err) = until_finished(&mut rx, Job::Attach).await;
-        assert_eq!(err, None, "{ev:?}");
+        let (mut backend, mut rx) = attached(sc.clone(), kind).await;
 
         backend.send(Command::Build);
         let (ev, err) = until_finished(&mut rx, Job::Build).await;
@@ -165,11 +160,7 @@ fn a_running_build_is_restarted_or_cancelled_with_its_processes() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut backend = LiveBackend::new(sc.clone(), kind);
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        backend.start(tx);
-        let (ev, err) = until_finished(&mut rx, Job::Attach).await;
-        assert_eq!(err, None, "{ev:?}");
+        let (mut backend, mut rx) = attached(sc.clone(), kind).await;
 
         // A slow build, then Build again while it runs.
         std::fs::write(kind_dir.join("build-delay"), "60").unwrap();

@@ -13,7 +13,6 @@ use common::*;
 use std::sync::atomic::Ordering;
 
 use kindred::backend::event::Event;
-use kindred::backend::live::LiveBackend;
 use kindred::backend::{Backend, Command};
 use kindred::model::{Job, Outcome, Phase, PhaseState, PodPhase, Side, Target};
 use kindred::scenario::Scenario;
@@ -74,11 +73,7 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
             servers.push((side, server, refused));
         }
         let kind = kindred::backend::kind::Kind::new("/nonexistent/kind");
-        let mut backend = LiveBackend::new(sc.clone(), kind);
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        backend.start(tx);
-        let (ev, err) = until_finished(&mut rx, Job::Attach).await;
-        assert_eq!(err, None, "{ev:?}");
+        let (mut backend, mut rx) = attached(sc.clone(), kind).await;
 
         backend.send(Command::Deploy);
         let (ev, err) = until_finished(&mut rx, Job::Deploy).await;

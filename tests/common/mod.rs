@@ -524,3 +524,21 @@ pub fn in_process_state() -> &'static std::path::Path {
     })
     .path()
 }
+
+/// A live backend for `sc` with `kind`, started, once its attach finished without error; and
+/// the events that follow.
+pub async fn attached(
+    sc: kindred::scenario::Scenario,
+    kind: kindred::backend::kind::Kind,
+) -> (
+    kindred::backend::live::LiveBackend,
+    tokio::sync::mpsc::UnboundedReceiver<kindred::backend::event::Event>,
+) {
+    use kindred::backend::Backend;
+    let mut backend = kindred::backend::live::LiveBackend::new(sc, kind);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    backend.start(tx);
+    let (ev, err) = until_finished(&mut rx, kindred::model::Job::Attach).await;
+    assert_eq!(err, None, "{ev:?}");
+    (backend, rx)
+}
