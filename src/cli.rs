@@ -46,11 +46,30 @@ pub enum Command {
     /// refs, the versions they make, disk and memory. Exit 0 nothing fails, 1 a check fails, 2
     /// trouble.
     Doctor(DoctorArgs),
+    /// Build kube-proxy from a side's source (its ref, or the working tree), swap it into that
+    /// side's running cluster and wait for the rollout; then read the rules and probe again.
+    /// Enough for a kube-proxy change; anything else needs a node-image rebuild. Exit 0
+    /// swapped, 1 the swap failed (the cluster keeps its kube-proxy), 2 trouble.
+    SwapProxy(SwapArgs),
     /// The dashboard on a built-in recording: the 2019 walkthrough of kubernetes PR 77523
     /// (clusters "master" and "77523"). Needs no Docker and no cluster.
     Demo(PlayArgs),
     /// The dashboard on a recorded session (see `--record`).
     Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SwapArgs {
+    /// Which side's cluster.
+    #[arg(value_enum, default_value_t = SwapSide::Pr)]
+    pub side: SwapSide,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SwapSide {
+    Base,
+    Pr,
+    Both,
 }
 
 #[derive(Debug, clap::Args)]
@@ -374,6 +393,30 @@ pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
     write(&a.junit, v.junit())?;
     emit(&v.text())?;
     Ok(if v.ok { 0 } else { 1 })
+}
+
+/// `kindred swap-proxy`.
+pub fn run_swap(file: Option<&std::path::Path>, a: &SwapArgs) -> Result<i32> {
+    use crate::model::Sides;
+    let sides = match a.side {
+        SwapSide::Base => Sides::Base,
+        SwapSide::Pr => Sides::Pr,
+        SwapSide::Both => Sides::Both,
+    };
+    let sc = load_scenario(file)?;
+    let kind = crate::backend::kind::Kind::default();
+    preflight(&sc, &kind)?;
+    let b = Box::new(crate::backend::live::LiveBackend::new(sc, kind));
+    let rt = tokio::runtime::Runtime::new()?;
+    let r = rt.block_on(crate::check::swap_proxy(b, sides, progress));
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    match r {
+        Ok(_) => Ok(0),
+        Err(e) => {
+            progress(format!("swap-proxy: {e:#}"));
+            Ok(1)
+        }
+    }
 }
 
 /// `kindred up` (and `kindred` alone).

@@ -42,6 +42,43 @@ impl Side {
     }
 }
 
+/// Which sides a command is for: one, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sides {
+    Base,
+    Pr,
+    Both,
+}
+
+impl Sides {
+    /// The sides, base first.
+    pub fn list(self) -> &'static [Side] {
+        match self {
+            Sides::Base => &[Side::Base],
+            Sides::Pr => &[Side::Pr],
+            Sides::Both => &Side::BOTH,
+        }
+    }
+    /// "base", "PR" or "both sides".
+    pub fn label(self) -> &'static str {
+        match self {
+            Sides::Base => Side::Base.label(),
+            Sides::Pr => Side::Pr.label(),
+            Sides::Both => "both sides",
+        }
+    }
+}
+
+impl From<Side> for Sides {
+    fn from(s: Side) -> Sides {
+        match s {
+            Side::Base => Sides::Base,
+            Side::Pr => Sides::Pr,
+        }
+    }
+}
+
 /// One value per side, indexed by [`Side`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BySide<T> {
@@ -88,15 +125,18 @@ pub enum Phase {
     Build,
     Create,
     Deploy,
+    /// A new kube-proxy built from the side's source, swapped into its running cluster.
+    Swap,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 3] = [Phase::Build, Phase::Create, Phase::Deploy];
+    pub const ALL: [Phase; 4] = [Phase::Build, Phase::Create, Phase::Deploy, Phase::Swap];
     pub fn title(self) -> &'static str {
         match self {
             Phase::Build => "image build",
             Phase::Create => "cluster create",
             Phase::Deploy => "deploy",
+            Phase::Swap => "kube-proxy swap",
         }
     }
 }
@@ -404,6 +444,19 @@ pub enum Job {
     Rules,
     Watch,
     Delete,
+    /// Swapping kube-proxy into running clusters.
+    Swap,
+}
+
+/// A duration as steps report it: "0.4s", "12.3s", "2m05s".
+pub fn seconds(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        let s = d.as_secs();
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
 }
 
 /// A node's or pod's name without its cluster's name, the one way every pane and report does

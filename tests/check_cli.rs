@@ -219,6 +219,7 @@ fn the_report_names_the_commits_built() {
                     commit: commit.into(),
                     image: format!("kindred/node:{side:?}"),
                     version: Some("v1.34.0-alpha.1.5+0123456789abcd".into()),
+                    snapshot: None,
                 },
             },
         );

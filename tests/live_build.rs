@@ -13,6 +13,12 @@ use kindred::backend::{Backend, Command};
 use kindred::model::{Job, Phase, PhaseState, Side};
 use kindred::scenario::Scenario;
 
+/// What `check` sends: both sides' images, no cluster touched.
+const BUILD_BOTH: Command = Command::Build {
+    sides: kindred::model::Sides::Both,
+    recreate: false,
+};
+
 #[test]
 #[ignore = "needs a Docker engine (CI starts one)"]
 fn build_resolves_refs_builds_each_worktree_and_skips_a_built_commit() {
@@ -50,7 +56,7 @@ fn build_resolves_refs_builds_each_worktree_and_skips_a_built_commit() {
     rt.block_on(async {
         let (mut backend, mut rx) = attached(sc.clone(), kind).await;
 
-        backend.send(Command::Build);
+        backend.send(BUILD_BOTH);
         let (ev, err) = until_finished(&mut rx, Job::Build).await;
         assert_eq!(err, None, "{ev:#?}");
         let built: Vec<(Side, String, Option<String>)> = ev
@@ -93,7 +99,7 @@ fn build_resolves_refs_builds_each_worktree_and_skips_a_built_commit() {
         assert_eq!(git(&src, &["rev-parse", "HEAD"]), base_sha);
 
         // Again: both commits have images, nothing is built.
-        backend.send(Command::Build);
+        backend.send(BUILD_BOTH);
         let (ev, err) = until_finished(&mut rx, Job::Build).await;
         assert_eq!(err, None, "{ev:#?}");
         let again = std::fs::read_to_string(kind_dir.join("argv.log")).unwrap();
@@ -164,13 +170,13 @@ fn a_running_build_is_restarted_or_cancelled_with_its_processes() {
 
         // A slow build, then Build again while it runs.
         std::fs::write(kind_dir.join("build-delay"), "60").unwrap();
-        backend.send(Command::Build);
+        backend.send(BUILD_BOTH);
         eventually("the first build started", 30, || pid_file.exists());
         let first = build_pid();
         assert!(alive(first));
         std::fs::remove_file(kind_dir.join("build-delay")).unwrap();
         std::fs::remove_file(&pid_file).unwrap();
-        backend.send(Command::Build);
+        backend.send(BUILD_BOTH);
         eventually("the first build's kind was killed", 10, || !alive(first));
         let (ev, err) = until_finished(&mut rx, Job::Build).await;
         assert_eq!(err, None, "{ev:#?}");
@@ -186,7 +192,7 @@ fn a_running_build_is_restarted_or_cancelled_with_its_processes() {
         let _ = Cmd::new("docker").arg("rmi").args(&images.0).output();
         std::fs::write(kind_dir.join("build-delay"), "60").unwrap();
         std::fs::remove_file(&pid_file).unwrap();
-        backend.send(Command::Build);
+        backend.send(BUILD_BOTH);
         eventually("the build started", 30, || pid_file.exists());
         let second = build_pid();
         backend.send(Command::Cancel);

@@ -4,7 +4,12 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// The PR side's node image, and its cluster when the image changed (the usual case).
     Rebuild,
+    RebuildBoth,
+    /// kube-proxy from the PR side's source into its running cluster.
+    SwapProxy,
+    SwapProxyBoth,
     Create,
     Deploy,
     Retest,
@@ -45,8 +50,26 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: "b",
         action: Action::Rebuild,
-        hint: Some("build"),
-        help: "rebuild node images",
+        hint: Some("rebuild PR"),
+        help: "rebuild PR image; recreate its cluster if changed",
+    },
+    Binding {
+        keys: "B",
+        action: Action::RebuildBoth,
+        hint: None,
+        help: "rebuild both images; recreate changed clusters",
+    },
+    Binding {
+        keys: "p",
+        action: Action::SwapProxy,
+        hint: Some("swap proxy"),
+        help: "swap in kube-proxy built from the PR source",
+    },
+    Binding {
+        keys: "P",
+        action: Action::SwapProxyBoth,
+        hint: None,
+        help: "swap in kube-proxy on both clusters",
     },
     Binding {
         keys: "c",
@@ -200,6 +223,9 @@ pub fn action_for(k: &KeyEvent) -> Option<Action> {
     }
     Some(match k.code {
         KeyCode::Char('b') => Action::Rebuild,
+        KeyCode::Char('B') => Action::RebuildBoth,
+        KeyCode::Char('p') => Action::SwapProxy,
+        KeyCode::Char('P') => Action::SwapProxyBoth,
         KeyCode::Char('c') => Action::Create,
         KeyCode::Char('d') => Action::Deploy,
         KeyCode::Char('t') => Action::Retest,

@@ -55,8 +55,12 @@ pub struct SideState {
     pub commit: Option<String>,
     /// The Kubernetes version that build carries, when known.
     pub version: Option<String>,
-    pub phases: [PhaseView; 3],
-    pub output: [VecDeque<String>; 3],
+    /// What a `worktree` build was made of ("HEAD abc123 + 3 changed files").
+    pub snapshot: Option<String>,
+    /// The kube-proxy swapped into the running cluster: "image (source)".
+    pub proxy: Option<String>,
+    pub phases: [PhaseView; 4],
+    pub output: [VecDeque<String>; 4],
     pub nodes: Vec<NodeInfo>,
     pub pods: BTreeMap<String, PodInfo>,
     pub service: Option<ServiceInfo>,

@@ -10,7 +10,7 @@ use super::diffs::{Computed, DiffKey, DiffRequest, LineLayout, lines};
 use super::keymap::{Action, action_for};
 use super::state::{Confirm, Editor, HISTORY, NodeInfo, OUTPUT_LINES, PhaseView, ProbeCell, State};
 use crate::backend::event::{Command, Event, ProbeResult};
-use crate::model::{Pane, Phase, PhaseState, Side, Target};
+use crate::model::{Pane, Phase, PhaseState, Side, Sides, Target};
 use crate::rules::Options;
 
 /// Errors remembered per side.
@@ -197,13 +197,24 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
             commit,
             image,
             version,
+            snapshot,
         } => {
             let s = st.side_mut(side);
             s.commit = Some(commit);
             s.version = version;
+            s.snapshot = snapshot;
             if let Some(i) = s.info.as_mut() {
                 i.image = Some(image);
             }
+        }
+        Event::ProxySwapped {
+            side,
+            image,
+            commit,
+            snapshot,
+        } => {
+            let from = snapshot.unwrap_or_else(|| commit[..commit.len().min(12)].to_string());
+            st.side_mut(side).proxy = Some(format!("{image} ({from})"));
         }
         Event::Node {
             side,
@@ -488,6 +499,9 @@ fn scroll_by(st: &mut State, delta: isize) {
 pub fn act(st: &mut State, a: Action) -> Reaction {
     match a {
         Action::Rebuild
+        | Action::RebuildBoth
+        | Action::SwapProxy
+        | Action::SwapProxyBoth
         | Action::Create
         | Action::Deploy
         | Action::Retest
@@ -509,7 +523,25 @@ pub fn act(st: &mut State, a: Action) -> Reaction {
 /// The actions that send the backend a command.
 fn command(st: &mut State, a: Action) -> Reaction {
     let (c, what) = match a {
-        Action::Rebuild => (Command::Build, "rebuilding node images".to_string()),
+        Action::Rebuild | Action::RebuildBoth => {
+            let sides = if a == Action::Rebuild {
+                Sides::Pr
+            } else {
+                Sides::Both
+            };
+            let what = format!("rebuilding the node image ({})", sides.label());
+            let recreate = true;
+            (Command::Build { sides, recreate }, what)
+        }
+        Action::SwapProxy | Action::SwapProxyBoth => {
+            let sides = if a == Action::SwapProxy {
+                Sides::Pr
+            } else {
+                Sides::Both
+            };
+            let what = format!("swapping kube-proxy ({})", sides.label());
+            (Command::SwapProxy { sides }, what)
+        }
         Action::Create => (Command::CreateClusters, "creating clusters".into()),
         Action::Deploy => (Command::Deploy, "deploying workloads".into()),
         Action::Retest => (
@@ -638,7 +670,25 @@ mod tests {
         let mut st = state();
         assert_eq!(
             update(&mut st, key('b')).effects,
-            vec![Effect::Send(Command::Build)]
+            vec![Effect::Send(Command::Build {
+                sides: Sides::Pr,
+                recreate: true
+            })]
+        );
+        assert_eq!(
+            update(&mut st, key('B')).effects,
+            vec![Effect::Send(Command::Build {
+                sides: Sides::Both,
+                recreate: true
+            })]
+        );
+        assert_eq!(
+            update(&mut st, key('p')).effects,
+            vec![Effect::Send(Command::SwapProxy { sides: Sides::Pr })]
+        );
+        assert_eq!(
+            update(&mut st, key('P')).effects,
+            vec![Effect::Send(Command::SwapProxy { sides: Sides::Both })]
         );
         assert_eq!(
             update(&mut st, key('c')).effects,

@@ -102,6 +102,8 @@ pub struct KindNode {
     /// Docker's state: running, exited, ...
     pub state: String,
     pub image: String,
+    /// The ID of the image the container runs ("sha256:...").
+    pub image_id: String,
     /// IP addresses by network name.
     pub ips: Vec<(String, String)>,
 }
@@ -258,6 +260,7 @@ impl Docker {
                     role: NodeRole::from_label(labels.get(LABEL_ROLE).map_or("", |r| r.as_str())),
                     state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                     image: c.image.unwrap_or_default(),
+                    image_id: c.image_id.unwrap_or_default(),
                     ips,
                 })
             })
@@ -540,4 +543,170 @@ impl Docker {
             .find(|s| s.contains('.'))
             .ok_or_else(|| anyhow!("Docker network {network} has no IPv4 subnet"))
     }
+
+    /// The ID of an image ("sha256:..."), `None` when there is none by that name.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        let inspect = self.inner.inspect_image(image);
+        match tokio::time::timeout(IMAGE_ANSWER, inspect).await {
+            Err(_) => bail!(
+                "the Docker engine at {} did not answer an inspect of {image}",
+                self.endpoint
+            ),
+            Ok(Ok(i)) => Ok(i.id),
+            Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            })) => Ok(None),
+            Ok(Err(e)) => Err(anyhow!(
+                "inspecting image {image} at {}: {e}",
+                self.endpoint
+            )),
+        }
+    }
+
+    /// Run `argv` in a container (no shell) and keep its stdout as bytes (an image archive);
+    /// a non-zero exit is an error with its stderr.
+    pub async fn exec_bytes(
+        &self,
+        container: &str,
+        argv: &[&str],
+        limit: Duration,
+    ) -> Result<Vec<u8>> {
+        let run = async {
+            let created = self
+                .inner
+                .create_exec(
+                    container,
+                    ExecConfig {
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        cmd: Some(argv.iter().map(|s| s.to_string()).collect()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| anyhow!("{container}: cannot run `{}`: {e}", argv.join(" ")))?;
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
+                .inner
+                .start_exec(&created.id, None)
+                .await
+                .map_err(|e| anyhow!("{container}: starting `{}`: {e}", argv.join(" ")))?
+            {
+                while let Some(chunk) = output.next().await {
+                    match chunk.map_err(|e| anyhow!("{container}: reading output: {e}"))? {
+                        bollard::container::LogOutput::StdOut { message } => {
+                            out.extend_from_slice(&message)
+                        }
+                        bollard::container::LogOutput::StdErr { message } => {
+                            err.extend_from_slice(&message)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let code = self
+                .inner
+                .inspect_exec(&created.id)
+                .await
+                .map_err(|e| anyhow!("{container}: inspecting exec: {e}"))?
+                .exit_code
+                .unwrap_or(-1);
+            if code != 0 {
+                let msg = String::from_utf8_lossy(&err).trim().to_string();
+                bail!("{container}: `{}` exited {code}: {msg}", argv.join(" "));
+            }
+            Ok(out)
+        };
+        tokio::time::timeout(limit, run).await.map_err(|_| {
+            anyhow!(
+                "{container}: `{}` did not finish within {}s",
+                argv.join(" "),
+                limit.as_secs()
+            )
+        })?
+    }
+
+    /// Load an image archive (`docker load`: a Docker or OCI tar).
+    pub async fn load_image(&self, archive: Vec<u8>) -> Result<()> {
+        let opts = bollard::query_parameters::ImportImageOptions::default();
+        let body = bollard::body_full(archive.into());
+        let mut s = self.inner.import_image(opts, body, None);
+        let run = async {
+            while let Some(r) = s.next().await {
+                r.map_err(|e| {
+                    anyhow!(
+                        "loading an image into the Docker engine at {}: {e}",
+                        self.endpoint
+                    )
+                })?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(BUILD_LIMIT, run).await.map_err(|_| {
+            anyhow!(
+                "the Docker engine at {} did not load an image within {}s",
+                self.endpoint,
+                BUILD_LIMIT.as_secs()
+            )
+        })?
+    }
+
+    /// Build an image tagged `tag` from a build context (a tar holding a Dockerfile); every
+    /// line of the build's output goes to `on_line`. Nothing is pulled.
+    pub async fn build_image(
+        &self,
+        context: Vec<u8>,
+        tag: &str,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<()> {
+        let opts = bollard::query_parameters::BuildImageOptions {
+            dockerfile: "Dockerfile".into(),
+            t: Some(tag.to_string()),
+            rm: true,
+            forcerm: true,
+            ..Default::default()
+        };
+        let mut s = self
+            .inner
+            .build_image(opts, None, Some(bollard::body_full(context.into())));
+        let run = async {
+            while let Some(r) = s.next().await {
+                let info = r.map_err(|e| anyhow!("building image {tag}: {e}"))?;
+                if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                    bail!("building image {tag}: {e}");
+                }
+                for l in info.stream.iter().flat_map(|t| t.lines()) {
+                    if !l.trim().is_empty() {
+                        on_line(l.trim_end());
+                    }
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(BUILD_LIMIT, run).await.map_err(|_| {
+            anyhow!(
+                "building image {tag}: no end after {}s",
+                BUILD_LIMIT.as_secs()
+            )
+        })?
+    }
+}
+
+/// How long an image inspect may take.
+const IMAGE_ANSWER: Duration = Duration::from_secs(30);
+/// How long loading or building an image may take.
+pub const BUILD_LIMIT: Duration = Duration::from_secs(600);
+
+/// A build context: a tar of `files` (path, mode, bytes).
+pub fn build_context(files: &[(&str, u32, &[u8])]) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, mode, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(*mode);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, path, *data)?;
+    }
+    Ok(b.into_inner()?)
 }

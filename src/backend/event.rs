@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Job, NodeRole, Outcome, Pane, Phase, PhaseState, PodPhase, ServiceRef, Side, Target,
+    Job, NodeRole, Outcome, Pane, Phase, PhaseState, PodPhase, ServiceRef, Side, Sides, Target,
 };
 
 /// A pod of the test workload as the Pods pane shows it.
@@ -113,6 +113,17 @@ pub enum Event {
         /// The Kubernetes version the build carries ("v1.34.0-alpha.1.123+0123456789abcd").
         #[serde(default, skip_serializing_if = "Option::is_none")]
         version: Option<String>,
+        /// What was built when the ref is `worktree`: "HEAD abc123 + 3 changed files".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<String>,
+    },
+    /// kube-proxy was swapped: the side's cluster runs `image` now, built from `commit`.
+    ProxySwapped {
+        side: Side,
+        image: String,
+        commit: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<String>,
     },
     Node {
         side: Side,
@@ -176,7 +187,19 @@ pub enum Event {
 /// UI -> backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Build,
+    /// Build the node images of `sides` (an image for the exact source is reused). With
+    /// `recreate`, a side whose cluster exists and runs another image is then recreated and
+    /// deployed again, and the rules and probes are read again.
+    Build {
+        sides: Sides,
+        recreate: bool,
+    },
+    /// Build kube-proxy from each side's source, load it into every node of its running cluster,
+    /// point the kube-proxy DaemonSet at it and wait for the rollout; then read the rules and
+    /// probe again.
+    SwapProxy {
+        sides: Sides,
+    },
     CreateClusters,
     Deploy,
     /// Run the probes, against `target` when given (else the scenario's default).

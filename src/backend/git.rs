@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use tokio::process::Command;
 
 /// How long one git command may take (a fetch of a large repository included).
@@ -13,10 +13,16 @@ pub const GIT_LIMIT: Duration = Duration::from_secs(600);
 /// Run git in `dir`: its exit status and output, or an error when it cannot run or does not
 /// answer within [`GIT_LIMIT`].
 async fn run(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
+    run_env(dir, args, &[]).await
+}
+
+/// [`run`] with more environment variables.
+async fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<std::process::Output> {
     let child = Command::new("git")
         .arg("-C")
         .arg(dir)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();
@@ -34,7 +40,11 @@ async fn run(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
 }
 
 async fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = run(dir, args).await?;
+    git_env(dir, args, &[]).await
+}
+
+async fn git_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
+    let out = run_env(dir, args, env).await?;
     if !out.status.success() {
         bail!(
             "git {} in {}: {}",
@@ -64,8 +74,12 @@ pub fn check_source(source: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The commit a ref names. `pr/NNNNN` is fetched from `origin` (refs/pull/NNNNN/head) first.
+/// The commit a ref names. `pr/NNNNN` is fetched from `origin` (refs/pull/NNNNN/head) first;
+/// `worktree` is the checkout's HEAD (what its working tree is based on: see [`snapshot`]).
 pub async fn resolve(source: &Path, git_ref: &str) -> Result<String> {
+    if git_ref == crate::scenario::WORKTREE {
+        return git(source, &["rev-parse", "--verify", "HEAD^{commit}"]).await;
+    }
     if let Some(n) = git_ref.strip_prefix("pr/") {
         if n.is_empty() || !n.bytes().all(|c| c.is_ascii_digit()) {
             bail!("{git_ref}: expected pr/NUMBER");
@@ -172,11 +186,18 @@ pub struct KubeVersion {
 }
 
 impl KubeVersion {
-    /// The file `KUBE_GIT_VERSION_FILE` points the Kubernetes build at.
-    pub fn file(&self) -> String {
+    /// The file `KUBE_GIT_VERSION_FILE` points the Kubernetes build at. A `dirty` tree (a
+    /// working-tree snapshot) is marked as `hack/lib/version.sh` marks one: state `dirty`,
+    /// version suffix `-dirty`.
+    pub fn file(&self, dirty: bool) -> String {
         let plus = if self.version.contains('+') { "+" } else { "" };
+        let (state, suffix) = if dirty {
+            ("dirty", "-dirty")
+        } else {
+            ("clean", "")
+        };
         format!(
-            "KUBE_GIT_COMMIT='{}'\nKUBE_GIT_TREE_STATE='clean'\nKUBE_GIT_VERSION='{}'\nKUBE_GIT_MAJOR='{}'\nKUBE_GIT_MINOR='{}{plus}'\n",
+            "KUBE_GIT_COMMIT='{}'\nKUBE_GIT_TREE_STATE='{state}'\nKUBE_GIT_VERSION='{}{suffix}'\nKUBE_GIT_MAJOR='{}'\nKUBE_GIT_MINOR='{}{plus}'\n",
             self.commit, self.version, self.major, self.minor
         )
     }
@@ -228,28 +249,130 @@ pub async fn describe(source: &Path, sha: &str) -> Result<Option<KubeVersion>> {
     Ok(kube_version(&String::from_utf8_lossy(&out.stdout), sha))
 }
 
-/// A detached worktree of `source` at `sha` in `dir` (reused when it is already there).
+/// A detached worktree of `source` at `sha` in `dir`. A worktree already there is moved to
+/// `sha` in place (only the files that differ are rewritten, so the Kubernetes build's caches
+/// stay warm); its untracked files go, ignored ones (build output) stay.
 pub async fn worktree(source: &Path, sha: &str, dir: &Path) -> Result<PathBuf> {
+    let d = dir
+        .to_str()
+        .ok_or_else(|| anyhow!("worktree path is not UTF-8: {}", dir.display()))?;
     if dir.join(".git").exists() {
-        if let Ok(head) = git(dir, &["rev-parse", "HEAD"]).await
-            && head == sha
-        {
-            return Ok(dir.to_path_buf());
+        match git(dir, &["rev-parse", "HEAD"]).await {
+            Ok(head) if head == sha => return Ok(dir.to_path_buf()),
+            Ok(_) => {
+                git(dir, &["checkout", "--quiet", "--force", "--detach", sha]).await?;
+                git(dir, &["clean", "--quiet", "-fd"]).await?;
+                return Ok(dir.to_path_buf());
+            }
+            Err(_) => {
+                git(source, &["worktree", "remove", "--force", d]).await?;
+            }
         }
-        let d = dir
-            .to_str()
-            .ok_or_else(|| anyhow!("worktree path is not UTF-8"))?;
-        git(source, &["worktree", "remove", "--force", d]).await?;
     }
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let d = dir
-        .to_str()
-        .ok_or_else(|| anyhow!("worktree path is not UTF-8"))?;
     git(source, &["worktree", "prune"]).await?;
     git(source, &["worktree", "add", "--detach", "--force", d, sha]).await?;
     Ok(dir.to_path_buf())
+}
+
+/// A commit holding the working tree of a checkout exactly as it is (staged, unstaged and
+/// untracked files; not ignored ones), and what it holds beyond HEAD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The snapshot commit: HEAD itself when nothing changed.
+    pub commit: String,
+    pub head: String,
+    /// Paths that differ from HEAD.
+    pub changed: Vec<String>,
+}
+
+impl Snapshot {
+    /// "HEAD abc123 + 3 changed files", or "HEAD abc123, clean".
+    pub fn describe(&self) -> String {
+        let head = &self.head[..self.head.len().min(7)];
+        match self.changed.len() {
+            0 => format!("HEAD {head}, clean"),
+            1 => format!("HEAD {head} + 1 changed file"),
+            n => format!("HEAD {head} + {n} changed files"),
+        }
+    }
+}
+
+/// Snapshot the working tree of `source` into a commit without touching it: the files go
+/// through a private copy of the index (`GIT_INDEX_FILE`), so HEAD, the index, the stash list
+/// and the files stay as they are. The commit's author, committer and dates are HEAD's
+/// committer date and a fixed name, so the same tree on the same HEAD is always the same commit
+/// (and finds the image built from it).
+pub async fn snapshot(source: &Path, scratch: &Path) -> Result<Snapshot> {
+    let head = git(source, &["rev-parse", "--verify", "HEAD^{commit}"]).await?;
+    std::fs::create_dir_all(scratch)
+        .with_context(|| format!("{}: cannot create", scratch.display()))?;
+    let index = tempfile::NamedTempFile::new_in(scratch)
+        .with_context(|| format!("{}: cannot create a file", scratch.display()))?;
+    let real = git(
+        source,
+        &["rev-parse", "--path-format=absolute", "--git-path", "index"],
+    )
+    .await?;
+    // A copy of the real index keeps its stat data: only files changed since are hashed.
+    if std::fs::copy(&real, index.path()).is_err() {
+        std::fs::remove_file(index.path()).ok();
+    }
+    let idx = index
+        .path()
+        .to_str()
+        .ok_or_else(|| anyhow!("scratch path is not UTF-8: {}", scratch.display()))?;
+    let env = [("GIT_INDEX_FILE", idx)];
+    if !std::path::Path::new(idx).exists() {
+        git_env(source, &["read-tree", &head], &env).await?;
+    }
+    git_env(source, &["add", "--all", "--", ":/"], &env).await?;
+    let tree = git_env(source, &["write-tree"], &env).await?;
+    let changed: Vec<String> = git(
+        source,
+        &[
+            "diff-tree",
+            "-r",
+            "--name-only",
+            "--no-renames",
+            &head,
+            &tree,
+        ],
+    )
+    .await?
+    .lines()
+    .map(str::to_string)
+    .collect();
+    if changed.is_empty() {
+        return Ok(Snapshot {
+            commit: head.clone(),
+            head,
+            changed,
+        });
+    }
+    let date = git(source, &["log", "-1", "--format=@%ct +0000", &head]).await?;
+    let who = [
+        ("GIT_AUTHOR_NAME", "kindred"),
+        ("GIT_AUTHOR_EMAIL", "kindred@localhost"),
+        ("GIT_AUTHOR_DATE", date.as_str()),
+        ("GIT_COMMITTER_NAME", "kindred"),
+        ("GIT_COMMITTER_EMAIL", "kindred@localhost"),
+        ("GIT_COMMITTER_DATE", date.as_str()),
+    ];
+    let msg = "kindred: snapshot of the working tree";
+    let commit = git_env(
+        source,
+        &["commit-tree", &tree, "-p", &head, "-m", msg],
+        &who,
+    )
+    .await?;
+    Ok(Snapshot {
+        commit,
+        head,
+        changed,
+    })
 }
 
 #[cfg(test)]
@@ -344,12 +467,13 @@ mod tests {
         let v = kube_version("v1.34.0-alpha.1-123-g0123456789abcd\n", "c").unwrap();
         assert_eq!(v.version, "v1.34.0-alpha.1.123+0123456789abcd");
         assert_eq!((v.major, v.minor), (1, 34));
-        assert!(v.file().contains("KUBE_GIT_MINOR='34+'"));
+        assert!(v.file(false).contains("KUBE_GIT_MINOR='34+'"));
+        assert!(v.file(true).contains("KUBE_GIT_TREE_STATE='dirty'\nKUBE_GIT_VERSION='v1.34.0-alpha.1.123+0123456789abcd-dirty'"));
         let v = kube_version("v1.33.2-5-g0123456789abcd", "c").unwrap();
         assert_eq!(v.version, "v1.33.2-5+0123456789abcd");
         let v = kube_version("v1.33.2", "c").unwrap();
         assert_eq!((v.version.as_str(), v.minor), ("v1.33.2", 33));
-        assert!(v.file().contains("KUBE_GIT_MINOR='33'\n"));
+        assert!(v.file(false).contains("KUBE_GIT_MINOR='33'\n"));
         assert!(kube_version("release-1.2", "c").is_none());
     }
 
@@ -420,5 +544,112 @@ mod tests {
             describe(&origin.join(".."), &pr_sha).await.ok().flatten(),
             None
         );
+    }
+
+    /// Every file under `dir` but `.git`, with its bytes.
+    fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.file_name().unwrap() == ".git" {
+                    continue;
+                }
+                if p.is_dir() {
+                    todo.push(p);
+                } else {
+                    out.push((p.clone(), std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_holds_every_edit_and_touches_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("k");
+        std::fs::create_dir_all(src.join("pkg/proxy")).unwrap();
+        sh(&src, &["init", "-q", "-b", "master"]);
+        std::fs::write(src.join("go.mod"), "module k8s.io/kubernetes\n").unwrap();
+        std::fs::write(src.join(".gitignore"), "_output/\n").unwrap();
+        std::fs::write(src.join("pkg/proxy/staged.go"), "v1\n").unwrap();
+        std::fs::write(src.join("pkg/proxy/unstaged.go"), "v1\n").unwrap();
+        sh(&src, &["add", "."]);
+        sh(&src, &["commit", "-q", "-m", "base"]);
+        let head = sh(&src, &["rev-parse", "HEAD"]);
+        let scratch = t.path().join("scratch");
+        // Clean: the snapshot is HEAD.
+        let clean = snapshot(&src, &scratch).await.unwrap();
+        assert_eq!(
+            (clean.commit.as_str(), clean.changed.len()),
+            (head.as_str(), 0)
+        );
+        assert_eq!(clean.describe(), format!("HEAD {}, clean", &head[..7]));
+        // A stash entry, then staged, unstaged, untracked and ignored edits.
+        std::fs::write(src.join("pkg/proxy/unstaged.go"), "stashed\n").unwrap();
+        sh(&src, &["stash", "-q"]);
+        std::fs::write(src.join("pkg/proxy/staged.go"), "v2 staged\n").unwrap();
+        sh(&src, &["add", "pkg/proxy/staged.go"]);
+        std::fs::write(src.join("pkg/proxy/unstaged.go"), "v2 unstaged\n").unwrap();
+        std::fs::write(src.join("pkg/proxy/new.go"), "untracked\n").unwrap();
+        std::fs::create_dir_all(src.join("_output")).unwrap();
+        std::fs::write(src.join("_output/kube-proxy"), "ignored\n").unwrap();
+        let status = sh(&src, &["status", "--porcelain=v2", "--untracked-files=all"]);
+        let index = std::fs::read(src.join(".git/index")).unwrap();
+        let stash = sh(&src, &["stash", "list"]);
+        let before = files(&src);
+
+        let snap = snapshot(&src, &scratch).await.unwrap();
+        assert_eq!(
+            std::fs::read(src.join(".git/index")).unwrap(),
+            index,
+            "index"
+        );
+        assert_eq!(sh(&src, &["rev-parse", "HEAD"]), head);
+        assert_eq!(sh(&src, &["stash", "list"]), stash);
+        assert_eq!(files(&src), before, "files");
+        assert_eq!(
+            sh(&src, &["status", "--porcelain=v2", "--untracked-files=all"]),
+            status
+        );
+        assert_eq!(
+            std::fs::read_dir(&scratch).unwrap().count(),
+            0,
+            "scratch index removed"
+        );
+
+        assert_eq!(snap.head, head);
+        assert_eq!(
+            snap.changed,
+            [
+                "pkg/proxy/new.go",
+                "pkg/proxy/staged.go",
+                "pkg/proxy/unstaged.go"
+            ]
+        );
+        assert_eq!(
+            snap.describe(),
+            format!("HEAD {} + 3 changed files", &head[..7])
+        );
+        let show = |f: &str| sh(&src, &["show", &format!("{}:{f}", snap.commit)]);
+        assert_eq!(show("pkg/proxy/staged.go"), "v2 staged");
+        assert_eq!(show("pkg/proxy/unstaged.go"), "v2 unstaged");
+        assert_eq!(show("pkg/proxy/new.go"), "untracked");
+        assert!(
+            sh(&src, &["ls-tree", "-r", "--name-only", &snap.commit])
+                .lines()
+                .all(|l| !l.starts_with("_output"))
+        );
+        assert_eq!(sh(&src, &["rev-parse", &format!("{}^", snap.commit)]), head);
+        // The same tree is the same commit; an edit is another.
+        assert_eq!(snapshot(&src, &scratch).await.unwrap().commit, snap.commit);
+        std::fs::write(src.join("pkg/proxy/new.go"), "edited\n").unwrap();
+        let edited = snapshot(&src, &scratch).await.unwrap();
+        assert_ne!(edited.commit, snap.commit);
+        // `worktree` resolves to HEAD (what doctor and merge-base use).
+        assert_eq!(resolve(&src, "worktree").await.unwrap(), head);
     }
 }

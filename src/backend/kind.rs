@@ -3,12 +3,10 @@
 //! for progress; every run is in its own process group, killed as a whole on cancel or drop.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 /// What a line of kind's output says about progress.
@@ -75,26 +73,8 @@ impl Default for Kind {
     }
 }
 
-/// How long a killed run gets between SIGTERM and SIGKILL.
-const GRACE: Duration = Duration::from_secs(3);
-
-fn kill_group(child: &Child, sig: i32) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) with a negative pid signals the process group we created for the child.
-        unsafe {
-            libc::kill(-(pid as i32), sig);
-        }
-    }
-}
-
-/// A running kind process; its whole process group dies with it.
-struct Group(Child);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        kill_group(&self.0, libc::SIGKILL);
-    }
-}
+/// How long one kind run may take at most (a node-image build included).
+pub const KIND_LIMIT: Duration = Duration::from_secs(3 * 3600);
 
 impl Kind {
     pub fn new(bin: impl Into<PathBuf>) -> Kind {
@@ -103,13 +83,8 @@ impl Kind {
 
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut c = Command::new(&self.bin);
-        c.args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+        c.args(args).envs(env.iter().copied());
+        super::process::prepare(&mut c);
         c
     }
 
@@ -144,61 +119,30 @@ impl Kind {
         mut on_line: impl FnMut(&str),
         cancel: &CancellationToken,
     ) -> Result<()> {
-        let mut child = self
-            .command(args, env)
-            .spawn()
-            .map_err(|e| self.spawn_err(e))?;
-        let out = child.stdout.take().expect("piped stdout");
-        let err = child.stderr.take().expect("piped stderr");
-        let mut group = Group(child);
-        // Lines as bytes: output that is not UTF-8 (a build's binary noise) is shown, not fatal.
-        let mut out = BufReader::new(out).split(b'\n');
-        let mut err = BufReader::new(err).split(b'\n');
-        let (mut out_open, mut err_open) = (true, true);
         let mut last_error: Option<String> = None;
-        let mut handle = |l: Vec<u8>, last_error: &mut Option<String>| {
-            let l = String::from_utf8_lossy(&l);
-            let l = l.strip_suffix('\r').unwrap_or(&l);
-            if let Some(Progress::Error(e)) = progress(l) {
-                *last_error = Some(e);
-            }
-            on_line(l);
-        };
-        while out_open || err_open {
-            tokio::select! {
-                l = out.next_segment(), if out_open => match l? {
-                    Some(l) => handle(l, &mut last_error),
-                    None => out_open = false,
-                },
-                l = err.next_segment(), if err_open => match l? {
-                    Some(l) => handle(l, &mut last_error),
-                    None => err_open = false,
-                },
-                _ = cancel.cancelled() => {
-                    kill_group(&group.0, libc::SIGTERM);
-                    if tokio::time::timeout(GRACE, group.0.wait()).await.is_err() {
-                        kill_group(&group.0, libc::SIGKILL);
-                        let _ = group.0.wait().await;
-                    }
-                    bail!("kind {} cancelled", args.first().copied().unwrap_or(""));
+        let what = format!("kind {}", args.first().copied().unwrap_or(""));
+        let status = super::process::stream(
+            self.command(args, env),
+            &what,
+            |e| self.spawn_err(e),
+            |l| {
+                if let Some(Progress::Error(e)) = progress(l) {
+                    last_error = Some(e);
                 }
-            }
-        }
-        let status = group.0.wait().await?;
-        // Children of kind that outlived it (none should) go with the group.
-        kill_group(&group.0, libc::SIGKILL);
+                on_line(l);
+            },
+            cancel,
+            KIND_LIMIT,
+        )
+        .await?;
         if status.success() {
             return Ok(());
         }
-        let code = status
-            .code()
-            .map_or_else(|| "killed by a signal".to_string(), |c| format!("exit {c}"));
+        let code = super::process::exit_text(status);
+        let head = args[..2.min(args.len())].join(" ");
         Err(match last_error {
-            Some(e) => anyhow!("kind {}: {e} ({code})", args[..2.min(args.len())].join(" ")),
-            None => anyhow!(
-                "kind {} failed ({code})",
-                args[..2.min(args.len())].join(" ")
-            ),
+            Some(e) => anyhow!("kind {head}: {e} ({code})"),
+            None => anyhow!("kind {head} failed ({code})"),
         })
     }
 
@@ -283,6 +227,19 @@ impl Kind {
         parse_version(&line)
             .map(|v| (v, line.clone()))
             .ok_or_else(|| anyhow!("kind version: cannot read a version in '{line}'"))
+    }
+
+    /// `kind load docker-image IMAGE --name NAME`: the image from the Docker engine into the
+    /// containerd of every node of the cluster.
+    pub async fn load_image(
+        &self,
+        image: &str,
+        name: &str,
+        on_line: impl FnMut(&str),
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let args = ["load", "docker-image", image, "--name", name];
+        self.run(&args, on_line, cancel).await
     }
 
     /// `kind delete cluster --name NAME`.

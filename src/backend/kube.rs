@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, AttachParams, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -247,6 +247,173 @@ pub async fn wait_service_ready(
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// How long one API call of a kube-proxy swap may take.
+const API_LIMIT: Duration = Duration::from_secs(30);
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = kube::Result<T>>) -> Result<T> {
+    tokio::time::timeout(API_LIMIT, f)
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "{what}: the API server did not answer within {}s",
+                API_LIMIT.as_secs()
+            )
+        })?
+        .with_context(|| what.to_string())
+}
+
+/// The kube-proxy DaemonSet's container as a cluster runs it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyContainer {
+    pub name: String,
+    pub image: String,
+    /// Where the binary is in the image: the command's first word when it is a path, else
+    /// `/usr/local/bin/kube-proxy` (where Kubernetes' images have it).
+    pub binary: String,
+}
+
+/// kube-system/kube-proxy's container (the one named kube-proxy, else the first).
+pub async fn proxy_container(client: &Client) -> Result<ProxyContainer> {
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    let ds = within(
+        "reading DaemonSet kube-system/kube-proxy",
+        api.get("kube-proxy"),
+    )
+    .await?;
+    let containers = ds
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|s| s.containers)
+        .unwrap_or_default();
+    let c = containers
+        .iter()
+        .find(|c| c.name == "kube-proxy")
+        .or(containers.first())
+        .ok_or_else(|| anyhow!("DaemonSet kube-system/kube-proxy has no container"))?;
+    let binary = c
+        .command
+        .as_ref()
+        .and_then(|cmd| cmd.first())
+        .filter(|p| p.starts_with('/'))
+        .cloned()
+        .unwrap_or_else(|| "/usr/local/bin/kube-proxy".into());
+    Ok(ProxyContainer {
+        name: c.name.clone(),
+        image: c
+            .image
+            .clone()
+            .ok_or_else(|| anyhow!("kube-proxy's container names no image"))?,
+        binary,
+    })
+}
+
+/// Point the kube-proxy DaemonSet's container at `image` (already on every node: never pulled).
+pub async fn set_proxy_image(client: &Client, container: &str, image: &str) -> Result<()> {
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    let patch = serde_json::json!({
+        "spec": {"template": {"spec": {"containers": [
+            {"name": container, "image": image, "imagePullPolicy": "IfNotPresent"}
+        ]}}}
+    });
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let what = format!("setting kube-proxy's image to {image}");
+    within(
+        &what,
+        api.patch("kube-proxy", &pp, &Patch::Strategic(&patch)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// How far a DaemonSet's rollout is, once its controller saw the latest spec: (pods updated,
+/// pods available, pods wanted). Done when all three are equal and nothing is unavailable.
+fn rollout(ds: &DaemonSet) -> Option<(i32, i32, i32)> {
+    let st = ds.status.as_ref()?;
+    if st.observed_generation.unwrap_or(0) < ds.metadata.generation.unwrap_or(0) {
+        return None;
+    }
+    let updated = st.updated_number_scheduled.unwrap_or(0);
+    let mut available = st.number_available.unwrap_or(0);
+    if st.number_unavailable.unwrap_or(0) > 0 {
+        available = available.min(st.desired_number_scheduled - 1);
+    }
+    Some((updated, available, st.desired_number_scheduled))
+}
+
+/// Wait (up to `limit`) until every kube-proxy pod runs the latest spec and is available;
+/// `progress` hears "n/m updated" once per change. On timeout, the error says what the pods
+/// are waiting for (an image that cannot be found, a crash loop).
+pub async fn wait_proxy_rollout(
+    client: &Client,
+    limit: Duration,
+    mut progress: impl FnMut(String),
+) -> Result<()> {
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    let end = tokio::time::Instant::now() + limit;
+    let mut last = None;
+    loop {
+        let ds = within(
+            "reading DaemonSet kube-system/kube-proxy",
+            api.get("kube-proxy"),
+        )
+        .await?;
+        let r = rollout(&ds);
+        if let Some((updated, available, want)) = r {
+            if want > 0 && updated >= want && available >= want {
+                return Ok(());
+            }
+            if last != r {
+                progress(format!(
+                    "kube-proxy rollout: {updated}/{want} updated, {available}/{want} available"
+                ));
+            }
+        }
+        last = r;
+        if tokio::time::Instant::now() >= end {
+            let why = proxy_pod_problems(client).await.unwrap_or_default();
+            let (updated, _, want) = r.unwrap_or((0, 0, 0));
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", why.join("; "))
+            };
+            bail!(
+                "kube-proxy rollout not done after {}s ({updated}/{want} updated){why}",
+                limit.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// What kube-proxy's pods wait for: "kube-proxy-abcde: ErrImageNeverPull".
+async fn proxy_pod_problems(client: &Client) -> Result<Vec<String>> {
+    use kube::api::ListParams;
+    let api: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
+    let lp = ListParams::default().labels("k8s-app=kube-proxy");
+    let pods = within("listing kube-proxy's pods", api.list(&lp)).await?;
+    Ok(pods
+        .items
+        .iter()
+        .filter_map(|p| {
+            let waiting = p
+                .status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .iter()
+                .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())?;
+            Some(format!(
+                "{}: {waiting}",
+                p.metadata.name.as_deref().unwrap_or("?")
+            ))
+        })
+        .collect())
 }
 
 /// What the Pods pane shows of a pod.

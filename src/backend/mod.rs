@@ -6,12 +6,14 @@ pub mod docker;
 pub mod doctor;
 pub mod event;
 pub mod git;
+pub mod kbuild;
 pub mod kind;
 pub mod kube;
 pub mod live;
 pub mod metallb;
 pub mod owned;
 pub mod probe;
+pub mod process;
 pub mod recording;
 pub mod replay;
 

@@ -90,6 +90,7 @@ mod tests {
             role: NodeRole::from_label(role),
             state: "running".into(),
             image: "kindest/node".into(),
+            image_id: "sha256:0".into(),
             ips: vec![],
         }
     }

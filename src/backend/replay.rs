@@ -22,8 +22,10 @@ fn job_of(ev: &Event) -> Option<Job> {
             Phase::Build => Job::Build,
             Phase::Create => Job::Create,
             Phase::Deploy => Job::Deploy,
+            Phase::Swap => Job::Swap,
         },
         Event::Built { .. } => Job::Build,
+        Event::ProxySwapped { .. } => Job::Swap,
         Event::Node { .. } => Job::Create,
         Event::Pod { .. } | Event::PodRemoved { .. } | Event::Service { .. } => Job::Deploy,
         Event::ProbesStarted { .. } | Event::Probe { .. } | Event::ProbesDone { .. } => Job::Probes,
@@ -263,9 +265,14 @@ impl Backend for ReplayBackend {
     fn send(&mut self, cmd: Command) {
         tracing::info!(?cmd, "replay command");
         match cmd {
-            Command::Build => {
+            // The recording's build and swap, whichever sides they were for.
+            Command::Build { .. } => {
                 let r = self.records(Job::Build);
                 self.spawn(Job::Build, r)
+            }
+            Command::SwapProxy { .. } => {
+                let r = self.records(Job::Swap);
+                self.spawn(Job::Swap, r)
             }
             Command::CreateClusters => {
                 let r = self.records(Job::Create);

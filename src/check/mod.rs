@@ -14,7 +14,7 @@ pub use verdict::{SCHEMA, Verdict, verdict};
 
 use crate::app::{Driver, Msg, State};
 use crate::backend::{Backend, Command, Event};
-use crate::model::{Job, Phase, PhaseState, PodPhase, Side};
+use crate::model::{Job, Phase, PhaseState, PodPhase, Side, Sides};
 
 /// How long the script waits.
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +82,14 @@ async fn script(
         bail!("no session: the run or recording has no scenario");
     }
     for (cmd, job, phase) in [
-        (Command::Build, Job::Build, Phase::Build),
+        (
+            Command::Build {
+                sides: Sides::Both,
+                recreate: false,
+            },
+            Job::Build,
+            Phase::Build,
+        ),
         (Command::CreateClusters, Job::Create, Phase::Create),
         (Command::Deploy, Job::Deploy, Phase::Deploy),
     ] {
@@ -95,6 +102,29 @@ async fn script(
     finish(driver, Job::Rules, limits.job, progress).await?;
     driver.send(Command::Probe { target: None });
     finish(driver, Job::Probes, limits.job, progress).await
+}
+
+/// `kindred swap-proxy`: swap kube-proxy into the clusters of `sides` (rules and probes are
+/// read again as part of it). Fails when the swap failed on a side.
+pub async fn swap_proxy(
+    backend: Box<dyn Backend>,
+    sides: Sides,
+    mut progress: impl FnMut(String),
+) -> Result<()> {
+    let mut driver = Driver::start(backend, None)?;
+    let limit = Limits::LIVE.job;
+    let ran = tokio::select! {
+        r = async {
+            finish(&mut driver, Job::Attach, limit, &mut |_| {}).await?;
+            driver.send(Command::SwapProxy { sides });
+            finish(&mut driver, Job::Swap, limit, &mut progress).await?;
+            phase_ok(&driver.state, Phase::Swap)
+        } => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    driver.send(Command::Cancel);
+    driver.shutdown();
+    ran
 }
 
 /// Apply messages until `job` has finished; its error, or a silence longer than `limit`, is
@@ -179,6 +209,15 @@ pub fn progress_line(st: &State, ev: &Event) -> Option<String> {
     Some(match ev {
         Event::Phase { side, phase, state } => {
             format!("[{}] {}: {state}", name(*side), phase.title())
+        }
+        // A swap's steps (its build output stays in the log and the dashboard).
+        Event::Output {
+            side,
+            phase: Phase::Swap,
+            line,
+        } if line.starts_with(['▸', '✓', '✗']) => format!("[{}] {line}", name(*side)),
+        Event::ProxySwapped { side, image, .. } => {
+            format!("[{}] kube-proxy runs {image}", name(*side))
         }
         Event::ProbesStarted { side, target } => format!("[{}] probing {target}", name(*side)),
         Event::ProbesDone { side } => format!("[{}] probes done", name(*side)),

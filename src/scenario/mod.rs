@@ -14,6 +14,9 @@ pub const DEFAULT: &str = include_str!("../../assets/scenario.yaml");
 pub const WALKTHROUGH_2019: &str = include_str!("../../assets/scenario-2019.yaml");
 /// A side's ref that means "where the other side's PR branched from the default branch".
 pub const MERGE_BASE: &str = "merge-base";
+/// A side's ref that means "the source checkout as it is now": uncommitted and untracked
+/// (not ignored) files included, snapshotted without touching the checkout.
+pub const WORKTREE: &str = "worktree";
 /// The built-in workloads, with `{{cluster}}` for the cluster name.
 pub const WORKLOADS: &str = include_str!("../../assets/workloads.yaml");
 

@@ -43,6 +43,11 @@ fn side_lines<'a>(
             .spans
             .push(Span::styled(format!(" {v}"), theme.dim()));
     }
+    if let Some(snap) = &s.snapshot {
+        heading
+            .spans
+            .push(Span::styled(format!(" ({snap})"), theme.dim()));
+    }
     if !s.nodes.is_empty() {
         let names: Vec<String> = s.nodes.iter().map(|n| s.short(&n.name)).collect();
         let room = w.saturating_sub(heading.width());
@@ -55,6 +60,10 @@ fn side_lines<'a>(
     let mut failures: Vec<String> = Vec::new();
     for p in Phase::ALL {
         let v = s.phase(p);
+        // A swap is shown once one was asked for.
+        if p == Phase::Swap && v.state == PhaseState::Pending {
+            continue;
+        }
         let (mark, style, note) = match &v.state {
             PhaseState::Pending => ("·", theme.dim(), String::new()),
             PhaseState::Running => {
@@ -82,11 +91,19 @@ fn side_lines<'a>(
         };
         let text = format!("{mark} {:<15} {note}", p.title());
         lines.push(Line::styled(clip(&text, 0, w), style));
+        if p == Phase::Swap
+            && let Some(proxy) = &s.proxy
+        {
+            lines.push(Line::styled(
+                clip(&format!("  runs {proxy}"), 0, w),
+                theme.dim(),
+            ));
+        }
     }
     // Failure reasons in full (wrapped), then errors reported for this pane.
     if !failures.is_empty() {
         lines.push(Line::styled(
-            "  b, c or d runs the phase again",
+            "  b, c, d or p runs the phase again",
             theme.dim(),
         ));
     }

@@ -6,27 +6,31 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod build;
+mod swap;
+
+pub use swap::proxy_tag;
+
 use super::Backend;
-use super::docker::{Docker, commit_tag};
+use super::docker::Docker;
 use super::event::{Command, Event, Expectation, PodInfo, ServiceInfo, SessionInfo, SideInfo};
-use super::kind::{Kind, Progress, progress};
+use super::kind::Kind;
 use super::owned::{Owned, default_path};
 use super::probe::Timeouts;
 use crate::model::{
-    BySide, Job, NodeRole, Pane, Phase, PhaseState, PodPhase, ProxyMode, Side, Target,
+    BySide, Job, NodeRole, Pane, Phase, PhaseState, PodPhase, ProxyMode, Side, Sides, Target,
 };
-use crate::scenario::{MERGE_BASE, Scenario};
+use crate::scenario::Scenario;
 
 /// Seconds between rounds in watch mode.
 pub const WATCH_PERIOD: Duration = Duration::from_secs(10);
@@ -53,7 +57,8 @@ fn stop(t: Task) {
 /// The checks each command needs to have passed (see `kindred doctor`).
 fn needs(cmd: &Command) -> &'static [&'static str] {
     match cmd {
-        Command::Build => &["docker", "kind", "git", "source", "ref", "kubernetes"],
+        Command::Build { .. } => &["docker", "kind", "git", "source", "ref", "kubernetes"],
+        Command::SwapProxy { .. } => &["docker", "kind", "git", "source", "ref"],
         Command::CreateClusters | Command::DeleteClusters => &["docker", "kind"],
         Command::Deploy => &["docker", "curl"],
         Command::RefreshRules | Command::SetWatch(true) => &["docker"],
@@ -153,111 +158,6 @@ impl Ctx {
             }
         }
     }
-}
-
-fn worktree_dir(side: &str, sha: &str) -> PathBuf {
-    super::state_dir()
-        .join("worktrees")
-        .join(format!("{side}-{}", &sha[..sha.len().min(12)]))
-}
-
-/// The commit a side's ref names; `merge-base` is where the other side's PR branched from the
-/// remote's default branch.
-async fn resolve_ref(ctx: &Ctx, side: Side, source: &Path) -> Result<String> {
-    let spec = ctx.sc.side(side);
-    if spec.git_ref != MERGE_BASE {
-        ctx.out(
-            side,
-            Phase::Build,
-            format!("resolving {} in {}", spec.git_ref, source.display()),
-        );
-        let sha = super::git::resolve(source, &spec.git_ref).await?;
-        ctx.out(
-            side,
-            Phase::Build,
-            format!("{} is {}", spec.git_ref, &sha[..12]),
-        );
-        return Ok(sha);
-    }
-    let other = &ctx.sc.side(side.other()).git_ref;
-    let other_source = ctx.sc.resolve(&ctx.sc.side(side.other()).source);
-    let pr = super::git::resolve(&other_source, other).await?;
-    let (sha, branch) = super::git::merge_base(source, &pr).await?;
-    ctx.out(
-        side,
-        Phase::Build,
-        format!("merge-base of {other} and {branch} is {}", &sha[..12]),
-    );
-    Ok(sha)
-}
-
-/// Build a side's node image (skipped when an image for the exact commit exists).
-async fn build(ctx: &Ctx, side: Side) -> Result<()> {
-    ctx.run_phase(side, Phase::Build, || async {
-        let spec = ctx.sc.side(side);
-        let source = ctx.sc.resolve(&spec.source);
-        super::git::check_source(&source)?;
-        let sha = resolve_ref(ctx, side, &source).await?;
-        let version = super::git::describe(&source, &sha).await?;
-        ctx.known.lock().unwrap().kube[side] = version.as_ref().map(|v| (v.major, v.minor));
-        if version.is_none() {
-            ctx.out(
-                side,
-                Phase::Build,
-                "no v* tag reaches this commit (git fetch --tags): the build's version is a guess",
-            );
-        }
-        let docker = ctx.docker().await?;
-        let by_commit = commit_tag(&sha);
-        let built = Event::Built {
-            side,
-            commit: sha.clone(),
-            image: spec.image.clone(),
-            version: version.as_ref().map(|v| v.version.clone()),
-        };
-        if docker.image_exists(&by_commit).await? {
-            docker.tag(&by_commit, &spec.image).await?;
-            ctx.emit(built);
-            return Ok(Some(format!("image {by_commit} exists")));
-        }
-        let dir = super::git::worktree(&source, &sha, &worktree_dir(&spec.name, &sha)).await?;
-        ctx.out(side, Phase::Build, format!("worktree {}", dir.display()));
-        let env = version_env(&dir, version.as_ref())?;
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        ctx.kind
-            .build_node_image(
-                &dir,
-                &spec.image,
-                &env,
-                |l| {
-                    if let Some(Progress::Stage(s)) = progress(l) {
-                        tracing::info!(side = ?side, stage = s, "build");
-                    }
-                    ctx.out(side, Phase::Build, l);
-                },
-                &ctx.cancel,
-            )
-            .await?;
-        docker.tag(&spec.image, &by_commit).await?;
-        ctx.emit(built);
-        Ok(None)
-    })
-    .await
-}
-
-/// `KUBE_GIT_VERSION_FILE` for the Kubernetes build, written into the source tree it builds
-/// (Kubernetes >= 1.35 mounts only that tree into its build container, where a worktree's
-/// `.git` pointer leads nowhere).
-fn version_env(
-    dir: &Path,
-    version: Option<&super::git::KubeVersion>,
-) -> Result<Vec<(&'static str, String)>> {
-    let Some(v) = version else {
-        return Ok(Vec::new());
-    };
-    let file = dir.join(".kindred-version-defs");
-    std::fs::write(&file, v.file()).with_context(|| format!("{}: cannot write", file.display()))?;
-    Ok(vec![("KUBE_GIT_VERSION_FILE", file.display().to_string())])
 }
 
 /// Create (or recreate) a side's cluster. An existing cluster kindred did not create is left
@@ -796,30 +696,60 @@ impl LiveBackend {
         Fut: std::future::Future<Output = Result<()>> + Send + 'static,
     {
         self.spawn(job, None, move |ctx| async move {
-            let (b, p) = if parallel {
-                tokio::join!(f(ctx.clone(), Side::Base), f(ctx.clone(), Side::Pr))
-            } else {
-                let b = f(ctx.clone(), Side::Base).await;
-                (b, f(ctx.clone(), Side::Pr).await)
-            };
-            match (b, p) {
-                (Ok(()), Ok(())) => Ok(()),
-                (Err(e), Ok(())) => Err(e.context(ctx.name(Side::Base).to_string())),
-                (Ok(()), Err(e)) => Err(e.context(ctx.name(Side::Pr).to_string())),
-                (Err(b), Err(p)) => Err(anyhow!(
-                    "{}: {b:#}; {}: {p:#}",
-                    ctx.name(Side::Base),
-                    ctx.name(Side::Pr)
-                )),
-            }
+            for_sides(&ctx, Sides::Both, parallel, f).await
         });
     }
+}
+
+/// Run `f` for each of `sides`, at once or one after the other; the errors of the sides that
+/// failed, each named by its cluster.
+async fn for_sides<F, Fut>(ctx: &Ctx, sides: Sides, parallel: bool, f: F) -> Result<()>
+where
+    F: Fn(Ctx, Side) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut results = Vec::new();
+    if parallel {
+        let runs = sides.list().iter().map(|s| f(ctx.clone(), *s));
+        results.extend(
+            sides
+                .list()
+                .iter()
+                .copied()
+                .zip(futures::future::join_all(runs).await),
+        );
+    } else {
+        for s in sides.list() {
+            results.push((*s, f(ctx.clone(), *s).await));
+        }
+    }
+    let failed: Vec<String> = results
+        .into_iter()
+        .filter_map(|(s, r)| r.err().map(|e| format!("{}: {e:#}", ctx.name(s))))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(failed.join("; ")))
+    }
+}
+
+/// After a cluster changed: its rules and the probes again (errors go to their panes).
+async fn reread(ctx: &Ctx) {
+    if ctx.cancel.is_cancelled() {
+        return;
+    }
+    let r = rules(ctx).await;
+    report(ctx, None, Pane::Diff, r);
+    let r = probes(ctx, None).await;
+    report(ctx, None, Pane::Probes, r);
 }
 
 /// The job a command runs.
 fn job_of(cmd: &Command) -> Option<Job> {
     Some(match cmd {
-        Command::Build => Job::Build,
+        Command::Build { .. } => Job::Build,
+        Command::SwapProxy { .. } => Job::Swap,
         Command::CreateClusters => Job::Create,
         Command::Deploy => Job::Deploy,
         Command::Probe { .. } => Job::Probes,
@@ -905,13 +835,45 @@ impl Backend for LiveBackend {
             return;
         }
         match cmd {
-            Command::Build => {
+            Command::Build { sides, recreate } => {
                 let parallel = self.sc.build.parallel;
-                self.both(
-                    Job::Build,
-                    parallel,
-                    |c, s| async move { build(&c, s).await },
-                )
+                self.spawn(Job::Build, None, move |ctx| async move {
+                    if !recreate {
+                        return for_sides(&ctx, sides, parallel, |c, s| async move {
+                            build::build(&c, s).await
+                        })
+                        .await;
+                    }
+                    let again = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let a = again.clone();
+                    let r = for_sides(&ctx, sides, parallel, move |c, s| {
+                        let a = a.clone();
+                        async move {
+                            let recreated = build::rebuild(&c, s).await?;
+                            a.fetch_or(recreated, std::sync::atomic::Ordering::Relaxed);
+                            Ok(())
+                        }
+                    })
+                    .await;
+                    if again.load(std::sync::atomic::Ordering::Relaxed) {
+                        reread(&ctx).await;
+                    }
+                    r
+                })
+            }
+            Command::SwapProxy { sides } => {
+                self.spawn(Job::Swap, None, move |ctx| async move {
+                    // One at a time: each compiles, and the host has few cores to share.
+                    let r = for_sides(
+                        &ctx,
+                        sides,
+                        false,
+                        |c, s| async move { swap::swap(&c, s).await },
+                    )
+                    .await;
+                    reread(&ctx).await;
+                    r
+                })
             }
             Command::CreateClusters => {
                 self.both(Job::Create, true, |c, s| async move { create(&c, s).await })

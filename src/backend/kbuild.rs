@@ -1,0 +1,237 @@
+//! Kubernetes' own build entry points, for one binary (kube-proxy): `make WHAT=cmd/kube-proxy`
+//! with the host's Go when it is recent enough for the source, else the containerized build
+//! `build/run.sh make WHAT=cmd/kube-proxy` (the one kind uses for node images). argv only.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+/// How long compiling kube-proxy may take (a cold containerized build pulls its build image).
+pub const COMPILE_LIMIT: Duration = Duration::from_secs(3600);
+
+/// How the binary is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum How {
+    /// `make` on the host, with this Go ("go1.24.4").
+    Host { go: String },
+    /// `build/run.sh make` in Kubernetes' build container; why the host's Go was not used.
+    Container { why: String },
+}
+
+impl std::fmt::Display for How {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            How::Host { go } => write!(f, "make on the host with {go}"),
+            How::Container { why } => write!(f, "build/run.sh in the build container ({why})"),
+        }
+    }
+}
+
+/// Docker's and Go's name for the host's architecture.
+pub fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// "go version go1.24.4 linux/amd64" (or "go1.25rc1"): (1, 24, 4).
+pub fn parse_go(text: &str) -> Option<(u32, u32, u32)> {
+    let v = text
+        .split_whitespace()
+        .find_map(|w| {
+            w.strip_prefix("go")
+                .filter(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .or_else(|| Some(text.trim()).filter(|t| t.starts_with(|c: char| c.is_ascii_digit())))?;
+    let core: String = v
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut it = core.split('.').map(|n| n.parse::<u32>().ok());
+    Some((it.next()??, it.next()??, it.next().flatten().unwrap_or(0)))
+}
+
+/// The Go a source tree asks for: `.go-version` (Kubernetes >= 1.30), else go.mod's `go` line.
+pub fn wanted_go(dir: &Path) -> Option<(u32, u32, u32)> {
+    if let Ok(t) = std::fs::read_to_string(dir.join(".go-version"))
+        && let Some(v) = parse_go(&t)
+    {
+        return Some(v);
+    }
+    let m = std::fs::read_to_string(dir.join("go.mod")).ok()?;
+    m.lines()
+        .find_map(|l| l.trim().strip_prefix("go "))
+        .and_then(parse_go)
+}
+
+/// The host's Go, when there is one that answers `go version` within 10 seconds.
+async fn host_go() -> Option<(String, (u32, u32, u32))> {
+    let run = Command::new("go")
+        .arg("version")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v = parse_go(&text)?;
+    Some((format!("go{}.{}.{}", v.0, v.1, v.2), v))
+}
+
+/// Which way to build in `dir`: the host's Go when it is at least what the source wants.
+pub async fn choose(dir: &Path) -> How {
+    let want = wanted_go(dir);
+    match (host_go().await, want) {
+        (Some((name, have)), Some(want)) if have >= want => How::Host { go: name },
+        (Some((name, _)), Some(w)) => How::Container {
+            why: format!(
+                "host {name} is older than go{}.{}.{} the source wants",
+                w.0, w.1, w.2
+            ),
+        },
+        (Some(_), None) => How::Container {
+            why: "the source names no Go version".into(),
+        },
+        (None, _) => How::Container {
+            why: "no Go on the host".into(),
+        },
+    }
+}
+
+/// The argv of a build and where its binary lands.
+pub fn plan(dir: &Path, how: &How, arch: &str) -> (Vec<String>, PathBuf) {
+    let vars = [
+        "WHAT=cmd/kube-proxy".to_string(),
+        format!("KUBE_BUILD_PLATFORMS=linux/{arch}"),
+        "KUBE_VERBOSE=0".to_string(),
+    ];
+    let (mut argv, sub) = match how {
+        How::Host { .. } => (
+            vec![
+                "make".to_string(),
+                "-C".into(),
+                dir.display().to_string(),
+                "all".into(),
+                "FORCE_HOST_GO=y".into(),
+            ],
+            "local",
+        ),
+        How::Container { .. } => (
+            vec![
+                dir.join("build/run.sh").display().to_string(),
+                "make".into(),
+                "all".into(),
+            ],
+            "dockerized",
+        ),
+    };
+    argv.extend(vars);
+    let bin = dir
+        .join("_output")
+        .join(sub)
+        .join("bin/linux")
+        .join(arch)
+        .join("kube-proxy");
+    (argv, bin)
+}
+
+/// Build kube-proxy in `dir` the way `how` says; every output line goes to `on_line`. Returns
+/// the binary's path.
+pub async fn kube_proxy(
+    dir: &Path,
+    how: &How,
+    env: &[(&str, &str)],
+    on_line: impl FnMut(&str),
+    cancel: &CancellationToken,
+) -> Result<PathBuf> {
+    let (argv, bin) = plan(dir, how, arch());
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(dir)
+        .envs(env.iter().copied());
+    super::process::prepare(&mut cmd);
+    let what = format!("{} {}", argv[0], argv[1..].join(" "));
+    let tool = argv[0].clone();
+    let spawn_err = move |e: std::io::Error| anyhow!("running {tool}: {e}");
+    let status =
+        super::process::stream(cmd, &what, spawn_err, on_line, cancel, COMPILE_LIMIT).await?;
+    if !status.success() {
+        bail!("{what} failed ({})", super::process::exit_text(status));
+    }
+    if !bin.is_file() {
+        bail!("{what} finished but left no {}", bin.display());
+    }
+    Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_versions_and_build_plans() {
+        assert_eq!(
+            parse_go("go version go1.24.4 linux/amd64"),
+            Some((1, 24, 4))
+        );
+        assert_eq!(
+            parse_go("go version go1.25rc1 linux/amd64"),
+            Some((1, 25, 0))
+        );
+        assert_eq!(parse_go("1.24.4\n"), Some((1, 24, 4)));
+        assert_eq!(parse_go("1.24"), Some((1, 24, 0)));
+        assert_eq!(parse_go("nothing"), None);
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(
+            t.path().join("go.mod"),
+            "module k8s.io/kubernetes\n\ngo 1.24.0\n",
+        )
+        .unwrap();
+        assert_eq!(wanted_go(t.path()), Some((1, 24, 0)));
+        std::fs::write(t.path().join(".go-version"), "1.25.1\n").unwrap();
+        assert_eq!(wanted_go(t.path()), Some((1, 25, 1)));
+        let how = How::Container {
+            why: "no Go on the host".into(),
+        };
+        let (argv, bin) = plan(Path::new("/k"), &how, "arm64");
+        assert_eq!(
+            argv,
+            [
+                "/k/build/run.sh",
+                "make",
+                "all",
+                "WHAT=cmd/kube-proxy",
+                "KUBE_BUILD_PLATFORMS=linux/arm64",
+                "KUBE_VERBOSE=0"
+            ]
+        );
+        assert_eq!(
+            bin,
+            Path::new("/k/_output/dockerized/bin/linux/arm64/kube-proxy")
+        );
+        let (argv, bin) = plan(
+            Path::new("/k"),
+            &How::Host {
+                go: "go1.25.1".into(),
+            },
+            "amd64",
+        );
+        assert_eq!(&argv[..5], ["make", "-C", "/k", "all", "FORCE_HOST_GO=y"]);
+        assert_eq!(
+            bin,
+            Path::new("/k/_output/local/bin/linux/amd64/kube-proxy")
+        );
+        assert_eq!(
+            how.to_string(),
+            "build/run.sh in the build container (no Go on the host)"
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Building a side: its source (a ref, or the working tree as it is), the node image (reused
+//! when one exists for the exact source), and with `recreate`, the cluster again when the image
+//! it runs is not the one just built.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::Ctx;
+use crate::backend::docker::commit_tag;
+use crate::backend::event::Event;
+use crate::backend::git::{self, KubeVersion};
+use crate::backend::kind::{Progress, progress};
+use crate::model::{Phase, Side};
+use crate::scenario::{MERGE_BASE, WORKTREE};
+
+/// A side's worktree: one per side, moved from commit to commit in place so that the
+/// Kubernetes build's caches (keyed by its path) stay warm.
+fn worktree_dir(side: &str) -> PathBuf {
+    crate::backend::state_dir().join("worktrees").join(side)
+}
+
+/// What a side is built from.
+pub(super) struct Source {
+    pub commit: String,
+    /// "HEAD abc123 + 3 changed files" for a `worktree` side.
+    pub snapshot: Option<String>,
+    pub version: Option<KubeVersion>,
+    /// The side's worktree, checked out at `commit`.
+    pub dir: PathBuf,
+}
+
+/// The commit a side's ref names; `merge-base` is where the other side's PR branched from the
+/// remote's default branch; `worktree` is a snapshot of the checkout as it is now.
+async fn resolve_ref(ctx: &Ctx, side: Side, source: &Path) -> Result<(String, Option<String>)> {
+    let spec = ctx.sc.side(side);
+    let say = |m: String| ctx.out(side, Phase::Build, m);
+    if spec.git_ref == WORKTREE {
+        let snap = git::snapshot(source, &crate::backend::state_dir().join("tmp")).await?;
+        let what = snap.describe();
+        say(format!(
+            "working tree of {}: {what} (commit {})",
+            source.display(),
+            &snap.commit[..12]
+        ));
+        return Ok((snap.commit, Some(what)));
+    }
+    if spec.git_ref != MERGE_BASE {
+        say(format!(
+            "resolving {} in {}",
+            spec.git_ref,
+            source.display()
+        ));
+        let sha = git::resolve(source, &spec.git_ref).await?;
+        say(format!("{} is {}", spec.git_ref, &sha[..12]));
+        return Ok((sha, None));
+    }
+    let other = &ctx.sc.side(side.other()).git_ref;
+    let other_source = ctx.sc.resolve(&ctx.sc.side(side.other()).source);
+    let pr = git::resolve(&other_source, other).await?;
+    let (sha, branch) = git::merge_base(source, &pr).await?;
+    say(format!(
+        "merge-base of {other} and {branch} is {}",
+        &sha[..12]
+    ));
+    Ok((sha, None))
+}
+
+/// A side's source: resolved, described, and (when `checkout`) in its worktree.
+pub(super) async fn source(ctx: &Ctx, side: Side, checkout: bool) -> Result<Source> {
+    let spec = ctx.sc.side(side);
+    let src = ctx.sc.resolve(&spec.source);
+    git::check_source(&src)?;
+    let (commit, snapshot) = resolve_ref(ctx, side, &src).await?;
+    let version = git::describe(&src, &commit).await?;
+    ctx.known.lock().unwrap().kube[side] = version.as_ref().map(|v| (v.major, v.minor));
+    if version.is_none() {
+        ctx.out(
+            side,
+            Phase::Build,
+            "no v* tag reaches this commit (git fetch --tags): the build's version is a guess",
+        );
+    }
+    let dir = worktree_dir(&spec.name);
+    if checkout {
+        git::worktree(&src, &commit, &dir).await?;
+        ctx.out(side, Phase::Build, format!("worktree {}", dir.display()));
+    }
+    Ok(Source {
+        commit,
+        snapshot,
+        version,
+        dir,
+    })
+}
+
+/// Build a side's node image (skipped when an image for the exact source exists).
+pub(super) async fn build(ctx: &Ctx, side: Side) -> Result<()> {
+    ctx.run_phase(side, Phase::Build, || async {
+        let spec = ctx.sc.side(side);
+        let docker = ctx.docker().await?;
+        let mut src = source(ctx, side, false).await?;
+        let by_commit = commit_tag(&src.commit);
+        let built = Event::Built {
+            side,
+            commit: src.commit.clone(),
+            image: spec.image.clone(),
+            version: src.version.as_ref().map(|v| v.version.clone()),
+            snapshot: src.snapshot.clone(),
+        };
+        if docker.image_exists(&by_commit).await? {
+            docker.tag(&by_commit, &spec.image).await?;
+            ctx.emit(built);
+            return Ok(Some(format!("image {by_commit} exists")));
+        }
+        src = source(ctx, side, true).await?;
+        let env = version_env(&src.dir, src.version.as_ref(), src.snapshot.is_some())?;
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let on_line = |l: &str| {
+            if let Some(Progress::Stage(s)) = progress(l) {
+                tracing::info!(side = ?side, stage = s, "build");
+            }
+            ctx.out(side, Phase::Build, l);
+        };
+        ctx.kind
+            .build_node_image(&src.dir, &spec.image, &env, on_line, &ctx.cancel)
+            .await?;
+        docker.tag(&spec.image, &by_commit).await?;
+        ctx.emit(built);
+        Ok(None)
+    })
+    .await
+}
+
+/// `KUBE_GIT_VERSION_FILE` for the Kubernetes build, written into the source tree it builds
+/// (Kubernetes >= 1.35 mounts only that tree into its build container, where a worktree's
+/// `.git` pointer leads nowhere). A working-tree snapshot is built as `dirty`, as Kubernetes'
+/// own scripts would call it.
+pub(super) fn version_env(
+    dir: &Path,
+    version: Option<&KubeVersion>,
+    dirty: bool,
+) -> Result<Vec<(&'static str, String)>> {
+    let Some(v) = version else {
+        return Ok(Vec::new());
+    };
+    let file = dir.join(".kindred-version-defs");
+    std::fs::write(&file, v.file(dirty))
+        .with_context(|| format!("{}: cannot write", file.display()))?;
+    Ok(vec![("KUBE_GIT_VERSION_FILE", file.display().to_string())])
+}
+
+/// Build a side, then, when its cluster exists and runs another image, recreate and deploy it.
+/// Returns whether the cluster was recreated.
+pub(super) async fn rebuild(ctx: &Ctx, side: Side) -> Result<bool> {
+    build(ctx, side).await?;
+    let name = ctx.name(side).to_string();
+    let docker = ctx.docker().await?;
+    let nodes = docker.cluster_nodes(&name).await?;
+    let say = |m: String| ctx.out(side, Phase::Build, m);
+    if nodes.is_empty() {
+        say(format!(
+            "no cluster {name} yet: c creates it from this image"
+        ));
+        return Ok(false);
+    }
+    let image = &ctx.sc.side(side).image;
+    let want = docker.image_id(image).await?;
+    if want.is_some() && nodes.iter().all(|n| Some(&n.image_id) == want.as_ref()) {
+        say(format!(
+            "cluster {name} runs this image already: not recreated"
+        ));
+        return Ok(false);
+    }
+    say(format!("cluster {name} runs another image: recreating it"));
+    super::create(ctx, side).await?;
+    super::deploy(ctx, side).await?;
+    Ok(true)
+}

@@ -1,0 +1,196 @@
+//! Swapping only kube-proxy into a running cluster: build the binary from the side's source
+//! with Kubernetes' own entry points, package it on the kube-proxy image the cluster runs now
+//! (through the Docker engine), load it into every node (`kind load docker-image`), point the
+//! DaemonSet at it and wait for the rollout. A failed rollout sets the DaemonSet back. Each step
+//! is reported in the Build pane with its time.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+
+use super::Ctx;
+use crate::backend::docker::{Docker, build_context};
+use crate::backend::event::Event;
+use crate::backend::kbuild;
+use crate::backend::kube::{self, ProxyContainer};
+use crate::model::{Phase, Side};
+
+/// How long the rollout of the new kube-proxy may take.
+pub const ROLLOUT_LIMIT: Duration = Duration::from_secs(180);
+/// How long reading an image out of a node's containerd may take.
+const EXPORT_LIMIT: Duration = Duration::from_secs(300);
+
+/// One step of a swap: announced, then done or failed with its time.
+async fn step<T>(
+    ctx: &Ctx,
+    side: Side,
+    what: &str,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    ctx.out(side, Phase::Swap, format!("▸ {what}"));
+    let t = Instant::now();
+    let r = f.await;
+    let took = crate::model::seconds(t.elapsed());
+    match &r {
+        Ok(_) => ctx.out(side, Phase::Swap, format!("✓ {what} ({took})")),
+        Err(e) => ctx.out(side, Phase::Swap, format!("✗ {what} ({took}): {e:#}")),
+    }
+    r
+}
+
+/// The tag of a swapped-in kube-proxy: the source commit and a digest of what went into it
+/// (the base image and the binary), so the same build is never loaded twice.
+pub fn proxy_tag(commit: &str, base_id: &str, binary: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    base_id.hash(&mut h);
+    binary.hash(&mut h);
+    format!(
+        "kindred/kube-proxy:{}-{:08x}",
+        &commit[..commit.len().min(12)],
+        h.finish() as u32
+    )
+}
+
+/// The kube-proxy image the cluster runs, in the Docker engine: there already, or read out of
+/// a node's containerd (`ctr images export`) and loaded. Returns its ID.
+async fn base_image(docker: &Docker, node: &str, image: &str) -> Result<String> {
+    if let Some(id) = docker.image_id(image).await? {
+        return Ok(id);
+    }
+    let argv = ["ctr", "--namespace=k8s.io", "images", "export", "-", image];
+    let archive = docker.exec_bytes(node, &argv, EXPORT_LIMIT).await?;
+    docker.load_image(archive).await?;
+    docker.image_id(image).await?.ok_or_else(|| {
+        anyhow!(
+            "{image} was exported from {node} and loaded, yet the Docker engine does not have it"
+        )
+    })
+}
+
+/// The new image: the running one with the new binary at the same path.
+async fn package(
+    ctx: &Ctx,
+    side: Side,
+    docker: &Docker,
+    current: &ProxyContainer,
+    binary: &[u8],
+    tag: &str,
+) -> Result<()> {
+    let dockerfile = format!(
+        "FROM {}\nCOPY kube-proxy {}\nLABEL io.kindred.kube-proxy=swapped\n",
+        current.image, current.binary
+    );
+    let context = build_context(&[
+        ("Dockerfile", 0o644, dockerfile.as_bytes()),
+        ("kube-proxy", 0o755, binary),
+    ])?;
+    docker
+        .build_image(context, tag, |l| {
+            ctx.out(side, Phase::Swap, format!("  {l}"))
+        })
+        .await
+}
+
+/// Swap kube-proxy into one side's cluster.
+pub(super) async fn swap(ctx: &Ctx, side: Side) -> Result<()> {
+    ctx.run_phase(side, Phase::Swap, || async {
+        let name = ctx.name(side).to_string();
+        let docker = ctx.docker().await?;
+        let nodes: Vec<_> = docker
+            .cluster_nodes(&name)
+            .await?
+            .into_iter()
+            .filter(|n| n.running())
+            .collect();
+        let Some(node) = nodes.first() else {
+            bail!("no running cluster {name}: c creates it");
+        };
+        let client = kube::client_for(&ctx.kind, &name).await?;
+        let src = step(ctx, side, "source", super::build::source(ctx, side, true)).await?;
+        let current = step(
+            ctx,
+            side,
+            "read the kube-proxy DaemonSet",
+            kube::proxy_container(&client),
+        )
+        .await?;
+        ctx.out(
+            side,
+            Phase::Swap,
+            format!("  runs {} ({})", current.image, current.binary),
+        );
+        let how = kbuild::choose(&src.dir).await;
+        let env =
+            super::build::version_env(&src.dir, src.version.as_ref(), src.snapshot.is_some())?;
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let out = |l: &str| ctx.out(side, Phase::Swap, format!("  {l}"));
+        let compile = kbuild::kube_proxy(&src.dir, &how, &env, out, &ctx.cancel);
+        let bin = step(ctx, side, &format!("compile kube-proxy: {how}"), compile).await?;
+        let binary = std::fs::read(&bin).map_err(|e| anyhow!("{}: {e}", bin.display()))?;
+        let base_id = step(
+            ctx,
+            side,
+            &format!("base image {}", current.image),
+            base_image(&docker, &node.name, &current.image),
+        )
+        .await?;
+        let tag = proxy_tag(&src.commit, &base_id, &binary);
+        if current.image == tag {
+            ctx.out(
+                side,
+                Phase::Swap,
+                format!("kube-proxy runs {tag} already: nothing to swap"),
+            );
+            return Ok(Some(format!("{tag} runs already")));
+        }
+        step(
+            ctx,
+            side,
+            &format!("image {tag}"),
+            package(ctx, side, &docker, &current, &binary, &tag),
+        )
+        .await?;
+        let load = ctx.kind.load_image(
+            &tag,
+            &name,
+            |l| ctx.out(side, Phase::Swap, format!("  {l}")),
+            &ctx.cancel,
+        );
+        step(ctx, side, &format!("load into {} nodes", nodes.len()), load).await?;
+        step(
+            ctx,
+            side,
+            "point the DaemonSet at it",
+            kube::set_proxy_image(&client, &current.name, &tag),
+        )
+        .await?;
+        let say = |m: String| ctx.out(side, Phase::Swap, format!("  {m}"));
+        let rolled = step(
+            ctx,
+            side,
+            "rollout",
+            kube::wait_proxy_rollout(&client, ROLLOUT_LIMIT, say),
+        )
+        .await;
+        if let Err(e) = rolled {
+            let back = kube::set_proxy_image(&client, &current.name, &current.image).await;
+            let how = match back {
+                Ok(()) => format!("kube-proxy set back to {}", current.image),
+                Err(b) => format!(
+                    "setting kube-proxy back to {} failed too: {b:#}",
+                    current.image
+                ),
+            };
+            return Err(anyhow!("{e:#}; {how}"));
+        }
+        ctx.emit(Event::ProxySwapped {
+            side,
+            image: tag,
+            commit: src.commit,
+            snapshot: src.snapshot,
+        });
+        Ok(None)
+    })
+    .await
+}
