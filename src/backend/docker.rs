@@ -563,6 +563,22 @@ impl Docker {
         }
     }
 
+    /// A label of an image in the engine; `None` when the image or the label is not there.
+    pub async fn image_label(&self, image: &str, key: &str) -> Result<Option<String>> {
+        let inspect = self.inner.inspect_image(image);
+        match tokio::time::timeout(IMAGE_ANSWER, inspect).await {
+            Err(_) => bail!(
+                "the Docker engine at {} did not answer an inspect of {image}",
+                self.endpoint
+            ),
+            Ok(Ok(i)) => Ok(i.config.and_then(|c| c.labels).and_then(|mut l| l.remove(key))),
+            Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            })) => Ok(None),
+            Ok(Err(e)) => Err(anyhow!("inspecting image {image} at {}: {e}", self.endpoint)),
+        }
+    }
+
     /// Run `argv` in a container (no shell) and keep its stdout as bytes (an image archive);
     /// a non-zero exit is an error with its stderr.
     pub async fn exec_bytes(

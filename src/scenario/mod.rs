@@ -82,13 +82,29 @@ impl Default for ClusterSpec {
     }
 }
 
-/// How node images are built.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// How node images are built, and kube-proxy swapped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildSpec {
     /// Both sides at once (default: one after the other).
     #[serde(default)]
     pub parallel: bool,
+    /// Seconds a kube-proxy swap waits for its rollout before setting the DaemonSet back.
+    #[serde(default = "rollout_timeout")]
+    pub rollout_timeout: f64,
+}
+
+fn rollout_timeout() -> f64 {
+    180.0
+}
+
+impl Default for BuildSpec {
+    fn default() -> Self {
+        BuildSpec {
+            parallel: false,
+            rollout_timeout: rollout_timeout(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -375,6 +391,13 @@ impl Scenario {
         }
         if s.probes.targets.is_empty() {
             return Err(err(&["probes", "targets"], "at least one target".into()));
+        }
+        let r = s.build.rollout_timeout;
+        if !(r > 0.0 && r <= 86400.0) {
+            return Err(err(
+                &["build", "rollout_timeout"],
+                format!("{r}: seconds, more than 0 and at most a day"),
+            ));
         }
         s.path = Some(PathBuf::from(file));
         Ok(s)

@@ -325,6 +325,85 @@ pub struct Cluster {
     pub lb_ip: Option<String>,
     /// Pods whose curl times out (exit 28).
     pub timeouts: Vec<String>,
+    /// kube-system/kube-proxy, when the cluster has one to swap.
+    pub proxy: Option<Arc<ProxyDs>>,
+}
+
+/// The kube-proxy DaemonSet of a three-node cluster: a PATCH that changes its image starts a
+/// rollout, which completes at the next read when `rolls` (calling `on_rollout` first, e.g. to
+/// put the new kube-proxy's rules on the nodes), and otherwise stays at one pod unavailable
+/// while the pods wait with `ErrImageNeverPull`.
+pub struct ProxyDs {
+    pub image: Mutex<String>,
+    pub rolls: bool,
+    pub on_rollout: Option<Box<dyn Fn(&str) + Send + Sync>>,
+    /// (generation, rollout pending).
+    state: Mutex<(i64, bool)>,
+}
+
+impl ProxyDs {
+    pub fn new(image: &str, rolls: bool) -> ProxyDs {
+        ProxyDs {
+            image: Mutex::new(image.into()),
+            rolls,
+            on_rollout: None,
+            state: Mutex::new((1, false)),
+        }
+    }
+
+    fn object(&self) -> Value {
+        let mut st = self.state.lock().unwrap();
+        let image = self.image.lock().unwrap().clone();
+        if st.1 && self.rolls {
+            if let Some(f) = &self.on_rollout {
+                f(&image);
+            }
+            st.1 = false;
+        }
+        let (updated, available, unavailable) = if st.1 { (1, 2, 1) } else { (3, 3, 0) };
+        json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "kube-proxy", "namespace": "kube-system", "generation": st.0},
+            "spec": {"selector": {"matchLabels": {"k8s-app": "kube-proxy"}},
+                     "template": {"metadata": {"labels": {"k8s-app": "kube-proxy"}},
+                                  "spec": {"containers": [{"name": "kube-proxy", "image": image,
+                                      "command": ["/usr/local/bin/kube-proxy", "--config=/var/lib/kube-proxy/config.conf"]}]}}},
+            "status": {"observedGeneration": st.0, "desiredNumberScheduled": 3, "currentNumberScheduled": 3,
+                       "numberMisscheduled": 0, "numberReady": available, "updatedNumberScheduled": updated,
+                       "numberAvailable": available, "numberUnavailable": unavailable}
+        })
+    }
+
+    /// Answer a request about kube-proxy, if it is one.
+    pub fn answer(&self, r: &Req) -> Option<Reply> {
+        const DS: &str = "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy";
+        match (r.method.as_str(), r.path.as_str()) {
+            ("GET", DS) => Some(Reply::Json(200, self.object())),
+            ("PATCH", DS) => {
+                let c = &r.body["spec"]["template"]["spec"]["containers"][0];
+                let new = c["image"].as_str().unwrap_or_default().to_string();
+                let mut img = self.image.lock().unwrap();
+                if *img != new {
+                    *img = new;
+                    let mut st = self.state.lock().unwrap();
+                    *st = (st.0 + 1, true);
+                }
+                drop(img);
+                Some(Reply::Json(200, self.object()))
+            }
+            ("GET", "/api/v1/namespaces/kube-system/pods") => {
+                let waiting = self.state.lock().unwrap().1;
+                let reason = if waiting { "ErrImageNeverPull" } else { "" };
+                let p = json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "kube-proxy-x7k2p", "namespace": "kube-system"},
+                    "spec": {"containers": [{"name": "kube-proxy"}]},
+                    "status": {"phase": "Pending", "containerStatuses": [{"name": "kube-proxy", "image": "", "imageID": "",
+                        "ready": false, "restartCount": 0, "state": {"waiting": {"reason": reason}}}]}});
+                Some(Reply::Json(200, list("PodList", if waiting { vec![p] } else { vec![] })))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Cluster {
@@ -384,6 +463,9 @@ impl Cluster {
         let server = ApiServer::start(move |r: &Req| {
             if r.query.contains("watch=true") {
                 return Reply::Hang;
+            }
+            if let Some(a) = self.proxy.as_ref().and_then(|p| p.answer(r)) {
+                return a;
             }
             if let Some((_, d)) = discovery.iter().find(|(p, _)| *p == r.path) {
                 return Reply::Json(200, d.clone());

@@ -168,7 +168,8 @@ set -e
 cmd="$1 $2"
 name=""
 args=("$@")
-printf '%s|' "$@" >> "$(dirname "$0")/argv.log"; echo >> "$(dirname "$0")/argv.log"
+# One write per line: two kinds running at once never mix their lines.
+line=$(printf '%s|' "$@"); echo "$line" >> "$(dirname "$0")/argv.log"
 for ((i=0; i<${{#args[@]}}; i++)); do [ "${{args[$i]}}" = "--name" ] && name="${{args[$((i+1))]}}"; done
 case "$cmd" in
   "create cluster")
@@ -177,11 +178,15 @@ case "$cmd" in
     done
     echo "Creating cluster \"$name\" ..." >&2
     echo " • Preparing nodes 📦 📦 📦   ..." >&2
+    node_image={image}
+    for ((i=0; i<${{#args[@]}}; i++)); do
+      [ "${{args[$i]}}" = "--image" ] && docker image inspect "${{args[$((i+1))]}}" >/dev/null 2>&1 && node_image="${{args[$((i+1))]}}"
+    done
     for n in control-plane worker worker2; do
       role=worker; [ "$n" = control-plane ] && role=control-plane
       docker run -d --name "$name-$n" --hostname "$name-$n" \
         --label io.x-k8s.kind.cluster="$name" --label io.x-k8s.kind.role="$role" --label {label} \
-        --network {network} --cap-add NET_ADMIN -v /usr:/usr:ro {image} sleep 3600 >/dev/null
+        --network {network} --cap-add NET_ADMIN -v /usr:/usr:ro "$node_image" sleep 3600 >/dev/null
     done
     echo " ✓ Preparing nodes 📦 📦 📦" >&2
     echo "Set kubectl context to \"kind-$name\"" >&2 ;;
@@ -195,8 +200,15 @@ case "$cmd" in
     if [ -f "$(dirname "$0")/build-delay" ]; then sleep "$(cat "$(dirname "$0")/build-delay")"; fi
     if [ -n "$KUBE_GIT_VERSION_FILE" ]; then cp "$KUBE_GIT_VERSION_FILE" "$(dirname "$0")/version-$img.txt" 2>/dev/null || true; fi
     ls "$3" > "$(dirname "$0")/tree-$img.txt"
-    docker tag {image} "$img"
+    # Every file of the tree it was given, with its content: one image per tree.
+    (cd "$3" && find . -name .git -prune -o -type f -print | LC_ALL=C sort | while read -r f; do echo "== $f"; cat "$f"; done) > "$(dirname "$0")/content-$img.txt"
+    sum=$(md5sum < "$(dirname "$0")/content-$img.txt" | cut -c1-32)
+    printf 'FROM {image}\nLABEL io.kindred.test.tree=%s\n' "$sum" | docker build -q -t "$img" - >/dev/null 2>&1
     echo "Image \"$img\" build completed." >&2 ;;
+  "load docker-image")
+    # kind load docker-image IMAGE --name NAME: the image must be in the Docker engine.
+    docker image inspect "$3" >/dev/null || {{ echo "ERROR: image: \"$3\" not present locally" >&2; exit 1; }}
+    echo "Image: \"$3\" with ID \"$(docker image inspect -f '{{{{.Id}}}}' "$3")\" not yet present on node \"$name-control-plane\", loading..." >&2 ;;
   version*)
     echo "kind v${{KIND_VERSION:-0.30.0}} go1.24.0 linux/amd64" ;;
   "export kubeconfig")

@@ -15,8 +15,6 @@ use crate::backend::kbuild;
 use crate::backend::kube::{self, ProxyContainer};
 use crate::model::{Phase, Side};
 
-/// How long the rollout of the new kube-proxy may take.
-pub const ROLLOUT_LIMIT: Duration = Duration::from_secs(180);
 /// How long reading an image out of a node's containerd may take.
 const EXPORT_LIMIT: Duration = Duration::from_secs(300);
 
@@ -52,9 +50,24 @@ pub fn proxy_tag(commit: &str, base_id: &str, binary: &[u8]) -> String {
     )
 }
 
-/// The kube-proxy image the cluster runs, in the Docker engine: there already, or read out of
-/// a node's containerd (`ctr images export`) and loaded. Returns its ID.
-async fn base_image(docker: &Docker, node: &str, image: &str) -> Result<String> {
+/// The label on a swapped-in image naming the image it was built on.
+const BASE_LABEL: &str = "io.kindred.kube-proxy.base";
+
+/// The image a new kube-proxy is built on: the one the cluster runs, or when that is itself a
+/// swapped-in build, the image that one was built on (so the same binary makes the same image).
+/// Put in the Docker engine when it is not there (read out of a node's containerd with
+/// `ctr images export`, and loaded). Returns its name and ID.
+async fn base_image(docker: &Docker, node: &str, running: &str) -> Result<(String, String)> {
+    let image = match docker.image_label(running, BASE_LABEL).await? {
+        Some(b) if docker.image_id(&b).await?.is_some() => b,
+        _ => running.to_string(),
+    };
+    let id = fetch_image(docker, node, &image).await?;
+    Ok((image, id))
+}
+
+/// An image from the engine, else from a node's containerd; its ID.
+async fn fetch_image(docker: &Docker, node: &str, image: &str) -> Result<String> {
     if let Some(id) = docker.image_id(image).await? {
         return Ok(id);
     }
@@ -68,18 +81,18 @@ async fn base_image(docker: &Docker, node: &str, image: &str) -> Result<String> 
     })
 }
 
-/// The new image: the running one with the new binary at the same path.
+/// The new image: `base` with the new binary where the DaemonSet runs it.
 async fn package(
     ctx: &Ctx,
     side: Side,
     docker: &Docker,
-    current: &ProxyContainer,
+    (current, base): (&ProxyContainer, &str),
     binary: &[u8],
     tag: &str,
 ) -> Result<()> {
     let dockerfile = format!(
-        "FROM {}\nCOPY kube-proxy {}\nLABEL io.kindred.kube-proxy=swapped\n",
-        current.image, current.binary
+        "FROM {base}\nCOPY kube-proxy {}\nLABEL io.kindred.kube-proxy=swapped {BASE_LABEL}=\"{base}\"\n",
+        current.binary
     );
     let context = build_context(&[
         ("Dockerfile", 0o644, dockerfile.as_bytes()),
@@ -128,13 +141,9 @@ pub(super) async fn swap(ctx: &Ctx, side: Side) -> Result<()> {
         let compile = kbuild::kube_proxy(&src.dir, &how, &env, out, &ctx.cancel);
         let bin = step(ctx, side, &format!("compile kube-proxy: {how}"), compile).await?;
         let binary = std::fs::read(&bin).map_err(|e| anyhow!("{}: {e}", bin.display()))?;
-        let base_id = step(
-            ctx,
-            side,
-            &format!("base image {}", current.image),
-            base_image(&docker, &node.name, &current.image),
-        )
-        .await?;
+        let fetch = base_image(&docker, &node.name, &current.image);
+        let (base, base_id) = step(ctx, side, "base image", fetch).await?;
+        ctx.out(side, Phase::Swap, format!("  on {base}"));
         let tag = proxy_tag(&src.commit, &base_id, &binary);
         if current.image == tag {
             ctx.out(
@@ -148,7 +157,7 @@ pub(super) async fn swap(ctx: &Ctx, side: Side) -> Result<()> {
             ctx,
             side,
             &format!("image {tag}"),
-            package(ctx, side, &docker, &current, &binary, &tag),
+            package(ctx, side, &docker, (&current, &base), &binary, &tag),
         )
         .await?;
         let load = ctx.kind.load_image(
@@ -166,11 +175,12 @@ pub(super) async fn swap(ctx: &Ctx, side: Side) -> Result<()> {
         )
         .await?;
         let say = |m: String| ctx.out(side, Phase::Swap, format!("  {m}"));
+        let rollout = Duration::from_secs_f64(ctx.sc.build.rollout_timeout);
         let rolled = step(
             ctx,
             side,
             "rollout",
-            kube::wait_proxy_rollout(&client, ROLLOUT_LIMIT, say),
+            kube::wait_proxy_rollout(&client, rollout, say),
         )
         .await;
         if let Err(e) = rolled {

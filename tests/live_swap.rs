@@ -1,0 +1,268 @@
+//! Swapping only kube-proxy, end to end in-process: real git (a `worktree` side with an
+//! uncommitted edit), Kubernetes' containerized build entry point (`build/run.sh`, a stand-in
+//! here that writes a stand-in binary), the image built through bollard on the kube-proxy image
+//! the cluster runs (read out of a node with `ctr images export` when the engine lacks it), a
+//! stand-in `kind` that checks and records the load, and an API server stand-in for the
+//! DaemonSet patch and the rollout. A failed rollout sets kube-proxy back; a failed compile
+//! touches nothing. Ignored by plain `cargo test` (needs Docker).
+
+mod common;
+use common::apiserver::{Cluster, ProxyDs, Req};
+use common::*;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use kindred::backend::event::Event;
+use kindred::backend::{Backend, Command};
+use kindred::model::{Job, Phase, PhaseState, Side, Sides, Target};
+use kindred::scenario::Scenario;
+
+/// A Kubernetes-like checkout whose build entry points (`build/run.sh` and `make`) write a
+/// stand-in kube-proxy holding the tree's `proxier-wip.go`, and record how they were called.
+/// A `build/fail` file makes them fail as a compile error would.
+pub fn kube_proxy_source(dir: &Path) {
+    kubernetes_like(dir);
+    let script = r##"#!/bin/sh
+# Stand-in for Kubernetes' build entry points: build/run.sh make all WHAT=... KUBE_BUILD_PLATFORMS=linux/ARCH
+root=$(cd "$(dirname "$0")/.." && pwd)
+sub=${KINDRED_TEST_SUB:-dockerized}
+plat=linux/amd64
+for a in "$@"; do case "$a" in KUBE_BUILD_PLATFORMS=*) plat=${a#KUBE_BUILD_PLATFORMS=};; esac; done
+echo "$0 $*" >> "$root/../build-calls.log"
+echo "+++ [1128 10:00:00] Building go targets for $plat: cmd/kube-proxy"
+if [ -f "$root/build/fail" ]; then
+  echo "pkg/proxy/nftables/proxier.go:42:1: syntax error: unexpected }" >&2
+  echo "!!! [1128 10:00:01] Call tree:" >&2
+  exit 1
+fi
+mkdir -p "$root/_output/$sub/bin/$plat"
+{ echo '#!/bin/sh'; echo "# kube-proxy built from:"; sed 's/^/# /' "$root/proxier-wip.go" 2>/dev/null; } > "$root/_output/$sub/bin/$plat/kube-proxy"
+chmod +x "$root/_output/$sub/bin/$plat/kube-proxy"
+"##;
+    std::fs::create_dir_all(dir.join("build")).unwrap();
+    std::fs::write(dir.join("build/run.sh"), script).unwrap();
+    std::fs::write(
+        dir.join("Makefile"),
+        "all:\n\tKINDRED_TEST_SUB=local sh build/run.sh $(MAKEFLAGS)\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("build/run.sh"), std::fs::Permissions::from_mode(0o755))
+        .unwrap();
+    std::fs::write(dir.join("proxier-wip.go"), "package nftables // committed\n").unwrap();
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "build entry points"]);
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    src: std::path::PathBuf,
+    kind_dir: std::path::PathBuf,
+    sc: Scenario,
+    base: String,
+    _cleanup: Cleanup,
+    images: Images,
+}
+
+/// A PR cluster of three kind-like nodes (no base cluster), its kube-proxy image in the engine
+/// (or, with `in_node`, only in the control plane's containerd stand-in).
+fn setup(tag: &str, in_node: bool) -> Setup {
+    image();
+    let pid = std::process::id();
+    let network = format!("kindred-swap-{tag}{pid}");
+    network_create(&network, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    in_process_state();
+    let src = tmp.path().join("kubernetes");
+    std::fs::create_dir_all(&src).unwrap();
+    kube_proxy_source(&src);
+    let kind_dir = tmp.path().join("kind");
+    std::fs::create_dir_all(&kind_dir).unwrap();
+    let mut sc = Scenario::builtin();
+    for (s, t, r) in [(&mut sc.base, "b", "v1.34.0"), (&mut sc.pr, "p", "worktree")] {
+        s.source = src.display().to_string();
+        s.git_ref = r.into();
+        s.image = format!("kindred-swap-{tag}{t}{pid}:test");
+        s.name = format!("s{tag}{t}{pid}");
+    }
+    sc.probes.targets[0] = Target::Addr("10.96.0.10:80".into());
+    let name = sc.pr.name.clone();
+    for (n, role) in [("control-plane", "control-plane"), ("worker", "worker"), ("worker2", "worker")] {
+        run_node(&format!("{name}-{n}"), &name, role, &network);
+    }
+    if in_node {
+        // The control plane again, with /bin (where the `ctr` stand-in goes) first on its PATH:
+        // the host's /usr/bin may have a real ctr.
+        let cp = format!("{name}-control-plane");
+        docker(&["rm", "-f", &cp]);
+        let labels = [
+            format!("io.x-k8s.kind.cluster={name}"),
+            "io.x-k8s.kind.role=control-plane".to_string(),
+            format!("{TEST_LABEL}={pid}"),
+        ];
+        docker(&[
+            "run", "-d", "--name", &cp, "--hostname", &cp, "--label", &labels[0], "--label", &labels[1],
+            "--label", &labels[2], "--network", &network, "--cap-add", "NET_ADMIN", "-v", "/usr:/usr:ro",
+            "-e", "PATH=/bin:/usr/sbin:/usr/bin", IMAGE, "sleep", "3600",
+        ]);
+    }
+    let cleanup = Cleanup { clusters: vec![name.clone()], network };
+    let base = format!("kindred-test-kube-proxy:{tag}{pid}");
+    docker(&["tag", IMAGE, &base]);
+    if in_node {
+        // `ctr images export - IMAGE` in the node prints the image's archive.
+        let tar = tmp.path().join("base.tar");
+        docker(&["save", "-o", tar.to_str().unwrap(), &base]);
+        docker(&["rmi", &base]);
+        let cp = format!("{name}-control-plane");
+        docker(&["cp", tar.to_str().unwrap(), &format!("{cp}:/base.tar")]);
+        let ctr = tmp.path().join("ctr");
+        std::fs::write(&ctr, "#!/bin/sh\necho \"$@\" > /ctr-args\n[ \"$4\" = - ] || exit 2\ncat /base.tar\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ctr, std::fs::Permissions::from_mode(0o755)).unwrap();
+        docker(&["cp", ctr.to_str().unwrap(), &format!("{cp}:/bin/ctr")]);
+    }
+    let images = Images(vec![base.clone()]);
+    Setup { _tmp: tmp, src, kind_dir, sc, base, _cleanup: cleanup, images }
+}
+
+fn outputs(ev: &[Event]) -> Vec<String> {
+    ev.iter()
+        .filter_map(|e| match e {
+            Event::Output { side: Side::Pr, phase: Phase::Swap, line } => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn patches(reqs: &[Req]) -> Vec<Req> {
+    reqs.iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/daemonsets/kube-proxy"))
+        .cloned()
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn a_swap_builds_packages_loads_patches_and_waits_for_the_rollout() {
+    let mut s = setup("ok", true);
+    // The user's uncommitted edit is what gets built.
+    std::fs::write(s.src.join("proxier-wip.go"), "package nftables // uncommitted fix\n").unwrap();
+    let kind = standin(&s.kind_dir, "bridge");
+    let ds = Arc::new(ProxyDs::new(&s.base, true));
+    runtime().block_on(async {
+        let name = s.sc.pr.name.clone();
+        let (server, _) = Cluster { name: name.clone(), proxy: Some(ds.clone()), ..Cluster::default() }.serve().await;
+        Cluster::kubeconfig_for(&name, &server);
+        let (mut backend, mut rx) = attached(s.sc.clone(), kind).await;
+
+        backend.send(Command::SwapProxy { sides: Sides::Pr });
+        let (ev, err) = until_finished(&mut rx, Job::Swap).await;
+        let out = outputs(&ev);
+        assert_eq!(err, None, "{out:#?}");
+        let tag = ev.iter().find_map(|e| match e {
+            Event::ProxySwapped { side: Side::Pr, image, snapshot, .. } => {
+                assert!(snapshot.as_deref().is_some_and(|x| x.ends_with("+ 1 changed file")), "{snapshot:?}");
+                Some(image.clone())
+            }
+            _ => None,
+        });
+        let tag = tag.expect("swapped");
+        s.images.0.push(tag.clone());
+        assert!(tag.starts_with("kindred/kube-proxy:"), "{tag}");
+        // Every step said, with its time, in order.
+        let steps: Vec<&str> = out.iter().filter(|l| l.starts_with('✓')).map(|l| l.as_str()).collect();
+        for (i, want) in ["✓ source", "✓ read the kube-proxy DaemonSet", "✓ compile kube-proxy: ", "✓ base image (", "✓ image kindred/kube-proxy:", "✓ load into 3 nodes", "✓ point the DaemonSet at it", "✓ rollout"].iter().enumerate() {
+            assert!(steps.get(i).is_some_and(|l| l.starts_with(want) && l.ends_with("s)")), "step {i} {want}: {steps:#?}");
+        }
+        assert!(out.iter().any(|l| l.contains("Building go targets for linux/")), "{out:#?}");
+        assert!(ev.iter().any(|e| matches!(e, Event::Phase { side: Side::Pr, phase: Phase::Swap, state: PhaseState::Done })));
+        // The base image came out of the node's containerd.
+        let args = docker(&["exec", &format!("{name}-control-plane"), "cat", "/ctr-args"]);
+        assert_eq!(args, format!("--namespace=k8s.io images export - {}", s.base));
+        // The image: the running one plus the binary built from the working tree, where the
+        // DaemonSet's command runs it.
+        let bin = docker(&["run", "--rm", "--entrypoint", "/bin/cat", &tag, "/usr/local/bin/kube-proxy"]);
+        assert!(bin.contains("# package nftables // uncommitted fix"), "{bin}");
+        let label = docker(&["image", "inspect", "-f", "{{index .Config.Labels \"io.kindred.kube-proxy\"}}", &tag]);
+        assert_eq!(label, "swapped");
+        // kind loaded it into the cluster (the stand-in checks it exists first).
+        let argv = std::fs::read_to_string(s.kind_dir.join("argv.log")).unwrap();
+        assert!(argv.contains(&format!("load|docker-image|{tag}|--name|{name}|")), "{argv}");
+        // The patch: the container by name, the new image, never pulled; kindred's field manager.
+        let reqs = server.requests();
+        let p = patches(&reqs);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        let c = &p[0].body["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!((c["name"].as_str(), c["image"].as_str(), c["imagePullPolicy"].as_str()), (Some("kube-proxy"), Some(tag.as_str()), Some("IfNotPresent")));
+        assert_eq!(p[0].params("fieldManager"), ["kindred"]);
+        assert_eq!(p[0].header("content-type"), Some("application/strategic-merge-patch+json"));
+        assert_eq!(*ds.image.lock().unwrap(), tag);
+        // Then the rules and probes again.
+        assert!(ev.iter().any(|e| matches!(e, Event::ProbesDone { side: Side::Pr })), "probed again");
+
+        // Again with nothing changed: nothing to load, nothing to patch.
+        backend.send(Command::SwapProxy { sides: Sides::Pr });
+        let (ev, err) = until_finished(&mut rx, Job::Swap).await;
+        assert_eq!(err, None, "{:#?}", outputs(&ev));
+        assert!(ev.iter().any(|e| matches!(e, Event::Phase { side: Side::Pr, phase: Phase::Swap, state: PhaseState::Skipped { reason } } if reason.contains("runs already"))), "{:#?}", outputs(&ev));
+        assert_eq!(patches(&server.requests()).len(), 1);
+        let argv = std::fs::read_to_string(s.kind_dir.join("argv.log")).unwrap();
+        assert_eq!(argv.matches("load|docker-image|").count(), 1, "{argv}");
+        backend.shutdown();
+    });
+}
+
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn a_failed_rollout_sets_kube_proxy_back_and_a_failed_compile_touches_nothing() {
+    let mut s = setup("bad", false);
+    s.sc.build.rollout_timeout = 2.0;
+    let kind = standin(&s.kind_dir, "bridge");
+    let ds = Arc::new(ProxyDs::new(&s.base, false));
+    runtime().block_on(async {
+        let name = s.sc.pr.name.clone();
+        let (server, _) = Cluster { name: name.clone(), proxy: Some(ds.clone()), ..Cluster::default() }.serve().await;
+        Cluster::kubeconfig_for(&name, &server);
+        let (mut backend, mut rx) = attached(s.sc.clone(), kind).await;
+
+        // The new pods never come up: after rollout_timeout, the DaemonSet is set back.
+        backend.send(Command::SwapProxy { sides: Sides::Pr });
+        let (ev, err) = until_finished(&mut rx, Job::Swap).await;
+        let err = err.expect("the swap failed");
+        let reason = ev.iter().find_map(|e| match e {
+            Event::Phase { side: Side::Pr, phase: Phase::Swap, state: PhaseState::Failed { reason } } => Some(reason.clone()),
+            _ => None,
+        });
+        let reason = reason.expect("failed phase");
+        assert!(reason.contains("rollout not done after 2s") && reason.contains("kube-proxy-x7k2p: ErrImageNeverPull"), "{reason}");
+        assert!(reason.contains(&format!("kube-proxy set back to {}", s.base)), "{reason}");
+        assert!(err.contains(&name), "{err}");
+        let p = patches(&server.requests());
+        assert_eq!(p.len(), 2, "{p:#?}");
+        let img = |r: &Req| r.body["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_string();
+        s.images.0.push(img(&p[0]));
+        assert_eq!(img(&p[1]), s.base);
+        assert_eq!(*ds.image.lock().unwrap(), s.base);
+        assert!(outputs(&ev).iter().any(|l| l.starts_with("✗ rollout (")), "{:#?}", outputs(&ev));
+
+        // A compile error: no image, no load, no patch; the pane says why.
+        std::fs::write(s.src.join("build/fail"), "").unwrap();
+        let loads = std::fs::read_to_string(s.kind_dir.join("argv.log")).unwrap().matches("load|").count();
+        backend.send(Command::SwapProxy { sides: Sides::Pr });
+        let (ev, err) = until_finished(&mut rx, Job::Swap).await;
+        assert!(err.is_some());
+        let out = outputs(&ev);
+        assert!(out.iter().any(|l| l.starts_with("✗ compile kube-proxy: ") && l.contains("build/run.sh make all WHAT=cmd/kube-proxy") && l.contains("failed (exit 1)")), "{out:#?}");
+        assert!(out.iter().any(|l| l.contains("syntax error: unexpected }")), "{out:#?}");
+        assert_eq!(patches(&server.requests()).len(), 2);
+        let argv = std::fs::read_to_string(s.kind_dir.join("argv.log")).unwrap();
+        assert_eq!(argv.matches("load|").count(), loads);
+        backend.shutdown();
+    });
+}
