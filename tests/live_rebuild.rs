@@ -50,8 +50,9 @@ fn phase_is(ev: &[Event], side: Side, phase: Phase, f: impl Fn(&PhaseState) -> b
 }
 
 fn said(ev: &[Event], side: Side, what: &str) -> bool {
-    ev.iter()
-        .any(|e| matches!(e, Event::Output { side: s, line, .. } if *s == side && line.contains(what)))
+    ev.iter().any(
+        |e| matches!(e, Event::Output { side: s, line, .. } if *s == side && line.contains(what)),
+    )
 }
 
 #[test]
@@ -71,8 +72,16 @@ fn worktree_builds_hold_every_edit_and_only_a_changed_image_recreates_its_cluste
     git(&src, &["stash", "-q"]);
     std::fs::write(src.join("OWNER"), "staged edit\n").unwrap();
     git(&src, &["add", "OWNER"]);
-    std::fs::write(src.join("go.mod"), "module k8s.io/kubernetes\n\ngo 1.24\n// unstaged edit\n").unwrap();
-    std::fs::write(src.join("proxier-wip.go"), "package nftables // untracked\n").unwrap();
+    std::fs::write(
+        src.join("go.mod"),
+        "module k8s.io/kubernetes\n\ngo 1.24\n// unstaged edit\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("proxier-wip.go"),
+        "package nftables // untracked\n",
+    )
+    .unwrap();
     let before = checkout_state(&src);
 
     let kind_dir = tmp.path().join("kind");
@@ -80,7 +89,10 @@ fn worktree_builds_hold_every_edit_and_only_a_changed_image_recreates_its_cluste
     let kind = standin(&kind_dir, &network);
     let log = kind_dir.join("argv.log");
     let mut sc = Scenario::builtin();
-    for (s, tag, r) in [(&mut sc.base, "wb", "v1.34.0"), (&mut sc.pr, "wp", "worktree")] {
+    for (s, tag, r) in [
+        (&mut sc.base, "wb", "v1.34.0"),
+        (&mut sc.pr, "wp", "worktree"),
+    ] {
         s.source = src.display().to_string();
         s.git_ref = r.into();
         s.image = format!("kindred-worktree-{tag}{pid}:test");
@@ -95,7 +107,10 @@ fn worktree_builds_hold_every_edit_and_only_a_changed_image_recreates_its_cluste
     };
     let mut images = built_images(&sc, &[&base_sha]);
     let pr_img = sc.pr.image.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut servers = Vec::new();
         for side in Side::BOTH {

@@ -48,9 +48,16 @@ chmod +x "$root/_output/$sub/bin/$plat/kube-proxy"
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.join("build/run.sh"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
-    std::fs::write(dir.join("proxier-wip.go"), "package nftables // committed\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("build/run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("proxier-wip.go"),
+        "package nftables // committed\n",
+    )
+    .unwrap();
     git(dir, &["add", "."]);
     git(dir, &["commit", "-qm", "build entry points"]);
 }
@@ -80,7 +87,10 @@ fn setup(tag: &str, in_node: bool) -> Setup {
     let kind_dir = tmp.path().join("kind");
     std::fs::create_dir_all(&kind_dir).unwrap();
     let mut sc = Scenario::builtin();
-    for (s, t, r) in [(&mut sc.base, "b", "v1.34.0"), (&mut sc.pr, "p", "worktree")] {
+    for (s, t, r) in [
+        (&mut sc.base, "b", "v1.34.0"),
+        (&mut sc.pr, "p", "worktree"),
+    ] {
         s.source = src.display().to_string();
         s.git_ref = r.into();
         s.image = format!("kindred-swap-{tag}{t}{pid}:test");
@@ -88,7 +98,11 @@ fn setup(tag: &str, in_node: bool) -> Setup {
     }
     sc.probes.targets[0] = Target::Addr("10.96.0.10:80".into());
     let name = sc.pr.name.clone();
-    for (n, role) in [("control-plane", "control-plane"), ("worker", "worker"), ("worker2", "worker")] {
+    for (n, role) in [
+        ("control-plane", "control-plane"),
+        ("worker", "worker"),
+        ("worker2", "worker"),
+    ] {
         run_node(&format!("{name}-{n}"), &name, role, &network);
     }
     if in_node {
@@ -102,12 +116,35 @@ fn setup(tag: &str, in_node: bool) -> Setup {
             format!("{TEST_LABEL}={pid}"),
         ];
         docker(&[
-            "run", "-d", "--name", &cp, "--hostname", &cp, "--label", &labels[0], "--label", &labels[1],
-            "--label", &labels[2], "--network", &network, "--cap-add", "NET_ADMIN", "-v", "/usr:/usr:ro",
-            "-e", "PATH=/bin:/usr/sbin:/usr/bin", IMAGE, "sleep", "3600",
+            "run",
+            "-d",
+            "--name",
+            &cp,
+            "--hostname",
+            &cp,
+            "--label",
+            &labels[0],
+            "--label",
+            &labels[1],
+            "--label",
+            &labels[2],
+            "--network",
+            &network,
+            "--cap-add",
+            "NET_ADMIN",
+            "-v",
+            "/usr:/usr:ro",
+            "-e",
+            "PATH=/bin:/usr/sbin:/usr/bin",
+            IMAGE,
+            "sleep",
+            "3600",
         ]);
     }
-    let cleanup = Cleanup { clusters: vec![name.clone()], network };
+    let cleanup = Cleanup {
+        clusters: vec![name.clone()],
+        network,
+    };
     let base = format!("kindred-test-kube-proxy:{tag}{pid}");
     docker(&["tag", IMAGE, &base]);
     if in_node {
@@ -118,19 +155,35 @@ fn setup(tag: &str, in_node: bool) -> Setup {
         let cp = format!("{name}-control-plane");
         docker(&["cp", tar.to_str().unwrap(), &format!("{cp}:/base.tar")]);
         let ctr = tmp.path().join("ctr");
-        std::fs::write(&ctr, "#!/bin/sh\necho \"$@\" > /ctr-args\n[ \"$4\" = - ] || exit 2\ncat /base.tar\n").unwrap();
+        std::fs::write(
+            &ctr,
+            "#!/bin/sh\necho \"$@\" > /ctr-args\n[ \"$4\" = - ] || exit 2\ncat /base.tar\n",
+        )
+        .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&ctr, std::fs::Permissions::from_mode(0o755)).unwrap();
         docker(&["cp", ctr.to_str().unwrap(), &format!("{cp}:/bin/ctr")]);
     }
     let images = Images(vec![base.clone()]);
-    Setup { _tmp: tmp, src, kind_dir, sc, base, _cleanup: cleanup, images }
+    Setup {
+        _tmp: tmp,
+        src,
+        kind_dir,
+        sc,
+        base,
+        _cleanup: cleanup,
+        images,
+    }
 }
 
 fn outputs(ev: &[Event]) -> Vec<String> {
     ev.iter()
         .filter_map(|e| match e {
-            Event::Output { side: Side::Pr, phase: Phase::Swap, line } => Some(line.clone()),
+            Event::Output {
+                side: Side::Pr,
+                phase: Phase::Swap,
+                line,
+            } => Some(line.clone()),
             _ => None,
         })
         .collect()
@@ -144,7 +197,10 @@ fn patches(reqs: &[Req]) -> Vec<Req> {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -152,7 +208,11 @@ fn runtime() -> tokio::runtime::Runtime {
 fn a_swap_builds_packages_loads_patches_and_waits_for_the_rollout() {
     let mut s = setup("ok", true);
     // The user's uncommitted edit is what gets built.
-    std::fs::write(s.src.join("proxier-wip.go"), "package nftables // uncommitted fix\n").unwrap();
+    std::fs::write(
+        s.src.join("proxier-wip.go"),
+        "package nftables // uncommitted fix\n",
+    )
+    .unwrap();
     let kind = standin(&s.kind_dir, "bridge");
     let ds = Arc::new(ProxyDs::new(&s.base, true));
     runtime().block_on(async {
@@ -227,7 +287,13 @@ fn a_failed_rollout_sets_kube_proxy_back_and_a_failed_compile_touches_nothing() 
     let ds = Arc::new(ProxyDs::new(&s.base, false));
     runtime().block_on(async {
         let name = s.sc.pr.name.clone();
-        let (server, _) = Cluster { name: name.clone(), proxy: Some(ds.clone()), ..Cluster::default() }.serve().await;
+        let (server, _) = Cluster {
+            name: name.clone(),
+            proxy: Some(ds.clone()),
+            ..Cluster::default()
+        }
+        .serve()
+        .await;
         Cluster::kubeconfig_for(&name, &server);
         let (mut backend, mut rx) = attached(s.sc.clone(), kind).await;
 
@@ -236,33 +302,258 @@ fn a_failed_rollout_sets_kube_proxy_back_and_a_failed_compile_touches_nothing() 
         let (ev, err) = until_finished(&mut rx, Job::Swap).await;
         let err = err.expect("the swap failed");
         let reason = ev.iter().find_map(|e| match e {
-            Event::Phase { side: Side::Pr, phase: Phase::Swap, state: PhaseState::Failed { reason } } => Some(reason.clone()),
+            Event::Phase {
+                side: Side::Pr,
+                phase: Phase::Swap,
+                state: PhaseState::Failed { reason },
+            } => Some(reason.clone()),
             _ => None,
         });
         let reason = reason.expect("failed phase");
-        assert!(reason.contains("rollout not done after 2s") && reason.contains("kube-proxy-x7k2p: ErrImageNeverPull"), "{reason}");
-        assert!(reason.contains(&format!("kube-proxy set back to {}", s.base)), "{reason}");
+        assert!(
+            reason.contains("rollout not done after 2s")
+                && reason.contains("kube-proxy-x7k2p: ErrImageNeverPull"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains(&format!("kube-proxy set back to {}", s.base)),
+            "{reason}"
+        );
         assert!(err.contains(&name), "{err}");
         let p = patches(&server.requests());
         assert_eq!(p.len(), 2, "{p:#?}");
-        let img = |r: &Req| r.body["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_string();
+        let img = |r: &Req| {
+            r.body["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
         s.images.0.push(img(&p[0]));
         assert_eq!(img(&p[1]), s.base);
         assert_eq!(*ds.image.lock().unwrap(), s.base);
-        assert!(outputs(&ev).iter().any(|l| l.starts_with("✗ rollout (")), "{:#?}", outputs(&ev));
+        assert!(
+            outputs(&ev).iter().any(|l| l.starts_with("✗ rollout (")),
+            "{:#?}",
+            outputs(&ev)
+        );
 
         // A compile error: no image, no load, no patch; the pane says why.
         std::fs::write(s.src.join("build/fail"), "").unwrap();
-        let loads = std::fs::read_to_string(s.kind_dir.join("argv.log")).unwrap().matches("load|").count();
+        let loads = std::fs::read_to_string(s.kind_dir.join("argv.log"))
+            .unwrap()
+            .matches("load|")
+            .count();
         backend.send(Command::SwapProxy { sides: Sides::Pr });
         let (ev, err) = until_finished(&mut rx, Job::Swap).await;
         assert!(err.is_some());
         let out = outputs(&ev);
-        assert!(out.iter().any(|l| l.starts_with("✗ compile kube-proxy: ") && l.contains("build/run.sh make all WHAT=cmd/kube-proxy") && l.contains("failed (exit 1)")), "{out:#?}");
-        assert!(out.iter().any(|l| l.contains("syntax error: unexpected }")), "{out:#?}");
+        assert!(
+            out.iter().any(|l| l.starts_with("✗ compile kube-proxy: ")
+                && l.contains("build/run.sh make all WHAT=cmd/kube-proxy")
+                && l.contains("failed (exit 1)")),
+            "{out:#?}"
+        );
+        assert!(
+            out.iter().any(|l| l.contains("syntax error: unexpected }")),
+            "{out:#?}"
+        );
         assert_eq!(patches(&server.requests()).len(), 2);
         let argv = std::fs::read_to_string(s.kind_dir.join("argv.log")).unwrap();
         assert_eq!(argv.matches("load|").count(), loads);
         backend.shutdown();
     });
+}
+
+/// The whole inner loop from the keyboard: tmux runs `kindred up` (a stand-in `kind` on PATH),
+/// the PR side is the working tree; `p` swaps kube-proxy into the PR cluster, whose new
+/// kube-proxy (the API server stand-in's rollout) programs the rules PR 77523 made; the Diff
+/// pane shows them. The time from the key to the new rules on screen is printed.
+#[test]
+#[ignore = "needs Docker and tmux (CI runs both)"]
+fn p_swaps_kube_proxy_and_the_new_rules_show_up() {
+    image();
+    let pid = std::process::id();
+    let (a, b) = (format!("ta{pid}"), format!("tb{pid}"));
+    let network = format!("kindred-swapdash-{pid}");
+    network_create(&network, &[]);
+    let _cleanup = Cleanup {
+        clusters: vec![a.clone(), b.clone()],
+        network: network.clone(),
+    };
+    for c in [&a, &b] {
+        for (n, role) in [
+            ("control-plane", "control-plane"),
+            ("worker", "worker"),
+            ("worker2", "worker"),
+        ] {
+            run_node(&format!("{c}-{n}"), c, role, &network);
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("kubernetes");
+    std::fs::create_dir_all(&src).unwrap();
+    kube_proxy_source(&src);
+    std::fs::write(
+        src.join("proxier-wip.go"),
+        "package iptables // the fix, not committed\n",
+    )
+    .unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    standin(&bin, &network);
+    let base = format!("kindred-test-kube-proxy:dash{pid}");
+    docker(&["tag", IMAGE, &base]);
+    let mut images = Images(vec![base.clone()]);
+    let fixture_text = |f: &str| restorable(&std::fs::read_to_string(fixture(f)).unwrap());
+    let master = fixture_text("iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt");
+    let fixed = fixture_text("iptables/mauilion-blog-2019-pr77523-cluster-KUBE-XLB.txt");
+    for c in [&a, &b] {
+        restore_in(&format!("{c}-worker"), "iptables-legacy-restore", &master);
+    }
+    // The PR cluster's new kube-proxy writes the fixed rules when its rollout completes.
+    let mut ds = ProxyDs::new(&base, true);
+    let worker = format!("{b}-worker");
+    ds.on_rollout = Some(Box::new(move |_| {
+        restore_in(&worker, "iptables-legacy-restore", &fixed)
+    }));
+    let state = tmp.path().join("state");
+    let rt = runtime();
+    let _servers: Vec<_> = [(&a, None), (&b, Some(Arc::new(ds)))]
+        .into_iter()
+        .map(|(name, proxy)| {
+            let (server, _) = rt.block_on(
+                Cluster {
+                    name: name.clone(),
+                    proxy,
+                    ..Cluster::default()
+                }
+                .serve(),
+            );
+            let kc = state.join("kindred/kubeconfig").join(name);
+            std::fs::create_dir_all(kc.parent().unwrap()).unwrap();
+            std::fs::write(&kc, server.kubeconfig(name)).unwrap();
+            server
+        })
+        .collect();
+    let scenario = kindred::scenario::WALKTHROUGH_2019
+        .replacen("  name: master", &format!("  name: {a}"), 1)
+        .replacen("  name: \"77523\"", &format!("  name: \"{b}\""), 1)
+        .replace("~/go/src/k8s.io/kubernetes", src.to_str().unwrap())
+        .replacen("ref: master", "ref: v1.34.0", 1)
+        .replacen("ref: pr/77523", "ref: worktree", 1)
+        .replacen("targets: [lb]", "targets: [\"10.96.0.10:80\"]", 1);
+    let sc = tmp.path().join("kindred.yaml");
+    std::fs::write(&sc, scenario).unwrap();
+    let cmd = format!(
+        "PATH={}:$PATH XDG_STATE_HOME={} {} -f {} up",
+        bin.display(),
+        state.display(),
+        env!("CARGO_BIN_EXE_kindred"),
+        sc.display()
+    );
+    let t = Tmux::start_sized("swap", &cmd, 160, 50);
+    t.wait_for("node worker:", 30);
+    let s = t.wait_for("=== default/echo: (equal)", 30);
+    assert!(!s.contains("+2 -0"), "{s}");
+    assert!(s.contains("p swap proxy"), "the footer names the key: {s}");
+
+    let pressed = std::time::Instant::now();
+    t.keys(&["p"]);
+    let s = t.wait_for("=== default/echo: (changed, +2 -0)", 60);
+    let took = pressed.elapsed();
+    let s = t.wait_until("the swap done", 30, |s| s.contains("✓ kube-proxy swap"));
+    assert!(
+        s.contains("runs kindred/kube-proxy:"),
+        "the Build pane names the image: {s}"
+    );
+    assert!(
+        s.contains("from HEAD ") && s.contains("+ 1 changed file"),
+        "{s}"
+    );
+    eprintln!("swap: key press to new rules on screen: {took:?}");
+    let tag = s
+        .lines()
+        .find_map(|l| l.split("runs ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    images.0.push(tag);
+    t.keys(&["q"]);
+    let s = t.wait_for("KINDRED-EXIT=", 15);
+    assert!(s.contains("KINDRED-EXIT=0"), "{s}");
+}
+
+/// `kindred swap-proxy` for scripts: the same swap, its steps on standard error, exit 0; a side
+/// without a running cluster fails with exit 1 and says why.
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn swap_proxy_on_the_command_line() {
+    let mut s = setup("cli", false);
+    let bin = s.kind_dir.clone();
+    standin(&bin, "bridge");
+    let ds = Arc::new(ProxyDs::new(&s.base, true));
+    let state = s._tmp.path().join("state");
+    let rt = runtime();
+    let name = s.sc.pr.name.clone();
+    let (server, _) = rt.block_on(
+        Cluster {
+            name: name.clone(),
+            proxy: Some(ds.clone()),
+            ..Cluster::default()
+        }
+        .serve(),
+    );
+    let kc = state.join("kindred/kubeconfig").join(&name);
+    std::fs::create_dir_all(kc.parent().unwrap()).unwrap();
+    std::fs::write(&kc, server.kubeconfig(&name)).unwrap();
+    let scenario = kindred::scenario::WALKTHROUGH_2019
+        .replacen("  name: master", &format!("  name: {}", s.sc.base.name), 1)
+        .replacen("  name: \"77523\"", &format!("  name: \"{name}\""), 1)
+        .replace("~/go/src/k8s.io/kubernetes", s.src.to_str().unwrap())
+        .replacen("ref: master", "ref: v1.34.0", 1)
+        .replacen("ref: pr/77523", "ref: worktree", 1)
+        .replacen("targets: [lb]", "targets: [\"10.96.0.10:80\"]", 1);
+    let file = s._tmp.path().join("kindred.yaml");
+    std::fs::write(&file, scenario).unwrap();
+    let run = |side: &str| {
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        std::process::Command::new(env!("CARGO_BIN_EXE_kindred"))
+            .args(["-f", file.to_str().unwrap(), "swap-proxy", side])
+            .env("PATH", path)
+            .env("XDG_STATE_HOME", &state)
+            .output()
+            .unwrap()
+    };
+    let o = run("pr");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    for want in [
+        "✓ compile kube-proxy: ",
+        "✓ load into 3 nodes",
+        "✓ rollout (",
+        "kube-proxy swap: done",
+    ] {
+        assert!(err.contains(&format!("[{name}] {want}")), "{want}: {err}");
+    }
+    let tag = err
+        .lines()
+        .find_map(|l| l.split("kube-proxy runs ").nth(1))
+        .expect("the image named")
+        .to_string();
+    assert_eq!(*ds.image.lock().unwrap(), tag);
+    s.images.0.push(tag);
+    assert!(
+        !err.contains("Building go targets"),
+        "steps, not the build's own output: {err}"
+    );
+    assert!(
+        !err.contains("error"),
+        "the base side has no cluster and is not probed: {err}"
+    );
+
+    let o = run("base");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no running cluster"), "{}", stderr(&o));
+    let o = run("sideways");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }

@@ -57,8 +57,9 @@ pub struct SideState {
     pub version: Option<String>,
     /// What a `worktree` build was made of ("HEAD abc123 + 3 changed files").
     pub snapshot: Option<String>,
-    /// The kube-proxy swapped into the running cluster: "image (source)".
-    pub proxy: Option<String>,
+    /// The kube-proxy swapped into the running cluster: its image, and what it was built from
+    /// ("HEAD abc1234 + 1 changed file", or the commit).
+    pub proxy: Option<(String, String)>,
     pub phases: [PhaseView; 4],
     pub output: [VecDeque<String>; 4],
     pub nodes: Vec<NodeInfo>,

@@ -214,7 +214,7 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
             snapshot,
         } => {
             let from = snapshot.unwrap_or_else(|| commit[..commit.len().min(12)].to_string());
-            st.side_mut(side).proxy = Some(format!("{image} ({from})"));
+            st.side_mut(side).proxy = Some((image, from));
         }
         Event::Node {
             side,

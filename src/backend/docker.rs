@@ -571,11 +571,17 @@ impl Docker {
                 "the Docker engine at {} did not answer an inspect of {image}",
                 self.endpoint
             ),
-            Ok(Ok(i)) => Ok(i.config.and_then(|c| c.labels).and_then(|mut l| l.remove(key))),
+            Ok(Ok(i)) => Ok(i
+                .config
+                .and_then(|c| c.labels)
+                .and_then(|mut l| l.remove(key))),
             Ok(Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             })) => Ok(None),
-            Ok(Err(e)) => Err(anyhow!("inspecting image {image} at {}: {e}", self.endpoint)),
+            Ok(Err(e)) => Err(anyhow!(
+                "inspecting image {image} at {}: {e}",
+                self.endpoint
+            )),
         }
     }
 

@@ -399,7 +399,10 @@ impl ProxyDs {
                     "spec": {"containers": [{"name": "kube-proxy"}]},
                     "status": {"phase": "Pending", "containerStatuses": [{"name": "kube-proxy", "image": "", "imageID": "",
                         "ready": false, "restartCount": 0, "state": {"waiting": {"reason": reason}}}]}});
-                Some(Reply::Json(200, list("PodList", if waiting { vec![p] } else { vec![] })))
+                Some(Reply::Json(
+                    200,
+                    list("PodList", if waiting { vec![p] } else { vec![] }),
+                ))
             }
             _ => None,
         }

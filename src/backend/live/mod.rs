@@ -734,15 +734,17 @@ where
     }
 }
 
-/// After a cluster changed: its rules and the probes again (errors go to their panes).
-async fn reread(ctx: &Ctx) {
+/// After the clusters of `sides` changed: the rules of every node, and those sides' probes
+/// again (errors go to their panes).
+async fn reread(ctx: &Ctx, sides: Sides) {
     if ctx.cancel.is_cancelled() {
         return;
     }
     let r = rules(ctx).await;
     report(ctx, None, Pane::Diff, r);
-    let r = probes(ctx, None).await;
-    report(ctx, None, Pane::Probes, r);
+    let target = ctx.sc.probes.targets[0].clone();
+    let runs = sides.list().iter().map(|s| probe_side(ctx, *s, &target));
+    futures::future::join_all(runs).await;
 }
 
 /// The job a command runs.
@@ -856,7 +858,7 @@ impl Backend for LiveBackend {
                     })
                     .await;
                     if again.load(std::sync::atomic::Ordering::Relaxed) {
-                        reread(&ctx).await;
+                        reread(&ctx, sides).await;
                     }
                     r
                 })
@@ -871,7 +873,7 @@ impl Backend for LiveBackend {
                         |c, s| async move { swap::swap(&c, s).await },
                     )
                     .await;
-                    reread(&ctx).await;
+                    reread(&ctx, sides).await;
                     r
                 })
             }

@@ -92,12 +92,11 @@ fn side_lines<'a>(
         let text = format!("{mark} {:<15} {note}", p.title());
         lines.push(Line::styled(clip(&text, 0, w), style));
         if p == Phase::Swap
-            && let Some(proxy) = &s.proxy
+            && let Some((image, from)) = &s.proxy
         {
-            lines.push(Line::styled(
-                clip(&format!("  runs {proxy}"), 0, w),
-                theme.dim(),
-            ));
+            for l in [format!("  runs {image}"), format!("  from {from}")] {
+                lines.push(Line::styled(clip(&l, 0, w), theme.dim()));
+            }
         }
     }
     // Failure reasons in full (wrapped), then errors reported for this pane.
