@@ -329,6 +329,9 @@ pub struct Cluster {
     pub proxy: Option<Arc<ProxyDs>>,
 }
 
+/// Called with the new image when a rollout completes.
+pub type OnRollout = Box<dyn Fn(&str) + Send + Sync>;
+
 /// The kube-proxy DaemonSet of a three-node cluster: a PATCH that changes its image starts a
 /// rollout, which completes at the next read when `rolls` (calling `on_rollout` first, e.g. to
 /// put the new kube-proxy's rules on the nodes), and otherwise stays at one pod unavailable
@@ -336,7 +339,7 @@ pub struct Cluster {
 pub struct ProxyDs {
     pub image: Mutex<String>,
     pub rolls: bool,
-    pub on_rollout: Option<Box<dyn Fn(&str) + Send + Sync>>,
+    pub on_rollout: Option<OnRollout>,
     /// (generation, rollout pending).
     state: Mutex<(i64, bool)>,
 }
