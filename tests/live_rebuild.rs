@@ -17,8 +17,18 @@ use kindred::backend::{Backend, Command};
 use kindred::model::{Job, Phase, PhaseState, Side, Sides, Target};
 use kindred::scenario::Scenario;
 
-/// What must not change in the user's checkout: index bytes, HEAD, stash list, status, files.
-fn checkout_state(dir: &Path) -> (Vec<u8>, String, String, String, Vec<(String, Vec<u8>)>) {
+/// What must not change in the user's checkout.
+#[derive(Debug, PartialEq)]
+struct Checkout {
+    index: Vec<u8>,
+    head: String,
+    stash: String,
+    status: String,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+/// The checkout's index bytes, HEAD, stash list, status and files.
+fn checkout_state(dir: &Path) -> Checkout {
     let index = std::fs::read(dir.join(".git/index")).unwrap();
     let head = git(dir, &["rev-parse", "HEAD"]);
     let stash = git(dir, &["stash", "list"]);
@@ -32,7 +42,13 @@ fn checkout_state(dir: &Path) -> (Vec<u8>, String, String, String, Vec<(String, 
     files.sort();
     // Last: `git status` may refresh the index's stat data (kindred must not need it to).
     let status = git(dir, &["status", "--porcelain=v2", "--untracked-files=all"]);
-    (index, head, stash, status, files)
+    Checkout {
+        index,
+        head,
+        stash,
+        status,
+        files,
+    }
 }
 
 fn count(log: &Path, prefix: &str) -> usize {
