@@ -461,6 +461,10 @@ fn p_swaps_kube_proxy_and_the_new_rules_show_up() {
     t.keys(&["p"]);
     let s = t.wait_for("=== default/echo: (changed, +2 -0)", 60);
     let took = pressed.elapsed();
+    assert!(
+        s.contains("route LOCAL traffic"),
+        "the new rule itself: {s}"
+    );
     let s = t.wait_until("the swap done", 30, |s| s.contains("✓ kube-proxy swap"));
     assert!(
         s.contains("runs kindred/kube-proxy:"),
