@@ -237,10 +237,11 @@ fn a_swap_builds_packages_loads_patches_and_waits_for_the_rollout() {
         assert!(tag.starts_with("kindred/kube-proxy:"), "{tag}");
         // Every step said, with its time, in order.
         let steps: Vec<&str> = out.iter().filter(|l| l.starts_with('✓')).map(|l| l.as_str()).collect();
-        for (i, want) in ["✓ source", "✓ read the kube-proxy DaemonSet", "✓ compile kube-proxy: ", "✓ base image (", "✓ image kindred/kube-proxy:", "✓ load into 3 nodes", "✓ point the DaemonSet at it", "✓ rollout"].iter().enumerate() {
+        for (i, want) in ["✓ source", "✓ read the kube-proxy DaemonSet", "✓ compile kube-proxy (", "✓ base image (", "✓ image kindred/kube-proxy:", "✓ load into 3 nodes", "✓ point the DaemonSet at it", "✓ rollout"].iter().enumerate() {
             assert!(steps.get(i).is_some_and(|l| l.starts_with(want) && l.ends_with("s)")), "step {i} {want}: {steps:#?}");
         }
         assert!(out.iter().any(|l| l.contains("Building go targets for linux/")), "{out:#?}");
+        assert!(out.iter().any(|l| l.starts_with("  compiling with ")), "which build: {out:#?}");
         assert!(ev.iter().any(|e| matches!(e, Event::Phase { side: Side::Pr, phase: Phase::Swap, state: PhaseState::Done })));
         // The base image came out of the node's containerd.
         let args = docker(&["exec", &format!("{name}-control-plane"), "cat", "/ctr-args"]);
@@ -348,7 +349,7 @@ fn a_failed_rollout_sets_kube_proxy_back_and_a_failed_compile_touches_nothing() 
         assert!(err.is_some());
         let out = outputs(&ev);
         assert!(
-            out.iter().any(|l| l.starts_with("✗ compile kube-proxy: ")
+            out.iter().any(|l| l.starts_with("✗ compile kube-proxy (")
                 && l.contains("build/run.sh make all WHAT=cmd/kube-proxy")
                 && l.contains("failed (exit 1)")),
             "{out:#?}"
@@ -532,7 +533,7 @@ fn swap_proxy_on_the_command_line() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     for want in [
-        "✓ compile kube-proxy: ",
+        "✓ compile kube-proxy (",
         "✓ load into 3 nodes",
         "✓ rollout (",
         "kube-proxy swap: done",

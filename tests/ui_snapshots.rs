@@ -179,3 +179,67 @@ fn pod_names_are_never_cut_at_their_end() {
         }
     }
 }
+
+/// The Build pane during a kube-proxy swap of the PR side (steps with their times, the phase's
+/// running time), then after it: the image it runs and what it was built from.
+#[test]
+fn build_pane_during_and_after_a_swap() {
+    use kindred::backend::event::Event;
+    use kindred::model::{Phase, PhaseState, Side};
+    let mut st = demo_state(u64::MAX);
+    let ev = |st: &mut State, e: Event| {
+        apply_sync(st, Msg::Backend(e));
+    };
+    let t0 = st.now;
+    ev(
+        &mut st,
+        Event::Phase {
+            side: Side::Pr,
+            phase: Phase::Swap,
+            state: PhaseState::Running,
+        },
+    );
+    for line in [
+        "▸ source",
+        "✓ source (0.1s)",
+        "  compiling with make on the host (go1.24.4)",
+        "▸ compile kube-proxy",
+        "✓ compile kube-proxy (41.3s)",
+        "▸ load into 3 nodes",
+    ] {
+        ev(
+            &mut st,
+            Event::Output {
+                side: Side::Pr,
+                phase: Phase::Swap,
+                line: line.into(),
+            },
+        );
+    }
+    apply_sync(&mut st, Msg::Tick(t0 + Duration::from_secs(47)));
+    let draw = |st: &State| {
+        let mut t = Terminal::new(TestBackend::new(100, 14)).unwrap();
+        t.draw(|f| ui::render_pane(f, Pane::Build, f.area(), st, &Theme::new(true)))
+            .unwrap();
+        t
+    };
+    insta::assert_snapshot!("pane_build_swapping_100x14", draw(&st).backend());
+    ev(
+        &mut st,
+        Event::ProxySwapped {
+            side: Side::Pr,
+            image: "kindred/kube-proxy:0123456789ab-1a2b3c4d".into(),
+            commit: "0123456789abcdef".into(),
+            snapshot: Some("HEAD 89abcde + 2 changed files".into()),
+        },
+    );
+    ev(
+        &mut st,
+        Event::Phase {
+            side: Side::Pr,
+            phase: Phase::Swap,
+            state: PhaseState::Done,
+        },
+    );
+    insta::assert_snapshot!("pane_build_swapped_100x14", draw(&st).backend());
+}

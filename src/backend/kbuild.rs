@@ -24,8 +24,8 @@ pub enum How {
 impl std::fmt::Display for How {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            How::Host { go } => write!(f, "make on the host with {go}"),
-            How::Container { why } => write!(f, "build/run.sh in the build container ({why})"),
+            How::Host { go } => write!(f, "make on the host ({go})"),
+            How::Container { why } => write!(f, "build/run.sh, in the build container ({why})"),
         }
     }
 }
@@ -231,7 +231,7 @@ mod tests {
         );
         assert_eq!(
             how.to_string(),
-            "build/run.sh in the build container (no Go on the host)"
+            "build/run.sh, in the build container (no Go on the host)"
         );
     }
 }

@@ -139,7 +139,8 @@ pub(super) async fn swap(ctx: &Ctx, side: Side) -> Result<()> {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let out = |l: &str| ctx.out(side, Phase::Swap, format!("  {l}"));
         let compile = kbuild::kube_proxy(&src.dir, &how, &env, out, &ctx.cancel);
-        let bin = step(ctx, side, &format!("compile kube-proxy: {how}"), compile).await?;
+        ctx.out(side, Phase::Swap, format!("  compiling with {how}"));
+        let bin = step(ctx, side, "compile kube-proxy", compile).await?;
         let binary = std::fs::read(&bin).map_err(|e| anyhow!("{}: {e}", bin.display()))?;
         let fetch = base_image(&docker, &node.name, &current.image);
         let (base, base_id) = step(ctx, side, "base image", fetch).await?;
