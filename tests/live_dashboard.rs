@@ -49,7 +49,7 @@ fn create_read_rules_and_delete_from_the_keyboard() {
     let t = Tmux::start_sized("dash", &cmd, 160, 50);
 
     let s = t.wait_until("the start-up hint", 20, |s| {
-        s.contains(&format!("no cluster {a}: b build"))
+        s.contains(&format!("no cluster {a}: B build"))
     });
     assert!(
         s.contains(&format!("{a} (base)")) && s.contains(&format!("{b} (PR)")),

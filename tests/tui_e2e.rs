@@ -32,7 +32,8 @@ fn demo_help_retest_quit() {
     // The overlay is drawn in one frame, but tmux may be read between two: wait for it whole.
     t.wait_until("the whole help", 5, |s| {
         s.contains("Help: keys")
-            && s.contains("rebuild node images")
+            && s.contains("rebuild PR image")
+            && s.contains("swap in kube-proxy built from the PR source")
             && s.contains("quit (asks when work is running)")
     });
     t.keys(&["Escape"]);

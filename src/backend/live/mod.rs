@@ -586,7 +586,7 @@ async fn attach(ctx: &Ctx) -> Result<()> {
             ctx.out(
                 side,
                 Phase::Create,
-                format!("no cluster {name}: b build, c create, d deploy"),
+                format!("no cluster {name}: B build, c create, d deploy"),
             );
             continue;
         }
