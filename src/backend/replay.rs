@@ -272,6 +272,16 @@ impl Backend for ReplayBackend {
             }
             Command::SwapProxy { .. } => {
                 let r = self.records(Job::Swap);
+                if r.is_empty()
+                    && let Some(tx) = &self.tx
+                {
+                    let _ = tx.send(Event::Error {
+                        side: None,
+                        pane: Pane::Build,
+                        message: "this recording holds no kube-proxy swap: nothing to replay"
+                            .into(),
+                    });
+                }
                 self.spawn(Job::Swap, r)
             }
             Command::CreateClusters => {
@@ -373,5 +383,52 @@ mod tests {
             }
         }
         assert!(saw);
+    }
+
+    #[tokio::test]
+    async fn a_swap_replays_what_was_recorded_or_says_there_is_none() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut b = ReplayBackend::new(rec(), f64::INFINITY);
+        b.start(tx);
+        b.send(Command::SwapProxy {
+            sides: crate::model::Sides::Pr,
+        });
+        let mut said = None;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+                Ok(Some(Event::Error { message, .. })) => said = Some(message),
+                Ok(Some(Event::Finished { job: Job::Swap, .. })) => break,
+                Ok(Some(_)) => {}
+                other => panic!("no end of the swap: {other:?}"),
+            }
+        }
+        assert!(said.is_some_and(|m| m.contains("no kube-proxy swap")));
+        // A recorded swap is replayed.
+        let text = concat!(
+            "{\"format\":\"kindred-recording\",\"version\":1}\n",
+            "{\"t\":0,\"event\":{\"type\":\"phase\",\"side\":\"pr\",\"phase\":\"swap\",\"state\":\"done\"}}\n",
+            "{\"t\":0,\"event\":{\"type\":\"proxy_swapped\",\"side\":\"pr\",\"image\":\"kindred/kube-proxy:x\",\"commit\":\"abc\"}}\n",
+            "{\"t\":1,\"event\":{\"type\":\"end\"}}\n",
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut b = ReplayBackend::new(parse(text, "t").unwrap(), f64::INFINITY);
+        b.start(tx);
+        b.send(Command::SwapProxy {
+            sides: crate::model::Sides::Pr,
+        });
+        let mut swapped = 0;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+                Ok(Some(Event::ProxySwapped { image, .. })) => {
+                    assert_eq!(image, "kindred/kube-proxy:x");
+                    swapped += 1;
+                }
+                Ok(Some(Event::Finished { job: Job::Swap, .. })) => break,
+                Ok(Some(_)) => {}
+                other => panic!("no end of the swap: {other:?}"),
+            }
+        }
+        // Once in the whole playback, once for the key.
+        assert_eq!(swapped, 2);
     }
 }

@@ -105,6 +105,46 @@ async fn package(
         .await
 }
 
+/// Compile kube-proxy from a side's source (in its worktree); the binary's bytes.
+async fn compile(ctx: &Ctx, side: Side, src: &super::build::Source) -> Result<Vec<u8>> {
+    let how = kbuild::choose(&src.dir).await;
+    let dirty = src.snapshot.is_some();
+    let env = super::build::version_env(&src.dir, src.version.as_ref(), dirty)?;
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = |l: &str| ctx.out(side, Phase::Swap, format!("  {l}"));
+    ctx.out(side, Phase::Swap, format!("  compiling with {how}"));
+    let build = kbuild::kube_proxy(&src.dir, &how, &env, out, &ctx.cancel);
+    let bin = step(ctx, side, "compile kube-proxy", build).await?;
+    std::fs::read(&bin).map_err(|e| anyhow!("{}: {e}", bin.display()))
+}
+
+/// Point the DaemonSet at `tag` and wait for the rollout; one that does not finish sets the
+/// DaemonSet back to the image it ran.
+async fn roll_out(
+    ctx: &Ctx,
+    side: Side,
+    client: &::kube::Client,
+    current: &ProxyContainer,
+    tag: &str,
+) -> Result<()> {
+    let patch = kube::set_proxy_image(client, &current.name, tag);
+    step(ctx, side, "point the DaemonSet at it", patch).await?;
+    let say = |m: String| ctx.out(side, Phase::Swap, format!("  {m}"));
+    let limit = Duration::from_secs_f64(ctx.sc.build.rollout_timeout);
+    let wait = kube::wait_proxy_rollout(client, limit, say);
+    let Err(e) = step(ctx, side, "rollout", wait).await else {
+        return Ok(());
+    };
+    let how = match kube::set_proxy_image(client, &current.name, &current.image).await {
+        Ok(()) => format!("kube-proxy set back to {}", current.image),
+        Err(b) => format!(
+            "setting kube-proxy back to {} failed too: {b:#}",
+            current.image
+        ),
+    };
+    Err(anyhow!("{e:#}; {how}"))
+}
+
 /// Swap kube-proxy into one side's cluster.
 pub(super) async fn swap(ctx: &Ctx, side: Side) -> Result<()> {
     ctx.run_phase(side, Phase::Swap, || async {
@@ -133,15 +173,7 @@ pub(super) async fn swap(ctx: &Ctx, side: Side) -> Result<()> {
             Phase::Swap,
             format!("  runs {} ({})", current.image, current.binary),
         );
-        let how = kbuild::choose(&src.dir).await;
-        let env =
-            super::build::version_env(&src.dir, src.version.as_ref(), src.snapshot.is_some())?;
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let out = |l: &str| ctx.out(side, Phase::Swap, format!("  {l}"));
-        let compile = kbuild::kube_proxy(&src.dir, &how, &env, out, &ctx.cancel);
-        ctx.out(side, Phase::Swap, format!("  compiling with {how}"));
-        let bin = step(ctx, side, "compile kube-proxy", compile).await?;
-        let binary = std::fs::read(&bin).map_err(|e| anyhow!("{}: {e}", bin.display()))?;
+        let binary = compile(ctx, side, &src).await?;
         let fetch = base_image(&docker, &node.name, &current.image);
         let (base, base_id) = step(ctx, side, "base image", fetch).await?;
         ctx.out(side, Phase::Swap, format!("  on {base}"));
@@ -168,33 +200,7 @@ pub(super) async fn swap(ctx: &Ctx, side: Side) -> Result<()> {
             &ctx.cancel,
         );
         step(ctx, side, &format!("load into {} nodes", nodes.len()), load).await?;
-        step(
-            ctx,
-            side,
-            "point the DaemonSet at it",
-            kube::set_proxy_image(&client, &current.name, &tag),
-        )
-        .await?;
-        let say = |m: String| ctx.out(side, Phase::Swap, format!("  {m}"));
-        let rollout = Duration::from_secs_f64(ctx.sc.build.rollout_timeout);
-        let rolled = step(
-            ctx,
-            side,
-            "rollout",
-            kube::wait_proxy_rollout(&client, rollout, say),
-        )
-        .await;
-        if let Err(e) = rolled {
-            let back = kube::set_proxy_image(&client, &current.name, &current.image).await;
-            let how = match back {
-                Ok(()) => format!("kube-proxy set back to {}", current.image),
-                Err(b) => format!(
-                    "setting kube-proxy back to {} failed too: {b:#}",
-                    current.image
-                ),
-            };
-            return Err(anyhow!("{e:#}; {how}"));
-        }
+        roll_out(ctx, side, &client, &current, &tag).await?;
         ctx.emit(Event::ProxySwapped {
             side,
             image: tag,
