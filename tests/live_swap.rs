@@ -483,7 +483,14 @@ fn p_swaps_kube_proxy_and_the_new_rules_show_up() {
         .unwrap()
         .to_string();
     images.0.push(tag);
+    // The probes after the swap may still run: quitting then asks first.
     t.keys(&["q"]);
+    let s = t.wait_until("the exit or its question", 15, |s| {
+        s.contains("KINDRED-EXIT=") || s.contains("Quit and cancel it?")
+    });
+    if !s.contains("KINDRED-EXIT=") {
+        t.keys(&["y"]);
+    }
     let s = t.wait_for("KINDRED-EXIT=", 15);
     assert!(s.contains("KINDRED-EXIT=0"), "{s}");
 }

@@ -298,6 +298,16 @@ impl Docker {
     }
 
     async fn exec_inner(&self, container: &str, argv: &[&str]) -> Result<ExecOutput> {
+        let (stdout, stderr, code) = self.exec_raw(container, argv).await?;
+        Ok(ExecOutput {
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            code,
+        })
+    }
+
+    /// Run `argv` in a container: its stdout and stderr as bytes, and its exit code.
+    async fn exec_raw(&self, container: &str, argv: &[&str]) -> Result<(Vec<u8>, Vec<u8>, i64)> {
         let created = self
             .inner
             .create_exec(
@@ -341,11 +351,7 @@ impl Docker {
             .map_err(|e| anyhow!("{container}: inspecting exec: {e}"))?
             .exit_code
             .unwrap_or(-1);
-        Ok(ExecOutput {
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-            code,
-        })
+        Ok((stdout, stderr, code))
     }
 
     /// A node's kube-proxy rules. In iptables mode both `iptables-legacy-save` and
@@ -544,15 +550,15 @@ impl Docker {
             .ok_or_else(|| anyhow!("Docker network {network} has no IPv4 subnet"))
     }
 
-    /// The ID of an image ("sha256:..."), `None` when there is none by that name.
-    pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
+    /// An image as the engine describes it, `None` when there is none by that name.
+    async fn inspect(&self, image: &str) -> Result<Option<bollard::models::ImageInspect>> {
         let inspect = self.inner.inspect_image(image);
         match tokio::time::timeout(IMAGE_ANSWER, inspect).await {
             Err(_) => bail!(
                 "the Docker engine at {} did not answer an inspect of {image}",
                 self.endpoint
             ),
-            Ok(Ok(i)) => Ok(i.id),
+            Ok(Ok(i)) => Ok(Some(i)),
             Ok(Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             })) => Ok(None),
@@ -563,26 +569,17 @@ impl Docker {
         }
     }
 
+    /// The ID of an image ("sha256:..."), `None` when there is none by that name.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        Ok(self.inspect(image).await?.and_then(|i| i.id))
+    }
+
     /// A label of an image in the engine; `None` when the image or the label is not there.
     pub async fn image_label(&self, image: &str, key: &str) -> Result<Option<String>> {
-        let inspect = self.inner.inspect_image(image);
-        match tokio::time::timeout(IMAGE_ANSWER, inspect).await {
-            Err(_) => bail!(
-                "the Docker engine at {} did not answer an inspect of {image}",
-                self.endpoint
-            ),
-            Ok(Ok(i)) => Ok(i
-                .config
-                .and_then(|c| c.labels)
-                .and_then(|mut l| l.remove(key))),
-            Ok(Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            })) => Ok(None),
-            Ok(Err(e)) => Err(anyhow!(
-                "inspecting image {image} at {}: {e}",
-                self.endpoint
-            )),
-        }
+        let i = self.inspect(image).await?;
+        Ok(i.and_then(|i| i.config)
+            .and_then(|c| c.labels)
+            .and_then(|mut l| l.remove(key)))
     }
 
     /// Run `argv` in a container (no shell) and keep its stdout as bytes (an image archive);
@@ -594,45 +591,7 @@ impl Docker {
         limit: Duration,
     ) -> Result<Vec<u8>> {
         let run = async {
-            let created = self
-                .inner
-                .create_exec(
-                    container,
-                    ExecConfig {
-                        attach_stdout: Some(true),
-                        attach_stderr: Some(true),
-                        cmd: Some(argv.iter().map(|s| s.to_string()).collect()),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| anyhow!("{container}: cannot run `{}`: {e}", argv.join(" ")))?;
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
-                .inner
-                .start_exec(&created.id, None)
-                .await
-                .map_err(|e| anyhow!("{container}: starting `{}`: {e}", argv.join(" ")))?
-            {
-                while let Some(chunk) = output.next().await {
-                    match chunk.map_err(|e| anyhow!("{container}: reading output: {e}"))? {
-                        bollard::container::LogOutput::StdOut { message } => {
-                            out.extend_from_slice(&message)
-                        }
-                        bollard::container::LogOutput::StdErr { message } => {
-                            err.extend_from_slice(&message)
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            let code = self
-                .inner
-                .inspect_exec(&created.id)
-                .await
-                .map_err(|e| anyhow!("{container}: inspecting exec: {e}"))?
-                .exit_code
-                .unwrap_or(-1);
+            let (out, err, code) = self.exec_raw(container, argv).await?;
             if code != 0 {
                 let msg = String::from_utf8_lossy(&err).trim().to_string();
                 bail!("{container}: `{}` exited {code}: {msg}", argv.join(" "));
