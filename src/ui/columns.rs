@@ -55,6 +55,18 @@ pub fn fit(cols: &[Col], width: u16) -> (Vec<usize>, Vec<Constraint>) {
     (kept, widths)
 }
 
+/// The widths a table of `cols` needs: with only the columns always shown (its names whole),
+/// and with every column.
+pub fn needs(cols: &[Col]) -> (u16, u16) {
+    let w = |c: &Col| c.want.max(c.header.len() as u16);
+    let sum = |it: &mut dyn Iterator<Item = &Col>| {
+        let (n, total) = it.fold((0u16, 0u16), |(n, t), c| (n + 1, t + w(c)));
+        total + n.saturating_sub(1)
+    };
+    let min = sum(&mut cols.iter().filter(|c| c.drop.is_none()));
+    (min, sum(&mut cols.iter()))
+}
+
 /// The width the first column got.
 pub fn first_width(widths: &[Constraint]) -> usize {
     match widths.first() {
@@ -111,6 +123,7 @@ mod tests {
 
     #[test]
     fn optional_columns_go_before_the_name_is_cut() {
+        let needs_of = |cols: &[Col]| needs(cols);
         let cols = [
             Col {
                 header: "POD",
@@ -138,7 +151,8 @@ mod tests {
                 drop: Some(1),
             },
         ];
-        // Everything fits: 16+7+4+7+8 and 4 separators.
+        // Everything fits: 16+7+4+7+8 and 4 separators; the name and the phase: 16+7+1.
+        assert_eq!(needs_of(&cols), (24, 46));
         let (kept, w) = fit(&cols, 46);
         assert_eq!(kept, [0, 1, 2, 3, 4]);
         assert_eq!(first_width(&w), 16);

@@ -58,37 +58,27 @@ fn side_lines<'a>(
     let mut lines = vec![heading];
     let mut latest = None;
     let mut failures: Vec<String> = Vec::new();
-    for p in Phase::ALL {
+    let shown: Vec<Phase> = Phase::ALL
+        .into_iter()
+        .filter(|p| *p != Phase::Swap || s.phase(*p).state != PhaseState::Pending)
+        .collect();
+    // Too short for a line per phase: all on one.
+    let compact = (rect.height as usize) < 1 + shown.len();
+    let mut row: Vec<Span> = Vec::new();
+    for p in shown {
         let v = s.phase(p);
-        // A swap is shown once one was asked for.
-        if p == Phase::Swap && v.state == PhaseState::Pending {
+        let (mark, style, note) = phase_mark(st, &v.state, v, theme);
+        if !matches!(v.state, PhaseState::Pending | PhaseState::Skipped { .. }) {
+            latest = Some(p);
+        }
+        if let PhaseState::Failed { reason } = &v.state {
+            failures.push(reason.clone());
+        }
+        if compact {
+            let short = p.title().split(' ').next_back().unwrap_or("");
+            row.push(Span::styled(format!("{mark} {short} {note}  "), style));
             continue;
         }
-        let (mark, style, note) = match &v.state {
-            PhaseState::Pending => ("·", theme.dim(), String::new()),
-            PhaseState::Running => {
-                latest = Some(p);
-                let el = v
-                    .started
-                    .map(|t| st.now.saturating_sub(t))
-                    .unwrap_or_default();
-                (spinner(st.frame), theme.running(), fmt_duration(el))
-            }
-            PhaseState::Done => {
-                latest = Some(p);
-                (
-                    "✓",
-                    theme.ok(),
-                    v.took.map(fmt_duration).unwrap_or_default(),
-                )
-            }
-            PhaseState::Skipped { reason } => ("–", theme.dim(), format!("skipped: {reason}")),
-            PhaseState::Failed { reason } => {
-                latest = Some(p);
-                failures.push(reason.clone());
-                ("✗", theme.bad(), "failed".to_string())
-            }
-        };
         let text = format!("{mark} {:<15} {note}", p.title());
         lines.push(Line::styled(clip(&text, 0, w), style));
         if p == Phase::Swap
@@ -98,6 +88,9 @@ fn side_lines<'a>(
                 lines.push(Line::styled(clip(&l, 0, w), theme.dim()));
             }
         }
+    }
+    if compact {
+        lines.push(Line::from(row));
     }
     // Failure reasons in full (wrapped), then errors reported for this pane.
     if !failures.is_empty() {
@@ -156,6 +149,52 @@ fn node_list(names: &[String], room: usize) -> String {
         shown.push_str(n);
     }
     shown
+}
+
+/// A phase's mark, style and note: "⠙ 47s", "✓ 5s", "– skipped: …", "✗ failed".
+fn phase_mark(
+    st: &State,
+    state: &PhaseState,
+    v: &crate::app::state::PhaseView,
+    theme: &Theme,
+) -> (&'static str, ratatui::style::Style, String) {
+    match state {
+        PhaseState::Pending => ("·", theme.dim(), String::new()),
+        PhaseState::Running => {
+            let el = v
+                .started
+                .map(|t| st.now.saturating_sub(t))
+                .unwrap_or_default();
+            (spinner(st.frame), theme.running(), fmt_duration(el))
+        }
+        PhaseState::Done => (
+            "✓",
+            theme.ok(),
+            v.took.map(fmt_duration).unwrap_or_default(),
+        ),
+        PhaseState::Skipped { reason } => ("–", theme.dim(), format!("skipped: {reason}")),
+        PhaseState::Failed { .. } => ("✗", theme.bad(), "failed".to_string()),
+    }
+}
+
+/// The rows the pane needs inside its border (a heading and its phases on one line) and wants
+/// (a line per phase, the swapped kube-proxy, a few lines of output).
+pub fn rows(st: &State) -> (u16, u16) {
+    (2, phase_rows(st) + 4)
+}
+
+fn phase_rows(st: &State) -> u16 {
+    Side::BOTH
+        .iter()
+        .map(|side| {
+            let s = st.side(*side);
+            let swap = s.phase(Phase::Swap).state != PhaseState::Pending;
+            let phases = if swap { 4 } else { 3 };
+            let proxy = if s.proxy.is_some() { 2 } else { 0 };
+            1 + phases + proxy
+        })
+        .max()
+        .unwrap_or(4)
 }
 
 #[cfg(test)]

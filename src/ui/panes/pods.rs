@@ -7,6 +7,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use crate::app::State;
+use crate::app::state::SideState;
+use crate::backend::event::PodInfo;
 use crate::model::Pane;
 use crate::model::{PodPhase, Side};
 use crate::ui::columns::{self, Col};
@@ -16,7 +18,6 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let block = pane_block(Pane::Pods, st, theme, "");
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let filter = st.filter(Pane::Pods);
     for (side, rect) in Side::BOTH.into_iter().zip(layout::sides(inner)) {
         let s = st.side(side);
         let [head, table] =
@@ -46,47 +47,8 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         };
         heading.spans.extend(svc_line.spans);
         f.render_widget(Paragraph::new(heading), head);
-        let pods: Vec<_> = s
-            .pods
-            .values()
-            .filter(|p| filter.is_empty() || p.name.contains(filter) || p.node.contains(filter))
-            .skip(st.scroll[Pane::Pods.index()])
-            .collect();
-        let width = |f: &dyn Fn(&crate::backend::event::PodInfo) -> usize| {
-            pods.iter().map(|p| f(p)).max().unwrap_or(0) as u16
-        };
-        let cols = [
-            Col {
-                header: "POD",
-                want: width(&|p| s.short(&p.name).chars().count()),
-                drop: None,
-            },
-            Col {
-                header: "NODE",
-                want: width(&|p| s.short(&p.node).chars().count()),
-                drop: Some(3),
-            },
-            Col {
-                header: "NET",
-                want: 4,
-                drop: Some(2),
-            },
-            Col {
-                header: "IP",
-                want: width(&|p| p.ip.as_ref().map_or(1, |i| i.len())),
-                drop: Some(4),
-            },
-            Col {
-                header: "PHASE",
-                want: 11,
-                drop: None,
-            },
-            Col {
-                header: "RESTARTS",
-                want: 2,
-                drop: Some(1),
-            },
-        ];
+        let pods: Vec<_> = visible(st, side);
+        let cols = columns_of(s, &pods);
         let (kept, widths) = columns::fit(&cols, table.width);
         let name_w = columns::first_width(&widths);
         let rows: Vec<Row> = pods
@@ -117,4 +79,67 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         let t = Table::new(rows, widths).header(Row::new(header).style(theme.dim()));
         f.render_widget(t, table);
     }
+}
+
+/// The pods a side shows: filtered, scrolled.
+fn visible(st: &State, side: Side) -> Vec<&PodInfo> {
+    let filter = st.filter(Pane::Pods);
+    st.side(side)
+        .pods
+        .values()
+        .filter(|p| filter.is_empty() || p.name.contains(filter) || p.node.contains(filter))
+        .skip(st.scroll[Pane::Pods.index()])
+        .collect()
+}
+
+/// The table's columns, sized from the pods it shows.
+fn columns_of(s: &SideState, pods: &[&PodInfo]) -> [Col; 6] {
+    let width = |f: &dyn Fn(&PodInfo) -> usize| pods.iter().map(|p| f(p)).max().unwrap_or(0) as u16;
+    [
+        Col {
+            header: "POD",
+            want: width(&|p| s.short(&p.name).chars().count()),
+            drop: None,
+        },
+        Col {
+            header: "NODE",
+            want: width(&|p| s.short(&p.node).chars().count()),
+            drop: Some(3),
+        },
+        Col {
+            header: "NET",
+            want: 4,
+            drop: Some(2),
+        },
+        Col {
+            header: "IP",
+            want: width(&|p| p.ip.as_ref().map_or(1, |i| i.len())),
+            drop: Some(4),
+        },
+        Col {
+            header: "PHASE",
+            want: 11,
+            drop: None,
+        },
+        Col {
+            header: "RESTARTS",
+            want: 2,
+            drop: Some(1),
+        },
+    ]
+}
+
+/// What the pane needs to show its content: the width of one side's table with its names whole
+/// and with every column, and the rows of the longer side (pods, a heading and a table header).
+pub fn needs(st: &State) -> ((u16, u16), u16) {
+    let mut w = (0, 0);
+    let mut rows = 1;
+    for side in Side::BOTH {
+        let s = st.side(side);
+        let pods: Vec<&PodInfo> = s.pods.values().collect();
+        let (min, full) = columns::needs(&columns_of(s, &pods));
+        w = (w.0.max(min), w.1.max(full));
+        rows = rows.max(pods.len() as u16);
+    }
+    (w, rows + 2)
 }

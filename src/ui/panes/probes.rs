@@ -7,7 +7,7 @@ use ratatui::text::Span;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use crate::app::State;
-use crate::app::state::ProbeCell;
+use crate::app::state::{ProbeCell, SideState};
 use crate::model::Pane;
 use crate::model::{Outcome, Side};
 use crate::ui::columns::{self, Col};
@@ -17,7 +17,6 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let block = pane_block(Pane::Probes, st, theme, &format!("target {}", st.target()));
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let filter = st.filter(Pane::Probes);
     for (side, rect) in Side::BOTH.into_iter().zip(layout::sides(inner)) {
         let s = st.side(side);
         let [head, table] =
@@ -32,50 +31,9 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         }
         f.render_widget(Paragraph::new(h), head);
         let narrow = rect.width < 64;
-        let probes: Vec<_> = s
-            .probes
-            .iter()
-            .filter(|((src, _), _)| filter.is_empty() || src.contains(filter))
-            .skip(st.scroll[Pane::Probes.index()])
-            .collect();
-        let name = probes
-            .iter()
-            .map(|((src, _), _)| s.short(src).chars().count())
-            .max()
-            .unwrap_or(0);
+        let probes = visible(st, side);
         let history = if narrow { 4 } else { 8 };
-        let cols = [
-            Col {
-                header: "SOURCE",
-                want: name as u16,
-                drop: None,
-            },
-            Col {
-                header: "RESULT",
-                want: 9,
-                drop: None,
-            },
-            Col {
-                header: "HTTP",
-                want: 4,
-                drop: Some(2),
-            },
-            Col {
-                header: "LATENCY",
-                want: 7,
-                drop: Some(3),
-            },
-            Col {
-                header: "HISTORY",
-                want: history,
-                drop: Some(1),
-            },
-            Col {
-                header: "EXPECT",
-                want: 9,
-                drop: None,
-            },
-        ];
+        let cols = columns_of(s, &probes, history);
         let (kept, widths) = columns::fit(&cols, table.width);
         let name_w = columns::first_width(&widths);
         let rows: Vec<Row> = probes
@@ -94,6 +52,75 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         let t = Table::new(rows, widths).header(Row::new(header).style(theme.dim()));
         f.render_widget(t, table);
     }
+}
+
+type Probe<'a> = (&'a (String, String), &'a ProbeCell);
+
+/// The probes a side shows: filtered by source, scrolled.
+fn visible(st: &State, side: Side) -> Vec<Probe<'_>> {
+    let filter = st.filter(Pane::Probes);
+    st.side(side)
+        .probes
+        .iter()
+        .filter(|((src, _), _)| filter.is_empty() || src.contains(filter))
+        .skip(st.scroll[Pane::Probes.index()])
+        .collect()
+}
+
+/// The table's columns, sized from the probes it shows (`history` outcomes kept).
+fn columns_of(s: &SideState, probes: &[Probe], history: u16) -> [Col; 6] {
+    let name = probes
+        .iter()
+        .map(|((src, _), _)| s.short(src).chars().count())
+        .max()
+        .unwrap_or(0);
+    [
+        Col {
+            header: "SOURCE",
+            want: name as u16,
+            drop: None,
+        },
+        Col {
+            header: "RESULT",
+            want: 9,
+            drop: None,
+        },
+        Col {
+            header: "HTTP",
+            want: 4,
+            drop: Some(2),
+        },
+        Col {
+            header: "LATENCY",
+            want: 7,
+            drop: Some(3),
+        },
+        Col {
+            header: "HISTORY",
+            want: history,
+            drop: Some(1),
+        },
+        Col {
+            header: "EXPECT",
+            want: 9,
+            drop: None,
+        },
+    ]
+}
+
+/// What the pane needs to show its content: one side's table width with its names whole and
+/// with every column, and the rows of the longer side (probes, a heading, a table header).
+pub fn needs(st: &State) -> ((u16, u16), u16) {
+    let mut w = (0, 0);
+    let mut rows = 1;
+    for side in Side::BOTH {
+        let s = st.side(side);
+        let probes: Vec<Probe> = s.probes.iter().collect();
+        let (min, full) = columns::needs(&columns_of(s, &probes, 8));
+        w = (w.0.max(min), w.1.max(full));
+        rows = rows.max(probes.len() as u16);
+    }
+    (w, rows + 2)
 }
 
 /// A probe's cells: source, result, HTTP status, latency, the last `keep` outcomes, expected.
