@@ -243,3 +243,107 @@ fn build_pane_during_and_after_a_swap() {
     );
     insta::assert_snapshot!("pane_build_swapped_100x14", draw(&st).backend());
 }
+
+fn key(c: char) -> Msg {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+}
+
+fn diff_pane(st: &State, w: u16, h: u16, theme: &Theme) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| ui::render_pane(f, Pane::Diff, f.area(), st, theme))
+        .unwrap();
+    t
+}
+
+/// Long rules: cut with `→` where more follows, `←` once scrolled right; `W` wraps them with
+/// `↳` on the continuation rows; `o` hides each changed rule's dump line.
+#[test]
+fn diff_long_rules_scroll_wrap_and_dump_lines_hide() {
+    let mut st = demo_state(u64::MAX);
+    let scrolled = |st: &mut State| {
+        for _ in 0..3 {
+            apply_sync(st, key('l'));
+        }
+    };
+    scrolled(&mut st);
+    insta::assert_snapshot!(
+        "pane_diff_scrolled_right_100x20",
+        diff_pane(&st, 100, 20, &Theme::new(true)).backend()
+    );
+    apply_sync(&mut st, key('W'));
+    assert!(st.diff.wrap && st.diff.hscroll == 0);
+    insta::assert_snapshot!(
+        "pane_diff_wrapped_100x20",
+        diff_pane(&st, 100, 20, &Theme::new(true)).backend()
+    );
+    apply_sync(&mut st, key('o'));
+    let t = diff_pane(&st, 100, 20, &Theme::new(true));
+    let text = format!("{:?}", t.backend());
+    assert!(!text.contains("PR line 5"), "{text}");
+    insta::assert_snapshot!("pane_diff_wrapped_no_dump_lines_100x20", t.backend());
+}
+
+/// What text snapshots cannot see: the colours and modifiers of a few cells, and that without
+/// colour (NO_COLOR) every status still has its symbol and emphasis.
+#[test]
+fn styles_of_added_lines_differing_results_and_the_focused_pane() {
+    use ratatui::style::{Color, Modifier};
+    let mut st = demo_state(u64::MAX);
+    let find = |t: &Terminal<TestBackend>, what: &str| -> (u16, u16) {
+        let b = t.backend().buffer();
+        let w = b.area.width;
+        for y in 0..b.area.height {
+            let row: String = (0..w).map(|x| b[(x, y)].symbol().to_string()).collect();
+            if let Some(i) = row.find(what) {
+                let x = row[..i].chars().count() as u16;
+                return (x, y);
+            }
+        }
+        panic!("{what} not on screen");
+    };
+    for color in [true, false] {
+        let theme = Theme::new(color);
+        apply_sync(&mut st, Msg::Resize(200, 60));
+        let mut t = Terminal::new(TestBackend::new(200, 60)).unwrap();
+        t.draw(|f| ui::render(f, &st, &theme)).unwrap();
+        let b = t.backend().buffer().clone();
+        // An added rule: green, and its `+`; the changed words underlined and bold.
+        let (x, y) = find(&t, "+ -A KUBE-XLB");
+        let added = &b[(x, y)];
+        assert_eq!(added.symbol(), "+");
+        assert_eq!(added.fg, if color { Color::Green } else { Color::Reset });
+        // The result that differs between base and PR: `≠` and reversed (colour or not).
+        let (x, y) = find(&t, "timeout ≠");
+        let differs = &b[(x, y)];
+        assert!(
+            differs.modifier.contains(Modifier::REVERSED) || differs.fg != Color::Reset,
+            "{differs:?}"
+        );
+        // Expectations met and missed keep their marks.
+        find(&t, "FAIL ✓");
+        // Focus: the focused pane's border is bold (and cyan with colour).
+        apply_sync(
+            &mut st,
+            Msg::Key(crossterm::event::KeyEvent::new(
+                crossterm::event::KeyCode::Tab,
+                crossterm::event::KeyModifiers::NONE,
+            )),
+        );
+        let mut t = Terminal::new(TestBackend::new(200, 60)).unwrap();
+        t.draw(|f| ui::render(f, &st, &theme)).unwrap();
+        let focused = st.focus.unwrap();
+        let (x, y) = find(&t, &format!(" {} ", focused.title()));
+        let corner = &t.backend().buffer()[(x - 1, y)];
+        assert!(
+            corner.modifier.contains(Modifier::BOLD),
+            "{focused:?} {corner:?}"
+        );
+        assert_eq!(corner.fg, if color { Color::Cyan } else { Color::Reset });
+        st.focus = None;
+    }
+    let mut t = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    st.size = (100, 30);
+    t.draw(|f| ui::render(f, &st, &Theme::new(false))).unwrap();
+    insta::assert_snapshot!("screen_no_color_100x30", t.backend());
+}

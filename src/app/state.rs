@@ -113,6 +113,10 @@ pub struct DiffView {
     /// Normalized (default) or raw rules.
     pub raw: bool,
     pub side_by_side: bool,
+    /// Long rules wrap (continuation rows marked `↳`) instead of scrolling sideways.
+    pub wrap: bool,
+    /// The dump's own line under each changed rule is left out (a denser view).
+    pub hide_origin: bool,
     /// Nodes with a dump on both sides, paired by role (computed when a dump arrives).
     pub pairs: Vec<NodePair>,
     /// Index into `pairs`.

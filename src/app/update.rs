@@ -516,6 +516,20 @@ pub fn act(st: &mut State, a: Action) -> Reaction {
         | Action::Left
         | Action::Right => scroll(st, a),
         Action::ToggleRaw | Action::ToggleLayout | Action::NextNode => diff_action(st, a),
+        Action::ToggleWrap => {
+            st.diff.wrap = !st.diff.wrap;
+            st.diff.hscroll = 0;
+            st.activity = if st.diff.wrap {
+                "diff: long rules wrap".into()
+            } else {
+                "diff: long rules scroll sideways (←/→)".into()
+            };
+            Reaction::redraw()
+        }
+        Action::ToggleOrigin => {
+            st.diff.hide_origin = !st.diff.hide_origin;
+            Reaction::redraw()
+        }
         _ => view(st, a),
     }
 }

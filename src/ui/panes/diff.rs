@@ -8,7 +8,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::app::State;
-use crate::app::diffs::{Half, Kind};
+use crate::app::diffs::{DLine, Half, Kind};
+use crate::app::state::DiffView;
 use crate::model::Pane;
 use crate::ui::{Theme, pane_block};
 
@@ -136,38 +137,87 @@ fn node_line<'a>(st: &State, theme: &Theme) -> Line<'a> {
     ])
 }
 
-/// The visible part of the display lines (built once per result, not per frame).
-fn body_lines(
-    f: &mut Frame,
-    body: Rect,
-    all: &[crate::app::diffs::DLine],
-    st: &State,
-    theme: &Theme,
-) {
+/// The rows one half of a display line takes in `width` columns. Scrolling sideways: one row
+/// from column `from`, a `←` where text is hidden on the left and a `→` where more follows.
+/// Wrapping: the whole text, continuation rows marked `↳`.
+fn rows<'a>(h: &Half, d: &DiffView, width: usize, theme: &Theme) -> Vec<Line<'a>> {
+    let n = h.text.chars().count();
+    if width < 4 {
+        return vec![spans(h, 0, width, theme)];
+    }
+    if !d.wrap {
+        let from = d.hscroll.min(n);
+        let left = from > 0 && n > 0;
+        let right = n > from + width - usize::from(left);
+        let take = width - usize::from(left) - usize::from(right);
+        let mut line = spans(h, from, take, theme);
+        if left {
+            line.spans.insert(0, Span::styled("←", theme.dim()));
+        }
+        if right {
+            line.spans.push(Span::styled("→", theme.dim()));
+        }
+        return vec![line];
+    }
+    let mut out = vec![spans(h, 0, width, theme)];
+    let mut at = width;
+    while at < n {
+        let mut line = spans(h, at, width - 2, theme);
+        line.spans.insert(0, Span::styled("↳ ", theme.dim()));
+        out.push(line);
+        at += width - 2;
+    }
+    out
+}
+
+/// The lines shown: all, or without the dump lines under changed rules.
+fn shown<'a>(all: &'a [DLine], d: &DiffView) -> Vec<&'a DLine> {
+    all.iter()
+        .filter(|dl| !(d.hide_origin && dl.left.kind == Kind::Raw))
+        .collect()
+}
+
+/// The visible part of the display lines (built once per result, not per frame), from the
+/// scroll position down as far as the pane goes.
+fn body_lines(f: &mut Frame, body: Rect, all: &[DLine], st: &State, theme: &Theme) {
     let d = &st.diff;
     let h = body.height as usize;
-    let top = d.scroll.min(all.len().saturating_sub(h.max(1)));
-    let visible = &all[top..(top + h).min(all.len())];
-    if d.side_by_side {
+    let lines = shown(all, d);
+    let top = d.scroll.min(lines.len().saturating_sub(h.max(1)));
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    let halves = if d.side_by_side {
         let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
             .areas(body);
-        let w = l.width.saturating_sub(1) as usize;
-        let (mut left, mut right) = (Vec::new(), Vec::new());
-        for dl in visible {
-            left.push(spans(&dl.left, d.hscroll, w, theme));
-            right.push(match &dl.right {
-                Some(rh) => spans(rh, d.hscroll, w, theme),
-                None => Line::raw(""),
-            });
-        }
-        f.render_widget(Paragraph::new(left), l);
-        f.render_widget(Paragraph::new(right), r);
+        Some((l, r))
     } else {
-        let w = body.width as usize;
-        let out: Vec<Line> = visible
-            .iter()
-            .map(|dl| spans(&dl.left, d.hscroll, w, theme))
-            .collect();
-        f.render_widget(Paragraph::new(out), body);
+        None
+    };
+    let w = match halves {
+        Some((l, _)) => l.width.saturating_sub(1) as usize,
+        None => body.width as usize,
+    };
+    for dl in lines.iter().skip(top) {
+        if left.len() >= h {
+            break;
+        }
+        let mut l = rows(&dl.left, d, w, theme);
+        let mut r = match (&dl.right, halves) {
+            (Some(rh), Some(_)) => rows(rh, d, w, theme),
+            _ => Vec::new(),
+        };
+        let n = l.len().max(r.len());
+        l.resize(n, Line::raw(""));
+        r.resize(n, Line::raw(""));
+        left.extend(l);
+        right.extend(r);
+    }
+    left.truncate(h);
+    right.truncate(h);
+    match halves {
+        Some((l, r)) => {
+            f.render_widget(Paragraph::new(left), l);
+            f.render_widget(Paragraph::new(right), r);
+        }
+        None => f.render_widget(Paragraph::new(left), body),
     }
 }
