@@ -194,6 +194,8 @@ fn worktree_builds_hold_every_edit_and_only_a_changed_image_recreates_its_cluste
         assert_ne!(commit2, commit);
         assert_eq!(count(&log, "build|node-image|"), 3);
         assert!(said(&ev, Side::Pr, "runs another image: recreating it"), "{ev:#?}");
+        // The first builds' time came back as the estimate for this one.
+        assert!(ev.iter().any(|e| matches!(e, Event::Estimate { side: Side::Pr, phase: Phase::Build, .. })), "{ev:#?}");
         assert!(phase_is(&ev, Side::Pr, Phase::Create, |s| *s == PhaseState::Done), "{ev:#?}");
         assert!(phase_is(&ev, Side::Pr, Phase::Deploy, |s| *s == PhaseState::Done), "{ev:#?}");
         assert!(!phase_is(&ev, Side::Base, Phase::Create, |_| true), "base untouched");

@@ -272,6 +272,7 @@ fn a_swap_builds_packages_loads_patches_and_waits_for_the_rollout() {
         let (ev, err) = until_finished(&mut rx, Job::Swap).await;
         assert_eq!(err, None, "{:#?}", outputs(&ev));
         assert!(ev.iter().any(|e| matches!(e, Event::Phase { side: Side::Pr, phase: Phase::Swap, state: PhaseState::Skipped { reason } } if reason.contains("runs already"))), "{:#?}", outputs(&ev));
+        assert!(ev.iter().any(|e| matches!(e, Event::Estimate { side: Side::Pr, phase: Phase::Swap, .. })), "the last compile's time: {ev:#?}");
         assert_eq!(patches(&server.requests()).len(), 1);
         let argv = std::fs::read_to_string(s.kind_dir.join("argv.log")).unwrap();
         assert_eq!(argv.matches("load|docker-image|").count(), 1, "{argv}");

@@ -347,3 +347,39 @@ fn styles_of_added_lines_differing_results_and_the_focused_pane() {
     t.draw(|f| ui::render(f, &st, &Theme::new(false))).unwrap();
     insta::assert_snapshot!("screen_no_color_100x30", t.backend());
 }
+
+/// A node-image build in progress: kind's stage, and against the last build's time a bar,
+/// "elapsed/~last"; past it, how long the last one took.
+#[test]
+fn build_pane_shows_stage_elapsed_and_the_last_builds_time() {
+    use kindred::backend::event::Event;
+    use kindred::model::{Phase, Side};
+    let mut st = demo_state(3000);
+    let t0 = st.now;
+    apply_sync(
+        &mut st,
+        Msg::Backend(Event::Estimate {
+            side: Side::Base,
+            phase: Phase::Build,
+            seconds: 1200,
+        }),
+    );
+    apply_sync(&mut st, Msg::Tick(t0 + Duration::from_secs(600)));
+    let draw = |st: &State| {
+        let mut t = Terminal::new(TestBackend::new(120, 12)).unwrap();
+        t.draw(|f| ui::render_pane(f, Pane::Build, f.area(), st, &Theme::new(true)))
+            .unwrap();
+        t
+    };
+    let t = draw(&st);
+    let text = format!("{:?}", t.backend());
+    assert!(
+        text.contains("████░░░░ 10m02s/~20m00s"),
+        "half of the last build: {text}"
+    );
+    assert!(text.contains("compiling Kubernetes 1/4"), "{text}");
+    insta::assert_snapshot!("pane_build_gauge_120x12", t.backend());
+    apply_sync(&mut st, Msg::Tick(t0 + Duration::from_secs(1500)));
+    let text = format!("{:?}", draw(&st).backend());
+    assert!(text.contains("████████ 25m02s (last 20m00s)"), "{text}");
+}

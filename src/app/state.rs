@@ -11,6 +11,14 @@ use crate::model::{
     without_cluster,
 };
 
+/// The stages of `kind build node-image`, in the order kind prints them.
+pub const BUILD_STAGES: [&str; 4] = [
+    "compiling Kubernetes",
+    "Kubernetes built",
+    "building node image",
+    "done",
+];
+
 /// Lines of output kept per phase.
 pub const OUTPUT_LINES: usize = 200;
 /// Probe results remembered per cell.
@@ -61,6 +69,11 @@ pub struct SideState {
     /// ("HEAD abc1234 + 1 changed file", or the commit).
     pub proxy: Option<(String, String)>,
     pub phases: [PhaseView; 4],
+    /// Per phase, how long the same work took last time (seconds), when known.
+    pub estimate: [Option<u64>; 4],
+    /// Where a node-image build is: the index of the stage kind last printed, of
+    /// [`BUILD_STAGES`].
+    pub stage: Option<usize>,
     pub output: [VecDeque<String>; 4],
     pub nodes: Vec<NodeInfo>,
     pub pods: BTreeMap<String, PodInfo>,

@@ -8,8 +8,11 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::diffs::{Computed, DiffKey, DiffRequest, LineLayout, lines};
 use super::keymap::{Action, action_for};
-use super::state::{Confirm, Editor, HISTORY, NodeInfo, OUTPUT_LINES, PhaseView, ProbeCell, State};
+use super::state::{
+    BUILD_STAGES, Confirm, Editor, HISTORY, NodeInfo, OUTPUT_LINES, PhaseView, ProbeCell, State,
+};
 use crate::backend::event::{Command, Event, ProbeResult};
+use crate::backend::kind::{Progress, progress};
 use crate::model::{Pane, Phase, PhaseState, Side, Sides, Target};
 use crate::rules::Options;
 
@@ -190,8 +193,19 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
         }
         Event::Phase { side, phase, state } => on_phase(st, side, phase, state),
         Event::Output { side, phase, line } => {
-            push_line(&mut st.side_mut(side).output[phase as usize], line);
+            let s = st.side_mut(side);
+            if phase == Phase::Build
+                && let Some(Progress::Stage(stage)) = progress(&line)
+            {
+                s.stage = BUILD_STAGES.iter().position(|x| *x == stage);
+            }
+            push_line(&mut s.output[phase as usize], line);
         }
+        Event::Estimate {
+            side,
+            phase,
+            seconds,
+        } => st.side_mut(side).estimate[phase as usize] = Some(seconds),
         Event::Built {
             side,
             commit,
@@ -272,6 +286,9 @@ fn on_phase(st: &mut State, side: Side, phase: Phase, state: PhaseState) {
                 started: Some(now),
                 took: None,
             };
+            if phase == Phase::Build {
+                st.side_mut(side).stage = None;
+            }
         }
         PhaseState::Pending => *pv = PhaseView::default(),
         _ => {

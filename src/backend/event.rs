@@ -117,6 +117,13 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         snapshot: Option<String>,
     },
+    /// How long the same kind of work took last time (a node-image build, a kube-proxy
+    /// compile): the Build pane shows the running one against it.
+    Estimate {
+        side: Side,
+        phase: Phase,
+        seconds: u64,
+    },
     /// kube-proxy was swapped: the side's cluster runs `image` now, built from `commit`.
     ProxySwapped {
         side: Side,

@@ -16,6 +16,7 @@ pub mod probe;
 pub mod process;
 pub mod recording;
 pub mod replay;
+pub mod timings;
 
 use std::path::PathBuf;
 

@@ -26,6 +26,10 @@ fn job_of(ev: &Event) -> Option<Job> {
         },
         Event::Built { .. } => Job::Build,
         Event::ProxySwapped { .. } => Job::Swap,
+        Event::Estimate { phase, .. } => match phase {
+            Phase::Swap => Job::Swap,
+            _ => Job::Build,
+        },
         Event::Node { .. } => Job::Create,
         Event::Pod { .. } | Event::PodRemoved { .. } | Event::Service { .. } => Job::Deploy,
         Event::ProbesStarted { .. } | Event::Probe { .. } | Event::ProbesDone { .. } => Job::Probes,

@@ -122,9 +122,22 @@ pub(super) async fn build(ctx: &Ctx, side: Side) -> Result<()> {
             }
             ctx.out(side, Phase::Build, l);
         };
+        let timings = crate::backend::timings::default_path();
+        let last = crate::backend::timings::last(&timings, crate::backend::timings::NODE_IMAGE);
+        if let Some(t) = last {
+            let seconds = t.as_secs();
+            ctx.emit(Event::Estimate {
+                side,
+                phase: Phase::Build,
+                seconds,
+            });
+        }
+        let started = std::time::Instant::now();
         ctx.kind
             .build_node_image(&src.dir, &spec.image, &env, on_line, &ctx.cancel)
             .await?;
+        let kind = crate::backend::timings::NODE_IMAGE;
+        crate::backend::timings::record(&timings, kind, started.elapsed());
         docker.tag(&spec.image, &by_commit).await?;
         ctx.emit(built);
         Ok(None)

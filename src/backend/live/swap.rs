@@ -113,8 +113,20 @@ async fn compile(ctx: &Ctx, side: Side, src: &super::build::Source) -> Result<Ve
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = |l: &str| ctx.out(side, Phase::Swap, format!("  {l}"));
     ctx.out(side, Phase::Swap, format!("  compiling with {how}"));
+    let timings = crate::backend::timings::default_path();
+    let kind = crate::backend::timings::KUBE_PROXY;
+    if let Some(t) = crate::backend::timings::last(&timings, kind) {
+        let seconds = t.as_secs();
+        ctx.emit(Event::Estimate {
+            side,
+            phase: Phase::Swap,
+            seconds,
+        });
+    }
+    let started = std::time::Instant::now();
     let build = kbuild::kube_proxy(&src.dir, &how, &env, out, &ctx.cancel);
     let bin = step(ctx, side, "compile kube-proxy", build).await?;
+    crate::backend::timings::record(&timings, kind, started.elapsed());
     std::fs::read(&bin).map_err(|e| anyhow!("{}: {e}", bin.display()))
 }
 

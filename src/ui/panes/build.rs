@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::app::State;
-use crate::app::state::SideState;
+use crate::app::state::{BUILD_STAGES, SideState};
 use crate::model::Pane;
 use crate::model::{Phase, PhaseState, Side};
 use crate::ui::{Theme, clip, fmt_duration, layout, pane_block, side_heading, spinner};
@@ -81,6 +81,9 @@ fn side_lines<'a>(
         }
         let text = format!("{mark} {:<15} {note}", p.title());
         lines.push(Line::styled(clip(&text, 0, w), style));
+        if let Some(g) = gauge(st, s, p, w, theme) {
+            lines.push(g);
+        }
         if p == Phase::Swap
             && let Some((image, from)) = &s.proxy
         {
@@ -151,6 +154,53 @@ fn node_list(names: &[String], room: usize) -> String {
     shown
 }
 
+/// Where a running phase is: kind's stage of a node-image build ("compiling Kubernetes 1/4"),
+/// and against the last time the same work took, a bar and "12m03s/~20m00s" (past it:
+/// "25m02s (last 20m00s)").
+fn gauge<'a>(st: &State, s: &SideState, p: Phase, w: usize, theme: &Theme) -> Option<Line<'a>> {
+    let v = s.phase(p);
+    if v.state != PhaseState::Running {
+        return None;
+    }
+    let stage = s
+        .stage
+        .filter(|_| p == Phase::Build)
+        .map(|i| format!("{} {}/{}", BUILD_STAGES[i], i + 1, BUILD_STAGES.len()));
+    let estimate = s.estimate[p as usize].filter(|e| *e > 0);
+    if stage.is_none() && estimate.is_none() {
+        return None;
+    }
+    let elapsed = v
+        .started
+        .map(|t| st.now.saturating_sub(t))
+        .unwrap_or_default();
+    let mut spans = vec![Span::raw(" ")];
+    if let Some(stage) = stage {
+        spans.push(Span::styled(format!(" {stage}"), theme.running()));
+    }
+    if let Some(e) = estimate {
+        spans.push(Span::raw(" "));
+        const BAR: usize = 8;
+        let ratio = (elapsed.as_secs_f64() / e as f64).min(1.0);
+        let full = ((ratio * BAR as f64).round() as usize).min(BAR);
+        spans.push(Span::styled("█".repeat(full), theme.running()));
+        spans.push(Span::styled("░".repeat(BAR - full), theme.dim()));
+        let last = fmt_duration(std::time::Duration::from_secs(e));
+        let note = if elapsed.as_secs() > e {
+            format!(" {} (last {last})", fmt_duration(elapsed))
+        } else {
+            format!(" {}/~{last}", fmt_duration(elapsed))
+        };
+        spans.push(Span::styled(note, theme.dim()));
+    }
+    let line = Line::from(spans);
+    Some(if line.width() > w {
+        Line::styled(clip(&line.to_string(), 0, w), theme.dim())
+    } else {
+        line
+    })
+}
+
 /// A phase's mark, style and note: "⠙ 47s", "✓ 5s", "– skipped: …", "✗ failed".
 fn phase_mark(
     st: &State,
@@ -191,7 +241,9 @@ fn phase_rows(st: &State) -> u16 {
             let swap = s.phase(Phase::Swap).state != PhaseState::Pending;
             let phases = if swap { 4 } else { 3 };
             let proxy = if s.proxy.is_some() { 2 } else { 0 };
-            1 + phases + proxy
+            let running = |p: Phase| s.phase(p).state == PhaseState::Running;
+            let gauge = u16::from(running(Phase::Build) || running(Phase::Swap));
+            1 + phases + proxy + gauge
         })
         .max()
         .unwrap_or(4)
