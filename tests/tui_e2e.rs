@@ -172,3 +172,49 @@ fn a_panic_in_any_task_ends_the_program_with_the_terminal_restored() {
         "terminal restored (alternate screen left): {s}"
     );
 }
+
+/// The demo at the usual terminal sizes, read off the screen tmux shows: every test pod's name
+/// whole (or shortened in its middle, both ends kept) on both sides of Pods and of Probes, the
+/// changed rules in the Diff pane. (`ui_snapshots` keeps the same screens as snapshots, drawn
+/// headless where no clock moves.)
+#[test]
+#[ignore = "needs tmux (CI runs it)"]
+fn the_demo_at_six_sizes_keeps_every_pod_name() {
+    let names = [
+        "echo-worker2",
+        "netshoot-worker",
+        "netshoot-worker2",
+        "overlay-worker",
+        "overlay-worker2",
+    ];
+    let is_name = |token: &str, name: &str| {
+        token == name
+            || token.split_once('…').is_some_and(|(a, b)| {
+                !a.is_empty() && b.len() >= 2 && name.starts_with(a) && name.ends_with(b)
+            })
+    };
+    for (w, h) in [
+        (100, 30),
+        (120, 40),
+        (160, 48),
+        (180, 50),
+        (200, 60),
+        (240, 60),
+    ] {
+        let t = Tmux::start_sized(&format!("size{w}x{h}"), &demo_cmd(""), w, h);
+        let s = t.wait_until("the probes and the diff", 30, |s| {
+            s.contains("=== default/echo: (changed, +2 -0)")
+                && s.contains("probes done")
+                && !s.contains("probing")
+        });
+        let tokens: Vec<&str> = s
+            .split(|c: char| c.is_whitespace() || c == '│')
+            .filter(|t| !t.is_empty())
+            .collect();
+        for n in names {
+            let seen = tokens.iter().filter(|t| is_name(t, n)).count();
+            assert!(seen >= 4, "{w}x{h}: {n} shown {seen} times\n{s}");
+        }
+        t.keys(&["q"]);
+    }
+}

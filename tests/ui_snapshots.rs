@@ -33,9 +33,16 @@ fn screen(st: &mut State, w: u16, h: u16) -> Terminal<TestBackend> {
 }
 
 #[test]
-fn whole_screen_at_two_sizes() {
+fn whole_screen_at_six_sizes() {
     let mut st = demo_state(u64::MAX);
-    for (w, h) in SIZES {
+    for (w, h) in [
+        (100, 30),
+        (120, 40),
+        (160, 48),
+        (180, 50),
+        (200, 60),
+        (240, 60),
+    ] {
         let t = screen(&mut st, w, h);
         insta::assert_snapshot!(format!("screen_{w}x{h}"), t.backend());
     }
@@ -382,4 +389,43 @@ fn build_pane_shows_stage_elapsed_and_the_last_builds_time() {
     apply_sync(&mut st, Msg::Tick(t0 + Duration::from_secs(1500)));
     let text = format!("{:?}", draw(&st).backend());
     assert!(text.contains("████████ 25m02s (last 20m00s)"), "{text}");
+}
+
+/// A failed phase (its reason in full, and which key runs it again) and errors the backend
+/// reported (in the pane concerned, on the side concerned), as the screen shows them.
+#[test]
+fn a_failed_phase_and_reported_errors() {
+    use kindred::backend::event::Event;
+    use kindred::model::{Phase, PhaseState, Side};
+    let mut st = demo_state(3000);
+    for e in [
+        Event::Phase {
+            side: Side::Pr,
+            phase: Phase::Build,
+            state: PhaseState::Failed {
+                reason: "kind build node-image: failed to build images: exit status 2 (exit 1)"
+                    .into(),
+            },
+        },
+        Event::Error {
+            side: Some(Side::Base),
+            pane: Pane::Pods,
+            message: "kind get kubeconfig --name master: no answer in 30s".into(),
+        },
+        Event::Error {
+            side: None,
+            pane: Pane::Diff,
+            message: "master-worker: `iptables-save` did not finish within 30s".into(),
+        },
+    ] {
+        apply_sync(&mut st, Msg::Backend(e));
+    }
+    let t = screen(&mut st, 120, 40);
+    let text = format!("{:?}", t.backend());
+    assert!(
+        text.contains("✗ image build") && text.contains("failed to build images"),
+        "{text}"
+    );
+    assert!(text.contains("b, c, d or p runs the phase again"), "{text}");
+    insta::assert_snapshot!("screen_failed_and_errors_120x40", t.backend());
 }
