@@ -118,6 +118,7 @@ fn bench(c: &mut Criterion) {
             side: Side::Base,
             node: "master-worker".into(),
             text: base_big.clone(),
+            at_ms: None,
         }),
     );
     let mut g = c.benchmark_group("rule dump arrives (140k lines)");
@@ -140,6 +141,7 @@ fn bench(c: &mut Criterion) {
                         side: Side::Pr,
                         node: "77523-worker".into(),
                         text,
+                        at_ms: None,
                     }),
                 );
                 assert!(

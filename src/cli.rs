@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The dashboard on the live backend: kind, Docker and the API server for both sides.
-    Up(DashArgs),
+    Up(UpArgs),
     /// Write a commented starter scenario (the built-in one) to ./kindred.yaml or -f FILE.
     Init(InitArgs),
     /// Compare the kube-proxy rules of two dumps (iptables-save or iptables -S output), per service.
@@ -125,6 +125,24 @@ pub struct DashArgs {
     /// Do not capture the mouse (lets the terminal select text).
     #[arg(long)]
     pub no_mouse: bool,
+}
+
+/// Options of the live dashboard.
+#[derive(Debug, Default, clap::Args)]
+pub struct UpArgs {
+    /// Watch mode: seconds between re-reads of nodes that cannot report their own rule changes
+    /// (iptables-legacy); overrides the scenario's `watch.interval` (0.1 to 3600).
+    #[arg(long, value_name = "SECS", value_parser = watch_interval)]
+    pub watch_interval: Option<f64>,
+    #[command(flatten)]
+    pub dash: DashArgs,
+}
+
+fn watch_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}': seconds, from 0.1 to 3600")),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -420,11 +438,14 @@ pub fn run_swap(file: Option<&std::path::Path>, a: &SwapArgs) -> Result<i32> {
 }
 
 /// `kindred up` (and `kindred` alone).
-pub fn run_up(file: Option<&std::path::Path>, a: &DashArgs) -> Result<i32> {
-    let sc = load_scenario(file)?;
+pub fn run_up(file: Option<&std::path::Path>, a: &UpArgs) -> Result<i32> {
+    let mut sc = load_scenario(file)?;
+    if let Some(v) = a.watch_interval {
+        sc.watch.interval = v;
+    }
     let kind = crate::backend::kind::Kind::default();
     let backend = Box::new(crate::backend::live::LiveBackend::new(sc, kind));
-    run_dashboard(backend, a)
+    run_dashboard(backend, &a.dash)
 }
 
 /// `kindred demo` and `kindred replay`.

@@ -281,6 +281,7 @@ fn build(r: &mut Rec, s: &SideSpec) {
             side,
             node: w.clone(),
             text: dump,
+            at_ms: None,
         },
     );
 
@@ -440,7 +441,9 @@ fn demo_dumps_are_the_walkthrough_fixtures() {
         .records
         .iter()
         .filter_map(|r| match &r.event {
-            Event::RuleDump { side, node, text } => Some((*side, node.clone(), text.clone())),
+            Event::RuleDump {
+                side, node, text, ..
+            } => Some((*side, node.clone(), text.clone())),
             _ => None,
         })
         .collect();

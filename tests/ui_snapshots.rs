@@ -119,6 +119,7 @@ fn a_node_without_kube_proxy_rules_is_a_visible_note_not_an_error() {
             side: Side::Pr,
             node: "77523-worker".into(),
             text: empty,
+            at_ms: None,
         }),
     );
     assert!(st.sides.pr.no_rules.contains("77523-worker"));

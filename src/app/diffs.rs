@@ -14,6 +14,8 @@ pub struct DiffKey {
     /// The node pair's role ("worker").
     pub node: String,
     pub raw: bool,
+    /// A timeline entry's before-vs-after, by id (`None`: base vs PR).
+    pub step: Option<u64>,
 }
 
 /// A diff to compute: both dumps, the Service filter, and how the result will be shown.

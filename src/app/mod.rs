@@ -5,6 +5,7 @@ pub mod diffs;
 pub mod driver;
 pub mod keymap;
 pub mod state;
+pub mod timeline;
 pub mod update;
 
 pub use driver::Driver;

@@ -130,6 +130,9 @@ pub struct DiffView {
     pub wrap: bool,
     /// The dump's own line under each changed rule is left out (a denser view).
     pub hide_origin: bool,
+    /// The timeline entry shown (that node's rules before vs after the change), by id; `None`
+    /// is the live base-vs-PR view.
+    pub step: Option<u64>,
     /// Nodes with a dump on both sides, paired by role (computed when a dump arrives).
     pub pairs: Vec<NodePair>,
     /// Index into `pairs`.
@@ -188,6 +191,8 @@ pub struct State {
     /// The probe target set with `e` (else the scenario's).
     pub probe_target: Option<Target>,
     pub diff: DiffView,
+    /// Every change of a node's rules, oldest first.
+    pub timeline: super::timeline::Timeline,
     /// Vertical scroll of the other panes.
     pub scroll: [usize; 4],
     pub watch: bool,

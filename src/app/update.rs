@@ -261,7 +261,15 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
             st.side_mut(side).probes_running = false;
             st.activity = format!("{}: probes done", st.side(side).name());
         }
-        Event::RuleDump { side, node, text } => return on_rule_dump(st, side, node, text),
+        Event::RuleDump {
+            side,
+            node,
+            text,
+            at_ms,
+        } => {
+            let at = at_ms.map_or(st.now, Duration::from_millis);
+            return on_rule_dump(st, side, node, text, at);
+        }
         Event::Error {
             side,
             pane,
@@ -313,7 +321,7 @@ fn on_probe(st: &mut State, side: Side, result: ProbeResult) {
     cell.last = result;
 }
 
-fn on_rule_dump(st: &mut State, side: Side, node: String, text: String) -> Reaction {
+fn on_rule_dump(st: &mut State, side: Side, node: String, text: String, at: Duration) -> Reaction {
     let changed = st
         .side(side)
         .dumps
@@ -333,7 +341,10 @@ fn on_rule_dump(st: &mut State, side: Side, node: String, text: String) -> React
         s.no_rules.remove(&node);
     }
     s.mentions_service.insert(node.clone(), mentions);
-    s.dumps.insert(node.clone(), Arc::from(text));
+    let after: Arc<str> = Arc::from(text);
+    if let Some(before) = s.dumps.insert(node.clone(), after.clone()) {
+        st.timeline.record(at, side, &node, &before, &after);
+    }
     st.refresh_pairs();
     st.diff.generation += 1;
     st.activity = format!("rules of {node} updated");
@@ -366,11 +377,15 @@ pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
     if st.diff.node >= st.diff.pairs.len() {
         st.diff.node = 0;
     }
+    if let Some(id) = st.diff.step {
+        return step_request(st, id);
+    }
     let role = st.diff.pairs[st.diff.node].role.clone();
     let key = DiffKey {
         generation: st.diff.generation,
         node: role,
         raw: st.diff.raw,
+        step: None,
     };
     if st.diff.result_for.as_ref() == Some(&key) || st.diff.pending.is_some() {
         // Done already, or one is running: its answer triggers the next request.
@@ -391,6 +406,64 @@ pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
     };
     st.diff.pending = Some(key);
     Some(req)
+}
+
+/// The diff of a timeline entry: that node's rules before vs after the change.
+fn step_request(st: &mut State, id: u64) -> Option<DiffRequest> {
+    let (_, c) = st.timeline.by_id(id)?;
+    let key = DiffKey {
+        generation: 0,
+        node: c.node.clone(),
+        raw: st.diff.raw,
+        step: Some(id),
+    };
+    if st.diff.result_for.as_ref() == Some(&key) || st.diff.pending.is_some() {
+        return None;
+    }
+    let req = DiffRequest {
+        key: key.clone(),
+        base: c.before.clone(),
+        pr: c.after.clone(),
+        options: Options {
+            raw: st.diff.raw,
+            service: st.service().map(|s| s.filter().clone()),
+            lb_ips: st.lb_ips(),
+            ..Options::default()
+        },
+        layout: layout(st),
+    };
+    st.diff.pending = Some(key);
+    Some(req)
+}
+
+/// `[` and `]`: step back and forth through the timeline; past the newest entry is the live
+/// view again.
+fn step(st: &mut State, back: bool) -> Reaction {
+    let ids: Vec<u64> = st.timeline.entries.iter().map(|c| c.id).collect();
+    let at = st
+        .diff
+        .step
+        .and_then(|id| ids.iter().position(|x| *x == id));
+    st.diff.step = match (at, back) {
+        (None, true) => ids.last().copied(),
+        (Some(i), true) => Some(ids[i.saturating_sub(1)]),
+        (Some(i), false) => ids.get(i + 1).copied(),
+        (None, false) => None,
+    };
+    st.diff.scroll = 0;
+    st.activity = match st.diff.step.and_then(|id| st.timeline.by_id(id)) {
+        Some((i, c)) => format!(
+            "rule change {}/{}: {} +{} -{}",
+            i + 1,
+            ids.len(),
+            c.node,
+            c.added,
+            c.removed
+        ),
+        None if ids.is_empty() => "no rule changes yet".into(),
+        None => "diff: live".into(),
+    };
+    Reaction::redraw().with_diff(st)
 }
 
 fn key(st: &mut State, k: KeyEvent) -> Reaction {
@@ -543,6 +616,8 @@ pub fn act(st: &mut State, a: Action) -> Reaction {
             };
             Reaction::redraw()
         }
+        Action::StepBack => step(st, true),
+        Action::StepForward => step(st, false),
         Action::ToggleOrigin => {
             st.diff.hide_origin = !st.diff.hide_origin;
             Reaction::redraw()
@@ -860,6 +935,7 @@ mod tests {
                 side,
                 node: node.into(),
                 text: "-A KUBE-SERVICES -j X\n".into(),
+                at_ms: None,
             })
         };
         assert!(
@@ -880,6 +956,7 @@ mod tests {
             side: Side::Pr,
             node: "77523-worker".into(),
             text: "-A KUBE-SERVICES -j Y\n".into(),
+            at_ms: None,
         });
         assert!(update(&mut st, m).effects.is_empty());
         let key = st.diff.pending.clone().unwrap();
@@ -962,5 +1039,108 @@ mod tests {
             Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
         );
         assert!(st.quit);
+    }
+
+    #[test]
+    fn rule_changes_make_a_timeline_to_step_through_and_back_to_live() {
+        let mut st = state();
+        let dump = |side, node: &str, text: &str| {
+            Msg::Backend(Event::RuleDump {
+                side,
+                node: node.into(),
+                text: text.into(),
+                at_ms: None,
+            })
+        };
+        let finish = |st: &mut State| {
+            // Answer the diff in flight (the driver would).
+            if let Some(key) = st.diff.pending.clone() {
+                update(
+                    st,
+                    Msg::DiffReady {
+                        key,
+                        result: Err("not computed in this test".into()),
+                    },
+                );
+            }
+        };
+        update(
+            &mut st,
+            dump(Side::Base, "master-worker", "-A KUBE-SVC-X -j A\n"),
+        );
+        update(
+            &mut st,
+            dump(Side::Pr, "77523-worker", "-A KUBE-SVC-X -j A\n"),
+        );
+        finish(&mut st);
+        assert!(st.timeline.entries.is_empty(), "first dumps are no change");
+        update(&mut st, Msg::Tick(Duration::from_secs(42)));
+        update(
+            &mut st,
+            dump(
+                Side::Pr,
+                "77523-worker",
+                "-A KUBE-SVC-X -j A\n-A KUBE-SVC-X -j B\n",
+            ),
+        );
+        finish(&mut st);
+        update(&mut st, Msg::Tick(Duration::from_secs(50)));
+        update(
+            &mut st,
+            dump(Side::Base, "master-worker", "-A KUBE-SVC-X -j C\n"),
+        );
+        finish(&mut st);
+        let e: Vec<_> = st
+            .timeline
+            .entries
+            .iter()
+            .map(|c| (c.at.as_secs(), c.side, c.node.as_str(), c.added, c.removed))
+            .collect();
+        assert_eq!(
+            e,
+            [
+                (42, Side::Pr, "77523-worker", 1, 0),
+                (50, Side::Base, "master-worker", 1, 1)
+            ]
+        );
+        // [ : the newest change, its before vs after.
+        let r = update(&mut st, key('['));
+        let req = match &r.effects[..] {
+            [Effect::ComputeDiff(req)] => req.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(req.key.step, Some(st.timeline.entries[1].id));
+        assert_eq!(
+            (&*req.base, &*req.pr),
+            ("-A KUBE-SVC-X -j A\n", "-A KUBE-SVC-X -j C\n")
+        );
+        finish(&mut st);
+        // [ again: the one before; [ at the oldest stays there.
+        update(&mut st, key('['));
+        assert_eq!(st.diff.step, Some(st.timeline.entries[0].id));
+        finish(&mut st);
+        update(&mut st, key('['));
+        assert_eq!(st.diff.step, Some(st.timeline.entries[0].id));
+        finish(&mut st);
+        // A new dump while a change is shown: recorded, the view stays on the change.
+        update(
+            &mut st,
+            dump(Side::Pr, "77523-worker", "-A KUBE-SVC-X -j D\n"),
+        );
+        assert_eq!(st.timeline.entries.len(), 3);
+        assert_eq!(st.diff.step, Some(st.timeline.entries[0].id));
+        // ] ] ] : forward to the newest, then live base vs PR.
+        for _ in 0..2 {
+            update(&mut st, key(']'));
+            finish(&mut st);
+        }
+        assert_eq!(st.diff.step, Some(st.timeline.entries[2].id));
+        let r = update(&mut st, key(']'));
+        assert_eq!(st.diff.step, None);
+        assert!(
+            matches!(&r.effects[..], [Effect::ComputeDiff(req)] if req.key.step.is_none() && req.key.node == "worker"),
+            "{:?}",
+            r.effects
+        );
     }
 }

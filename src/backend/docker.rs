@@ -143,6 +143,10 @@ const SESSION_SCRIPT: &str =
     "while read -r tool; do \"$tool\" 2>/dev/null; echo \"__KINDRED_END__ $?\"; done";
 const END: &[u8] = b"__KINDRED_END__ ";
 
+/// Runs `nft monitor` in a node until kindred closes its stdin (then the monitor is killed, not
+/// left behind) or the monitor ends by itself (no nft). Constant: nothing from user input.
+const MONITOR_SCRIPT: &str = "nft monitor & m=$!; { read -r _; kill $m; } & wait $m";
+
 type Shared<T> = std::sync::Arc<tokio::sync::Mutex<T>>;
 
 #[derive(Clone)]
@@ -548,6 +552,68 @@ impl Docker {
             .filter_map(|c| c.subnet)
             .find(|s| s.contains('.'))
             .ok_or_else(|| anyhow!("Docker network {network} has no IPv4 subnet"))
+    }
+
+    /// Whether a node's rules live in nf_tables, so `nft monitor` sees them change: nftables
+    /// mode, or iptables rules read with `iptables-nft-save` (known once read).
+    pub fn in_nf_tables(&self, container: &str, mode: ProxyMode) -> bool {
+        mode == ProxyMode::Nftables
+            || self.save_tool.lock().unwrap().get(container) == Some(&"iptables-nft-save")
+    }
+
+    /// Follow a node's nf_tables changes with `nft monitor`: `on_change` hears each event line
+    /// until `cancel` (which ends the monitor in the node) or the monitor ends by itself.
+    pub async fn monitor(
+        &self,
+        container: &str,
+        mut on_change: impl FnMut(&str),
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<()> {
+        let config = ExecConfig {
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(vec!["sh".into(), "-c".into(), MONITOR_SCRIPT.into()]),
+            ..Default::default()
+        };
+        let start = async {
+            let created = self.inner.create_exec(container, config).await?;
+            self.inner.start_exec(&created.id, None).await
+        };
+        let started = tokio::time::timeout(ANSWER, start)
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "{container}: `nft monitor` did not start within {}s",
+                    ANSWER.as_secs()
+                )
+            })?
+            .map_err(|e| anyhow!("{container}: cannot run `nft monitor`: {e}"))?;
+        let bollard::exec::StartExecResults::Attached { mut output, input } = started else {
+            bail!("{container}: `nft monitor` detached");
+        };
+        let mut pending = Vec::new();
+        loop {
+            let chunk = tokio::select! {
+                c = output.next() => c,
+                _ = cancel.cancelled() => break,
+            };
+            match chunk {
+                Some(Ok(bollard::container::LogOutput::StdOut { message })) => {
+                    pending.extend_from_slice(&message);
+                    while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=i).collect();
+                        on_change(String::from_utf8_lossy(&line).trim_end());
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => bail!("{container}: `nft monitor`: {e}"),
+                None => bail!("{container}: `nft monitor` ended"),
+            }
+        }
+        // Closing its stdin ends the monitor in the node.
+        drop(input);
+        Ok(())
     }
 
     /// An image as the engine describes it, `None` when there is none by that name.

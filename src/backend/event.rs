@@ -166,6 +166,10 @@ pub enum Event {
         side: Side,
         node: String,
         text: String,
+        /// When it was read, in milliseconds since the backend started: the rule-change
+        /// timeline's clock, the same when a recording is replayed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_ms: Option<u64>,
     },
     Error {
         #[serde(default)]

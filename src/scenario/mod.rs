@@ -37,6 +37,8 @@ pub struct Scenario {
     #[serde(default)]
     pub probes: Probes,
     #[serde(default)]
+    pub watch: WatchSpec,
+    #[serde(default)]
     pub expect: Vec<Expect>,
     /// Where the file was read from (not in the file).
     #[serde(skip)]
@@ -78,6 +80,34 @@ impl Default for ClusterSpec {
         ClusterSpec {
             workers: 2,
             proxy_mode: ProxyMode::Iptables,
+        }
+    }
+}
+
+/// Watch mode (`w`): rules are re-read when they change (`nft monitor` in nodes whose rules live
+/// in nf_tables, the API server's pod, Service and endpoint events) and every `interval` seconds
+/// where no event source exists; probes run every `probe_interval` seconds, never overlapping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSpec {
+    #[serde(default = "one")]
+    pub interval: f64,
+    #[serde(default = "five")]
+    pub probe_interval: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn five() -> f64 {
+    5.0
+}
+
+impl Default for WatchSpec {
+    fn default() -> Self {
+        WatchSpec {
+            interval: one(),
+            probe_interval: five(),
         }
     }
 }
@@ -391,6 +421,17 @@ impl Scenario {
         }
         if s.probes.targets.is_empty() {
             return Err(err(&["probes", "targets"], "at least one target".into()));
+        }
+        for (field, v) in [
+            ("interval", s.watch.interval),
+            ("probe_interval", s.watch.probe_interval),
+        ] {
+            if !(0.1..=3600.0).contains(&v) {
+                return Err(err(
+                    &["watch", field],
+                    format!("{v}: seconds, from 0.1 to 3600"),
+                ));
+            }
         }
         let r = s.build.rollout_timeout;
         if !(r > 0.0 && r <= 86400.0) {

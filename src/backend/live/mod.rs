@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 mod build;
 mod swap;
+mod watch;
 
 pub use swap::proxy_tag;
 
@@ -32,8 +33,9 @@ use crate::model::{
 };
 use crate::scenario::Scenario;
 
-/// Seconds between rounds in watch mode.
-pub const WATCH_PERIOD: Duration = Duration::from_secs(10);
+/// Seconds between probe rounds in watch mode, unless the scenario says otherwise
+/// (`watch.probe_interval`).
+pub const WATCH_PERIOD: Duration = Duration::from_secs(5);
 
 /// What the backend knows that its jobs share.
 #[derive(Default)]
@@ -78,6 +80,10 @@ struct Ctx {
     watchers: Arc<Mutex<BySide<Option<Task>>>>,
     /// The quick preflight, once it ran.
     preflight: Arc<Mutex<Option<super::doctor::Report>>>,
+    /// Where watch mode hears that a cluster changed (set while it runs).
+    triggers: Arc<Mutex<Option<UnboundedSender<watch::Trigger>>>>,
+    /// When the backend started: the clock of rule dumps.
+    started: std::time::Instant,
     cancel: CancellationToken,
 }
 
@@ -334,6 +340,12 @@ async fn watchers(ctx: &Ctx, side: Side) -> Result<()> {
 
 fn handle_watched(ctx: &Ctx, side: Side, w: super::kube::Watched) {
     use super::kube::Watched;
+    // A pod, Service or endpoint change: kube-proxy is about to rewrite that cluster's rules.
+    if !matches!(w, Watched::Error(_))
+        && let Some(t) = ctx.triggers.lock().unwrap().as_ref()
+    {
+        let _ = t.send(watch::Trigger::Cluster(side));
+    }
     let mut k = ctx.known.lock().unwrap();
     match w {
         Watched::Pod(p) => {
@@ -482,34 +494,62 @@ fn hash(s: &str) -> u64 {
     h.finish()
 }
 
+/// The running nodes of both clusters, by side.
+async fn running_nodes(ctx: &Ctx) -> Result<Vec<(Side, String)>> {
+    let nodes = ctx.docker().await?.kind_nodes().await?;
+    Ok(Side::BOTH
+        .iter()
+        .flat_map(|side| {
+            let name = ctx.name(*side);
+            nodes
+                .iter()
+                .filter(move |n| n.cluster == name && n.running())
+                .map(|n| (*side, n.name.clone()))
+        })
+        .collect())
+}
+
 /// Read the rules of every node of both clusters at once; send the dumps that changed.
 async fn rules(ctx: &Ctx) -> Result<()> {
-    let docker = ctx.docker().await?;
-    let nodes = docker.kind_nodes().await?;
-    let mode = ctx.sc.cluster.proxy_mode;
-    let mut reads = FuturesUnordered::new();
-    for side in Side::BOTH {
-        let name = ctx.name(side);
-        for n in nodes.iter().filter(|n| n.cluster == name && n.running()) {
-            let d = docker.clone();
-            let node = n.name.clone();
-            reads.push(async move { (side, node.clone(), d.read_rules(&node, mode).await) });
-        }
-    }
-    if reads.is_empty() {
+    let nodes = running_nodes(ctx).await?;
+    if nodes.is_empty() {
         bail!(
             "no running nodes for clusters {} and {}",
             ctx.name(Side::Base),
             ctx.name(Side::Pr)
         );
     }
+    read_nodes(ctx, nodes).await
+}
+
+/// Read the rules of these nodes at once; send the dumps that changed (a hash comparison: an
+/// unchanged dump costs next to nothing), each with the time it was read.
+async fn read_nodes(ctx: &Ctx, nodes: Vec<(Side, String)>) -> Result<()> {
+    let docker = ctx.docker().await?;
+    let mode = ctx.sc.cluster.proxy_mode;
+    let mut reads: FuturesUnordered<_> = nodes
+        .into_iter()
+        .map(|(side, node)| {
+            let d = docker.clone();
+            async move {
+                let r = d.read_rules(&node, mode).await;
+                (side, node, r)
+            }
+        })
+        .collect();
     while let Some((side, node, r)) = reads.next().await {
         match r {
             Ok(text) => {
                 let h = hash(&text);
                 let changed = ctx.known.lock().unwrap().dumps.insert(node.clone(), h) != Some(h);
                 if changed {
-                    ctx.emit(Event::RuleDump { side, node, text });
+                    let at_ms = Some(ctx.started.elapsed().as_millis() as u64);
+                    ctx.emit(Event::RuleDump {
+                        side,
+                        node,
+                        text,
+                        at_ms,
+                    });
                 }
             }
             Err(e) => ctx.error(Some(side), Pane::Diff, format!("{node}: {e:#}")),
@@ -622,6 +662,8 @@ pub struct LiveBackend {
     docker: Arc<tokio::sync::OnceCell<Docker>>,
     watchers: Arc<Mutex<BySide<Option<Task>>>>,
     preflight: Arc<Mutex<Option<super::doctor::Report>>>,
+    triggers: Arc<Mutex<Option<UnboundedSender<watch::Trigger>>>>,
+    started: std::time::Instant,
     jobs: HashMap<Job, Task>,
 }
 
@@ -635,6 +677,8 @@ impl LiveBackend {
             docker: Arc::default(),
             watchers: Arc::default(),
             preflight: Arc::default(),
+            triggers: Arc::default(),
+            started: std::time::Instant::now(),
             jobs: HashMap::new(),
         }
     }
@@ -671,6 +715,8 @@ impl LiveBackend {
             docker: self.docker.clone(),
             watchers: self.watchers.clone(),
             preflight: self.preflight.clone(),
+            triggers: self.triggers.clone(),
+            started: self.started,
             cancel: cancel.clone(),
         };
         let fut = f(ctx.clone());
@@ -766,20 +812,6 @@ fn report(ctx: &Ctx, side: Option<Side>, pane: Pane, r: Result<impl Sized>) {
         && !ctx.cancel.is_cancelled()
     {
         ctx.error(side, pane, format!("{e:#}"));
-    }
-}
-
-/// Rules and probes again and again, until cancelled.
-async fn watch(ctx: Ctx) -> Result<()> {
-    loop {
-        let r = rules(&ctx).await;
-        report(&ctx, None, Pane::Diff, r);
-        let r = probes(&ctx, None).await;
-        report(&ctx, None, Pane::Probes, r);
-        tokio::select! {
-            _ = tokio::time::sleep(WATCH_PERIOD) => {}
-            _ = ctx.cancel.cancelled() => return Ok(()),
-        }
     }
 }
 
@@ -891,7 +923,7 @@ impl Backend for LiveBackend {
             Command::RefreshRules => self.spawn(Job::Rules, Some(Pane::Diff), |ctx| async move {
                 rules(&ctx).await
             }),
-            Command::SetWatch(true) => self.spawn(Job::Watch, None, watch),
+            Command::SetWatch(true) => self.spawn(Job::Watch, None, watch::watch),
             Command::SetWatch(false) => {
                 if let Some(t) = self.jobs.remove(&Job::Watch) {
                     stop(t);

@@ -69,8 +69,18 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let block = pane_block(Pane::Diff, st, theme, &mode);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let [head, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
-    f.render_widget(Paragraph::new(node_line(st, theme)), head);
+    let strip = !st.timeline.entries.is_empty();
+    let [head, body] =
+        Layout::vertical([Constraint::Length(1 + u16::from(strip)), Constraint::Min(0)])
+            .areas(inner);
+    let mut top = vec![match st.diff.step {
+        Some(id) => step_line(st, id, theme),
+        None => node_line(st, theme),
+    }];
+    if strip {
+        top.push(strip_line(st, head.width as usize, theme));
+    }
+    f.render_widget(Paragraph::new(top), head);
 
     if let Some(e) = &d.error {
         f.render_widget(
@@ -98,6 +108,61 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         return;
     }
     body_lines(f, body, &c.lines, st, theme);
+}
+
+/// "m:ss" of a session time.
+fn clock(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// The timeline entry shown: which change, of how many, on which node, and how to go on.
+fn step_line<'a>(st: &State, id: u64, theme: &Theme) -> Line<'a> {
+    let n = st.timeline.entries.len();
+    let Some((i, c)) = st.timeline.by_id(id) else {
+        return Line::styled(
+            "that rule change is no longer kept: ] for live",
+            theme.warn(),
+        );
+    };
+    let name = st.side(c.side).name().to_string();
+    Line::from(vec![
+        Span::styled(format!("change {}/{n} ", i + 1), theme.title()),
+        Span::styled(format!("at {} ", clock(c.at)), theme.dim()),
+        Span::raw(format!("{name} ({}) {}: ", c.side.label(), c.node)),
+        Span::styled(format!("+{}", c.added), theme.added()),
+        Span::raw(" "),
+        Span::styled(format!("-{}", c.removed), theme.removed()),
+        Span::styled("  before → after · [ older · ] newer / live", theme.dim()),
+    ])
+}
+
+/// The latest rule changes, newest first, as far as the line goes.
+fn strip_line<'a>(st: &State, width: usize, theme: &Theme) -> Line<'a> {
+    let mut spans = vec![Span::styled("changes ", theme.dim())];
+    let mut used = 8;
+    for c in st.timeline.entries.iter().rev() {
+        let short = st.side(c.side).short(&c.node);
+        let item = format!(
+            "{} {} {short} +{} -{}  ",
+            clock(c.at),
+            c.side.label(),
+            c.added,
+            c.removed
+        );
+        let n = item.chars().count();
+        if used + n > width {
+            break;
+        }
+        used += n;
+        let style = if st.diff.step == Some(c.id) {
+            theme.differs()
+        } else {
+            Style::default()
+        };
+        spans.push(Span::styled(item, style));
+    }
+    Line::from(spans)
 }
 
 /// Which node pair is shown, of how many.

@@ -12,29 +12,7 @@ use crate::ui::{Theme, layout};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     if st.help {
-        let mut lines: Vec<Line> = BINDINGS
-            .iter()
-            .map(|b| {
-                Line::from(vec![
-                    Span::styled(format!(" {:>10}  ", b.keys), theme.key()),
-                    Span::raw(b.help),
-                ])
-            })
-            .collect();
-        lines.push(Line::raw(""));
-        lines.push(Line::styled(" Esc or ? closes this help", theme.dim()));
-        let h = (lines.len() + 2) as u16;
-        let r = layout::centered(area, 64, h);
-        f.render_widget(Clear, r);
-        f.render_widget(
-            Paragraph::new(lines).block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .border_style(theme.focused_border())
-                    .title(Span::styled(" Help: keys ", theme.title())),
-            ),
-            r,
-        );
+        help(f, area, theme);
     }
     if let Some(c) = &st.confirm {
         let (b, p) = (st.sides.base.name(), st.sides.pr.name());
@@ -75,4 +53,61 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         f.render_widget(block, r);
         f.render_widget(&ed.textarea, inner);
     }
+}
+
+/// The help overlay: every binding, in one column, or two when one does not fit the height
+/// (each help text then cut to its column, with `…`).
+fn help(f: &mut Frame, area: Rect, theme: &Theme) {
+    let one_col = BINDINGS.len() as u16 + 4 <= area.height;
+    let per_col = if one_col {
+        BINDINGS.len()
+    } else {
+        BINDINGS.len().div_ceil(2)
+    };
+    let col_w = if one_col {
+        62
+    } else {
+        (area.width.saturating_sub(2) / 2) as usize
+    };
+    let cell = |i: usize| -> Vec<Span<'static>> {
+        let Some(b) = BINDINGS.get(i) else {
+            return vec![];
+        };
+        let room = col_w.saturating_sub(13);
+        let text: String = if b.help.chars().count() > room {
+            let cut: String = b.help.chars().take(room.saturating_sub(1)).collect();
+            format!("{cut}…")
+        } else {
+            b.help.to_string()
+        };
+        let pad = room.saturating_sub(text.chars().count());
+        vec![
+            Span::styled(format!(" {:>10}  ", b.keys), theme.key()),
+            Span::raw(format!("{text}{}", " ".repeat(pad))),
+        ]
+    };
+    let mut lines: Vec<Line> = (0..per_col)
+        .map(|i| {
+            let mut spans = cell(i);
+            if !one_col {
+                spans.extend(cell(i + per_col));
+            }
+            Line::from(spans)
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(" Esc or ? closes this help", theme.dim()));
+    let h = (lines.len() + 2) as u16;
+    let w = if one_col { 64 } else { area.width };
+    let r = layout::centered(area, w, h);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(theme.focused_border())
+                .title(Span::styled(" Help: keys ", theme.title())),
+        ),
+        r,
+    );
 }
