@@ -311,3 +311,93 @@ async fn check_and_the_dashboard_agree_on_a_recording() {
         assert_eq!(*shown.comparison, reported.comparison);
     }
 }
+
+/// The rule-change timeline is part of the recording: a replay (dashboard state) and `check
+/// --replay` (its reports) see the same entries, at the recorded times, and no change twice
+/// (a replayed dump read no later than the one held is no news).
+#[test]
+fn rule_changes_in_a_recording_reach_the_reports() {
+    let mut rec = demo();
+    let text = rec
+        .records
+        .iter()
+        .rev()
+        .find_map(|r| match &r.event {
+            Event::RuleDump {
+                side: Side::Pr,
+                node,
+                text,
+                ..
+            } if node == "77523-worker" => Some(text.clone()),
+            _ => None,
+        })
+        .unwrap();
+    // Five seconds before the session's end.
+    let end = rec.records.len() - 1;
+    let t = rec.records[end].t - 5000;
+    assert!(rec.records[end - 1].t <= t + 5000);
+    let churn = format!("{text}-A KUBE-SEP-CHURN -m comment --comment \"default/echo:\" -j DNAT\n");
+    rec.records.insert(
+        end,
+        recording::Record {
+            t: t + 5000,
+            event: Event::RuleDump {
+                side: Side::Pr,
+                node: "77523-worker".into(),
+                text: churn,
+                at_ms: Some(t + 5000),
+            },
+        },
+    );
+    let st = common::headless::state_from(&rec);
+    let entries: Vec<(u64, Side, String, usize, usize)> = st
+        .timeline
+        .entries
+        .iter()
+        .map(|c| {
+            (
+                c.at.as_millis() as u64,
+                c.side,
+                c.node.clone(),
+                c.added,
+                c.removed,
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [(t + 5000, Side::Pr, "77523-worker".to_string(), 1, 0)]
+    );
+
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("churn.jsonl");
+    std::fs::write(&f, rec.to_jsonl()).unwrap();
+    let (md, js) = (d.path().join("r.md"), d.path().join("r.json"));
+    let o = kindred(&[
+        "check",
+        "--replay",
+        f.to_str().unwrap(),
+        "--report-md",
+        md.to_str().unwrap(),
+        "--report-json",
+        js.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    schema_check(&report);
+    let changes = report["rule_changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0]["at_ms"], t + 5000);
+    assert_eq!(changes[0]["cluster"], "77523");
+    assert_eq!(
+        (changes[0]["added"].as_u64(), changes[0]["removed"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        md.contains("**Rule changes during the run**")
+            && md.contains("| `77523` | `77523-worker` | 1 | 0 |"),
+        "{md}"
+    );
+}

@@ -83,6 +83,8 @@ pub struct SideState {
     pub probes_running: bool,
     /// Rule dumps per node name, as last received.
     pub dumps: BTreeMap<String, Arc<str>>,
+    /// When each node's dump was read (ms since the backend started), when the backend says.
+    pub dump_at: BTreeMap<String, u64>,
     /// Per node: does its dump mention the Service under test (checked once per dump)?
     pub mentions_service: BTreeMap<String, bool>,
     /// Nodes whose dump holds no kube-proxy rule at all (normal before kube-proxy starts).

@@ -133,7 +133,13 @@ fn diff_ready(st: &mut State, key: DiffKey, result: Result<Computed, String>) ->
     if st.diff.pending.as_ref() == Some(&key) {
         st.diff.pending = None;
     }
-    if key.generation < st.diff.result_for.as_ref().map_or(0, |k| k.generation) {
+    // Not the view shown now (a live diff while a change is shown, or the other way round):
+    // what is shown now is asked for instead.
+    if key.step != st.diff.step {
+        return Reaction::default().with_diff(st);
+    }
+    let shown = st.diff.result_for.as_ref().filter(|k| k.step.is_none());
+    if key.step.is_none() && key.generation < shown.map_or(0, |k| k.generation) {
         return Reaction::default();
     }
     match result {
@@ -267,6 +273,16 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
             text,
             at_ms,
         } => {
+            // A dump read no later than the one held (a replay's second pass) is no news.
+            let seen = st.side(side).dump_at.get(&node).copied();
+            if let (Some(ms), Some(last)) = (at_ms, seen)
+                && ms <= last
+            {
+                return Reaction::default();
+            }
+            if let Some(ms) = at_ms {
+                st.side_mut(side).dump_at.insert(node.clone(), ms);
+            }
             let at = at_ms.map_or(st.now, Duration::from_millis);
             return on_rule_dump(st, side, node, text, at);
         }

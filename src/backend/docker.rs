@@ -554,11 +554,16 @@ impl Docker {
             .ok_or_else(|| anyhow!("Docker network {network} has no IPv4 subnet"))
     }
 
-    /// Whether a node's rules live in nf_tables, so `nft monitor` sees them change: nftables
-    /// mode, or iptables rules read with `iptables-nft-save` (known once read).
-    pub fn in_nf_tables(&self, container: &str, mode: ProxyMode) -> bool {
-        mode == ProxyMode::Nftables
-            || self.save_tool.lock().unwrap().get(container) == Some(&"iptables-nft-save")
+    /// Whether a node's kube-proxy rules are known to live in iptables-legacy (read with
+    /// `iptables-legacy-save`), where `nft monitor` cannot see them change.
+    pub fn in_legacy(&self, container: &str, mode: ProxyMode) -> bool {
+        mode == ProxyMode::Iptables
+            && self.save_tool.lock().unwrap().get(container) == Some(&"iptables-legacy-save")
+    }
+
+    /// Whether a node's kube-proxy rules were found yet (and with which tool they are read).
+    pub fn rules_found(&self, container: &str, mode: ProxyMode) -> bool {
+        mode == ProxyMode::Nftables || self.save_tool.lock().unwrap().contains_key(container)
     }
 
     /// Follow a node's nf_tables changes with `nft monitor`: `on_change` hears each event line

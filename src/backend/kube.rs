@@ -478,6 +478,8 @@ pub enum Watched {
     Pod(PodInfo),
     PodGone(String),
     Service(ServiceInfo),
+    /// The Service's endpoints changed (an EndpointSlice was added, changed or removed).
+    Endpoints,
     /// The watch failed; it retries with backoff.
     Error(String),
 }
@@ -546,6 +548,33 @@ pub async fn watch_service(
         let go_on = match ev {
             Ok(s) => emit(Watched::Service(service_info(&s))),
             Err(e) => emit(Watched::Error(format!("watching service {ns}/{name}: {e}"))),
+        };
+        if !go_on {
+            return;
+        }
+    }
+}
+
+/// Watch the EndpointSlices of Service `ns/name` until `emit` returns false: every change
+/// is one `Watched::Endpoints`.
+pub async fn watch_endpoints(
+    client: Client,
+    ns: &str,
+    name: &str,
+    mut emit: impl FnMut(Watched) -> bool,
+) {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::runtime::WatchStreamExt;
+    let api: Api<EndpointSlice> = Api::namespaced(client, ns);
+    let cfg = watcher::Config::default().labels(&format!("kubernetes.io/service-name={name}"));
+    let mut stream = watcher(api, cfg).default_backoff().boxed();
+    while let Some(ev) = stream.next().await {
+        let go_on = match ev {
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => emit(Watched::Endpoints),
+            Ok(_) => true,
+            Err(e) => emit(Watched::Error(format!(
+                "watching the endpoints of {ns}/{name}: {e}"
+            ))),
         };
         if !go_on {
             return;

@@ -66,15 +66,29 @@ impl ReplayBackend {
         }
     }
 
-    /// The recorded events of one job (`Attach`: the whole recording).
+    /// The recorded events of one job (`Attach`: the whole recording). A refresh of the rules
+    /// plays each node's last recorded dump: the rules as they ended, not their history again
+    /// (which would read as changes back and forth).
     fn records(&self, job: Job) -> Vec<Record> {
-        self.rec
+        let mut out: Vec<Record> = self
+            .rec
             .records
             .iter()
             .filter(|r| replayable(&r.event))
             .filter(|r| job == Job::Attach || job_of(&r.event) == Some(job))
             .cloned()
-            .collect()
+            .collect();
+        if job == Job::Rules {
+            let key = |r: &Record| match &r.event {
+                Event::RuleDump { side, node, .. } => Some((*side, node.clone())),
+                _ => None,
+            };
+            let mut seen = std::collections::HashSet::new();
+            out.reverse();
+            out.retain(|r| key(r).is_none_or(|k| seen.insert(k)));
+            out.reverse();
+        }
+        out
     }
 
     /// Play `records` as `job` (restarting it when it plays already), then say it finished.

@@ -101,7 +101,10 @@ async fn script(
     driver.send(Command::RefreshRules);
     finish(driver, Job::Rules, limits.job, progress).await?;
     driver.send(Command::Probe { target: None });
-    finish(driver, Job::Probes, limits.job, progress).await
+    finish(driver, Job::Probes, limits.job, progress).await?;
+    // Once more: rules that changed since (kube-proxy churn) make the timeline the report lists.
+    driver.send(Command::RefreshRules);
+    finish(driver, Job::Rules, limits.job, progress).await
 }
 
 /// `kindred swap-proxy`: swap kube-proxy into the clusters of `sides` (rules and probes are

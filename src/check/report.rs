@@ -175,6 +175,29 @@ impl Verdict {
                 o.push_str("```\n");
             }
         }
+        if !self.rule_changes.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n**Rule changes during the run** (kube-proxy rewrote these nodes' rules after \
+                 they were first read: worth a reviewer's eye):\n"
+            );
+            let _ = writeln!(o, "| at | cluster | node | rules added | rules removed |");
+            let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
+            for c in &self.rule_changes {
+                let s = c.at_ms / 1000;
+                let _ = writeln!(
+                    o,
+                    "| {}:{:02}.{:03} | `{}` | `{}` | {} | {} |",
+                    s / 60,
+                    s % 60,
+                    c.at_ms % 1000,
+                    c.cluster,
+                    c.node,
+                    c.added,
+                    c.removed
+                );
+            }
+        }
         let ver = |s: &SideReport| {
             let mut v = format!(
                 "ref `{}`, image `{}`",

@@ -68,6 +68,20 @@ pub struct Verdict {
     pub expectations: Vec<ExpectationResult>,
     pub probes: Vec<ProbeRow>,
     pub rules: Vec<NodeDiff>,
+    /// Every change of a node's rules seen during the run (kube-proxy churn), oldest first.
+    pub rule_changes: Vec<RuleChange>,
+}
+
+/// One change of one node's rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleChange {
+    /// Milliseconds since the run (or the recorded session) started.
+    pub at_ms: u64,
+    pub side: Side,
+    pub cluster: String,
+    pub node: String,
+    pub added: usize,
+    pub removed: usize,
 }
 
 /// Compute the verdict from a dashboard state (fed by a live run or a recording).
@@ -105,7 +119,24 @@ pub fn verdict(st: &State) -> Result<Verdict, String> {
         expectations,
         probes: probe_rows(st),
         rules: rule_diffs(st)?,
+        rule_changes: rule_changes(st),
     })
+}
+
+/// The timeline of rule changes, as the report lists it.
+fn rule_changes(st: &State) -> Vec<RuleChange> {
+    st.timeline
+        .entries
+        .iter()
+        .map(|c| RuleChange {
+            at_ms: c.at.as_millis() as u64,
+            side: c.side,
+            cluster: st.side(c.side).name().to_string(),
+            node: c.node.clone(),
+            added: c.added,
+            removed: c.removed,
+        })
+        .collect()
 }
 
 /// One row per probe source (by role), both sides' last results side by side; whether they

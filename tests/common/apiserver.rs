@@ -76,6 +76,12 @@ pub enum Reply {
     },
     /// Accept and never answer (a stalled API server).
     Hang,
+    /// A watch: the response starts at once; `event` (a watch event) is sent when `after` is
+    /// notified, then the watch stays open.
+    Watch {
+        after: Arc<tokio::sync::Notify>,
+        event: Value,
+    },
 }
 
 pub struct ApiServer {
@@ -158,6 +164,18 @@ async fn serve(
                 .await;
             }
             Reply::Hang => {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                return Ok(());
+            }
+            Reply::Watch { after, event } => {
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                r.get_mut().write_all(head.as_bytes()).await?;
+                r.get_mut().flush().await?;
+                after.notified().await;
+                let line = format!("{}\n", serde_json::to_string(&event).unwrap());
+                let chunk = format!("{:x}\r\n{line}\r\n", line.len());
+                r.get_mut().write_all(chunk.as_bytes()).await?;
+                r.get_mut().flush().await?;
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
                 return Ok(());
             }
@@ -327,6 +345,9 @@ pub struct Cluster {
     pub timeouts: Vec<String>,
     /// kube-system/kube-proxy, when the cluster has one to swap.
     pub proxy: Option<Arc<ProxyDs>>,
+    /// When set, a watch of the echo Service's EndpointSlices gets a MODIFIED event once this
+    /// is notified.
+    pub endpoints_change: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Called with the new image when a rollout completes.
@@ -467,6 +488,21 @@ impl Cluster {
         let count = refused.clone();
         let (pods, service) = (self.pods(), self.service());
         let server = ApiServer::start(move |r: &Req| {
+            let slices = r.path == "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
+            if let Some(n) = &self.endpoints_change
+                && slices
+                && r.query.contains("watch=true")
+            {
+                return Reply::Watch {
+                    after: n.clone(),
+                    event: json!({"type": "MODIFIED", "object": {
+                        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                        "metadata": {"name": "echo-x", "namespace": "default", "resourceVersion": "12",
+                                     "labels": {"kubernetes.io/service-name": "echo"}},
+                        "addressType": "IPv4",
+                        "endpoints": [{"addresses": ["10.244.2.8"], "conditions": {"ready": true}}]}}),
+                };
+            }
             if r.query.contains("watch=true") {
                 return Reply::Hang;
             }

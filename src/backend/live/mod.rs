@@ -322,17 +322,22 @@ async fn watchers(ctx: &Ctx, side: Side) -> Result<()> {
     let name = ctx.name(side).to_string();
     let client = super::kube::client_for(&ctx.kind, &name).await?;
     let filter = ctx.sc.service.filter().clone();
-    let (c1, c2) = (ctx.clone(), ctx.clone());
+    let (c1, c2, c3) = (ctx.clone(), ctx.clone(), ctx.clone());
     let pods = super::kube::watch_pods(client.clone(), "default", move |w| {
         handle_watched(&c1, side, w);
         !c1.cancel.is_cancelled()
     });
-    let svc = super::kube::watch_service(client, &filter.namespace, &filter.name, move |w| {
-        handle_watched(&c2, side, w);
-        !c2.cancel.is_cancelled()
+    let svc =
+        super::kube::watch_service(client.clone(), &filter.namespace, &filter.name, move |w| {
+            handle_watched(&c2, side, w);
+            !c2.cancel.is_cancelled()
+        });
+    let eps = super::kube::watch_endpoints(client, &filter.namespace, &filter.name, move |w| {
+        handle_watched(&c3, side, w);
+        !c3.cancel.is_cancelled()
     });
     tokio::select! {
-        _ = async { tokio::join!(pods, svc) } => {}
+        _ = async { tokio::join!(pods, svc, eps) } => {}
         _ = ctx.cancel.cancelled() => {}
     }
     Ok(())
@@ -361,6 +366,8 @@ fn handle_watched(ctx: &Ctx, side: Side, w: super::kube::Watched) {
             ctx.emit(Event::Service { side, service: s });
         }
         Watched::Error(e) => ctx.error(Some(side), Pane::Pods, e),
+        // Only a reason to read the rules again (above).
+        Watched::Endpoints => {}
     }
 }
 

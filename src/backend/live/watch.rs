@@ -5,7 +5,8 @@
 //! coalesced into one re-read per node. Probes repeat every `watch.probe_interval`, never
 //! overlapping.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -27,12 +28,45 @@ pub enum Trigger {
     Cluster(Side),
 }
 
+/// Every how many ticks the node list is fetched again, and nodes whose kube-proxy has not
+/// written rules yet (so where they will live is unknown) are read even though monitored.
+const SLOW: u64 = 5;
+
+/// What the backstop keeps between ticks.
+#[derive(Default)]
+struct Polling {
+    /// The running nodes, as last listed.
+    nodes: Vec<(Side, String)>,
+    /// `nft monitor` per node.
+    monitors: HashMap<String, CancellationToken>,
+    /// Nodes where `nft monitor` could not run (no nft): polled instead.
+    failed: Arc<Mutex<HashSet<String>>>,
+    tick: u64,
+}
+
+/// What a watch leaves running, stopped however the watch ends (cancelled, or dropped when its
+/// job is aborted): the probe loop, and the triggers the kube watchers send.
+struct Running {
+    prober: tokio::task::JoinHandle<()>,
+    triggers: Arc<Mutex<Option<tokio::sync::mpsc::UnboundedSender<Trigger>>>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.prober.abort();
+        *self.triggers.lock().unwrap() = None;
+    }
+}
+
 /// Watch until cancelled.
 pub(super) async fn watch(ctx: Ctx) -> Result<()> {
     let (tx, mut rx) = unbounded_channel();
     *ctx.triggers.lock().unwrap() = Some(tx.clone());
-    let prober = tokio::spawn(probe_loop(ctx.clone()));
-    let mut monitors: HashMap<String, CancellationToken> = HashMap::new();
+    let _running = Running {
+        prober: tokio::spawn(probe_loop(ctx.clone())),
+        triggers: ctx.triggers.clone(),
+    };
+    let mut polling = Polling::default();
     let every = Duration::from_secs_f64(ctx.sc.watch.interval);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -42,28 +76,27 @@ pub(super) async fn watch(ctx: Ctx) -> Result<()> {
             t = rx.recv() => {
                 let Some(t) = t else { break };
                 let wanted = gather(&mut rx, t).await;
-                let nodes = running_nodes(&ctx).await.unwrap_or_default();
-                let which: Vec<(Side, String)> = nodes
-                    .into_iter()
+                let which: Vec<(Side, String)> = polling
+                    .nodes
+                    .iter()
                     .filter(|(s, n)| {
                         wanted.contains(&Trigger::Node(*s, n.clone()))
                             || wanted.contains(&Trigger::Cluster(*s))
                     })
+                    .cloned()
                     .collect();
                 let r = read_nodes(&ctx, which).await;
                 report(&ctx, None, Pane::Diff, r);
             }
             _ = tick.tick() => {
-                let r = poll(&ctx, &mut monitors, &tx).await;
+                let r = poll(&ctx, &mut polling, &tx).await;
                 report(&ctx, None, Pane::Diff, r);
             }
         }
     }
-    *ctx.triggers.lock().unwrap() = None;
-    for (_, m) in monitors.drain() {
+    for (_, m) in polling.monitors.drain() {
         m.cancel();
     }
-    prober.abort();
     Ok(())
 }
 
@@ -77,51 +110,75 @@ async fn gather(rx: &mut UnboundedReceiver<Trigger>, first: Trigger) -> BTreeSet
     all
 }
 
-/// The backstop: re-read the nodes no monitor watches, and start monitors on nodes that can
-/// have one (their rules found in nf_tables); monitors of nodes gone are stopped.
+/// The backstop, every `watch.interval`: nodes get `nft monitor` unless their rules are known
+/// to be in iptables-legacy; those, nodes where the monitor cannot run, and (every [`SLOW`]
+/// ticks) nodes whose rules were not found yet are re-read. The node list is fetched every
+/// [`SLOW`] ticks; monitors of nodes gone are stopped.
 async fn poll(
     ctx: &Ctx,
-    monitors: &mut HashMap<String, CancellationToken>,
+    p: &mut Polling,
     tx: &tokio::sync::mpsc::UnboundedSender<Trigger>,
 ) -> Result<()> {
     let docker = ctx.docker().await?;
     let mode = ctx.sc.cluster.proxy_mode;
-    let nodes = running_nodes(ctx).await?;
-    monitors.retain(|name, m| {
-        let alive = nodes.iter().any(|(_, n)| n == name) && !m.is_cancelled();
-        if !alive {
-            m.cancel();
-        }
-        alive
-    });
-    let mut unwatched = Vec::new();
-    for (side, node) in nodes {
-        if monitors.contains_key(&node) {
+    let slow = p.tick.is_multiple_of(SLOW);
+    p.tick += 1;
+    if slow {
+        p.nodes = running_nodes(ctx).await?;
+        let nodes = &p.nodes;
+        p.monitors.retain(|name, m| {
+            let keep = nodes.iter().any(|(_, n)| n == name) && !m.is_cancelled();
+            if !keep {
+                m.cancel();
+            }
+            keep
+        });
+    }
+    let mut read = Vec::new();
+    for (side, node) in p.nodes.clone() {
+        let failed = p.failed.lock().unwrap().contains(&node);
+        let legacy = docker.in_legacy(&node, mode);
+        if !legacy && !failed && !p.monitors.contains_key(&node) {
+            p.monitors.insert(
+                node.clone(),
+                start_monitor(ctx, &docker, side, &node, tx, &p.failed),
+            );
+            // A monitor hears changes from now on: read once now.
+            read.push((side, node));
             continue;
         }
-        if docker.in_nf_tables(&node, mode) {
-            let cancel = ctx.cancel.child_token();
-            monitors.insert(node.clone(), cancel.clone());
-            let (d, tx, n) = (docker.clone(), tx.clone(), node.clone());
-            tokio::spawn(async move {
-                let r = d
-                    .monitor(
-                        &n,
-                        |_| drop(tx.send(Trigger::Node(side, n.clone()))),
-                        &cancel,
-                    )
-                    .await;
-                if let Err(e) = r {
-                    tracing::info!("{n}: no nft monitor, polling instead: {e:#}");
-                }
-                // Polled from now on (or monitored again on the next tick).
-                cancel.cancel();
-            });
+        let unknown = !docker.rules_found(&node, mode);
+        if legacy || failed || (unknown && slow) {
+            read.push((side, node));
         }
-        // Read once more either way: a monitor only hears changes from now on.
-        unwatched.push((side, node));
     }
-    read_nodes(ctx, unwatched).await
+    read_nodes(ctx, read).await
+}
+
+/// `nft monitor` in a node, each event a trigger; where it cannot run, the node is marked
+/// for polling.
+fn start_monitor(
+    ctx: &Ctx,
+    docker: &crate::backend::docker::Docker,
+    side: Side,
+    node: &str,
+    tx: &tokio::sync::mpsc::UnboundedSender<Trigger>,
+    failed: &Arc<Mutex<HashSet<String>>>,
+) -> CancellationToken {
+    let cancel = ctx.cancel.child_token();
+    let (d, tx, n, c) = (docker.clone(), tx.clone(), node.to_string(), cancel.clone());
+    let failed = failed.clone();
+    tokio::spawn(async move {
+        let r = d
+            .monitor(&n, |_| drop(tx.send(Trigger::Node(side, n.clone()))), &c)
+            .await;
+        if let Err(e) = r {
+            tracing::info!("{n}: no nft monitor, polling instead: {e:#}");
+            failed.lock().unwrap().insert(n);
+        }
+        c.cancel();
+    });
+    cancel
 }
 
 /// Probes every `watch.probe_interval`, one round after the other.

@@ -134,6 +134,11 @@ fn step_line<'a>(st: &State, id: u64, theme: &Theme) -> Line<'a> {
         Span::raw(" "),
         Span::styled(format!("-{}", c.removed), theme.removed()),
         Span::styled("  before → after · [ older · ] newer / live", theme.dim()),
+        if st.diff.pending.is_some() {
+            Span::styled("  computing…", theme.running())
+        } else {
+            Span::raw("")
+        },
     ])
 }
 
