@@ -474,15 +474,14 @@ fn parse_rule(
 
 /// Position of a "-c " option outside quotes.
 fn find_dash_c(body: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(i) = memchr::memmem::find(&body[from..], b"-c ") {
-        let at = from + i;
-        if (at == 0 || body[at - 1] == b' ') && !inside_quotes(&body[..at]) {
-            return Some(at);
-        }
-        from = at + 3;
-    }
-    None
+    // Every '-' is a candidate (a rule has a handful): cheaper than a substring searcher built
+    // for each of a dump's 100,000 rules.
+    memchr::memchr_iter(b'-', body).find(|&at| {
+        body.get(at + 1) == Some(&b'c')
+            && body.get(at + 2) == Some(&b' ')
+            && (at == 0 || body[at - 1] == b' ')
+            && !inside_quotes(&body[..at])
+    })
 }
 
 fn inside_quotes(prefix: &[u8]) -> bool {
