@@ -62,6 +62,15 @@ chmod +x "$root/_output/$sub/bin/$plat/kube-proxy"
     git(dir, &["commit", "-qm", "build entry points"]);
 }
 
+/// The 2019 scenario for clusters `base` and `pr`, both built from `src`: the base from its
+/// v1.34.0 tag, the PR from its working tree.
+fn worktree_scenario(base: &str, pr: &str, src: &Path) -> String {
+    scenario_2019(base, pr)
+        .replace("~/go/src/k8s.io/kubernetes", src.to_str().unwrap())
+        .replacen("ref: master", "ref: v1.34.0", 1)
+        .replacen("ref: pr/77523", "ref: worktree", 1)
+}
+
 struct Setup {
     _tmp: tempfile::TempDir,
     src: std::path::PathBuf,
@@ -98,13 +107,7 @@ fn setup(tag: &str, in_node: bool) -> Setup {
     }
     sc.probes.targets[0] = Target::Addr("10.96.0.10:80".into());
     let name = sc.pr.name.clone();
-    for (n, role) in [
-        ("control-plane", "control-plane"),
-        ("worker", "worker"),
-        ("worker2", "worker"),
-    ] {
-        run_node(&format!("{name}-{n}"), &name, role, &network);
-    }
+    kind_like_cluster(&name, &network);
     if in_node {
         // The control plane again, with /bin (where the `ctr` stand-in goes) first on its PATH:
         // the host's /usr/bin may have a real ctr.
@@ -383,13 +386,7 @@ fn p_swaps_kube_proxy_and_the_new_rules_show_up() {
         network: network.clone(),
     };
     for c in [&a, &b] {
-        for (n, role) in [
-            ("control-plane", "control-plane"),
-            ("worker", "worker"),
-            ("worker2", "worker"),
-        ] {
-            run_node(&format!("{c}-{n}"), c, role, &network);
-        }
+        kind_like_cluster(c, &network);
     }
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("kubernetes");
@@ -431,19 +428,11 @@ fn p_swaps_kube_proxy_and_the_new_rules_show_up() {
                 }
                 .serve(),
             );
-            let kc = state.join("kindred/kubeconfig").join(name);
-            std::fs::create_dir_all(kc.parent().unwrap()).unwrap();
-            std::fs::write(&kc, server.kubeconfig(name)).unwrap();
+            kubeconfig_in(&state, name, &server);
             server
         })
         .collect();
-    let scenario = kindred::scenario::WALKTHROUGH_2019
-        .replacen("  name: master", &format!("  name: {a}"), 1)
-        .replacen("  name: \"77523\"", &format!("  name: \"{b}\""), 1)
-        .replace("~/go/src/k8s.io/kubernetes", src.to_str().unwrap())
-        .replacen("ref: master", "ref: v1.34.0", 1)
-        .replacen("ref: pr/77523", "ref: worktree", 1)
-        .replacen("targets: [lb]", "targets: [\"10.96.0.10:80\"]", 1);
+    let scenario = worktree_scenario(&a, &b, &src);
     let sc = tmp.path().join("kindred.yaml");
     std::fs::write(&sc, scenario).unwrap();
     let cmd = format!(
@@ -516,16 +505,8 @@ fn swap_proxy_on_the_command_line() {
         }
         .serve(),
     );
-    let kc = state.join("kindred/kubeconfig").join(&name);
-    std::fs::create_dir_all(kc.parent().unwrap()).unwrap();
-    std::fs::write(&kc, server.kubeconfig(&name)).unwrap();
-    let scenario = kindred::scenario::WALKTHROUGH_2019
-        .replacen("  name: master", &format!("  name: {}", s.sc.base.name), 1)
-        .replacen("  name: \"77523\"", &format!("  name: \"{name}\""), 1)
-        .replace("~/go/src/k8s.io/kubernetes", s.src.to_str().unwrap())
-        .replacen("ref: master", "ref: v1.34.0", 1)
-        .replacen("ref: pr/77523", "ref: worktree", 1)
-        .replacen("targets: [lb]", "targets: [\"10.96.0.10:80\"]", 1);
+    kubeconfig_in(&state, &name, &server);
+    let scenario = worktree_scenario(&s.sc.base.name, &name, &s.src);
     let file = s._tmp.path().join("kindred.yaml");
     std::fs::write(&file, scenario).unwrap();
     let run = |side: &str| {

@@ -37,13 +37,7 @@ fn watch_mode_shows_rule_changes_as_they_happen() {
         network: network.clone(),
     };
     for c in [&a, &b] {
-        for (n, role) in [
-            ("control-plane", "control-plane"),
-            ("worker", "worker"),
-            ("worker2", "worker"),
-        ] {
-            run_node(&format!("{c}-{n}"), c, role, &network);
-        }
+        kind_like_cluster(c, &network);
     }
     let text = |f: &str| restorable(&std::fs::read_to_string(fixture(f)).unwrap());
     let master = text("iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt");
@@ -66,20 +60,14 @@ fn watch_mode_shows_rule_changes_as_they_happen() {
                 }
                 .serve(),
             );
-            let kc = state.join("kindred/kubeconfig").join(name);
-            std::fs::create_dir_all(kc.parent().unwrap()).unwrap();
-            std::fs::write(&kc, server.kubeconfig(name)).unwrap();
+            kubeconfig_in(&state, name, &server);
             server
         })
         .collect();
     let bin = tmp.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     standin(&bin, &network);
-    let scenario = kindred::scenario::WALKTHROUGH_2019
-        .replacen("  name: master", &format!("  name: {a}"), 1)
-        .replacen("  name: \"77523\"", &format!("  name: \"{b}\""), 1)
-        .replacen("targets: [lb]", "targets: [\"10.96.0.10:80\"]", 1)
-        + &std::env::var("KINDRED_TEST_WATCH").unwrap_or_default();
+    let scenario = scenario_2019(&a, &b) + &std::env::var("KINDRED_TEST_WATCH").unwrap_or_default();
     let sc = tmp.path().join("kindred.yaml");
     std::fs::write(&sc, scenario).unwrap();
     let cmd = format!(
@@ -167,13 +155,7 @@ fn an_endpoint_change_makes_watch_mode_read_the_rules_again() {
         clusters: vec![name.clone()],
         network: network.clone(),
     };
-    for (n, role) in [
-        ("control-plane", "control-plane"),
-        ("worker", "worker"),
-        ("worker2", "worker"),
-    ] {
-        run_node(&format!("{name}-{n}"), &name, role, &network);
-    }
+    kind_like_cluster(&name, &network);
     let text = |f: &str| restorable(&std::fs::read_to_string(fixture(f)).unwrap());
     let worker = format!("{name}-worker");
     restore_in(

@@ -393,53 +393,42 @@ pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
     if st.diff.node >= st.diff.pairs.len() {
         st.diff.node = 0;
     }
-    if let Some(id) = st.diff.step {
-        return step_request(st, id);
-    }
-    let role = st.diff.pairs[st.diff.node].role.clone();
-    let key = DiffKey {
-        generation: st.diff.generation,
-        node: role,
-        raw: st.diff.raw,
-        step: None,
+    // What is shown: a timeline entry (that node's rules before vs after the change), or the
+    // live node pair (base vs PR).
+    let (key, base, pr) = match st.diff.step {
+        Some(id) => {
+            let (_, c) = st.timeline.by_id(id)?;
+            let key = DiffKey {
+                generation: 0,
+                node: c.node.clone(),
+                raw: st.diff.raw,
+                step: Some(id),
+            };
+            (key, c.before.clone(), c.after.clone())
+        }
+        None => {
+            let pair = &st.diff.pairs[st.diff.node];
+            let key = DiffKey {
+                generation: st.diff.generation,
+                node: pair.role.clone(),
+                raw: st.diff.raw,
+                step: None,
+            };
+            let dumps = (
+                &st.sides.base.dumps[&pair.base],
+                &st.sides.pr.dumps[&pair.pr],
+            );
+            (key, dumps.0.clone(), dumps.1.clone())
+        }
     };
     if st.diff.result_for.as_ref() == Some(&key) || st.diff.pending.is_some() {
         // Done already, or one is running: its answer triggers the next request.
         return None;
     }
-    let pair = &st.diff.pairs[st.diff.node];
     let req = DiffRequest {
         key: key.clone(),
-        base: st.sides.base.dumps[&pair.base].clone(),
-        pr: st.sides.pr.dumps[&pair.pr].clone(),
-        options: Options {
-            raw: st.diff.raw,
-            service: st.service().map(|s| s.filter().clone()),
-            lb_ips: st.lb_ips(),
-            ..Options::default()
-        },
-        layout: layout(st),
-    };
-    st.diff.pending = Some(key);
-    Some(req)
-}
-
-/// The diff of a timeline entry: that node's rules before vs after the change.
-fn step_request(st: &mut State, id: u64) -> Option<DiffRequest> {
-    let (_, c) = st.timeline.by_id(id)?;
-    let key = DiffKey {
-        generation: 0,
-        node: c.node.clone(),
-        raw: st.diff.raw,
-        step: Some(id),
-    };
-    if st.diff.result_for.as_ref() == Some(&key) || st.diff.pending.is_some() {
-        return None;
-    }
-    let req = DiffRequest {
-        key: key.clone(),
-        base: c.before.clone(),
-        pr: c.after.clone(),
+        base,
+        pr,
         options: Options {
             raw: st.diff.raw,
             service: st.service().map(|s| s.filter().clone()),

@@ -394,6 +394,34 @@ pub fn run_node(name: &str, cluster: &str, role: &str, network: &str) {
     ]);
 }
 
+/// A kind-like cluster: its control plane and two workers (see [`run_node`]).
+pub fn kind_like_cluster(cluster: &str, network: &str) {
+    for (n, role) in [
+        ("control-plane", "control-plane"),
+        ("worker", "worker"),
+        ("worker2", "worker"),
+    ] {
+        run_node(&format!("{cluster}-{n}"), cluster, role, network);
+    }
+}
+
+/// The 2019 walkthrough's scenario for clusters `base` and `pr`, probing a fixed address (no
+/// LoadBalancer to wait for).
+pub fn scenario_2019(base: &str, pr: &str) -> String {
+    kindred::scenario::WALKTHROUGH_2019
+        .replacen("  name: master", &format!("  name: {base}"), 1)
+        .replacen("  name: \"77523\"", &format!("  name: \"{pr}\""), 1)
+        .replacen("targets: [lb]", "targets: [\"10.96.0.10:80\"]", 1)
+}
+
+/// Write the kubeconfig a `kindred` process with `XDG_STATE_HOME=state` reads for cluster
+/// `name`, pointing at `server`.
+pub fn kubeconfig_in(state: &std::path::Path, name: &str, server: &apiserver::ApiServer) {
+    let kc = state.join("kindred/kubeconfig").join(name);
+    std::fs::create_dir_all(kc.parent().unwrap()).unwrap();
+    std::fs::write(&kc, server.kubeconfig(name)).unwrap();
+}
+
 /// Load rules into a container with `tool` (iptables-legacy-restore, iptables-nft-restore).
 pub fn restore_in(container: &str, tool: &str, rules: &str) {
     feed(container, &[tool], rules);
