@@ -506,27 +506,24 @@ impl Docker {
 
     /// Whether an image with this tag exists.
     pub async fn image_exists(&self, tag: &str) -> Result<bool> {
-        match self.inner.inspect_image(tag).await {
-            Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(e) => Err(anyhow!("inspecting image {tag} at {}: {e}", self.endpoint)),
-        }
+        Ok(self.inspect(tag).await?.is_some())
     }
 
     /// Tag `image` as `target` ("repo:tag").
     pub async fn tag(&self, image: &str, target: &str) -> Result<()> {
         let (repo, tag) = target.rsplit_once(':').unwrap_or((target, "latest"));
-        self.inner
-            .tag_image(
-                image,
-                Some(bollard::query_parameters::TagImageOptions {
-                    repo: Some(repo.to_string()),
-                    tag: Some(tag.to_string()),
-                }),
-            )
+        let opts = bollard::query_parameters::TagImageOptions {
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+        };
+        tokio::time::timeout(IMAGE_ANSWER, self.inner.tag_image(image, Some(opts)))
             .await
+            .map_err(|_| {
+                anyhow!(
+                    "tagging {image} as {target}: the Docker engine at {} did not answer",
+                    self.endpoint
+                )
+            })?
             .map_err(|e| anyhow!("tagging {image} as {target}: {e}"))
     }
 
