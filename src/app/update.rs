@@ -212,30 +212,7 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
             phase,
             seconds,
         } => st.side_mut(side).estimate[phase as usize] = Some(seconds),
-        Event::Built {
-            side,
-            commit,
-            image,
-            version,
-            snapshot,
-        } => {
-            let s = st.side_mut(side);
-            s.commit = Some(commit);
-            s.version = version;
-            s.snapshot = snapshot;
-            if let Some(i) = s.info.as_mut() {
-                i.image = Some(image);
-            }
-        }
-        Event::ProxySwapped {
-            side,
-            image,
-            commit,
-            snapshot,
-        } => {
-            let from = snapshot.unwrap_or_else(|| commit[..commit.len().min(12)].to_string());
-            st.side_mut(side).proxy = Some((image, from));
-        }
+        e @ (Event::Built { .. } | Event::ProxySwapped { .. }) => on_image(st, e),
         Event::Node {
             side,
             name,
@@ -298,6 +275,38 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
         Event::End | Event::Unknown => return Reaction::default(),
     }
     Reaction::redraw()
+}
+
+/// What a side runs now: the node image built (its commit, version, snapshot), or the
+/// kube-proxy swapped into it.
+fn on_image(st: &mut State, e: Event) {
+    match e {
+        Event::Built {
+            side,
+            commit,
+            image,
+            version,
+            snapshot,
+        } => {
+            let s = st.side_mut(side);
+            s.commit = Some(commit);
+            s.version = version;
+            s.snapshot = snapshot;
+            if let Some(i) = s.info.as_mut() {
+                i.image = Some(image);
+            }
+        }
+        Event::ProxySwapped {
+            side,
+            image,
+            commit,
+            snapshot,
+        } => {
+            let from = snapshot.unwrap_or_else(|| commit[..commit.len().min(12)].to_string());
+            st.side_mut(side).proxy = Some((image, from));
+        }
+        _ => {}
+    }
 }
 
 fn on_phase(st: &mut State, side: Side, phase: Phase, state: PhaseState) {

@@ -175,29 +175,7 @@ impl Verdict {
                 o.push_str("```\n");
             }
         }
-        if !self.rule_changes.is_empty() {
-            let _ = writeln!(
-                o,
-                "\n**Rule changes during the run** (kube-proxy rewrote these nodes' rules after \
-                 they were first read: worth a reviewer's eye):\n"
-            );
-            let _ = writeln!(o, "| at | cluster | node | rules added | rules removed |");
-            let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
-            for c in &self.rule_changes {
-                let s = c.at_ms / 1000;
-                let _ = writeln!(
-                    o,
-                    "| {}:{:02}.{:03} | `{}` | `{}` | {} | {} |",
-                    s / 60,
-                    s % 60,
-                    c.at_ms % 1000,
-                    c.cluster,
-                    c.node,
-                    c.added,
-                    c.removed
-                );
-            }
-        }
+        self.rule_changes_md(&mut o);
         let ver = |s: &SideReport| {
             let mut v = format!(
                 "ref `{}`, image `{}`",
@@ -219,6 +197,33 @@ impl Verdict {
             ver(&self.pr)
         );
         visible_lines(&o)
+    }
+
+    /// The Markdown table of rule changes during the run, when there were any.
+    fn rule_changes_md(&self, o: &mut String) {
+        if !self.rule_changes.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n**Rule changes during the run** (kube-proxy rewrote these nodes' rules after \
+             they were first read: worth a reviewer's eye):\n"
+            );
+            let _ = writeln!(o, "| at | cluster | node | rules added | rules removed |");
+            let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
+            for c in &self.rule_changes {
+                let s = c.at_ms / 1000;
+                let _ = writeln!(
+                    o,
+                    "| {}:{:02}.{:03} | `{}` | `{}` | {} | {} |",
+                    s / 60,
+                    s % 60,
+                    c.at_ms % 1000,
+                    c.cluster,
+                    c.node,
+                    c.added,
+                    c.removed
+                );
+            }
+        }
     }
 
     /// JUnit XML: one test case per expectation.

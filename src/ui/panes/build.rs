@@ -22,14 +22,9 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     }
 }
 
-fn side_lines<'a>(
-    st: &State,
-    s: &SideState,
-    side: Side,
-    rect: Rect,
-    theme: &Theme,
-) -> Vec<Line<'a>> {
-    let w = rect.width.saturating_sub(1) as usize;
+/// A side's heading: its cluster, the commit and version it was built from, what a working-tree
+/// build held, and its nodes by the names that fit.
+fn heading<'a>(s: &SideState, side: Side, w: usize, theme: &Theme) -> Line<'a> {
     let which = side.label();
     let mut heading = side_heading(s.name(), which, theme);
     if let Some(c) = &s.commit {
@@ -55,6 +50,18 @@ fn side_lines<'a>(
             .spans
             .push(Span::styled(node_list(&names, room), theme.dim()));
     }
+    heading
+}
+
+fn side_lines<'a>(
+    st: &State,
+    s: &SideState,
+    side: Side,
+    rect: Rect,
+    theme: &Theme,
+) -> Vec<Line<'a>> {
+    let w = rect.width.saturating_sub(1) as usize;
+    let heading = heading(s, side, w, theme);
     let mut lines = vec![heading];
     let mut latest = None;
     let mut failures: Vec<String> = Vec::new();
