@@ -376,18 +376,8 @@ fn a_failed_rollout_sets_kube_proxy_back_and_a_failed_compile_touches_nothing() 
 #[test]
 #[ignore = "needs Docker and tmux (CI runs both)"]
 fn p_swaps_kube_proxy_and_the_new_rules_show_up() {
-    image();
-    let pid = std::process::id();
-    let (a, b) = (format!("ta{pid}"), format!("tb{pid}"));
-    let network = format!("kindred-swapdash-{pid}");
-    network_create(&network, &[]);
-    let _cleanup = Cleanup {
-        clusters: vec![a.clone(), b.clone()],
-        network: network.clone(),
-    };
-    for c in [&a, &b] {
-        kind_like_cluster(c, &network);
-    }
+    let (a, b, cleanup) = two_clusters("t");
+    let network = cleanup.network.clone();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("kubernetes");
     std::fs::create_dir_all(&src).unwrap();
@@ -400,7 +390,7 @@ fn p_swaps_kube_proxy_and_the_new_rules_show_up() {
     let bin = tmp.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     standin(&bin, &network);
-    let base = format!("kindred-test-kube-proxy:dash{pid}");
+    let base = format!("kindred-test-kube-proxy:dash{}", std::process::id());
     docker(&["tag", IMAGE, &base]);
     let mut images = Images(vec![base.clone()]);
     let fixture_text = |f: &str| restorable(&std::fs::read_to_string(fixture(f)).unwrap());

@@ -27,18 +27,8 @@ fn cpu_time(pid: &str) -> Duration {
 #[test]
 #[ignore = "needs Docker and tmux (CI runs both)"]
 fn watch_mode_shows_rule_changes_as_they_happen() {
-    image();
-    let pid = std::process::id();
-    let (a, b) = (format!("wa{pid}"), format!("wb{pid}"));
-    let network = format!("kindred-watch-{pid}");
-    network_create(&network, &[]);
-    let _cleanup = Cleanup {
-        clusters: vec![a.clone(), b.clone()],
-        network: network.clone(),
-    };
-    for c in [&a, &b] {
-        kind_like_cluster(c, &network);
-    }
+    let (a, b, cleanup) = two_clusters("w");
+    let network = cleanup.network.clone();
     let text = |f: &str| restorable(&std::fs::read_to_string(fixture(f)).unwrap());
     let master = text("iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt");
     let fixed = text("iptables/mauilion-blog-2019-pr77523-cluster-KUBE-XLB.txt");

@@ -2,7 +2,7 @@
 //! the screen comes back with capture-pane. Needs tmux; ignored by plain `cargo test`, run by CI.
 
 mod common;
-use common::Tmux;
+use common::{POD_NAMES, Tmux, is_name};
 
 use std::process::Command;
 
@@ -180,19 +180,6 @@ fn a_panic_in_any_task_ends_the_program_with_the_terminal_restored() {
 #[test]
 #[ignore = "needs tmux (CI runs it)"]
 fn the_demo_at_six_sizes_keeps_every_pod_name() {
-    let names = [
-        "echo-worker2",
-        "netshoot-worker",
-        "netshoot-worker2",
-        "overlay-worker",
-        "overlay-worker2",
-    ];
-    let is_name = |token: &str, name: &str| {
-        token == name
-            || token.split_once('…').is_some_and(|(a, b)| {
-                !a.is_empty() && b.len() >= 2 && name.starts_with(a) && name.ends_with(b)
-            })
-    };
     for (w, h) in [
         (100, 30),
         (120, 40),
@@ -211,7 +198,7 @@ fn the_demo_at_six_sizes_keeps_every_pod_name() {
             .split(|c: char| c.is_whitespace() || c == '│')
             .filter(|t| !t.is_empty())
             .collect();
-        for n in names {
+        for n in POD_NAMES {
             let seen = tokens.iter().filter(|t| is_name(t, n)).count();
             assert!(seen >= 4, "{w}x{h}: {n} shown {seen} times\n{s}");
         }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 mod common;
 use common::headless::apply_sync;
+use common::{POD_NAMES, is_name};
 use kindred::app::State;
 use kindred::app::update::Msg;
 use kindred::backend::recording;
@@ -134,29 +135,11 @@ fn a_node_without_kube_proxy_rules_is_a_visible_note_not_an_error() {
     assert!(st.sides.pr.errors.is_empty(), "a note, not an error");
 }
 
-/// Whether `token` is `name`, or `name` shortened in its middle with both ends kept.
-fn is_name(token: &str, name: &str) -> bool {
-    if token == name {
-        return true;
-    }
-    match token.split_once('…') {
-        Some((a, b)) => !a.is_empty() && b.len() >= 2 && name.starts_with(a) && name.ends_with(b),
-        None => false,
-    }
-}
-
 /// At every usual terminal size, each test pod's name shows whole (or middle-shortened with both
 /// ends) on both sides, in the Pods pane and, for the probing pods, in the Probes pane.
 #[test]
 fn pod_names_are_never_cut_at_their_end() {
     let mut st = demo_state(u64::MAX);
-    let names = [
-        "echo-worker2",
-        "netshoot-worker",
-        "netshoot-worker2",
-        "overlay-worker",
-        "overlay-worker2",
-    ];
     for (w, h) in [
         (100, 30),
         (120, 40),
@@ -177,7 +160,7 @@ fn pod_names_are_never_cut_at_their_end() {
             .split(|c: char| c.is_whitespace() || c == '│')
             .filter(|t| !t.is_empty())
             .collect();
-        for n in names {
+        for n in POD_NAMES {
             let seen = tokens.iter().filter(|t| is_name(t, n)).count();
             // Pods on both sides, and Probes on both sides.
             assert!(

@@ -405,6 +405,41 @@ pub fn kind_like_cluster(cluster: &str, network: &str) {
     }
 }
 
+/// Two kind-like clusters (`{tag}a{pid}` and `{tag}b{pid}`) on a network of their own, removed
+/// with the returned guard.
+pub fn two_clusters(tag: &str) -> (String, String, Cleanup) {
+    image();
+    let pid = std::process::id();
+    let (a, b) = (format!("{tag}a{pid}"), format!("{tag}b{pid}"));
+    let network = format!("kindred-{tag}-{pid}");
+    network_create(&network, &[]);
+    let cleanup = Cleanup {
+        clusters: vec![a.clone(), b.clone()],
+        network: network.clone(),
+    };
+    for c in [&a, &b] {
+        kind_like_cluster(c, &network);
+    }
+    (a, b, cleanup)
+}
+
+/// The demo's test pods.
+pub const POD_NAMES: [&str; 5] = [
+    "echo-worker2",
+    "netshoot-worker",
+    "netshoot-worker2",
+    "overlay-worker",
+    "overlay-worker2",
+];
+
+/// Whether a word on screen is `name`, whole or shortened in its middle with both ends kept.
+pub fn is_name(token: &str, name: &str) -> bool {
+    token == name
+        || token.split_once('…').is_some_and(|(a, b)| {
+            !a.is_empty() && b.len() >= 2 && name.starts_with(a) && name.ends_with(b)
+        })
+}
+
 /// The 2019 walkthrough's scenario for clusters `base` and `pr`, probing a fixed address (no
 /// LoadBalancer to wait for).
 pub fn scenario_2019(base: &str, pr: &str) -> String {
