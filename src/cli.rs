@@ -631,8 +631,13 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
     if a.base == "-" && a.pr == "-" {
         return Err(anyhow!("standard input ('-') can be given only once"));
     }
-    let (bname, btext) = load_text(&a.base, &mut (a.pr == "-"))?;
-    let (pname, ptext) = load_text(&a.pr, &mut (a.base == "-"))?;
+    // The two sides are read at once (two 15 MB files, or two nodes).
+    let (base, pr) = std::thread::scope(|sc| {
+        let b = sc.spawn(|| load_text(&a.base, &mut (a.pr == "-")));
+        let p = load_text(&a.pr, &mut (a.base == "-"));
+        (b.join().expect("reading base"), p)
+    });
+    let ((bname, btext), (pname, ptext)) = (base?, pr?);
     let opts = Options {
         raw: a.raw,
         service: service.clone(),

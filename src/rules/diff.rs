@@ -118,16 +118,21 @@ impl Comparison {
 
 /// Compare two parsed dumps.
 pub fn compare(base: &Dump, pr: &Dump, opts: &Options) -> Comparison {
-    let (bs, ps) = std::thread::scope(|sc| {
-        let b = sc.spawn(|| services(base, opts.service.as_ref()));
-        let p = services(pr, opts.service.as_ref());
+    // Each side's grouping, and its shared rules, on a thread of its own.
+    let side = |d: &Dump| {
+        let shared = (!opts.no_shared).then(|| {
+            let rules = shared_rules(d);
+            normalize(d, &rules, SHARED, opts.raw)
+        });
+        (services(d, opts.service.as_ref()), shared)
+    };
+    let ((bs, bshared), (ps, pshared)) = std::thread::scope(|sc| {
+        let b = sc.spawn(|| side(base));
+        let p = side(pr);
         (b.join().expect("service analysis thread"), p)
     });
     let mut c = compare_services(base, &bs, pr, &ps, opts);
-    if !opts.no_shared {
-        let (b, p) = (shared_rules(base), shared_rules(pr));
-        let nb = normalize(base, &b, SHARED, opts.raw);
-        let np = normalize(pr, &p, SHARED, opts.raw);
+    if let (Some(nb), Some(np)) = (bshared, pshared) {
         set_shared(&mut c, diff_shared(&nb, &np));
     }
     c

@@ -339,11 +339,8 @@ fn skip_spaces(b: &[u8], mut i: usize, end: usize) -> usize {
     i
 }
 
-fn word_end(b: &[u8], mut i: usize, end: usize) -> usize {
-    while i < end && b[i] != b' ' && b[i] != b'\t' {
-        i += 1;
-    }
-    i
+fn word_end(b: &[u8], i: usize, end: usize) -> usize {
+    memchr::memchr2(b' ', b'\t', &b[i..end]).map_or(end, |k| i + k)
 }
 
 fn parse_u64(b: &[u8]) -> Option<u64> {
@@ -484,15 +481,18 @@ fn find_dash_c(body: &[u8]) -> Option<usize> {
     })
 }
 
+/// Whether the end of `prefix` is inside a quoted string (a backslash escapes the next byte).
+/// Only quotes and backslashes are looked at: a rule has a few.
 fn inside_quotes(prefix: &[u8]) -> bool {
     let mut inside = false;
-    let mut esc = false;
-    for &c in prefix {
-        if esc {
-            esc = false;
-        } else if c == b'\\' {
-            esc = true;
-        } else if c == b'"' {
+    let mut escaped_until = 0;
+    for at in memchr::memchr2_iter(b'"', b'\\', prefix) {
+        if at < escaped_until {
+            continue;
+        }
+        if prefix[at] == b'\\' {
+            escaped_until = at + 2;
+        } else {
             inside = !inside;
         }
     }

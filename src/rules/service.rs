@@ -256,23 +256,18 @@ pub fn services(d: &Dump, filter: Option<&ServiceFilter>) -> Vec<ServiceRules> {
 
 fn services_filtered(d: &Dump, f: &ServiceFilter) -> Vec<ServiceRules> {
     // Candidate rules: those whose line mentions the service, then those mentioning its chains,
-    // until no new chain turns up. Each round is one memmem pass over the whole text.
+    // until no new chain turns up. Each round is one pass over the whole text, for all the
+    // round's new names at once. Lines that only seem to concern the service are harmless:
+    // grouping decides.
     let starts: Vec<u32> = d.rules.iter().map(|r| r.raw.start).collect();
     let mut candidates: Vec<usize> = Vec::new();
     let mut needles = vec![f.needle()];
     let mut searched = 0;
     loop {
-        for n in &needles[searched..] {
-            let finder = memchr::memmem::Finder::new(n.as_bytes());
-            for off in finder.find_iter(d.text.as_bytes()) {
-                let idx = starts.partition_point(|&s| s as usize <= off);
-                if idx == 0 {
-                    continue;
-                }
-                let r = &d.rules[idx - 1];
-                if (r.raw.end as usize) >= off + n.len() {
-                    candidates.push(idx - 1);
-                }
+        for (off, len) in find_all(d.text.as_bytes(), &needles[searched..]) {
+            let idx = starts.partition_point(|&s| s as usize <= off);
+            if idx > 0 && (d.rules[idx - 1].raw.end as usize) >= off + len {
+                candidates.push(idx - 1);
             }
         }
         searched = needles.len();
@@ -282,8 +277,9 @@ fn services_filtered(d: &Dump, f: &ServiceFilter) -> Vec<ServiceRules> {
         let mut added = false;
         for s in &found {
             for c in &s.chains {
-                if !needles.iter().any(|n| n == c) {
-                    needles.push(c.clone());
+                let key = search_key(c);
+                if !needles.iter().any(|n| n == key) {
+                    needles.push(key.to_string());
                     added = true;
                 }
             }
@@ -292,6 +288,36 @@ fn services_filtered(d: &Dump, f: &ServiceFilter) -> Vec<ServiceRules> {
             return found;
         }
     }
+}
+
+/// What to search a dump for to find the lines naming a per-service chain: its hash, which
+/// also names its siblings (`KUBE-SVC-H`, `KUBE-EXT-H`, ...) and is rare where the prefix is
+/// everywhere; the whole name when the hash is too short to be rare.
+fn search_key(chain: &str) -> &str {
+    match per_service_prefix(chain) {
+        Some(p) if chain.len() >= p.len() + 1 + 8 => &chain[p.len() + 1..],
+        _ => chain,
+    }
+}
+
+/// Where any of `needles` occurs in `text`: (offset, length), in one pass.
+fn find_all(text: &[u8], needles: &[String]) -> Vec<(usize, usize)> {
+    // Teddy (SIMD) for a handful of names: one pass for all of them.
+    if needles.len() > 1
+        && let Some(ac) = aho_corasick::packed::Config::new()
+            .builder()
+            .extend(needles)
+            .build()
+    {
+        return ac.find_iter(text).map(|m| (m.start(), m.len())).collect();
+    }
+    // One name (or too many for Teddy): a substring search per name.
+    let mut out = Vec::new();
+    for n in needles {
+        let finder = memchr::memmem::Finder::new(n.as_bytes());
+        out.extend(finder.find_iter(text).map(|at| (at, n.len())));
+    }
+    out
 }
 
 fn group(
