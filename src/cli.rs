@@ -199,9 +199,18 @@ pub struct DiffArgs {
     /// Colour: auto honours NO_COLOR and a non-terminal stdout.
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto)]
     pub color: ColorWhen,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    /// Output format: text, json (schema kindred.diff/v2: each rule once, equal services by
+    /// count), or json-v1 (every rule of both sides in full, as before).
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    pub format: DiffFormat,
+}
+
+/// `kindred diff`'s output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Json,
+    JsonV1,
 }
 
 /// The playback speeds accepted.
@@ -247,6 +256,14 @@ pub fn emit_json<T: serde::Serialize>(v: &T) -> Result<()> {
         .map_err(std::io::Error::from)
         .and_then(|_| w.write_all(b"\n"))
         .and_then(|_| w.flush());
+    stdout_result(r)
+}
+
+/// Bytes written to standard output as they are produced, with [`emit`]'s handling of a closed
+/// pipe and a full disk.
+pub fn emit_bytes(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let r = f(&mut w).and_then(|_| w.flush());
     stdout_result(r)
 }
 
@@ -643,6 +660,8 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
         service: service.clone(),
         no_shared: a.no_shared,
         all_tables: a.all_tables,
+        // Text and JSON v2 list no equal service's rules: they are freed as compared.
+        summarize_equal: a.format != DiffFormat::JsonV1,
         ..Options::default()
     };
     let (cmp, parsed) = rules::compare_texts_keep(btext, ptext, &opts).map_err(|e| match e {
@@ -666,10 +685,9 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
     }
     match a.format {
         // Streamed: the document is never held whole in memory.
-        OutputFormat::Json => emit_json(&JsonReport::new(&cmp))?,
-        OutputFormat::Text => {
-            emit_with(|w| rules::render::write_text(w, &cmp, use_color(a.color)))?
-        }
+        DiffFormat::Json => emit_bytes(|w| rules::json::write(w, &cmp))?,
+        DiffFormat::JsonV1 => emit_json(&JsonReport::new(&cmp))?,
+        DiffFormat::Text => emit_with(|w| rules::render::write_text(w, &cmp, use_color(a.color)))?,
     }
     let code = if cmp.equal { 0 } else { 1 };
     // The process ends right after this: freeing a million small strings one by one costs more
@@ -679,7 +697,7 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// The `--format json` document (schema: see README, "JSON output").
+/// The `--format json-v1` document (schema: see README, "JSON output").
 #[derive(serde::Serialize)]
 pub struct JsonReport<'a> {
     pub schema: &'static str,

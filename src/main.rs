@@ -4,7 +4,23 @@ use std::process::ExitCode;
 use clap::Parser;
 use kindred::cli::{Cli, Command};
 
+/// mimalloc: comparing two large dumps makes a million small strings on two threads, where it
+/// is markedly faster than the system allocator (see README, "Speed and memory").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Memory freed goes back at once: the peak stays well within 4x of the dumps compared.
+fn tune_allocator() {
+    use libmimalloc_sys::{mi_option_set, mi_option_t};
+    // Its place in mimalloc.h's `mi_option_e` (the same in mimalloc 2 and 3).
+    const PURGE_DELAY: mi_option_t = 15;
+    // SAFETY: setting an option stores a number that mimalloc reads when it next purges; no
+    // pointer is passed, and 0 is a valid delay.
+    unsafe { mi_option_set(PURGE_DELAY, 0) }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let _guard = kindred::logging::init(cli.log_file.as_deref());
     kindred::tui::install_panic_hook(

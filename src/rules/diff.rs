@@ -25,6 +25,9 @@ pub struct Options {
     /// nftables: the LoadBalancer IPs each side's cluster reports (base, PR), when known: the
     /// other IPs its maps send to external chains are then written `<external-ip>`.
     pub lb_ips: (Vec<String>, Vec<String>),
+    /// An equal service keeps only its rule count, not its chains and lines (freed as soon as
+    /// it is compared): for output that lists no equal service's rules.
+    pub summarize_equal: bool,
 }
 
 /// What kind of line of a chain diff.
@@ -90,6 +93,8 @@ pub struct ServiceDiff {
     pub equal: bool,
     pub in_base: bool,
     pub in_pr: bool,
+    /// How many rules were compared (a rule on both sides counts once).
+    pub rules: usize,
     pub added: Vec<Arc<RuleText>>,
     pub removed: Vec<Arc<RuleText>>,
     pub chains: Vec<ChainDiff>,
@@ -272,7 +277,8 @@ pub fn compare_nft(
             let np = p
                 .map(|i| nft::normalize_sharing(pr, i, opts.raw, &opts.lb_ips.1, &known))
                 .unwrap_or_default();
-            diff_service(k.to_string(), b.is_some(), p.is_some(), &nb, &np)
+            let d = diff_service(k.to_string(), b.is_some(), p.is_some(), &nb, &np);
+            summarized(d, opts)
         })
         .collect();
     let mut c = finish(out, opts);
@@ -323,6 +329,14 @@ fn join<'a, K: Ord + 'a, V: 'a>(
     keys.into_iter().map(|(k, (b, p))| (k, b, p)).collect()
 }
 
+/// `d`, without its chains when it is equal and `opts` asks for a summary of equal services.
+fn summarized(mut d: ServiceDiff, opts: &Options) -> ServiceDiff {
+    if opts.summarize_equal && d.equal {
+        d.chains = Vec::new();
+    }
+    d
+}
+
 /// The comparison of these service diffs: changed services first, each group in name order.
 fn finish(mut out: Vec<ServiceDiff>, opts: &Options) -> Comparison {
     out.sort_by_key(|s| s.equal);
@@ -355,7 +369,10 @@ pub fn compare_services(
         let np = p
             .map(|s| normalize_sharing(pr, s, &display, opts.raw, &known))
             .unwrap_or_default();
-        diff_service(display, b.is_some(), p.is_some(), &nb, &np)
+        summarized(
+            diff_service(display, b.is_some(), p.is_some(), &nb, &np),
+            opts,
+        )
     };
     let out: Vec<ServiceDiff> = if pairs.len() > 64 {
         let mid = pairs.len() / 2;
@@ -434,6 +451,7 @@ pub fn diff_service(
         equal: added.is_empty() && removed.is_empty(),
         in_base,
         in_pr,
+        rules: chains.iter().map(|c| c.lines.len()).sum(),
         added,
         removed,
         chains,

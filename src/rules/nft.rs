@@ -133,6 +133,7 @@ impl<'a> Parser<'a> {
     fn new(text: &'a Arc<String>, all_tables: bool) -> Parser<'a> {
         Parser {
             src: text,
+            handle: Raw::handle(text),
             all_tables,
             items: Vec::new(),
             table: None,
@@ -173,6 +174,8 @@ impl<'a> Parser<'a> {
 struct Parser<'a> {
     /// The dump's text: items are parts of it.
     src: &'a Arc<String>,
+    /// What its items hold of it.
+    handle: super::normalize::Source,
     all_tables: bool,
     items: Vec<Item>,
     /// The table being read, when it is not `ip kube-proxy`.
@@ -201,7 +204,7 @@ struct Elements {
 impl Parser<'_> {
     /// `s` as an item's text: a part of the dump's text when it is one (no copy).
     fn raw(&self, s: &str) -> Raw {
-        Raw::within(self.src, s)
+        Raw::within(&self.handle, s)
     }
 
     /// A transaction's `map NAME` / `set NAME`: one string for consecutive lines of a set.

@@ -8,6 +8,7 @@
 //! ("ns/name:" and "ns/name" are the same unnamed port, spelt by old and new kube-proxy).
 
 use rustc_hash::FxHashMap as HashMap;
+use std::borrow::Cow;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -29,14 +30,23 @@ pub struct NormRule {
 /// A line as written in a dump, shared with the dump's text (no copy per rule).
 #[derive(Clone)]
 pub struct Raw {
-    text: Arc<String>,
+    text: Source,
     start: u32,
     end: u32,
 }
 
+/// A dump's text as lines taken from it hold it. Each thread (or each service) takes a handle
+/// of its own ([`Raw::handle`]): its lines then count references on that handle, not on the
+/// dump's one counter, which two threads would otherwise fight over a line at a time.
+pub type Source = Arc<Arc<String>>;
+
 impl Raw {
+    /// A handle on `text` for the lines about to be taken from it.
+    pub fn handle(text: &Arc<String>) -> Source {
+        Arc::new(text.clone())
+    }
     /// `text[range]`, sharing `text`.
-    pub fn new(text: &Arc<String>, range: std::ops::Range<u32>) -> Raw {
+    pub fn new(text: &Source, range: std::ops::Range<u32>) -> Raw {
         Raw {
             text: text.clone(),
             start: range.start,
@@ -44,7 +54,7 @@ impl Raw {
         }
     }
     /// `part` of `text` (no copy) when it is one, else a copy of it.
-    pub fn within(text: &Arc<String>, part: &str) -> Raw {
+    pub fn within(text: &Source, part: &str) -> Raw {
         let base = text.as_ptr() as usize;
         let at = part.as_ptr() as usize;
         if at >= base && at + part.len() <= base + text.len() {
@@ -58,7 +68,7 @@ impl Raw {
     pub fn owned(s: &str) -> Raw {
         Raw {
             end: s.len() as u32,
-            text: Arc::new(s.to_string()),
+            text: Arc::new(Arc::new(s.to_string())),
             start: 0,
         }
     }
@@ -166,23 +176,43 @@ fn split_hostport(v: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn dest_of(words: &[&str]) -> Option<String> {
-    words
-        .iter()
-        .position(|w| *w == "-d" || *w == "--destination")
-        .and_then(|i| words.get(i + 1))
-        .map(|v| strip_prefix32(v).to_string())
+/// The words of a rule that tell its role, found in one pass (each the value after the first
+/// occurrence of its option): a rule has some 15 words, and every rule is looked at.
+#[derive(Default)]
+struct Marks<'a> {
+    jump: Option<Option<&'a str>>,
+    to_destination: Option<Option<&'a str>>,
+    comment: Option<Option<&'a str>>,
+    destination: Option<Option<&'a str>>,
+    dport: Option<Option<&'a str>>,
+    local: bool,
 }
 
-fn word_after<'a>(words: &[&'a str], opt: &str) -> Option<&'a str> {
-    words
-        .iter()
-        .position(|w| *w == opt)
-        .and_then(|i| words.get(i + 1).copied())
-}
-
-fn comment_of<'a>(words: &[&'a str]) -> &'a str {
-    word_after(words, "--comment").unwrap_or("")
+impl<'a> Marks<'a> {
+    fn of(words: &[&'a str]) -> Marks<'a> {
+        let mut m = Marks::default();
+        for (i, w) in words.iter().enumerate() {
+            let slot = match *w {
+                "-j" => &mut m.jump,
+                "--to-destination" => &mut m.to_destination,
+                "--comment" => &mut m.comment,
+                "-d" | "--destination" => &mut m.destination,
+                "--dport" => &mut m.dport,
+                "LOCAL" => {
+                    m.local = true;
+                    continue;
+                }
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(words.get(i + 1).copied());
+            }
+        }
+        m
+    }
+    fn get(v: Option<Option<&'a str>>) -> Option<&'a str> {
+        v.flatten()
+    }
 }
 
 fn gather<'a>(d: &'a Dump, s: &'a ServiceRules, words: &[&[&'a str]]) -> Facts<'a> {
@@ -195,9 +225,10 @@ fn gather<'a>(d: &'a Dump, s: &'a ServiceRules, words: &[&[&'a str]]) -> Facts<'
     for (&i, words) in s.rules.iter().zip(words) {
         let r = &d.rules[i];
         let chain = d.rule_chain(r);
+        let marks = Marks::of(words);
         match per_service_prefix(chain) {
             Some("KUBE-SVL" | "KUBE-XLB") => {
-                if let Some(t) = word_after(words, "-j")
+                if let Some(t) = Marks::get(marks.jump)
                     && t.starts_with("KUBE-SEP-")
                     && !local.contains(&t)
                 {
@@ -206,7 +237,7 @@ fn gather<'a>(d: &'a Dump, s: &'a ServiceRules, words: &[&[&'a str]]) -> Facts<'
             }
             Some("KUBE-SEP") => {
                 if !endpoint.contains_key(chain)
-                    && let Some(to) = word_after(words, "--to-destination")
+                    && let Some(to) = Marks::get(marks.to_destination)
                 {
                     let (h, p) = split_hostport(to);
                     if let Ok(ip) = h.parse() {
@@ -217,7 +248,7 @@ fn gather<'a>(d: &'a Dump, s: &'a ServiceRules, words: &[&[&'a str]]) -> Facts<'
             }
             _ => {}
         }
-        let comment = comment_of(words);
+        let comment = Marks::get(marks.comment).unwrap_or("");
         let role = if comment.contains("cluster IP")
             || (chain == "KUBE-SERVICES" && comment.contains("has no endpoints"))
         {
@@ -229,12 +260,15 @@ fn gather<'a>(d: &'a Dump, s: &'a ServiceRules, words: &[&[&'a str]]) -> Facts<'
         } else {
             None
         };
-        if let (Some(role), Some(ip)) = (role, dest_of(words)) {
-            f.ips.entry(ip).or_insert_with(|| role.to_string());
+        if let (Some(role), Some(ip)) = (role, Marks::get(marks.destination)) {
+            let ip = strip_prefix32(ip);
+            if !f.ips.contains_key(ip) {
+                f.ips.insert(ip.to_string(), role.to_string());
+            }
         }
-        let nodeport_chain = chain == "KUBE-NODEPORTS"
-            || (chain == "KUBE-EXTERNAL-SERVICES" && words.contains(&"LOCAL"));
-        if nodeport_chain && let Some(p) = word_after(words, "--dport") {
+        let nodeport_chain =
+            chain == "KUBE-NODEPORTS" || (chain == "KUBE-EXTERNAL-SERVICES" && marks.local);
+        if nodeport_chain && let Some(p) = Marks::get(marks.dport) {
             let ph = if comment.contains("health check") {
                 "<hc-nodeport>"
             } else {
@@ -271,12 +305,17 @@ fn gather<'a>(d: &'a Dump, s: &'a ServiceRules, words: &[&[&'a str]]) -> Facts<'
 }
 
 impl Facts<'_> {
-    fn map_word(&self, w: &str, display: &str, key: &super::service::ServiceKey) -> Option<String> {
+    fn map_word<'s>(
+        &'s self,
+        w: &str,
+        display: &'s str,
+        key: &super::service::ServiceKey,
+    ) -> Option<Cow<'s, str>> {
         let first = w.as_bytes().first().copied().unwrap_or(b' ');
         if first == b'K'
             && let Some(c) = self.chains.get(w)
         {
-            return Some(c.to_string());
+            return Some(Cow::Borrowed(c));
         }
         if !first.is_ascii_digit() && !w.contains('/') {
             return None;
@@ -285,8 +324,8 @@ impl Facts<'_> {
         let (host, port) = split_hostport(bare);
         if let Some(ph) = self.ips.get(host) {
             return Some(match port {
-                Some(p) => format!("{ph}:{p}"),
-                None => ph.clone(),
+                Some(p) => Cow::Owned(format!("{ph}:{p}")),
+                None => Cow::Borrowed(ph),
             });
         }
         if w != display
@@ -296,7 +335,7 @@ impl Facts<'_> {
             && name == key.name
             && port.unwrap_or("") == key.port
         {
-            return Some(display.to_string());
+            return Some(Cow::Borrowed(display));
         }
         None
     }
@@ -324,12 +363,17 @@ pub fn normalize_sharing(
     raw: bool,
     known: &Known,
 ) -> Vec<NormRule> {
+    // A service's rules lie all over the dump: their lines are asked for all at once, so that
+    // the reads from memory overlap instead of waiting one by one (most of the time here).
+    let bodies: Vec<&str> = s.rules.iter().map(|&i| d.rule_body(&d.rules[i])).collect();
+    let first = |b: &&str| b.as_bytes().first().copied().unwrap_or(0);
+    std::hint::black_box(bodies.iter().fold(0u8, |a, b| a ^ first(b)));
     // All words of the service in one buffer; `spans[k]` are rule k's.
     let mut all: Vec<&str> = Vec::with_capacity(s.rules.len() * 16);
     let mut spans = Vec::with_capacity(s.rules.len());
-    for &i in &s.rules {
+    for body in &bodies {
         let start = all.len();
-        tokens::split_into(&mut all, d.rule_body(&d.rules[i]));
+        tokens::split_into(&mut all, body);
         spans.push(start..all.len());
     }
     let words: Vec<&[&str]> = spans.into_iter().map(|r| &all[r]).collect();
@@ -337,6 +381,9 @@ pub fn normalize_sharing(
     let mut out = Vec::with_capacity(s.rules.len());
     // Roles and real names, one shared string per chain.
     let mut names: HashMap<&str, (Arc<str>, Raw)> = HashMap::default();
+    let source = Raw::handle(&d.text);
+    // Each rule's text is written here, then kept (or found kept already).
+    let mut text = String::with_capacity(256);
     for (&i, words) in s.rules.iter().zip(&words) {
         let r = &d.rules[i];
         let chain = d.rule_chain(r);
@@ -348,21 +395,21 @@ pub fn normalize_sharing(
                     .get(chain)
                     .cloned()
                     .unwrap_or_else(|| Arc::from(chain));
-                (role, Raw::within(&d.text, chain))
+                (role, Raw::within(&source, chain))
             })
             .clone();
-        let text = if raw {
+        let rule: Option<Arc<str>> = if raw {
             None
         } else {
-            let mut map = |opt: &str, v: &str| -> Option<String> {
+            let mut map = |opt: &str, v: &str| -> Option<Cow<'_, str>> {
                 match opt {
-                    "--dport" | "--dports" => facts.nodeports.get(v).map(|p| p.to_string()),
+                    "--dport" | "--dports" => facts.nodeports.get(v).map(|p| Cow::Borrowed(*p)),
                     "--comment" => {
                         // Most comments map to themselves: build a new one only when a word
                         // really changes.
                         let mut out: Option<String> = None;
                         for (k, w) in v.split(' ').enumerate() {
-                            let m = facts.map_word(w, display, &s.key).filter(|m| m != w);
+                            let m = facts.map_word(w, display, &s.key).filter(|m| *m != w);
                             if m.is_some() && out.is_none() {
                                 let mut o = String::with_capacity(v.len() + 16);
                                 for (j, prev) in v.split(' ').enumerate().take(k) {
@@ -380,28 +427,27 @@ pub fn normalize_sharing(
                                 o.push_str(m.as_deref().unwrap_or(w));
                             }
                         }
-                        out
+                        out.map(Cow::Owned)
                     }
                     _ => facts.map_word(v, display, &s.key),
                 }
             };
-            let mut text = String::with_capacity(r.body.len() + role.len() + 8);
+            text.clear();
             text.push_str("-A ");
             text.push_str(&role);
             tokens::canonical_into(&mut text, words, &mut map);
-            Some(text)
+            // The other side's identical text when there is one (most rules of two clusters
+            // are equal once normalized): one copy kept, not two.
+            Some(match known.get(text.as_str()) {
+                Some(k) => k.clone(),
+                None => Arc::from(text.as_str()),
+            })
         };
-        // The other side's identical text when there is one (most rules of two clusters are
-        // equal once normalized): one copy kept, not two.
-        let rule: Option<Arc<str>> = text.map(|t| match known.get(t.as_str()) {
-            Some(k) => k.clone(),
-            None => Arc::from(t),
-        });
         out.push(NormRule {
             role,
             rule: Arc::new(RuleText {
                 text: rule,
-                raw: Raw::new(&d.text, r.raw.clone()),
+                raw: Raw::new(&source, r.raw.clone()),
                 line: r.line,
                 chain: chain_name,
                 table: rule_table(d, r),

@@ -94,11 +94,13 @@ pub fn write_text(out: &mut impl Write, c: &Comparison, color: bool) {
 
 fn service(out: &mut impl Write, s: &ServiceDiff, st: &Style) {
     if s.equal {
-        let n: usize = s.chains.iter().map(|c| c.lines.len()).sum();
         let _ = writeln!(
             out,
             "{}",
-            st.paint("1", &format!("=== {} (equal, {n} rules)", s.service))
+            st.paint(
+                "1",
+                &format!("=== {} (equal, {} rules)", s.service, s.rules)
+            )
         );
         return;
     }

@@ -106,6 +106,15 @@ fn basic_rank(opt: &str) -> Option<(u8, &'static str)> {
     })
 }
 
+/// `s` in lower case (borrowed when it is already).
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|c| c.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 fn with_prefix(addr: &str) -> Cow<'_, str> {
     if addr.contains('/') || !addr.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
         Cow::Borrowed(addr)
@@ -139,7 +148,7 @@ fn push_word(out: &mut String, w: &str, quote: bool) {
     if !out.is_empty() {
         out.push(' ');
     }
-    if quote || w.contains([' ', '\t']) || w.is_empty() {
+    if quote || w.is_empty() || memchr::memchr2(b' ', b'\t', w.as_bytes()).is_some() {
         out.push('"');
         out.push_str(w);
         out.push('"');
@@ -152,29 +161,29 @@ fn push_word(out: &mut String, w: &str, quote: bool) {
 /// their `!`), then match modules in the order written (with `-m tcp`/`-m udp` made explicit),
 /// then the target. Counters (`-c p b`) are dropped. `map` may replace any word (used for
 /// normalizing IPs, ports and chain names); it gets the option the word is the value of.
-pub fn canonical(words: &[&str], map: &mut dyn FnMut(&str, &str) -> Option<String>) -> String {
+pub fn canonical<'m>(
+    words: &[&str],
+    map: &mut dyn FnMut(&str, &str) -> Option<Cow<'m, str>>,
+) -> String {
     let mut out = String::with_capacity(words.len() * 12);
     canonical_into(&mut out, words, map);
     out
 }
 
 /// [`canonical`], appended to `out` (a space first when `out` is not empty).
-pub fn canonical_into(
+pub fn canonical_into<'m>(
     out: &mut String,
     words: &[&str],
-    map: &mut dyn FnMut(&str, &str) -> Option<String>,
+    map: &mut dyn FnMut(&str, &str) -> Option<Cow<'m, str>>,
 ) {
     let (pieces, proto) = pieces(words);
-    // Basic matches first, in canonical order; the rest as written.
-    let mut basics: Vec<Piece<'_>> = pieces
-        .iter()
-        .copied()
-        .filter(|p| matches!(p.kind, Kind::Basic(..)))
-        .collect();
-    basics.sort_by_key(|p| match p.kind {
-        Kind::Basic(r, _) => r,
-        _ => 0,
-    });
+    // Basic matches first, in canonical order (rank 0 to 5, as written within a rank); the rest
+    // as written.
+    let rank = |p: &&Piece<'_>| match p.kind {
+        Kind::Basic(r, _) => Some(r),
+        _ => None,
+    };
+    let basics = (0..6u8).flat_map(|r| pieces.iter().filter(move |p| rank(p) == Some(r)));
     let mut w = Writer {
         out,
         words,
@@ -182,10 +191,7 @@ pub fn canonical_into(
         map,
         target_opts: false,
     };
-    for p in basics
-        .iter()
-        .chain(pieces.iter().filter(|p| !matches!(p.kind, Kind::Basic(..))))
-    {
+    for p in basics.chain(pieces.iter().filter(|p| rank(p).is_none())) {
         w.piece(p);
     }
 }
@@ -273,16 +279,16 @@ fn pieces<'a>(words: &[&'a str]) -> (Vec<Piece<'a>>, &'a str) {
 }
 
 /// Writes pieces in canonical spelling.
-struct Writer<'o, 'w, 'm> {
+struct Writer<'o, 'w, 'f, 'm> {
     out: &'o mut String,
     words: &'w [&'w str],
     proto: &'w str,
-    map: &'m mut dyn FnMut(&str, &str) -> Option<String>,
+    map: &'f mut dyn FnMut(&str, &str) -> Option<Cow<'m, str>>,
     /// Past the target: its options follow.
     target_opts: bool,
 }
 
-impl Writer<'_, '_, '_> {
+impl Writer<'_, '_, '_, '_> {
     fn piece(&mut self, p: &Piece<'_>) {
         if p.neg {
             push_word(self.out, "!", false);
@@ -297,7 +303,7 @@ impl Writer<'_, '_, '_> {
                         None if name == "-s" || name == "-d" => {
                             push_word(self.out, &with_prefix(v), false)
                         }
-                        None if name == "-p" => push_word(self.out, &v.to_ascii_lowercase(), false),
+                        None if name == "-p" => push_word(self.out, &lowercase(v), false),
                         None => push_word(self.out, v, false),
                     }
                 }
@@ -305,7 +311,7 @@ impl Writer<'_, '_, '_> {
             Kind::Module => {
                 push_word(self.out, "-m", false);
                 if p.name.is_empty() {
-                    push_word(self.out, &self.proto.to_ascii_lowercase(), false);
+                    push_word(self.out, &lowercase(self.proto), false);
                 } else {
                     push_word(self.out, p.name, false);
                 }
@@ -335,7 +341,13 @@ impl Writer<'_, '_, '_> {
         for v in vals {
             if name == "--probability" {
                 match v.parse::<f64>() {
-                    Ok(f) => push_word(self.out, &format!("{f:.5}"), false),
+                    Ok(f) => {
+                        use std::fmt::Write;
+                        if !self.out.is_empty() {
+                            self.out.push(' ');
+                        }
+                        let _ = write!(self.out, "{f:.5}");
+                    }
                     Err(_) => push_word(self.out, v, false),
                 }
             } else {
