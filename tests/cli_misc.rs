@@ -184,7 +184,14 @@ fn control_characters_from_a_dump_never_reach_the_terminal() {
         "json",
     ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let rule = v["services"][0]["removed"][0]["raw"].as_str().unwrap();
+    let removed = v["services"][0]["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["lines"].as_array().unwrap())
+        .find(|l| l["op"] == "removed")
+        .unwrap();
+    let rule = removed["rule"].as_str().unwrap();
     assert!(rule.contains("evil\x1b[2J"), "{rule:?}");
 }
 

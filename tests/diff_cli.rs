@@ -7,6 +7,64 @@ use common::*;
 const MASTER: &str = "iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt";
 const PR: &str = "iptables/mauilion-blog-2019-pr77523-cluster-KUBE-XLB.txt";
 
+/// `--format json` (v2) on the 2019 pair: the same two added rules, each rule written once
+/// (smaller than v1's `v1_len` bytes), a rule line per text line.
+fn json_v2_says_the_same(b: &std::path::Path, p: &std::path::Path, v1_len: usize) {
+    let o = kindred(&[
+        "diff",
+        b.to_str().unwrap(),
+        p.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["schema"], "kindred.diff/v2");
+    let s = &v["services"][0];
+    assert_eq!(
+        (s["added"].as_u64(), s["removed"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let lines: Vec<&serde_json::Value> = s["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["lines"].as_array().unwrap())
+        .collect();
+    let added: Vec<_> = lines.iter().filter(|l| l["op"] == "added").collect();
+    assert_eq!(added.len(), 2);
+    assert!(
+        added[1]["raw"]
+            .as_str()
+            .unwrap()
+            .contains("route LOCAL traffic")
+    );
+    assert!(
+        added
+            .iter()
+            .all(|l| l["pr_line"].is_u64() && l.get("base_line").is_none())
+    );
+    let equal: Vec<_> = lines.iter().filter(|l| l["op"] == "equal").collect();
+    assert!(!equal.is_empty());
+    assert!(
+        equal
+            .iter()
+            .all(|l| l["base_line"].is_u64() && l["pr_line"].is_u64() && l.get("raw").is_none())
+    );
+    assert!(
+        o.stdout.len() < v1_len / 2,
+        "{} vs v1 {v1_len}",
+        o.stdout.len()
+    );
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.trim_start().starts_with("{\"op\":"))
+            .count(),
+        lines.len()
+    );
+}
+
 #[test]
 fn walkthrough_2019_is_exactly_two_added_local_rules() {
     let (b, p) = (fixture(MASTER), fixture(PR));
@@ -15,7 +73,7 @@ fn walkthrough_2019_is_exactly_two_added_local_rules() {
         b.to_str().unwrap(),
         p.to_str().unwrap(),
         "--format",
-        "json",
+        "json-v1",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -52,6 +110,8 @@ fn walkthrough_2019_is_exactly_two_added_local_rules() {
         .find(|c| c["chain"] == "KUBE-NODEPORTS")
         .unwrap();
     assert_eq!(np["equal"], true);
+
+    json_v2_says_the_same(&b, &p, o.stdout.len());
 
     let text = stdout(&kindred(&[
         "diff",

@@ -151,7 +151,7 @@ fn real_iptables_round_trip_behaviour_change_is_found() {
     );
     let bf = write(dir.path(), "base.txt", &base.save("iptables-nft-save", &[]));
     let pf = write(dir.path(), "pr.txt", &pr.save("iptables-legacy-save", &[]));
-    let o = kindred(&["diff", &bf, &pf, "--format", "json"]);
+    let o = kindred(&["diff", &bf, &pf, "--format", "json-v1"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let changed = changed_services(&v);
@@ -260,7 +260,7 @@ fn nftables_round_trip_same_behaviour_is_equal_and_changes_show() {
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let o = kindred(&["diff", &a, &b]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    let o = kindred(&["diff", &a, &c, "--format", "json"]);
+    let o = kindred(&["diff", &a, &c, "--format", "json-v1"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let changed = changed_services(&v);
@@ -450,7 +450,7 @@ fn real_nftables_noise_services_and_shared_chains() {
     );
     let a = write(dir.path(), "a.nft", &a);
     let diff = |b: &str, extra: &[&str]| {
-        let mut args = vec!["diff", a.as_str(), b, "--format", "json"];
+        let mut args = vec!["diff", a.as_str(), b, "--format", "json-v1"];
         args.extend_from_slice(extra);
         let o = kindred(&args);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout)
