@@ -225,12 +225,14 @@ struct Chains<'a> {
 impl<'a> Chains<'a> {
     fn id(&mut self, name: Option<&'a str>) -> u32 {
         let Some(name) = name else { return NONE };
-        if let Some(&i) = self.ids.get(name) {
-            return i;
-        }
+        // Most names are not per-service chains (KUBE-SERVICES, KUBE-MARK-MASQ, DNAT, ...):
+        // the prefix says so before any hashing.
         let Some(p) = per_service_prefix(name) else {
             return NONE;
         };
+        if let Some(&i) = self.ids.get(name) {
+            return i;
+        }
         let i = self.names.len() as u32;
         self.ids.insert(name, i);
         self.names.push(name);

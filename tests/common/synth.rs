@@ -5,7 +5,8 @@
 //! behaviour with different incidental values: NodePorts, cluster/LB/endpoint IPs, endpoint chain
 //! hashes, the order services were written in, and counters. With `hash_seed` the per-service
 //! chain hashes differ too (as between kube-proxy versions). `change` alters the behaviour of every
-//! 100th LoadBalancer service (drops its "masquerade LOCAL traffic" rule), the way a PR would.
+//! 100th LoadBalancer service with externalTrafficPolicy: Local (drops its "masquerade LOCAL
+//! traffic" rule), the way a PR would; with `change_all`, of every one (as the 2019 fix did).
 
 use std::fmt::Write;
 
@@ -18,6 +19,8 @@ pub struct Spec {
     /// Seed for per-service chain hashes (same value = same kube-proxy naming).
     pub hash_seed: u64,
     pub change: bool,
+    /// `change` alters every eTP=Local LoadBalancer service, not every 100th.
+    pub change_all: bool,
     /// Write `[p:b]` counters on chain declarations.
     pub counters: bool,
 }
@@ -30,6 +33,7 @@ impl Default for Spec {
             seed: 1,
             hash_seed: 0,
             change: false,
+            change_all: false,
             counters: true,
         }
     }
@@ -114,7 +118,7 @@ fn generate(spec: &Spec) -> (Vec<Svc>, Vec<usize>, Rng) {
             hc_nodeport,
             local: kind == 0,
             eps,
-            changed: spec.change && kind == 0 && i % 100 == 0,
+            changed: spec.change && kind == 0 && (spec.change_all || i % 100 == 0),
         });
     }
     // Services are written in an order that depends on the seed.
