@@ -46,7 +46,8 @@ impl Default for PhaseView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeCell {
     pub last: ProbeResult,
-    pub history: VecDeque<Outcome>,
+    /// The last outcomes, each with the session time it arrived (oldest first).
+    pub history: VecDeque<(Duration, Outcome)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

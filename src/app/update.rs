@@ -333,6 +333,7 @@ fn on_phase(st: &mut State, side: Side, phase: Phase, state: PhaseState) {
 }
 
 fn on_probe(st: &mut State, side: Side, result: ProbeResult) {
+    let now = st.now;
     let s = st.side_mut(side);
     let key = (result.source.clone(), result.target.clone());
     let cell = s.probes.entry(key).or_insert_with(|| ProbeCell {
@@ -342,7 +343,7 @@ fn on_probe(st: &mut State, side: Side, result: ProbeResult) {
     if cell.history.len() == HISTORY {
         cell.history.pop_front();
     }
-    cell.history.push_back(result.outcome);
+    cell.history.push_back((now, result.outcome));
     cell.last = result;
 }
 
@@ -936,7 +937,7 @@ mod tests {
         }
         let c = &st.side(Side::Pr).probes[&("a".to_string(), "lb".to_string())];
         assert_eq!(
-            c.history.iter().copied().collect::<Vec<_>>(),
+            c.history.iter().map(|h| h.1).collect::<Vec<_>>(),
             vec![Outcome::Ok, Outcome::Timeout, Outcome::Ok]
         );
     }

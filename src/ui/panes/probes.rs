@@ -144,16 +144,7 @@ fn row<'a>(
     } else {
         theme.bad()
     };
-    let hist: String = cell
-        .history
-        .iter()
-        .skip(cell.history.len().saturating_sub(keep))
-        .map(|o| match o {
-            Outcome::Ok => '●',
-            Outcome::Fail => '✗',
-            Outcome::Timeout => '○',
-        })
-        .collect();
+    let hist = history(st, side, cell, keep);
     let expected = st.expected(side, src);
     let exp = match expected {
         Some(e) if e.met_by(r.outcome) => Span::styled(format!("{} ✓", e.label()), theme.ok()),
@@ -173,4 +164,78 @@ fn row<'a>(
         Cell::from(Span::styled(hist, theme.dim())),
         Cell::from(exp),
     ]
+}
+
+/// A probe's last outcomes, oldest first, at most `keep` characters: `│` stands between two
+/// outcomes where that side's rules changed (a timeline entry), so a flip lines up with the
+/// rule change that came before it.
+pub fn history(st: &State, side: Side, cell: &ProbeCell, keep: usize) -> String {
+    let changes: Vec<std::time::Duration> = st
+        .timeline
+        .entries
+        .iter()
+        .filter(|c| c.side == side)
+        .map(|c| c.at)
+        .collect();
+    let mut out: Vec<char> = Vec::with_capacity(cell.history.len() * 2);
+    let mut prev: Option<std::time::Duration> = None;
+    for &(at, o) in &cell.history {
+        if let Some(p) = prev
+            && changes.iter().any(|&c| c > p && c <= at)
+        {
+            out.push('│');
+        }
+        out.push(match o {
+            Outcome::Ok => '●',
+            Outcome::Fail => '✗',
+            Outcome::Timeout => '○',
+        });
+        prev = Some(at);
+    }
+    out[out.len().saturating_sub(keep)..].iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::event::ProbeResult;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_flip_lines_up_with_the_rule_change_before_it() {
+        let mut st = State::default();
+        let secs = Duration::from_secs;
+        let result = |o| ProbeResult {
+            source: "a".into(),
+            target: "lb".into(),
+            outcome: o,
+            http_status: None,
+            latency_ms: None,
+            detail: None,
+        };
+        let cell = ProbeCell {
+            last: result(Outcome::Fail),
+            history: [
+                (1, Outcome::Ok),
+                (6, Outcome::Ok),
+                (11, Outcome::Fail),
+                (16, Outcome::Fail),
+            ]
+            .into_iter()
+            .map(|(t, o)| (secs(t), o))
+            .collect(),
+        };
+        assert_eq!(history(&st, Side::Pr, &cell, 8), "●●✗✗");
+        let (before, after): (Arc<str>, Arc<str>) = ("-A X -j A\n".into(), "-A X -j B\n".into());
+        // The PR side's rules changed at 9 s; the base side's at 3 s counts only for base.
+        st.timeline
+            .record(secs(9), Side::Pr, "pr-worker", &before, &after);
+        st.timeline
+            .record(secs(3), Side::Base, "base-worker", &before, &after);
+        assert_eq!(history(&st, Side::Pr, &cell, 8), "●●│✗✗");
+        assert_eq!(history(&st, Side::Base, &cell, 8), "●│●✗✗");
+        // Narrow: the newest characters, markers included, stay within `keep`.
+        assert_eq!(history(&st, Side::Pr, &cell, 3), "│✗✗");
+    }
 }
