@@ -648,6 +648,9 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
     if a.base == "-" && a.pr == "-" {
         return Err(anyhow!("standard input ('-') can be given only once"));
     }
+    if a.format == DiffFormat::JsonV1 {
+        small_pages();
+    }
     // The two sides are read at once (two 15 MB files, or two nodes).
     let (base, pr) = std::thread::scope(|sc| {
         let b = sc.spawn(|| load_text(&a.base, &mut (a.pr == "-")));
@@ -695,6 +698,17 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
     std::mem::forget(cmp);
     std::mem::forget(parsed);
     Ok(code)
+}
+
+/// No transparent huge pages for this process from now on: `--format json-v1` holds every
+/// rule of both sides until written, and 2 MB pages half used would take its peak above 4x the
+/// input (4.1x; 3.8x with small pages). The faster forms free as they go and keep them.
+fn small_pages() {
+    // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and changes only how this
+    // process's memory is backed; its result (unsupported kernels) does not matter.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }
 
 /// The `--format json-v1` document (schema: see README, "JSON output").

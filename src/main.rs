@@ -9,14 +9,16 @@ use kindred::cli::{Cli, Command};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Memory freed goes back at once: the peak stays well within 4x of the dumps compared.
+/// Memory freed goes back after 2 ms: reused at once by the next Service compared (no new page
+/// faults), yet the peak stays within 4x of the dumps compared (with mimalloc's default delay
+/// it is 4.4x; returning it at once costs a third more time in page faults).
 fn tune_allocator() {
     use libmimalloc_sys::{mi_option_set, mi_option_t};
     // Its place in mimalloc.h's `mi_option_e` (the same in mimalloc 2 and 3).
     const PURGE_DELAY: mi_option_t = 15;
     // SAFETY: setting an option stores a number that mimalloc reads when it next purges; no
-    // pointer is passed, and 0 is a valid delay.
-    unsafe { mi_option_set(PURGE_DELAY, 0) }
+    // pointer is passed, and any delay is valid.
+    unsafe { mi_option_set(PURGE_DELAY, 2) }
 }
 
 fn main() -> ExitCode {
