@@ -46,7 +46,7 @@ fn nft_rules_are_read_from_nodes_and_a_base_chain_change_is_shared() {
         &format!("node:{an}"),
         &format!("node:{bn}"),
         "--format",
-        "json",
+        "json-v1",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -193,7 +193,7 @@ fn nodes_rules_probes_and_commands() {
         "--service",
         "default/echo",
         "--format",
-        "json",
+        "json-v1",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
