@@ -924,14 +924,7 @@ mod tests {
                 &mut st,
                 Msg::Backend(Event::Probe {
                     side: Side::Pr,
-                    result: ProbeResult {
-                        source: "a".into(),
-                        target: "lb".into(),
-                        outcome: o,
-                        http_status: None,
-                        latency_ms: None,
-                        detail: None,
-                    },
+                    result: ProbeResult::bare("a", "lb", o),
                 }),
             );
         }

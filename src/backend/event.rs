@@ -51,6 +51,21 @@ pub struct ProbeResult {
     pub detail: Option<String>,
 }
 
+#[cfg(test)]
+impl ProbeResult {
+    /// A result with only its outcome (no HTTP status, latency or detail).
+    pub fn bare(source: &str, target: &str, outcome: Outcome) -> ProbeResult {
+        ProbeResult {
+            source: source.into(),
+            target: target.into(),
+            outcome,
+            http_status: None,
+            latency_ms: None,
+            detail: None,
+        }
+    }
+}
+
 /// The two sides as the scenario names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SideInfo {

@@ -170,19 +170,16 @@ fn row<'a>(
 /// outcomes where that side's rules changed (a timeline entry), so a flip lines up with the
 /// rule change that came before it.
 pub fn history(st: &State, side: Side, cell: &ProbeCell, keep: usize) -> String {
-    let changes: Vec<std::time::Duration> = st
-        .timeline
-        .entries
-        .iter()
-        .filter(|c| c.side == side)
-        .map(|c| c.at)
-        .collect();
+    let changed_between = |from, to| {
+        st.timeline
+            .entries
+            .iter()
+            .any(|c| c.side == side && c.at > from && c.at <= to)
+    };
     let mut out: Vec<char> = Vec::with_capacity(cell.history.len() * 2);
     let mut prev: Option<std::time::Duration> = None;
     for &(at, o) in &cell.history {
-        if let Some(p) = prev
-            && changes.iter().any(|&c| c > p && c <= at)
-        {
+        if prev.is_some_and(|p| changed_between(p, at)) {
             out.push('│');
         }
         out.push(match o {
@@ -206,16 +203,8 @@ mod tests {
     fn a_flip_lines_up_with_the_rule_change_before_it() {
         let mut st = State::default();
         let secs = Duration::from_secs;
-        let result = |o| ProbeResult {
-            source: "a".into(),
-            target: "lb".into(),
-            outcome: o,
-            http_status: None,
-            latency_ms: None,
-            detail: None,
-        };
         let cell = ProbeCell {
-            last: result(Outcome::Fail),
+            last: ProbeResult::bare("a", "lb", Outcome::Fail),
             history: [
                 (1, Outcome::Ok),
                 (6, Outcome::Ok),
