@@ -518,6 +518,8 @@ mod synthetic {
             );
             let ch = s.chains.iter().find(|ch| !ch.equal).unwrap();
             assert!(ch.chain.starts_with("external-<hash>-"), "{}", ch.chain);
+            // An nftables chain is named as such, not as one of iptables' tables.
+            assert_eq!(ch.table.name(), "nft");
         }
     }
 }

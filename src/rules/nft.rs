@@ -777,7 +777,7 @@ impl<'a> Names<'a> {
                 raw: it.text.clone(),
                 line: it.line,
                 chain: it.chain.clone(),
-                table: Table::Nat,
+                table: Table::Nft,
             }),
         }
     }

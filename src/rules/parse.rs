@@ -16,6 +16,9 @@ pub enum Table {
     Mangle,
     Raw,
     Security,
+    /// An nftables table (kube-proxy's `ip kube-proxy` unless the chain's name says otherwise):
+    /// not one of iptables' tables, so named only as nftables.
+    Nft,
 }
 
 impl Table {
@@ -37,6 +40,7 @@ impl Table {
             Table::Mangle => "mangle",
             Table::Raw => "raw",
             Table::Security => "security",
+            Table::Nft => "nft",
         }
     }
 }
