@@ -206,9 +206,7 @@ async fn create(ctx: &Ctx, side: Side) -> Result<()> {
             .iter()
             .find(|n| n.role == NodeRole::ControlPlane)
             .ok_or_else(|| anyhow!("cluster {name} has no control-plane container"))?;
-        let mut owned = Owned::load(&path)?;
-        owned.record(&name, &cp.id);
-        owned.save(&path)?;
+        Owned::update(&path, |o| o.record(&name, &cp.id))?;
         for n in &nodes {
             ctx.emit(Event::Node {
                 side,
@@ -575,8 +573,7 @@ async fn delete(ctx: &Ctx) -> Result<()> {
         if !nodes.iter().any(|n| n.cluster == name) {
             continue;
         }
-        let mut owned = Owned::load(&path)?;
-        if !owned.created(&name, &nodes) {
+        if !Owned::load(&path)?.created(&name, &nodes) {
             ctx.error(
                 Some(side),
                 Pane::Build,
@@ -588,8 +585,7 @@ async fn delete(ctx: &Ctx) -> Result<()> {
         ctx.kind
             .delete_cluster(&name, |l| ctx.out(side, Phase::Create, l), &ctx.cancel)
             .await?;
-        owned.forget(&name);
-        owned.save(&path)?;
+        Owned::update(&path, |o| o.forget(&name))?;
         for p in [Phase::Deploy, Phase::Create] {
             ctx.phase(side, p, PhaseState::Pending);
         }
