@@ -146,7 +146,7 @@ async fn a_probe_reads_curl_through_exec_ok_timeout_and_failure() {
             t,
         )
     };
-    let ok = run("ok").await;
+    let ok = run("ok").await.unwrap();
     assert_eq!(
         (ok.outcome, ok.http_status, ok.latency_ms),
         (Outcome::Ok, Some(200), Some(12))
@@ -155,13 +155,13 @@ async fn a_probe_reads_curl_through_exec_ok_timeout_and_failure() {
         (ok.source.as_str(), ok.target.as_str()),
         ("ok", "172.18.255.200:80")
     );
-    let slow = run("slow").await;
+    let slow = run("slow").await.unwrap();
     assert_eq!(slow.outcome, Outcome::Timeout);
     assert!(
         slow.detail.as_deref().unwrap().contains("timed out"),
         "{slow:?}"
     );
-    let refused = run("refused").await;
+    let refused = run("refused").await.unwrap();
     assert_eq!(refused.outcome, Outcome::Fail);
     assert!(
         refused
@@ -171,7 +171,8 @@ async fn a_probe_reads_curl_through_exec_ok_timeout_and_failure() {
             .contains("Failed to connect to http://172.18.255.200:80"),
         "{refused:?}"
     );
-    let gone = run("gone").await;
+    // The exec itself failed (the pod is gone): told apart from a curl that failed.
+    let gone = run("gone").await.unwrap_err();
     assert_eq!(gone.outcome, Outcome::Fail);
     let d = gone.detail.unwrap();
     assert!(

@@ -3,7 +3,8 @@
 //! Docker network for the LoadBalancer range, MetalLB's real manifest from a file. Deploy applies
 //! MetalLB, waits for its controller, retries the pool while MetalLB's webhook refuses it, applies
 //! the workloads, then watches the pods; Probe curls from every running pod through exec; watch
-//! mode repeats the probes every period until it is turned off.
+//! mode repeats the probes every period until it is turned off. One API server client per side
+//! serves every round, and is made again when the side's API server moves.
 //! Ignored by plain `cargo test` (needs Docker for the network).
 
 mod common;
@@ -54,6 +55,7 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
         .unwrap();
     rt.block_on(async {
         let mut servers = Vec::new();
+        let mut yamls = Vec::new();
         for (side, refusals) in [(Side::Base, 0), (Side::Pr, 2)] {
             let name = sc.side(side).name.clone();
             let yaml = format!(
@@ -61,6 +63,7 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
                 std::fs::read_to_string(&manifest).unwrap(),
                 sc.workloads_for(&name).unwrap()
             );
+            yamls.push(yaml.clone());
             let (server, refused) = Cluster {
                 name: name.clone(),
                 yaml,
@@ -183,6 +186,54 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
         let after = execs();
         tokio::time::sleep(kindred::backend::live::WATCH_PERIOD + std::time::Duration::from_secs(2)).await;
         assert_eq!(execs(), after, "nothing runs once watching is off");
+
+        // One API server client per side serves every round: with kindred's kubeconfig file of
+        // the base cluster gone (and no kind to ask), the base side still probes.
+        let base = sc.base.name.clone();
+        let kubeconfig = kindred::backend::kubeconfig_path(&base);
+        std::fs::remove_file(&kubeconfig).unwrap();
+        let base_results = |ev: &[Event]| -> Vec<(Outcome, Option<String>)> {
+            ev.iter()
+                .filter_map(|e| match e {
+                    Event::Probe { side: Side::Base, result } => Some((result.outcome, result.detail.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let probe = |backend: &mut kindred::backend::live::LiveBackend| {
+            backend.send(Command::Probe { target: None });
+        };
+        probe(&mut backend);
+        let (ev, err) = until_finished(&mut rx, Job::Probes).await;
+        assert_eq!(err, None, "{ev:#?}");
+        let got = base_results(&ev);
+        assert!(got.len() == 5 && got.iter().all(|(o, _)| *o == Outcome::Ok), "{got:#?}");
+
+        // The base cluster is made again elsewhere (a new API server, a new kubeconfig): the
+        // round whose execs fail drops the old client, and the next one reaches the new server.
+        let (moved, _) = Cluster {
+            name: base.clone(),
+            yaml: yamls[0].clone(),
+            ..Cluster::default()
+        }
+        .serve()
+        .await;
+        Cluster::kubeconfig_for(&base, &moved);
+        drop(servers.remove(0));
+        let mut rounds = Vec::new();
+        for _ in 0..2 {
+            probe(&mut backend);
+            let (ev, err) = until_finished(&mut rx, Job::Probes).await;
+            assert_eq!(err, None, "{ev:#?}");
+            rounds.push(base_results(&ev));
+            if rounds.last().unwrap().iter().all(|(o, _)| *o == Outcome::Ok) {
+                break;
+            }
+        }
+        let last = rounds.last().unwrap();
+        assert!(last.len() == 5 && last.iter().all(|(o, _)| *o == Outcome::Ok), "{rounds:#?}");
+        let moved_execs = moved.requests().iter().filter(|r| r.path.ends_with("/exec")).count();
+        assert_eq!(moved_execs, 5, "{rounds:#?}");
         backend.shutdown();
     });
 }

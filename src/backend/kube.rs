@@ -644,7 +644,9 @@ pub async fn exec_in(
 }
 
 /// Probe `addr` from one pod: curl in its `container` through the API server's exec, within
-/// curl's own limits and 10 s for the API server. Whatever happens is a result, never an error.
+/// curl's own limits and 10 s for the API server. Whatever happens is a result: `Err` holds the
+/// (FAIL) result of an exec the API server did not run (no answer, the pod gone), `Ok` what curl
+/// found.
 pub async fn probe_pod(
     client: &Client,
     ns: &str,
@@ -652,19 +654,19 @@ pub async fn probe_pod(
     container: &str,
     addr: &str,
     t: Timeouts,
-) -> ProbeResult {
+) -> Result<ProbeResult, ProbeResult> {
     let argv = curl_argv(addr, t);
     let limit = Duration::from_secs_f64(t.total + 10.0);
     match exec_in(client, ns, &pod, Some(container), &argv, limit).await {
-        Ok(o) => parse_curl(&pod, addr, &o.stdout, &o.stderr, o.code),
-        Err(e) => ProbeResult {
+        Ok(o) => Ok(parse_curl(&pod, addr, &o.stdout, &o.stderr, o.code)),
+        Err(e) => Err(ProbeResult {
             source: pod,
             target: addr.to_string(),
             outcome: Outcome::Fail,
             http_status: None,
             latency_ms: None,
             detail: Some(format!("{e:#}")),
-        },
+        }),
     }
 }
 

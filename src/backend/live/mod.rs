@@ -68,14 +68,16 @@ fn needs(cmd: &Command) -> &'static [&'static str] {
     }
 }
 
-/// Everything a job needs.
+/// What the backend and every job share: handles, so a clone is cheap.
 #[derive(Clone)]
-struct Ctx {
+struct Shared {
     sc: Arc<Scenario>,
     kind: Kind,
-    tx: UnboundedSender<Event>,
     known: Arc<Mutex<Known>>,
     docker: Arc<tokio::sync::OnceCell<Docker>>,
+    /// One API server client per side, made when first needed and dropped when that side's
+    /// cluster is created or deleted, or a call through it fails.
+    clients: Arc<Mutex<BySide<Option<kube::Client>>>>,
     /// One set of watchers per side, outliving the job that started it.
     watchers: Arc<Mutex<BySide<Option<Task>>>>,
     /// The quick preflight, once it ran.
@@ -84,7 +86,21 @@ struct Ctx {
     triggers: Arc<Mutex<Option<UnboundedSender<watch::Trigger>>>>,
     /// When the backend started: the clock of rule dumps.
     started: std::time::Instant,
+}
+
+/// Everything a job needs: what is shared, where its events go and its own cancel token.
+#[derive(Clone)]
+struct Ctx {
+    shared: Shared,
+    tx: UnboundedSender<Event>,
     cancel: CancellationToken,
+}
+
+impl std::ops::Deref for Ctx {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 impl Ctx {
@@ -136,6 +152,19 @@ impl Ctx {
     /// keeps a rules session per node).
     async fn docker(&self) -> Result<Docker> {
         self.docker.get_or_try_init(Docker::connect).await.cloned()
+    }
+    /// The side's API server client (see `Shared::clients`).
+    async fn client(&self, side: Side) -> Result<kube::Client> {
+        if let Some(c) = self.clients.lock().unwrap()[side].clone() {
+            return Ok(c);
+        }
+        let c = super::kube::client_for(&self.kind, self.name(side)).await?;
+        self.clients.lock().unwrap()[side] = Some(c.clone());
+        Ok(c)
+    }
+    /// The next `client(side)` makes a new one (the cluster changed, or a call failed).
+    fn drop_client(&self, side: Side) {
+        self.clients.lock().unwrap()[side] = None;
     }
     /// Run `f` for a phase: Running, then Done, or Failed with the reason.
     async fn run_phase<F, Fut>(&self, side: Side, phase: Phase, f: F) -> Result<()>
@@ -198,6 +227,7 @@ async fn create(ctx: &Ctx, side: Side) -> Result<()> {
         ctx.kind
             .create_cluster(&name, &image, &cfg, &kubeconfig, out, &ctx.cancel)
             .await?;
+        ctx.drop_client(side);
         if let Err(e) = ctx.kind.export_kubeconfig(&name).await {
             ctx.out(side, Phase::Create, format!("kubectl context kind-{name} not exported: {e:#}"));
         }
@@ -263,7 +293,7 @@ pub fn lb_range(subnet: &str, side: Side) -> Result<(Ipv4Addr, Ipv4Addr)> {
 async fn deploy(ctx: &Ctx, side: Side) -> Result<()> {
     ctx.run_phase(side, Phase::Deploy, || async {
         let name = ctx.name(side).to_string();
-        let c = super::kube::client_for(&ctx.kind, &name).await?;
+        let c = ctx.client(side).await?;
         let manifest = metallb_manifest(ctx).await?;
         let applied = super::kube::apply_yaml(&c, &manifest, "MetalLB manifest").await?;
         ctx.out(
@@ -317,8 +347,7 @@ async fn deploy(ctx: &Ctx, side: Side) -> Result<()> {
 
 /// Watch a side's test pods and the Service until cancelled.
 async fn watchers(ctx: &Ctx, side: Side) -> Result<()> {
-    let name = ctx.name(side).to_string();
-    let client = super::kube::client_for(&ctx.kind, &name).await?;
+    let client = ctx.client(side).await?;
     let filter = ctx.sc.service.filter().clone();
     let (c1, c2, c3) = (ctx.clone(), ctx.clone(), ctx.clone());
     let pods = super::kube::watch_pods(client.clone(), "default", move |w| {
@@ -460,13 +489,16 @@ async fn probe_side(ctx: &Ctx, side: Side, target: &Target) {
         ctx.error(Some(side), Pane::Probes, e);
         ctx.emit(Event::ProbesDone { side });
     };
-    let client = match super::kube::client_for(&ctx.kind, ctx.name(side)).await {
+    let client = match ctx.client(side).await {
         Ok(c) => c,
         Err(e) => return fail(format!("{e:#}")),
     };
     let addr = match target_address(ctx, side, target, &client).await {
         Ok(a) => a,
-        Err(e) => return fail(format!("{target}: {e:#}")),
+        Err(e) => {
+            ctx.drop_client(side);
+            return fail(format!("{target}: {e:#}"));
+        }
     };
     ctx.emit(Event::ProbesStarted {
         side,
@@ -486,8 +518,16 @@ async fn probe_side(ctx: &Ctx, side: Side, target: &Target) {
         .into_iter()
         .map(|pod| super::kube::probe_pod(&client, "default", pod, container, &addr, t))
         .collect();
+    let mut exec_failed = false;
     while let Some(result) = runs.next().await {
+        let result = result.unwrap_or_else(|failed| {
+            exec_failed = true;
+            failed
+        });
         ctx.emit(Event::Probe { side, result });
+    }
+    if exec_failed {
+        ctx.drop_client(side);
     }
     ctx.emit(Event::ProbesDone { side });
 }
@@ -585,6 +625,7 @@ async fn delete(ctx: &Ctx) -> Result<()> {
         ctx.kind
             .delete_cluster(&name, |l| ctx.out(side, Phase::Create, l), &ctx.cancel)
             .await?;
+        ctx.drop_client(side);
         Owned::update(&path, |o| o.forget(&name))?;
         for p in [Phase::Deploy, Phase::Create] {
             ctx.phase(side, p, PhaseState::Pending);
@@ -658,37 +699,33 @@ async fn attach(ctx: &Ctx) -> Result<()> {
 }
 
 pub struct LiveBackend {
-    sc: Arc<Scenario>,
-    kind: Kind,
+    shared: Shared,
     tx: Option<UnboundedSender<Event>>,
-    known: Arc<Mutex<Known>>,
-    docker: Arc<tokio::sync::OnceCell<Docker>>,
-    watchers: Arc<Mutex<BySide<Option<Task>>>>,
-    preflight: Arc<Mutex<Option<super::doctor::Report>>>,
-    triggers: Arc<Mutex<Option<UnboundedSender<watch::Trigger>>>>,
-    started: std::time::Instant,
     jobs: HashMap<Job, Task>,
 }
 
 impl LiveBackend {
     pub fn new(sc: Scenario, kind: Kind) -> LiveBackend {
         LiveBackend {
-            sc: Arc::new(sc),
-            kind,
+            shared: Shared {
+                sc: Arc::new(sc),
+                kind,
+                known: Arc::default(),
+                docker: Arc::default(),
+                clients: Arc::default(),
+                watchers: Arc::default(),
+                preflight: Arc::default(),
+                triggers: Arc::default(),
+                started: std::time::Instant::now(),
+            },
             tx: None,
-            known: Arc::default(),
-            docker: Arc::default(),
-            watchers: Arc::default(),
-            preflight: Arc::default(),
-            triggers: Arc::default(),
-            started: std::time::Instant::now(),
             jobs: HashMap::new(),
         }
     }
 
     /// A command whose tools the preflight found missing says why instead of starting.
     fn blocked(&self, cmd: &Command) -> Option<String> {
-        let pre = self.preflight.lock().unwrap();
+        let pre = self.shared.preflight.lock().unwrap();
         let r = pre.as_ref()?;
         let c = needs(cmd).iter().find_map(|n| r.failed(n))?;
         let fix = c.fix.as_deref().unwrap_or("");
@@ -711,15 +748,8 @@ impl LiveBackend {
         }
         let cancel = CancellationToken::new();
         let ctx = Ctx {
-            sc: self.sc.clone(),
-            kind: self.kind.clone(),
+            shared: self.shared.clone(),
             tx,
-            known: self.known.clone(),
-            docker: self.docker.clone(),
-            watchers: self.watchers.clone(),
-            preflight: self.preflight.clone(),
-            triggers: self.triggers.clone(),
-            started: self.started,
             cancel: cancel.clone(),
         };
         let fut = f(ctx.clone());
@@ -846,7 +876,7 @@ pub fn session(sc: &Scenario) -> SessionInfo {
 
 impl Backend for LiveBackend {
     fn start(&mut self, events: UnboundedSender<Event>) {
-        let _ = events.send(Event::Session(Box::new(session(&self.sc))));
+        let _ = events.send(Event::Session(Box::new(session(&self.shared.sc))));
         self.tx = Some(events);
         self.spawn(Job::Attach, Some(Pane::Build), |ctx| async move {
             attach(&ctx).await
@@ -873,7 +903,7 @@ impl Backend for LiveBackend {
         }
         match cmd {
             Command::Build { sides, recreate } => {
-                let parallel = self.sc.build.parallel;
+                let parallel = self.shared.sc.build.parallel;
                 self.spawn(Job::Build, None, move |ctx| async move {
                     if !recreate {
                         return for_sides(&ctx, sides, parallel, |c, s| async move {
@@ -949,7 +979,7 @@ impl Backend for LiveBackend {
         for (_, t) in self.jobs.drain() {
             stop(t);
         }
-        let mut w = self.watchers.lock().unwrap();
+        let mut w = self.shared.watchers.lock().unwrap();
         for side in Side::BOTH {
             if let Some(t) = w[side].take() {
                 stop(t);

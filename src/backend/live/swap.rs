@@ -171,7 +171,7 @@ pub(super) async fn swap(ctx: &Ctx, side: Side) -> Result<()> {
         let Some(node) = nodes.first() else {
             bail!("no running cluster {name}: c creates it");
         };
-        let client = kube::client_for(&ctx.kind, &name).await?;
+        let client = ctx.client(side).await?;
         let src = step(ctx, side, "source", super::build::source(ctx, side, true)).await?;
         let current = step(
             ctx,
