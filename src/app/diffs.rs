@@ -7,7 +7,9 @@ use crate::model::NodePair;
 use crate::rules::diff::{Changed, Hunk, Op, hunks};
 use crate::rules::{self, Comparison, Options};
 
-/// What a diff was computed from: dump versions (the generation), a node pair and the mode.
+/// What a diff was computed from: dump versions (the generation), a node pair, the mode and the
+/// LoadBalancer IPs known on each side (they are normalized away: a Service's IP arriving after
+/// the dumps changes the result).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiffKey {
     pub generation: u64,
@@ -16,6 +18,8 @@ pub struct DiffKey {
     pub raw: bool,
     /// A timeline entry's before-vs-after, by id (`None`: base vs PR).
     pub step: Option<u64>,
+    /// (base, PR).
+    pub lb_ips: (Vec<String>, Vec<String>),
 }
 
 /// A diff to compute: both dumps, the Service filter, and how the result will be shown.

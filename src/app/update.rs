@@ -234,7 +234,11 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
         Event::PodRemoved { side, name } => {
             st.side_mut(side).pods.remove(&name);
         }
-        Event::Service { side, service } => st.side_mut(side).service = Some(service),
+        Event::Service { side, service } => {
+            st.side_mut(side).service = Some(service);
+            // Its LoadBalancer IP may be new to the diff.
+            return Reaction::redraw().with_diff(st);
+        }
         Event::ProbesStarted { side, target } => {
             st.side_mut(side).probes_running = true;
             st.activity = format!("{}: probing {target}", st.side(side).name());
@@ -405,6 +409,7 @@ pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
     }
     // What is shown: a timeline entry (that node's rules before vs after the change), or the
     // live node pair (base vs PR).
+    let lb_ips = st.lb_ips();
     let (key, base, pr) = match st.diff.step {
         Some(id) => {
             let (_, c) = st.timeline.by_id(id)?;
@@ -413,6 +418,7 @@ pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
                 node: c.node.clone(),
                 raw: st.diff.raw,
                 step: Some(id),
+                lb_ips,
             };
             (key, c.before.clone(), c.after.clone())
         }
@@ -423,6 +429,7 @@ pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
                 node: pair.role.clone(),
                 raw: st.diff.raw,
                 step: None,
+                lb_ips,
             };
             let dumps = (
                 &st.sides.base.dumps[&pair.base],
@@ -442,7 +449,7 @@ pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
         options: Options {
             raw: st.diff.raw,
             service: st.service().map(|s| s.filter().clone()),
-            lb_ips: st.lb_ips(),
+            lb_ips: key.lb_ips.clone(),
             ..Options::default()
         },
         layout: layout(st),
@@ -976,6 +983,34 @@ mod tests {
             },
         );
         assert!(matches!(&out.effects[..], [Effect::ComputeDiff(r)] if r.key.generation == 3));
+        // The Service's LoadBalancer IP, arriving after the dumps, is one more input.
+        let key = st.diff.pending.clone().unwrap();
+        let out = update(
+            &mut st,
+            Msg::DiffReady {
+                key,
+                result: Err("x".into()),
+            },
+        );
+        assert!(out.effects.is_empty(), "done: {out:?}");
+        let service = |ip: &str| {
+            Msg::Backend(Event::Service {
+                side: Side::Pr,
+                service: ServiceInfo {
+                    name: "default/echo".into(),
+                    lb_ip: Some(ip.into()),
+                    port: 80,
+                    external_traffic_policy: Some("Local".into()),
+                    warning: None,
+                },
+            })
+        };
+        let e = update(&mut st, service("172.18.255.210")).effects;
+        assert!(
+            matches!(&e[..], [Effect::ComputeDiff(r)]
+                if r.options.lb_ips.1 == ["172.18.255.210"] && r.key.lb_ips.1 == ["172.18.255.210"]),
+            "{e:?}"
+        );
     }
 
     #[test]
