@@ -264,10 +264,43 @@ pub fn compare_nft(
     opts: &Options,
 ) -> Comparison {
     use super::nft;
-    let bs = nft::services(base, opts.service.as_ref());
-    let ps = nft::services(pr, opts.service.as_ref());
-    // Each service's grouping is freed once compared.
-    let out = merge_sorted(bs, ps)
+    // The shared chains (each side learns from its whole table) on threads of their own while
+    // the Services are compared; the PR side's Services are grouped on one too.
+    let shared =
+        |d, lb_ips| move || (!opts.no_shared).then(|| nft::normalize_shared(d, opts.raw, lb_ips));
+    let (out, shared) = std::thread::scope(|sc| {
+        let nb = sc.spawn(shared(base, &opts.lb_ips.0));
+        let np = sc.spawn(shared(pr, &opts.lb_ips.1));
+        let ps = sc.spawn(|| nft::services(pr, opts.service.as_ref()));
+        let bs = nft::services(base, opts.service.as_ref());
+        let ps = ps.join().expect("grouping thread");
+        let out: Vec<ServiceDiff> = nft_services(base, pr, bs, ps, opts);
+        let (nb, np) = (nb.join(), np.join());
+        (
+            out,
+            (
+                nb.expect("shared chains thread"),
+                np.expect("shared chains thread"),
+            ),
+        )
+    });
+    let mut c = finish(out, opts);
+    if let (Some(nb), Some(np)) = shared {
+        set_shared(&mut c, diff_shared(&nb, &np));
+    }
+    c
+}
+
+/// Each Service of two nftables dumps compared (its grouping freed once compared).
+fn nft_services(
+    base: &super::nft::NftDump,
+    pr: &super::nft::NftDump,
+    bs: Vec<(super::service::ServiceKey, Vec<usize>)>,
+    ps: Vec<(super::service::ServiceKey, Vec<usize>)>,
+    opts: &Options,
+) -> Vec<ServiceDiff> {
+    use super::nft;
+    merge_sorted(bs, ps)
         .map(|(k, b, p)| {
             let (b, p) = (b.as_deref(), p.as_deref());
             let nb = b
@@ -280,14 +313,7 @@ pub fn compare_nft(
             let d = diff_service(k.to_string(), b.is_some(), p.is_some(), &nb, &np);
             summarized(d, opts)
         })
-        .collect();
-    let mut c = finish(out, opts);
-    if !opts.no_shared {
-        let nb = nft::normalize_shared(base, opts.raw, &opts.lb_ips.0);
-        let np = nft::normalize_shared(pr, opts.raw, &opts.lb_ips.1);
-        set_shared(&mut c, diff_shared(&nb, &np));
-    }
-    c
+        .collect()
 }
 
 /// Pair two lists sorted by key, consuming them: (key, base's, PR's), in key order.

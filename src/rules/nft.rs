@@ -488,6 +488,11 @@ fn named_priority(w: &str) -> Option<i64> {
 
 /// A per-service chain name: (kind, hash, service part "ns/name/proto/port", endpoint "IP/PORT").
 fn split_chain(name: &str) -> Option<(&str, &str, &str, Option<&str>)> {
+    // Most words are not chain names: the shortest is "local-HASHHASH-a/b/c/d" (and every kind
+    // starts with one of these letters).
+    if name.len() < 22 || !matches!(name.as_bytes()[0], b's' | b'e' | b'l' | b'f' | b'a') {
+        return None;
+    }
     let (kind, rest) = name.split_once('-')?;
     if !matches!(
         kind,
