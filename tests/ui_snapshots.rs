@@ -98,6 +98,8 @@ fn overlays_and_small_terminal() {
     let mut st = demo_state(u64::MAX);
     apply_sync(&mut st, key('?'));
     insta::assert_snapshot!("help_100x30", screen(&mut st, 100, 30).backend());
+    // The smallest terminal kindred draws in: too short for wrapped texts, they are cut.
+    insta::assert_snapshot!("help_80x24", screen(&mut st, 80, 24).backend());
     apply_sync(&mut st, key('?'));
     apply_sync(&mut st, key('x'));
     insta::assert_snapshot!("confirm_delete_100x30", screen(&mut st, 100, 30).backend());

@@ -56,45 +56,43 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
 }
 
 /// The help overlay: every binding, in one column, or two when one does not fit the height
-/// (each help text then cut to its column, with `…`).
+/// (each help text then wrapped within its column, or, when even that is too tall, cut with `…`).
 fn help(f: &mut Frame, area: Rect, theme: &Theme) {
     let one_col = BINDINGS.len() as u16 + 4 <= area.height;
-    let per_col = if one_col {
-        BINDINGS.len()
-    } else {
-        BINDINGS.len().div_ceil(2)
-    };
     let col_w = if one_col {
         62
     } else {
         (area.width.saturating_sub(2) / 2) as usize
     };
-    let cell = |i: usize| -> Vec<Span<'static>> {
-        let Some(b) = BINDINGS.get(i) else {
-            return vec![];
-        };
-        let room = col_w.saturating_sub(13);
-        let text: String = if b.help.chars().count() > room {
-            let cut: String = b.help.chars().take(room.saturating_sub(1)).collect();
-            format!("{cut}…")
-        } else {
-            b.help.to_string()
-        };
-        let pad = room.saturating_sub(text.chars().count());
-        vec![
-            Span::styled(format!(" {:>10}  ", b.keys), theme.key()),
-            Span::raw(format!("{text}{}", " ".repeat(pad))),
-        ]
+    let room = col_w.saturating_sub(13);
+    let cells = |wrap: bool| -> Vec<Vec<Vec<Span<'static>>>> {
+        BINDINGS
+            .iter()
+            .map(|b| help_cell(b.keys, b.help, room, wrap, theme))
+            .collect()
     };
-    let mut lines: Vec<Line> = (0..per_col)
-        .map(|i| {
-            let mut spans = cell(i);
-            if !one_col {
-                spans.extend(cell(i + per_col));
-            }
-            Line::from(spans)
-        })
-        .collect();
+    let mut lines: Vec<Line> = if one_col {
+        cells(false).into_iter().flatten().map(Line::from).collect()
+    } else {
+        let fits = area.height.saturating_sub(4) as usize;
+        let wrapped = cells(true);
+        let (left, right) = balanced(&wrapped);
+        let (left, right) = if left.len().max(right.len()) <= fits {
+            (left, right)
+        } else {
+            let cut = cells(false);
+            let half = cut.len().div_ceil(2);
+            (cut[..half].concat(), cut[half..].concat())
+        };
+        let blank = || vec![Span::raw(" ".repeat(room + 13))];
+        (0..left.len().max(right.len()))
+            .map(|i| {
+                let mut spans = left.get(i).cloned().unwrap_or_else(blank);
+                spans.extend(right.get(i).cloned().unwrap_or_default());
+                Line::from(spans)
+            })
+            .collect()
+    };
     lines.push(Line::raw(""));
     lines.push(Line::styled(" Esc or ? closes this help", theme.dim()));
     let h = (lines.len() + 2) as u16;
@@ -110,4 +108,108 @@ fn help(f: &mut Frame, area: Rect, theme: &Theme) {
         ),
         r,
     );
+}
+
+/// One binding's rows: its keys, then its help text padded to `room`; wrapped at words onto
+/// more rows (under the text) when `wrap`, else cut with `…`.
+fn help_cell(
+    keys: &str,
+    help: &str,
+    room: usize,
+    wrap: bool,
+    theme: &Theme,
+) -> Vec<Vec<Span<'static>>> {
+    let texts: Vec<String> = if help.chars().count() <= room {
+        vec![help.to_string()]
+    } else if wrap {
+        wrap_words(help, room)
+    } else {
+        let cut: String = help.chars().take(room.saturating_sub(1)).collect();
+        vec![format!("{cut}…")]
+    };
+    texts
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let pad = room.saturating_sub(text.chars().count());
+            let k = if i == 0 { keys } else { "" };
+            vec![
+                Span::styled(format!(" {k:>10}  "), theme.key()),
+                Span::raw(format!("{text}{}", " ".repeat(pad))),
+            ]
+        })
+        .collect()
+}
+
+/// `text` in rows of at most `room` characters, broken at spaces (a longer word is cut).
+fn wrap_words(text: &str, room: usize) -> Vec<String> {
+    let room = room.max(1);
+    let mut rows: Vec<String> = vec![String::new()];
+    for word in text.split(' ') {
+        let row = rows.last_mut().expect("a row");
+        let (have, len) = (row.chars().count(), word.chars().count());
+        if have > 0 && have + 1 + len <= room {
+            row.push(' ');
+            row.push_str(word);
+        } else if have == 0 && len <= room {
+            row.push_str(word);
+        } else {
+            let mut chars: Vec<char> = word.chars().collect();
+            if have == 0 {
+                rows.pop();
+            }
+            while !chars.is_empty() {
+                let rest = chars.split_off(chars.len().min(room));
+                rows.push(chars.into_iter().collect());
+                chars = rest;
+            }
+        }
+    }
+    rows
+}
+
+/// Two columns of cells, split where their heights are closest (cells stay in order).
+type Rows = Vec<Vec<Span<'static>>>;
+fn balanced(cells: &[Rows]) -> (Rows, Rows) {
+    let total: usize = cells.iter().map(Vec::len).sum();
+    let mut above = 0;
+    let mut split = cells.len();
+    for (i, c) in cells.iter().enumerate() {
+        if above >= total - above {
+            split = i;
+            break;
+        }
+        above += c.len();
+    }
+    // The split one cell earlier may be closer.
+    let height = |k: usize| {
+        let a: usize = cells[..k].iter().map(Vec::len).sum();
+        a.max(total - a)
+    };
+    if split > 0 && height(split - 1) < height(split) {
+        split -= 1;
+    }
+    (cells[..split].concat(), cells[split..].concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_texts_wrap_at_words_and_columns_balance() {
+        let rows = wrap_words("swap in kube-proxy built from the PR source", 20);
+        assert_eq!(rows, ["swap in kube-proxy", "built from the PR", "source"]);
+        assert_eq!(wrap_words("short", 20), ["short"]);
+        // A word longer than the room is cut, never lost.
+        assert_eq!(
+            wrap_words("a abcdefghij b", 4),
+            ["a", "abcd", "efgh", "ij b"]
+        );
+        let cell = |n: usize| -> Rows { vec![vec![Span::raw("x")]; n] };
+        let (l, r) = balanced(&[cell(2), cell(1), cell(1), cell(2), cell(1)]);
+        assert_eq!((l.len(), r.len()), (4, 3));
+        let (l, r) = balanced(&[cell(1), cell(1)]);
+        assert_eq!((l.len(), r.len()), (1, 1));
+    }
 }
