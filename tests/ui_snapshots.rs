@@ -98,8 +98,14 @@ fn overlays_and_small_terminal() {
     let mut st = demo_state(u64::MAX);
     apply_sync(&mut st, key('?'));
     insta::assert_snapshot!("help_100x30", screen(&mut st, 100, 30).backend());
-    // The smallest terminal kindred draws in: too short for wrapped texts, they are cut.
+    // The smallest terminal kindred draws in: the help is taller than the screen and scrolls
+    // (its title says so); `G` shows its end.
     insta::assert_snapshot!("help_80x24", screen(&mut st, 80, 24).backend());
+    apply_sync(&mut st, key('G'));
+    insta::assert_snapshot!("help_80x24_end", screen(&mut st, 80, 24).backend());
+    apply_sync(&mut st, key('?'));
+    apply_sync(&mut st, key('?'));
+    insta::assert_snapshot!("help_100x30", screen(&mut st, 100, 30).backend());
     apply_sync(&mut st, key('?'));
     apply_sync(&mut st, key('x'));
     insta::assert_snapshot!("confirm_delete_100x30", screen(&mut st, 100, 30).backend());

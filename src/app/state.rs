@@ -186,6 +186,8 @@ pub struct State {
     pub focus: Option<Pane>,
     pub zoom: bool,
     pub help: bool,
+    /// How far the help overlay is scrolled (when it is taller than the screen).
+    pub help_scroll: u16,
     pub confirm: Option<Confirm>,
     /// Per pane: the filter text; `filter_editing` while typing it.
     pub filters: [String; 4],

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::diffs::{Computed, DiffKey, DiffRequest, LineLayout, lines};
-use super::keymap::{Action, action_for};
+use super::keymap::{Action, BINDINGS, action_for};
 use super::state::{
     BUILD_STAGES, Confirm, Editor, HISTORY, NodeInfo, OUTPUT_LINES, PhaseView, ProbeCell, State,
 };
@@ -512,10 +512,26 @@ fn key(st: &mut State, k: KeyEvent) -> Reaction {
         return Reaction::default();
     };
     if st.help && !matches!(action, Action::Help | Action::Quit) {
-        st.help = false;
-        return Reaction::redraw();
+        return help_key(st, action);
     }
     act(st, action)
+}
+
+/// A key while the help is open: the scroll keys scroll it (the overlay keeps the offset
+/// within its rows), any other closes it and does nothing else.
+fn help_key(st: &mut State, action: Action) -> Reaction {
+    let limit = (BINDINGS.len() * 2) as u16;
+    let s = &mut st.help_scroll;
+    match action {
+        Action::Up => *s = s.saturating_sub(1),
+        Action::Down => *s = (*s + 1).min(limit),
+        Action::PageUp => *s = s.saturating_sub(10),
+        Action::PageDown => *s = (*s + 10).min(limit),
+        Action::Top => *s = 0,
+        Action::Bottom => *s = limit,
+        _ => st.help = false,
+    }
+    Reaction::redraw()
 }
 
 fn editor_key(st: &mut State, k: KeyEvent) -> Reaction {
@@ -746,7 +762,10 @@ fn view(st: &mut State, a: Action) -> Reaction {
             let m = st.mouse_capture;
             return Reaction::redraw().with(Effect::SetMouseCapture(m));
         }
-        Action::Help => st.help = !st.help,
+        Action::Help => {
+            st.help = !st.help;
+            st.help_scroll = 0;
+        }
         Action::Quit if st.busy() => st.confirm = Some(Confirm::Quit),
         Action::Quit => {
             st.quit = true;
@@ -1074,9 +1093,19 @@ mod tests {
         assert_eq!(st.diff.scroll, 0);
         update(&mut st, key('?'));
         assert!(st.help);
+        // The scroll keys scroll the help (on a short screen it is taller than the screen).
         update(&mut st, key('j'));
-        assert!(!st.help, "a key closes help");
-        assert_eq!(st.diff.scroll, 0, "and does nothing else");
+        update(&mut st, key('j'));
+        update(&mut st, key('k'));
+        assert!(st.help);
+        assert_eq!((st.help_scroll, st.diff.scroll), (1, 0));
+        let raw = st.diff.raw;
+        update(&mut st, key('n'));
+        assert!(!st.help, "another key closes help");
+        assert_eq!(st.diff.raw, raw, "and does nothing else");
+        update(&mut st, key('?'));
+        assert_eq!(st.help_scroll, 0, "help opens at its top");
+        update(&mut st, key('?'));
         update(
             &mut st,
             Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),

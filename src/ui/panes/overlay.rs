@@ -12,7 +12,7 @@ use crate::ui::{Theme, layout};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     if st.help {
-        help(f, area, theme);
+        help(f, area, st, theme);
     }
     if let Some(c) = &st.confirm {
         let (b, p) = (st.sides.base.name(), st.sides.pr.name());
@@ -55,9 +55,13 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     }
 }
 
+/// Rows of a help overlay's column: each row's spans.
+type Rows = Vec<Vec<Span<'static>>>;
+
 /// The help overlay: every binding, in one column, or two when one does not fit the height
-/// (each help text then wrapped within its column, or, when even that is too tall, cut with `…`).
-fn help(f: &mut Frame, area: Rect, theme: &Theme) {
+/// (balanced by height); help texts wrapped at words within their column. When even two columns
+/// are taller than the screen, the overlay scrolls (`st.help_scroll`) and its title says so.
+fn help(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let one_col = BINDINGS.len() as u16 + 4 <= area.height;
     let col_w = if one_col {
         62
@@ -65,25 +69,14 @@ fn help(f: &mut Frame, area: Rect, theme: &Theme) {
         (area.width.saturating_sub(2) / 2) as usize
     };
     let room = col_w.saturating_sub(13);
-    let cells = |wrap: bool| -> Vec<Vec<Vec<Span<'static>>>> {
-        BINDINGS
-            .iter()
-            .map(|b| help_cell(b.keys, b.help, room, wrap, theme))
-            .collect()
-    };
+    let cells: Vec<Rows> = BINDINGS
+        .iter()
+        .map(|b| help_cell(b.keys, b.help, room, theme))
+        .collect();
     let mut lines: Vec<Line> = if one_col {
-        cells(false).into_iter().flatten().map(Line::from).collect()
+        cells.into_iter().flatten().map(Line::from).collect()
     } else {
-        let fits = area.height.saturating_sub(4) as usize;
-        let wrapped = cells(true);
-        let (left, right) = balanced(&wrapped);
-        let (left, right) = if left.len().max(right.len()) <= fits {
-            (left, right)
-        } else {
-            let cut = cells(false);
-            let half = cut.len().div_ceil(2);
-            (cut[..half].concat(), cut[half..].concat())
-        };
+        let (left, right) = balanced(&cells);
         let blank = || vec![Span::raw(" ".repeat(room + 13))];
         (0..left.len().max(right.len()))
             .map(|i| {
@@ -95,39 +88,37 @@ fn help(f: &mut Frame, area: Rect, theme: &Theme) {
     };
     lines.push(Line::raw(""));
     lines.push(Line::styled(" Esc or ? closes this help", theme.dim()));
-    let h = (lines.len() + 2) as u16;
+    let visible = area.height.saturating_sub(2);
+    let tall = lines.len() as u16 > visible;
+    let scroll = if tall {
+        st.help_scroll.min(lines.len() as u16 - visible)
+    } else {
+        0
+    };
+    let title = if tall {
+        " Help: keys (↑/↓ scroll) "
+    } else {
+        " Help: keys "
+    };
+    let h = (lines.len() as u16 + 2).min(area.height);
     let w = if one_col { 64 } else { area.width };
     let r = layout::centered(area, w, h);
     f.render_widget(Clear, r);
     f.render_widget(
-        Paragraph::new(lines).block(
+        Paragraph::new(lines).scroll((scroll, 0)).block(
             Block::default()
                 .borders(Borders::ALL)
                 .border_style(theme.focused_border())
-                .title(Span::styled(" Help: keys ", theme.title())),
+                .title(Span::styled(title, theme.title())),
         ),
         r,
     );
 }
 
-/// One binding's rows: its keys, then its help text padded to `room`; wrapped at words onto
-/// more rows (under the text) when `wrap`, else cut with `…`.
-fn help_cell(
-    keys: &str,
-    help: &str,
-    room: usize,
-    wrap: bool,
-    theme: &Theme,
-) -> Vec<Vec<Span<'static>>> {
-    let texts: Vec<String> = if help.chars().count() <= room {
-        vec![help.to_string()]
-    } else if wrap {
-        wrap_words(help, room)
-    } else {
-        let cut: String = help.chars().take(room.saturating_sub(1)).collect();
-        vec![format!("{cut}…")]
-    };
-    texts
+/// One binding's rows: its keys, then its help text padded to `room`, wrapped at words onto
+/// more rows (under the text).
+fn help_cell(keys: &str, help: &str, room: usize, theme: &Theme) -> Rows {
+    wrap_words(help, room)
         .into_iter()
         .enumerate()
         .map(|(i, text)| {
@@ -169,7 +160,6 @@ fn wrap_words(text: &str, room: usize) -> Vec<String> {
 }
 
 /// Two columns of cells, split where their heights are closest (cells stay in order).
-type Rows = Vec<Vec<Span<'static>>>;
 fn balanced(cells: &[Rows]) -> (Rows, Rows) {
     let total: usize = cells.iter().map(Vec::len).sum();
     let mut above = 0;
