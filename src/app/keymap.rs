@@ -292,9 +292,133 @@ pub fn footer_hints() -> impl Iterator<Item = (&'static str, &'static str)> {
     BINDINGS.iter().filter_map(|b| b.hint.map(|h| (b.keys, h)))
 }
 
+/// How the help overlay lays the bindings out on a screen: one column, or two when one does
+/// not fit the height (split where their heights are closest); each help text wrapped at words
+/// within its column. Shared by the overlay that draws it and the keys that scroll it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelpLayout {
+    pub two_columns: bool,
+    /// Characters a help text has in its column.
+    pub room: usize,
+    /// Per binding (in keymap order): its help text's rows.
+    pub texts: Vec<Vec<String>>,
+    /// The first binding of the second column (`texts.len()` with one column).
+    pub split: usize,
+    /// Rows of the overlay's text: the taller column, a blank and the closing hint.
+    pub rows: usize,
+}
+
+/// Columns are this wide when there is one; keys take `KEYS_WIDTH` of a column.
+pub const HELP_COLUMN: usize = 62;
+pub const KEYS_WIDTH: usize = 13;
+
+impl HelpLayout {
+    pub fn new((width, height): (u16, u16)) -> HelpLayout {
+        let two_columns = BINDINGS.len() + 4 > height as usize;
+        let col_w = if two_columns {
+            (width.saturating_sub(2) / 2) as usize
+        } else {
+            HELP_COLUMN
+        };
+        let room = col_w.saturating_sub(KEYS_WIDTH);
+        let texts: Vec<Vec<String>> = BINDINGS.iter().map(|b| wrap_words(b.help, room)).collect();
+        let heights: Vec<usize> = texts.iter().map(Vec::len).collect();
+        let split = if two_columns {
+            balanced(&heights)
+        } else {
+            texts.len()
+        };
+        let (a, b) = heights.split_at(split);
+        let rows = a.iter().sum::<usize>().max(b.iter().sum()) + 2;
+        HelpLayout {
+            two_columns,
+            room,
+            texts,
+            split,
+            rows,
+        }
+    }
+
+    /// How far it can scroll on a screen `height` rows tall (its border takes two).
+    pub fn max_scroll(&self, height: u16) -> u16 {
+        let visible = height.saturating_sub(2) as usize;
+        u16::try_from(self.rows.saturating_sub(visible)).unwrap_or(u16::MAX)
+    }
+}
+
+/// `text` in rows of at most `room` characters, broken at spaces (a longer word is cut).
+pub fn wrap_words(text: &str, room: usize) -> Vec<String> {
+    let room = room.max(1);
+    let mut rows: Vec<String> = vec![String::new()];
+    for word in text.split(' ') {
+        let row = rows.last_mut().expect("a row");
+        let (have, len) = (row.chars().count(), word.chars().count());
+        if have > 0 && have + 1 + len <= room {
+            row.push(' ');
+            row.push_str(word);
+        } else if have == 0 && len <= room {
+            row.push_str(word);
+        } else {
+            let mut chars: Vec<char> = word.chars().collect();
+            if have == 0 {
+                rows.pop();
+            }
+            while !chars.is_empty() {
+                let rest = chars.split_off(chars.len().min(room));
+                rows.push(chars.into_iter().collect());
+                chars = rest;
+            }
+        }
+    }
+    rows
+}
+
+/// Where to split cells of these heights into two columns whose heights are closest (cells
+/// stay in order): the index of the second column's first cell.
+fn balanced(heights: &[usize]) -> usize {
+    let total: usize = heights.iter().sum();
+    let taller = |k: usize| {
+        let a: usize = heights[..k].iter().sum();
+        a.max(total - a)
+    };
+    // The shortest taller column; of two such splits, the one with the left column taller.
+    let left_shorter = |k: usize| 2 * heights[..k].iter().sum::<usize>() < total;
+    (0..=heights.len())
+        .min_by_key(|&k| (taller(k), left_shorter(k)))
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_texts_wrap_at_words_and_columns_balance() {
+        let rows = wrap_words("swap in kube-proxy built from the PR source", 20);
+        assert_eq!(rows, ["swap in kube-proxy", "built from the PR", "source"]);
+        assert_eq!(wrap_words("short", 20), ["short"]);
+        // A word longer than the room is cut, never lost.
+        assert_eq!(
+            wrap_words("a abcdefghij b", 4),
+            ["a", "abcd", "efgh", "ij b"]
+        );
+        assert_eq!(balanced(&[2, 1, 1, 2, 1]), 3);
+        assert_eq!(balanced(&[1, 1]), 1);
+        // One column where it fits; two, wrapped and scrollable, on the smallest screen.
+        let tall = HelpLayout::new((120, 40));
+        assert!(!tall.two_columns && tall.split == BINDINGS.len());
+        assert_eq!(tall.max_scroll(40), 0);
+        let small = HelpLayout::new((80, 24));
+        assert!(small.two_columns && small.room == 26);
+        assert!(
+            small
+                .texts
+                .iter()
+                .flatten()
+                .all(|r| r.chars().count() <= 26)
+        );
+        assert!(small.max_scroll(24) > 0);
+    }
 
     #[test]
     fn every_binding_is_reachable() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::diffs::{Computed, DiffKey, DiffRequest, LineLayout, lines};
-use super::keymap::{Action, BINDINGS, action_for};
+use super::keymap::{Action, HelpLayout, action_for};
 use super::state::{
     BUILD_STAGES, Confirm, Editor, HISTORY, NodeInfo, OUTPUT_LINES, PhaseView, ProbeCell, State,
 };
@@ -517,11 +517,12 @@ fn key(st: &mut State, k: KeyEvent) -> Reaction {
     act(st, action)
 }
 
-/// A key while the help is open: the scroll keys scroll it (the overlay keeps the offset
-/// within its rows), any other closes it and does nothing else.
+/// A key while the help is open: the scroll keys scroll it (as far as it is taller than the
+/// screen), any other closes it and does nothing else.
 fn help_key(st: &mut State, action: Action) -> Reaction {
-    let limit = (BINDINGS.len() * 2) as u16;
+    let limit = HelpLayout::new(st.size).max_scroll(st.size.1);
     let s = &mut st.help_scroll;
+    *s = (*s).min(limit);
     match action {
         Action::Up => *s = s.saturating_sub(1),
         Action::Down => *s = (*s + 1).min(limit),
@@ -1091,9 +1092,10 @@ mod tests {
         assert_eq!(st.diff.scroll, 2);
         update(&mut st, key('g'));
         assert_eq!(st.diff.scroll, 0);
+        // On the smallest screen the help is taller than the screen: the scroll keys scroll it.
+        st.size = (80, 24);
         update(&mut st, key('?'));
         assert!(st.help);
-        // The scroll keys scroll the help (on a short screen it is taller than the screen).
         update(&mut st, key('j'));
         update(&mut st, key('j'));
         update(&mut st, key('k'));
@@ -1105,6 +1107,12 @@ mod tests {
         assert_eq!(st.diff.raw, raw, "and does nothing else");
         update(&mut st, key('?'));
         assert_eq!(st.help_scroll, 0, "help opens at its top");
+        // As far as it goes, and one step back is one row up from there.
+        update(&mut st, key('G'));
+        let end = st.help_scroll;
+        assert!(end > 0);
+        update(&mut st, key('k'));
+        assert_eq!(st.help_scroll, end - 1);
         update(&mut st, key('?'));
         update(
             &mut st,
