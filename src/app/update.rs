@@ -994,24 +994,16 @@ mod tests {
             at_ms: None,
         });
         assert!(update(&mut st, m).effects.is_empty());
-        let key = st.diff.pending.clone().unwrap();
-        let out = update(
-            &mut st,
-            Msg::DiffReady {
-                key,
-                result: Err("x".into()),
-            },
-        );
+        // The diff running now answers (an error will do).
+        let answer = |st: &mut State| {
+            let key = st.diff.pending.clone().unwrap();
+            let result = Err("x".into());
+            update(st, Msg::DiffReady { key, result })
+        };
+        let out = answer(&mut st);
         assert!(matches!(&out.effects[..], [Effect::ComputeDiff(r)] if r.key.generation == 3));
         // The Service's LoadBalancer IP, arriving after the dumps, is one more input.
-        let key = st.diff.pending.clone().unwrap();
-        let out = update(
-            &mut st,
-            Msg::DiffReady {
-                key,
-                result: Err("x".into()),
-            },
-        );
+        let out = answer(&mut st);
         assert!(out.effects.is_empty(), "done: {out:?}");
         let service = |ip: &str| {
             Msg::Backend(Event::Service {

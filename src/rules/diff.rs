@@ -274,15 +274,9 @@ pub fn compare_nft(
         let ps = sc.spawn(|| nft::services(pr, opts.service.as_ref()));
         let bs = nft::services(base, opts.service.as_ref());
         let ps = ps.join().expect("grouping thread");
-        let out: Vec<ServiceDiff> = nft_services(base, pr, bs, ps, opts);
-        let (nb, np) = (nb.join(), np.join());
-        (
-            out,
-            (
-                nb.expect("shared chains thread"),
-                np.expect("shared chains thread"),
-            ),
-        )
+        let out = nft_services(base, pr, bs, ps, opts);
+        let joined = |h: std::thread::ScopedJoinHandle<_>| h.join().expect("shared chains thread");
+        (out, (joined(nb), joined(np)))
     });
     let mut c = finish(out, opts);
     if let (Some(nb), Some(np)) = shared {
