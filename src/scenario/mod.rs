@@ -535,19 +535,51 @@ mod tests {
         assert_eq!(s.cluster.proxy_mode, ProxyMode::Nftables);
         assert_eq!(s.cluster.workers, 2);
         assert!(!s.build.parallel);
+        // From kube-proxy's nftables proxier before PR 132456: only the locally originated
+        // (hostNetwork) probe on the node without a local endpoint is dropped on the base; the
+        // overlay pod's is short-circuited in nat-prerouting; the PR drops nothing.
         let exp = s.expectations();
-        assert_eq!(exp.len(), 8);
+        assert_eq!(exp.len(), 10);
         let base_fails: Vec<&str> = exp
             .iter()
-            .filter(|e| e.side == Side::Base && e.outcome == Outcome::Fail)
+            .filter(|e| e.side == Side::Base && e.outcome != Outcome::Ok)
             .map(|e| e.source.as_str())
             .collect();
-        assert_eq!(base_fails, ["netshoot-base-worker", "overlay-base-worker"]);
+        assert_eq!(base_fails, ["netshoot-base-worker"]);
         assert!(
             exp.iter()
                 .filter(|e| e.side == Side::Pr)
                 .all(|e| e.outcome == Outcome::Ok)
         );
+        // Every pod the built-in workloads probe from (each has the probe container) has a row
+        // on each side.
+        let w = s.workloads_for("base").unwrap();
+        let pods: Vec<&str> = w
+            .split("\n---\n")
+            .filter(|m| m.contains("kind: Pod") && m.contains("- name: netshoot"))
+            .filter_map(|m| m.lines().find_map(|l| l.trim().strip_prefix("name: ")))
+            .collect();
+        assert_eq!(pods.len(), 5, "{pods:?}");
+        for p in &pods {
+            let rows = exp
+                .iter()
+                .filter(|e| e.source == *p && e.side == Side::Base);
+            assert_eq!(rows.count(), 1, "{p}: one base row");
+            let pr = p.replace("base", &s.pr.name);
+            assert!(
+                exp.iter().any(|e| e.source == pr && e.side == Side::Pr),
+                "{pr}"
+            );
+        }
+        for why in [
+            "pkg/proxy/nftables/proxier.go",
+            "nftablesBaseChains",
+            "nftablesJumpChains",
+            "syncProxyRules",
+            "still open upstream",
+        ] {
+            assert!(DEFAULT.contains(why), "the scenario's comments name {why}");
+        }
         let cfg = s.kind_config(false);
         assert!(
             cfg.matches("role: worker").count() == 2 && cfg.contains("kubeProxyMode: nftables")
