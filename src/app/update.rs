@@ -802,6 +802,7 @@ mod tests {
             },
             service: "default/echo".parse().unwrap(),
             probe_target: Target::Lb,
+            probe_targets: vec![],
             expectations: vec![],
             banner: None,
         }))

@@ -49,6 +49,11 @@ pub struct ProbeResult {
     /// curl's exit code or message, for failures.
     #[serde(default)]
     pub detail: Option<String>,
+    /// The probe target this result is for, as the scenario names it (`lb` when `target` is the
+    /// LoadBalancer's address). Absent in recordings made before targets were named: their
+    /// results are for the session's `probe_target`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_target: Option<Target>,
 }
 
 #[cfg(test)]
@@ -62,6 +67,7 @@ impl ProbeResult {
             http_status: None,
             latency_ms: None,
             detail: None,
+            scenario_target: None,
         }
     }
 }
@@ -89,6 +95,10 @@ pub struct SessionInfo {
     /// "10.0.0.1:80".
     #[serde(default)]
     pub probe_target: Target,
+    /// Every probe target, in the scenario's order (the first is `probe_target`). Empty in
+    /// recordings made before several targets were probed: then `probe_target` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe_targets: Vec<Target>,
     /// Expected outcomes: (side, source pod) -> outcome.
     #[serde(default)]
     pub expectations: Vec<Expectation>,
@@ -102,6 +112,29 @@ pub struct Expectation {
     pub side: Side,
     pub source: String,
     pub outcome: Outcome,
+    /// The probe target it is about; `None`: every target of the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+}
+
+impl SessionInfo {
+    /// The targets probed and judged: `probe_targets`, or `probe_target` alone.
+    pub fn targets(&self) -> Vec<Target> {
+        if self.probe_targets.is_empty() {
+            vec![self.probe_target.clone()]
+        } else {
+            self.probe_targets.clone()
+        }
+    }
+
+    /// Whether `e` judges probes to `t`: it names `t`, or names no target and `t` is one of
+    /// the session's.
+    pub fn applies(&self, e: &Expectation, t: &Target) -> bool {
+        match &e.target {
+            Some(x) => x == t,
+            None => self.targets().contains(t),
+        }
+    }
 }
 
 /// Backend -> UI.
