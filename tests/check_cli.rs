@@ -497,3 +497,72 @@ fn check_judges_every_probe_target() {
         "the named expectation, not the general one, judges it"
     );
 }
+
+/// Without expectations there is no verdict: "no expectations: nothing judged", exit 2, unless
+/// the reports alone are asked for.
+#[test]
+fn nothing_to_judge_is_not_a_pass() {
+    let mut rec = demo();
+    for r in &mut rec.records {
+        if let Event::Session(s) = &mut r.event {
+            s.expectations.clear();
+        }
+    }
+    let (code, out, err, v) = check_replay(&rec, &[]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("no expectations: nothing judged"), "{err}");
+    assert!(
+        out.contains("no expectations: nothing judged") && !out.contains("PASS"),
+        "{out}"
+    );
+    assert_eq!(v["ok"], false);
+    let (code, out, err, v) = check_replay(&rec, &["--report-only"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("no expectations: nothing judged"), "{out}");
+    assert_eq!(
+        (
+            v["ok"].as_bool(),
+            v["expectations"].as_array().map(Vec::len)
+        ),
+        (Some(false), Some(0))
+    );
+    // --report-only: the reports whatever the verdict, exit 0.
+    let (code, out, _, v) = check_replay(&regression(demo()), &["--report-only"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("FAIL: 1 of 4"), "{out}");
+    assert_eq!(v["ok"], false);
+}
+
+/// A later `session` event in a recording that holds no expectations does not drop those set
+/// before: the regression still fails, and the run says what the later event would have done.
+#[test]
+fn a_later_session_event_keeps_the_expectations() {
+    let mut rec = regression(demo());
+    let (at, mut later) = rec
+        .records
+        .iter()
+        .find_map(|r| match &r.event {
+            Event::Session(s) => Some((r.t, s.clone())),
+            _ => None,
+        })
+        .unwrap();
+    later.expectations.clear();
+    let t = rec.records.last().unwrap().t.max(at);
+    rec.records.push(recording::Record {
+        t,
+        event: Event::Session(later),
+    });
+    let (code, out, err, v) = check_replay(&rec, &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("FAIL: 1 of 4 expectations do not hold"),
+        "{out}"
+    );
+    assert!(
+        err.contains(
+            "a later session event drops or changes 4 expectation(s) set before: kept them"
+        ),
+        "{err}"
+    );
+    assert_eq!(v["expectations"].as_array().unwrap().len(), 4);
+}

@@ -117,6 +117,13 @@ pub struct Expectation {
     pub target: Option<Target>,
 }
 
+/// What a later session event that would drop or change `n` expectations is told: it does not.
+pub fn later_session_note(n: usize) -> String {
+    format!("{LATER_SESSION} drops or changes {n} expectation(s) set before: kept them")
+}
+/// How [`later_session_note`] begins.
+pub const LATER_SESSION: &str = "a later session event";
+
 impl SessionInfo {
     /// The targets probed and judged: `probe_targets`, or `probe_target` alone.
     pub fn targets(&self) -> Vec<Target> {
@@ -125,6 +132,27 @@ impl SessionInfo {
         } else {
             self.probe_targets.clone()
         }
+    }
+
+    /// The expectations of this session that a `later` session event does not hold (it
+    /// drops them, or changes their outcome).
+    pub fn dropped_by<'a>(&'a self, later: &SessionInfo) -> Vec<&'a Expectation> {
+        let held = |e: &Expectation| later.expectations.contains(e);
+        self.expectations.iter().filter(|e| !held(e)).collect()
+    }
+
+    /// This session's expectations, then the `later` one's that ask about another probe (side,
+    /// source, target): a later session event never drops or changes an expectation.
+    pub fn keep_expectations(&self, later: &mut SessionInfo) {
+        let mut all = self.expectations.clone();
+        for e in later.expectations.drain(..) {
+            let same =
+                |x: &Expectation| x.side == e.side && x.source == e.source && x.target == e.target;
+            if !all.iter().any(same) {
+                all.push(e);
+            }
+        }
+        later.expectations = all;
     }
 
     /// Whether `e` judges probes to `t`: it names `t`, or names no target and `t` is one of

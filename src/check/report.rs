@@ -129,7 +129,11 @@ impl Verdict {
     pub fn markdown(&self) -> String {
         let mut o = String::new();
         let (b, p) = (&self.base.name, &self.pr.name);
-        let icon = if self.ok { "✅" } else { "❌" };
+        let icon = match (self.judged(), self.ok) {
+            (false, _) => "⚠️",
+            (true, true) => "✅",
+            (true, false) => "❌",
+        };
         let _ = writeln!(
             o,
             "### {icon} kindred: `{b}` vs `{p}`: {}\n",

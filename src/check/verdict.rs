@@ -10,6 +10,8 @@ use crate::model::{Outcome, Side, Target};
 use crate::rules::{Comparison, Options};
 
 pub const SCHEMA: &str = "kindred.check/v1";
+/// The summary when the scenario (or recording) holds no expectation: no verdict at all.
+pub const NOTHING_JUDGED: &str = "no expectations: nothing judged";
 
 /// One probe source, on both sides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,7 +66,7 @@ pub struct SideReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
     pub schema: &'static str,
-    /// Every expectation holds, on every target it is about.
+    /// There is something to judge, and every expectation holds, on every target it is about.
     pub ok: bool,
     pub service: String,
     pub base: SideReport,
@@ -97,7 +99,7 @@ pub fn verdict(st: &State) -> Result<Verdict, String> {
     let expectations = judge(st, session);
     Ok(Verdict {
         schema: SCHEMA,
-        ok: expectations.iter().all(|e| e.holds),
+        ok: !expectations.is_empty() && expectations.iter().all(|e| e.holds),
         service: session.service.to_string(),
         base: side_report(st, Side::Base),
         pr: side_report(st, Side::Pr),
@@ -262,6 +264,11 @@ impl Verdict {
         self.expectations.iter().filter(|e| e.holds).count()
     }
 
+    /// Whether there was anything to judge: without expectations there is no verdict.
+    pub fn judged(&self) -> bool {
+        !self.expectations.is_empty()
+    }
+
     /// Whether the probes went to more than one target (the reports then name each row's).
     pub fn several_targets(&self) -> bool {
         let mut all = self
@@ -275,7 +282,9 @@ impl Verdict {
 
     pub fn summary(&self) -> String {
         let n = self.expectations.len();
-        if self.ok {
+        if !self.judged() {
+            NOTHING_JUDGED.to_string()
+        } else if self.ok {
             format!("PASS: {} of {n} expectations hold", self.held())
         } else {
             format!("FAIL: {} of {n} expectations do not hold", n - self.held())
