@@ -76,6 +76,7 @@ fn busy_state() -> State {
                         http_status: Some(200),
                         latency_ms: Some(3),
                         detail: None,
+                        scenario_target: None,
                     },
                 }),
             );

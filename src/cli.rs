@@ -89,6 +89,10 @@ pub struct CheckArgs {
     /// Leave the clusters up (by default those kindred created are deleted at the end).
     #[arg(long)]
     pub keep: bool,
+    /// Write the reports without a verdict: exit 0 whatever the expectations say, and also
+    /// when there are none (else "no expectations: nothing judged" is exit 2).
+    #[arg(long)]
+    pub report_only: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -427,6 +431,16 @@ pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
     write(&a.report_json, v.json())?;
     write(&a.junit, v.junit())?;
     emit(&v.text())?;
+    if a.report_only {
+        return Ok(0);
+    }
+    if !v.judged() {
+        return Err(anyhow!(
+            "{}: the scenario (or recording) holds no expectation to judge the probes by \
+             (add `expect` rows, or --report-only for the reports alone)",
+            crate::check::verdict::NOTHING_JUDGED
+        ));
+    }
     Ok(if v.ok { 0 } else { 1 })
 }
 

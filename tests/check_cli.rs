@@ -401,3 +401,168 @@ fn rule_changes_in_a_recording_reach_the_reports() {
         "{md}"
     );
 }
+
+/// The second probe target of [`two_targets`]: it sorts after both LoadBalancer addresses, so a
+/// verdict that looks at the first result of a source alone sees the LoadBalancer's.
+const SECOND: &str = "192.0.2.10:80";
+
+/// Run `check --replay` on `rec` with `args`; (exit code, stdout, stderr, JSON report).
+fn check_replay(
+    rec: &recording::Recording,
+    args: &[&str],
+) -> (Option<i32>, String, String, serde_json::Value) {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("rec.jsonl");
+    std::fs::write(&f, rec.to_jsonl()).unwrap();
+    let js = d.path().join("r.json");
+    let mut argv = vec![
+        "check",
+        "--replay",
+        f.to_str().unwrap(),
+        "--report-json",
+        js.to_str().unwrap(),
+    ];
+    argv.extend_from_slice(args);
+    let o = kindred(&argv);
+    let v = std::fs::read_to_string(&js)
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or(serde_json::Value::Null);
+    if !v.is_null() {
+        schema_check(&v);
+    }
+    (o.status.code(), stdout(&o), stderr(&o), v)
+}
+
+/// Every target is judged: an expectation without a target holds on each, so a failure on the
+/// second one fails the check; an expectation that names the second target is judged there
+/// (instead of the general one).
+#[test]
+fn check_judges_every_probe_target() {
+    let rec = two_targets(demo(), SECOND);
+    let (code, out, err, v) = check_replay(&rec, &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("FAIL: 1 of 8 expectations do not hold"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("netshoot-*-worker2 → {SECOND}")),
+        "{out}"
+    );
+    assert_eq!(v["ok"], false);
+    let bad: Vec<_> = v["expectations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["holds"] == false)
+        .collect();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(bad[0]["source"], "netshoot-77523-worker2");
+    assert_eq!(bad[0]["target"], SECOND);
+    assert_eq!(bad[0]["actual"], "timeout");
+    let rows = v["probes"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 * 5, "a row per source and target: {rows:?}");
+    let row = rows
+        .iter()
+        .find(|r| r["source"] == "netshoot-*-worker2" && r["target"] == SECOND)
+        .unwrap();
+    assert_eq!(
+        (&row["pr"]["outcome"], &row["expected_pr"], &row["differs"]),
+        (&"timeout".into(), &"ok".into(), &true.into())
+    );
+
+    // The scenario expects that timeout on the second target: the check passes.
+    let mut rec = rec;
+    for r in &mut rec.records {
+        if let Event::Session(s) = &mut r.event {
+            s.expectations.push(kindred::backend::event::Expectation {
+                side: Side::Pr,
+                source: "netshoot-77523-worker2".into(),
+                outcome: Outcome::Fail,
+                target: Some(SECOND.parse().unwrap()),
+            });
+        }
+    }
+    let (code, out, err, v) = check_replay(&rec, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("PASS: 8 of 8 expectations hold"), "{out}");
+    let on_second = v["expectations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["source"] == "netshoot-77523-worker2" && e["target"] == SECOND)
+        .count();
+    assert_eq!(
+        on_second, 1,
+        "the named expectation, not the general one, judges it"
+    );
+}
+
+/// Without expectations there is no verdict: "no expectations: nothing judged", exit 2, unless
+/// the reports alone are asked for.
+#[test]
+fn nothing_to_judge_is_not_a_pass() {
+    let mut rec = demo();
+    for r in &mut rec.records {
+        if let Event::Session(s) = &mut r.event {
+            s.expectations.clear();
+        }
+    }
+    let (code, out, err, v) = check_replay(&rec, &[]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("no expectations: nothing judged"), "{err}");
+    assert!(
+        out.contains("no expectations: nothing judged") && !out.contains("PASS"),
+        "{out}"
+    );
+    assert_eq!(v["ok"], false);
+    let (code, out, err, v) = check_replay(&rec, &["--report-only"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("no expectations: nothing judged"), "{out}");
+    assert_eq!(
+        (
+            v["ok"].as_bool(),
+            v["expectations"].as_array().map(Vec::len)
+        ),
+        (Some(false), Some(0))
+    );
+    // --report-only: the reports whatever the verdict, exit 0.
+    let (code, out, _, v) = check_replay(&regression(demo()), &["--report-only"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("FAIL: 1 of 4"), "{out}");
+    assert_eq!(v["ok"], false);
+}
+
+/// A later `session` event in a recording that holds no expectations does not drop those set
+/// before: the regression still fails, and the run says what the later event would have done.
+#[test]
+fn a_later_session_event_keeps_the_expectations() {
+    let mut rec = regression(demo());
+    let (at, mut later) = rec
+        .records
+        .iter()
+        .find_map(|r| match &r.event {
+            Event::Session(s) => Some((r.t, s.clone())),
+            _ => None,
+        })
+        .unwrap();
+    later.expectations.clear();
+    let t = rec.records.last().unwrap().t.max(at);
+    rec.records.push(recording::Record {
+        t,
+        event: Event::Session(later),
+    });
+    let (code, out, err, v) = check_replay(&rec, &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("FAIL: 1 of 4 expectations do not hold"),
+        "{out}"
+    );
+    assert!(
+        err.contains(
+            "a later session event drops or changes 4 expectation(s) set before: kept them"
+        ),
+        "{err}"
+    );
+    assert_eq!(v["expectations"].as_array().unwrap().len(), 4);
+}

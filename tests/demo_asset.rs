@@ -307,6 +307,7 @@ fn build(r: &mut Rec, s: &SideSpec) {
                 http_status: Some(200),
                 latency_ms: Some(2 + i as u64),
                 detail: None,
+                scenario_target: None,
             }
         } else {
             ProbeResult {
@@ -316,6 +317,7 @@ fn build(r: &mut Rec, s: &SideSpec) {
                 http_status: None,
                 latency_ms: Some(2000),
                 detail: Some("curl: (28) Connection timed out after 2001 milliseconds".into()),
+                scenario_target: None,
             }
         };
         let dt = if ok {
@@ -374,26 +376,31 @@ fn demo() -> String {
             pr: side_info(&pr),
             service: "default/echo".parse().unwrap(),
             probe_target: Target::Lb,
+            probe_targets: vec![],
             expectations: vec![
                 Expectation {
                     side: Side::Base,
                     source: "netshoot-master-worker".into(),
                     outcome: Outcome::Fail,
+                    target: None,
                 },
                 Expectation {
                     side: Side::Pr,
                     source: "netshoot-77523-worker".into(),
                     outcome: Outcome::Ok,
+                    target: None,
                 },
                 Expectation {
                     side: Side::Base,
                     source: "netshoot-master-worker2".into(),
                     outcome: Outcome::Ok,
+                    target: None,
                 },
                 Expectation {
                     side: Side::Pr,
                     source: "netshoot-77523-worker2".into(),
                     outcome: Outcome::Ok,
+                    target: None,
                 },
             ],
             banner: Some("DEMO".into()),

@@ -72,8 +72,9 @@ fn load_rules_when_nodes_run(
 }
 
 /// `check` on the live backend with clusters `<tag>b<pid>` and `<tag>p<pid>`; `manifest` is
-/// MetalLB's (the real one when `None`).
-fn run_check(tag: &str, manifest: Option<&str>) -> Run {
+/// MetalLB's (the real one when `None`); `second`: a second probe target, to which the PR's
+/// hostNetwork pod on worker2 times out.
+fn run_check(tag: &str, manifest: Option<&str>, second: Option<&str>) -> Run {
     // One run at a time: kindred keeps the clusters it created in one file of the state
     // directory, which two runs at once would both rewrite.
     static ONE: Mutex<()> = Mutex::new(());
@@ -98,6 +99,7 @@ fn run_check(tag: &str, manifest: Option<&str>) -> Run {
     let real = fixture("metallb/metallb-native.yaml").display().to_string();
     let mut sc = Scenario::builtin();
     sc.cluster.proxy_mode = ProxyMode::Iptables;
+    sc.probes.targets.extend(second.map(|t| t.parse().unwrap()));
     sc.load_balancer.manifest = Some(manifest.map_or(real.clone(), str::to_string));
     sc.load_balancer.network = network.clone();
     for (s, name, r) in [
@@ -129,14 +131,14 @@ fn run_check(tag: &str, manifest: Option<&str>) -> Run {
                 std::fs::read_to_string(&real).unwrap(),
                 sc.workloads_for(name).unwrap()
             );
-            // The base cluster drops traffic from the node without a local endpoint (the 2019
-            // bug): its pods on `worker` time out.
+            // The base cluster drops the hostNetwork pod's traffic on the node without a local
+            // endpoint (as the built-in scenario expects).
             let timeouts = match side {
-                Side::Base => vec![
-                    format!("netshoot-{name}-worker"),
-                    format!("overlay-{name}-worker"),
-                ],
-                Side::Pr => vec![],
+                Side::Base => vec![format!("netshoot-{name}-worker")],
+                Side::Pr => second
+                    .map(|t| format!("netshoot-{name}-worker2@{t}"))
+                    .into_iter()
+                    .collect(),
             };
             let (server, _) = Cluster {
                 name: name.clone(),
@@ -196,7 +198,7 @@ fn deleted_what_it_created(r: &Run) {
 #[test]
 #[ignore = "needs a Docker engine (CI starts one)"]
 fn check_runs_the_whole_pipeline_judges_and_deletes_its_clusters() {
-    let r = run_check("ck", None);
+    let r = run_check("ck", None, None);
     let log = &r.progress;
     let v = r
         .verdict
@@ -207,7 +209,7 @@ fn check_runs_the_whole_pipeline_judges_and_deletes_its_clusters() {
         "every expectation holds: {:#?}\n{log}",
         v.expectations
     );
-    assert_eq!(v.expectations.len(), 8);
+    assert_eq!(v.expectations.len(), 10);
     // The rules of the node pair without a local endpoint differ, as in 2019.
     assert!(!v.rules.is_empty(), "{log}");
     // Progress: a line per phase change, and the probes.
@@ -226,7 +228,7 @@ fn check_runs_the_whole_pipeline_judges_and_deletes_its_clusters() {
 #[test]
 #[ignore = "needs a Docker engine (CI starts one)"]
 fn a_failed_deploy_is_trouble_and_the_clusters_are_deleted_all_the_same() {
-    let r = run_check("cf", Some("/nonexistent/metallb-native.yaml"));
+    let r = run_check("cf", Some("/nonexistent/metallb-native.yaml"), None);
     let Err(e) = &r.verdict else {
         panic!("the run succeeded: {}", r.progress)
     };
@@ -241,5 +243,32 @@ fn a_failed_deploy_is_trouble_and_the_clusters_are_deleted_all_the_same() {
         "{}",
         r.progress
     );
+    deleted_what_it_created(&r);
+}
+
+/// With two probe targets, every pod probes both (live, through exec) and every expectation is
+/// judged on both: a timeout to the second target alone fails the check.
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn check_probes_and_judges_every_target() {
+    let second = "192.0.2.10:80";
+    let r = run_check("ct", None, Some(second));
+    let log = &r.progress;
+    let v = r
+        .verdict
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e:#}\n{log}"));
+    assert!(!v.ok, "{:#?}\n{log}", v.expectations);
+    assert_eq!(v.expectations.len(), 20, "10 rows on 2 targets");
+    assert!(
+        v.expectations.iter().all(|e| e.actual.is_some()),
+        "every pod probed every target: {:#?}",
+        v.expectations
+    );
+    let bad: Vec<_> = v.expectations.iter().filter(|e| !e.holds).collect();
+    assert_eq!(bad.len(), 1, "{bad:#?}");
+    assert_eq!(bad[0].source, format!("netshoot-{}-worker2", r.names[1]));
+    assert_eq!(bad[0].target.to_string(), second);
+    assert!(log.contains(&format!("probing {second}")), "{log}");
     deleted_what_it_created(&r);
 }

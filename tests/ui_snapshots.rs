@@ -421,3 +421,28 @@ fn a_failed_phase_and_reported_errors() {
     assert!(text.contains("b, c, d or p runs the phase again"), "{text}");
     insta::assert_snapshot!("screen_failed_and_errors_120x40", t.backend());
 }
+
+/// With two probe targets the Probes pane has a row per source and target, each naming its
+/// target, with the expectation of that target (the demo's, for every target).
+#[test]
+fn probes_pane_names_each_target() {
+    let rec = recording::parse(kindred::cli::DEMO_RECORDING, "demo").unwrap();
+    let rec = common::two_targets(rec, "192.0.2.10:80");
+    let mut st = State::new();
+    for r in rec.records {
+        apply_sync(&mut st, Msg::Tick(Duration::from_millis(r.t)));
+        apply_sync(&mut st, Msg::Backend(r.event));
+    }
+    let (w, h) = (200, 60);
+    st.size = (w, h);
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let area = ratatui::layout::Rect::new(0, 0, w, 30);
+    t.draw(|f| ui::render_pane(f, Pane::Probes, area, &st, &Theme::new(true)))
+        .unwrap();
+    let text = format!("{}", t.backend());
+    assert!(
+        text.contains("worker2 → 192.0.2.10:80") && text.contains("worker2 → lb"),
+        "{text}"
+    );
+    insta::assert_snapshot!("pane_probes_two_targets_200x30", t.backend());
+}

@@ -264,34 +264,66 @@ impl State {
             .unwrap_or_default()
     }
 
-    pub fn expected(&self, side: Side, source: &str) -> Option<Outcome> {
-        self.session.as_ref().and_then(|s| {
-            s.expectations
-                .iter()
-                .find(|e| e.side == side && e.source == source)
-                .map(|e| e.outcome)
+    /// The outcome expected of `source` on `side` probing `target`: an expectation naming that
+    /// target first, else one for every target.
+    pub fn expected(&self, side: Side, source: &str, target: &Target) -> Option<Outcome> {
+        let s = self.session.as_ref()?;
+        let mine = |e: &&crate::backend::event::Expectation| {
+            e.side == side && e.source == source && s.applies(e, target)
+        };
+        let all = s.expectations.iter().filter(mine);
+        all.clone()
+            .find(|e| e.target.is_some())
+            .or_else(|| all.clone().next())
+            .map(|e| e.outcome)
+    }
+
+    /// The probe target a result is for: the one it names, else (an older recording) the
+    /// session's default.
+    pub fn target_of(&self, r: &ProbeResult) -> Target {
+        r.scenario_target.clone().unwrap_or_else(|| {
+            self.session
+                .as_ref()
+                .map(|s| s.probe_target.clone())
+                .unwrap_or_default()
         })
     }
 
-    /// The same probe on the other side: the same source (by role), and the same target when
-    /// it has one, else any (the LoadBalancer IP differs between the clusters).
-    pub fn counterpart(&self, side: Side, source: &str, target: &str) -> Option<&ProbeCell> {
-        let role = self.side(side).source_role(source);
-        let other = self.side(side.other());
-        let mut same = other
+    /// The latest result of `source` on `side` to `target` (a LoadBalancer IP that changed
+    /// leaves an older cell for the same target).
+    pub fn probe_for(&self, side: Side, source: &str, target: &Target) -> Option<&ProbeCell> {
+        self.side(side)
             .probes
             .iter()
-            .filter(|((src, _), _)| other.source_role(src) == role);
-        let first = same.clone().next();
-        same.find(|((_, t), _)| t == target)
-            .or(first)
+            .filter(|((src, _), c)| src == source && self.target_of(&c.last) == *target)
+            .max_by_key(|(_, c)| c.history.back().map(|(at, _)| *at))
             .map(|(_, c)| c)
     }
 
+    /// The same probe on the other side: the same source (by role) to the same target (as the
+    /// scenario names it: the LoadBalancer IP differs between the clusters).
+    pub fn counterpart(
+        &self,
+        side: Side,
+        source: &str,
+        result: &ProbeResult,
+    ) -> Option<&ProbeCell> {
+        let role = self.side(side).source_role(source);
+        let other_side = side.other();
+        let other = self.side(other_side);
+        let target = self.target_of(result);
+        let src = other
+            .probes
+            .keys()
+            .map(|(src, _)| src)
+            .find(|src| other.source_role(src) == role)?;
+        self.probe_for(other_side, src, &target)
+    }
+
     /// Whether this probe's last outcome differs from its counterpart's on the other side.
-    pub fn differs(&self, side: Side, source: &str, target: &str, outcome: Outcome) -> bool {
-        self.counterpart(side, source, target)
-            .is_some_and(|c| c.last.outcome != outcome)
+    pub fn differs(&self, side: Side, source: &str, result: &ProbeResult) -> bool {
+        self.counterpart(side, source, result)
+            .is_some_and(|c| c.last.outcome != result.outcome)
     }
 
     /// Nodes with a rule dump on both sides, paired by role: "master-worker" and

@@ -11,7 +11,7 @@ use super::keymap::{Action, HelpLayout, action_for};
 use super::state::{
     BUILD_STAGES, Confirm, Editor, HISTORY, NodeInfo, OUTPUT_LINES, PhaseView, ProbeCell, State,
 };
-use crate::backend::event::{Command, Event, ProbeResult};
+use crate::backend::event::{Command, Event, ProbeResult, SessionInfo};
 use crate::backend::kind::{Progress, progress};
 use crate::model::{Pane, Phase, PhaseState, Side, Sides, Target};
 use crate::rules::Options;
@@ -191,12 +191,7 @@ fn push_line(buf: &mut VecDeque<String>, line: String) {
 
 fn backend_event(st: &mut State, ev: Event) -> Reaction {
     match ev {
-        Event::Session(info) => {
-            st.sides.base.info = Some(info.base.clone());
-            st.sides.pr.info = Some(info.pr.clone());
-            st.activity = format!("{} vs {}", info.base.name, info.pr.name);
-            st.session = Some(*info);
-        }
+        Event::Session(info) => on_session(st, *info),
         Event::Phase { side, phase, state } => on_phase(st, side, phase, state),
         Event::Output { side, phase, line } => {
             let s = st.side_mut(side);
@@ -379,6 +374,25 @@ fn on_rule_dump(st: &mut State, side: Side, node: String, text: String, at: Dura
     st.diff.generation += 1;
     st.activity = format!("rules of {node} updated");
     Reaction::redraw().with_diff(st)
+}
+
+/// The session: its sides, Service, targets and expectations. A later session event (a
+/// recording may hold more than one) never drops or changes an expectation already set: those
+/// stay (the Build pane says so), and its new ones are added.
+fn on_session(st: &mut State, mut info: SessionInfo) {
+    let dropped = st.session.as_ref().map_or(0, |s| s.dropped_by(&info).len());
+    if let Some(old) = &st.session {
+        old.keep_expectations(&mut info);
+    }
+    st.sides.base.info = Some(info.base.clone());
+    st.sides.pr.info = Some(info.pr.clone());
+    st.activity = format!("{} vs {}", info.base.name, info.pr.name);
+    st.session = Some(info);
+    if dropped > 0 {
+        let m = crate::backend::event::later_session_note(dropped);
+        tracing::warn!("{m}");
+        on_error(st, None, Pane::Build, m);
+    }
 }
 
 fn on_error(st: &mut State, side: Option<Side>, pane: Pane, message: String) {
@@ -802,6 +816,7 @@ mod tests {
             },
             service: "default/echo".parse().unwrap(),
             probe_target: Target::Lb,
+            probe_targets: vec![],
             expectations: vec![],
             banner: None,
         }))

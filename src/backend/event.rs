@@ -49,6 +49,11 @@ pub struct ProbeResult {
     /// curl's exit code or message, for failures.
     #[serde(default)]
     pub detail: Option<String>,
+    /// The probe target this result is for, as the scenario names it (`lb` when `target` is the
+    /// LoadBalancer's address). Absent in recordings made before targets were named: their
+    /// results are for the session's `probe_target`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_target: Option<Target>,
 }
 
 #[cfg(test)]
@@ -62,6 +67,7 @@ impl ProbeResult {
             http_status: None,
             latency_ms: None,
             detail: None,
+            scenario_target: None,
         }
     }
 }
@@ -89,6 +95,10 @@ pub struct SessionInfo {
     /// "10.0.0.1:80".
     #[serde(default)]
     pub probe_target: Target,
+    /// Every probe target, in the scenario's order (the first is `probe_target`). Empty in
+    /// recordings made before several targets were probed: then `probe_target` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe_targets: Vec<Target>,
     /// Expected outcomes: (side, source pod) -> outcome.
     #[serde(default)]
     pub expectations: Vec<Expectation>,
@@ -102,6 +112,57 @@ pub struct Expectation {
     pub side: Side,
     pub source: String,
     pub outcome: Outcome,
+    /// The probe target it is about; `None`: every target of the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+}
+
+/// What a later session event that would drop or change `n` expectations is told: it does not.
+pub fn later_session_note(n: usize) -> String {
+    format!("{LATER_SESSION} drops or changes {n} expectation(s) set before: kept them")
+}
+/// How [`later_session_note`] begins.
+pub const LATER_SESSION: &str = "a later session event";
+
+impl SessionInfo {
+    /// The targets probed and judged: `probe_targets`, or `probe_target` alone.
+    pub fn targets(&self) -> Vec<Target> {
+        if self.probe_targets.is_empty() {
+            vec![self.probe_target.clone()]
+        } else {
+            self.probe_targets.clone()
+        }
+    }
+
+    /// The expectations of this session that a `later` session event does not hold (it
+    /// drops them, or changes their outcome).
+    pub fn dropped_by<'a>(&'a self, later: &SessionInfo) -> Vec<&'a Expectation> {
+        let held = |e: &Expectation| later.expectations.contains(e);
+        self.expectations.iter().filter(|e| !held(e)).collect()
+    }
+
+    /// This session's expectations, then the `later` one's that ask about another probe (side,
+    /// source, target): a later session event never drops or changes an expectation.
+    pub fn keep_expectations(&self, later: &mut SessionInfo) {
+        let mut all = self.expectations.clone();
+        for e in later.expectations.drain(..) {
+            let same =
+                |x: &Expectation| x.side == e.side && x.source == e.source && x.target == e.target;
+            if !all.iter().any(same) {
+                all.push(e);
+            }
+        }
+        later.expectations = all;
+    }
+
+    /// Whether `e` judges probes to `t`: it names `t`, or names no target and `t` is one of
+    /// the session's.
+    pub fn applies(&self, e: &Expectation, t: &Target) -> bool {
+        match &e.target {
+            Some(x) => x == t,
+            None => self.targets().contains(t),
+        }
+    }
 }
 
 /// Backend -> UI.

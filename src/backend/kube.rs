@@ -666,6 +666,7 @@ pub async fn probe_pod(
             http_status: None,
             latency_ms: None,
             detail: Some(format!("{e:#}")),
+            scenario_target: None,
         }),
     }
 }

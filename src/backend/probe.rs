@@ -76,6 +76,7 @@ pub fn parse_curl(
         http_status: http,
         latency_ms,
         detail,
+        scenario_target: None,
     }
 }
 

@@ -13,6 +13,7 @@ use anyhow::{Result, anyhow, bail};
 pub use verdict::{SCHEMA, Verdict, verdict};
 
 use crate::app::{Driver, Msg, State};
+use crate::backend::event::{LATER_SESSION, later_session_note};
 use crate::backend::{Backend, Command, Event};
 use crate::model::{Job, Phase, PhaseState, PodPhase, Side, Sides};
 
@@ -76,8 +77,14 @@ async fn script(
     limits: Limits,
     progress: &mut impl FnMut(String),
 ) -> Result<()> {
-    // What the backend finds at start (a replay: the whole recording) is not progress.
-    finish(driver, Job::Attach, limits.job, &mut |_| {}).await?;
+    // What the backend finds at start (a replay: the whole recording) is not progress; but a
+    // later session event that would drop expectations is said.
+    let mut notes = |l: String| {
+        if l.starts_with(LATER_SESSION) {
+            progress(l)
+        }
+    };
+    finish(driver, Job::Attach, limits.job, &mut notes).await?;
     if driver.state.session.is_none() {
         bail!("no session: the run or recording has no scenario");
     }
@@ -210,6 +217,13 @@ async fn wait_ready(
 pub fn progress_line(st: &State, ev: &Event) -> Option<String> {
     let name = |s: Side| st.side(s).name().to_string();
     Some(match ev {
+        Event::Session(later) => {
+            let n = st.session.as_ref()?.dropped_by(later).len();
+            if n == 0 {
+                return None;
+            }
+            later_session_note(n)
+        }
         Event::Phase { side, phase, state } => {
             format!("[{}] {}: {state}", name(*side), phase.title())
         }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::verdict::{SideReport, Verdict};
+use super::verdict::{ProbeRow, SideReport, Verdict};
 use crate::backend::event::ProbeResult;
 use crate::model::Outcome;
 use crate::rules::diff::{Changed, Hunk, Line, hunks};
@@ -54,6 +54,19 @@ fn expected(e: Option<Outcome>, r: &Option<ProbeResult>) -> String {
 }
 
 impl Verdict {
+    /// A probe row's name: its source, and its target when the probes went to several.
+    fn row_name(&self, r: &ProbeRow) -> String {
+        self.with_target(&r.source, &r.target)
+    }
+
+    fn with_target(&self, source: &str, target: &crate::model::Target) -> String {
+        if self.several_targets() {
+            format!("{source} → {target}")
+        } else {
+            source.to_string()
+        }
+    }
+
     /// The table printed on stdout.
     pub fn text(&self) -> String {
         let mut o = String::new();
@@ -66,7 +79,7 @@ impl Verdict {
         let w = self
             .probes
             .iter()
-            .map(|r| r.source.len())
+            .map(|r| self.row_name(r).chars().count())
             .max()
             .unwrap_or(6)
             .max(6);
@@ -83,7 +96,7 @@ impl Verdict {
             let _ = writeln!(
                 o,
                 "{:<w$}  {:<10} {:<10} {:<10} {:<10}{}",
-                r.source,
+                self.row_name(r),
                 outcome(&r.base),
                 outcome(&r.pr),
                 expected(r.expected_base, &r.base),
@@ -95,7 +108,7 @@ impl Verdict {
             let _ = writeln!(
                 o,
                 "no probe result for {} on {} (expected {})",
-                e.source,
+                self.with_target(&e.source, &e.target),
                 e.cluster,
                 e.expected.label()
             );
@@ -116,15 +129,30 @@ impl Verdict {
     pub fn markdown(&self) -> String {
         let mut o = String::new();
         let (b, p) = (&self.base.name, &self.pr.name);
-        let icon = if self.ok { "✅" } else { "❌" };
+        let icon = match (self.judged(), self.ok) {
+            (false, _) => "⚠️",
+            (true, true) => "✅",
+            (true, false) => "❌",
+        };
         let _ = writeln!(
             o,
             "### {icon} kindred: `{b}` vs `{p}`: {}\n",
             self.summary()
         );
+        let to = if self.several_targets() {
+            let mut ts: Vec<String> = Vec::new();
+            for t in self.probes.iter().map(|r| r.target.to_string()) {
+                if !ts.contains(&t) {
+                    ts.push(t);
+                }
+            }
+            format!("each target ({})", ts.join(", "))
+        } else {
+            "the LoadBalancer".to_string()
+        };
         let _ = writeln!(
             o,
-            "Service `{}`; probes from every test pod to the LoadBalancer.\n",
+            "Service `{}`; probes from every test pod to {to}.\n",
             self.service
         );
         let _ = writeln!(
@@ -140,7 +168,7 @@ impl Verdict {
             let _ = writeln!(
                 o,
                 "| `{}` | {} | {} | {} | {} |",
-                r.source,
+                self.row_name(r),
                 cell(&r.base),
                 cell(&r.pr),
                 expected(r.expected_base, &r.base),
@@ -251,7 +279,12 @@ impl Verdict {
             self.expectations.len()
         );
         for e in &self.expectations {
-            let name = format!("{}: {} expects {}", e.cluster, e.source, e.expected.label());
+            let name = format!(
+                "{}: {} expects {}",
+                e.cluster,
+                self.with_target(&e.source, &e.target),
+                e.expected.label()
+            );
             let _ = write!(
                 o,
                 "    <testcase classname=\"kindred.{}\" name=\"{}\"",

@@ -5,17 +5,21 @@ use serde::Serialize;
 
 use crate::app::State;
 use crate::app::diffs::compare_pair;
-use crate::backend::event::{ProbeResult, SideInfo};
-use crate::model::{Outcome, Side};
+use crate::backend::event::{ProbeResult, SessionInfo, SideInfo};
+use crate::model::{Outcome, Side, Target};
 use crate::rules::{Comparison, Options};
 
 pub const SCHEMA: &str = "kindred.check/v1";
+/// The summary when the scenario (or recording) holds no expectation: no verdict at all.
+pub const NOTHING_JUDGED: &str = "no expectations: nothing judged";
 
 /// One probe source, on both sides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProbeRow {
     /// The pod's name with the cluster name replaced by `*` (e.g. "netshoot-*-worker").
     pub source: String,
+    /// The probe target, as the scenario names it (`lb`, or HOST:PORT).
+    pub target: Target,
     pub base: Option<ProbeResult>,
     pub pr: Option<ProbeResult>,
     pub expected_base: Option<Outcome>,
@@ -30,8 +34,10 @@ pub struct ExpectationResult {
     pub side: Side,
     pub cluster: String,
     pub source: String,
+    /// The probe target judged: an expectation without one is judged on every target.
+    pub target: Target,
     pub expected: Outcome,
-    /// `None`: no probe result for this source.
+    /// `None`: no probe result for this source and target.
     pub actual: Option<Outcome>,
     pub holds: bool,
 }
@@ -60,7 +66,7 @@ pub struct SideReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
     pub schema: &'static str,
-    /// Every expectation holds.
+    /// There is something to judge, and every expectation holds, on every target it is about.
     pub ok: bool,
     pub service: String,
     pub base: SideReport,
@@ -90,29 +96,10 @@ pub fn verdict(st: &State) -> Result<Verdict, String> {
         .session
         .as_ref()
         .ok_or("no session: the run or recording has no scenario")?;
-    let expectations: Vec<ExpectationResult> = session
-        .expectations
-        .iter()
-        .map(|e| {
-            let actual = st
-                .side(e.side)
-                .probes
-                .iter()
-                .find(|((src, _), _)| *src == e.source)
-                .map(|(_, c)| c.last.outcome);
-            ExpectationResult {
-                side: e.side,
-                cluster: st.side(e.side).name().to_string(),
-                source: e.source.clone(),
-                expected: e.outcome,
-                actual,
-                holds: actual.is_some_and(|a| e.outcome.met_by(a)),
-            }
-        })
-        .collect();
+    let expectations = judge(st, session);
     Ok(Verdict {
         schema: SCHEMA,
-        ok: expectations.iter().all(|e| e.holds),
+        ok: !expectations.is_empty() && expectations.iter().all(|e| e.holds),
         service: session.service.to_string(),
         base: side_report(st, Side::Base),
         pr: side_report(st, Side::Pr),
@@ -121,6 +108,44 @@ pub fn verdict(st: &State) -> Result<Verdict, String> {
         rules: rule_diffs(st)?,
         rule_changes: rule_changes(st),
     })
+}
+
+/// Each expectation on each target it is about, against that target's latest result: the
+/// target it names, else every target of the session but those another expectation for the
+/// same side and source names.
+fn judge(st: &State, session: &SessionInfo) -> Vec<ExpectationResult> {
+    let mut out = Vec::new();
+    for e in &session.expectations {
+        let named = |t: &Target| {
+            session
+                .expectations
+                .iter()
+                .any(|x| x.side == e.side && x.source == e.source && x.target.as_ref() == Some(t))
+        };
+        let targets = match &e.target {
+            Some(t) => vec![t.clone()],
+            None => session
+                .targets()
+                .into_iter()
+                .filter(|t| !named(t))
+                .collect(),
+        };
+        for target in targets {
+            let actual = st
+                .probe_for(e.side, &e.source, &target)
+                .map(|c| c.last.outcome);
+            out.push(ExpectationResult {
+                side: e.side,
+                cluster: st.side(e.side).name().to_string(),
+                source: e.source.clone(),
+                target,
+                expected: e.outcome,
+                actual,
+                holds: actual.is_some_and(|a| e.outcome.met_by(a)),
+            });
+        }
+    }
+    out
 }
 
 /// The timeline of rule changes, as the report lists it.
@@ -139,44 +164,62 @@ fn rule_changes(st: &State) -> Vec<RuleChange> {
         .collect()
 }
 
-/// One row per probe source (by role), both sides' last results side by side; whether they
-/// differ is judged as the Probes pane judges it ([`State::differs`]).
+/// One row per probe source (by role) and target, both sides' last results side by side;
+/// whether they differ is judged as the Probes pane judges it ([`State::differs`]).
 fn probe_rows(st: &State) -> Vec<ProbeRow> {
     let mut rows: Vec<ProbeRow> = Vec::new();
     for side in Side::BOTH {
         let s = st.side(side);
-        for ((src, target), cell) in &s.probes {
+        let sources: std::collections::BTreeSet<&String> =
+            s.probes.keys().map(|(x, _)| x).collect();
+        for src in sources {
             let role = s.source_role(src);
-            let idx = match rows.iter().position(|x| x.source == role) {
-                Some(i) => i,
-                None => {
-                    rows.push(ProbeRow {
-                        source: role,
-                        base: None,
-                        pr: None,
-                        expected_base: None,
-                        expected_pr: None,
-                        differs: false,
-                    });
-                    rows.len() - 1
+            let cells = s.probes.iter().filter(|((x, _), _)| x == src);
+            let mut targets: Vec<Target> = Vec::new();
+            for t in cells.map(|(_, c)| st.target_of(&c.last)) {
+                if !targets.contains(&t) {
+                    targets.push(t);
                 }
-            };
-            let row = &mut rows[idx];
-            let exp = st.expected(side, src);
-            row.differs |= st.differs(side, src, target, cell.last.outcome);
-            match side {
-                Side::Base => {
-                    row.base = Some(cell.last.clone());
-                    row.expected_base = exp;
-                }
-                Side::Pr => {
-                    row.pr = Some(cell.last.clone());
-                    row.expected_pr = exp;
+            }
+            for target in targets {
+                let Some(cell) = st.probe_for(side, src, &target) else {
+                    continue;
+                };
+                let idx = match rows
+                    .iter()
+                    .position(|x| x.source == role && x.target == target)
+                {
+                    Some(i) => i,
+                    None => {
+                        rows.push(ProbeRow {
+                            source: role.clone(),
+                            target: target.clone(),
+                            base: None,
+                            pr: None,
+                            expected_base: None,
+                            expected_pr: None,
+                            differs: false,
+                        });
+                        rows.len() - 1
+                    }
+                };
+                let row = &mut rows[idx];
+                let exp = st.expected(side, src, &target);
+                row.differs |= st.differs(side, src, &cell.last);
+                match side {
+                    Side::Base => {
+                        row.base = Some(cell.last.clone());
+                        row.expected_base = exp;
+                    }
+                    Side::Pr => {
+                        row.pr = Some(cell.last.clone());
+                        row.expected_pr = exp;
+                    }
                 }
             }
         }
     }
-    rows.sort_by(|a, b| a.source.cmp(&b.source));
+    rows.sort_by(|a, b| (&a.source, a.target.to_string()).cmp(&(&b.source, b.target.to_string())));
     rows
 }
 
@@ -221,9 +264,27 @@ impl Verdict {
         self.expectations.iter().filter(|e| e.holds).count()
     }
 
+    /// Whether there was anything to judge: without expectations there is no verdict.
+    pub fn judged(&self) -> bool {
+        !self.expectations.is_empty()
+    }
+
+    /// Whether the probes went to more than one target (the reports then name each row's).
+    pub fn several_targets(&self) -> bool {
+        let mut all = self
+            .probes
+            .iter()
+            .map(|p| &p.target)
+            .chain(self.expectations.iter().map(|e| &e.target));
+        let first = all.next();
+        all.any(|t| Some(t) != first)
+    }
+
     pub fn summary(&self) -> String {
         let n = self.expectations.len();
-        if self.ok {
+        if !self.judged() {
+            NOTHING_JUDGED.to_string()
+        } else if self.ok {
             format!("PASS: {} of {n} expectations hold", self.held())
         } else {
             format!("FAIL: {} of {n} expectations do not hold", n - self.held())

@@ -209,6 +209,9 @@ pub struct Expect {
     pub side: Side,
     pub source: String,
     pub outcome: Outcome,
+    /// One of `probes.targets`; without it the expectation holds for every target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
 }
 
 /// A scenario that cannot be used: file, line, field and reason.
@@ -277,6 +280,19 @@ fn path_at(text: &str, line: usize) -> Vec<&str> {
         stack.push((indent, key));
     }
     stack.into_iter().map(|(_, k)| k).collect()
+}
+
+/// The line of the `index`th item ("- ...") of the top-level list `key`; the key's line when
+/// there are fewer items.
+fn item_line(text: &str, key: &str, index: usize) -> usize {
+    let start = line_of(text, &[key]);
+    text.lines()
+        .enumerate()
+        .skip(start)
+        .take_while(|(_, l)| l.is_empty() || l.starts_with([' ', '-', '#']))
+        .filter(|(_, l)| l.trim_start().starts_with("- "))
+        .nth(index)
+        .map_or(start, |(i, _)| i + 1)
 }
 
 /// A scenario file larger than this is refused before it is parsed.
@@ -422,6 +438,17 @@ impl Scenario {
         if s.probes.targets.is_empty() {
             return Err(err(&["probes", "targets"], "at least one target".into()));
         }
+        for (i, e) in s.expect.iter().enumerate() {
+            if let Some(t) = e.target.as_ref().filter(|t| !s.probes.targets.contains(t)) {
+                let list: Vec<String> = s.probes.targets.iter().map(|t| t.to_string()).collect();
+                return Err(ScenarioError {
+                    file: file.into(),
+                    line: item_line(text, "expect", i),
+                    field: format!("expect[{i}].target: "),
+                    reason: format!("'{t}' is not one of probes.targets ({})", list.join(", ")),
+                });
+            }
+        }
         for (field, v) in [
             ("interval", s.watch.interval),
             ("probe_interval", s.watch.probe_interval),
@@ -517,6 +544,7 @@ impl Scenario {
                 side: e.side,
                 source: e.source.replace("{{cluster}}", &self.side(e.side).name),
                 outcome: e.outcome,
+                target: e.target.clone(),
             })
             .collect()
     }
@@ -535,19 +563,51 @@ mod tests {
         assert_eq!(s.cluster.proxy_mode, ProxyMode::Nftables);
         assert_eq!(s.cluster.workers, 2);
         assert!(!s.build.parallel);
+        // From kube-proxy's nftables proxier before PR 132456: only the locally originated
+        // (hostNetwork) probe on the node without a local endpoint is dropped on the base; the
+        // overlay pod's is short-circuited in nat-prerouting; the PR drops nothing.
         let exp = s.expectations();
-        assert_eq!(exp.len(), 8);
+        assert_eq!(exp.len(), 10);
         let base_fails: Vec<&str> = exp
             .iter()
-            .filter(|e| e.side == Side::Base && e.outcome == Outcome::Fail)
+            .filter(|e| e.side == Side::Base && e.outcome != Outcome::Ok)
             .map(|e| e.source.as_str())
             .collect();
-        assert_eq!(base_fails, ["netshoot-base-worker", "overlay-base-worker"]);
+        assert_eq!(base_fails, ["netshoot-base-worker"]);
         assert!(
             exp.iter()
                 .filter(|e| e.side == Side::Pr)
                 .all(|e| e.outcome == Outcome::Ok)
         );
+        // Every pod the built-in workloads probe from (each has the probe container) has a row
+        // on each side.
+        let w = s.workloads_for("base").unwrap();
+        let pods: Vec<&str> = w
+            .split("\n---\n")
+            .filter(|m| m.contains("kind: Pod") && m.contains("- name: netshoot"))
+            .filter_map(|m| m.lines().find_map(|l| l.trim().strip_prefix("name: ")))
+            .collect();
+        assert_eq!(pods.len(), 5, "{pods:?}");
+        for p in &pods {
+            let rows = exp
+                .iter()
+                .filter(|e| e.source == *p && e.side == Side::Base);
+            assert_eq!(rows.count(), 1, "{p}: one base row");
+            let pr = p.replace("base", &s.pr.name);
+            assert!(
+                exp.iter().any(|e| e.source == pr && e.side == Side::Pr),
+                "{pr}"
+            );
+        }
+        for why in [
+            "pkg/proxy/nftables/proxier.go",
+            "nftablesBaseChains",
+            "nftablesJumpChains",
+            "syncProxyRules",
+            "still open upstream",
+        ] {
+            assert!(DEFAULT.contains(why), "the scenario's comments name {why}");
+        }
         let cfg = s.kind_config(false);
         assert!(
             cfg.matches("role: worker").count() == 2 && cfg.contains("kubeProxyMode: nftables")
@@ -620,6 +680,32 @@ mod tests {
         let e =
             Scenario::parse(&with("  ref: pr/132456", "  ref: merge-base"), "k.yaml").unwrap_err();
         assert_eq!(e.field, "pr.ref: ");
+        // An expectation's target is one of the probe targets; the error points at its row.
+        let t = with(
+            "  - { side: pr, source: \"echo-{{cluster}}-worker2\", outcome: ok }",
+            "  - { side: pr, source: \"echo-{{cluster}}-worker2\", outcome: ok, target: \"10.0.0.1:80\" }",
+        );
+        let e = Scenario::parse(&t, "k.yaml").unwrap_err();
+        assert_eq!(e.field, "expect[9].target: ", "{e}");
+        assert!(e.reason.contains("not one of probes.targets (lb)"), "{e}");
+        assert!(
+            t.lines().nth(e.line - 1).unwrap().contains("10.0.0.1:80"),
+            "{e}"
+        );
+        let t = t.replace("targets: [lb]", "targets: [lb, \"10.0.0.1:80\"]");
+        let s = Scenario::parse(&t, "k.yaml").unwrap();
+        let named: Vec<_> = s
+            .expectations()
+            .into_iter()
+            .filter_map(|e| e.target)
+            .collect();
+        assert_eq!(named, [Target::Addr("10.0.0.1:80".into())]);
+        let e = Scenario::parse(
+            &t.replace("target: \"10.0.0.1:80\"", "target: \"a b\""),
+            "k.yaml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not a probe target"), "{e}");
         let e = Scenario::parse("service: [", "bad.yaml").unwrap_err();
         assert!(e.to_string().starts_with("bad.yaml:"), "{e}");
     }

@@ -168,22 +168,3 @@ pub fn pane_at(st: &State, area: Rect, x: u16, y: u16) -> Option<Pane> {
         .find(|(_, r)| x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height)
         .map(|(p, _)| p)
 }
-
-/// Split a pane's inner area into base (left) and PR (right).
-pub fn sides(inner: Rect) -> [Rect; 2] {
-    Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
-        .spacing(1)
-        .areas(inner)
-}
-
-/// A centred rectangle for overlays.
-pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
-    let w = w.min(area.width);
-    let h = h.min(area.height);
-    Rect::new(
-        area.x + (area.width - w) / 2,
-        area.y + (area.height - h) / 2,
-        w,
-        h,
-    )
-}

@@ -1,5 +1,6 @@
 //! Rendering: a pure function of [`State`]. Each pane lives in its own file.
 
+pub mod area;
 pub mod columns;
 pub mod layout;
 pub mod panes;
@@ -111,5 +112,45 @@ pub fn fmt_duration(d: std::time::Duration) -> String {
         format!("{}m{:02}s", s / 60, s % 60)
     } else {
         format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Whether a source file names the ui's `layout` module (a `use` of it or a `layout::` path;
+    /// ratatui's own `ratatui::layout` is not it).
+    fn names_layout(src: &str) -> bool {
+        src.lines().any(|l| {
+            let l = l.trim_start();
+            let code = l.split("//").next().unwrap_or("");
+            let without_ratatui = code.replace("ratatui::layout", "");
+            let words = without_ratatui
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .any(|w| w == "layout");
+            (l.starts_with("use ") && words) || without_ratatui.contains("layout::")
+        })
+    }
+
+    /// The layout asks the panes what they need; the panes never reach back into the layout
+    /// (what both use, such as splitting a pane into its two sides, is in `area`).
+    #[test]
+    fn panes_do_not_import_the_layout() {
+        let panes = [
+            ("build", include_str!("panes/build.rs")),
+            ("diff", include_str!("panes/diff.rs")),
+            ("footer", include_str!("panes/footer.rs")),
+            ("header", include_str!("panes/header.rs")),
+            ("overlay", include_str!("panes/overlay.rs")),
+            ("pods", include_str!("panes/pods.rs")),
+            ("probes", include_str!("panes/probes.rs")),
+            ("area", include_str!("area.rs")),
+        ];
+        for (name, src) in panes {
+            assert!(!names_layout(src), "{name} imports the ui layout: a cycle");
+        }
+        assert!(names_layout("use crate::ui::{Theme, layout};"));
+        assert!(names_layout("    let r = layout::centered(a, 1, 1);"));
+        assert!(!names_layout("use ratatui::layout::{Constraint, Rect};"));
+        assert!(names_layout(include_str!("../tui.rs")));
     }
 }

@@ -341,7 +341,7 @@ pub struct Cluster {
     pub yaml: String,
     pub refusals: usize,
     pub lb_ip: Option<String>,
-    /// Pods whose curl times out (exit 28).
+    /// Pods whose curl times out (exit 28): `POD` to every target, `POD@ADDR` to `ADDR` only.
     pub timeouts: Vec<String>,
     /// kube-system/kube-proxy, when the cluster has one to swap.
     pub proxy: Option<Arc<ProxyDs>>,
@@ -545,7 +545,12 @@ impl Cluster {
                 }
                 (_, p) if p.ends_with("/exec") => {
                     let pod = p.split('/').nth(6).unwrap_or("");
-                    if self.timeouts.iter().any(|t| t == pod) {
+                    let query = r.query.replace("%3A", ":").replace("%3a", ":");
+                    let times_out = |t: &String| match t.split_once('@') {
+                        Some((p, addr)) => p == pod && query.contains(addr),
+                        None => t == pod,
+                    };
+                    if self.timeouts.iter().any(times_out) {
                         Reply::Exec {
                             stdout: "000 2.001".into(),
                             stderr: "curl: (28) Connection timed out after 2001 milliseconds".into(),

@@ -617,3 +617,52 @@ pub async fn attached(
     assert_eq!(err, None, "{ev:?}");
     (backend, rx)
 }
+
+/// The demo recording as if its scenario probed two targets, the LoadBalancer and `second`:
+/// each source's result to `second` is its LoadBalancer result, but `netshoot-77523-worker2`
+/// times out there.
+pub fn two_targets(
+    mut rec: kindred::backend::recording::Recording,
+    second: &str,
+) -> kindred::backend::recording::Recording {
+    use kindred::backend::event::Event;
+    use kindred::backend::recording;
+    use kindred::model::{Outcome, Target};
+    let addr = second;
+    let second: Target = addr.parse().unwrap();
+    let mut out = Vec::new();
+    for r in rec.records.drain(..) {
+        let extra = match &r.event {
+            Event::Session(s) => {
+                let mut s = s.clone();
+                s.probe_targets = vec![Target::Lb, second.clone()];
+                out.push(recording::Record {
+                    t: r.t,
+                    event: Event::Session(s),
+                });
+                continue;
+            }
+            Event::Probe { side, result } => {
+                let mut again = result.clone();
+                again.target = addr.into();
+                again.scenario_target = Some(second.clone());
+                if again.source == "netshoot-77523-worker2" {
+                    again.outcome = Outcome::Timeout;
+                    again.http_status = None;
+                }
+                Some(Event::Probe {
+                    side: *side,
+                    result: again,
+                })
+            }
+            _ => None,
+        };
+        let t = r.t;
+        out.push(r);
+        if let Some(event) = extra {
+            out.push(recording::Record { t, event });
+        }
+    }
+    rec.records = out;
+    rec
+}

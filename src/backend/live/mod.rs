@@ -473,14 +473,25 @@ async fn rules_mention(ctx: &Ctx, side: Side, ip: &str) -> Result<()> {
     }
 }
 
-/// Probe from every running test pod of both sides, in parallel, each with its own timeout.
+/// Probe from every running test pod of both sides, in parallel, each with its own timeout:
+/// to `target`, or (`None`) to every target of the scenario, one after the other.
 async fn probes(ctx: &Ctx, target: Option<Target>) -> Result<()> {
-    let target = target.unwrap_or_else(|| ctx.sc.probes.targets[0].clone());
+    let targets = match target {
+        Some(t) => vec![t],
+        None => ctx.sc.probes.targets.clone(),
+    };
     tokio::join!(
-        probe_side(ctx, Side::Base, &target),
-        probe_side(ctx, Side::Pr, &target)
+        probe_targets(ctx, Side::Base, &targets),
+        probe_targets(ctx, Side::Pr, &targets)
     );
     Ok(())
+}
+
+/// Probe one side to each of `targets` in turn.
+async fn probe_targets(ctx: &Ctx, side: Side, targets: &[Target]) {
+    for t in targets {
+        probe_side(ctx, side, t).await;
+    }
 }
 
 /// Probe from every running test pod of one side; results stream out as they come.
@@ -520,10 +531,11 @@ async fn probe_side(ctx: &Ctx, side: Side, target: &Target) {
         .collect();
     let mut exec_failed = false;
     while let Some(result) = runs.next().await {
-        let result = result.unwrap_or_else(|failed| {
+        let mut result = result.unwrap_or_else(|failed| {
             exec_failed = true;
             failed
         });
+        result.scenario_target = Some(target.clone());
         ctx.emit(Event::Probe { side, result });
     }
     if exec_failed {
@@ -821,8 +833,8 @@ async fn reread(ctx: &Ctx, sides: Sides) {
     }
     let r = rules(ctx).await;
     report(ctx, None, Pane::Diff, r);
-    let target = ctx.sc.probes.targets[0].clone();
-    let runs = sides.list().iter().map(|s| probe_side(ctx, *s, &target));
+    let targets = &ctx.sc.probes.targets;
+    let runs = sides.list().iter().map(|s| probe_targets(ctx, *s, targets));
     futures::future::join_all(runs).await;
 }
 
@@ -861,6 +873,7 @@ pub fn session(sc: &Scenario) -> SessionInfo {
         pr: info(&sc.pr),
         service: sc.service.clone(),
         probe_target: sc.probes.targets[0].clone(),
+        probe_targets: sc.probes.targets.clone(),
         expectations: sc
             .expectations()
             .into_iter()
@@ -868,6 +881,7 @@ pub fn session(sc: &Scenario) -> SessionInfo {
                 side: e.side,
                 source: e.source,
                 outcome: e.outcome,
+                target: e.target,
             })
             .collect(),
         banner: None,

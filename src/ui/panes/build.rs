@@ -10,13 +10,13 @@ use crate::app::State;
 use crate::app::state::{BUILD_STAGES, SideState};
 use crate::model::Pane;
 use crate::model::{Phase, PhaseState, Side};
-use crate::ui::{Theme, clip, fmt_duration, layout, pane_block, side_heading, spinner};
+use crate::ui::{Theme, area, clip, fmt_duration, pane_block, side_heading, spinner};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let block = pane_block(Pane::Build, st, theme, "");
     let inner = block.inner(area);
     f.render_widget(block, area);
-    for (side, rect) in Side::BOTH.into_iter().zip(layout::sides(inner)) {
+    for (side, rect) in Side::BOTH.into_iter().zip(area::sides(inner)) {
         let lines = side_lines(st, st.side(side), side, rect, theme);
         f.render_widget(Paragraph::new(lines), rect);
     }

@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use crate::app::State;
 use crate::app::keymap::{BINDINGS, HELP_COLUMN, HelpLayout, KEYS_WIDTH};
 use crate::app::state::Confirm;
-use crate::ui::{Theme, layout};
+use crate::ui::{Theme, area};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     if st.help {
@@ -20,7 +20,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
             Confirm::Delete => format!("Delete clusters {b} and {p} (only those kindred created)?"),
             Confirm::Quit => "Work is still running. Quit and cancel it?".to_string(),
         };
-        let r = layout::centered(area, (q.len() as u16 + 6).max(30), 5);
+        let r = area::centered(area, (q.len() as u16 + 6).max(30), 5);
         f.render_widget(Clear, r);
         f.render_widget(
             Paragraph::new(vec![
@@ -43,7 +43,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         );
     }
     if let Some(ed) = &st.editor {
-        let r = layout::centered(area, 70, 3);
+        let r = area::centered(area, 70, 3);
         f.render_widget(Clear, r);
         let block = Block::default()
             .borders(Borders::ALL)
@@ -96,7 +96,7 @@ fn help(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     } else {
         HELP_COLUMN as u16 + 2
     };
-    let r = layout::centered(area, w, h);
+    let r = area::centered(area, w, h);
     f.render_widget(Clear, r);
     f.render_widget(
         Paragraph::new(lines)

@@ -12,13 +12,13 @@ use crate::backend::event::PodInfo;
 use crate::model::Pane;
 use crate::model::{PodPhase, Side};
 use crate::ui::columns::{self, Col};
-use crate::ui::{Theme, layout, pane_block, side_heading};
+use crate::ui::{Theme, area, pane_block, side_heading};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let block = pane_block(Pane::Pods, st, theme, "");
     let inner = block.inner(area);
     f.render_widget(block, area);
-    for (side, rect) in Side::BOTH.into_iter().zip(layout::sides(inner)) {
+    for (side, rect) in Side::BOTH.into_iter().zip(area::sides(inner)) {
         let s = st.side(side);
         let [head, table] =
             Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(rect);

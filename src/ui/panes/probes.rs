@@ -7,17 +7,17 @@ use ratatui::text::Span;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use crate::app::State;
-use crate::app::state::{ProbeCell, SideState};
+use crate::app::state::ProbeCell;
 use crate::model::Pane;
 use crate::model::{Outcome, Side};
 use crate::ui::columns::{self, Col};
-use crate::ui::{Theme, layout, pane_block, side_heading, spinner};
+use crate::ui::{Theme, area, pane_block, side_heading, spinner};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let block = pane_block(Pane::Probes, st, theme, &format!("target {}", st.target()));
     let inner = block.inner(area);
     f.render_widget(block, area);
-    for (side, rect) in Side::BOTH.into_iter().zip(layout::sides(inner)) {
+    for (side, rect) in Side::BOTH.into_iter().zip(area::sides(inner)) {
         let s = st.side(side);
         let [head, table] =
             Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(rect);
@@ -33,13 +33,13 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         let narrow = rect.width < 64;
         let probes = visible(st, side);
         let history = if narrow { 4 } else { 8 };
-        let cols = columns_of(s, &probes, history);
+        let cols = columns_of(st, side, &probes, history);
         let (kept, widths) = columns::fit(&cols, table.width);
         let name_w = columns::first_width(&widths);
         let rows: Vec<Row> = probes
             .iter()
-            .map(|((src, target), cell)| {
-                let cells = row(st, side, src, target, cell, history as usize, name_w, theme);
+            .map(|((src, _), cell)| {
+                let cells = row(st, side, src, cell, history as usize, name_w, theme);
                 Row::new(columns::pick(cells, &kept))
             })
             .collect();
@@ -68,10 +68,10 @@ fn visible(st: &State, side: Side) -> Vec<Probe<'_>> {
 }
 
 /// The table's columns, sized from the probes it shows (`history` outcomes kept).
-fn columns_of(s: &SideState, probes: &[Probe], history: u16) -> [Col; 6] {
+fn columns_of(st: &State, side: Side, probes: &[Probe], history: u16) -> [Col; 6] {
     let name = probes
         .iter()
-        .map(|((src, _), _)| s.short(src).chars().count())
+        .map(|((src, _), c)| source_name(st, side, src, c).chars().count())
         .max()
         .unwrap_or(0);
     [
@@ -116,7 +116,7 @@ pub fn needs(st: &State) -> ((u16, u16), u16) {
     for side in Side::BOTH {
         let s = st.side(side);
         let probes: Vec<Probe> = s.probes.iter().collect();
-        let (min, full) = columns::needs(&columns_of(s, &probes, 8));
+        let (min, full) = columns::needs(&columns_of(st, side, &probes, 8));
         w = (w.0.max(min), w.1.max(full));
         rows = rows.max(probes.len() as u16);
     }
@@ -129,14 +129,13 @@ fn row<'a>(
     st: &State,
     side: Side,
     src: &str,
-    target: &str,
     cell: &ProbeCell,
     keep: usize,
     name_w: usize,
     theme: &Theme,
 ) -> Vec<Cell<'a>> {
     let r = &cell.last;
-    let differs = st.differs(side, src, target, r.outcome);
+    let differs = st.differs(side, src, r);
     let style = if differs {
         theme.differs()
     } else if r.outcome == Outcome::Ok {
@@ -145,25 +144,37 @@ fn row<'a>(
         theme.bad()
     };
     let hist = history(st, side, cell, keep);
-    let expected = st.expected(side, src);
+    let aim = st.target_of(r);
+    let expected = st.expected(side, src, &aim);
     let exp = match expected {
         Some(e) if e.met_by(r.outcome) => Span::styled(format!("{} ✓", e.label()), theme.ok()),
         Some(e) => Span::styled(format!("{} ✗", e.label()), theme.bad()),
         None => Span::styled("-".to_string(), theme.dim()),
     };
+    let name = source_name(st, side, src, cell);
     let label = if differs {
         format!("{} ≠", r.outcome.label())
     } else {
         r.outcome.label().to_string()
     };
     vec![
-        Cell::from(columns::middle(&st.side(side).short(src), name_w)),
+        Cell::from(columns::middle(&name, name_w)),
         Cell::from(Span::styled(label, style)),
         Cell::from(r.http_status.map_or("-".into(), |s| s.to_string())),
         Cell::from(r.latency_ms.map_or("-".into(), |l| format!("{l}ms"))),
         Cell::from(Span::styled(hist, theme.dim())),
         Cell::from(exp),
     ]
+}
+
+/// A probe's source as its row names it; with several targets a source has a row per target,
+/// and the row says which.
+fn source_name(st: &State, side: Side, src: &str, cell: &ProbeCell) -> String {
+    let short = st.side(side).short(src);
+    match st.session.as_ref().is_some_and(|s| s.targets().len() > 1) {
+        true => format!("{short} → {}", st.target_of(&cell.last)),
+        false => short,
+    }
 }
 
 /// A probe's last outcomes, oldest first, at most `keep` characters: `│` stands between two
