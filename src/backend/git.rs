@@ -351,7 +351,7 @@ fn inspect(dir: &Path) -> Result<Found> {
     if !marked {
         return Err(not_ours(
             dir,
-            "a git worktree without kindred's mark (or whose repository is gone)",
+            "a git worktree without kindred's mark (or whose repository is gone; one an older kindred made has none either: `git worktree remove --force` it)",
         ));
     }
     let common = std::fs::read_to_string(admin.join("commondir"))
@@ -1223,19 +1223,27 @@ mod ownership_tests {
         drop(_second);
         let mut child = std::process::Command::new("flock")
             .arg(&lock_file)
-            .args(["sleep", "1.5"])
+            .args(["sh", "-c", "sleep 1; touch \"$0\""])
+            .arg(t.path().join("flock-done"))
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        let started = std::time::Instant::now();
+        // Until flock(1) holds it.
+        let probe = std::fs::File::open(&lock_file).unwrap();
+        while probe.try_lock().is_ok() {
+            probe.unlock().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let s2 = said.clone();
         let _third = lock_worktree(&dir, "third", move |m| *s2.lock().unwrap() = m)
             .await
             .unwrap();
-        assert!(started.elapsed() > Duration::from_millis(800), "waited");
+        // Taken only once flock(1) let go, having said it waited.
+        assert!(
+            child.try_wait().unwrap().is_some(),
+            "taken while flock(1) held it"
+        );
         let said = said.lock().unwrap().clone();
         assert!(said.contains("in use by another process"), "{said}");
-        child.wait().unwrap();
     }
 }
