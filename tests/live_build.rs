@@ -222,3 +222,148 @@ fn a_running_build_is_restarted_or_cancelled_with_its_processes() {
         backend.shutdown();
     });
 }
+
+/// Issue 22: a build works only in a worktree kindred made. A symlink where the side's worktree
+/// would be (to another clone, mid-change) is refused, naming the path and the fix, and the clone
+/// is left exactly as it was; the user's own worktree whose disk is not mounted keeps its
+/// metadata (nothing is pruned); a source inside another repository is refused at its line.
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn a_build_touches_no_worktree_but_its_own() {
+    image();
+    let pid = std::process::id();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = in_process_state();
+    let src = tmp.path().join("kubernetes");
+    std::fs::create_dir_all(&src).unwrap();
+    let (base_sha, pr_sha) = kubernetes_like(&src);
+    // The user's worktree on a disk that is not mounted: gone, but for its metadata.
+    let away = tmp.path().join("usb/feature");
+    git(
+        &src,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "feature",
+            away.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(away.join("staged.go"), "package staged\n").unwrap();
+    git(&away, &["add", "staged.go"]);
+    let meta = src.join(".git/worktrees/feature/index");
+    let index = std::fs::read(&meta).unwrap();
+    std::fs::remove_dir_all(tmp.path().join("usb")).unwrap();
+    // Another clone of the user's, mid-change.
+    let other = tmp.path().join("other");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            src.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(other.join("OWNER"), "uncommitted edit\n").unwrap();
+    std::fs::write(other.join("notes.txt"), "untracked\n").unwrap();
+    let other_state = || {
+        (
+            git(&other, &["rev-parse", "--abbrev-ref", "HEAD"]),
+            git(&other, &["status", "--porcelain"]),
+            std::fs::read_to_string(other.join("OWNER")).unwrap(),
+            std::fs::read_to_string(other.join("notes.txt")).unwrap(),
+        )
+    };
+    let before = other_state();
+
+    let kind_dir = tmp.path().join("kind");
+    std::fs::create_dir_all(&kind_dir).unwrap();
+    let kind = standin(&kind_dir, "bridge");
+    let mut sc = Scenario::builtin();
+    for (s, tag, r) in [(&mut sc.base, "ob", "v1.34.0"), (&mut sc.pr, "op", "fix")] {
+        s.source = src.display().to_string();
+        s.git_ref = r.into();
+        s.image = format!("kindred-own-{tag}{pid}:test");
+        s.name = format!("{tag}{pid}");
+    }
+    let _images = built_images(&sc, &[&base_sha, &pr_sha]);
+    let worktrees = state.join("kindred/worktrees");
+    std::fs::create_dir_all(&worktrees).unwrap();
+    let link = worktrees.join(&sc.pr.name);
+    std::os::unix::fs::symlink(&other, &link).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (mut backend, mut rx) = attached(sc.clone(), kind.clone()).await;
+        backend.send(BUILD_BOTH);
+        let (ev, err) = until_finished(&mut rx, Job::Build).await;
+        let err = err.expect("the PR side is refused");
+        assert!(
+            err.contains(&link.display().to_string()) && err.contains("symlink"),
+            "{err}"
+        );
+        assert!(err.contains("move it away or remove it"), "{err}");
+        assert_eq!(other_state(), before, "the other clone is as it was");
+        assert!(
+            !ev.iter()
+                .any(|e| matches!(e, Event::Built { side: Side::Pr, .. })),
+            "{ev:#?}"
+        );
+        // The base side was built in its own worktree; the user's metadata is still there.
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                Event::Built {
+                    side: Side::Base,
+                    ..
+                }
+            )),
+            "{ev:#?}"
+        );
+        assert_eq!(
+            std::fs::read(&meta).unwrap(),
+            index,
+            "the user's worktree was pruned"
+        );
+        backend.shutdown();
+
+        // A source inside another repository: refused at the scenario's line (by the preflight,
+        // before the build starts).
+        let inner = src.join("staging");
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::write(inner.join("go.mod"), "module k8s.io/kubernetes\n").unwrap();
+        let text = kindred::scenario::DEFAULT
+            .replace("~/go/src/k8s.io/kubernetes", inner.to_str().unwrap())
+            .replace("pr/132456", "fix");
+        let file = tmp.path().join("k.yaml");
+        let mut inside = Scenario::parse(&text, file.to_str().unwrap()).unwrap();
+        inside.base = sc.base.clone();
+        inside.pr.name = format!("in{pid}");
+        inside.pr.image = format!("kindred-own-in{pid}:test");
+        let (mut backend, mut rx) = attached(inside, kind).await;
+        backend.send(Command::Build {
+            sides: kindred::model::Sides::Pr,
+            recreate: false,
+        });
+        let (_, err) = until_finished(&mut rx, Job::Build).await;
+        let err = err.expect("refused");
+        let line = text.lines().position(|l| l.starts_with("pr:")).unwrap() + 1;
+        let line = line
+            + text
+                .lines()
+                .skip(line)
+                .position(|l| l.trim_start().starts_with("source:"))
+                .unwrap()
+            + 1;
+        assert!(
+            err.contains(&format!("{}:{line}: pr.source: ", file.display())),
+            "{err}"
+        );
+        assert!(err.contains("not its top level"), "{err}");
+        backend.shutdown();
+    });
+}

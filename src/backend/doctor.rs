@@ -204,10 +204,13 @@ async fn sources(sc: &Scenario, kind: Option<(u32, u32, u32)>, depth: Depth) -> 
         let spec = sc.side(side);
         let who = format!("{} ({})", spec.name, side.label());
         let source = sc.resolve(&spec.source);
-        if let Err(e) = git::check_source(&source) {
+        if let Err(e) = git::check_source(&source).await {
             out.push(Check::fail(
                 "source",
-                format!("{who}: {e:#}"),
+                format!(
+                    "{who}: {}",
+                    sc.side_field_error(side, "source", format!("{e:#}"))
+                ),
                 "git clone https://github.com/kubernetes/kubernetes and set `source`",
             ));
             continue;
@@ -434,5 +437,53 @@ mod tests {
         assert_eq!(v(None, (0, 30, 0)).status, Status::Warn);
         let old = version_check("base", Some((1, 15)), Some((0, 26, 0)), ProxyMode::Iptables);
         assert_eq!(old.status, Status::Ok);
+    }
+
+    #[tokio::test]
+    async fn a_source_inside_another_repository_fails_at_its_line() {
+        let t = tempfile::tempdir().unwrap();
+        let outer = t.path().join("home");
+        std::fs::create_dir_all(outer.join("src/kubernetes")).unwrap();
+        let git = |args: &[&str]| {
+            let o = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&outer)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{o:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::write(outer.join("secrets.env"), "TOKEN=x\n").unwrap();
+        git(&["add", "."]);
+        git(&["commit", "-qm", "dotfiles"]);
+        let inner = outer.join("src/kubernetes");
+        std::fs::write(inner.join("go.mod"), "module k8s.io/kubernetes\n").unwrap();
+        let text =
+            crate::scenario::DEFAULT.replace("~/go/src/k8s.io/kubernetes", inner.to_str().unwrap());
+        let file = t.path().join("k.yaml");
+        let sc = Scenario::parse(&text, file.to_str().unwrap()).unwrap();
+        let checks = sources(&sc, None, Depth::Quick).await;
+        let failed: Vec<&Check> = checks
+            .iter()
+            .filter(|c| c.name == "source" && c.status == Status::Fail)
+            .collect();
+        assert_eq!(failed.len(), 2, "{checks:#?}");
+        for (c, key) in failed.iter().zip(["base", "pr"]) {
+            // The line where that side's `source:` is written.
+            let mut in_side = false;
+            let line = text
+                .lines()
+                .position(|l| {
+                    in_side |= l.starts_with(&format!("{key}:"));
+                    in_side && l.trim_start().starts_with("source:")
+                })
+                .unwrap()
+                + 1;
+            let at = format!("{}:{line}: {key}.source: ", file.display());
+            assert!(c.message.contains(&at), "{at} in {}", c.message);
+            assert!(c.message.contains("not its top level"), "{}", c.message);
+        }
     }
 }

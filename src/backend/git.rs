@@ -56,8 +56,10 @@ async fn git_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Stri
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Check that `source` is a Kubernetes checkout (what `kind build node-image` needs).
-pub fn check_source(source: &Path) -> Result<()> {
+/// Check that `source` is a Kubernetes checkout (what `kind build node-image` needs) and the top
+/// level of its git repository: a directory inside another repository would have kindred
+/// snapshot, fetch into and add worktrees to that other repository.
+pub async fn check_source(source: &Path) -> Result<()> {
     let gomod = source.join("go.mod");
     let text = std::fs::read_to_string(&gomod).map_err(|_| {
         anyhow!(
@@ -68,6 +70,23 @@ pub fn check_source(source: &Path) -> Result<()> {
     if !text.lines().any(|l| l.trim() == "module k8s.io/kubernetes") {
         bail!(
             "{}: go.mod is not `module k8s.io/kubernetes`: not a Kubernetes checkout",
+            source.display()
+        );
+    }
+    let top = git(source, &["rev-parse", "--show-toplevel"])
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "{}: not a git checkout: `source` must be a clone of Kubernetes (git clone https://github.com/kubernetes/kubernetes)",
+                source.display()
+            )
+        })?;
+    let real = source
+        .canonicalize()
+        .with_context(|| format!("{}: cannot resolve", source.display()))?;
+    if Path::new(&top) != real {
+        bail!(
+            "{}: inside the git repository {top}, not its top level: `source` must be the top directory of a Kubernetes clone (kindred would snapshot and fetch into {top})",
             source.display()
         );
     }
@@ -84,9 +103,7 @@ pub async fn resolve(source: &Path, git_ref: &str) -> Result<String> {
         if n.is_empty() || !n.bytes().all(|c| c.is_ascii_digit()) {
             bail!("{git_ref}: expected pr/NUMBER");
         }
-        let spec = format!("pull/{n}/head");
-        git(source, &["fetch", "--quiet", "origin", &spec]).await?;
-        return git(source, &["rev-parse", "--verify", "FETCH_HEAD^{commit}"]).await;
+        return fetch_pr(source, n).await;
     }
     if git_ref.starts_with('-') {
         bail!("{git_ref}: not a git ref");
@@ -106,6 +123,32 @@ pub async fn resolve(source: &Path, git_ref: &str) -> Result<String> {
                 })
         }
     }
+}
+
+/// The commit of PR `n` at `origin`, fetched into a ref of this call's own
+/// (`refs/kindred/fetch/PID-N`, deleted once read) and never through `FETCH_HEAD`: two fetches at
+/// once (both sides, a doctor beside a build, the user's own `git fetch`) each get their own
+/// commit.
+async fn fetch_pr(source: &Path, n: &str) -> Result<String> {
+    static FETCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = FETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let private = format!("refs/kindred/fetch/{}-{seq}", std::process::id());
+    let spec = format!("+refs/pull/{n}/head:{private}");
+    let fetch = ["fetch", "--quiet", "--no-write-fetch-head", "origin", &spec];
+    let fetched = git(source, &fetch).await;
+    let sha = match fetched {
+        Ok(_) => {
+            git(
+                source,
+                &["rev-parse", "--verify", &format!("{private}^{{commit}}")],
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    // Gone whatever happened (a fetch that failed midway may have written it).
+    let _ = run(source, &["update-ref", "-d", &private]).await;
+    sha
 }
 
 /// The remote's default branch, e.g. `origin/master` (from `origin/HEAD`, else the first of
@@ -249,32 +292,223 @@ pub async fn describe(source: &Path, sha: &str) -> Result<Option<KubeVersion>> {
     Ok(kube_version(&String::from_utf8_lossy(&out.stdout), sha))
 }
 
-/// A detached worktree of `source` at `sha` in `dir`. A worktree already there is moved to
-/// `sha` in place (only the files that differ are rewritten, so the Kubernetes build's caches
-/// stay warm); its untracked files go, ignored ones (build output) stay.
+/// The file in a worktree's administrative directory (`.git/worktrees/ID/`) that says kindred
+/// made that worktree; it holds the worktree's path.
+const MARKER: &str = "kindred-worktree";
+
+/// What is at a worktree path, found without running anything there.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// Nothing, or an empty directory: kindred makes its worktree there.
+    Nothing,
+    /// kindred's own worktree, of the repository whose git directory is `common`.
+    Ours { common: PathBuf },
+}
+
+/// The refusal to work in `dir`: what it is, and the fix.
+fn not_ours(dir: &Path, what: &str) -> anyhow::Error {
+    anyhow!(
+        "{}: {what}, not a worktree kindred made: kindred works only in its own and leaves this as it is; move it away or remove it, and kindred makes its own there",
+        dir.display()
+    )
+}
+
+/// Whether `dir` is a worktree kindred made: a real directory (not a symlink) whose `.git` file
+/// leads to an administrative directory holding kindred's marker with this very path.
+fn inspect(dir: &Path) -> Result<Found> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Nothing),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", dir.display())),
+        Ok(m) => m,
+    };
+    if meta.file_type().is_symlink() {
+        let to = std::fs::read_link(dir).unwrap_or_default();
+        return Err(not_ours(dir, &format!("a symlink (to {})", to.display())));
+    }
+    if !meta.is_dir() {
+        return Err(not_ours(dir, "not a directory"));
+    }
+    let mut entries =
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
+    if entries.next().is_none() {
+        return Ok(Found::Nothing);
+    }
+    let dotgit = dir.join(".git");
+    let pointer = match std::fs::symlink_metadata(&dotgit) {
+        Ok(m) if m.is_file() => std::fs::read_to_string(&dotgit).unwrap_or_default(),
+        Ok(m) if m.is_dir() => return Err(not_ours(dir, "a git clone of its own")),
+        _ => return Err(not_ours(dir, "not a git worktree")),
+    };
+    let Some(admin) = pointer.trim_end().strip_prefix("gitdir: ") else {
+        return Err(not_ours(dir, "its .git names no git directory"));
+    };
+    let admin = dir.join(admin);
+    let real = dir
+        .canonicalize()
+        .with_context(|| format!("{}: cannot resolve", dir.display()))?;
+    let marked = std::fs::read_to_string(admin.join(MARKER))
+        .is_ok_and(|m| Path::new(m.trim_end_matches('\n')) == real);
+    if !marked {
+        return Err(not_ours(
+            dir,
+            "a git worktree without kindred's mark (or whose repository is gone; one an older kindred made has none either: `git worktree remove --force` it)",
+        ));
+    }
+    let common = std::fs::read_to_string(admin.join("commondir"))
+        .ok()
+        .and_then(|c| admin.join(c.trim_end()).canonicalize().ok())
+        .ok_or_else(|| not_ours(dir, "a worktree whose repository cannot be found"))?;
+    Ok(Found::Ours { common })
+}
+
+/// The git directory all of `source`'s worktrees share, resolved.
+async fn common_dir(source: &Path) -> Result<PathBuf> {
+    let c = git(
+        source,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )
+    .await?;
+    std::fs::canonicalize(&c).with_context(|| format!("{c}: cannot resolve"))
+}
+
+/// A detached worktree of `source` at `sha` in `dir`, a worktree kindred made there itself (see
+/// [`inspect`]): anything else at `dir` (a symlink, a clone, someone's worktree) is refused and
+/// left as it is. kindred's worktree is moved to `sha` in place (only the files that differ are
+/// rewritten, so the Kubernetes build's caches stay warm); its untracked files go, ignored ones
+/// (build output) stay. One of another repository (`source` changed) is removed there by its
+/// path and made again. No other worktree of any repository is touched (nothing is pruned).
 pub async fn worktree(source: &Path, sha: &str, dir: &Path) -> Result<PathBuf> {
     let d = dir
         .to_str()
         .ok_or_else(|| anyhow!("worktree path is not UTF-8: {}", dir.display()))?;
-    if dir.join(".git").exists() {
-        match git(dir, &["rev-parse", "HEAD"]).await {
-            Ok(head) if head == sha => return Ok(dir.to_path_buf()),
-            Ok(_) => {
-                git(dir, &["checkout", "--quiet", "--force", "--detach", sha]).await?;
-                git(dir, &["clean", "--quiet", "-fd"]).await?;
-                return Ok(dir.to_path_buf());
+    let mine = common_dir(source).await?;
+    match inspect(dir)? {
+        Found::Ours { common } if common == mine => {
+            match git(dir, &["rev-parse", "HEAD"]).await {
+                Ok(head) if head == sha => {}
+                _ => {
+                    git(dir, &["checkout", "--quiet", "--force", "--detach", sha]).await?;
+                    git(dir, &["clean", "--quiet", "-fd"]).await?;
+                }
             }
-            Err(_) => {
-                git(source, &["worktree", "remove", "--force", d]).await?;
+            return Ok(dir.to_path_buf());
+        }
+        Found::Ours { common } => {
+            git(&common, &["worktree", "remove", "--force", d])
+                .await
+                .with_context(|| {
+                    format!(
+                        "{d} is kindred's worktree of another repository ({}): removing it there",
+                        common.display()
+                    )
+                })?;
+        }
+        Found::Nothing => {}
+    }
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{}: cannot create", parent.display()))?;
+    }
+    // `--force`: this path may still be registered from a worktree deleted by hand. Marked
+    // before the (long) checkout, so an interrupted one is still recognized as kindred's.
+    let add = [
+        "worktree",
+        "add",
+        "--detach",
+        "--no-checkout",
+        "--force",
+        d,
+        sha,
+    ];
+    git(source, &add).await?;
+    let admin = git(dir, &["rev-parse", "--path-format=absolute", "--git-dir"]).await?;
+    let real = dir
+        .canonicalize()
+        .with_context(|| format!("{d}: cannot resolve"))?;
+    let marker = Path::new(&admin).join(MARKER);
+    std::fs::write(&marker, format!("{}\n", real.display()))
+        .with_context(|| format!("{}: cannot write", marker.display()))?;
+    git(dir, &["reset", "--quiet", "--hard", sha]).await?;
+    Ok(dir.to_path_buf())
+}
+
+/// The commit checked out in `dir`.
+pub async fn head(dir: &Path) -> Result<String> {
+    git(dir, &["rev-parse", "--verify", "HEAD^{commit}"]).await
+}
+
+/// An exclusive lock on one worktree, held while this lives: one kindred process at a time
+/// checks out and builds there. The lock file (beside the worktree) names its holder.
+#[derive(Debug)]
+pub struct WorktreeLock {
+    file: std::fs::File,
+}
+
+impl Drop for WorktreeLock {
+    /// The holder's name goes before the lock does (with the file).
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// Lock `dir` for `what` (e.g. "building pr from fix"). When another process holds it, `say`
+/// is told who, once, and this waits (cancelled by dropping it) until that one is done.
+pub async fn lock_worktree(
+    dir: &Path,
+    what: &str,
+    say: impl FnOnce(String),
+) -> Result<WorktreeLock> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = dir
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: no worktree name", dir.display()))?;
+    let path = dir.with_file_name(format!("{}.lock", name.to_string_lossy()));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{}: cannot create", parent.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut say = Some(say);
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if let Some(say) = say.take() {
+                    let mut held = String::new();
+                    let _ = (&file).take(200).read_to_string(&mut held);
+                    let held: String = held.trim().chars().filter(|c| !c.is_control()).collect();
+                    let who = if held.is_empty() {
+                        "another process".to_string()
+                    } else {
+                        held
+                    };
+                    say(format!(
+                        "{} is in use by {who}: waiting until it is done (lock {})",
+                        dir.display(),
+                        path.display()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("{}: cannot lock", path.display()));
             }
         }
     }
-    if let Some(parent) = dir.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    git(source, &["worktree", "prune"]).await?;
-    git(source, &["worktree", "add", "--detach", "--force", d, sha]).await?;
-    Ok(dir.to_path_buf())
+    file.set_len(0)
+        .and_then(|()| {
+            (&file).write_all(format!("kindred pid {}, {what}\n", std::process::id()).as_bytes())
+        })
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(WorktreeLock { file })
 }
 
 /// A commit holding the working tree of a checkout exactly as it is (staged, unstaged and
@@ -300,6 +534,16 @@ impl Snapshot {
     }
 }
 
+/// `from` copied to `to` with `from`'s modification time.
+fn copy_index(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::copy(from, to)?;
+    let mtime = std::fs::metadata(from)?.modified()?;
+    std::fs::File::options()
+        .write(true)
+        .open(to)?
+        .set_modified(mtime)
+}
+
 /// Snapshot the working tree of `source` into a commit without touching it: the files go
 /// through a private copy of the index (`GIT_INDEX_FILE`), so HEAD, the index, the stash list
 /// and the files stay as they are. The commit's author, committer and dates are HEAD's
@@ -316,8 +560,11 @@ pub async fn snapshot(source: &Path, scratch: &Path) -> Result<Snapshot> {
         &["rev-parse", "--path-format=absolute", "--git-path", "index"],
     )
     .await?;
-    // A copy of the real index keeps its stat data: only files changed since are hashed.
-    if std::fs::copy(&real, index.path()).is_err() {
+    // A copy of the real index keeps its stat data: only files changed since are hashed. It
+    // keeps the index's mtime too: git re-reads an entry whose file is not older than the index
+    // (racily clean), and a copy dated now would hide an edit of the same size made in the
+    // second the index was written.
+    if copy_index(Path::new(&real), index.path()).is_err() {
         std::fs::remove_file(index.path()).ok();
     }
     let idx = index
@@ -379,7 +626,7 @@ pub async fn snapshot(source: &Path, scratch: &Path) -> Result<Snapshot> {
 mod tests {
     use super::*;
 
-    fn sh(dir: &Path, args: &[&str]) -> String {
+    pub(super) fn sh(dir: &Path, args: &[&str]) -> String {
         let o = std::process::Command::new("git")
             .arg("-C")
             .arg(dir)
@@ -433,8 +680,8 @@ mod tests {
             .output()
             .unwrap();
         assert!(o.status.success());
-        check_source(&src).unwrap();
-        assert!(check_source(t.path()).is_err());
+        check_source(&src).await.unwrap();
+        assert!(check_source(t.path()).await.is_err());
         std::fs::write(src.join("local-edit.txt"), "uncommitted\n").unwrap();
 
         assert_eq!(resolve(&src, "master").await.unwrap(), base);
@@ -547,7 +794,7 @@ mod tests {
     }
 
     /// Every file under `dir` but `.git`, with its bytes.
-    fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    pub(super) fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         let mut out = Vec::new();
         let mut todo = vec![dir.to_path_buf()];
         while let Some(d) = todo.pop() {
@@ -651,5 +898,352 @@ mod tests {
         assert_ne!(edited.commit, snap.commit);
         // `worktree` resolves to HEAD (what doctor and merge-base use).
         assert_eq!(resolve(&src, "worktree").await.unwrap(), head);
+    }
+}
+
+#[cfg(test)]
+mod ownership_tests {
+    //! Issue 22: kindred touches only what is its own, and builds the commit it names.
+    use super::*;
+
+    fn sh(dir: &Path, args: &[&str]) -> String {
+        super::tests::sh(dir, args)
+    }
+
+    /// A repository in `dir` that passes for Kubernetes, with one commit; that commit.
+    fn repo(dir: &Path, owner: &str) -> String {
+        std::fs::create_dir_all(dir).unwrap();
+        sh(dir, &["init", "-q", "-b", "master"]);
+        std::fs::write(dir.join("go.mod"), "module k8s.io/kubernetes\n").unwrap();
+        std::fs::write(dir.join("OWNER"), owner).unwrap();
+        sh(dir, &["add", "."]);
+        sh(dir, &["commit", "-q", "-m", owner]);
+        sh(dir, &["rev-parse", "HEAD"])
+    }
+
+    /// Wait for the start of a new second, so the next few steps share one.
+    fn new_second() {
+        let sub = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_millis()
+        };
+        let start = sub();
+        while sub() >= start {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        while sub() > 30 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_same_size_edit_in_the_second_of_the_index_write_is_in_the_snapshot() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("k");
+        repo(&src, "v0");
+        let scratch = t.path().join("scratch");
+        for round in 0..3 {
+            // Staged, then edited to the same size within the second the index was written
+            // (an editor's git integration refreshes the index all the time).
+            new_second();
+            std::fs::write(src.join("proxier.go"), format!("v1 {round}\n")).unwrap();
+            sh(&src, &["add", "proxier.go"]);
+            std::fs::write(src.join("proxier.go"), format!("v3 {round}\n")).unwrap();
+            // The snapshot is taken in a later second.
+            std::thread::sleep(Duration::from_millis(1100));
+            let snap = snapshot(&src, &scratch).await.unwrap();
+            let spec = format!("{}:proxier.go", snap.commit);
+            assert_eq!(
+                sh(&src, &["show", &spec]),
+                format!("v3 {round}"),
+                "round {round}"
+            );
+        }
+    }
+
+    /// What a checkout holds: HEAD, branch, status and every file with its bytes.
+    fn state(dir: &Path) -> (String, String, String, Vec<(PathBuf, Vec<u8>)>) {
+        (
+            sh(dir, &["rev-parse", "HEAD"]),
+            sh(dir, &["rev-parse", "--abbrev-ref", "HEAD"]),
+            sh(dir, &["status", "--porcelain", "--untracked-files=all"]),
+            super::tests::files(dir),
+        )
+    }
+
+    #[tokio::test]
+    async fn only_kindreds_own_worktree_is_touched() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("k");
+        let first = repo(&src, "source");
+        std::fs::write(src.join("OWNER"), "second").unwrap();
+        sh(&src, &["commit", "-q", "-am", "second"]);
+        // The user's other clone, mid-change: an edit and an untracked file.
+        let other = t.path().join("other");
+        let o = std::process::Command::new("git")
+            .args(["clone", "-q"])
+            .arg(&src)
+            .arg(&other)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        std::fs::write(other.join("OWNER"), "uncommitted edit").unwrap();
+        std::fs::write(other.join("notes.txt"), "untracked").unwrap();
+        let before = state(&other);
+        let wts = t.path().join("state/worktrees");
+        std::fs::create_dir_all(&wts).unwrap();
+
+        // A symlink to it where kindred's worktree would be: refused, the clone untouched.
+        let link = wts.join("pr");
+        std::os::unix::fs::symlink(&other, &link).unwrap();
+        let e = worktree(&src, &first, &link).await.unwrap_err().to_string();
+        assert!(
+            e.contains(&link.display().to_string()) && e.contains("symlink"),
+            "{e}"
+        );
+        assert!(e.contains("move it away or remove it"), "{e}");
+        assert_eq!(state(&other), before);
+        // A clone there (a real directory): refused too.
+        let clone = wts.join("clone");
+        repo(&clone, "clone");
+        std::fs::write(clone.join("scratch.txt"), "mine").unwrap();
+        let cloned = state(&clone);
+        let e = worktree(&src, &first, &clone)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a git clone of its own"), "{e}");
+        assert_eq!(state(&clone), cloned);
+        // The user's own worktree of the source there: refused, its HEAD and files kept.
+        let theirs = wts.join("theirs");
+        sh(
+            &src,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "--detach",
+                theirs.to_str().unwrap(),
+                &first,
+            ],
+        );
+        std::fs::write(theirs.join("wip.txt"), "wip").unwrap();
+        let kept = state(&theirs);
+        let e = worktree(&src, "HEAD", &theirs)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without kindred's mark"), "{e}");
+        assert_eq!(state(&theirs), kept);
+        // kindred's own: made, then moved in place.
+        let mine = wts.join("base");
+        worktree(&src, &first, &mine).await.unwrap();
+        assert_eq!(head(&mine).await.unwrap(), first);
+        std::fs::write(mine.join("leftover.txt"), "x").unwrap();
+        let second = sh(&src, &["rev-parse", "HEAD"]);
+        worktree(&src, &second, &mine).await.unwrap();
+        assert_eq!(head(&mine).await.unwrap(), second);
+        assert!(!mine.join("leftover.txt").exists());
+        assert_eq!(
+            std::fs::read_to_string(mine.join("OWNER")).unwrap(),
+            "second"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_users_worktree_metadata_survives_a_build() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("k");
+        let sha = repo(&src, "source");
+        // A worktree of the user's on a disk that is not mounted now: its directory is gone,
+        // its metadata (index, staged work) is in the checkout's .git.
+        let away = t.path().join("usb/feature");
+        sh(
+            &src,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                "feature",
+                away.to_str().unwrap(),
+            ],
+        );
+        std::fs::write(away.join("staged.go"), "staged\n").unwrap();
+        sh(&away, &["add", "staged.go"]);
+        let admin = src.join(".git/worktrees/feature");
+        let index = std::fs::read(admin.join("index")).unwrap();
+        std::fs::remove_dir_all(t.path().join("usb")).unwrap();
+
+        let mine = t.path().join("state/worktrees/pr");
+        worktree(&src, &sha, &mine).await.unwrap();
+        // Deleted by hand, then made again (its stale registration is kindred's own path).
+        std::fs::remove_dir_all(&mine).unwrap();
+        worktree(&src, &sha, &mine).await.unwrap();
+        assert_eq!(std::fs::read(admin.join("index")).unwrap(), index, "pruned");
+        assert!(sh(&src, &["worktree", "list"]).contains("usb/feature"));
+    }
+
+    #[tokio::test]
+    async fn a_changed_source_makes_kindreds_worktree_again() {
+        let t = tempfile::tempdir().unwrap();
+        let a = t.path().join("a");
+        let b = t.path().join("b");
+        let in_a = repo(&a, "a");
+        let in_b = repo(&b, "b");
+        let mine = t.path().join("state/worktrees/pr");
+        worktree(&a, &in_a, &mine).await.unwrap();
+        worktree(&b, &in_b, &mine).await.unwrap();
+        assert_eq!(head(&mine).await.unwrap(), in_b);
+        assert_eq!(std::fs::read_to_string(mine.join("OWNER")).unwrap(), "b");
+        let name = mine.display().to_string();
+        assert!(
+            !sh(&a, &["worktree", "list"]).contains(&name),
+            "removed from a"
+        );
+        assert!(sh(&b, &["worktree", "list"]).contains(&name));
+        // And back.
+        worktree(&a, &in_a, &mine).await.unwrap();
+        assert_eq!(head(&mine).await.unwrap(), in_a);
+    }
+
+    #[tokio::test]
+    async fn a_source_inside_another_repository_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let outer = t.path().join("home");
+        repo(&outer, "dotfiles");
+        let inner = outer.join("src/kubernetes");
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::write(inner.join("go.mod"), "module k8s.io/kubernetes\n").unwrap();
+        let e = check_source(&inner).await.unwrap_err().to_string();
+        assert!(
+            e.contains("inside the git repository") && e.contains("not its top level"),
+            "{e}"
+        );
+        // Not in any repository.
+        let loose = t.path().join("loose");
+        std::fs::create_dir_all(&loose).unwrap();
+        std::fs::write(loose.join("go.mod"), "module k8s.io/kubernetes\n").unwrap();
+        let e = check_source(&loose).await.unwrap_err().to_string();
+        assert!(e.contains("not a git checkout"), "{e}");
+        // A clone's top level, also through a symlink.
+        let k = t.path().join("k");
+        repo(&k, "k");
+        check_source(&k).await.unwrap();
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&k, &link).unwrap();
+        check_source(&link).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn parallel_pr_fetches_each_get_their_own_commit() {
+        let t = tempfile::tempdir().unwrap();
+        let origin = t.path().join("origin");
+        repo(&origin, "origin");
+        let mut prs = Vec::new();
+        for n in 1..=3 {
+            sh(
+                &origin,
+                &["checkout", "-q", "-b", &format!("pr{n}"), "master"],
+            );
+            std::fs::write(origin.join("fix.go"), format!("fix {n}\n")).unwrap();
+            sh(&origin, &["add", "."]);
+            sh(&origin, &["commit", "-q", "-m", &format!("pr {n}")]);
+            let sha = sh(&origin, &["rev-parse", "HEAD"]);
+            sh(
+                &origin,
+                &["update-ref", &format!("refs/pull/{n}/head"), &sha],
+            );
+            prs.push(sha);
+        }
+        let src = t.path().join("k");
+        let o = std::process::Command::new("git")
+            .args(["clone", "-q"])
+            .arg(&origin)
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let before = std::fs::read(src.join(".git/FETCH_HEAD")).ok();
+        for round in 0..15 {
+            // Three PRs at once, one of them twice (a merge-base side resolves the PR side's).
+            let (one, two, three, again) = tokio::join!(
+                resolve(&src, "pr/1"),
+                resolve(&src, "pr/2"),
+                resolve(&src, "pr/3"),
+                resolve(&src, "pr/2"),
+            );
+            let got = [one.unwrap(), two.unwrap(), three.unwrap(), again.unwrap()];
+            assert_eq!(
+                got,
+                [&prs[0], &prs[1], &prs[2], &prs[1]].map(String::clone),
+                "round {round}"
+            );
+        }
+        // The user's FETCH_HEAD is not written, and no private ref is left behind.
+        assert_eq!(std::fs::read(src.join(".git/FETCH_HEAD")).ok(), before);
+        assert_eq!(sh(&src, &["for-each-ref", "refs/kindred"]), "");
+    }
+
+    #[tokio::test]
+    async fn two_processes_on_one_worktree_take_turns() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("worktrees/pr");
+        // Held by this process: the second taker is told who holds it and waits.
+        let held = lock_worktree(&dir, "building pr at abc", |_| {})
+            .await
+            .unwrap();
+        let told = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let t2 = told.clone();
+        let d2 = dir.clone();
+        let second = tokio::spawn(async move {
+            lock_worktree(&d2, "building pr at def", move |m| *t2.lock().unwrap() = m).await
+        });
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(!second.is_finished(), "waits while the first holds it");
+        let msg = told.lock().unwrap().clone();
+        let me = format!("kindred pid {}, building pr at abc", std::process::id());
+        assert!(msg.contains(&me) && msg.contains("waiting"), "{msg}");
+        drop(held);
+        let _second = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("taken once released")
+            .unwrap()
+            .unwrap();
+        let lock_file = t.path().join("worktrees/pr.lock");
+        assert!(
+            std::fs::read_to_string(&lock_file)
+                .unwrap()
+                .contains("building pr at def")
+        );
+
+        // Another process holding it (flock(1), the lock std's File::lock takes): waited for.
+        drop(_second);
+        let mut child = std::process::Command::new("flock")
+            .arg(&lock_file)
+            .args(["sh", "-c", "sleep 1; touch \"$0\""])
+            .arg(t.path().join("flock-done"))
+            .spawn()
+            .unwrap();
+        // Until flock(1) holds it.
+        let probe = std::fs::File::open(&lock_file).unwrap();
+        while probe.try_lock().is_ok() {
+            probe.unlock().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let s2 = said.clone();
+        let _third = lock_worktree(&dir, "third", move |m| *s2.lock().unwrap() = m)
+            .await
+            .unwrap();
+        // Taken only once flock(1) let go, having said it waited.
+        assert!(
+            child.try_wait().unwrap().is_some(),
+            "taken while flock(1) held it"
+        );
+        let said = said.lock().unwrap().clone();
+        assert!(said.contains("in use by another process"), "{said}");
     }
 }

@@ -43,6 +43,9 @@ pub struct Scenario {
     /// Where the file was read from (not in the file).
     #[serde(skip)]
     pub path: Option<PathBuf>,
+    /// The file's text, for errors found after parsing (see [`Scenario::field_error`]).
+    #[serde(skip)]
+    text: Option<std::sync::Arc<str>>,
 }
 
 fn builtin() -> String {
@@ -468,7 +471,23 @@ impl Scenario {
             ));
         }
         s.path = Some(PathBuf::from(file));
+        s.text = Some(text.into());
         Ok(s)
+    }
+
+    /// An error about a field found after parsing (a `source` that is not a checkout's top
+    /// level), at the line where the file writes it: `kindred.yaml:7: pr.source: reason`.
+    pub fn field_error(&self, path: &[&str], reason: impl Into<String>) -> ScenarioError {
+        let text = self.text.as_deref().unwrap_or("");
+        ScenarioError {
+            file: self
+                .path
+                .as_ref()
+                .map_or_else(|| "<scenario>".into(), |p| p.display().to_string()),
+            line: line_of(text, path),
+            field: format!("{}: ", path.join(".")),
+            reason: reason.into(),
+        }
     }
 
     /// Read `path`.
@@ -481,6 +500,20 @@ impl Scenario {
     /// The built-in default.
     pub fn builtin() -> Scenario {
         Scenario::parse(DEFAULT, "<built-in scenario>").expect("the built-in scenario is valid")
+    }
+
+    /// [`Scenario::field_error`] for a field of one side (`pr.source`).
+    pub fn side_field_error(
+        &self,
+        side: Side,
+        field: &str,
+        reason: impl Into<String>,
+    ) -> ScenarioError {
+        let key = match side {
+            Side::Base => "base",
+            Side::Pr => "pr",
+        };
+        self.field_error(&[key, field], reason)
     }
 
     pub fn side(&self, s: Side) -> &SideSpec {

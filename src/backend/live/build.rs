@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::Ctx;
 use crate::backend::docker::commit_tag;
@@ -20,14 +20,17 @@ fn worktree_dir(side: &str) -> PathBuf {
     crate::backend::state_dir().join("worktrees").join(side)
 }
 
-/// What a side is built from.
+/// What a side is built from: its ref resolved once, and everything after (the image lookup,
+/// the checkout, the version file, the tag) uses that commit.
 pub(super) struct Source {
     pub commit: String,
     /// "HEAD abc123 + 3 changed files" for a `worktree` side.
     pub snapshot: Option<String>,
     pub version: Option<KubeVersion>,
-    /// The side's worktree, checked out at `commit`.
+    /// The side's worktree, checked out at `commit` once [`checkout`] ran.
     pub dir: PathBuf,
+    /// Held from the checkout until this is dropped: no other kindred moves the worktree.
+    lock: Option<git::WorktreeLock>,
 }
 
 /// The commit a side's ref names; `merge-base` is where the other side's PR branched from the
@@ -55,8 +58,10 @@ async fn resolve_ref(ctx: &Ctx, side: Side, source: &Path) -> Result<(String, Op
         say(format!("{} is {}", spec.git_ref, &sha[..12]));
         return Ok((sha, None));
     }
-    let other = &ctx.sc.side(side.other()).git_ref;
-    let other_source = ctx.sc.resolve(&ctx.sc.side(side.other()).source);
+    let other_side = side.other();
+    let other = &ctx.sc.side(other_side).git_ref;
+    let other_source = ctx.sc.resolve(&ctx.sc.side(other_side).source);
+    check_source(ctx, other_side, &other_source).await?;
     let pr = git::resolve(&other_source, other).await?;
     let (sha, branch) = git::merge_base(source, &pr).await?;
     say(format!(
@@ -66,11 +71,20 @@ async fn resolve_ref(ctx: &Ctx, side: Side, source: &Path) -> Result<(String, Op
     Ok((sha, None))
 }
 
-/// A side's source: resolved, described, and (when `checkout`) in its worktree.
-pub(super) async fn source(ctx: &Ctx, side: Side, checkout: bool) -> Result<Source> {
+/// A side's `source` checked, its errors at the scenario's line (`kindred.yaml:7: pr.source:`).
+async fn check_source(ctx: &Ctx, side: Side, src: &Path) -> Result<()> {
+    git::check_source(src).await.map_err(|e| {
+        ctx.sc
+            .side_field_error(side, "source", format!("{e:#}"))
+            .into()
+    })
+}
+
+/// A side's source: resolved (once) and described; with `checkout`, in its worktree too.
+pub(super) async fn source(ctx: &Ctx, side: Side, checkout_now: bool) -> Result<Source> {
     let spec = ctx.sc.side(side);
     let src = ctx.sc.resolve(&spec.source);
-    git::check_source(&src)?;
+    check_source(ctx, side, &src).await?;
     let (commit, snapshot) = resolve_ref(ctx, side, &src).await?;
     let version = git::describe(&src, &commit).await?;
     ctx.known.lock().unwrap().kube[side] = version.as_ref().map(|v| (v.major, v.minor));
@@ -81,17 +95,53 @@ pub(super) async fn source(ctx: &Ctx, side: Side, checkout: bool) -> Result<Sour
             "no v* tag reaches this commit (git fetch --tags): the build's version is a guess",
         );
     }
-    let dir = worktree_dir(&spec.name);
-    if checkout {
-        git::worktree(&src, &commit, &dir).await?;
-        ctx.out(side, Phase::Build, format!("worktree {}", dir.display()));
-    }
-    Ok(Source {
+    let mut source = Source {
         commit,
         snapshot,
         version,
-        dir,
-    })
+        dir: worktree_dir(&spec.name),
+        lock: None,
+    };
+    if checkout_now {
+        checkout(ctx, side, &mut source).await?;
+    }
+    Ok(source)
+}
+
+/// Check `src.commit` out in the side's worktree, under the worktree's lock (kept in `src`),
+/// and make sure that is what the worktree holds.
+pub(super) async fn checkout(ctx: &Ctx, side: Side, src: &mut Source) -> Result<()> {
+    let spec = ctx.sc.side(side);
+    let what = format!(
+        "building {} ({}) at {}",
+        spec.name,
+        spec.git_ref,
+        &src.commit[..12]
+    );
+    let say = |m: String| ctx.out(side, Phase::Build, m);
+    src.lock = Some(git::lock_worktree(&src.dir, &what, say).await?);
+    git::worktree(&ctx.sc.resolve(&spec.source), &src.commit, &src.dir).await?;
+    same_commit(src, "checkout").await?;
+    ctx.out(
+        side,
+        Phase::Build,
+        format!("worktree {}", src.dir.display()),
+    );
+    Ok(())
+}
+
+/// The side's worktree still holds `src.commit` (`when`: after what).
+async fn same_commit(src: &Source, when: &str) -> Result<()> {
+    let head = git::head(&src.dir).await?;
+    if head != src.commit {
+        bail!(
+            "{}: HEAD is {} after the {when}, not {}, the commit resolved: nothing is tagged with it",
+            src.dir.display(),
+            &head[..head.len().min(12)],
+            &src.commit[..12]
+        );
+    }
+    Ok(())
 }
 
 /// Build a side's node image (skipped when an image for the exact source exists).
@@ -113,7 +163,7 @@ pub(super) async fn build(ctx: &Ctx, side: Side) -> Result<()> {
             ctx.emit(built);
             return Ok(Some(format!("image {by_commit} exists")));
         }
-        src = source(ctx, side, true).await?;
+        checkout(ctx, side, &mut src).await?;
         let env = version_env(&src.dir, src.version.as_ref(), src.snapshot.is_some())?;
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let on_line = |l: &str| {
@@ -138,6 +188,7 @@ pub(super) async fn build(ctx: &Ctx, side: Side) -> Result<()> {
             .await?;
         let kind = crate::backend::timings::NODE_IMAGE;
         crate::backend::timings::record(&timings, kind, started.elapsed());
+        same_commit(&src, "build").await?;
         docker.tag(&spec.image, &by_commit).await?;
         ctx.emit(built);
         Ok(None)
