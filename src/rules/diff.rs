@@ -660,9 +660,14 @@ mod tests {
 
     /// A Service with these endpoints (IP, SEP chain suffix), dispatched by a statistic cascade.
     fn cascade(eps: &[(&str, &str)]) -> String {
-        let n = eps.len();
+        cascade_to(eps, &(0..eps.len()).collect::<Vec<_>>())
+    }
+
+    /// [`cascade`], its branches jumping to these endpoints (`targets[k]`: branch k's).
+    fn cascade_to(eps: &[(&str, &str)], targets: &[usize]) -> String {
+        let n = targets.len();
         let mut t = String::from("*nat\n");
-        for (k, (_, h)) in eps.iter().enumerate() {
+        for (k, h) in targets.iter().map(|&e| eps[e].1).enumerate() {
             let left = n - k;
             let p = if left > 1 {
                 format!(
@@ -706,5 +711,33 @@ mod tests {
             "{}",
             crate::rules::render::text(&cmp, false)
         );
+    }
+
+    #[test]
+    fn a_cascade_to_one_endpoint_is_not_one_to_many() {
+        let eps = [("10.0.1.1", "X1"), ("10.0.2.2", "X2")];
+        let spread = parse(cascade(&eps)).unwrap();
+        // Both branches jump to the first endpoint (the other's chain is still there).
+        let one = parse(cascade_to(&eps, &[0, 0])).unwrap();
+        let cmp = compare(&spread, &one, &Options::default());
+        let s = &cmp.services[0];
+        assert!(!s.equal, "{}", crate::rules::render::text(&cmp, false));
+        assert_eq!((s.removed.len(), s.added.len()), (1, 1));
+        assert!(
+            s.added[0]
+                .rule()
+                .ends_with("-j KUBE-SEP-<endpoint> (same endpoint as rule 1)"),
+            "{}",
+            s.added[0].rule()
+        );
+        // The same state in another cluster (other IPs and hashes, the other endpoint chosen).
+        let other = [("10.9.2.9", "Y2"), ("10.9.1.9", "Y1")];
+        let elsewhere = parse(cascade_to(&other, &[1, 1])).unwrap();
+        assert!(compare(&one, &elsewhere, &Options::default()).equal);
+        // Three branches over two endpoints is not three endpoints either.
+        let eps3 = [eps[0], eps[1], ("10.0.3.3", "X3")];
+        let a = parse(cascade(&eps3)).unwrap();
+        let b = parse(cascade_to(&eps3, &[0, 1, 0])).unwrap();
+        assert!(!compare(&a, &b, &Options::default()).equal);
     }
 }
