@@ -790,7 +790,8 @@ impl<'a> Names<'a> {
     /// The item's text with its incidental values replaced (and counters dropped).
     fn rewrite(&self, it: &Item) -> String {
         let mut out = String::with_capacity(it.text.len() + 16);
-        let words: Vec<&str> = without_counters(&it.text);
+        let spelled = super::tokens::nft_spelling(&it.text);
+        let words: Vec<&str> = without_counters(&spelled);
         for (k, w) in words.iter().enumerate() {
             if k > 0 {
                 out.push(' ');
