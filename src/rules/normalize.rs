@@ -421,7 +421,7 @@ pub fn normalize_sharing(
     let source = Raw::handle(&d.text);
     // Each rule's text is written here, then kept (or found kept already).
     let mut text = String::with_capacity(256);
-    for ((&i, words), again) in s.rules.iter().zip(&words).zip(&again) {
+    for (k, ((&i, words), again)) in s.rules.iter().zip(&words).zip(&again).enumerate() {
         let r = &d.rules[i];
         let chain = d.rule_chain(r);
         let (role, chain_name) = names
@@ -477,6 +477,9 @@ pub fn normalize_sharing(
                 text.push_str(" (same endpoint as rule ");
                 text.push_str(&first.to_string());
                 text.push(')');
+            }
+            if let Some(p) = s.places.get(k) {
+                text.push_str(p.suffix());
             }
             // The other side's identical text when there is one (most rules of two clusters
             // are equal once normalized): one copy kept, not two.
