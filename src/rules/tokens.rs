@@ -365,8 +365,10 @@ impl Writer<'_, '_, '_, '_> {
 /// kept as written. Borrowed when nothing is to change.
 pub fn nft_spelling(text: &str) -> Cow<'_, str> {
     let has = |n: &str| memchr::memmem::find(text.as_bytes(), n.as_bytes()).is_some();
-    let maybe = ["{", "mark", " or ", " and ", " xor ", "  ", "\t", " ,"];
-    if !maybe.iter().any(|n| has(n)) {
+    // `mark` as a word (not `mark-for-masquerade`, which most rules jump to).
+    let mark = has(" mark ") || text.starts_with("mark ") || text.ends_with(" mark");
+    let maybe = ["{", " or ", " and ", " xor ", "  ", "\t", " ,"];
+    if !mark && !maybe.iter().any(|n| has(n)) {
         return Cow::Borrowed(text);
     }
     let tokens = nft_tokens(text);
