@@ -794,17 +794,16 @@ mod tests {
         assert!(!compare(&a, &b, &Options::default()).equal);
     }
 
-    /// Two Services' rules in KUBE-SERVICES, kube-proxy's NodePort jump after them, and `extra`
-    /// rules in the filter table.
-    fn services_chain(nodeports_first: bool, extra: &str) -> Dump {
+    /// Two Services' rules in KUBE-SERVICES, kube-proxy's NodePort jump after `np_at` of them
+    /// (2: after both, where kube-proxy writes it), and `extra` rules in the filter table.
+    fn services_chain(np_at: usize, extra: &str) -> Dump {
         let np = "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n";
-        let svcs = "-A KUBE-SERVICES -d 10.96.0.5/32 -p tcp -m comment --comment \"d/a: cluster IP\" -m tcp --dport 80 -j KUBE-SVC-AAAA\n\
-                    -A KUBE-SERVICES -d 10.96.0.6/32 -p tcp -m comment --comment \"d/b: cluster IP\" -m tcp --dport 80 -j KUBE-SVC-BBBB\n";
-        let chain = if nodeports_first {
-            format!("{np}{svcs}")
-        } else {
-            format!("{svcs}{np}")
-        };
+        let mut chain: Vec<&str> = vec![
+            "-A KUBE-SERVICES -d 10.96.0.5/32 -p tcp -m comment --comment \"d/a: cluster IP\" -m tcp --dport 80 -j KUBE-SVC-AAAA\n",
+            "-A KUBE-SERVICES -d 10.96.0.6/32 -p tcp -m comment --comment \"d/b: cluster IP\" -m tcp --dport 80 -j KUBE-SVC-BBBB\n",
+        ];
+        chain.insert(np_at, np);
+        let chain = chain.concat();
         parse(format!(
             "*nat\n-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n{chain}\
              -A KUBE-SVC-AAAA -m comment --comment \"d/a: -> 10.244.1.1:80\" -j KUBE-SEP-A1\n\
@@ -818,8 +817,8 @@ mod tests {
 
     #[test]
     fn a_shared_rule_moved_before_the_services_is_one_change() {
-        let base = services_chain(false, "");
-        let moved = services_chain(true, "");
+        let base = services_chain(2, "");
+        let moved = services_chain(0, "");
         let c = compare(&base, &moved, &Options::default());
         assert!(!c.equal);
         assert!(c.services.iter().all(|s| s.equal));
@@ -847,16 +846,25 @@ mod tests {
                 );
             }
         }
+        // Between the Services' rules: says so.
+        let c = compare(&base, &services_chain(1, ""), &Options::default());
+        let sh = c.shared.as_ref().unwrap();
+        assert_eq!((sh.removed.len(), sh.added.len()), (1, 1));
+        assert!(
+            sh.added[0]
+                .rule()
+                .ends_with("-j KUBE-NODEPORTS (among the Services' rules)")
+        );
         // Kept where kube-proxy writes it: equal.
-        assert!(compare(&base, &services_chain(false, ""), &Options::default()).equal);
+        assert!(compare(&base, &services_chain(2, ""), &Options::default()).equal);
     }
 
     #[test]
     fn rules_of_built_in_chains_are_shared_or_noted() {
-        let base = services_chain(false, "");
+        let base = services_chain(2, "");
         // kube-proxy's (its comment says so), not a jump: in the shared group.
         let ours = services_chain(
-            false,
+            2,
             "-A INPUT -m comment --comment \"kubernetes firewall for dropping marked packets\" -m mark --mark 0x8000/0x8000 -j DROP\n",
         );
         let c = compare(&base, &ours, &Options::default());
@@ -866,7 +874,7 @@ mod tests {
         assert!(c.notes.is_empty(), "{:?}", c.notes);
         assert!(!c.equal);
         // Not kube-proxy's: not compared, but noted.
-        let theirs = services_chain(false, "-A INPUT -p tcp --dport 22 -j DROP\n");
+        let theirs = services_chain(2, "-A INPUT -p tcp --dport 22 -j DROP\n");
         let c = compare(&base, &theirs, &Options::default());
         assert!(c.equal, "{}", render::text(&c, false));
         assert_eq!(
