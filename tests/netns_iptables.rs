@@ -543,3 +543,183 @@ fn real_nftables_noise_services_and_shared_chains() {
     assert_eq!(code, Some(0), "{v:#}");
     assert!(v.get("shared").is_none());
 }
+
+/// kube-proxy's iptables rules for `default/two` (cluster IP `cip`), as restore input: endpoints
+/// (IP, KUBE-SEP hash) each with its chain, and a statistic cascade whose branch k jumps to
+/// endpoint `to[k]`.
+fn cascade_rules(eps: &[(&str, &str)], to: &[usize], cip: &str) -> String {
+    let mut t = String::from(
+        "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n:KUBE-SVC-TWOTWOTWO - [0:0]\n",
+    );
+    for (_, h) in eps {
+        t.push_str(&format!(":KUBE-SEP-{h} - [0:0]\n"));
+    }
+    t.push_str("-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n");
+    t.push_str(&format!("-A KUBE-SERVICES -d {cip}/32 -p tcp -m comment --comment \"default/two cluster IP\" -m tcp --dport 80 -j KUBE-SVC-TWOTWOTWO\n"));
+    for (k, &e) in to.iter().enumerate() {
+        let left = to.len() - k;
+        let p = if left > 1 {
+            format!(
+                "-m statistic --mode random --probability {:.11} ",
+                1.0 / left as f64
+            )
+        } else {
+            String::new()
+        };
+        let (ip, h) = eps[e];
+        t.push_str(&format!("-A KUBE-SVC-TWOTWOTWO -m comment --comment \"default/two -> {ip}:80\" {p}-j KUBE-SEP-{h}\n"));
+    }
+    for (ip, h) in eps {
+        t.push_str(&format!(
+            "-A KUBE-SEP-{h} -s {ip}/32 -m comment --comment \"default/two\" -j KUBE-MARK-MASQ\n"
+        ));
+        t.push_str(&format!("-A KUBE-SEP-{h} -p tcp -m comment --comment \"default/two\" -m tcp -j DNAT --to-destination {ip}:80\n"));
+    }
+    t + "COMMIT\n"
+}
+
+#[test]
+#[ignore = "needs root, ip netns and iptables (CI runs it)"]
+fn real_iptables_cascade_to_one_endpoint_is_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        ("10.244.1.5", "AAAAAAAAAAAAAAAA"),
+        ("10.244.2.7", "BBBBBBBBBBBBBBBB"),
+    );
+    let (c, d) = (
+        ("10.244.1.9", "CCCCCCCCCCCCCCCC"),
+        ("10.244.2.3", "DDDDDDDDDDDDDDDD"),
+    );
+    let saved = |tag: &str, rules: String| {
+        let ns = Netns::new(tag);
+        ns.restore("iptables-nft-restore", &rules);
+        write(
+            dir.path(),
+            &format!("{tag}.txt"),
+            &ns.save("iptables-nft-save", &["-t", "nat"]),
+        )
+    };
+    let spread = saved("csa", cascade_rules(&[a, b], &[0, 1], "10.96.0.9"));
+    let one = saved("csb", cascade_rules(&[a, b], &[0, 0], "10.96.0.9"));
+    // The same mistake in another cluster: the other endpoint, other IPs and hashes.
+    let one_elsewhere = saved("csc", cascade_rules(&[c, d], &[1, 1], "10.96.0.7"));
+    let spread_elsewhere = saved("csd", cascade_rules(&[d, c], &[0, 1], "10.96.0.7"));
+    let diff = |x: &str, y: &str| {
+        let o = kindred(&["diff", x, y, "--format", "json-v1"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|_| panic!("{}{}", stdout(&o), stderr(&o)));
+        (o.status.code(), v)
+    };
+    assert_eq!(diff(&spread, &spread_elsewhere).0, Some(0));
+    assert_eq!(diff(&one, &one_elsewhere).0, Some(0));
+    let (code, v) = diff(&spread, &one);
+    assert_eq!(code, Some(1), "{v:#}");
+    let changed = changed_services(&v);
+    assert_eq!(changed.len(), 1, "{v:#}");
+    let s = changed[0];
+    assert_eq!(s["removed"].as_array().unwrap().len(), 1, "{s:#}");
+    assert_eq!(s["added"].as_array().unwrap().len(), 1, "{s:#}");
+    let added = s["added"][0]["rule"].as_str().unwrap();
+    assert!(
+        added.ends_with("-j KUBE-SEP-<endpoint> (same endpoint as rule 1)"),
+        "{added}"
+    );
+}
+
+/// Service `default/two` (two remote endpoints (IP, chain hash), cluster IP `cip`) as kube-proxy
+/// writes it in nftables, its vmap sending branch k to endpoint `to[k]`.
+fn spread_table(eps: [(&str, &str); 2], to: [usize; 2], cip: &str) -> String {
+    let svc = "default/two/tcp/";
+    let ep = |i: usize| format!("endpoint-{}-{svc}__{}/80", eps[i].1, eps[i].0);
+    let mut t = format!(
+        "table ip kube-proxy {{\nchain mark-for-masquerade {{\n mark set mark or 0x4000\n}}\nchain service-TWOTWOTW-{svc} {{\n ip daddr {cip} tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade\n numgen random mod 2 vmap {{ 0 : goto {}, 1 : goto {} }}\n}}\n",
+        ep(to[0]),
+        ep(to[1])
+    );
+    for (i, (ip, _)) in eps.iter().enumerate() {
+        t.push_str(&format!(
+            "chain {} {{\n ip saddr {ip} jump mark-for-masquerade\n meta l4proto tcp dnat to {ip}:80\n}}\n",
+            ep(i)
+        ));
+    }
+    t + &format!(
+        "map service-ips {{\n type ipv4_addr . inet_proto . inet_service : verdict\n elements = {{ {cip} . tcp . 80 : goto service-TWOTWOTW-{svc} }}\n}}\n}}\n"
+    )
+}
+
+#[test]
+#[ignore = "needs root, ip netns and nft (CI runs it)"]
+fn real_nftables_every_branch_to_one_endpoint_is_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (("10.244.1.5", "ZZZZZZZZ"), ("10.244.2.7", "YYYYYYYY"));
+    let (c, d) = (("10.244.1.9", "QQQQQQQQ"), ("10.244.2.3", "RRRRRRRR"));
+    let listed =
+        |tag: &str, t: String| write(dir.path(), &format!("{tag}.nft"), &nft_round_trip(tag, &t));
+    let spread = listed("nsa", spread_table([a, b], [0, 1], "10.96.0.9"));
+    let one = listed("nsb", spread_table([a, b], [0, 0], "10.96.0.9"));
+    let one_elsewhere = listed("nsc", spread_table([c, d], [1, 1], "10.96.0.7"));
+    let spread_elsewhere = listed("nsd", spread_table([c, d], [1, 0], "10.96.0.7"));
+    let diff = |x: &str, y: &str| {
+        let o = kindred(&["diff", x, y, "--format", "json-v1"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|_| panic!("{}{}", stdout(&o), stderr(&o)));
+        (o.status.code(), v)
+    };
+    assert_eq!(diff(&spread, &spread_elsewhere).0, Some(0));
+    assert_eq!(diff(&one, &one_elsewhere).0, Some(0));
+    let (code, v) = diff(&spread, &one);
+    assert_eq!(code, Some(1), "{v:#}");
+    let changed = changed_services(&v);
+    assert_eq!(changed.len(), 1, "{v:#}");
+    let s = changed[0];
+    assert_eq!(s["removed"].as_array().unwrap().len(), 1, "{s:#}");
+    assert_eq!(s["added"].as_array().unwrap().len(), 1, "{s:#}");
+    let added = s["added"][0]["rule"].as_str().unwrap();
+    assert!(
+        added.ends_with("vmap { 0-1 : goto endpoint-<hash>-default/two/tcp/__<endpoint>/80 }"),
+        "{added}"
+    );
+}
+
+#[test]
+#[ignore = "needs root, ip netns and nft (CI runs it)"]
+fn knftables_input_equals_what_nft_lists() {
+    // kube-proxy's own test expectation (knftables' `add ...` lines, as `nft -f` takes them:
+    // declarations first) against what the kernel lists back: `mark or` vs `|`, `{ x }` vs `x`,
+    // ` , ` vs `, `: spelling only.
+    let input = std::fs::read_to_string(fixture(
+        "nftables/k8s-nftables-proxier_test-TestOverallNFTablesRules.txt",
+    ))
+    .unwrap();
+    let declaration = |l: &str| {
+        ["add table ", "add chain ", "add set ", "add map "]
+            .iter()
+            .any(|p| l.starts_with(p))
+    };
+    let lines: Vec<&str> = input.lines().filter(|l| !l.starts_with('#')).collect();
+    let input: String = lines
+        .iter()
+        .filter(|l| declaration(l))
+        .chain(lines.iter().filter(|l| !declaration(l)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let listed = nft_round_trip("knft", &input);
+    assert!(
+        listed.contains("meta mark set meta mark | 0x00004000"),
+        "{listed}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        write(dir.path(), "in.nft", &input),
+        write(dir.path(), "listed.nft", &listed),
+    );
+    let o = kindred(&["diff", &a, &b]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains(
+            "6 services compared (normalized): 0 changed, 6 equal; kube-proxy's shared chains equal"
+        ),
+        "{}",
+        stdout(&o)
+    );
+}

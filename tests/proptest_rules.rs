@@ -210,3 +210,72 @@ proptest! {
         prop_assert_eq!(&one.services[0], s);
     }
 }
+
+/// A Service whose `n` remote endpoints (numbered `first..first+n`, so two clusters name them
+/// differently) are reached by a vmap sending branch k to endpoint `to[k]`.
+fn vmap_table(n: usize, to: &[usize], first: usize) -> String {
+    let ep = |i: usize| {
+        let x = first + i;
+        format!(
+            "endpoint-{:08}-d/s/tcp/__10.244.{}.{}/80",
+            x,
+            x / 200,
+            x % 200 + 1
+        )
+        .replace("-0", "-A")
+    };
+    let branches: Vec<String> = to
+        .iter()
+        .enumerate()
+        .map(|(k, &e)| format!("{k} : goto {}", ep(e)))
+        .collect();
+    let mut t = format!(
+        "table ip kube-proxy {{\n\tchain service-SSSSSSSS-d/s/tcp/ {{\n\t\tnumgen random mod {} vmap {{ {} }}\n\t}}\n",
+        to.len(),
+        branches.join(", ")
+    );
+    for i in 0..n {
+        let ip = ep(i)
+            .rsplit("__")
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        t.push_str(&format!(
+            "\tchain {} {{\n\t\tmeta l4proto tcp dnat to {ip}:80\n\t}}\n",
+            ep(i)
+        ));
+    }
+    t + "}\n"
+}
+
+/// How many branches reach each endpoint, largest first: what uniform random dispatch means.
+fn weights(n: usize, to: &[usize]) -> Vec<usize> {
+    let mut w: Vec<usize> = (0..n)
+        .map(|e| to.iter().filter(|&&t| t == e).count())
+        .collect();
+    w.sort_unstable_by(|a, b| b.cmp(a));
+    w
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Two vmaps over endpoints that normalize alike are equal exactly when they give the same
+    /// weights (branches per endpoint), whatever the endpoints are called and branch order.
+    #[test]
+    fn vmaps_are_equal_exactly_when_their_weights_are(
+        n in 1usize..4,
+        a in prop::collection::vec(0usize..4, 1..6),
+        b in prop::collection::vec(0usize..4, 1..6),
+    ) {
+        let a: Vec<usize> = a.into_iter().map(|e| e % n).collect();
+        let b: Vec<usize> = b.into_iter().map(|e| e % n).collect();
+        let (ta, tb) = (vmap_table(n, &a, 0), vmap_table(n, &b, 500));
+        let c = compare_texts(&ta, &tb, &Options::default()).unwrap();
+        let same = a.len() == b.len() && weights(n, &a) == weights(n, &b);
+        prop_assert_eq!(c.equal, same, "{:?} vs {:?}\n{}", a, b, kindred::rules::render::text(&c, false));
+    }
+}

@@ -237,11 +237,19 @@ fn rule_diffs(st: &State) -> Result<Vec<NodeDiff>, String> {
         .map(|pair| {
             let base = &st.sides.base.dumps[&pair.base];
             let pr = &st.sides.pr.dumps[&pair.pr];
+            let comparison = compare_pair(base, pr, pair, &options)?;
+            // As `kindred diff --service` says it: no rules to compare is no verdict on them.
+            if let (Some(s), true) = (st.service(), comparison.services.is_empty()) {
+                return Err(format!(
+                    "Service {s}: no rules for this service in either dump ({}: base {}, PR {})",
+                    pair.role, pair.base, pair.pr
+                ));
+            }
             Ok(NodeDiff {
                 node: pair.role.clone(),
                 base_node: pair.base.clone(),
                 pr_node: pair.pr.clone(),
-                comparison: compare_pair(base, pr, pair, &options)?,
+                comparison,
             })
         })
         .collect()

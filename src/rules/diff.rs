@@ -109,6 +109,10 @@ pub struct Comparison {
     /// as one group; `None` when left out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shared: Option<ServiceDiff>,
+    /// What was not compared but is worth saying (e.g. a rule in a built-in chain that is not
+    /// kube-proxy's, on one side only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Comparison {
@@ -127,7 +131,7 @@ pub fn compare(base: &Dump, pr: &Dump, opts: &Options) -> Comparison {
     let side = |d: &Dump| {
         let shared = (!opts.no_shared).then(|| {
             let rules = shared_rules(d);
-            normalize(d, &rules, SHARED, opts.raw)
+            (normalize(d, &rules, SHARED, opts.raw), foreign_rules(d))
         });
         (services(d, opts.service.as_ref()), shared)
     };
@@ -137,10 +141,57 @@ pub fn compare(base: &Dump, pr: &Dump, opts: &Options) -> Comparison {
         (b.join().expect("service analysis thread"), p)
     });
     let mut c = compare_services(base, &bs, pr, &ps, opts);
-    if let (Some(nb), Some(np)) = (bshared, pshared) {
+    if let (Some((nb, fb)), Some((np, fp))) = (bshared, pshared) {
         set_shared(&mut c, diff_shared(&nb, &np));
+        c.notes.extend(foreign_notes(&fb, &fp));
     }
     c
+}
+
+/// The rules of a dump's built-in chains that are not kube-proxy's, each as `-A CHAIN ...` in
+/// canonical spelling, with its line.
+fn foreign_rules(d: &Dump) -> Vec<(String, u32)> {
+    super::service::foreign(d)
+        .into_iter()
+        .map(|i| {
+            let r = &d.rules[i];
+            let words = super::tokens::split(d.rule_body(r));
+            let body = super::tokens::canonical(&words, &mut |_, _| None);
+            (format!("-A {} {body}", d.rule_chain(r)), r.line)
+        })
+        .collect()
+}
+
+/// Notes on the rules of built-in chains that are not kube-proxy's and that one side has more
+/// often than the other: not compared (they are not kube-proxy's), but not silently dropped.
+fn foreign_notes(base: &[(String, u32)], pr: &[(String, u32)]) -> Vec<String> {
+    const SHOWN: usize = 5;
+    let mut notes = Vec::new();
+    for (side, mine, theirs) in [("base", base, pr), ("PR", pr, base)] {
+        let mut left: Vec<&str> = theirs.iter().map(|r| r.0.as_str()).collect();
+        let only: Vec<&(String, u32)> = mine
+            .iter()
+            .filter(|r| match left.iter().position(|t| *t == r.0) {
+                Some(k) => {
+                    left.swap_remove(k);
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        for (rule, line) in only.iter().take(SHOWN) {
+            notes.push(format!(
+                "not kube-proxy's, not compared: {side} only (line {line}): {rule}"
+            ));
+        }
+        if only.len() > SHOWN {
+            notes.push(format!(
+                "not kube-proxy's, not compared: {} more rules in {side}'s built-in chains only",
+                only.len() - SHOWN
+            ));
+        }
+    }
+    notes
 }
 
 /// The shared group's diff (present on both sides when either has shared rules).
@@ -365,6 +416,7 @@ fn finish(mut out: Vec<ServiceDiff>, opts: &Options) -> Comparison {
         normalized: !opts.raw,
         services: out,
         shared: None,
+        notes: Vec::new(),
     }
 }
 
@@ -636,6 +688,7 @@ pub fn word_diff(old: &str, new: &str) -> (Vec<Segment>, Vec<Segment>) {
 mod tests {
     use super::*;
     use crate::rules::parse::parse;
+    use crate::rules::render;
 
     #[test]
     fn order_inside_a_chain_matters_interleaving_does_not() {
@@ -660,9 +713,14 @@ mod tests {
 
     /// A Service with these endpoints (IP, SEP chain suffix), dispatched by a statistic cascade.
     fn cascade(eps: &[(&str, &str)]) -> String {
-        let n = eps.len();
+        cascade_to(eps, &(0..eps.len()).collect::<Vec<_>>())
+    }
+
+    /// [`cascade`], its branches jumping to these endpoints (`targets[k]`: branch k's).
+    fn cascade_to(eps: &[(&str, &str)], targets: &[usize]) -> String {
+        let n = targets.len();
         let mut t = String::from("*nat\n");
-        for (k, (_, h)) in eps.iter().enumerate() {
+        for (k, h) in targets.iter().map(|&e| eps[e].1).enumerate() {
             let left = n - k;
             let p = if left > 1 {
                 format!(
@@ -705,6 +763,132 @@ mod tests {
             (3, 0),
             "{}",
             crate::rules::render::text(&cmp, false)
+        );
+    }
+
+    #[test]
+    fn a_cascade_to_one_endpoint_is_not_one_to_many() {
+        let eps = [("10.0.1.1", "X1"), ("10.0.2.2", "X2")];
+        let spread = parse(cascade(&eps)).unwrap();
+        // Both branches jump to the first endpoint (the other's chain is still there).
+        let one = parse(cascade_to(&eps, &[0, 0])).unwrap();
+        let cmp = compare(&spread, &one, &Options::default());
+        let s = &cmp.services[0];
+        assert!(!s.equal, "{}", crate::rules::render::text(&cmp, false));
+        assert_eq!((s.removed.len(), s.added.len()), (1, 1));
+        assert!(
+            s.added[0]
+                .rule()
+                .ends_with("-j KUBE-SEP-<endpoint> (same endpoint as rule 1)"),
+            "{}",
+            s.added[0].rule()
+        );
+        // The same state in another cluster (other IPs and hashes, the other endpoint chosen).
+        let other = [("10.9.2.9", "Y2"), ("10.9.1.9", "Y1")];
+        let elsewhere = parse(cascade_to(&other, &[1, 1])).unwrap();
+        assert!(compare(&one, &elsewhere, &Options::default()).equal);
+        // Three branches over two endpoints is not three endpoints either.
+        let eps3 = [eps[0], eps[1], ("10.0.3.3", "X3")];
+        let a = parse(cascade(&eps3)).unwrap();
+        let b = parse(cascade_to(&eps3, &[0, 1, 0])).unwrap();
+        assert!(!compare(&a, &b, &Options::default()).equal);
+    }
+
+    /// Two Services' rules in KUBE-SERVICES, kube-proxy's NodePort jump after `np_at` of them
+    /// (2: after both, where kube-proxy writes it), and `extra` rules in the filter table.
+    fn services_chain(np_at: usize, extra: &str) -> Dump {
+        let np = "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n";
+        let mut chain: Vec<&str> = vec![
+            "-A KUBE-SERVICES -d 10.96.0.5/32 -p tcp -m comment --comment \"d/a: cluster IP\" -m tcp --dport 80 -j KUBE-SVC-AAAA\n",
+            "-A KUBE-SERVICES -d 10.96.0.6/32 -p tcp -m comment --comment \"d/b: cluster IP\" -m tcp --dport 80 -j KUBE-SVC-BBBB\n",
+        ];
+        chain.insert(np_at, np);
+        let chain = chain.concat();
+        parse(format!(
+            "*nat\n-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n{chain}\
+             -A KUBE-SVC-AAAA -m comment --comment \"d/a: -> 10.244.1.1:80\" -j KUBE-SEP-A1\n\
+             -A KUBE-SEP-A1 -p tcp -m comment --comment \"d/a:\" -m tcp -j DNAT --to-destination 10.244.1.1:80\n\
+             -A KUBE-SVC-BBBB -m comment --comment \"d/b: -> 10.244.1.2:80\" -j KUBE-SEP-B1\n\
+             -A KUBE-SEP-B1 -p tcp -m comment --comment \"d/b:\" -m tcp -j DNAT --to-destination 10.244.1.2:80\n\
+             COMMIT\n*filter\n{extra}COMMIT\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_shared_rule_moved_before_the_services_is_one_change() {
+        let base = services_chain(2, "");
+        let moved = services_chain(0, "");
+        let c = compare(&base, &moved, &Options::default());
+        assert!(!c.equal);
+        assert!(c.services.iter().all(|s| s.equal));
+        let sh = c.shared.as_ref().unwrap();
+        assert_eq!(
+            (sh.removed.len(), sh.added.len()),
+            (1, 1),
+            "{}",
+            render::text(&c, false)
+        );
+        assert!(
+            sh.added[0]
+                .rule()
+                .ends_with("-j KUBE-NODEPORTS (before the Services' rules)")
+        );
+        // Never one text both equal and changed.
+        for ch in &sh.chains {
+            for l in ch.lines.iter().filter(|l| l.op != Op::Equal) {
+                assert!(
+                    !ch.lines
+                        .iter()
+                        .any(|e| e.op == Op::Equal && e.rule() == l.rule()),
+                    "{}",
+                    render::text(&c, false)
+                );
+            }
+        }
+        // Between the Services' rules: says so.
+        let c = compare(&base, &services_chain(1, ""), &Options::default());
+        let sh = c.shared.as_ref().unwrap();
+        assert_eq!((sh.removed.len(), sh.added.len()), (1, 1));
+        assert!(
+            sh.added[0]
+                .rule()
+                .ends_with("-j KUBE-NODEPORTS (among the Services' rules)")
+        );
+        // Kept where kube-proxy writes it: equal.
+        assert!(compare(&base, &services_chain(2, ""), &Options::default()).equal);
+    }
+
+    #[test]
+    fn rules_of_built_in_chains_are_shared_or_noted() {
+        let base = services_chain(2, "");
+        // kube-proxy's (its comment says so), not a jump: in the shared group.
+        let ours = services_chain(
+            2,
+            "-A INPUT -m comment --comment \"kubernetes firewall for dropping marked packets\" -m mark --mark 0x8000/0x8000 -j DROP\n",
+        );
+        let c = compare(&base, &ours, &Options::default());
+        let sh = c.shared.as_ref().unwrap();
+        assert_eq!((sh.removed.len(), sh.added.len()), (0, 1));
+        assert_eq!(&*sh.added[0].chain, "INPUT");
+        assert!(c.notes.is_empty(), "{:?}", c.notes);
+        assert!(!c.equal);
+        // Not kube-proxy's: not compared, but noted.
+        let theirs = services_chain(2, "-A INPUT -p tcp --dport 22 -j DROP\n");
+        let c = compare(&base, &theirs, &Options::default());
+        assert!(c.equal, "{}", render::text(&c, false));
+        assert_eq!(
+            c.notes,
+            [
+                "not kube-proxy's, not compared: PR only (line 12): -A INPUT -p tcp -m tcp --dport 22 -j DROP"
+            ]
+        );
+        assert!(render::text(&c, false).contains("\nnote: not kube-proxy's"));
+        // On both sides: nothing to say.
+        assert!(
+            compare(&theirs, &theirs, &Options::default())
+                .notes
+                .is_empty()
         );
     }
 }

@@ -75,6 +75,10 @@ pub fn write(out: &mut (impl Write + ?Sized), c: &Comparison) -> io::Result<()> 
         out.write_all(b",\n\"shared\":\n")?;
         group(out, s)?;
     }
+    if !c.notes.is_empty() {
+        out.write_all(b",\n\"notes\": ")?;
+        serde_json::to_writer(&mut *out, &c.notes)?;
+    }
     out.write_all(b"}\n")
 }
 

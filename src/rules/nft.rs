@@ -767,7 +767,7 @@ impl<'a> Names<'a> {
     /// text itself (shared with the dump, as is its chain's name).
     fn normalize(&self, it: &Item, raw: bool, role: Arc<str>, known: &Known) -> NormRule {
         let text = (!raw)
-            .then(|| canonical_vmap(&self.rewrite(it)))
+            .then(|| canonical_vmap(&it.text, &self.rewrite(it)))
             .filter(|t| *t != *it.text)
             .map(|t| {
                 known
@@ -790,7 +790,8 @@ impl<'a> Names<'a> {
     /// The item's text with its incidental values replaced (and counters dropped).
     fn rewrite(&self, it: &Item) -> String {
         let mut out = String::with_capacity(it.text.len() + 16);
-        let words: Vec<&str> = without_counters(&it.text);
+        let spelled = super::tokens::nft_spelling(&it.text);
+        let words: Vec<&str> = without_counters(&spelled);
         for (k, w) in words.iter().enumerate() {
             if k > 0 {
                 out.push(' ');
@@ -857,24 +858,83 @@ fn without_counters(text: &str) -> Vec<&str> {
     out
 }
 
-/// `numgen random mod N vmap { 0 : goto A, 1 : goto B }` with its branches as a set: uniform
-/// random dispatch does not depend on which endpoint got which number.
-fn canonical_vmap(text: &str) -> String {
-    let Some(at) = text.find("numgen random mod ") else {
+/// `numgen random mod N vmap { 0 : goto A, 1 : goto B }` with its branches grouped by where
+/// they go: each distinct target once, with as many numbers as lead to it (`0-1 : goto A` for
+/// two), the groups in a canonical order and numbered anew. Uniform random dispatch does not
+/// depend on which endpoint got which number, but it does on how many distinct endpoints there
+/// are and how many numbers each one has: `{ 0 : goto A, 1 : goto A }` (every packet to one
+/// endpoint) is not `{ 0 : goto A, 1 : goto B }`, although A and B are both `<endpoint>` once
+/// normalized. `raw` is the item as written (it tells the targets apart), `text` its normalized
+/// words (the same words, some replaced).
+fn canonical_vmap(raw: &str, text: &str) -> String {
+    let (Some(r), Some(t)) = (numgen_vmap(raw), numgen_vmap(text)) else {
         return text.to_string();
     };
-    let Some(open) = text[at..].find("vmap { ").map(|i| at + i + "vmap { ".len()) else {
+    if r.branches.len() != t.branches.len() {
         return text.to_string();
-    };
-    let Some(close) = text[open..].find(" }").map(|i| open + i) else {
-        return text.to_string();
-    };
-    let mut branches: Vec<&str> = text[open..close]
-        .split(", ")
-        .map(|b| b.split_once(" : ").map_or(b, |(_, v)| v))
-        .collect();
-    branches.sort_unstable();
-    format!("{}{}{}", &text[..open], branches.join(", "), &text[close..])
+    }
+    // (normalized target, numbers leading to it), one per distinct target as written.
+    let mut groups: Vec<(&str, (u32, &str))> = Vec::with_capacity(r.branches.len());
+    for ((n, target), (_, normalized)) in r.branches.iter().zip(&t.branches) {
+        match groups.iter_mut().find(|g| g.0 == *target) {
+            Some(g) => g.1.0 += n,
+            None => groups.push((target, (*n, normalized))),
+        }
+    }
+    let mut groups: Vec<(u32, &str)> = groups.into_iter().map(|g| g.1).collect();
+    groups.sort_unstable_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(&b.0)));
+    let mut out = String::with_capacity(text.len() + 8);
+    out.push_str(&text[..t.open]);
+    let mut next = 0u32;
+    for (k, (n, target)) in groups.iter().enumerate() {
+        if k > 0 {
+            out.push_str(", ");
+        }
+        match n {
+            1 => out.push_str(&next.to_string()),
+            _ => out.push_str(&format!("{next}-{}", next + n - 1)),
+        }
+        out.push_str(" : ");
+        out.push_str(target);
+        next += n;
+    }
+    out.push_str(&text[t.close..]);
+    out
+}
+
+/// A `numgen random mod N vmap { KEY : VERDICT, ... }`: where its branches start and end in the
+/// text, and each branch's count of numbers (`3` is one, `0-2` three) and verdict.
+struct NumgenVmap<'a> {
+    open: usize,
+    close: usize,
+    branches: Vec<(u32, &'a str)>,
+}
+
+fn numgen_vmap(text: &str) -> Option<NumgenVmap<'_>> {
+    let at = text.find("numgen random mod ")?;
+    let open = text[at..].find("vmap {").map(|i| at + i + "vmap {".len())?;
+    let close = text[open..].find('}').map(|i| open + i)?;
+    let mut branches = Vec::new();
+    for b in text[open..close].split(',') {
+        let (key, verdict) = b.split_once(':')?;
+        let key = key.trim();
+        let n = match key.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi): (u32, u32) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+                hi.checked_sub(lo)?.checked_add(1)?
+            }
+            None => key.parse::<u32>().map(|_| 1).ok()?,
+        };
+        branches.push((n, verdict.trim()));
+    }
+    // The branches rewritten from the character after `{` to the one before `}`.
+    let open = open + text[open..close].len() - text[open..close].trim_start().len();
+    let close = close - (text[open..close].len() - text[open..close].trim_end().len());
+    Some(NumgenVmap {
+        open,
+        close,
+        branches,
+    })
 }
 
 #[cfg(test)]
@@ -1159,5 +1219,69 @@ mod tests {
                 .any(|r| r.contains("<external-ip> . tcp . 8080")),
             "{other:#?}"
         );
+    }
+
+    /// A Service whose two endpoints (IP, chain hash) are both remote, its vmap sending
+    /// branch k to endpoint `to[k]`.
+    fn spread(eps: [(&str, &str); 2], to: [usize; 2], cluster_ip: &str) -> String {
+        let svc = "default/two/tcp/";
+        let ep = |i: usize| format!("endpoint-{}-{svc}__{}/80", eps[i].1, eps[i].0);
+        let mut t = format!(
+            "table ip kube-proxy {{\n\tchain service-TTTTTTTT-{svc} {{\n\t\tip daddr {cluster_ip} tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade\n\t\tnumgen random mod 2 vmap {{ 0 : goto {}, 1 : goto {} }}\n\t}}\n",
+            ep(to[0]),
+            ep(to[1])
+        );
+        for (i, (ip, _)) in eps.iter().enumerate() {
+            t.push_str(&format!(
+                "\tchain {} {{\n\t\tip saddr {ip} jump mark-for-masquerade\n\t\tmeta l4proto tcp dnat to {ip}:80\n\t}}\n",
+                ep(i)
+            ));
+        }
+        t + &format!(
+            "\tmap service-ips {{\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\telements = {{ {cluster_ip} . tcp . 80 : goto service-TTTTTTTT-{svc} }}\n\t}}\n}}\n"
+        )
+    }
+
+    #[test]
+    fn every_branch_to_one_endpoint_is_a_change() {
+        let (a, b) = (("10.244.1.5", "ZZZZZZZZ"), ("10.244.2.7", "YYYYYYYY"));
+        let (c, d) = (("10.244.1.9", "QQQQQQQQ"), ("10.244.2.3", "RRRRRRRR"));
+        let base = spread([a, b], [0, 1], "10.96.0.9");
+        // Another cluster, the same spread (branches the other way round): equal.
+        assert!(cmp(&base, &spread([c, d], [1, 0], "10.96.0.7")).equal);
+        // Every branch to one endpoint: that one vmap rule, and only it, changed.
+        let one = spread([a, b], [0, 0], "10.96.0.9");
+        let x = cmp(&base, &one);
+        let s = &x.services[0];
+        assert!(!s.equal, "{}", crate::rules::render::text(&x, false));
+        assert_eq!((s.removed.len(), s.added.len()), (1, 1));
+        assert!(
+            s.removed[0].rule().ends_with(
+                "vmap { 0 : goto endpoint-<hash>-default/two/tcp/__<endpoint>/80, 1 : goto endpoint-<hash>-default/two/tcp/__<endpoint>/80 }"
+            ),
+            "{}",
+            s.removed[0].rule()
+        );
+        assert!(
+            s.added[0]
+                .rule()
+                .ends_with("vmap { 0-1 : goto endpoint-<hash>-default/two/tcp/__<endpoint>/80 }"),
+            "{}",
+            s.added[0].rule()
+        );
+        // The same mistake in another cluster (the other endpoint chosen) is the same state.
+        assert!(cmp(&one, &spread([c, d], [1, 1], "10.96.0.7")).equal);
+        // A range key counts as many numbers as it holds.
+        let range = one.replace(
+            &format!("0 : goto endpoint-{}", a.1),
+            &format!("0-1 : goto endpoint-{}", a.1),
+        );
+        let range = range.replacen(
+            &format!(", 1 : goto endpoint-{}-default/two/tcp/__{}/80", a.1, a.0),
+            "",
+            1,
+        );
+        assert!(range.contains("{ 0-1 : goto"), "{range}");
+        assert!(cmp(&one, &range).equal);
     }
 }

@@ -341,6 +341,42 @@ impl Facts<'_> {
     }
 }
 
+/// For each rule of `s`: when it jumps to an endpoint chain that an earlier rule of its chain
+/// jumps to already, that rule's place in the chain (1-based). Endpoint chains are all written
+/// `KUBE-SEP-<endpoint>`: without this, a statistic cascade whose branches all jump to one
+/// endpoint would read like one that spreads over as many endpoints as it has branches.
+fn repeated_endpoints(d: &Dump, s: &ServiceRules, bodies: &[&str]) -> Vec<Option<u32>> {
+    /// A chain: its name, its rules seen so far, and the endpoint chains they jump to (each with
+    /// the first such rule's place).
+    type Seen<'a> = (&'a str, u32, Vec<(&'a str, u32)>);
+    let mut seen: Vec<Seen> = Vec::new();
+    let mut out = Vec::with_capacity(bodies.len());
+    for (&i, body) in s.rules.iter().zip(bodies) {
+        let chain = d.rule_chain(&d.rules[i]);
+        let k = match seen.iter().position(|c| c.0 == chain) {
+            Some(k) => k,
+            None => {
+                seen.push((chain, 0, Vec::new()));
+                seen.len() - 1
+            }
+        };
+        let (_, place, targets) = &mut seen[k];
+        *place += 1;
+        let target =
+            tokens::jump_target(body).filter(|t| per_service_prefix(t) == Some("KUBE-SEP"));
+        out.push(
+            target.and_then(|t| match targets.iter().find(|x| x.0 == t) {
+                Some(x) => Some(x.1),
+                None => {
+                    targets.push((t, *place));
+                    None
+                }
+            }),
+        );
+    }
+    out
+}
+
 /// The rules of `s`, normalized (or raw when `raw`). `display` is how the service is written in
 /// comments on both sides.
 pub fn normalize(d: &Dump, s: &ServiceRules, display: &str, raw: bool) -> Vec<NormRule> {
@@ -378,13 +414,14 @@ pub fn normalize_sharing(
     }
     let words: Vec<&[&str]> = spans.into_iter().map(|r| &all[r]).collect();
     let facts = gather(d, s, &words);
+    let again = repeated_endpoints(d, s, &bodies);
     let mut out = Vec::with_capacity(s.rules.len());
     // Roles and real names, one shared string per chain.
     let mut names: HashMap<&str, (Arc<str>, Raw)> = HashMap::default();
     let source = Raw::handle(&d.text);
     // Each rule's text is written here, then kept (or found kept already).
     let mut text = String::with_capacity(256);
-    for (&i, words) in s.rules.iter().zip(&words) {
+    for (k, ((&i, words), again)) in s.rules.iter().zip(&words).zip(&again).enumerate() {
         let r = &d.rules[i];
         let chain = d.rule_chain(r);
         let (role, chain_name) = names
@@ -436,6 +473,14 @@ pub fn normalize_sharing(
             text.push_str("-A ");
             text.push_str(&role);
             tokens::canonical_into(&mut text, words, &mut map);
+            if let Some(first) = again {
+                text.push_str(" (same endpoint as rule ");
+                text.push_str(&first.to_string());
+                text.push(')');
+            }
+            if let Some(p) = s.places.get(k) {
+                text.push_str(p.suffix());
+            }
             // The other side's identical text when there is one (most rules of two clusters
             // are equal once normalized): one copy kept, not two.
             Some(match known.get(text.as_str()) {

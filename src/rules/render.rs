@@ -90,6 +90,9 @@ pub fn write_text(out: &mut impl Write, c: &Comparison, color: bool) {
         changed,
         c.services.len() - changed
     );
+    for n in &c.notes {
+        let _ = writeln!(out, "note: {}", visible(n));
+    }
 }
 
 fn service(out: &mut impl Write, s: &ServiceDiff, st: &Style) {

@@ -127,17 +127,21 @@ const BUILT_IN: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTRO
 
 /// kube-proxy's rules that no Service owns, in file order: the Service-less rules of its shared
 /// chains (KUBE-SERVICES, KUBE-NODEPORTS, KUBE-POSTROUTING, KUBE-MARK-MASQ, KUBE-FORWARD, ...)
-/// and the jumps from built-in chains into KUBE-* chains. One pass, no grouping.
-pub fn shared(d: &Dump) -> Vec<usize> {
-    let mut out = Vec::new();
+/// and its rules in built-in chains (jumps into KUBE-* chains, and any other rule that is
+/// kube-proxy's: see [`kube_proxys`]). One pass, no grouping. Each with where it stands among
+/// the Services' rules of its chain (see [`Place`]).
+pub fn shared(d: &Dump) -> Vec<(usize, Place)> {
+    let mut out: Vec<(usize, Place)> = Vec::new();
+    /// A chain (table, name), and the first and last of the Services' rules in it.
+    type Span<'a> = ((Option<Table>, &'a str), (usize, usize));
+    let mut services: Vec<Span> = Vec::new();
     for (i, r) in d.rules.iter().enumerate() {
         let chain = d.rule_chain(r);
         let body = d.rule_body(r);
         let ours = if chain.starts_with("KUBE-") {
             per_service_prefix(chain).is_none()
         } else {
-            BUILT_IN.contains(&chain)
-                && tokens::jump_target(body).is_some_and(|t| t.starts_with("KUBE-"))
+            BUILT_IN.contains(&chain) && kube_proxys(body)
         };
         if !ours {
             continue;
@@ -145,14 +149,75 @@ pub fn shared(d: &Dump) -> Vec<usize> {
         let to_service = tokens::jump_target(body).is_some_and(|t| per_service_prefix(t).is_some());
         let names_service = tokens::comment(body).and_then(comment_ref).is_some();
         if !to_service && !names_service {
-            out.push(i);
+            out.push((i, Place::After));
+            continue;
+        }
+        let k = (r.table, chain);
+        match services.iter_mut().find(|s| s.0 == k) {
+            Some(s) => s.1.1 = i,
+            None => services.push((k, (i, i))),
+        }
+    }
+    for (i, place) in &mut out {
+        let r = &d.rules[*i];
+        let k = (r.table, d.rule_chain(r));
+        if let Some((_, (first, last))) = services.iter().find(|s| s.0 == k)
+            && *last > *i
+        {
+            *place = if *first < *i {
+                Place::Among
+            } else {
+                Place::Before
+            };
         }
     }
     out
 }
 
+/// Where a shared rule stands among the Services' rules of its chain. kube-proxy writes its
+/// shared rules after them ("this must be the last rule in this chain"): one moved in front of
+/// them is a change, though the shared rules alone are the same list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// After every Service's rule in its chain (or in a chain without any).
+    After,
+    Before,
+    Among,
+}
+
+impl Place {
+    /// How the place is written after the rule (nothing for the usual one).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Place::After => "",
+            Place::Before => " (before the Services' rules)",
+            Place::Among => " (among the Services' rules)",
+        }
+    }
+}
+
+/// Whether a rule in a built-in chain is kube-proxy's: it jumps to or names a KUBE-* chain, or
+/// its comment speaks of Kubernetes ("kubernetes service portals", "kube-proxy ...").
+fn kube_proxys(body: &str) -> bool {
+    tokens::jump_target(body).is_some_and(|t| t.starts_with("KUBE-"))
+        || tokens::split(body).iter().any(|w| w.starts_with("KUBE-"))
+        || tokens::comment(body).is_some_and(|c| c.to_ascii_lowercase().contains("kube"))
+}
+
+/// The rules of built-in chains that are not kube-proxy's (Docker's, kind's, the admin's): not
+/// compared, but one side's alone are worth a note.
+pub fn foreign(d: &Dump) -> Vec<usize> {
+    d.rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| BUILT_IN.contains(&d.rule_chain(r)) && !kube_proxys(d.rule_body(r)))
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// The pseudo-service kube-proxy's shared rules are grouped as.
 pub fn shared_rules(d: &Dump) -> ServiceRules {
+    let (rules, places) = shared(d).into_iter().unzip();
     ServiceRules {
         key: ServiceKey {
             namespace: String::new(),
@@ -160,8 +225,9 @@ pub fn shared_rules(d: &Dump) -> ServiceRules {
             port: String::new(),
         },
         written: SHARED.into(),
-        rules: shared(d),
+        rules,
         chains: Vec::new(),
+        places,
     }
 }
 
@@ -202,6 +268,9 @@ pub struct ServiceRules {
     pub rules: Vec<usize>,
     /// Per-service chains owned by this service.
     pub chains: Vec<String>,
+    /// The shared group's: where each rule stands among the Services' rules of its chain
+    /// (empty for a Service).
+    pub places: Vec<Place>,
 }
 
 struct RuleInfo<'a> {
@@ -450,6 +519,7 @@ fn by_comment(
                 written: w.to_string(),
                 rules: Vec::new(),
                 chains: Vec::new(),
+                places: Vec::new(),
             });
             out.len() - 1
         });

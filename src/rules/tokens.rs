@@ -358,6 +358,111 @@ impl Writer<'_, '_, '_, '_> {
     }
 }
 
+/// An nftables rule in the spelling `nft list` prints, whether it was listed or written as
+/// knftables writes it (kube-proxy's `add rule` lines, `nft -f` input): `mark` is `meta mark`,
+/// `or`/`and`/`xor` are `|`/`&`/`^`, a mark's values are 32-bit hex (`0x00004000`), a set of one
+/// element is that element (`{ x }` is `x`), single spaces, `a, b` in lists. Quoted strings are
+/// kept as written. Borrowed when nothing is to change.
+pub fn nft_spelling(text: &str) -> Cow<'_, str> {
+    let has = |n: &str| memchr::memmem::find(text.as_bytes(), n.as_bytes()).is_some();
+    // `mark` as a word (not `mark-for-masquerade`, which most rules jump to).
+    let mark = has(" mark ") || text.starts_with("mark ") || text.ends_with(" mark");
+    let maybe = ["{", " or ", " and ", " xor ", "  ", "\t", " ,"];
+    if !mark && !maybe.iter().any(|n| has(n)) {
+        return Cow::Borrowed(text);
+    }
+    let tokens = nft_tokens(text);
+    let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(tokens.len() + 4);
+    let mut in_mark = false;
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = tokens[i];
+        // `{ x }`, a set of one element (not a map's `{ k : v }`, nor a verdict map's).
+        let prev = out.last().map(|p| p.as_ref());
+        if t == "{"
+            && tokens.get(i + 2) == Some(&"}")
+            && !matches!(tokens.get(i + 1), Some(&("}" | "," | ":")) | None)
+            && !matches!(prev, Some("vmap" | "map"))
+        {
+            out.push(Cow::Borrowed(tokens[i + 1]));
+            i += 3;
+            continue;
+        }
+        let word: Cow<'_, str> = match t {
+            "mark" if !matches!(prev, Some("meta" | "ct")) => {
+                out.push(Cow::Borrowed("meta"));
+                Cow::Borrowed("mark")
+            }
+            "or" => Cow::Borrowed("|"),
+            "and" => Cow::Borrowed("&"),
+            "xor" => Cow::Borrowed("^"),
+            _ => match (in_mark, mark_value(t)) {
+                (true, Some(v)) => Cow::Owned(format!("{v:#010x}")),
+                _ => Cow::Borrowed(t),
+            },
+        };
+        in_mark = match word.as_ref() {
+            "mark" => true,
+            "set" | "meta" | "ct" | "|" | "&" | "^" | "==" | "!=" => in_mark,
+            w => in_mark && mark_value(w).is_some(),
+        };
+        out.push(word);
+        i += 1;
+    }
+    let mut s = String::with_capacity(text.len() + 16);
+    for w in &out {
+        if !s.is_empty() && w != "," {
+            s.push(' ');
+        }
+        s.push_str(w);
+    }
+    if s == text {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(s)
+    }
+}
+
+/// A number as nft writes marks (`0x4000`, `16384`).
+fn mark_value(w: &str) -> Option<u32> {
+    match w.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None if w.bytes().all(|c| c.is_ascii_digit()) => w.parse().ok(),
+        None => None,
+    }
+}
+
+/// An nftables rule's tokens: words, quoted strings (with their quotes), and `{`, `}`, `,` each
+/// a token of its own.
+fn nft_tokens(text: &str) -> Vec<&str> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(24);
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' => i += 1,
+            b'{' | b'}' | b',' => {
+                out.push(&text[i..i + 1]);
+                i += 1;
+            }
+            _ => {
+                let start = i;
+                let mut quoted = false;
+                while i < b.len() {
+                    match b[i] {
+                        b'"' => quoted = !quoted,
+                        b' ' | b'\t' | b'{' | b'}' | b',' if !quoted => break,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                out.push(&text[start..i]);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +520,57 @@ mod tests {
         assert_eq!(
             canon("-p tcp -c 1 2 --dport 80 -j A"),
             canon("-p tcp -m tcp --dport 80 -j A")
+        );
+    }
+
+    #[test]
+    fn nft_spelling_of_knftables_and_nft_list_is_one() {
+        for (knft, listed) in [
+            (
+                "mark set mark or 0x4000",
+                "meta mark set meta mark | 0x00004000",
+            ),
+            (
+                "mark and 0x4000 == 0 return",
+                "meta mark & 0x00004000 == 0x00000000 return",
+            ),
+            (
+                "mark set mark xor 0x4000",
+                "meta mark set meta mark ^ 0x00004000",
+            ),
+            (
+                "ip daddr { 172.30.0.0/16 } drop comment \"Drop  { x } mark or\"",
+                "ip daddr 172.30.0.0/16 drop comment \"Drop  { x } mark or\"",
+            ),
+            (
+                "ip saddr != { 203.0.113.0/25 } drop",
+                "ip saddr != 203.0.113.0/25 drop",
+            ),
+            (
+                "numgen random mod 2 vmap { 0 : goto a , 1 : goto b }",
+                "numgen random mod 2 vmap { 0 : goto a, 1 : goto b }",
+            ),
+            (
+                "ip daddr  {1.2.3.4,5.6.7.8}  drop",
+                "ip daddr { 1.2.3.4, 5.6.7.8 } drop",
+            ),
+            ("ct mark set mark", "ct mark set meta mark"),
+        ] {
+            assert_eq!(nft_spelling(knft), listed, "{knft}");
+            assert_eq!(nft_spelling(listed), listed, "{listed}");
+            assert!(matches!(nft_spelling(listed), Cow::Borrowed(_)), "{listed}");
+        }
+        assert!(matches!(
+            nft_spelling("jump mark-for-masquerade"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            nft_spelling("numgen random mod 1 vmap { 0 : goto x }"),
+            "numgen random mod 1 vmap { 0 : goto x }"
+        );
+        assert_eq!(
+            nft_spelling("meta mark 4 accept"),
+            "meta mark 0x00000004 accept"
         );
     }
 }
