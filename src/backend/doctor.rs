@@ -24,7 +24,7 @@ pub enum Status {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// `docker`, `kind`, `git`, `curl`, `source`, `ref`, `kubernetes`, `disk`, `memory`.
+    /// `docker`, `kind`, `git`, `curl`, `source`, `ref`, `kubernetes`, `state`, `disk`, `memory`.
     pub name: &'static str,
     pub status: Status,
     pub message: String,
@@ -125,6 +125,7 @@ pub async fn run(sc: &Scenario, kind: &Kind, depth: Depth) -> Report {
         );
     }
     checks.extend(sources(sc, kind_version, depth).await);
+    checks.push(state_dir());
     checks.push(disk(&super::state_dir()));
     checks.push(memory(sc.build.parallel));
     Report {
@@ -303,6 +304,19 @@ pub fn version_check(
         }
     }
     Check::ok("kubernetes", shown)
+}
+
+/// kindred's state dir (worktrees, kubeconfigs, the record of its clusters): created private,
+/// refused when it is a symbolic link, someone else's, writable by others, or read-only.
+fn state_dir() -> Check {
+    match super::state::ensure_state_dir() {
+        Ok(d) => Check::ok("state", format!("{} is kindred's own", d.display())),
+        Err(e) => Check::fail(
+            "state",
+            format!("{e:#}"),
+            "as the message says, or set XDG_STATE_HOME to a directory of your own",
+        ),
+    }
 }
 
 /// Free disk where kindred keeps its worktrees.

@@ -29,16 +29,14 @@ pub fn last(path: &Path, kind: &str) -> Option<Duration> {
 pub fn record(path: &Path, kind: &str, took: Duration) {
     let mut all = load(path);
     all.insert(kind.to_string(), took.as_secs().max(1));
-    let write = || -> std::io::Result<()> {
+    let write = || -> anyhow::Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string(&all)?)?;
-        std::fs::rename(&tmp, path)
+        super::state::write_atomic(path, serde_json::to_string(&all)?.as_bytes())
     };
     if let Err(e) = write() {
-        tracing::warn!("{}: cannot write: {e}", path.display());
+        tracing::warn!("{}: cannot write: {e:#}", path.display());
     }
 }
 
