@@ -533,6 +533,63 @@ fn a_replay_never_records_over_its_own_input() {
     assert!(stderr(&o).contains("needs a terminal"), "{}", stderr(&o));
 }
 
+/// A `kind` (and a `git`) that print a version line with an escape and a forged line after
+/// it, then without end: the doctor reads a few KiB, shows the first line escaped, and is done
+/// within seconds (it used to abort on a failed allocation).
+#[test]
+fn a_flooding_tool_in_the_doctor_is_cut_and_escaped() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let bin = d.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // 10 MB after the line (it was shown whole), and output without end (it ran out of memory
+    // or of time).
+    for (tool, version, rest) in [
+        (
+            "kind",
+            "kind v0.27.0 go1.23.4 linux/amd64",
+            "head -c 10000000 /dev/zero | tr '\\0' x",
+        ),
+        ("git", "git version 2.45.0", "exec yes 'ok  flood'"),
+    ] {
+        let p = bin.join(tool);
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\nprintf '{version}\\033[2J\\r\\nFORGED  {tool} line\\n'\n{rest}\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let f = d.path().join("k.yaml");
+    let text = kindred::scenario::DEFAULT.replace("~/go/src/k8s.io/kubernetes", "/nonexistent/k8s");
+    std::fs::write(&f, text).unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let started = std::time::Instant::now();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kindred"))
+        .args(["-f", f.to_str().unwrap(), "doctor", "--quick"])
+        .env("XDG_STATE_HOME", common::test_state())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("PATH", &path)
+        .env("KINDRED_LOG", d.path().join("log"))
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.len() < 8192, "{} bytes", out.len());
+    assert!(
+        out.lines()
+            .any(|l| l == "ok    kind       kind v0.27.0 go1.23.4 linux/amd64\\x1b[2J"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l == "ok    git        git version 2.45.0\\x1b[2J"),
+        "{out}"
+    );
+    assert!(!out.contains("FORGED") && !out.contains('\x1b'), "{out}");
+}
+
 /// A recording over an existing file: killed, the file keeps its old content (the partial
 /// recording beside it); ended cleanly (a key, or a signal), it is replaced by the whole new
 /// recording.

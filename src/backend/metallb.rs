@@ -40,6 +40,9 @@ pub fn check(text: &str, source: &str) -> Result<()> {
     Ok(())
 }
 
+/// The most of a manifest read (MetalLB's is about 100 KiB).
+const MAX_MANIFEST: usize = 16 << 20;
+
 /// The manifest at `url` (`http(s)://` or `file://`), from the cache in `dir` when fetched
 /// before; a fetch that fails or is not MetalLB's is not cached.
 pub async fn fetch(url: &str, dir: &Path) -> Result<String> {
@@ -48,17 +51,23 @@ pub async fn fetch(url: &str, dir: &Path) -> Result<String> {
         return Ok(t);
     }
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let out = tokio::process::Command::new("curl")
-        .args(["-fsSL", "--max-time", FETCH_LIMIT, url])
-        .kill_on_drop(true)
-        .output()
+    use super::process::{Overflow, capture};
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-fsSL", "--max-time", FETCH_LIMIT, url]);
+    let what = format!("curl fetching {url}");
+    // curl gives up by itself after FETCH_LIMIT; this is the bound if it does not.
+    let limit = std::time::Duration::from_secs(FETCH_LIMIT.parse::<u64>().unwrap_or(60) + 30);
+    let out = capture(cmd, &what, MAX_MANIFEST, Overflow::Stop, limit)
         .await
-        .map_err(|e| anyhow!("running curl to fetch {url}: {e}"))?;
-    if !out.status.success() {
+        .map_err(|e| anyhow!("running curl to fetch {url}: {e}"))??;
+    if out.stdout_cut {
         bail!(
-            "fetching {url}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            "fetching {url}: longer than {} MiB: not MetalLB's manifest",
+            MAX_MANIFEST >> 20
         );
+    }
+    if !out.status.success() {
+        bail!("fetching {url}: {}", out.stderr_text());
     }
     let text = String::from_utf8(out.stdout).map_err(|_| anyhow!("{url}: not UTF-8 text"))?;
     check(&text, url)?;
