@@ -14,8 +14,9 @@ pub fn default_path() -> PathBuf {
 }
 
 fn load(path: &Path) -> BTreeMap<String, u64> {
-    std::fs::read_to_string(path)
+    super::state::read(path, 1 << 20)
         .ok()
+        .flatten()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()
 }
@@ -56,5 +57,20 @@ mod tests {
         assert_eq!(last(&p, KUBE_PROXY), Some(Duration::from_secs(1)));
         std::fs::write(&p, "not json").unwrap();
         assert_eq!(last(&p, NODE_IMAGE), None);
+    }
+
+    /// Links planted where the record or its temporary file go are never written through.
+    #[test]
+    fn the_record_is_never_written_through_a_link() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let p = d.path().join("timings.json");
+        std::os::unix::fs::symlink(&victim, d.path().join("timings.json.tmp")).unwrap();
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        assert_eq!(last(&p, NODE_IMAGE), None);
+        record(&p, NODE_IMAGE, Duration::from_secs(60));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(last(&p, NODE_IMAGE), Some(Duration::from_secs(60)));
     }
 }

@@ -222,14 +222,16 @@ async fn create(ctx: &Ctx, side: Side) -> Result<()> {
         }
         let cfg = super::state_dir().join(format!("{name}-kind.yaml"));
         let kubeconfig = super::kubeconfig_path(&name);
-        std::fs::create_dir_all(kubeconfig.parent().expect("a state dir"))?;
+        let kube_dir = kubeconfig.parent().expect("a state dir");
+        std::fs::create_dir_all(kube_dir)
+            .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", kube_dir.display()))?;
         let kube = ctx.known.lock().unwrap().kube[side];
         let nft_gate = ctx.sc.cluster.proxy_mode == ProxyMode::Nftables
             && matches!(kube, Some((1, 29 | 30)));
         if nft_gate {
             ctx.out(side, Phase::Create, "Kubernetes 1.29/1.30: turning on the NFTablesProxyMode feature gate");
         }
-        std::fs::write(&cfg, ctx.sc.kind_config(nft_gate))?;
+        super::state::write_atomic(&cfg, ctx.sc.kind_config(nft_gate).as_bytes())?;
         let image = ctx.sc.side(side).image.clone();
         let out = |l: &str| ctx.out(side, Phase::Create, l);
         ctx.kind
