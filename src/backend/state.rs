@@ -254,6 +254,42 @@ mod tests {
         );
     }
 
+    /// A state dir on a read-only file system: named, with the fix. Needs root (mount).
+    #[test]
+    #[ignore = "needs root (mount)"]
+    fn a_read_only_state_dir_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        let mnt = t.path().join("ro");
+        std::fs::create_dir(&mnt).unwrap();
+        let mount = |args: &[&str]| {
+            let st = std::process::Command::new("mount")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(st.success(), "mount {args:?}");
+        };
+        let m = mnt.to_str().unwrap();
+        mount(&["-t", "tmpfs", "-o", "mode=0700", "tmpfs", m]);
+        struct Unmount<'a>(&'a str);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(self.0).status();
+            }
+        }
+        let _u = Unmount(m);
+        let dir = mnt.join("kindred");
+        ensure_dir(&dir).unwrap();
+        mount(&["-o", "remount,ro", m]);
+        let e = ensure_dir(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains(&dir.display().to_string()) && e.contains("not writable"),
+            "{e}"
+        );
+        // Missing on a read-only file system: it cannot be made.
+        let e = ensure_dir(&mnt.join("other")).unwrap_err().to_string();
+        assert!(e.contains("other") && e.contains("cannot create"), "{e}");
+    }
+
     #[test]
     fn state_files_are_never_opened_through_a_link() {
         let t = tempfile::tempdir().unwrap();
