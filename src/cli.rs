@@ -470,6 +470,12 @@ pub fn run_swap(file: Option<&std::path::Path>, a: &SwapArgs) -> Result<i32> {
 
 /// `kindred up` (and `kindred` alone).
 pub fn run_up(file: Option<&std::path::Path>, a: &UpArgs) -> Result<i32> {
+    let local = std::path::Path::new("kindred.yaml");
+    refuse_recording_over(
+        a.dash.record.as_deref(),
+        file.unwrap_or(local),
+        "the scenario",
+    )?;
     let mut sc = load_scenario(file)?;
     if let Some(v) = a.watch_interval {
         sc.watch.interval = v;
@@ -477,6 +483,31 @@ pub fn run_up(file: Option<&std::path::Path>, a: &UpArgs) -> Result<i32> {
     let kind = crate::backend::kind::Kind::default();
     let backend = Box::new(crate::backend::live::LiveBackend::new(sc, kind));
     run_dashboard(backend, &a.dash)
+}
+
+/// `kindred replay`: the recording played is never the one written.
+pub fn run_replay(a: &ReplayArgs) -> Result<i32> {
+    let record = a.play.dash.record.as_deref();
+    refuse_recording_over(record, &a.file, "the recording being replayed")?;
+    let rec = crate::backend::recording::load(&a.file)?;
+    run_play(rec, &a.play)
+}
+
+/// `--record FILE` must not name `input` (`what` kindred reads), by any path: the finished
+/// recording would replace it.
+fn refuse_recording_over(
+    record: Option<&std::path::Path>,
+    input: &std::path::Path,
+    what: &str,
+) -> Result<()> {
+    match record {
+        Some(r) if crate::backend::recording::same_file(r, input) => Err(anyhow!(
+            "--record {}: that is {what} ({}); the recording would replace it: record to another file",
+            r.display(),
+            input.display()
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `kindred demo` and `kindred replay`.

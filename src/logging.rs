@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::backend::state::{ensure_state_dir, open_nofollow};
 use crate::backend::state_dir;
 
 use tracing_appender::non_blocking::WorkerGuard;
@@ -13,17 +14,22 @@ pub fn default_log_path() -> PathBuf {
 }
 
 /// Start logging to `path` (or the default). Level from `KINDRED_LOG_LEVEL` (default `info`).
-/// Returns the guard that flushes the log on drop; `None` when the file cannot be opened
-/// (logging is then off: kindred never falls back to writing logs on the terminal).
-pub fn init(path: Option<&Path>) -> Option<WorkerGuard> {
-    let path = path.map(Path::to_path_buf).unwrap_or_else(default_log_path);
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty())?;
-    std::fs::create_dir_all(dir).ok()?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .ok()?;
+/// Returns the guard that flushes the log on drop, or why the log cannot be opened (logging is
+/// then off: kindred never falls back to writing logs on the terminal). The default log's
+/// directory is kindred's state dir, created private and refused when someone else could write
+/// it; no log file is ever opened through a symbolic link.
+pub fn init(path: Option<&Path>) -> anyhow::Result<WorkerGuard> {
+    let path = match path {
+        Some(p) => {
+            if let Some(dir) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", dir.display()))?;
+            }
+            p.to_path_buf()
+        }
+        None => ensure_state_dir()?.join("kindred.log"),
+    };
+    let file = open_nofollow(std::fs::OpenOptions::new().create(true).append(true), &path)?;
     let (writer, guard) = tracing_appender::non_blocking(file);
     let filter =
         EnvFilter::try_from_env("KINDRED_LOG_LEVEL").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -32,6 +38,6 @@ pub fn init(path: Option<&Path>) -> Option<WorkerGuard> {
         .with_ansi(false)
         .with_env_filter(filter)
         .try_init()
-        .ok()?;
-    Some(guard)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(guard)
 }

@@ -24,7 +24,14 @@ fn tune_allocator() {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
-    let _guard = kindred::logging::init(cli.log_file.as_deref());
+    let _guard = match kindred::logging::init(cli.log_file.as_deref()) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            let msg = kindred::rules::render::visible(&format!("{e:#}")).into_owned();
+            let _ = writeln!(std::io::stderr(), "kindred: not logging: {msg}");
+            None
+        }
+    };
     kindred::tui::install_panic_hook(
         cli.log_file
             .clone()
@@ -61,7 +68,6 @@ fn run(c: &Command, file: Option<&std::path::Path>) -> anyhow::Result<i32> {
                 .map_err(Into::into)
                 .and_then(|r| kindred::cli::run_play(r, a))
         }
-        Command::Replay(a) => kindred::backend::recording::load(&a.file)
-            .and_then(|r| kindred::cli::run_play(r, &a.play)),
+        Command::Replay(a) => kindred::cli::run_replay(a),
     }
 }

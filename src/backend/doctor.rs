@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::docker::Docker;
 use super::git;
 use super::kind::Kind;
+use super::process::{self, Overflow};
 use crate::model::ProxyMode;
 use crate::scenario::{MERGE_BASE, Scenario};
 
@@ -24,7 +25,7 @@ pub enum Status {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// `docker`, `kind`, `git`, `curl`, `source`, `ref`, `kubernetes`, `disk`, `memory`.
+    /// `docker`, `kind`, `git`, `curl`, `source`, `ref`, `kubernetes`, `state`, `disk`, `memory`.
     pub name: &'static str,
     pub status: Status,
     pub message: String,
@@ -125,6 +126,7 @@ pub async fn run(sc: &Scenario, kind: &Kind, depth: Depth) -> Report {
         );
     }
     checks.extend(sources(sc, kind_version, depth).await);
+    checks.push(state_dir());
     checks.push(disk(&super::state_dir()));
     checks.push(memory(sc.build.parallel));
     Report {
@@ -172,27 +174,22 @@ pub fn kind_check(v: (u32, u32, u32), line: &str, mode: ProxyMode) -> Check {
     Check::ok("kind", line.to_string())
 }
 
-/// Whether `bin` runs.
+/// Whether `bin` runs: the first line of its version output (at most
+/// [`process::MAX_VERSION`] bytes read, shown escaped).
 async fn tool(name: &'static str, args: &[&str], fix: &str) -> Check {
-    let run = tokio::process::Command::new(name)
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(std::time::Duration::from_secs(10), run).await {
-        Ok(Ok(o)) if o.status.success() => {
-            let first = String::from_utf8_lossy(&o.stdout);
-            Check::ok(
-                name,
-                first.lines().next().unwrap_or(name).trim().to_string(),
-            )
+    let mut cmd = tokio::process::Command::new(name);
+    cmd.args(args);
+    let limit = std::time::Duration::from_secs(10);
+    let what = format!("{name} {}", args.join(" "));
+    let run = process::capture(cmd, &what, process::MAX_VERSION, Overflow::Stop, limit).await;
+    match run {
+        Ok(Ok(o)) if o.status.success() || o.stdout_cut => {
+            let first = process::first_line(&o.stdout);
+            Check::ok(name, if first.is_empty() { name.into() } else { first })
         }
-        Ok(Ok(o)) => Check::fail(
-            name,
-            format!("{name} {}: {}", args.join(" "), o.status),
-            fix,
-        ),
-        Ok(Err(e)) => Check::fail(name, format!("{name}: {e}"), fix),
-        Err(_) => Check::fail(name, format!("{name} did not answer in 10s"), fix),
+        Ok(Ok(o)) => Check::fail(name, format!("{what}: {}", o.status), fix),
+        Ok(Err(e)) => Check::fail(name, format!("{e:#}"), fix),
+        Err(e) => Check::fail(name, format!("{name}: {e}"), fix),
     }
 }
 
@@ -308,6 +305,19 @@ pub fn version_check(
     Check::ok("kubernetes", shown)
 }
 
+/// kindred's state dir (worktrees, kubeconfigs, the record of its clusters): created private,
+/// refused when it is a symbolic link, someone else's, writable by others, or read-only.
+fn state_dir() -> Check {
+    match super::state::ensure_state_dir() {
+        Ok(d) => Check::ok("state", format!("{} is kindred's own", d.display())),
+        Err(e) => Check::fail(
+            "state",
+            format!("{e:#}"),
+            "as the message says, or set XDG_STATE_HOME to a directory of your own",
+        ),
+    }
+}
+
 /// Free disk where kindred keeps its worktrees.
 fn disk(dir: &Path) -> Check {
     let probe = dir
@@ -387,6 +397,7 @@ fn memory(parallel: bool) -> Check {
 
 /// The report as a table: status, check, what was found, and the fix under it.
 pub fn table(r: &Report) -> String {
+    use crate::rules::render::visible;
     use std::fmt::Write as _;
     let mut o = String::new();
     for c in &r.checks {
@@ -395,9 +406,10 @@ pub fn table(r: &Report) -> String {
             Status::Warn => "warn",
             Status::Fail => "FAIL",
         };
-        let _ = writeln!(o, "{mark}  {:<10} {}", c.name, c.message);
+        // One line each: a newline in a tool's output or a ref never forges another.
+        let _ = writeln!(o, "{mark}  {:<10} {}", c.name, visible(&c.message));
         if let Some(f) = &c.fix {
-            let _ = writeln!(o, "      {:<10} fix: {f}", "");
+            let _ = writeln!(o, "      {:<10} fix: {}", "", visible(f));
         }
     }
     let fails = r.checks.iter().filter(|c| c.status == Status::Fail).count();

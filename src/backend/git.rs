@@ -10,33 +10,33 @@ use tokio::process::Command;
 /// How long one git command may take (a fetch of a large repository included).
 pub const GIT_LIMIT: Duration = Duration::from_secs(600);
 
-/// Run git in `dir`: its exit status and output, or an error when it cannot run or does not
-/// answer within [`GIT_LIMIT`].
-async fn run(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
+/// The most of a git command's stdout kept (a longer one is an error, never used cut) and of
+/// its stderr (shown in errors).
+pub const MAX_GIT_OUTPUT: usize = 16 << 20;
+
+/// Run git in `dir`: its exit status and output, or an error when it cannot run, does not
+/// answer within [`GIT_LIMIT`], or prints more than [`MAX_GIT_OUTPUT`].
+async fn run(dir: &Path, args: &[&str]) -> Result<super::process::Captured> {
     run_env(dir, args, &[]).await
 }
 
 /// [`run`] with more environment variables.
-async fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<std::process::Output> {
-    let child = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(GIT_LIMIT, child)
+async fn run_env(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<super::process::Captured> {
+    use super::process::{Overflow, capture};
+    let mut cmd = Command::new("git");
+    cmd.arg("-C").arg(dir).args(args).envs(env.iter().copied());
+    let what = format!("git {} in {}", args.join(" "), dir.display());
+    let out = capture(cmd, &what, MAX_GIT_OUTPUT, Overflow::Drain, GIT_LIMIT)
         .await
-        .map_err(|_| {
-            anyhow!(
-                "git {} in {}: no answer after {}s",
-                args.join(" "),
-                dir.display(),
-                GIT_LIMIT.as_secs()
-            )
-        })?
-        .map_err(|e| anyhow!("running git: {e}"))
+        .map_err(|e| anyhow!("running git: {e}"))??;
+    if out.stdout_cut {
+        bail!("{what}: output longer than {} MiB", MAX_GIT_OUTPUT >> 20);
+    }
+    Ok(out)
 }
 
 async fn git(dir: &Path, args: &[&str]) -> Result<String> {
@@ -50,7 +50,7 @@ async fn git_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Stri
             "git {} in {}: {}",
             args.join(" "),
             dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            out.stderr_text()
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())

@@ -72,17 +72,15 @@ pub fn wanted_go(dir: &Path) -> Option<(u32, u32, u32)> {
 
 /// The host's Go, when there is one that answers `go version` within 10 seconds.
 async fn host_go() -> Option<(String, (u32, u32, u32))> {
-    let run = Command::new("go")
-        .arg("version")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(10), run)
+    use super::process::{MAX_VERSION, Overflow, capture, first_line};
+    let mut cmd = Command::new("go");
+    cmd.arg("version");
+    let limit = Duration::from_secs(10);
+    let out = capture(cmd, "go version", MAX_VERSION, Overflow::Stop, limit)
         .await
         .ok()?
         .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let v = parse_go(&text)?;
+    let v = parse_go(&first_line(&out.stdout))?;
     Some((format!("go{}.{}.{}", v.0, v.1, v.2), v))
 }
 

@@ -9,6 +9,8 @@ use anyhow::{Result, anyhow, bail};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
+use super::process;
+
 /// What a line of kind's output says about progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
@@ -73,6 +75,10 @@ impl Default for Kind {
     }
 }
 
+/// The most of a kind command's output kept ([`Kind::capture_within`]: a kubeconfig is a few
+/// KiB).
+pub const MAX_CAPTURE: usize = 1 << 20;
+
 /// How long one kind run may take at most (a node-image build included).
 pub const KIND_LIMIT: Duration = Duration::from_secs(3 * 3600);
 
@@ -84,7 +90,7 @@ impl Kind {
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut c = Command::new(&self.bin);
         c.args(args).envs(env.iter().copied());
-        super::process::prepare(&mut c);
+        process::prepare(&mut c);
         c
     }
 
@@ -121,7 +127,7 @@ impl Kind {
     ) -> Result<()> {
         let mut last_error: Option<String> = None;
         let what = format!("kind {}", args.first().copied().unwrap_or(""));
-        let status = super::process::stream(
+        let status = process::stream(
             self.command(args, env),
             &what,
             |e| self.spawn_err(e),
@@ -138,7 +144,7 @@ impl Kind {
         if status.success() {
             return Ok(());
         }
-        let code = super::process::exit_text(status);
+        let code = process::exit_text(status);
         let head = args[..2.min(args.len())].join(" ");
         Err(match last_error {
             Some(e) => anyhow!("kind {head}: {e} ({code})"),
@@ -218,12 +224,27 @@ impl Kind {
         Ok(())
     }
 
-    /// `kind version`: (major, minor, patch) and the line as printed.
+    /// `kind version`: (major, minor, patch) and its first line as it may be shown (at most
+    /// [`process::MAX_VERSION`] bytes read, control characters made visible).
     pub async fn version(&self) -> Result<((u32, u32, u32), String)> {
-        let (out, _) = self
-            .capture_within(&["version"], Duration::from_secs(10))
-            .await?;
-        let line = out.trim().to_string();
+        let limit = Duration::from_secs(10);
+        let out = process::capture(
+            self.command(&["version"], &[]),
+            "kind version",
+            process::MAX_VERSION,
+            process::Overflow::Stop,
+            limit,
+        )
+        .await
+        .map_err(|e| self.spawn_err(e))??;
+        let line = process::first_line(&out.stdout);
+        if !out.status.success() && !out.stdout_cut {
+            bail!(
+                "kind version: {} ({})",
+                process::first_line(&out.stderr),
+                process::exit_text(out.status)
+            );
+        }
         parse_version(&line)
             .map(|v| (v, line.clone()))
             .ok_or_else(|| anyhow!("kind version: cannot read a version in '{line}'"))
@@ -253,28 +274,31 @@ impl Kind {
             .await
     }
 
-    /// [`Kind::capture`], given up (and killed) after `limit`.
+    /// Run kind with `args` to its end: (stdout, stderr), at most [`MAX_CAPTURE`] of each;
+    /// given up (and killed) after `limit`. Longer output is an error, never used cut.
     async fn capture_within(&self, args: &[&str], limit: Duration) -> Result<(String, String)> {
-        tokio::time::timeout(limit, self.capture(args))
-            .await
-            .map_err(|_| anyhow!("kind {}: no answer in {}s", args.join(" "), limit.as_secs()))?
-    }
-
-    async fn capture(&self, args: &[&str]) -> Result<(String, String)> {
-        let out = self
-            .command(args, &[])
-            .output()
-            .await
-            .map_err(|e| self.spawn_err(e))?;
+        let what = format!("kind {}", args.join(" "));
+        let out = process::capture(
+            self.command(args, &[]),
+            &what,
+            MAX_CAPTURE,
+            process::Overflow::Drain,
+            limit,
+        )
+        .await
+        .map_err(|e| self.spawn_err(e))??;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         if !out.status.success() {
-            let msg = stderr
-                .lines()
-                .rev()
-                .find_map(|l| l.strip_prefix("ERROR: "))
-                .unwrap_or(stderr.trim());
-            bail!("kind {}: {msg}", args.join(" "));
+            let last_error = stderr.lines().rev().find_map(|l| l.strip_prefix("ERROR: "));
+            let msg = match last_error {
+                Some(l) => process::first_line(l.as_bytes()),
+                None => out.stderr_text(),
+            };
+            bail!("{what}: {msg}");
+        }
+        if out.stdout_cut {
+            bail!("{what}: output longer than {} KiB", MAX_CAPTURE >> 10);
         }
         Ok((stdout, stderr))
     }

@@ -40,31 +40,38 @@ pub fn check(text: &str, source: &str) -> Result<()> {
     Ok(())
 }
 
+/// The most of a manifest read (MetalLB's is about 100 KiB).
+const MAX_MANIFEST: usize = 16 << 20;
+
 /// The manifest at `url` (`http(s)://` or `file://`), from the cache in `dir` when fetched
 /// before; a fetch that fails or is not MetalLB's is not cached.
 pub async fn fetch(url: &str, dir: &Path) -> Result<String> {
     let cache = cache_path(dir, url);
-    if let Ok(t) = std::fs::read_to_string(&cache) {
+    if let Ok(Some(t)) = super::state::read(&cache, MAX_MANIFEST as u64) {
         return Ok(t);
     }
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let out = tokio::process::Command::new("curl")
-        .args(["-fsSL", "--max-time", FETCH_LIMIT, url])
-        .kill_on_drop(true)
-        .output()
+    use super::process::{Overflow, capture};
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-fsSL", "--max-time", FETCH_LIMIT, url]);
+    let what = format!("curl fetching {url}");
+    // curl gives up by itself after FETCH_LIMIT; this is the bound if it does not.
+    let limit = std::time::Duration::from_secs(FETCH_LIMIT.parse::<u64>().unwrap_or(60) + 30);
+    let out = capture(cmd, &what, MAX_MANIFEST, Overflow::Stop, limit)
         .await
-        .map_err(|e| anyhow!("running curl to fetch {url}: {e}"))?;
-    if !out.status.success() {
+        .map_err(|e| anyhow!("running curl to fetch {url}: {e}"))??;
+    if out.stdout_cut {
         bail!(
-            "fetching {url}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            "fetching {url}: longer than {} MiB: not MetalLB's manifest",
+            MAX_MANIFEST >> 20
         );
+    }
+    if !out.status.success() {
+        bail!("fetching {url}: {}", out.stderr_text());
     }
     let text = String::from_utf8(out.stdout).map_err(|_| anyhow!("{url}: not UTF-8 text"))?;
     check(&text, url)?;
-    let tmp = cache.with_extension("part");
-    std::fs::write(&tmp, &text).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, &cache).with_context(|| format!("{}: cannot write", cache.display()))?;
+    super::state::write_atomic(&cache, text.as_bytes())?;
     Ok(text)
 }
 
@@ -107,7 +114,13 @@ mod tests {
             cache_path(cache.path(), &urls[0]),
             cache_path(cache.path(), &urls[1])
         );
+        // A link planted where the cache's temporary file went is never written through.
+        let victim = src.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let part = cache_path(cache.path(), &urls[0]).with_extension("part");
+        std::os::unix::fs::symlink(&victim, &part).unwrap();
         let a = fetch(&urls[0], cache.path()).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         let b = fetch(&urls[1], cache.path()).await.unwrap();
         assert!(a.contains("v0.14.9") && b.contains("v0.15.2"));
         // Cached: the source can go, the cache answers.

@@ -16,6 +16,7 @@ pub mod probe;
 pub mod process;
 pub mod recording;
 pub mod replay;
+pub mod state;
 pub mod timings;
 
 use std::path::PathBuf;
@@ -35,7 +36,7 @@ pub trait Backend: Send {
 }
 
 /// kindred's state directory: `$XDG_STATE_HOME/kindred` (or `~/.local/state/kindred`), falling
-/// back to the temp dir.
+/// back to the temp dir. Only its path: [`state::ensure_state_dir`] creates and checks it.
 pub fn state_dir() -> PathBuf {
     let base = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)

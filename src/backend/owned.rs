@@ -29,26 +29,40 @@ pub fn default_path() -> PathBuf {
     super::state_dir().join("clusters.json")
 }
 
+/// The record is kindred's own and small: a larger one is not one kindred wrote.
+const MAX_RECORD: u64 = 4 << 20;
+
 impl Owned {
+    /// The record at `path` (empty when there is none). Never read through a symbolic link, nor
+    /// from a directory someone else could write: such a record could name anyone's clusters.
     pub fn load(path: &Path) -> Result<Owned> {
-        match std::fs::read_to_string(path) {
-            Ok(s) => serde_json::from_str(&s)
+        if let Some(dir) = path.parent().filter(|d| d.exists()) {
+            super::state::check_dir(dir)?;
+        }
+        match super::state::read(path, MAX_RECORD)? {
+            Some(s) => serde_json::from_str(&s)
                 .with_context(|| format!("{}: not a kindred cluster record", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Owned::default()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+            None => Ok(Owned::default()),
         }
     }
 
     /// Read the record, change it and write it back while holding an exclusive lock on
     /// `PATH.lock`: the two sides' tasks, or two kindred processes, never lose each other's
-    /// change. The lock is held for a read and a write of a small file.
+    /// change. The lock is held for a read and a write of a small file. Its directory is
+    /// created private (see [`super::state`]); no file is opened through a symbolic link.
     pub fn update(path: &Path, change: impl FnOnce(&mut Owned)) -> Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            super::state::ensure_dir(dir)?;
         }
         let lock_path = path.with_extension("json.lock");
-        let lock = std::fs::File::create(&lock_path)
-            .with_context(|| format!("opening {}", lock_path.display()))?;
+        let lock = super::state::open_nofollow(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+            &lock_path,
+        )?;
         lock.lock()
             .with_context(|| format!("locking {}", lock_path.display()))?;
         let mut owned = Owned::load(path)?;
@@ -58,10 +72,7 @@ impl Owned {
     }
 
     fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        super::state::write_atomic(path, serde_json::to_string_pretty(self)?.as_bytes())
     }
 
     /// Did kindred create this cluster (as it stands now)?
@@ -149,5 +160,43 @@ mod tests {
         let o = Owned::load(&p).unwrap();
         assert_eq!(o.clusters.len(), 16 * 8 - 1);
         assert!(!o.clusters.iter().any(|c| c.name == "c3-4"));
+    }
+
+    /// A record planted as a symbolic link (in a shared /tmp, say) is neither read nor written
+    /// through: what it points at stays as it was.
+    #[test]
+    fn the_record_and_its_lock_are_never_opened_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let state = dir.path().join("kindred");
+        std::fs::create_dir(&state).unwrap();
+        let p = state.join("clusters.json");
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        let e = Owned::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("symbolic link") && e.contains("clusters.json"),
+            "{e}"
+        );
+        assert!(Owned::update(&p, |o| o.record("x", "id")).is_err());
+        std::fs::remove_file(&p).unwrap();
+        let lock = state.join("clusters.json.lock");
+        std::fs::remove_file(&lock).unwrap();
+        std::os::unix::fs::symlink(&victim, &lock).unwrap();
+        let e = Owned::update(&p, |o| o.record("x", "id"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("symbolic link") && e.contains("clusters.json.lock"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        // A directory others may write is refused for reading too.
+        std::fs::remove_file(&lock).unwrap();
+        Owned::update(&p, |o| o.record("x", "id")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Owned::load(&p).unwrap_err().to_string();
+        assert!(e.contains("chmod 700"), "{e}");
     }
 }

@@ -7,7 +7,7 @@
 //! `version`.
 
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -147,33 +147,78 @@ pub fn load(path: &Path) -> anyhow::Result<Recording> {
     Ok(parse(&text, &path.display().to_string())?)
 }
 
-/// Writes events as they happen.
+/// Whether `a` and `b` name the same existing file (one inode: the same path spelled another
+/// way, a hard link, a symbolic link to it).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Writes events as they happen, to a new file beside the recording's (`FILE.PID.N.partial`),
+/// flushed per event; [`Recorder::finish`] (kindred ending the session: quit, a signal, an
+/// error of the screen) adds the end marker and renames it to `FILE`. Until then an existing
+/// `FILE` is untouched: a crash or a kill leaves it as it was, and the partial recording
+/// (loadable, shown as cut short) beside it.
 pub struct Recorder {
     out: BufWriter<std::fs::File>,
     start: Instant,
+    /// Where the recording goes when finished.
+    path: PathBuf,
+    /// Where it is written until then.
+    partial: PathBuf,
+    events: usize,
 }
 
 impl Recorder {
     pub fn create(path: &Path) -> anyhow::Result<Recorder> {
-        let f = std::fs::File::create(path)
-            .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))?;
-        let mut out = BufWriter::new(f);
+        if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+            anyhow::bail!("{}: is a directory, not a recording file", path.display());
+        }
+        let (partial, f) = super::state::create_beside(path, "partial")
+            .map_err(|e| anyhow::anyhow!("recording to {}: {e:#}", path.display()))?;
+        // The new recording keeps the permissions of the one it replaces.
+        if let Ok(m) = std::fs::metadata(path) {
+            let _ = f.set_permissions(m.permissions());
+        }
+        let mut r = Recorder {
+            out: BufWriter::new(f),
+            start: Instant::now(),
+            path: path.to_path_buf(),
+            partial,
+            events: 0,
+        };
         let h = Header {
             format: FORMAT.into(),
             version: VERSION,
             kindred: Some(env!("CARGO_PKG_VERSION").into()),
             note: None,
         };
-        writeln!(out, "{}", serde_json::to_string(&h)?)?;
-        Ok(Recorder {
-            out,
-            start: Instant::now(),
-        })
+        writeln!(r.out, "{}", serde_json::to_string(&h)?)?;
+        r.out.flush()?;
+        Ok(r)
     }
 
-    /// Close the recording cleanly: its end marker.
+    /// Where the recording is written until it is finished.
+    pub fn partial(&self) -> &Path {
+        &self.partial
+    }
+
+    /// Close the recording cleanly: its end marker, then in place of the file named.
     pub fn finish(mut self) -> anyhow::Result<()> {
-        self.write(&Event::End)
+        self.write(&Event::End)?;
+        self.out.get_ref().sync_all()?;
+        std::fs::rename(&self.partial, &self.path).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: cannot move the recording there ({e}); it is in {}",
+                self.path.display(),
+                self.partial.display()
+            )
+        })?;
+        self.events = usize::MAX;
+        Ok(())
     }
 
     pub fn write(&mut self, ev: &Event) -> anyhow::Result<()> {
@@ -183,9 +228,28 @@ impl Recorder {
         };
         serde_json::to_writer(&mut self.out, &r)?;
         self.out.write_all(b"\n")?;
-        // Flushed per event: a crash still leaves a loadable recording.
+        // Flushed per event: a crash still leaves a loadable recording (the partial file).
         self.out.flush()?;
+        self.events += 1;
         Ok(())
+    }
+}
+
+impl Drop for Recorder {
+    /// Not finished: a session that never got an event leaves nothing; one cut short keeps its
+    /// partial recording (named in the log), and `FILE` stays as it was.
+    fn drop(&mut self) {
+        match self.events {
+            usize::MAX => {}
+            0 => {
+                let _ = std::fs::remove_file(&self.partial);
+            }
+            n => tracing::warn!(
+                "recording cut short after {n} events: it is in {} ({} untouched)",
+                self.partial.display(),
+                self.path.display()
+            ),
+        }
     }
 }
 
@@ -208,5 +272,85 @@ mod tests {
         let r = parse("{\"format\":\"kindred-recording\",\"version\":1}\n{\"t\":1,\"event\":{\"type\":\"from_the_future\",\"x\":1}}\n{\"t\":2,\"event\":{\"type\":\"pod_removed\",\"side\":\"pr\",\"name\":\"p\"}}\n", "f").unwrap();
         assert_eq!(r.skipped, 1);
         assert_eq!(r.records.len(), 1);
+    }
+
+    fn removed(name: &str) -> Event {
+        Event::PodRemoved {
+            side: crate::model::Side::Pr,
+            name: name.into(),
+        }
+    }
+
+    fn events(path: &Path) -> (usize, bool) {
+        let r = load(path).unwrap();
+        (r.records.len(), r.complete)
+    }
+
+    /// A recording over an existing file: the file keeps its old content until the new one is
+    /// finished (a crash or a kill before that never truncates it), then is replaced whole.
+    #[test]
+    fn an_unfinished_recording_never_replaces_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("mine.jsonl");
+        let old = {
+            let mut r = Recorder::create(&p).unwrap();
+            for i in 0..5 {
+                r.write(&removed(&format!("p{i}"))).unwrap();
+            }
+            r.finish().unwrap();
+            std::fs::read_to_string(&p).unwrap()
+        };
+        assert_eq!(events(&p), (5, true));
+        let partial_of = |r: &Recorder| r.partial().to_path_buf();
+        // Killed (no destructor runs, as with SIGKILL or a panic's exit): the old file stays,
+        // the partial one is loadable beside it.
+        let mut r = Recorder::create(&p).unwrap();
+        r.write(&removed("p")).unwrap();
+        let partial = partial_of(&r);
+        std::mem::forget(r);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), old);
+        let cut = load(&partial).unwrap();
+        assert_eq!((cut.records.len(), cut.complete), (1, false));
+        std::fs::remove_file(&partial).unwrap();
+        // Dropped unfinished (an error before the session ended): the same, and one with no
+        // event leaves nothing behind.
+        let mut r = Recorder::create(&p).unwrap();
+        r.write(&removed("p")).unwrap();
+        let partial = partial_of(&r);
+        drop(r);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), old);
+        assert!(partial.exists());
+        std::fs::remove_file(&partial).unwrap();
+        let r = Recorder::create(&p).unwrap();
+        let partial = partial_of(&r);
+        drop(r);
+        assert!(!partial.exists());
+        // Finished: replaced whole, nothing left beside it.
+        let mut r = Recorder::create(&p).unwrap();
+        r.write(&removed("q")).unwrap();
+        r.finish().unwrap();
+        assert_eq!(events(&p), (1, true));
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+    }
+
+    #[test]
+    fn the_same_file_by_another_name_is_the_same_file() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a.jsonl");
+        std::fs::write(&a, "x").unwrap();
+        let hard = d.path().join("hard.jsonl");
+        std::fs::hard_link(&a, &hard).unwrap();
+        let soft = d.path().join("soft.jsonl");
+        std::os::unix::fs::symlink(&a, &soft).unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        let dotted = d.path().join("sub/../a.jsonl");
+        for b in [&a, &hard, &soft, &dotted] {
+            assert!(same_file(&a, b), "{}", b.display());
+        }
+        let other = d.path().join("other.jsonl");
+        std::fs::write(&other, "x").unwrap();
+        assert!(!same_file(&a, &other));
+        assert!(!same_file(&a, &d.path().join("missing")));
     }
 }

@@ -14,8 +14,9 @@ pub fn default_path() -> PathBuf {
 }
 
 fn load(path: &Path) -> BTreeMap<String, u64> {
-    std::fs::read_to_string(path)
+    super::state::read(path, 1 << 20)
         .ok()
+        .flatten()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()
 }
@@ -29,16 +30,14 @@ pub fn last(path: &Path, kind: &str) -> Option<Duration> {
 pub fn record(path: &Path, kind: &str, took: Duration) {
     let mut all = load(path);
     all.insert(kind.to_string(), took.as_secs().max(1));
-    let write = || -> std::io::Result<()> {
+    let write = || -> anyhow::Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string(&all)?)?;
-        std::fs::rename(&tmp, path)
+        super::state::write_atomic(path, serde_json::to_string(&all)?.as_bytes())
     };
     if let Err(e) = write() {
-        tracing::warn!("{}: cannot write: {e}", path.display());
+        tracing::warn!("{}: cannot write: {e:#}", path.display());
     }
 }
 
@@ -58,5 +57,20 @@ mod tests {
         assert_eq!(last(&p, KUBE_PROXY), Some(Duration::from_secs(1)));
         std::fs::write(&p, "not json").unwrap();
         assert_eq!(last(&p, NODE_IMAGE), None);
+    }
+
+    /// Links planted where the record or its temporary file go are never written through.
+    #[test]
+    fn the_record_is_never_written_through_a_link() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let p = d.path().join("timings.json");
+        std::os::unix::fs::symlink(&victim, d.path().join("timings.json.tmp")).unwrap();
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        assert_eq!(last(&p, NODE_IMAGE), None);
+        record(&p, NODE_IMAGE, Duration::from_secs(60));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(last(&p, NODE_IMAGE), Some(Duration::from_secs(60)));
     }
 }

@@ -59,10 +59,18 @@ fn stop(t: Task) {
 /// The checks each command needs to have passed (see `kindred doctor`).
 fn needs(cmd: &Command) -> &'static [&'static str] {
     match cmd {
-        Command::Build { .. } => &["docker", "kind", "git", "source", "ref", "kubernetes"],
-        Command::SwapProxy { .. } => &["docker", "kind", "git", "source", "ref"],
-        Command::CreateClusters | Command::DeleteClusters => &["docker", "kind"],
-        Command::Deploy => &["docker", "curl"],
+        Command::Build { .. } => &[
+            "docker",
+            "kind",
+            "git",
+            "source",
+            "ref",
+            "kubernetes",
+            "state",
+        ],
+        Command::SwapProxy { .. } => &["docker", "kind", "git", "source", "ref", "state"],
+        Command::CreateClusters | Command::DeleteClusters => &["docker", "kind", "state"],
+        Command::Deploy => &["docker", "curl", "state"],
         Command::RefreshRules | Command::SetWatch(true) => &["docker"],
         _ => &[],
     }
@@ -214,14 +222,16 @@ async fn create(ctx: &Ctx, side: Side) -> Result<()> {
         }
         let cfg = super::state_dir().join(format!("{name}-kind.yaml"));
         let kubeconfig = super::kubeconfig_path(&name);
-        std::fs::create_dir_all(kubeconfig.parent().expect("a state dir"))?;
+        let kube_dir = kubeconfig.parent().expect("a state dir");
+        std::fs::create_dir_all(kube_dir)
+            .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", kube_dir.display()))?;
         let kube = ctx.known.lock().unwrap().kube[side];
         let nft_gate = ctx.sc.cluster.proxy_mode == ProxyMode::Nftables
             && matches!(kube, Some((1, 29 | 30)));
         if nft_gate {
             ctx.out(side, Phase::Create, "Kubernetes 1.29/1.30: turning on the NFTablesProxyMode feature gate");
         }
-        std::fs::write(&cfg, ctx.sc.kind_config(nft_gate))?;
+        super::state::write_atomic(&cfg, ctx.sc.kind_config(nft_gate).as_bytes())?;
         let image = ctx.sc.side(side).image.clone();
         let out = |l: &str| ctx.out(side, Phase::Create, l);
         ctx.kind
@@ -1034,5 +1044,41 @@ mod tests {
         );
         assert!(lb_range("10.0.0.0/28", Side::Base).is_err());
         assert!(lb_range("fc00::/64", Side::Base).is_err());
+    }
+
+    /// A state dir the preflight refused (shared, someone else's, read-only) stops every
+    /// command that writes in it, naming it; reading rules does not need it.
+    #[test]
+    fn a_refused_state_dir_blocks_what_writes_there() {
+        use super::super::doctor::{Check, Report, Status};
+        let b = LiveBackend::new(Scenario::builtin(), Kind::default());
+        *b.shared.preflight.lock().unwrap() = Some(Report {
+            ok: false,
+            checks: vec![Check {
+                name: "state",
+                status: Status::Fail,
+                message: "/tmp/kindred: kindred's state dir may be written by anyone".into(),
+                fix: Some("chmod 700 /tmp/kindred".into()),
+            }],
+        });
+        let build = Command::Build {
+            sides: crate::model::Sides::Both,
+            recreate: false,
+        };
+        for cmd in [
+            build,
+            Command::CreateClusters,
+            Command::DeleteClusters,
+            Command::Deploy,
+        ] {
+            let why = b
+                .blocked(&cmd)
+                .unwrap_or_else(|| panic!("{cmd:?} not blocked"));
+            assert!(
+                why.contains("state: /tmp/kindred") && why.contains("chmod 700"),
+                "{why}"
+            );
+        }
+        assert_eq!(b.blocked(&Command::RefreshRules), None);
     }
 }
