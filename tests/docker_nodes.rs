@@ -247,3 +247,71 @@ fn nodes_rules_probes_and_commands() {
     let r = rt.block_on(from_container(&d, &cp, &target, t)).unwrap();
     assert_eq!(r.outcome, Outcome::Timeout, "{r:?}");
 }
+
+/// `nft monitor` through bollard keeps running (and reporting) for as long as kindred holds its
+/// exec open, and is gone from the node once kindred closes it: cancelled, or its task dropped.
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn nft_monitor_lives_until_its_exec_is_closed() {
+    image();
+    let pid = std::process::id();
+    let network = format!("kindred-mon-{pid}");
+    network_create(&network, &[]);
+    let cluster = format!("mon{pid}");
+    let _cleanup = Cleanup {
+        clusters: vec![cluster.clone()],
+        network: network.clone(),
+    };
+    let node = format!("{cluster}-worker");
+    run_node(&node, &cluster, "worker", &network);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let d = rt.block_on(Docker::connect()).unwrap();
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let start = |cancel: tokio_util::sync::CancellationToken| {
+        let (d, node, heard) = (d.clone(), node.clone(), heard.clone());
+        rt.spawn(async move {
+            let on = |l: &str| heard.lock().unwrap().push(l.to_string());
+            d.monitor(&node, on, &cancel).await
+        })
+    };
+
+    // Cancelled: the monitor ran all along, heard a change, and is gone once cancelled.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = start(cancel.clone());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!task.is_finished(), "{:?}", rt.block_on(task));
+    assert_eq!(
+        monitors_in(&node),
+        1,
+        "nft monitor runs 2 s after it started"
+    );
+    docker(&["exec", &node, "nft", "add", "table", "ip", "kindred-test"]);
+    assert!(
+        within(2.0, || heard
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("kindred-test"))),
+        "the monitor reported the new table: {:?}",
+        heard.lock().unwrap()
+    );
+    cancel.cancel();
+    rt.block_on(task).unwrap().unwrap();
+    assert!(
+        within(3.0, || monitors_in(&node) == 0),
+        "nft monitor left running after its exec was closed"
+    );
+
+    // Its task dropped (a watch job aborted, kindred ending): gone too.
+    let task = start(tokio_util::sync::CancellationToken::new());
+    assert!(within(3.0, || monitors_in(&node) == 1), "a second monitor");
+    task.abort();
+    assert!(
+        within(3.0, || monitors_in(&node) == 0),
+        "nft monitor left running after its task was dropped"
+    );
+}

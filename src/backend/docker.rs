@@ -145,7 +145,14 @@ const END: &[u8] = b"__KINDRED_END__ ";
 
 /// Runs `nft monitor` in a node until kindred closes its stdin (then the monitor is killed, not
 /// left behind) or the monitor ends by itself (no nft). Constant: nothing from user input.
-const MONITOR_SCRIPT: &str = "nft monitor & m=$!; { read -r _; kill $m; } & wait $m";
+///
+/// The exec's stdin moves to fd 3 first: in `sh -c` (no job control) an asynchronous list's
+/// stdin is /dev/null (POSIX), so a plain `read` in the background would return at once and
+/// kill the monitor. The watcher reads fd 3, writes nothing to the exec's output (which then
+/// ends with the monitor), and is itself ended when the monitor ends first.
+const MONITOR_SCRIPT: &str = "exec 3<&0 </dev/null; nft monitor 3<&- & m=$!; \
+{ read -r _ <&3; kill $m; } >/dev/null 2>&1 & r=$!; exec 3<&-; \
+wait $m; s=$?; kill $r 2>/dev/null; exit $s";
 
 type Shared<T> = std::sync::Arc<tokio::sync::Mutex<T>>;
 
@@ -591,10 +598,16 @@ impl Docker {
                 )
             })?
             .map_err(|e| anyhow!("{container}: cannot run `nft monitor`: {e}"))?;
-        let bollard::exec::StartExecResults::Attached { mut output, input } = started else {
+        let bollard::exec::StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = started
+        else {
             bail!("{container}: `nft monitor` detached");
         };
         let mut pending = Vec::new();
+        // What the monitor said on stderr: why it ended, when it ends by itself.
+        let mut said = Vec::new();
         loop {
             let chunk = tokio::select! {
                 c = output.next() => c,
@@ -608,12 +621,24 @@ impl Docker {
                         on_change(String::from_utf8_lossy(&line).trim_end());
                     }
                 }
+                Some(Ok(bollard::container::LogOutput::StdErr { message })) => {
+                    said.extend_from_slice(&message[..message.len().min(1024)]);
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("{container}: `nft monitor`: {e}"),
-                None => bail!("{container}: `nft monitor` ended"),
+                None => {
+                    let said = String::from_utf8_lossy(&said);
+                    let said: String = said.trim().chars().filter(|c| !c.is_control()).collect();
+                    if said.is_empty() {
+                        bail!("{container}: `nft monitor` ended");
+                    }
+                    bail!("{container}: `nft monitor` ended: {said}");
+                }
             }
         }
-        // Closing its stdin ends the monitor in the node.
+        // Closing its stdin (EOF on the watcher's fd 3) ends the monitor in the node.
+        use tokio::io::AsyncWriteExt;
+        let _ = tokio::time::timeout(ANSWER, input.shutdown()).await;
         drop(input);
         Ok(())
     }

@@ -617,3 +617,29 @@ pub async fn attached(
     assert_eq!(err, None, "{ev:?}");
     (backend, rx)
 }
+
+/// The `nft monitor` processes running in a container, seen through the engine (nothing needed
+/// in the container): the monitor itself, not a shell whose script names it.
+pub fn monitors_in(container: &str) -> usize {
+    docker(&["top", container, "-eo", "pid,args"])
+        .lines()
+        .filter(|l| {
+            let args = l.trim_start().split_once(' ').map_or("", |(_, a)| a.trim());
+            args == "nft monitor"
+        })
+        .count()
+}
+
+/// Wait up to `secs` for `ok`; whether it held.
+pub fn within(secs: f64, ok: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    loop {
+        if ok() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
