@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::diffs::{Computed, DiffKey};
-use crate::backend::event::{PodInfo, ProbeResult, ServiceInfo, SessionInfo, SideInfo};
+use crate::backend::event::{PodInfo, ProbeResult, ServiceInfo, SessionInfo, SideInfo, WatchPath};
 use crate::model::{
     BySide, NodePair, NodeRole, Outcome, Pane, Phase, PhaseState, ServiceRef, Side, Target,
     without_cluster,
@@ -90,6 +90,8 @@ pub struct SideState {
     pub mentions_service: BTreeMap<String, bool>,
     /// Nodes whose dump holds no kube-proxy rule at all (normal before kube-proxy starts).
     pub no_rules: std::collections::BTreeSet<String>,
+    /// While watching: how each node's rules are followed (`nft monitor`, or polled and why).
+    pub watching: BTreeMap<String, WatchPath>,
     /// The latest errors a backend reported, with the pane they belong to.
     pub errors: VecDeque<(Pane, String)>,
 }

@@ -267,6 +267,9 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
             let at = at_ms.map_or(st.now, Duration::from_millis);
             return on_rule_dump(st, side, node, text, at);
         }
+        Event::Watching { side, node, path } => {
+            st.side_mut(side).watching.insert(node, path);
+        }
         Event::Error {
             side,
             pane,
@@ -698,6 +701,10 @@ fn command(st: &mut State, a: Action) -> Reaction {
         Action::Refresh => (Command::RefreshRules, "refreshing rules".into()),
         _ => {
             st.watch = !st.watch;
+            // The backend says again how it follows each node.
+            for side in Side::BOTH {
+                st.side_mut(side).watching.clear();
+            }
             let w = if st.watch { "on" } else { "off" };
             (Command::SetWatch(st.watch), format!("watch mode {w}"))
         }

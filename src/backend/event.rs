@@ -104,6 +104,26 @@ pub struct Expectation {
     pub outcome: Outcome,
 }
 
+/// How watch mode follows one node's rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "path", rename_all = "snake_case")]
+pub enum WatchPath {
+    /// `nft monitor` in the node reports each change at once.
+    Monitor,
+    /// The rules are read again every `every_ms` milliseconds (`watch.interval`).
+    Polled { every_ms: u64, why: PollReason },
+}
+
+/// Why a node's rules are polled instead of monitored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum PollReason {
+    /// They live in iptables-legacy, which is not nf_tables: `nft monitor` cannot see them.
+    Legacy,
+    /// `nft monitor` could not run in the node, or ended: what it said.
+    NoMonitor { error: String },
+}
+
 /// Backend -> UI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -186,6 +206,13 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at_ms: Option<u64>,
     },
+    /// How watch mode follows a node's rules now (sent when it starts and when it changes).
+    Watching {
+        side: Side,
+        node: String,
+        #[serde(flatten)]
+        path: WatchPath,
+    },
     Error {
         #[serde(default)]
         side: Option<Side>,
@@ -236,4 +263,36 @@ pub enum Command {
     SetWatch(bool),
     DeleteClusters,
     Cancel,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A watch path is a recording line like any event, and reads back the same.
+    #[test]
+    fn watching_events_round_trip_through_json() {
+        for path in [
+            WatchPath::Monitor,
+            WatchPath::Polled {
+                every_ms: 1000,
+                why: PollReason::Legacy,
+            },
+            WatchPath::Polled {
+                every_ms: 30_000,
+                why: PollReason::NoMonitor {
+                    error: "`nft monitor` ended: sh: nft: not found".into(),
+                },
+            },
+        ] {
+            let e = Event::Watching {
+                side: Side::Pr,
+                node: "77523-worker".into(),
+                path,
+            };
+            let line = serde_json::to_string(&e).unwrap();
+            assert!(line.contains(r#""type":"watching""#), "{line}");
+            assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), e, "{line}");
+        }
+    }
 }
