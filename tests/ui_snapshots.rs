@@ -143,6 +143,49 @@ fn a_node_without_kube_proxy_rules_is_a_visible_note_not_an_error() {
     assert!(st.sides.pr.errors.is_empty(), "a note, not an error");
 }
 
+/// Nodes whose kube-proxy runs in another mode than the scenario's: the Diff pane says so, and
+/// a pair in two different modes is compared Service by Service as it is (no error).
+#[test]
+fn a_mode_other_than_the_scenarios_is_pointed_out_and_compared() {
+    use kindred::backend::event::Event;
+    use kindred::model::{ProxyMode, Side};
+    let mut st = demo_state(u64::MAX);
+    st.session.as_mut().unwrap().proxy_mode = Some(ProxyMode::Nftables);
+    let draw = |st: &State| {
+        let mut t = Terminal::new(TestBackend::new(240, 30)).unwrap();
+        t.draw(|f| ui::render_pane(f, Pane::Diff, f.area(), st, &Theme::new(true)))
+            .unwrap();
+        format!("{}", t.backend())
+    };
+    let screen = draw(&st);
+    assert!(
+        screen
+            .contains("⚠ kube-proxy mode: base iptables, PR iptables; the scenario says nftables"),
+        "{screen}"
+    );
+    let nft = std::fs::read_to_string(common::fixture(
+        "nftables/k3s-real-nft-list-table-ip-kube-proxy.txt",
+    ))
+    .unwrap();
+    let pair = st.diff.pair().unwrap().clone();
+    apply_sync(
+        &mut st,
+        Msg::Backend(Event::RuleDump {
+            side: Side::Pr,
+            node: pair.pr.clone(),
+            text: nft,
+            at_ms: None,
+        }),
+    );
+    let screen = draw(&st);
+    assert!(
+        screen.contains("⚠ kube-proxy mode: base iptables, PR nftables; the scenario says nftables (the modes differ"),
+        "{screen}"
+    );
+    assert_eq!(st.diff.error, None);
+    assert!(screen.contains("=== default/echo: (changed"), "{screen}");
+}
+
 /// At every usual terminal size, each test pod's name shows whole (or middle-shortened with both
 /// ends) on both sides, in the Pods pane and, for the probing pods, in the Probes pane.
 #[test]

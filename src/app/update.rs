@@ -13,7 +13,7 @@ use super::state::{
 };
 use crate::backend::event::{Command, Event, ProbeResult};
 use crate::backend::kind::{Progress, progress};
-use crate::model::{Pane, Phase, PhaseState, Side, Sides, Target};
+use crate::model::{Pane, Phase, PhaseState, ProxyMode, Side, Sides, Target};
 use crate::rules::Options;
 
 /// Errors remembered per side.
@@ -367,11 +367,18 @@ fn on_rule_dump(st: &mut State, side: Side, node: String, text: String, at: Dura
     let mentions =
         needle.is_some_and(|n| memchr::memmem::find(text.as_bytes(), n.as_bytes()).is_some());
     let no_rules = !crate::rules::mentions_kube_proxy(&text);
+    let mode = if crate::rules::nft::looks_like_nft(&text) {
+        ProxyMode::Nftables
+    } else {
+        ProxyMode::Iptables
+    };
     let s = st.side_mut(side);
     if no_rules {
         s.no_rules.insert(node.clone());
+        s.modes.remove(&node);
     } else {
         s.no_rules.remove(&node);
+        s.modes.insert(node.clone(), mode);
     }
     s.mentions_service.insert(node.clone(), mentions);
     let after: Arc<str> = Arc::from(text);
@@ -811,6 +818,7 @@ mod tests {
             probe_target: Target::Lb,
             expectations: vec![],
             banner: None,
+            proxy_mode: None,
         }))
     }
 

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Job, NodeRole, Outcome, Pane, Phase, PhaseState, PodPhase, ServiceRef, Side, Sides, Target,
+    Job, NodeRole, Outcome, Pane, Phase, PhaseState, PodPhase, ProxyMode, ServiceRef, Side, Sides,
+    Target,
 };
 
 /// A pod of the test workload as the Pods pane shows it.
@@ -95,6 +96,10 @@ pub struct SessionInfo {
     /// Shown plainly on screen when set (e.g. "DEMO").
     #[serde(default)]
     pub banner: Option<String>,
+    /// The kube-proxy mode the scenario asks for (`cluster.proxy_mode`): a node whose rules are
+    /// in the other mode is pointed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_mode: Option<ProxyMode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

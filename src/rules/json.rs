@@ -75,6 +75,10 @@ pub fn write(out: &mut (impl Write + ?Sized), c: &Comparison) -> io::Result<()> 
         out.write_all(b",\n\"shared\":\n")?;
         group(out, s)?;
     }
+    if let Some(m) = &c.modes {
+        out.write_all(b",\n\"modes\": ")?;
+        out.write_all(&serde_json::to_vec(m)?)?;
+    }
     out.write_all(b"}\n")
 }
 

@@ -90,6 +90,9 @@ pub fn write_text(out: &mut impl Write, c: &Comparison, color: bool) {
         changed,
         c.services.len() - changed
     );
+    if let Some(m) = &c.modes {
+        let _ = writeln!(out, "note: {m}");
+    }
 }
 
 fn service(out: &mut impl Write, s: &ServiceDiff, st: &Style) {

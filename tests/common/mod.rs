@@ -643,3 +643,21 @@ pub fn within(secs: f64, ok: impl Fn() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The k3s cluster's real kube-proxy table (nftables mode), loadable with `nft -f` (comments
+/// dropped), its output filter chain at hook priority `priority` (-110 in the dump).
+pub fn k3s_table(priority: &str) -> String {
+    let text = std::fs::read_to_string(fixture(
+        "nftables/k3s-real-nft-list-table-ip-kube-proxy.txt",
+    ))
+    .unwrap();
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    body.replace(
+        "type filter hook output priority -110; policy accept;",
+        &format!("type filter hook output priority {priority}; policy accept;"),
+    )
+}

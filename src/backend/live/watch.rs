@@ -127,7 +127,6 @@ async fn poll(
     tx: &tokio::sync::mpsc::UnboundedSender<Trigger>,
 ) -> Result<()> {
     let docker = ctx.docker().await?;
-    let mode = ctx.sc.cluster.proxy_mode;
     let slow = p.tick.is_multiple_of(SLOW);
     p.tick += 1;
     if slow {
@@ -144,7 +143,7 @@ async fn poll(
     let mut read = Vec::new();
     for (side, node) in p.nodes.clone() {
         let failed = p.failed.lock().unwrap().get(&node).cloned();
-        let legacy = docker.in_legacy(&node, mode);
+        let legacy = docker.in_legacy(&node);
         let path = match (legacy, &failed) {
             (true, _) => polled(ctx, PollReason::Legacy),
             (false, Some(error)) => polled(
@@ -169,7 +168,7 @@ async fn poll(
             read.push((side, node));
             continue;
         }
-        let unknown = !docker.rules_found(&node, mode);
+        let unknown = !docker.rules_found(&node);
         if legacy || failed.is_some() || (unknown && slow) {
             read.push((side, node));
         }

@@ -182,6 +182,10 @@ fn node_line<'a>(st: &State, theme: &Theme) -> Line<'a> {
         .filter(|(s, node)| s.no_rules.contains(*node))
         .map(|(_, node)| node.as_str())
         .collect();
+    let modes = match st.mode_note(pair) {
+        Some(m) => Span::styled(format!("  ⚠ {m}"), theme.warn()),
+        None => Span::raw(""),
+    };
     let note = if empty.is_empty() {
         Span::raw("")
     } else {
@@ -203,6 +207,7 @@ fn node_line<'a>(st: &State, theme: &Theme) -> Line<'a> {
         } else {
             Span::raw("")
         },
+        modes,
         note,
     ])
 }
