@@ -207,7 +207,11 @@ fn nft_monitor_shows_a_change_within_300ms_and_ends_with_kindred() {
     );
     restore_in(&pr_worker, "iptables-nft-restore", &text(FIXED));
     let changed = Instant::now();
-    t.wait_for("=== default/echo: (changed, +2 -0)", 5);
+    // The screen read every 20 ms (not the usual 100): the figure is kindred's, not the loop's.
+    while !t.screen().contains("=== default/echo: (changed, +2 -0)") {
+        assert!(changed.elapsed() < Duration::from_secs(5), "{}", t.screen());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let took = changed.elapsed();
     eprintln!("nft monitor: a change on screen after {took:?}");
     assert!(took < Duration::from_millis(300), "{took:?}");
