@@ -3,7 +3,8 @@
 //! PR cluster's in iptables-nft), `w` turns watching on, a rule change on a node shows in the
 //! Diff pane (within 300 ms where `nft monitor` reports it, with the poll 30 s apart; within 2 s
 //! where it is polled every second) and in the timeline, and `[` steps back to what the change
-//! was. The Build pane says which nodes are polled and why; no monitor outlives kindred. The
+//! was. The Build pane says which nodes are polled and why; no monitor outlives kindred; a
+//! scenario in the other kube-proxy mode than the nodes' is pointed out in the Diff pane. The
 //! dashboard's CPU while idly watching is measured and printed. Needs Docker and tmux; ignored
 //! by plain `cargo test`.
 
@@ -28,8 +29,8 @@ fn cpu_time(pid: &str) -> Duration {
 
 /// kindred's dashboard in tmux, attached to two kind-like clusters (`{tag}a…` base, `{tag}b…`
 /// PR) whose workers hold the 2019 master rules (base's in iptables-legacy, PR's in
-/// iptables-nft), each with a stand-in API server; `extra` is added to the scenario. Everything
-/// is removed on drop.
+/// iptables-nft), each with a stand-in API server; `edit` changes the scenario. Everything is
+/// removed on drop.
 struct Dashboard {
     t: Tmux,
     a: String,
@@ -47,7 +48,7 @@ fn text(f: &str) -> String {
 const MASTER: &str = "iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt";
 const FIXED: &str = "iptables/mauilion-blog-2019-pr77523-cluster-KUBE-XLB.txt";
 
-fn dashboard(tag: &str, extra: &str) -> Dashboard {
+fn dashboard(tag: &str, edit: impl Fn(String) -> String) -> Dashboard {
     let (a, b, cleanup) = two_clusters(tag);
     let network = cleanup.network.clone();
     restore_in(
@@ -84,7 +85,7 @@ fn dashboard(tag: &str, extra: &str) -> Dashboard {
     std::fs::create_dir_all(&bin).unwrap();
     standin(&bin, &network);
     let sc = tmp.path().join("kindred.yaml");
-    std::fs::write(&sc, scenario_2019(&a, &b) + extra).unwrap();
+    std::fs::write(&sc, edit(scenario_2019(&a, &b))).unwrap();
     let cmd = format!(
         "PATH={}:$PATH XDG_STATE_HOME={} {} -f {} up --no-mouse",
         bin.display(),
@@ -124,7 +125,7 @@ impl Dashboard {
 #[ignore = "needs Docker and tmux (CI runs both)"]
 fn watch_mode_shows_rule_changes_as_they_happen() {
     let extra = std::env::var("KINDRED_TEST_WATCH").unwrap_or_default();
-    let d = dashboard("w", &extra);
+    let d = dashboard("w", |s| s + &extra);
     let (t, a, b) = (&d.t, &d.a, &d.b);
     let fixed = text(FIXED);
     t.keys(&["w"]);
@@ -184,7 +185,9 @@ fn watch_mode_shows_rule_changes_as_they_happen() {
 #[test]
 #[ignore = "needs Docker and tmux (CI runs both)"]
 fn nft_monitor_shows_a_change_within_300ms_and_ends_with_kindred() {
-    let d = dashboard("m", "\nwatch:\n  interval: 30\n  probe_interval: 3600\n");
+    let d = dashboard("m", |s| {
+        s + "\nwatch:\n  interval: 30\n  probe_interval: 3600\n"
+    });
     let (t, a, b) = (&d.t, &d.a, &d.b);
     t.keys(&["w"]);
     t.wait_for("[watch]", 10);
@@ -321,4 +324,22 @@ fn an_endpoint_change_makes_watch_mode_read_the_rules_again() {
         assert!(told.elapsed() < Duration::from_secs(2));
         backend.shutdown();
     });
+}
+
+/// A scenario in nftables mode attached to clusters whose kube-proxy writes iptables: their
+/// rules are read and compared all the same (not `nft list table ip kube-proxy failed`), and
+/// the Diff pane says that the nodes' mode is not the scenario's.
+#[test]
+#[ignore = "needs Docker and tmux (CI runs both)"]
+fn clusters_in_the_other_mode_are_compared_and_the_diff_pane_says_so() {
+    let d = dashboard("x", |s| {
+        s.replacen("  proxy_mode: iptables", "  proxy_mode: nftables", 1)
+    });
+    let s = d.t.wait_for(
+        "⚠ kube-proxy mode: base iptables, PR iptables; the scenario says nftables",
+        10,
+    );
+    assert!(s.contains("=== default/echo: (equal)"), "{s}");
+    assert!(!s.contains("No such file or directory"), "{s}");
+    d.quit();
 }
