@@ -566,3 +566,64 @@ fn a_later_session_event_keeps_the_expectations() {
     );
     assert_eq!(v["expectations"].as_array().unwrap().len(), 4);
 }
+
+/// The PR worker's kube-proxy in nftables mode, the base's in iptables: the rules still compare
+/// (each Service as it is), and every report says that the modes differ.
+#[test]
+fn reports_say_when_the_two_sides_modes_differ() {
+    let mut rec = demo();
+    let nft = std::fs::read_to_string(fixture(
+        "nftables/k3s-real-nft-list-table-ip-kube-proxy.txt",
+    ))
+    .unwrap();
+    for r in &mut rec.records {
+        if let Event::RuleDump {
+            side: Side::Pr,
+            node,
+            text,
+            ..
+        } = &mut r.event
+            && node == "77523-worker"
+        {
+            *text = nft.clone();
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("modes.jsonl");
+    std::fs::write(&f, rec.to_jsonl()).unwrap();
+    let (md, js) = (d.path().join("r.md"), d.path().join("r.json"));
+    let o = kindred(&[
+        "check",
+        "--replay",
+        f.to_str().unwrap(),
+        "--report-md",
+        md.to_str().unwrap(),
+        "--report-json",
+        js.to_str().unwrap(),
+    ]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("note: the modes differ (base iptables, PR nftables)"),
+        "{out}{}",
+        stderr(&o)
+    );
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        md.contains("> note: the modes differ (base iptables, PR nftables)"),
+        "{md}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    schema_check(&v);
+    let worker = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["node"] == "worker")
+        .unwrap();
+    assert_eq!(
+        worker["comparison"]["modes"]["pr"], "nftables",
+        "{worker:#}"
+    );
+    assert_eq!(worker["comparison"]["equal"], false);
+}

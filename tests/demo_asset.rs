@@ -404,6 +404,7 @@ fn demo() -> String {
                 },
             ],
             banner: Some("DEMO".into()),
+            proxy_mode: None,
         })),
     );
     build(&mut r, &base);

@@ -6,21 +6,9 @@
 mod common;
 use common::*;
 
-/// The k3s cluster's real table, loadable with `nft -f` (comments dropped).
+/// The k3s cluster's real table (see [`k3s_table`]).
 fn table(priority: &str) -> String {
-    let text = std::fs::read_to_string(fixture(
-        "nftables/k3s-real-nft-list-table-ip-kube-proxy.txt",
-    ))
-    .unwrap();
-    let body: String = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    body.replace(
-        "type filter hook output priority -110; policy accept;",
-        &format!("type filter hook output priority {priority}; policy accept;"),
-    )
+    k3s_table(priority)
 }
 
 #[test]

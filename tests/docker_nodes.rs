@@ -247,3 +247,142 @@ fn nodes_rules_probes_and_commands() {
     let r = rt.block_on(from_container(&d, &cp, &target, t)).unwrap();
     assert_eq!(r.outcome, Outcome::Timeout, "{r:?}");
 }
+
+/// `nft monitor` through bollard keeps running (and reporting) for as long as kindred holds its
+/// exec open, and is gone from the node once kindred closes it: cancelled, or its task dropped.
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn nft_monitor_lives_until_its_exec_is_closed() {
+    image();
+    let pid = std::process::id();
+    let network = format!("kindred-mon-{pid}");
+    network_create(&network, &[]);
+    let cluster = format!("mon{pid}");
+    let _cleanup = Cleanup {
+        clusters: vec![cluster.clone()],
+        network: network.clone(),
+    };
+    let node = format!("{cluster}-worker");
+    run_node(&node, &cluster, "worker", &network);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let d = rt.block_on(Docker::connect()).unwrap();
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let start = |cancel: tokio_util::sync::CancellationToken| {
+        let (d, node, heard) = (d.clone(), node.clone(), heard.clone());
+        rt.spawn(async move {
+            let on = |l: &str| heard.lock().unwrap().push(l.to_string());
+            d.monitor(&node, on, &cancel).await
+        })
+    };
+
+    // Cancelled: the monitor ran all along, heard a change, and is gone once cancelled.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = start(cancel.clone());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!task.is_finished(), "{:?}", rt.block_on(task));
+    assert_eq!(
+        monitors_in(&node),
+        1,
+        "nft monitor runs 2 s after it started"
+    );
+    docker(&["exec", &node, "nft", "add", "table", "ip", "kindred-test"]);
+    assert!(
+        within(2.0, || heard
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("kindred-test"))),
+        "the monitor reported the new table: {:?}",
+        heard.lock().unwrap()
+    );
+    cancel.cancel();
+    rt.block_on(task).unwrap().unwrap();
+    assert!(
+        within(3.0, || monitors_in(&node) == 0),
+        "nft monitor left running after its exec was closed"
+    );
+
+    // Its task dropped (a watch job aborted, kindred ending): gone too.
+    let task = start(tokio_util::sync::CancellationToken::new());
+    assert!(within(3.0, || monitors_in(&node) == 1), "a second monitor");
+    task.abort();
+    assert!(
+        within(3.0, || monitors_in(&node) == 0),
+        "nft monitor left running after its task was dropped"
+    );
+}
+
+/// A cluster attached whose kube-proxy runs in the other mode than the scenario's: its rules
+/// are read all the same (iptables where nftables was asked for, and the reverse), and two
+/// nodes in different modes compare Service by Service as they are, the report saying that
+/// the modes differ.
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn nodes_in_the_other_mode_are_read_and_compared_as_they_are() {
+    image();
+    let pid = std::process::id();
+    let network = format!("kindred-modes-{pid}");
+    network_create(&network, &[]);
+    let (a, b) = (format!("mi{pid}"), format!("mn{pid}"));
+    let _cleanup = Cleanup {
+        clusters: vec![a.clone(), b.clone()],
+        network: network.clone(),
+    };
+    let (ipt, nft) = (format!("{a}-worker"), format!("{b}-worker"));
+    run_node(&ipt, &a, "worker", &network);
+    run_node(&nft, &b, "worker", &network);
+    let master = std::fs::read_to_string(fixture(
+        "iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt",
+    ))
+    .unwrap();
+    restore_in(&ipt, "iptables-nft-restore", &restorable(&master));
+    feed(&nft, &["nft", "-f", "-"], &k3s_table("-110"));
+
+    let rt = rt();
+    let d = rt.block_on(Docker::connect()).unwrap();
+    // nftables asked for, iptables found (no `No such file or directory` for the nft table).
+    let text = rt
+        .block_on(d.read_rules(&ipt, ProxyMode::Nftables))
+        .unwrap();
+    assert!(text.contains("KUBE-XLB-U52O5CQH2XXNVZ54"), "{text}");
+    assert_eq!(d.found_mode(&ipt), Some(ProxyMode::Iptables));
+    // And again, through what was found.
+    let again = rt
+        .block_on(d.read_rules(&ipt, ProxyMode::Nftables))
+        .unwrap();
+    assert!(again.contains("KUBE-XLB-U52O5CQH2XXNVZ54"), "{again}");
+    // iptables asked for, kube-proxy's nftables table found.
+    let text = rt
+        .block_on(d.read_rules(&nft, ProxyMode::Iptables))
+        .unwrap();
+    assert!(
+        text.starts_with("table ip kube-proxy") && text.contains("service-ips"),
+        "{text}"
+    );
+    assert_eq!(d.found_mode(&nft), Some(ProxyMode::Nftables));
+
+    // Two nodes in different modes: each Service as it is, and a note that the modes differ.
+    let (na, nb) = (format!("node:{ipt}"), format!("node:{nft}"));
+    let o = kindred(&["diff", &na, &nb]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("note: the modes differ (base iptables, PR nftables)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("=== default/echo: (changed, +0 -3 (only in base))")
+            && out.contains("=== kube-system/kube-dns:dns-tcp (changed, +5 -0 (only in PR))"),
+        "{out}"
+    );
+    let o = kindred(&["diff", &nb, &na, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["equal"], false);
+    assert_eq!(v["modes"]["base"], "nftables", "{v:#}");
+    assert_eq!(v["modes"]["pr"], "iptables", "{v:#}");
+}

@@ -143,6 +143,49 @@ fn a_node_without_kube_proxy_rules_is_a_visible_note_not_an_error() {
     assert!(st.sides.pr.errors.is_empty(), "a note, not an error");
 }
 
+/// Nodes whose kube-proxy runs in another mode than the scenario's: the Diff pane says so, and
+/// a pair in two different modes is compared Service by Service as it is (no error).
+#[test]
+fn a_mode_other_than_the_scenarios_is_pointed_out_and_compared() {
+    use kindred::backend::event::Event;
+    use kindred::model::{ProxyMode, Side};
+    let mut st = demo_state(u64::MAX);
+    st.session.as_mut().unwrap().proxy_mode = Some(ProxyMode::Nftables);
+    let draw = |st: &State| {
+        let mut t = Terminal::new(TestBackend::new(240, 30)).unwrap();
+        t.draw(|f| ui::render_pane(f, Pane::Diff, f.area(), st, &Theme::new(true)))
+            .unwrap();
+        format!("{}", t.backend())
+    };
+    let screen = draw(&st);
+    assert!(
+        screen
+            .contains("⚠ kube-proxy mode: base iptables, PR iptables; the scenario says nftables"),
+        "{screen}"
+    );
+    let nft = std::fs::read_to_string(common::fixture(
+        "nftables/k3s-real-nft-list-table-ip-kube-proxy.txt",
+    ))
+    .unwrap();
+    let pair = st.diff.pair().unwrap().clone();
+    apply_sync(
+        &mut st,
+        Msg::Backend(Event::RuleDump {
+            side: Side::Pr,
+            node: pair.pr.clone(),
+            text: nft,
+            at_ms: None,
+        }),
+    );
+    let screen = draw(&st);
+    assert!(
+        screen.contains("⚠ kube-proxy mode: base iptables, PR nftables; the scenario says nftables (the modes differ"),
+        "{screen}"
+    );
+    assert_eq!(st.diff.error, None);
+    assert!(screen.contains("=== default/echo: (changed"), "{screen}");
+}
+
 /// At every usual terminal size, each test pod's name shows whole (or middle-shortened with both
 /// ends) on both sides, in the Pods pane and, for the probing pods, in the Probes pane.
 #[test]
@@ -241,6 +284,60 @@ fn build_pane_during_and_after_a_swap() {
         },
     );
     insta::assert_snapshot!("pane_build_swapped_100x14", draw(&st).backend());
+}
+
+/// Watching: the Build pane says which nodes `nft monitor` follows and which are polled, and
+/// why; turning watch off forgets it.
+#[test]
+fn build_pane_says_which_nodes_are_monitored_and_which_polled() {
+    use kindred::backend::event::{Event, PollReason, WatchPath};
+    use kindred::model::Side;
+    let mut st = demo_state(u64::MAX);
+    apply_sync(&mut st, key('w'));
+    let polled = |why| WatchPath::Polled {
+        every_ms: 30_000,
+        why,
+    };
+    let base = st.side(Side::Base).name().to_string();
+    let pr = st.side(Side::Pr).name().to_string();
+    for (side, cluster, node, path) in [
+        (Side::Base, &base, "control-plane", WatchPath::Monitor),
+        (Side::Base, &base, "worker", polled(PollReason::Legacy)),
+        (Side::Base, &base, "worker2", polled(PollReason::Legacy)),
+        (Side::Pr, &pr, "control-plane", WatchPath::Monitor),
+        (Side::Pr, &pr, "worker", WatchPath::Monitor),
+        (
+            Side::Pr,
+            &pr,
+            "worker2",
+            polled(PollReason::NoMonitor {
+                error: "`nft monitor` ended: sh: nft: not found".into(),
+            }),
+        ),
+    ] {
+        let node = format!("{cluster}-{node}");
+        apply_sync(&mut st, Msg::Backend(Event::Watching { side, node, path }));
+    }
+    let draw = |st: &State| {
+        let mut t = Terminal::new(TestBackend::new(120, 14)).unwrap();
+        t.draw(|f| ui::render_pane(f, Pane::Build, f.area(), st, &Theme::new(true)))
+            .unwrap();
+        t
+    };
+    let t = draw(&st);
+    let text = format!("{}", t.backend());
+    assert!(
+        text.contains("  watch: nft monitor on control-plane, worker ")
+            && text.contains("! watch: worker, worker2 polled every 30s (rules in")
+            && text.contains("iptables-legacy, which nft monitor cannot see)")
+            && text.contains("! watch: worker2 polled every 30s (no nft monitor:")
+            && text.contains("sh: nft: not found"),
+        "{text}"
+    );
+    insta::assert_snapshot!("pane_build_watching_120x14", t.backend());
+    apply_sync(&mut st, key('w'));
+    let text = format!("{}", draw(&st).backend());
+    assert!(!text.contains("watch:"), "{text}");
 }
 
 fn key(c: char) -> Msg {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::diffs::{Computed, DiffKey};
-use crate::backend::event::{PodInfo, ProbeResult, ServiceInfo, SessionInfo, SideInfo};
+use crate::backend::event::{PodInfo, ProbeResult, ServiceInfo, SessionInfo, SideInfo, WatchPath};
 use crate::model::{
-    BySide, NodePair, NodeRole, Outcome, Pane, Phase, PhaseState, ServiceRef, Side, Target,
-    without_cluster,
+    BySide, NodePair, NodeRole, Outcome, Pane, Phase, PhaseState, ProxyMode, ServiceRef, Side,
+    Target, without_cluster,
 };
 
 /// The stages of `kind build node-image`, in the order kind prints them.
@@ -90,6 +90,10 @@ pub struct SideState {
     pub mentions_service: BTreeMap<String, bool>,
     /// Nodes whose dump holds no kube-proxy rule at all (normal before kube-proxy starts).
     pub no_rules: std::collections::BTreeSet<String>,
+    /// Per node: the kube-proxy mode its dump is in (nodes whose dump holds kube-proxy rules).
+    pub modes: BTreeMap<String, ProxyMode>,
+    /// While watching: how each node's rules are followed (`nft monitor`, or polled and why).
+    pub watching: BTreeMap<String, WatchPath>,
     /// The latest errors a backend reported, with the pane they belong to.
     pub errors: VecDeque<(Pane, String)>,
 }
@@ -121,6 +125,35 @@ impl SideState {
 
     pub fn busy(&self) -> bool {
         self.probes_running || self.phases.iter().any(|p| p.state == PhaseState::Running)
+    }
+}
+
+/// A node pair whose kube-proxy modes are not what the scenario says, or differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeNote {
+    pub base: Option<ProxyMode>,
+    pub pr: Option<ProxyMode>,
+    pub scenario: Option<ProxyMode>,
+}
+
+impl std::fmt::Display for ModeNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = |m: Option<ProxyMode>| m.map_or("?".to_string(), |m| m.to_string());
+        write!(
+            f,
+            "kube-proxy mode: base {}, PR {}",
+            m(self.base),
+            m(self.pr)
+        )?;
+        if let Some(s) = self.scenario {
+            write!(f, "; the scenario says {s}")?;
+        }
+        if let (Some(b), Some(p)) = (self.base, self.pr)
+            && b != p
+        {
+            f.write_str(" (the modes differ: each Service's rules as they are)")?;
+        }
+        Ok(())
     }
 }
 
@@ -324,6 +357,20 @@ impl State {
     pub fn differs(&self, side: Side, source: &str, result: &ProbeResult) -> bool {
         self.counterpart(side, source, result)
             .is_some_and(|c| c.last.outcome != result.outcome)
+    }
+
+    /// The kube-proxy modes of a node pair's dumps, when they are not both the scenario's (or,
+    /// without one, differ from each other): what the Diff pane points out.
+    pub fn mode_note(&self, pair: &NodePair) -> Option<ModeNote> {
+        let base = self.sides.base.modes.get(&pair.base).copied();
+        let pr = self.sides.pr.modes.get(&pair.pr).copied();
+        let scenario = self.session.as_ref().and_then(|s| s.proxy_mode);
+        let off = |m: Option<ProxyMode>| match (m, scenario) {
+            (Some(m), Some(want)) => m != want,
+            _ => false,
+        };
+        let differ = matches!((base, pr), (Some(b), Some(p)) if b != p);
+        (off(base) || off(pr) || differ).then_some(ModeNote { base, pr, scenario })
     }
 
     /// Nodes with a rule dump on both sides, paired by role: "master-worker" and

@@ -13,7 +13,7 @@ use super::state::{
 };
 use crate::backend::event::{Command, Event, ProbeResult, SessionInfo};
 use crate::backend::kind::{Progress, progress};
-use crate::model::{Pane, Phase, PhaseState, Side, Sides, Target};
+use crate::model::{Pane, Phase, PhaseState, ProxyMode, Side, Sides, Target};
 use crate::rules::Options;
 
 /// Errors remembered per side.
@@ -262,6 +262,9 @@ fn backend_event(st: &mut State, ev: Event) -> Reaction {
             let at = at_ms.map_or(st.now, Duration::from_millis);
             return on_rule_dump(st, side, node, text, at);
         }
+        Event::Watching { side, node, path } => {
+            st.side_mut(side).watching.insert(node, path);
+        }
         Event::Error {
             side,
             pane,
@@ -359,11 +362,18 @@ fn on_rule_dump(st: &mut State, side: Side, node: String, text: String, at: Dura
     let mentions =
         needle.is_some_and(|n| memchr::memmem::find(text.as_bytes(), n.as_bytes()).is_some());
     let no_rules = !crate::rules::mentions_kube_proxy(&text);
+    let mode = if crate::rules::nft::looks_like_nft(&text) {
+        ProxyMode::Nftables
+    } else {
+        ProxyMode::Iptables
+    };
     let s = st.side_mut(side);
     if no_rules {
         s.no_rules.insert(node.clone());
+        s.modes.remove(&node);
     } else {
         s.no_rules.remove(&node);
+        s.modes.insert(node.clone(), mode);
     }
     s.mentions_service.insert(node.clone(), mentions);
     let after: Arc<str> = Arc::from(text);
@@ -712,6 +722,10 @@ fn command(st: &mut State, a: Action) -> Reaction {
         Action::Refresh => (Command::RefreshRules, "refreshing rules".into()),
         _ => {
             st.watch = !st.watch;
+            // The backend says again how it follows each node.
+            for side in Side::BOTH {
+                st.side_mut(side).watching.clear();
+            }
             let w = if st.watch { "on" } else { "off" };
             (Command::SetWatch(st.watch), format!("watch mode {w}"))
         }
@@ -819,6 +833,7 @@ mod tests {
             probe_targets: vec![],
             expectations: vec![],
             banner: None,
+            proxy_mode: None,
         }))
     }
 

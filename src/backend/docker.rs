@@ -143,9 +143,26 @@ const SESSION_SCRIPT: &str =
     "while read -r tool; do \"$tool\" 2>/dev/null; echo \"__KINDRED_END__ $?\"; done";
 const END: &[u8] = b"__KINDRED_END__ ";
 
+/// Where a node's rules were found in kube-proxy's nftables table (kept with the save tools).
+const NFT_TABLE: &str = "nft list table ip kube-proxy";
+/// How long one read of a node's rules may take.
+const READ_LIMIT: Duration = Duration::from_secs(30);
+
+/// The lines of an iptables dump that name a KUBE- chain.
+fn kube_rules(text: &str) -> usize {
+    text.lines().filter(|l| l.contains("KUBE-")).count()
+}
+
 /// Runs `nft monitor` in a node until kindred closes its stdin (then the monitor is killed, not
 /// left behind) or the monitor ends by itself (no nft). Constant: nothing from user input.
-const MONITOR_SCRIPT: &str = "nft monitor & m=$!; { read -r _; kill $m; } & wait $m";
+///
+/// The exec's stdin moves to fd 3 first: in `sh -c` (no job control) an asynchronous list's
+/// stdin is /dev/null (POSIX), so a plain `read` in the background would return at once and
+/// kill the monitor. The watcher reads fd 3, writes nothing to the exec's output (which then
+/// ends with the monitor), and is itself ended when the monitor ends first.
+const MONITOR_SCRIPT: &str = "exec 3<&0 </dev/null; nft monitor 3<&- & m=$!; \
+{ read -r _ <&3; kill $m; } >/dev/null 2>&1 & r=$!; exec 3<&-; \
+wait $m; s=$?; kill $r 2>/dev/null; exit $s";
 
 type Shared<T> = std::sync::Arc<tokio::sync::Mutex<T>>;
 
@@ -153,8 +170,8 @@ type Shared<T> = std::sync::Arc<tokio::sync::Mutex<T>>;
 pub struct Docker {
     inner: bollard::Docker,
     endpoint: Endpoint,
-    /// Which save tool holds kube-proxy's rules, per node, once found: later reads run one
-    /// command instead of two.
+    /// Which save tool (or [`NFT_TABLE`]) holds kube-proxy's rules, per node, once found:
+    /// later reads run one command instead of two.
     save_tool: std::sync::Arc<std::sync::Mutex<HashMap<String, &'static str>>>,
     /// Per node, a session that runs the save tool on request.
     sessions: std::sync::Arc<std::sync::Mutex<HashMap<String, Shared<Session>>>>,
@@ -358,51 +375,116 @@ impl Docker {
         Ok((stdout, stderr, code))
     }
 
-    /// A node's kube-proxy rules. In iptables mode both `iptables-legacy-save` and
-    /// `iptables-nft-save` are read and the one holding more KUBE- rules wins (how kind's
-    /// iptables wrapper picks the mode); a plain `iptables-save` is the fallback. In nftables mode,
-    /// `nft list table ip kube-proxy`.
+    /// A node's kube-proxy rules, in whichever mode its kube-proxy writes them: the scenario's
+    /// `mode` is tried first, the other when that finds none (a cluster made elsewhere may run
+    /// either). iptables: both `iptables-legacy-save` and `iptables-nft-save` are read and the
+    /// one holding more KUBE- rules wins (how kind's iptables wrapper picks the mode).
+    /// nftables: `nft list table ip kube-proxy`. Where neither holds any, the iptables dump
+    /// (a plain `iptables-save` as the fallback): kube-proxy has not written yet. Which source
+    /// held them is remembered per node (see [`Docker::found_mode`]).
     pub async fn read_rules(&self, container: &str, mode: ProxyMode) -> Result<String> {
-        let limit = Duration::from_secs(30);
-        if mode == ProxyMode::Nftables {
-            let o = self
-                .exec(
-                    container,
-                    &["nft", "list", "table", "ip", "kube-proxy"],
-                    limit,
-                )
-                .await?;
-            if o.code != 0 {
-                bail!(
-                    "{container}: nft list table ip kube-proxy failed: {}",
-                    o.stderr.trim()
-                );
-            }
-            return Ok(o.stdout);
-        }
-        let count = |s: &str| s.lines().filter(|l| l.contains("KUBE-")).count();
         let known = self.save_tool.lock().unwrap().get(container).copied();
         if let Some(tool) = known {
-            match tokio::time::timeout(limit, self.session_run(container, tool)).await {
-                Ok(Ok((0, text))) if count(&text) > 0 => return Ok(text),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::info!("{container}: rules session: {e:#}"),
-                Err(_) => tracing::info!("{container}: rules session timed out"),
+            let found = if tool == NFT_TABLE {
+                self.read_nft(container).await?
+            } else {
+                self.read_known_save(container, tool).await
+            };
+            if let Some(text) = found {
+                return Ok(text);
             }
             // The rules moved, or the session broke: start over.
             self.sessions.lock().unwrap().remove(container);
             self.save_tool.lock().unwrap().remove(container);
         }
+        let nft = async {
+            match self.read_nft(container).await {
+                Ok(Some(text)) => {
+                    self.remember(container, NFT_TABLE);
+                    Ok(Some(text))
+                }
+                other => other,
+            }
+        };
+        if mode == ProxyMode::Nftables {
+            let first = nft.await;
+            if let Ok(Some(text)) = first {
+                return Ok(text);
+            }
+            let (n, text) = self.read_iptables(container).await?;
+            return match first {
+                // No nft (or no access to it), and no iptables rules either: say why.
+                Err(e) if n == 0 => Err(e),
+                _ => Ok(text),
+            };
+        }
+        let (n, text) = self.read_iptables(container).await?;
+        if n == 0
+            && let Ok(Some(nft)) = nft.await
+        {
+            return Ok(nft);
+        }
+        Ok(text)
+    }
+
+    /// The mode a node's kube-proxy rules were last found in, when they were.
+    pub fn found_mode(&self, container: &str) -> Option<ProxyMode> {
+        let tool = self.save_tool.lock().unwrap().get(container).copied()?;
+        Some(if tool == NFT_TABLE {
+            ProxyMode::Nftables
+        } else {
+            ProxyMode::Iptables
+        })
+    }
+
+    fn remember(&self, container: &str, tool: &'static str) {
+        self.save_tool
+            .lock()
+            .unwrap()
+            .insert(container.to_string(), tool);
+    }
+
+    /// kube-proxy's nftables table: `None` when the node has none (no such table).
+    async fn read_nft(&self, container: &str) -> Result<Option<String>> {
+        let argv = ["nft", "list", "table", "ip", "kube-proxy"];
+        let o = self.exec(container, &argv, READ_LIMIT).await?;
+        if o.code == 0 {
+            return Ok(Some(o.stdout));
+        }
+        if o.stderr.contains("No such file or directory") {
+            return Ok(None);
+        }
+        bail!(
+            "{container}: nft list table ip kube-proxy failed: {}",
+            o.stderr.trim()
+        )
+    }
+
+    /// The rules through the save tool found before, in the node's session: `None` when that
+    /// no longer holds kube-proxy's rules (or the session broke).
+    async fn read_known_save(&self, container: &str, tool: &'static str) -> Option<String> {
+        match tokio::time::timeout(READ_LIMIT, self.session_run(container, tool)).await {
+            Ok(Ok((0, text))) if kube_rules(&text) > 0 => return Some(text),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::info!("{container}: rules session: {e:#}"),
+            Err(_) => tracing::info!("{container}: rules session timed out"),
+        }
+        None
+    }
+
+    /// The iptables dump holding more KUBE- rules (legacy or nft), with how many; the tool is
+    /// remembered when it holds any. A plain `iptables-save` when neither tool runs.
+    async fn read_iptables(&self, container: &str) -> Result<(usize, String)> {
         let (legacy, nft) = tokio::join!(
-            self.exec(container, &["iptables-legacy-save"], limit),
-            self.exec(container, &["iptables-nft-save"], limit)
+            self.exec(container, &["iptables-legacy-save"], READ_LIMIT),
+            self.exec(container, &["iptables-nft-save"], READ_LIMIT)
         );
         let mut best: Option<(usize, &'static str, String)> = None;
         for (tool, o) in [("iptables-legacy-save", legacy), ("iptables-nft-save", nft)] {
             if let Ok(o) = o
                 && o.code == 0
             {
-                let n = count(&o.stdout);
+                let n = kube_rules(&o.stdout);
                 if best.as_ref().is_none_or(|(b, _, _)| n > *b) {
                     best = Some((n, tool, o.stdout));
                 }
@@ -410,14 +492,11 @@ impl Docker {
         }
         if let Some((n, tool, text)) = best {
             if n > 0 {
-                self.save_tool
-                    .lock()
-                    .unwrap()
-                    .insert(container.to_string(), tool);
+                self.remember(container, tool);
             }
-            return Ok(text);
+            return Ok((n, text));
         }
-        let o = self.exec(container, &["iptables-save"], limit).await?;
+        let o = self.exec(container, &["iptables-save"], READ_LIMIT).await?;
         if o.code != 0 {
             bail!(
                 "{container}: iptables-save failed (exit {}): {}",
@@ -425,7 +504,7 @@ impl Docker {
                 o.stderr.trim()
             );
         }
-        Ok(o.stdout)
+        Ok((kube_rules(&o.stdout), o.stdout))
     }
 
     async fn open_session(&self, container: &str) -> Result<Session> {
@@ -553,14 +632,13 @@ impl Docker {
 
     /// Whether a node's kube-proxy rules are known to live in iptables-legacy (read with
     /// `iptables-legacy-save`), where `nft monitor` cannot see them change.
-    pub fn in_legacy(&self, container: &str, mode: ProxyMode) -> bool {
-        mode == ProxyMode::Iptables
-            && self.save_tool.lock().unwrap().get(container) == Some(&"iptables-legacy-save")
+    pub fn in_legacy(&self, container: &str) -> bool {
+        self.save_tool.lock().unwrap().get(container) == Some(&"iptables-legacy-save")
     }
 
     /// Whether a node's kube-proxy rules were found yet (and with which tool they are read).
-    pub fn rules_found(&self, container: &str, mode: ProxyMode) -> bool {
-        mode == ProxyMode::Nftables || self.save_tool.lock().unwrap().contains_key(container)
+    pub fn rules_found(&self, container: &str) -> bool {
+        self.save_tool.lock().unwrap().contains_key(container)
     }
 
     /// Follow a node's nf_tables changes with `nft monitor`: `on_change` hears each event line
@@ -591,10 +669,16 @@ impl Docker {
                 )
             })?
             .map_err(|e| anyhow!("{container}: cannot run `nft monitor`: {e}"))?;
-        let bollard::exec::StartExecResults::Attached { mut output, input } = started else {
+        let bollard::exec::StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = started
+        else {
             bail!("{container}: `nft monitor` detached");
         };
         let mut pending = Vec::new();
+        // What the monitor said on stderr: why it ended, when it ends by itself.
+        let mut said = Vec::new();
         loop {
             let chunk = tokio::select! {
                 c = output.next() => c,
@@ -608,12 +692,24 @@ impl Docker {
                         on_change(String::from_utf8_lossy(&line).trim_end());
                     }
                 }
+                Some(Ok(bollard::container::LogOutput::StdErr { message })) => {
+                    said.extend_from_slice(&message[..message.len().min(1024)]);
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("{container}: `nft monitor`: {e}"),
-                None => bail!("{container}: `nft monitor` ended"),
+                None => {
+                    let said = String::from_utf8_lossy(&said);
+                    let said: String = said.trim().chars().filter(|c| !c.is_control()).collect();
+                    if said.is_empty() {
+                        bail!("{container}: `nft monitor` ended");
+                    }
+                    bail!("{container}: `nft monitor` ended: {said}");
+                }
             }
         }
-        // Closing its stdin ends the monitor in the node.
+        // Closing its stdin (EOF on the watcher's fd 3) ends the monitor in the node.
+        use tokio::io::AsyncWriteExt;
+        let _ = tokio::time::timeout(ANSWER, input.shutdown()).await;
         drop(input);
         Ok(())
     }

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Job, NodeRole, Outcome, Pane, Phase, PhaseState, PodPhase, ServiceRef, Side, Sides, Target,
+    Job, NodeRole, Outcome, Pane, Phase, PhaseState, PodPhase, ProxyMode, ServiceRef, Side, Sides,
+    Target,
 };
 
 /// A pod of the test workload as the Pods pane shows it.
@@ -105,6 +106,10 @@ pub struct SessionInfo {
     /// Shown plainly on screen when set (e.g. "DEMO").
     #[serde(default)]
     pub banner: Option<String>,
+    /// The kube-proxy mode the scenario asks for (`cluster.proxy_mode`): a node whose rules are
+    /// in the other mode is pointed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_mode: Option<ProxyMode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +168,26 @@ impl SessionInfo {
             None => self.targets().contains(t),
         }
     }
+}
+
+/// How watch mode follows one node's rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "path", rename_all = "snake_case")]
+pub enum WatchPath {
+    /// `nft monitor` in the node reports each change at once.
+    Monitor,
+    /// The rules are read again every `every_ms` milliseconds (`watch.interval`).
+    Polled { every_ms: u64, why: PollReason },
+}
+
+/// Why a node's rules are polled instead of monitored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum PollReason {
+    /// They live in iptables-legacy, which is not nf_tables: `nft monitor` cannot see them.
+    Legacy,
+    /// `nft monitor` could not run in the node, or ended: what it said.
+    NoMonitor { error: String },
 }
 
 /// Backend -> UI.
@@ -247,6 +272,13 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at_ms: Option<u64>,
     },
+    /// How watch mode follows a node's rules now (sent when it starts and when it changes).
+    Watching {
+        side: Side,
+        node: String,
+        #[serde(flatten)]
+        path: WatchPath,
+    },
     Error {
         #[serde(default)]
         side: Option<Side>,
@@ -297,4 +329,36 @@ pub enum Command {
     SetWatch(bool),
     DeleteClusters,
     Cancel,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A watch path is a recording line like any event, and reads back the same.
+    #[test]
+    fn watching_events_round_trip_through_json() {
+        for path in [
+            WatchPath::Monitor,
+            WatchPath::Polled {
+                every_ms: 1000,
+                why: PollReason::Legacy,
+            },
+            WatchPath::Polled {
+                every_ms: 30_000,
+                why: PollReason::NoMonitor {
+                    error: "`nft monitor` ended: sh: nft: not found".into(),
+                },
+            },
+        ] {
+            let e = Event::Watching {
+                side: Side::Pr,
+                node: "77523-worker".into(),
+                path,
+            };
+            let line = serde_json::to_string(&e).unwrap();
+            assert!(line.contains(r#""type":"watching""#), "{line}");
+            assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), e, "{line}");
+        }
+    }
 }

@@ -34,6 +34,7 @@ fn job_of(ev: &Event) -> Option<Job> {
         Event::Pod { .. } | Event::PodRemoved { .. } | Event::Service { .. } => Job::Deploy,
         Event::ProbesStarted { .. } | Event::Probe { .. } | Event::ProbesDone { .. } => Job::Probes,
         Event::RuleDump { .. } => Job::Rules,
+        Event::Watching { .. } => Job::Watch,
         Event::Session(_)
         | Event::Error { .. }
         | Event::Finished { .. }
@@ -240,6 +241,7 @@ impl ReplayBackend {
         let Some(tx) = self.tx.clone() else { return };
         let mut recs = self.records(Job::Probes);
         recs.extend(self.records(Job::Rules));
+        recs.extend(self.records(Job::Watch));
         recs.sort_by_key(|r| r.t);
         let speed = self.speed;
         let period = Duration::from_secs_f64((5.0 / speed).clamp(0.05, 5.0));

@@ -193,6 +193,9 @@ impl Verdict {
                     format!("+{add} −{rem}")
                 }
             );
+            if let Some(m) = &c.modes {
+                let _ = writeln!(o, "> note: {m}\n");
+            }
             if !c.equal {
                 o.push_str("```diff\n");
                 let changed = c.groups().filter(|s| !s.equal);

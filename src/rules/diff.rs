@@ -113,6 +113,10 @@ pub struct Comparison {
     /// kube-proxy's, on one side only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The dumps' modes, when base and PR are in different ones (iptables vs nftables): each
+    /// Service is then compared as it is, and the two are never equal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modes: Option<super::mixed::Modes>,
 }
 
 impl Comparison {
@@ -202,7 +206,7 @@ fn diff_shared(base: &[NormRule], pr: &[NormRule]) -> Option<ServiceDiff> {
     Some(diff_service(SHARED.to_string(), true, true, base, pr))
 }
 
-fn set_shared(c: &mut Comparison, shared: Option<ServiceDiff>) {
+pub(super) fn set_shared(c: &mut Comparison, shared: Option<ServiceDiff>) {
     c.equal &= shared.as_ref().is_none_or(|s| s.equal);
     c.shared = shared;
 }
@@ -223,6 +227,7 @@ pub enum TextError {
 pub struct Parsed {
     _iptables: Option<(Dump, Dump)>,
     _nft: Option<(super::nft::NftDump, super::nft::NftDump)>,
+    _mixed: Option<(super::mixed::OneDump, super::mixed::OneDump)>,
 }
 
 impl Parsed {
@@ -245,9 +250,14 @@ impl Parsed {
                         .is_some_and(|t| t.ends_with("kube-proxy"))
             })
         };
-        match (&self._iptables, &self._nft) {
-            (Some((b, p)), _) => (ipt(b), ipt(p)),
-            (_, Some((b, p))) => (nft(b), nft(p)),
+        let one = |d: &super::mixed::OneDump| match d {
+            super::mixed::OneDump::Iptables(d) => ipt(d),
+            super::mixed::OneDump::Nftables(d) => nft(d),
+        };
+        match (&self._iptables, &self._nft, &self._mixed) {
+            (Some((b, p)), _, _) => (ipt(b), ipt(p)),
+            (_, Some((b, p)), _) => (nft(b), nft(p)),
+            (_, _, Some((b, p))) => (one(b), one(p)),
             _ => (false, false),
         }
     }
@@ -284,6 +294,7 @@ pub fn compare_texts_keep(
                 Parsed {
                     _iptables: Some((b, p)),
                     _nft: None,
+                    _mixed: None,
                 },
             ))
         }
@@ -300,11 +311,32 @@ pub fn compare_texts_keep(
                 Parsed {
                     _iptables: None,
                     _nft: Some((b, p)),
+                    _mixed: None,
                 },
             ))
         }
-        (true, false) => Err(TextError::Mixed("base is nftables, PR is iptables")),
-        (false, true) => Err(TextError::Mixed("base is iptables, PR is nftables")),
+        // Different modes: each Service as it is (see `mixed`).
+        (bn, _) => {
+            use super::mixed::OneDump;
+            let one = |text: String, nft: bool| {
+                if nft {
+                    super::nft::parse_tables(text, opts.all_tables).map(OneDump::Nftables)
+                } else {
+                    super::parse::parse(text).map(OneDump::Iptables)
+                }
+            };
+            let b = one(base, bn).map_err(TextError::Base)?;
+            let p = one(pr, !bn).map_err(TextError::Pr)?;
+            let c = super::mixed::compare_mixed(&b, &p, opts);
+            Ok((
+                c,
+                Parsed {
+                    _iptables: None,
+                    _nft: None,
+                    _mixed: Some((b, p)),
+                },
+            ))
+        }
     }
 }
 
@@ -401,7 +433,7 @@ fn join<'a, K: Ord + 'a, V: 'a>(
 }
 
 /// `d`, without its chains when it is equal and `opts` asks for a summary of equal services.
-fn summarized(mut d: ServiceDiff, opts: &Options) -> ServiceDiff {
+pub(super) fn summarized(mut d: ServiceDiff, opts: &Options) -> ServiceDiff {
     if opts.summarize_equal && d.equal {
         d.chains = Vec::new();
     }
@@ -409,7 +441,7 @@ fn summarized(mut d: ServiceDiff, opts: &Options) -> ServiceDiff {
 }
 
 /// The comparison of these service diffs: changed services first, each group in name order.
-fn finish(mut out: Vec<ServiceDiff>, opts: &Options) -> Comparison {
+pub(super) fn finish(mut out: Vec<ServiceDiff>, opts: &Options) -> Comparison {
     out.sort_by_key(|s| s.equal);
     Comparison {
         equal: out.iter().all(|s| s.equal),
@@ -417,6 +449,7 @@ fn finish(mut out: Vec<ServiceDiff>, opts: &Options) -> Comparison {
         services: out,
         shared: None,
         notes: Vec::new(),
+        modes: None,
     }
 }
 

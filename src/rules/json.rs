@@ -79,6 +79,10 @@ pub fn write(out: &mut (impl Write + ?Sized), c: &Comparison) -> io::Result<()> 
         out.write_all(b",\n\"notes\": ")?;
         serde_json::to_writer(&mut *out, &c.notes)?;
     }
+    if let Some(m) = &c.modes {
+        out.write_all(b",\n\"modes\": ")?;
+        out.write_all(&serde_json::to_vec(m)?)?;
+    }
     out.write_all(b"}\n")
 }
 

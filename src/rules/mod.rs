@@ -3,6 +3,7 @@
 
 pub mod diff;
 pub mod json;
+pub mod mixed;
 pub mod nft;
 pub mod normalize;
 pub mod parse;

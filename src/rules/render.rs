@@ -93,6 +93,9 @@ pub fn write_text(out: &mut impl Write, c: &Comparison, color: bool) {
     for n in &c.notes {
         let _ = writeln!(out, "note: {}", visible(n));
     }
+    if let Some(m) = &c.modes {
+        let _ = writeln!(out, "note: {m}");
+    }
 }
 
 fn service(out: &mut impl Write, s: &ServiceDiff, st: &Style) {

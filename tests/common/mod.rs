@@ -666,3 +666,47 @@ pub fn two_targets(
     rec.records = out;
     rec
 }
+
+/// The `nft monitor` processes running in a container, seen through the engine (nothing needed
+/// in the container): the monitor itself, not a shell whose script names it.
+pub fn monitors_in(container: &str) -> usize {
+    docker(&["top", container, "-eo", "pid,args"])
+        .lines()
+        .filter(|l| {
+            let args = l.trim_start().split_once(' ').map_or("", |(_, a)| a.trim());
+            args == "nft monitor"
+        })
+        .count()
+}
+
+/// Wait up to `secs` for `ok`; whether it held.
+pub fn within(secs: f64, ok: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    loop {
+        if ok() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The k3s cluster's real kube-proxy table (nftables mode), loadable with `nft -f` (comments
+/// dropped), its output filter chain at hook priority `priority` (-110 in the dump).
+pub fn k3s_table(priority: &str) -> String {
+    let text = std::fs::read_to_string(fixture(
+        "nftables/k3s-real-nft-list-table-ip-kube-proxy.txt",
+    ))
+    .unwrap();
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    body.replace(
+        "type filter hook output priority -110; policy accept;",
+        &format!("type filter hook output priority {priority}; policy accept;"),
+    )
+}

@@ -895,6 +895,7 @@ pub fn session(sc: &Scenario) -> SessionInfo {
             })
             .collect(),
         banner: None,
+        proxy_mode: Some(sc.cluster.proxy_mode),
     }
 }
 

@@ -1,11 +1,12 @@
 //! Watch mode: rules on screen as they change. Each node whose rules live in nf_tables runs
 //! `nft monitor`, which reports every ruleset change (iptables-nft's too) at once; the API
 //! server's pod, Service and endpoint events mark their cluster; other nodes (iptables-legacy)
-//! are re-read every `watch.interval`. Bursts (kube-proxy rewrites many rules at once) are
+//! are re-read every `watch.interval`; so are nodes where the monitor cannot run or ended. The
+//! Build pane says which path each node takes, and why it is polled (`Event::Watching`). Bursts (kube-proxy rewrites many rules at once) are
 //! coalesced into one re-read per node. Probes repeat every `watch.probe_interval`, never
 //! overlapping.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_util::sync::CancellationToken;
 
 use super::{Ctx, probes, read_nodes, report, running_nodes};
+use crate::backend::event::{Event, PollReason, WatchPath};
 use crate::model::{Pane, Side};
 
 /// How long a burst of changes is gathered before the re-read.
@@ -32,6 +34,8 @@ pub enum Trigger {
 /// written rules yet (so where they will live is unknown) are read even though monitored.
 const SLOW: u64 = 5;
 
+type Failed = Arc<Mutex<HashMap<String, String>>>;
+
 /// What the backstop keeps between ticks.
 #[derive(Default)]
 struct Polling {
@@ -39,8 +43,11 @@ struct Polling {
     nodes: Vec<(Side, String)>,
     /// `nft monitor` per node.
     monitors: HashMap<String, CancellationToken>,
-    /// Nodes where `nft monitor` could not run (no nft): polled instead.
-    failed: Arc<Mutex<HashSet<String>>>,
+    /// Nodes where `nft monitor` could not run (no nft) or ended, with what it said: polled
+    /// instead.
+    failed: Failed,
+    /// The path each node was last said to take.
+    said: HashMap<String, WatchPath>,
     tick: u64,
 }
 
@@ -120,7 +127,6 @@ async fn poll(
     tx: &tokio::sync::mpsc::UnboundedSender<Trigger>,
 ) -> Result<()> {
     let docker = ctx.docker().await?;
-    let mode = ctx.sc.cluster.proxy_mode;
     let slow = p.tick.is_multiple_of(SLOW);
     p.tick += 1;
     if slow {
@@ -136,9 +142,24 @@ async fn poll(
     }
     let mut read = Vec::new();
     for (side, node) in p.nodes.clone() {
-        let failed = p.failed.lock().unwrap().contains(&node);
-        let legacy = docker.in_legacy(&node, mode);
-        if !legacy && !failed && !p.monitors.contains_key(&node) {
+        let failed = p.failed.lock().unwrap().get(&node).cloned();
+        let legacy = docker.in_legacy(&node);
+        let path = match (legacy, &failed) {
+            (true, _) => polled(ctx, PollReason::Legacy),
+            (false, Some(error)) => polled(
+                ctx,
+                PollReason::NoMonitor {
+                    error: error.clone(),
+                },
+            ),
+            (false, None) => WatchPath::Monitor,
+        };
+        if p.said.get(&node) != Some(&path) {
+            p.said.insert(node.clone(), path.clone());
+            let node = node.clone();
+            ctx.emit(Event::Watching { side, node, path });
+        }
+        if !legacy && failed.is_none() && !p.monitors.contains_key(&node) {
             p.monitors.insert(
                 node.clone(),
                 start_monitor(ctx, &docker, side, &node, tx, &p.failed),
@@ -147,34 +168,51 @@ async fn poll(
             read.push((side, node));
             continue;
         }
-        let unknown = !docker.rules_found(&node, mode);
-        if legacy || failed || (unknown && slow) {
+        let unknown = !docker.rules_found(&node);
+        if legacy || failed.is_some() || (unknown && slow) {
             read.push((side, node));
         }
     }
     read_nodes(ctx, read).await
 }
 
-/// `nft monitor` in a node, each event a trigger; where it cannot run, the node is marked
-/// for polling.
+/// Polled every `watch.interval`, for this reason.
+fn polled(ctx: &Ctx, why: PollReason) -> WatchPath {
+    WatchPath::Polled {
+        every_ms: (ctx.sc.watch.interval * 1000.0).round() as u64,
+        why,
+    }
+}
+
+/// `nft monitor` in a node, each event a trigger; where it cannot run or ends, the node is
+/// marked for polling (and the screen says so at once).
 fn start_monitor(
     ctx: &Ctx,
     docker: &crate::backend::docker::Docker,
     side: Side,
     node: &str,
     tx: &tokio::sync::mpsc::UnboundedSender<Trigger>,
-    failed: &Arc<Mutex<HashSet<String>>>,
+    failed: &Failed,
 ) -> CancellationToken {
     let cancel = ctx.cancel.child_token();
     let (d, tx, n, c) = (docker.clone(), tx.clone(), node.to_string(), cancel.clone());
-    let failed = failed.clone();
+    let (failed, ctx) = (failed.clone(), ctx.clone());
     tokio::spawn(async move {
         let r = d
             .monitor(&n, |_| drop(tx.send(Trigger::Node(side, n.clone()))), &c)
             .await;
-        if let Err(e) = r {
-            tracing::info!("{n}: no nft monitor, polling instead: {e:#}");
-            failed.lock().unwrap().insert(n);
+        if let Err(e) = r
+            && !c.is_cancelled()
+        {
+            let error = format!("{e:#}");
+            tracing::info!("{n}: no nft monitor, polling instead: {error}");
+            failed.lock().unwrap().insert(n.clone(), error.clone());
+            let path = polled(&ctx, PollReason::NoMonitor { error });
+            ctx.emit(Event::Watching {
+                side,
+                node: n,
+                path,
+            });
         }
         c.cancel();
     });

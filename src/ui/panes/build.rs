@@ -7,7 +7,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::app::State;
+use crate::app::keymap::wrap_words;
 use crate::app::state::{BUILD_STAGES, SideState};
+use crate::backend::event::{PollReason, WatchPath};
 use crate::model::Pane;
 use crate::model::{Phase, PhaseState, Side};
 use crate::ui::{Theme, area, clip, fmt_duration, pane_block, side_heading, spinner};
@@ -102,6 +104,7 @@ fn side_lines<'a>(
     if compact {
         lines.push(Line::from(row));
     }
+    lines.extend(watch_lines(s, w, theme));
     // Failure reasons in full (wrapped), then errors reported for this pane.
     if !failures.is_empty() {
         lines.push(Line::styled(
@@ -135,6 +138,58 @@ fn side_lines<'a>(
         }
     }
     lines
+}
+
+/// While watching, how each node's rules are followed: one entry per path, naming its nodes;
+/// polled nodes are marked and say why (the preferred path, `nft monitor`, is not theirs). An
+/// entry wraps at words, on up to three rows.
+fn watch_lines<'a>(s: &SideState, w: usize, theme: &Theme) -> Vec<Line<'a>> {
+    let mut paths: Vec<(&WatchPath, Vec<String>)> = Vec::new();
+    for (node, path) in &s.watching {
+        match paths.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, names)) => names.push(s.short(node)),
+            None => paths.push((path, vec![s.short(node)])),
+        }
+    }
+    // The monitored nodes first.
+    paths.sort_by_key(|(p, _)| !matches!(p, WatchPath::Monitor));
+    let mut out = Vec::new();
+    for (path, names) in paths {
+        let names = names.join(", ");
+        let (mark, text, style) = match path {
+            WatchPath::Monitor => ("  ", format!("watch: nft monitor on {names}"), theme.ok()),
+            WatchPath::Polled { every_ms, why } => {
+                let why = match why {
+                    PollReason::Legacy => {
+                        "rules in iptables-legacy, which nft monitor cannot see".to_string()
+                    }
+                    PollReason::NoMonitor { error } => format!("no nft monitor: {error}"),
+                };
+                let every = every(*every_ms);
+                let text = format!("watch: {names} polled every {every} ({why})");
+                ("! ", text, theme.warn())
+            }
+        };
+        for (k, row) in wrap_words(&text, w.saturating_sub(4).max(10))
+            .into_iter()
+            .take(3)
+            .enumerate()
+        {
+            let indent = if k == 0 { mark } else { "    " };
+            let row = format!("{indent}{row}");
+            out.push(Line::styled(clip(&row, 0, w), style));
+        }
+    }
+    out
+}
+
+/// A poll period: "30s", "2m00s", "0.5s".
+fn every(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        fmt_duration(std::time::Duration::from_millis(ms))
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
 }
 
 /// " · nodes a, b, c" in `room` columns: the names that fit, whole, and how many more ("+1");
@@ -250,10 +305,32 @@ fn phase_rows(st: &State) -> u16 {
             let proxy = if s.proxy.is_some() { 2 } else { 0 };
             let running = |p: Phase| s.phase(p).state == PhaseState::Running;
             let gauge = u16::from(running(Phase::Build) || running(Phase::Swap));
-            1 + phases + proxy + gauge
+            let watch = watch_rows(s);
+            1 + phases + proxy + gauge + watch
         })
         .max()
         .unwrap_or(4)
+}
+
+/// About how many watch rows a side shows: one per distinct path, two for a polled one (its
+/// reason wraps).
+fn watch_rows(s: &SideState) -> u16 {
+    let mut distinct: Vec<&WatchPath> = Vec::new();
+    for p in s.watching.values() {
+        if !distinct.contains(&p) {
+            distinct.push(p);
+        }
+    }
+    distinct
+        .iter()
+        .map(|p| {
+            if matches!(p, WatchPath::Monitor) {
+                1
+            } else {
+                2
+            }
+        })
+        .sum()
 }
 
 #[cfg(test)]

@@ -70,13 +70,23 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let inner = block.inner(area);
     f.render_widget(block, area);
     let strip = !st.timeline.entries.is_empty();
+    // Live, a node pair whose kube-proxy modes are not the scenario's (or differ): a line of
+    // its own, never cut off by the node line.
+    let modes = match (d.step, d.pair()) {
+        (None, Some(p)) => st.mode_note(p),
+        _ => None,
+    };
+    let rows = 1 + u16::from(strip) + u16::from(modes.is_some());
     let [head, body] =
-        Layout::vertical([Constraint::Length(1 + u16::from(strip)), Constraint::Min(0)])
-            .areas(inner);
+        Layout::vertical([Constraint::Length(rows), Constraint::Min(0)]).areas(inner);
     let mut top = vec![match st.diff.step {
         Some(id) => step_line(st, id, theme),
         None => node_line(st, theme),
     }];
+    if let Some(m) = modes {
+        let text = crate::ui::clip(&format!("⚠ {m}"), 0, head.width as usize);
+        top.push(Line::styled(text, theme.warn()));
+    }
     if strip {
         top.push(strip_line(st, head.width as usize, theme));
     }
