@@ -109,9 +109,72 @@ pub struct Comparison {
     /// as one group; `None` when left out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shared: Option<ServiceDiff>,
+    /// nftables: the tables only one dump lists, where the other is a single-table listing
+    /// (`nft list table ip kube-proxy` against `nft list ruleset`): not compared, named in a
+    /// note. Empty when every table is compared.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub one_sided_tables: Vec<OneSidedTable>,
+}
+
+/// Which dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListedBy {
+    Base,
+    Pr,
+}
+
+impl ListedBy {
+    pub fn label(self) -> &'static str {
+        match self {
+            ListedBy::Base => "base",
+            ListedBy::Pr => "PR",
+        }
+    }
+}
+
+/// A table one dump lists and the other, listing one table only, does not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OneSidedTable {
+    /// "ip6 kube-proxy".
+    pub table: String,
+    /// The dump that lists it.
+    pub listed_by: ListedBy,
 }
 
 impl Comparison {
+    /// The note on tables only one dump listed (not compared), one line; `None` when there are
+    /// none.
+    pub fn tables_note(&self) -> Option<String> {
+        if self.one_sided_tables.is_empty() {
+            return None;
+        }
+        let mut parts: Vec<String> = Vec::new();
+        for side in [ListedBy::Base, ListedBy::Pr] {
+            let names: Vec<&str> = self
+                .one_sided_tables
+                .iter()
+                .filter(|t| t.listed_by == side)
+                .map(|t| t.table.as_str())
+                .collect();
+            if !names.is_empty() {
+                let other = if side == ListedBy::Base {
+                    ListedBy::Pr
+                } else {
+                    ListedBy::Base
+                };
+                parts.push(format!(
+                    "table{} {} listed only by {} ({} lists one table): not compared",
+                    if names.len() == 1 { "" } else { "s" },
+                    names.join(", "),
+                    side.label(),
+                    other.label()
+                ));
+            }
+        }
+        Some(format!("note: {}", parts.join("; ")))
+    }
+
     pub fn changed(&self) -> impl Iterator<Item = &ServiceDiff> {
         self.services.iter().filter(|s| !s.equal)
     }
@@ -187,7 +250,7 @@ impl Parsed {
             })
         };
         let nft = |d: &super::nft::NftDump| {
-            d.items.iter().any(|i| {
+            d.items.iter().filter(|i| i.is_content()).any(|i| {
                 i.table.is_none()
                     || i.table
                         .as_deref()
@@ -257,8 +320,74 @@ pub fn compare_texts_keep(
     }
 }
 
-/// Compare two nftables dumps.
+/// The tables only one dump lists, when the other lists exactly one table (a single-table
+/// listing) that the first lists too: only the tables both list are compared. Of the tables
+/// compared at all (kube-proxy's, or every one with `all_tables`). Empty otherwise: two
+/// whole-ruleset listings compare every table.
+pub fn one_sided_tables(
+    base: &super::nft::NftDump,
+    pr: &super::nft::NftDump,
+    all_tables: bool,
+) -> Vec<OneSidedTable> {
+    let (b, p) = (&base.tables, &pr.tables);
+    let single = b.len() == 1 || p.len() == 1;
+    if !single || !b.iter().any(|t| p.contains(t)) {
+        return Vec::new();
+    }
+    let read = |t: &str| {
+        all_tables
+            || t.split_once(' ')
+                .is_some_and(|(f, n)| super::nft::is_kube_proxy(f, n))
+    };
+    let only = |mine: &[String], theirs: &[String], side: ListedBy| -> Vec<OneSidedTable> {
+        mine.iter()
+            .filter(|t| !theirs.contains(t) && read(t))
+            .map(|t| OneSidedTable {
+                table: t.clone(),
+                listed_by: side,
+            })
+            .collect()
+    };
+    let mut out = only(b, p, ListedBy::Base);
+    out.extend(only(p, b, ListedBy::Pr));
+    out
+}
+
+/// `d` without the items of these tables.
+fn without_tables(d: &super::nft::NftDump, drop: &[OneSidedTable]) -> super::nft::NftDump {
+    let gone = |it: &super::nft::Item| {
+        let t = it.table.as_deref().map_or("ip kube-proxy", |t| t.as_str());
+        drop.iter().any(|x| x.table == t)
+    };
+    super::nft::NftDump {
+        text: d.text.clone(),
+        items: d.items.iter().filter(|it| !gone(it)).cloned().collect(),
+        tables: d.tables.clone(),
+    }
+}
+
+/// Compare two nftables dumps: the tables both list, when one is a single-table listing (see
+/// [`one_sided_tables`]), else every table read.
 pub fn compare_nft(
+    base: &super::nft::NftDump,
+    pr: &super::nft::NftDump,
+    opts: &Options,
+) -> Comparison {
+    let one_sided = one_sided_tables(base, pr, opts.all_tables);
+    if one_sided.is_empty() {
+        return compare_nft_tables(base, pr, opts);
+    }
+    let (b, p) = (
+        without_tables(base, &one_sided),
+        without_tables(pr, &one_sided),
+    );
+    let mut c = compare_nft_tables(&b, &p, opts);
+    c.one_sided_tables = one_sided;
+    c
+}
+
+/// Compare every table read of two nftables dumps.
+fn compare_nft_tables(
     base: &super::nft::NftDump,
     pr: &super::nft::NftDump,
     opts: &Options,
@@ -365,6 +494,7 @@ fn finish(mut out: Vec<ServiceDiff>, opts: &Options) -> Comparison {
         normalized: !opts.raw,
         services: out,
         shared: None,
+        one_sided_tables: Vec::new(),
     }
 }
 
