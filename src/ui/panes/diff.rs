@@ -101,6 +101,17 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         f.render_widget(Paragraph::new(errs), body);
         return;
     };
+    // Tables only one side listed (the other listing one table): not compared, said here.
+    let body = match c.comparison.tables_note() {
+        Some(note) => {
+            let [n, rest] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(body);
+            let note = crate::rules::render::visible(&note).into_owned();
+            f.render_widget(Paragraph::new(Line::styled(note, theme.warn())), n);
+            rest
+        }
+        None => body,
+    };
     if c.comparison.services.is_empty() {
         let svc = st.service().map_or(String::new(), |s| s.to_string());
         let msg = format!("no rules for {svc} in these dumps");
