@@ -327,8 +327,8 @@ pub fn nft_dump(spec: &Spec) -> String {
 pub fn nft_dump_with(spec: &Spec, affinity: Affinity) -> String {
     let (mut svcs, order, mut rng) = generate(spec);
     if affinity.timeout > 0 {
-        for (i, s) in svcs.iter_mut().enumerate().filter(|(i, _)| i % 5 == 3) {
-            let changed = affinity.changed.filter(|_| i == 3);
+        for s in svcs.iter_mut().skip(3).step_by(5) {
+            let changed = affinity.changed.filter(|_| s.id == AFFINITY_CHANGED);
             s.affinity = Some(changed.unwrap_or(affinity.timeout));
         }
     }
