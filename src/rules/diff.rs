@@ -190,7 +190,11 @@ pub fn compare(base: &Dump, pr: &Dump, opts: &Options) -> Comparison {
     let side = |d: &Dump| {
         let shared = (!opts.no_shared).then(|| {
             let rules = shared_rules(d);
-            normalize(d, &rules, SHARED, opts.raw)
+            let mut n = normalize(d, &rules, SHARED, opts.raw);
+            if opts.raw {
+                n.splice(0..0, declarations(d));
+            }
+            n
         });
         (services(d, opts.service.as_ref()), shared)
     };
@@ -204,6 +208,31 @@ pub fn compare(base: &Dump, pr: &Dump, opts: &Options) -> Comparison {
         set_shared(&mut c, diff_shared(&nb, &np));
     }
     c
+}
+
+/// An iptables dump's chain declarations (`:CHAIN POLICY`), compared with `--raw` (a built-in
+/// chain's policy, a chain declared with no rule): each an item of its chain, written
+/// `:CHAIN POLICY` (`-` for a chain of the user's) without its counters.
+fn declarations(d: &Dump) -> Vec<NormRule> {
+    let source = Raw::handle(&d.text);
+    d.chains
+        .iter()
+        .map(|c| {
+            let name = d.str(&c.name);
+            let policy = c.policy.as_ref().map_or("-", |p| d.str(p));
+            let table = c.table.unwrap_or(Table::Filter);
+            NormRule {
+                role: Arc::from(name),
+                rule: Arc::new(RuleText {
+                    text: None,
+                    raw: Raw::owned(&format!(":{name} {policy}")),
+                    line: c.line,
+                    chain: Raw::within(&source, name),
+                    table,
+                }),
+            }
+        })
+        .collect()
 }
 
 /// The shared group's diff (present on both sides when either has shared rules).
@@ -836,5 +865,29 @@ mod tests {
             "{}",
             crate::rules::render::text(&cmp, false)
         );
+    }
+
+    /// `--raw` compares an iptables dump's chain declarations too: a built-in chain's policy
+    /// changed, a chain declared with no rule, are changes.
+    #[test]
+    fn raw_iptables_compares_chain_declarations() {
+        let a = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [3:120]\n:KUBE-FORWARD - [0:0]\n-A FORWARD -j KUBE-FORWARD\n-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\nCOMMIT\n";
+        let raw = Options {
+            raw: true,
+            ..Options::default()
+        };
+        let cmp = |b: &str, o: &Options| compare(&parse(a).unwrap(), &parse(b).unwrap(), o);
+        // Counters are not rules.
+        assert!(cmp(&a.replace("[3:120]", "[9:999]"), &raw).equal);
+        let policy = a.replace(":FORWARD ACCEPT", ":FORWARD DROP");
+        let c = cmp(&policy, &raw);
+        assert!(!c.equal);
+        let sh = c.shared.unwrap();
+        assert_eq!(
+            (sh.removed[0].rule(), sh.added[0].rule()),
+            (":FORWARD ACCEPT", ":FORWARD DROP")
+        );
+        let extra = a.replace(":KUBE-FORWARD", ":KUBE-EXTRA - [0:0]\n:KUBE-FORWARD");
+        assert!(!cmp(&extra, &raw).equal);
     }
 }
