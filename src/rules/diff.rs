@@ -215,12 +215,24 @@ pub fn compare(base: &Dump, pr: &Dump, opts: &Options) -> Comparison {
 /// `:CHAIN POLICY` (`-` for a chain of the user's) without its counters.
 fn declarations(d: &Dump) -> Vec<NormRule> {
     let source = Raw::handle(&d.text);
+    // A fragment without `*table` lines: a chain is in its rules' table.
+    let mut tables: rustc_hash::FxHashMap<&str, Table> = Default::default();
+    if d.chains.iter().any(|c| c.table.is_none()) {
+        for r in &d.rules {
+            tables
+                .entry(d.rule_chain(r))
+                .or_insert_with(|| super::service::rule_table(d, r));
+        }
+    }
     d.chains
         .iter()
         .map(|c| {
             let name = d.str(&c.name);
             let policy = c.policy.as_ref().map_or("-", |p| d.str(p));
-            let table = c.table.unwrap_or(Table::Filter);
+            let table = c
+                .table
+                .or_else(|| tables.get(name).copied())
+                .unwrap_or(Table::Filter);
             NormRule {
                 role: Arc::from(name),
                 rule: Arc::new(RuleText {
