@@ -409,7 +409,7 @@ fn nftables_dumps_compare_and_mixed_kinds_are_refused() {
 }
 
 mod synthetic {
-    use super::common::synth::{Spec, dump, nft_dump};
+    use super::common::synth::{AFFINITY_CHANGED, Affinity, Spec, dump, nft_dump, nft_dump_with};
     use kindred::rules::{Options, compare, compare_texts, parse};
 
     #[test]
@@ -522,4 +522,102 @@ mod synthetic {
             assert_eq!(ch.table.name(), "nft");
         }
     }
+
+    /// Session affinity (every fifth Service): two clusters in the same state are equal; one
+    /// Service's affinity timeout changed is found in exactly that Service, raw or not.
+    #[test]
+    fn nftables_session_affinity_noise_and_timeout() {
+        let spec = |seed| Spec {
+            services: 40,
+            seed,
+            ..Spec::default()
+        };
+        let sticky = Affinity {
+            timeout: 10800,
+            changed: None,
+        };
+        let changed = Affinity {
+            changed: Some(10),
+            ..sticky
+        };
+        let a = nft_dump_with(&spec(1), sticky);
+        assert!(a.contains("update @affinity-"), "{a}");
+        let b = nft_dump_with(&spec(2), sticky);
+        let c = compare_texts(&a, &b, &Options::default()).unwrap();
+        assert!(c.equal, "{}", kindred::rules::render::text(&c, false));
+        let found = |c: &kindred::rules::Comparison| -> Vec<(String, Vec<String>, Vec<String>)> {
+            let rules = |v: &[std::sync::Arc<kindred::rules::diff::RuleText>]| {
+                v.iter().map(|r| r.rule().to_string()).collect::<Vec<_>>()
+            };
+            c.changed()
+                .map(|s| (s.service.clone(), rules(&s.removed), rules(&s.added)))
+                .collect()
+        };
+        let c = compare_texts(&a, &nft_dump_with(&spec(3), changed), &Options::default()).unwrap();
+        assert_eq!(
+            found(&c),
+            [(
+                AFFINITY_CHANGED.to_string(),
+                vec!["timeout 10800s".to_string(); 2],
+                vec!["timeout 10s".to_string(); 2]
+            )]
+        );
+        assert!(c.shared.as_ref().is_some_and(|s| s.equal));
+        // Raw, the same cluster with that one timeout changed: that change only.
+        let raw = Options {
+            raw: true,
+            ..Options::default()
+        };
+        let c = compare_texts(&a, &nft_dump_with(&spec(1), changed), &raw).unwrap();
+        assert_eq!(
+            found(&c),
+            [(
+                AFFINITY_CHANGED.to_string(),
+                vec!["timeout 10800s".to_string(); 2],
+                vec!["timeout 10s".to_string(); 2]
+            )]
+        );
+    }
+
+    /// `nft list table ip kube-proxy` against `nft list ruleset` (kube-proxy's ip6 table and
+    /// another table too): equal, the ip6 table named in a note in text and JSON, exit 0.
+    #[test]
+    fn single_table_against_ruleset_is_equal_with_a_note() {
+        let spec = |seed| Spec {
+            services: 20,
+            seed,
+            ..Spec::default()
+        };
+        let table = nft_dump(&spec(1));
+        let ruleset = format!("{}{IP6}table inet filter {{\n}}\n", nft_dump(&spec(2)));
+        let dir = tempfile::tempdir().unwrap();
+        let (t, r) = (dir.path().join("table.nft"), dir.path().join("ruleset.nft"));
+        std::fs::write(&t, &table).unwrap();
+        std::fs::write(&r, &ruleset).unwrap();
+        let (t, r) = (t.to_str().unwrap(), r.to_str().unwrap());
+        let o = super::kindred(&["diff", t, r]);
+        let out = super::stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}{}", super::stderr(&o));
+        assert!(
+            out.contains(
+                "note: table ip6 kube-proxy listed only by PR (base lists one table): not compared"
+            ),
+            "{out}"
+        );
+        let o = super::kindred(&["diff", r, t, "--format", "json"]);
+        assert_eq!(o.status.code(), Some(0));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            v["one_sided_tables"],
+            serde_json::json!([{"table": "ip6 kube-proxy", "listed_by": "base"}])
+        );
+        // Two whole rulesets: every kube-proxy table compared, the ip6 one's chain removed.
+        let other = format!("{table}table inet filter {{\n}}\n");
+        let c = compare_texts(&ruleset, &other, &Options::default()).unwrap();
+        assert!(!c.equal && c.one_sided_tables.is_empty());
+        assert_eq!(c.shared.as_ref().unwrap().removed.len(), 1);
+    }
+
+    /// kube-proxy's IPv6 skeleton table, as `nft list ruleset` shows it on a node.
+    const IP6: &str = "table ip6 kube-proxy {\n\tcomment \"rules for kube-proxy\"\n\tchain nat-output {\n\t\ttype nat hook output priority -100; policy accept;\n\t}\n}\n";
 }

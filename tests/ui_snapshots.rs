@@ -543,3 +543,27 @@ fn probes_pane_names_each_target() {
     );
     insta::assert_snapshot!("pane_probes_two_targets_200x30", t.backend());
 }
+
+/// A diff that left out a table only one side listed (the other listing one table) says so
+/// above the rules.
+#[test]
+fn diff_names_tables_only_one_side_listed() {
+    use kindred::rules::diff::{ListedBy, OneSidedTable};
+    let mut st = demo_state(u64::MAX);
+    let r = st.diff.result.as_mut().expect("a diff");
+    let mut c = (*r.comparison).clone();
+    c.one_sided_tables = vec![OneSidedTable {
+        table: "ip6 kube-proxy".into(),
+        listed_by: ListedBy::Pr,
+    }];
+    r.comparison = std::sync::Arc::new(c);
+    let t = diff_pane(&st, 100, 12, &Theme::new(true));
+    let text = format!("{:?}", t.backend());
+    assert!(
+        text.contains(
+            "note: table ip6 kube-proxy listed only by PR (base lists one table): not compared"
+        ),
+        "{text}"
+    );
+    insta::assert_snapshot!("pane_diff_one_sided_tables_100x12", t.backend());
+}

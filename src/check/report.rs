@@ -196,6 +196,12 @@ impl Verdict {
             if let Some(m) = &c.modes {
                 let _ = writeln!(o, "> note: {m}\n");
             }
+            if let Some(note) = c.tables_note() {
+                let _ = writeln!(o, "_{note}_\n");
+            }
+            for n in &c.notes {
+                let _ = writeln!(o, "> note: {n}\n");
+            }
             if !c.equal {
                 o.push_str("```diff\n");
                 let changed = c.groups().filter(|s| !s.equal);
@@ -316,5 +322,59 @@ impl Verdict {
         let mut s = serde_json::to_string_pretty(self).expect("verdict serializes");
         s.push('\n');
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::verdict::{NodeDiff, SCHEMA};
+    use crate::rules::diff::{ListedBy, OneSidedTable};
+
+    /// The tables a node pair's diff left out (one side listed one table) are named in every
+    /// report.
+    #[test]
+    fn reports_name_tables_only_one_side_listed() {
+        let side = |n: &str| SideReport {
+            name: n.into(),
+            git_ref: None,
+            image: None,
+            commit: None,
+            version: None,
+        };
+        let mut comparison = crate::rules::compare_texts(
+            "table ip kube-proxy {\n}\n",
+            "table ip kube-proxy {\n}\n",
+            &Default::default(),
+        )
+        .unwrap();
+        comparison.one_sided_tables = vec![OneSidedTable {
+            table: "ip6 kube-proxy".into(),
+            listed_by: ListedBy::Pr,
+        }];
+        let v = Verdict {
+            schema: SCHEMA,
+            ok: true,
+            service: "default/echo".into(),
+            base: side("base"),
+            pr: side("pr"),
+            expectations: Vec::new(),
+            probes: Vec::new(),
+            rules: vec![NodeDiff {
+                node: "worker".into(),
+                base_node: "base-worker".into(),
+                pr_node: "pr-worker".into(),
+                comparison,
+            }],
+            rule_changes: Vec::new(),
+        };
+        let note = "table ip6 kube-proxy listed only by PR (base lists one table): not compared";
+        assert!(v.text().contains(note), "{}", v.text());
+        assert!(v.markdown().contains(note), "{}", v.markdown());
+        let j: serde_json::Value = serde_json::from_str(&v.json()).unwrap();
+        assert_eq!(
+            j["rules"][0]["comparison"]["one_sided_tables"][0],
+            serde_json::json!({"table": "ip6 kube-proxy", "listed_by": "pr"})
+        );
     }
 }

@@ -117,9 +117,72 @@ pub struct Comparison {
     /// Service is then compared as it is, and the two are never equal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub modes: Option<super::mixed::Modes>,
+    /// nftables: the tables only one dump lists, where the other is a single-table listing
+    /// (`nft list table ip kube-proxy` against `nft list ruleset`): not compared, named in a
+    /// note. Empty when every table is compared.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub one_sided_tables: Vec<OneSidedTable>,
+}
+
+/// Which dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListedBy {
+    Base,
+    Pr,
+}
+
+impl ListedBy {
+    pub fn label(self) -> &'static str {
+        match self {
+            ListedBy::Base => "base",
+            ListedBy::Pr => "PR",
+        }
+    }
+}
+
+/// A table one dump lists and the other, listing one table only, does not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OneSidedTable {
+    /// "ip6 kube-proxy".
+    pub table: String,
+    /// The dump that lists it.
+    pub listed_by: ListedBy,
 }
 
 impl Comparison {
+    /// The note on tables only one dump listed (not compared), one line; `None` when there are
+    /// none.
+    pub fn tables_note(&self) -> Option<String> {
+        if self.one_sided_tables.is_empty() {
+            return None;
+        }
+        let mut parts: Vec<String> = Vec::new();
+        for side in [ListedBy::Base, ListedBy::Pr] {
+            let names: Vec<&str> = self
+                .one_sided_tables
+                .iter()
+                .filter(|t| t.listed_by == side)
+                .map(|t| t.table.as_str())
+                .collect();
+            if !names.is_empty() {
+                let other = if side == ListedBy::Base {
+                    ListedBy::Pr
+                } else {
+                    ListedBy::Base
+                };
+                parts.push(format!(
+                    "table{} {} listed only by {} ({} lists one table): not compared",
+                    if names.len() == 1 { "" } else { "s" },
+                    names.join(", "),
+                    side.label(),
+                    other.label()
+                ));
+            }
+        }
+        Some(format!("note: {}", parts.join("; ")))
+    }
+
     pub fn changed(&self) -> impl Iterator<Item = &ServiceDiff> {
         self.services.iter().filter(|s| !s.equal)
     }
@@ -135,7 +198,11 @@ pub fn compare(base: &Dump, pr: &Dump, opts: &Options) -> Comparison {
     let side = |d: &Dump| {
         let shared = (!opts.no_shared).then(|| {
             let rules = shared_rules(d);
-            (normalize(d, &rules, SHARED, opts.raw), foreign_rules(d))
+            let mut n = normalize(d, &rules, SHARED, opts.raw);
+            if opts.raw {
+                n.splice(0..0, declarations(d));
+            }
+            (n, foreign_rules(d))
         });
         (services(d, opts.service.as_ref()), shared)
     };
@@ -162,6 +229,43 @@ fn foreign_rules(d: &Dump) -> Vec<(String, u32)> {
             let words = super::tokens::split(d.rule_body(r));
             let body = super::tokens::canonical(&words, &mut |_, _| None);
             (format!("-A {} {body}", d.rule_chain(r)), r.line)
+        })
+        .collect()
+}
+
+/// An iptables dump's chain declarations (`:CHAIN POLICY`), compared with `--raw` (a built-in
+/// chain's policy, a chain declared with no rule): each an item of its chain, written
+/// `:CHAIN POLICY` (`-` for a chain of the user's) without its counters.
+fn declarations(d: &Dump) -> Vec<NormRule> {
+    let source = Raw::handle(&d.text);
+    // A fragment without `*table` lines: a chain is in its rules' table.
+    let mut tables: rustc_hash::FxHashMap<&str, Table> = Default::default();
+    if d.chains.iter().any(|c| c.table.is_none()) {
+        for r in &d.rules {
+            tables
+                .entry(d.rule_chain(r))
+                .or_insert_with(|| super::service::rule_table(d, r));
+        }
+    }
+    d.chains
+        .iter()
+        .map(|c| {
+            let name = d.str(&c.name);
+            let policy = c.policy.as_ref().map_or("-", |p| d.str(p));
+            let table = c
+                .table
+                .or_else(|| tables.get(name).copied())
+                .unwrap_or(Table::Filter);
+            NormRule {
+                role: Arc::from(name),
+                rule: Arc::new(RuleText {
+                    text: None,
+                    raw: Raw::owned(&format!(":{name} {policy}")),
+                    line: c.line,
+                    chain: Raw::within(&source, name),
+                    table,
+                }),
+            }
         })
         .collect()
 }
@@ -243,7 +347,7 @@ impl Parsed {
             })
         };
         let nft = |d: &super::nft::NftDump| {
-            d.items.iter().any(|i| {
+            d.items.iter().filter(|i| i.is_content()).any(|i| {
                 i.table.is_none()
                     || i.table
                         .as_deref()
@@ -340,8 +444,74 @@ pub fn compare_texts_keep(
     }
 }
 
-/// Compare two nftables dumps.
+/// The tables only one dump lists, when the other lists exactly one table (a single-table
+/// listing) that the first lists too: only the tables both list are compared. Of the tables
+/// compared at all (kube-proxy's, or every one with `all_tables`). Empty otherwise: two
+/// whole-ruleset listings compare every table.
+pub fn one_sided_tables(
+    base: &super::nft::NftDump,
+    pr: &super::nft::NftDump,
+    all_tables: bool,
+) -> Vec<OneSidedTable> {
+    let (b, p) = (&base.tables, &pr.tables);
+    let single = b.len() == 1 || p.len() == 1;
+    if !single || !b.iter().any(|t| p.contains(t)) {
+        return Vec::new();
+    }
+    let read = |t: &str| {
+        all_tables
+            || t.split_once(' ')
+                .is_some_and(|(f, n)| super::nft::is_kube_proxy(f, n))
+    };
+    let only = |mine: &[String], theirs: &[String], side: ListedBy| -> Vec<OneSidedTable> {
+        mine.iter()
+            .filter(|t| !theirs.contains(t) && read(t))
+            .map(|t| OneSidedTable {
+                table: t.clone(),
+                listed_by: side,
+            })
+            .collect()
+    };
+    let mut out = only(b, p, ListedBy::Base);
+    out.extend(only(p, b, ListedBy::Pr));
+    out
+}
+
+/// `d` without the items of these tables.
+fn without_tables(d: &super::nft::NftDump, drop: &[OneSidedTable]) -> super::nft::NftDump {
+    let gone = |it: &super::nft::Item| {
+        let t = it.table.as_deref().map_or("ip kube-proxy", |t| t.as_str());
+        drop.iter().any(|x| x.table == t)
+    };
+    super::nft::NftDump {
+        text: d.text.clone(),
+        items: d.items.iter().filter(|it| !gone(it)).cloned().collect(),
+        tables: d.tables.clone(),
+    }
+}
+
+/// Compare two nftables dumps: the tables both list, when one is a single-table listing (see
+/// [`one_sided_tables`]), else every table read.
 pub fn compare_nft(
+    base: &super::nft::NftDump,
+    pr: &super::nft::NftDump,
+    opts: &Options,
+) -> Comparison {
+    let one_sided = one_sided_tables(base, pr, opts.all_tables);
+    if one_sided.is_empty() {
+        return compare_nft_tables(base, pr, opts);
+    }
+    let (b, p) = (
+        without_tables(base, &one_sided),
+        without_tables(pr, &one_sided),
+    );
+    let mut c = compare_nft_tables(&b, &p, opts);
+    c.one_sided_tables = one_sided;
+    c
+}
+
+/// Compare every table read of two nftables dumps.
+fn compare_nft_tables(
     base: &super::nft::NftDump,
     pr: &super::nft::NftDump,
     opts: &Options,
@@ -450,6 +620,7 @@ pub(super) fn finish(mut out: Vec<ServiceDiff>, opts: &Options) -> Comparison {
         shared: None,
         notes: Vec::new(),
         modes: None,
+        one_sided_tables: Vec::new(),
     }
 }
 
@@ -923,5 +1094,29 @@ mod tests {
                 .notes
                 .is_empty()
         );
+    }
+
+    /// `--raw` compares an iptables dump's chain declarations too: a built-in chain's policy
+    /// changed, a chain declared with no rule, are changes.
+    #[test]
+    fn raw_iptables_compares_chain_declarations() {
+        let a = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [3:120]\n:KUBE-FORWARD - [0:0]\n-A FORWARD -j KUBE-FORWARD\n-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\nCOMMIT\n";
+        let raw = Options {
+            raw: true,
+            ..Options::default()
+        };
+        let cmp = |b: &str, o: &Options| compare(&parse(a).unwrap(), &parse(b).unwrap(), o);
+        // Counters are not rules.
+        assert!(cmp(&a.replace("[3:120]", "[9:999]"), &raw).equal);
+        let policy = a.replace(":FORWARD ACCEPT", ":FORWARD DROP");
+        let c = cmp(&policy, &raw);
+        assert!(!c.equal);
+        let sh = c.shared.unwrap();
+        assert_eq!(
+            (sh.removed[0].rule(), sh.added[0].rule()),
+            (":FORWARD ACCEPT", ":FORWARD DROP")
+        );
+        let extra = a.replace(":KUBE-FORWARD", ":KUBE-EXTRA - [0:0]\n:KUBE-FORWARD");
+        assert!(!cmp(&extra, &raw).equal);
     }
 }

@@ -10,17 +10,20 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::diff::{ChainDiff, Comparison, Line, Op, ServiceDiff};
+use super::diff::{ChainDiff, Comparison, Line, OneSidedTable, Op, ServiceDiff};
 use super::parse::Table;
 
 /// The schema id of the document.
 pub const SCHEMA: &str = "kindred.diff/v2";
 
 #[derive(Serialize)]
-struct Head {
+struct Head<'a> {
     schema: &'static str,
     equal: bool,
     normalized: bool,
+    /// Tables only one dump listed (the other listing one table): not compared.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    one_sided_tables: &'a [OneSidedTable],
 }
 
 #[derive(Serialize)]
@@ -64,6 +67,7 @@ pub fn write(out: &mut (impl Write + ?Sized), c: &Comparison) -> io::Result<()> 
         schema: SCHEMA,
         equal: c.equal,
         normalized: c.normalized,
+        one_sided_tables: &c.one_sided_tables,
     };
     open(out, &head, "services", "[")?;
     for (k, s) in c.services.iter().enumerate() {

@@ -28,6 +28,19 @@ pub struct Item {
     pub line: u32,
     /// The table, when it is not `ip kube-proxy` ("ip6 kube-proxy", "inet filter", ...).
     pub table: Option<Arc<String>>,
+    /// A declaration of its chain, set, map or table (`type ...`, `flags ...`, `timeout ...`,
+    /// `comment ...`), not a rule or an element: compared in one spelling (see
+    /// [`declared`]), as written with `--raw`.
+    pub decl: bool,
+}
+
+impl Item {
+    /// A rule, an element, or a base chain's `type ... hook ...`: what kube-proxy writes into
+    /// its table, not the table's header or comment nor a set's or map's declaration.
+    pub fn is_content(&self) -> bool {
+        let set = self.chain.starts_with("map ") || self.chain.starts_with("set ");
+        !self.decl || (!set && &*self.chain != "table" && self.text.starts_with("type "))
+    }
 }
 
 /// A parsed dump: its text and its items, which point into it.
@@ -35,6 +48,8 @@ pub struct Item {
 pub struct NftDump {
     pub text: Arc<String>,
     pub items: Vec<Item>,
+    /// Every table the dump lists ("ip kube-proxy", "inet filter", ...), read or not, in order.
+    pub tables: Vec<String>,
 }
 
 fn err(line: usize, reason: impl Into<String>) -> ParseError {
@@ -125,8 +140,12 @@ pub fn parse(text: &str) -> Result<NftDump, ParseError> {
 /// kube-proxy's are read too.
 pub fn parse_tables(text: String, all_tables: bool) -> Result<NftDump, ParseError> {
     let text = Arc::new(text);
-    let items = Parser::new(&text, all_tables).run()?;
-    Ok(NftDump { text, items })
+    let (items, tables) = Parser::new(&text, all_tables).run()?;
+    Ok(NftDump {
+        text,
+        items,
+        tables,
+    })
 }
 
 impl<'a> Parser<'a> {
@@ -142,10 +161,11 @@ impl<'a> Parser<'a> {
             in_table: false,
             skipping: 0,
             elements: None,
+            tables: Vec::new(),
         }
     }
 
-    fn run(mut self) -> Result<Vec<Item>, ParseError> {
+    fn run(mut self) -> Result<(Vec<Item>, Vec<String>), ParseError> {
         let text: &'a str = self.src.as_str();
         for (i, raw) in text.lines().enumerate() {
             if raw.contains('\0') {
@@ -166,7 +186,7 @@ impl<'a> Parser<'a> {
         }
         // Items are many and small: no room for half as many again.
         self.items.shrink_to_fit();
-        Ok(self.items)
+        Ok((self.items, self.tables))
     }
 }
 
@@ -191,6 +211,8 @@ struct Parser<'a> {
     skipping: i64,
     /// An elements list being read over several lines.
     elements: Option<Elements>,
+    /// The tables listed so far.
+    tables: Vec<String>,
 }
 
 /// An elements list being read line by line: how deep in braces, and an element that does not
@@ -220,13 +242,16 @@ impl Parser<'_> {
     }
 
     /// Read the elements list that starts on this line (as far as it goes on it).
-    fn start_elements(&mut self, chain: Raw, n: usize, l: &str) {
+    fn start_elements(&mut self, chain: Raw, n: usize, l: &str) -> Result<(), ParseError> {
+        if !l.starts_with('{') {
+            return Err(err(n, "expected '{' to open the elements"));
+        }
         self.elements = Some(Elements {
             chain,
             depth: 0,
             pending: None,
         });
-        self.element_line(n, l);
+        self.element_line(n, l)
     }
 
     fn push(&mut self, chain: Raw, text: Raw, line: usize) {
@@ -235,17 +260,39 @@ impl Parser<'_> {
             text,
             line: line as u32,
             table: self.table.clone(),
+            decl: false,
         });
+    }
+
+    /// A declaration line (or part of one) of `chain` (a chain, `set NAME`, `map NAME`, or
+    /// `table`), as written.
+    fn push_decl(&mut self, chain: Raw, text: &str, line: usize) {
+        let text = self.raw(text);
+        self.push(chain, text, line);
+        if let Some(it) = self.items.last_mut() {
+            it.decl = true;
+        }
+    }
+
+    /// Note a table the dump lists.
+    fn listed(&mut self, family: &str, name: &str) {
+        let t = format!("{family} {name}");
+        if !self.tables.contains(&t) {
+            self.tables.push(t);
+        }
     }
 
     /// One line of an elements list (`{` of the first line and `}` of the last included): each
     /// element on it is an item of the current block at this line.
-    fn element_line(&mut self, n: usize, l: &str) {
+    fn element_line(&mut self, n: usize, l: &str) -> Result<(), ParseError> {
         let Some(mut st) = self.elements.take() else {
-            return;
+            return Ok(());
         };
         let first = st.depth == 0;
         st.depth += brace_depth(l);
+        if st.depth < 0 {
+            return Err(err(n, "unbalanced '{' and '}'"));
+        }
         let mut inner = l.trim();
         if first {
             inner = inner.strip_prefix('{').unwrap_or(inner);
@@ -281,6 +328,7 @@ impl Parser<'_> {
         if st.depth > 0 {
             self.elements = Some(st);
         }
+        Ok(())
     }
 
     fn line(&mut self, n: usize, l: &'_ str) -> Result<(), ParseError> {
@@ -289,8 +337,7 @@ impl Parser<'_> {
             return Ok(());
         }
         if self.elements.is_some() {
-            self.element_line(n, l);
-            return Ok(());
+            return self.element_line(n, l);
         }
         if l.is_empty() || l.starts_with("flush ") || l.starts_with("delete ") {
             return Ok(());
@@ -310,6 +357,9 @@ impl Parser<'_> {
         let what = w.next().unwrap_or("");
         let (family, table) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
         let tail = w.next().unwrap_or("");
+        if matches!(what, "table" | "chain" | "rule" | "element" | "set" | "map") {
+            self.listed(family, table);
+        }
         if !(self.all_tables || is_kube_proxy(family, table)) {
             return Ok(());
         }
@@ -329,23 +379,41 @@ impl Parser<'_> {
                     .ok_or_else(|| err(n, "add element without a set and elements"))?;
                 let kind = if body.contains(" : ") { "map" } else { "set" };
                 let chain = self.set_name(format!("{kind} {set}"));
-                self.start_elements(chain, n, body.trim());
+                self.start_elements(chain, n, body.trim())?;
             }
             "chain" => self.chain_declaration(n, tail),
-            "table" | "map" | "set" => {}
+            "table" => {
+                // `add table ip kube-proxy { comment "..." ; }`: the table's own declarations.
+                let head = rest.split_once('{').map_or(rest, |(h, _)| h).trim();
+                self.push_decl(Raw::owned("table"), head, n);
+                if let Some((_, body)) = tail.split_once('{') {
+                    for d in decl_parts(body) {
+                        self.push_decl(Raw::owned("table"), d, n);
+                    }
+                }
+            }
+            "map" | "set" => {
+                // `add set ip kube-proxy NAME { type ... ; flags ... ; timeout ... ; }`.
+                if let Some((name, body)) = tail.split_once('{') {
+                    let chain = self.set_name(format!("{what} {}", name.trim()));
+                    for d in decl_parts(body) {
+                        self.push_decl(chain.clone(), d, n);
+                    }
+                }
+            }
             _ => return Err(err(n, format!("unknown nftables command 'add {what}'"))),
         }
         Ok(())
     }
 
     /// `add chain ip kube-proxy NAME { type ... hook ... priority ... ; }`: a base chain's
-    /// declaration is one of its items.
+    /// declaration (its body as written) is one of its items.
     fn chain_declaration(&mut self, n: usize, tail: &str) {
         if let Some((name, body)) = tail.split_once('{') {
             let decl = body.trim().trim_end_matches('}').trim();
-            if decl.starts_with("type ") {
+            if !decl.is_empty() {
                 let chain = self.raw(name.trim());
-                self.push(chain, Raw::owned(&declaration(decl)), n);
+                self.push_decl(chain, decl, n);
             }
         }
     }
@@ -371,24 +439,24 @@ impl Parser<'_> {
         }
         let Some(b) = self.block.clone() else {
             // Table-level lines: comment, flags.
+            self.push_decl(Raw::owned("table"), l, n);
             return Ok(());
         };
-        if l.starts_with("type ") && !(b.starts_with("map ") || b.starts_with("set ")) {
-            self.push(b, Raw::owned(&declaration(l)), n);
-            return Ok(());
-        }
-        const DECLARATIONS: [&str; 5] = ["type ", "comment ", "flags ", "timeout ", "policy "];
-        if DECLARATIONS.iter().any(|d| l.starts_with(d)) {
-            return Ok(());
-        }
         if let Some(rest) = l.strip_prefix("elements = ") {
-            self.start_elements(b, n, rest);
+            return self.start_elements(b, n, rest);
+        }
+        // A set's or map's lines other than its elements are its declaration (type, flags,
+        // timeout, size, comment ...); a chain's are these.
+        const DECLARATIONS: [&str; 5] = ["type ", "comment ", "flags ", "timeout ", "policy "];
+        if b.starts_with("map ")
+            || b.starts_with("set ")
+            || DECLARATIONS.iter().any(|d| l.starts_with(d))
+        {
+            self.push_decl(b, l, n);
             return Ok(());
         }
-        if !(b.starts_with("map ") || b.starts_with("set ")) {
-            let raw = self.raw(l);
-            self.push(b, raw, n);
-        }
+        let raw = self.raw(l);
+        self.push(b, raw, n);
         Ok(())
     }
 
@@ -406,6 +474,7 @@ impl Parser<'_> {
             (Some(t), None, None) => ("ip", t),
             _ => return Err(err(n, "expected 'table FAMILY NAME {'")),
         };
+        self.listed(family, name);
         if !(self.all_tables || is_kube_proxy(family, name)) {
             self.skipping = 1;
             return Ok(());
@@ -413,6 +482,9 @@ impl Parser<'_> {
         self.in_table = true;
         self.table = (!(family == "ip" && name == "kube-proxy"))
             .then(|| Arc::new(format!("{family} {name}")));
+        // The header as written (`table kube-proxy` is `table ip kube-proxy`, but not raw).
+        let head = format!("table {}", head.trim());
+        self.push_decl(Raw::owned("table"), &head, n);
         Ok(())
     }
 
@@ -437,6 +509,86 @@ impl Parser<'_> {
         });
         Ok(())
     }
+}
+
+/// The parts of a `{ a ; b ; }` declaration body (its closing brace optional), trimmed: split at
+/// `;` outside quotes.
+fn decl_parts(body: &str) -> impl Iterator<Item = &str> {
+    let body = body.trim().trim_end_matches('}');
+    let mut quoted = false;
+    body.split(move |c: char| {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        c == ';' && !quoted
+    })
+    .map(str::trim)
+    .filter(|p| !p.is_empty())
+}
+
+/// A declaration as compared (normalized): one spelling whatever wrote it (nft's listing or
+/// knftables' transaction), or `None` when it is not compared. Base chains: see
+/// [`declaration`]. Sets and maps: `flags` in one order, `timeout`/`gc-interval` in seconds
+/// (nft prints `3h` for knftables' `10800s`), the `size 65535` the kernel gives a set a rule
+/// updates left out. Comments (of tables, chains, sets, maps) are descriptions, not compared.
+pub fn declared(it: &Item) -> Option<String> {
+    let set = it.chain.starts_with("map ") || it.chain.starts_with("set ");
+    if !set && &*it.chain != "table" {
+        let kept: Vec<&str> = decl_parts(&it.text)
+            .filter(|p| !p.starts_with("comment "))
+            .collect();
+        return (!kept.is_empty()).then(|| declaration(&kept.join("; ")));
+    }
+    let words: Vec<&str> = it.text.split_whitespace().collect();
+    match words.as_slice() {
+        // The table's header: the item says which table already.
+        ["comment", ..] | ["table", ..] | [] => None,
+        ["size", "65535"] if set => None,
+        ["flags", f] => {
+            let mut f: Vec<&str> = f.split(',').map(str::trim).collect();
+            f.sort_unstable();
+            Some(format!("flags {}", f.join(",")))
+        }
+        [k @ ("timeout" | "gc-interval"), d] => Some(match seconds(d) {
+            Some(s) => format!("{k} {s}s"),
+            None => format!("{k} {d}"),
+        }),
+        _ => Some(words.join(" ")),
+    }
+}
+
+/// An nft duration (`3h`, `1m30s`, `10800s`, `1d2h`, `500ms`) in whole seconds; `None` when it is
+/// not one, or not whole seconds.
+fn seconds(d: &str) -> Option<u64> {
+    let (mut total_ms, mut num, mut rest) = (0u64, String::new(), d);
+    if d.is_empty() {
+        return None;
+    }
+    while let Some(c) = rest.chars().next() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            rest = &rest[1..];
+            continue;
+        }
+        let (unit, ms) = [
+            ("ms", 1),
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+        ]
+        .into_iter()
+        .find(|(u, _)| rest.starts_with(u))?;
+        let n: u64 = num.parse().ok()?;
+        total_ms = total_ms.checked_add(n.checked_mul(ms)?)?;
+        num.clear();
+        rest = &rest[unit.len()..];
+    }
+    // A bare number is seconds.
+    if !num.is_empty() {
+        total_ms = total_ms.checked_add(num.parse::<u64>().ok()?.checked_mul(1000)?)?;
+    }
+    (total_ms % 1000 == 0).then_some(total_ms / 1000)
 }
 
 /// A base chain's declaration in one spelling whatever nft printed: named priorities as
@@ -544,6 +696,10 @@ fn owner(it: &Item) -> Option<ServiceKey> {
     if let Some((_, _, svc, _)) = split_chain(bare(&it.chain)) {
         return key_of(svc);
     }
+    // A declaration belongs where its chain or set does: its comment is anyone's text.
+    if it.decl {
+        return None;
+    }
     if let Some(c) = mentioned(&it.text).next() {
         return split_chain(c).and_then(|(_, _, svc, _)| key_of(svc));
     }
@@ -605,30 +761,54 @@ pub fn normalize_shared(d: &NftDump, raw: bool, lb_ips: &[String]) -> Vec<NormRu
     finish(&items, &names, raw, &Known::default())
 }
 
-/// The items normalized (or raw); set and map elements in a canonical order (nft prints them
-/// in any order), and, normalized, without affinity sets' elements (clients seen lately: state,
-/// not rules).
+/// The items normalized, or raw (as written, in the order written). Normalized: set and map
+/// elements in a canonical order (nft prints them in any order) after their set's
+/// declarations, affinity sets' elements left out (clients seen lately: state, not rules), and
+/// declarations in one spelling (see [`declared`]).
 fn finish(items: &[&Item], names: &Names, raw: bool, known: &Known) -> Vec<NormRule> {
     // One role string per chain: a chain's items come one after another.
     let mut last: Option<(&Raw, Arc<str>)> = None;
     let mut out: Vec<NormRule> = Vec::with_capacity(items.len());
+    // Which of `out` are a set's or map's elements.
+    let mut is_element: Vec<bool> = Vec::with_capacity(items.len());
     for it in items {
-        if !raw && bare(&it.chain).starts_with("affinity-") {
+        if !raw && !it.decl && bare(&it.chain).starts_with("affinity-") {
             continue;
         }
         let role = match &last {
             Some((c, r)) if c.as_str() == it.chain.as_str() => r.clone(),
-            _ => names.role(it),
+            _ => names.role(it, raw),
         };
         last = Some((&it.chain, role.clone()));
-        out.push(names.normalize(it, raw, role, known));
+        let Some(r) = names.normalize(it, raw, role, known) else {
+            continue;
+        };
+        is_element.push(!it.decl && (it.chain.starts_with("map ") || it.chain.starts_with("set ")));
+        out.push(r);
     }
-    let element = |r: &NormRule| r.role.starts_with("map ") || r.role.starts_with("set ");
-    let mut elements: Vec<NormRule> = out.iter().filter(|r| element(r)).cloned().collect();
-    elements.sort_by(|a, b| a.rule.rule().cmp(b.rule.rule()));
-    let mut it = elements.into_iter();
-    for r in out.iter_mut().filter(|r| element(r)) {
-        *r = it.next().expect("as many elements");
+    if raw {
+        // As written: in the order written.
+        return out;
+    }
+    // A set's or map's items: its declarations (as written, first), then its elements sorted.
+    let slots: Vec<usize> = (0..out.len())
+        .filter(|&i| out[i].role.starts_with("map ") || out[i].role.starts_with("set "))
+        .collect();
+    let mut sorted: Vec<(NormRule, bool)> = slots
+        .iter()
+        .map(|&i| (out[i].clone(), is_element[i]))
+        .collect();
+    sorted.sort_by(|(a, ea), (b, eb)| {
+        (&a.role, ea).cmp(&(&b.role, eb)).then_with(|| {
+            if *ea {
+                a.rule.rule().cmp(b.rule.rule())
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+    });
+    for (&i, (r, _)) in slots.iter().zip(sorted) {
+        out[i] = r;
     }
     out
 }
@@ -659,7 +839,7 @@ impl<'a> Names<'a> {
                 n.ips.insert(ip, ph);
             }
         }
-        for it in items {
+        for it in items.iter().filter(|it| !it.decl) {
             n.learn_item(it);
         }
         n
@@ -749,10 +929,11 @@ impl<'a> Names<'a> {
         })
     }
 
-    /// The role of the item's chain: the same on both sides.
-    fn role(&self, it: &Item) -> Arc<str> {
+    /// The role of the item's chain: the same on both sides. Raw, the chain's name as written
+    /// (an nftables item's text does not name its chain: two chains by other names are two).
+    fn role(&self, it: &Item, raw: bool) -> Arc<str> {
         let kind = it.chain.len() - bare(&it.chain).len();
-        let role = match self.word(bare(&it.chain)) {
+        let role = match self.word(bare(&it.chain)).filter(|_| !raw) {
             Some(w) => format!("{}{w}", &it.chain[..kind]),
             None => it.chain.to_string(),
         };
@@ -765,17 +946,20 @@ impl<'a> Names<'a> {
     /// The item as compared, within its chain's role: normalized (one string shared with the
     /// other side when `known` holds it) or, raw or when normalizing changes nothing, the item's
     /// text itself (shared with the dump, as is its chain's name).
-    fn normalize(&self, it: &Item, raw: bool, role: Arc<str>, known: &Known) -> NormRule {
-        let text = (!raw)
-            .then(|| canonical_vmap(&it.text, &self.rewrite(it)))
-            .filter(|t| *t != *it.text)
-            .map(|t| {
-                known
-                    .get(t.as_str())
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from(t))
-            });
-        NormRule {
+    /// A declaration not compared (normalized) is `None`.
+    fn normalize(&self, it: &Item, raw: bool, role: Arc<str>, known: &Known) -> Option<NormRule> {
+        let text = match (raw, it.decl) {
+            (true, _) => None,
+            (false, true) => Some(declared(it)?),
+            (false, false) => Some(canonical_vmap(&it.text, &self.rewrite(it))),
+        };
+        let text = text.filter(|t| *t != *it.text).map(|t| {
+            known
+                .get(t.as_str())
+                .cloned()
+                .unwrap_or_else(|| Arc::from(t))
+        });
+        Some(NormRule {
             role,
             rule: Arc::new(RuleText {
                 text,
@@ -784,7 +968,7 @@ impl<'a> Names<'a> {
                 chain: it.chain.clone(),
                 table: Table::Nft,
             }),
-        }
+        })
     }
 
     /// The item's text with its incidental values replaced (and counters dropped).
@@ -805,9 +989,12 @@ impl<'a> Names<'a> {
                 && k == 2
                 && self.nodeports.contains_key(*w);
             let trimmed = w.trim_end_matches(',');
-            match (is_nodeport, self.word(trimmed)) {
+            // `@NAME`: a set (an affinity set is named as its endpoint chain is).
+            let at = if trimmed.starts_with('@') { 1 } else { 0 };
+            match (is_nodeport, self.word(&trimmed[at..])) {
                 (true, _) => out.push_str("<nodeport>"),
                 (false, Some(m)) => {
+                    out.push_str(&trimmed[..at]);
                     out.push_str(&m);
                     out.push_str(&w[trimmed.len()..]);
                 }
@@ -962,7 +1149,7 @@ mod tests {
         let ips: Vec<_> = d
             .items
             .iter()
-            .filter(|i| &*i.chain == "map service-ips")
+            .filter(|i| &*i.chain == "map service-ips" && !i.decl)
             .collect();
         assert_eq!(ips.len(), 9);
         assert!(ips.iter().any(|i| i.text
@@ -1142,6 +1329,8 @@ mod tests {
         assert_eq!(
             got,
             [
+                ("table", "table ip kube-proxy", 1),
+                ("set cluster-ips", "type ipv4_addr", 3),
                 ("set cluster-ips", "10.0.0.1", 4),
                 ("set cluster-ips", "10.0.0.2", 4),
                 ("set cluster-ips", "10.0.0.3", 5),
@@ -1156,9 +1345,11 @@ mod tests {
         };
         for (i, it) in d.items.iter().enumerate() {
             // The element broken over two lines is the one joined copy.
-            assert_eq!(inside(&it.text), i != 3, "{it:?}");
+            // And the table's header, written one way.
+            assert_eq!(inside(&it.text), i != 5 && i != 0, "{it:?}");
+            assert_eq!(it.decl, i <= 1);
         }
-        assert!(inside(&d.items[5].chain));
+        assert!(inside(&d.items[7].chain));
         let e = parse("table ip kube-proxy {\n\tset s {\n\t\telements = { 1.2.3.4,\n").unwrap_err();
         assert_eq!(
             (e.line, e.reason.as_str()),
@@ -1170,15 +1361,28 @@ mod tests {
     fn ruleset_tables_and_malformed_input() {
         let ruleset = "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tip saddr { 1.2.3.4 } drop\n\t}\n}\ntable ip kube-proxy { # handle 7\n\tchain services { # handle 1\n\t\tjump x # handle 2\n\t}\n}\ntable ip6 kube-proxy {\n}\n";
         let d = parse(ruleset).unwrap();
-        assert_eq!(d.items.len(), 1, "{:?}", d.items);
-        assert_eq!(d.items[0].text, "jump x");
+        let content: Vec<&Item> = d.items.iter().filter(|i| i.is_content()).collect();
+        assert_eq!(content.len(), 1, "{:?}", d.items);
+        assert_eq!(content[0].text, "jump x");
+        // Every table listed, read or not.
+        assert_eq!(d.tables, ["inet filter", "ip kube-proxy", "ip6 kube-proxy"]);
         let all = parse_tables(ruleset.to_string(), true).unwrap();
-        assert_eq!(all.items.len(), 3);
+        let all: Vec<&Item> = all.items.iter().filter(|i| &*i.chain != "table").collect();
+        assert_eq!(all.len(), 3);
         assert_eq!(
-            all.items[0].table.as_ref().map(|t| t.as_str()),
+            all[0].table.as_ref().map(|t| t.as_str()),
             Some("inet filter")
         );
-        assert_eq!(all.items[0].text, "type filter hook input priority 0");
+        // The declaration as written; compared in one spelling.
+        assert_eq!(
+            all[0].text,
+            "type filter hook input priority filter; policy accept;"
+        );
+        assert!(all[0].decl && all[0].is_content());
+        assert_eq!(
+            declared(all[0]).as_deref(),
+            Some("type filter hook input priority 0")
+        );
         let e = parse("table ip kube-proxy {\n\tchain x {\n\t\tjump \"y\n\t}\n}\n").unwrap_err();
         assert_eq!(
             (e.line, e.reason.as_str()),
@@ -1189,6 +1393,231 @@ mod tests {
         let e =
             parse("table ip kube-proxy {\n\tchain x {\n\t\tjump a\u{0}b\n\t}\n}\n").unwrap_err();
         assert_eq!(e.line, 3);
+    }
+
+    /// A Service with `sessionAffinity: ClientIP` as `nft list` prints kube-proxy's table: an
+    /// affinity set per endpoint (`size 65535` where a rule updates it), updated in the
+    /// endpoint's chain and matched in the Service's chain. `seen`: a client in the first set
+    /// (state). `ip6`: kube-proxy's ip6 table after it.
+    fn sticky(eps: [(&str, &str); 2], timeout: &str, seen: bool, ip6: bool) -> String {
+        let svc = "default/sticky/tcp/http";
+        let name = |k: &str, i: usize| format!("{k}-{}-{svc}__{}/8080", eps[i].1, eps[i].0);
+        let mut t = String::from("table ip kube-proxy {\n\tcomment \"rules for kube-proxy\"\n");
+        for i in 0..2 {
+            let elements = if seen && i == 0 {
+                "\t\telements = { 10.244.0.5 timeout 3h expires 2h59m58s }\n"
+            } else {
+                ""
+            };
+            t += &format!(
+                "\tset {} {{\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\ttimeout {timeout}\n{elements}\t}}\n",
+                name("affinity", i)
+            );
+        }
+        t += &format!(
+            "\tmap service-ips {{\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\telements = {{ 10.96.0.9 . tcp . 80 : goto service-SSSSSSSS-{svc} }}\n\t}}\n\tchain service-SSSSSSSS-{svc} {{\n\t\tip daddr 10.96.0.9 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade\n\t\tip saddr @{} goto {}\n\t\tip saddr @{} goto {}\n\t\tnumgen random mod 2 vmap {{ 0 : goto {}, 1 : goto {} }}\n\t}}\n",
+            name("affinity", 0),
+            name("endpoint", 0),
+            name("affinity", 1),
+            name("endpoint", 1),
+            name("endpoint", 0),
+            name("endpoint", 1),
+        );
+        for (i, (ip, _)) in eps.iter().enumerate() {
+            t += &format!(
+                "\tchain {} {{\n\t\tip saddr {ip} jump mark-for-masquerade\n\t\tupdate @{} {{ ip saddr }}\n\t\tmeta l4proto tcp dnat to {ip}:8080\n\t}}\n",
+                name("endpoint", i),
+                name("affinity", i)
+            );
+        }
+        t += "}\n";
+        if ip6 {
+            t += "table ip6 kube-proxy {\n\tcomment \"rules for kube-proxy\"\n\tchain nat-output {\n\t\ttype nat hook output priority -100; policy accept;\n\t}\n}\n";
+        }
+        t
+    }
+
+    const STICKY: [(&str, &str); 2] = [("10.244.1.5", "AAAAAAAA"), ("10.244.2.7", "BBBBBBBB")];
+    const STICKY_ELSEWHERE: [(&str, &str); 2] =
+        [("10.244.2.9", "CCCCCCCC"), ("10.244.1.3", "DDDDDDDD")];
+
+    #[test]
+    fn affinity_sets_are_named_as_their_endpoints() {
+        // Other endpoint IPs and hashes, a client seen lately: the same behaviour.
+        let a = sticky(STICKY, "3h", false, false);
+        let b = sticky(STICKY_ELSEWHERE, "3h", true, false);
+        let c = cmp(&a, &b);
+        assert!(c.equal, "{}", crate::rules::render::text(&c, false));
+        let d = parse(&a).unwrap();
+        let (_, idx) = services(&d, None).into_iter().next().unwrap();
+        let n: Vec<String> = normalize(&d, &idx, false, &[])
+            .iter()
+            .map(|r| format!("{}: {}", r.role, r.rule.rule()))
+            .collect();
+        let svc = "default/sticky/tcp/http";
+        for want in [
+            format!("set affinity-<hash>-{svc}__<endpoint>/8080: timeout 10800s"),
+            format!("set affinity-<hash>-{svc}__<endpoint>/8080: flags dynamic,timeout"),
+            format!(
+                "endpoint-<hash>-{svc}__<endpoint>/8080: update @affinity-<hash>-{svc}__<endpoint>/8080 {{ ip saddr }}"
+            ),
+            format!(
+                "service-<hash>-{svc}: ip saddr @affinity-<hash>-{svc}__<endpoint>/8080 goto endpoint-<hash>-{svc}__<endpoint>/8080"
+            ),
+        ] {
+            assert!(n.contains(&want), "{want} in {n:#?}");
+        }
+        // knftables' transaction of the same: `10800s` is nft's `3h`; no `size` written.
+        let txn = format!(
+            "add table ip kube-proxy {{ comment \"rules for kube-proxy\" ; }}\nadd set ip kube-proxy affinity-AAAAAAAA-{svc}__10.244.1.5/8080 {{ type ipv4_addr ; flags timeout,dynamic ; timeout 10800s ; }}\nadd rule ip kube-proxy endpoint-AAAAAAAA-{svc}__10.244.1.5/8080 update @affinity-AAAAAAAA-{svc}__10.244.1.5/8080 {{ ip saddr }}\n"
+        );
+        let list = format!(
+            "table ip kube-proxy {{\n\tcomment \"rules for kube-proxy\"\n\tset affinity-EEEEEEEE-{svc}__10.244.3.3/8080 {{\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\ttimeout 3h\n\t}}\n\tchain endpoint-EEEEEEEE-{svc}__10.244.3.3/8080 {{\n\t\tupdate @affinity-EEEEEEEE-{svc}__10.244.3.3/8080 {{ ip saddr }}\n\t}}\n}}\n"
+        );
+        let c = cmp(&txn, &list);
+        assert!(c.equal, "{}", crate::rules::render::text(&c, false));
+    }
+
+    #[test]
+    fn an_affinity_timeout_change_is_a_change_raw_or_not() {
+        let a = sticky(STICKY, "3h", false, false);
+        let b = sticky(STICKY_ELSEWHERE, "10s", false, false);
+        let c = cmp(&a, &b);
+        assert!(!c.equal);
+        let s = &c.services[0];
+        let texts = |v: &[Arc<super::super::normalize::RuleText>]| -> Vec<String> {
+            v.iter().map(|r| r.rule().to_string()).collect()
+        };
+        // Both endpoints' sets.
+        assert_eq!(texts(&s.removed), ["timeout 10800s", "timeout 10800s"]);
+        assert_eq!(texts(&s.added), ["timeout 10s", "timeout 10s"]);
+        // Raw: the set declarations are compared as written.
+        let b = sticky(STICKY, "10s", false, false);
+        let opts = crate::rules::Options {
+            raw: true,
+            ..Default::default()
+        };
+        let c = crate::rules::diff::compare_nft(&parse(&a).unwrap(), &parse(&b).unwrap(), &opts);
+        assert!(!c.equal, "{}", crate::rules::render::text(&c, false));
+        let s = &c.services[0];
+        assert_eq!(texts(&s.removed), ["timeout 3h", "timeout 3h"]);
+        assert_eq!(texts(&s.added), ["timeout 10s", "timeout 10s"]);
+    }
+
+    #[test]
+    fn durations_in_seconds() {
+        for (d, s) in [
+            ("3h", Some(10800)),
+            ("10800s", Some(10800)),
+            ("1m30s", Some(90)),
+            ("1d2h", Some(93600)),
+            ("10", Some(10)),
+            ("1500ms", None),
+            ("2000ms", Some(2)),
+            ("", None),
+            ("3x", None),
+        ] {
+            assert_eq!(seconds(d), s, "{d}");
+        }
+    }
+
+    /// A table only one dump lists, the other listing one table: not compared, named in a note.
+    /// Two whole-ruleset listings compare every kube-proxy table.
+    #[test]
+    fn a_table_only_one_dump_lists_is_not_a_change() {
+        let table = sticky(STICKY, "3h", false, false);
+        let ruleset = sticky(STICKY_ELSEWHERE, "3h", false, true);
+        for (a, b, by) in [
+            (&table, &ruleset, crate::rules::diff::ListedBy::Pr),
+            (&ruleset, &table, crate::rules::diff::ListedBy::Base),
+        ] {
+            let c = cmp(a, b);
+            assert!(c.equal, "{}", crate::rules::render::text(&c, false));
+            assert_eq!(
+                c.one_sided_tables,
+                [crate::rules::diff::OneSidedTable {
+                    table: "ip6 kube-proxy".into(),
+                    listed_by: by,
+                }]
+            );
+            let note = c.tables_note().unwrap();
+            assert!(note.contains("ip6 kube-proxy listed only by"), "{note}");
+            assert!(crate::rules::render::text(&c, false).contains(&note));
+        }
+        // Two rulesets, one without the ip6 table: its chain removed, in the shared group.
+        let two = format!("{table}table inet filter {{\n}}\n");
+        let c = cmp(&ruleset, &two);
+        assert!(!c.equal);
+        assert!(c.one_sided_tables.is_empty());
+        let sh = c.shared.unwrap();
+        assert_eq!(sh.removed.len(), 1, "{sh:#?}");
+        assert_eq!(sh.removed[0].rule(), "type nat hook output priority -100");
+        // Equal dumps: no note.
+        assert!(cmp(&ruleset, &ruleset).tables_note().is_none());
+    }
+
+    /// Raw, a chain is its name as written: the same rules in chains of other hashes (another
+    /// cluster's) are not equal.
+    #[test]
+    fn raw_chains_by_their_names() {
+        let a = "table ip kube-proxy {\n\tchain service-SSSSSSSS-default/a/tcp/p {\n\t\tjump mark-for-masquerade\n\t}\n}\n";
+        let b = a.replace("SSSSSSSS", "TTTTTTTT");
+        let raw = crate::rules::Options {
+            raw: true,
+            ..Default::default()
+        };
+        let c = crate::rules::compare_texts(a, &b, &raw).unwrap();
+        assert!(!c.equal, "{}", crate::rules::render::text(&c, false));
+        assert!(cmp(a, &b).equal);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// `--raw` never calls two different texts equal: a dump against itself with one line
+        /// changed (a word replaced, dropped or doubled, the line dropped, or swapped with the
+        /// next) is never equal (or is an error). Whitespace and `# handle` annotations aside,
+        /// any line of a table read counts: rules, elements (in their order), declarations of
+        /// chains, sets, maps and the table.
+        #[test]
+        fn raw_never_calls_different_texts_equal(
+            line in 0usize..1000,
+            word in 0usize..100,
+            how in 0u8..5,
+            with in "[a-z0-9.,/@{}\\-]{1,8}",
+            seen in proptest::bool::ANY,
+        ) {
+            let a = sticky(STICKY, "3h", seen, true);
+            let mut lines: Vec<String> = a.lines().map(str::to_string).collect();
+            let k = line % lines.len();
+            let mut words: Vec<String> = lines[k].split_whitespace().map(str::to_string).collect();
+            let w = word % words.len();
+            match how {
+                0 => words[w] = with.clone(),
+                1 => { words.remove(w); }
+                2 => words.insert(w, words[w].clone()),
+                _ => {}
+            }
+            match how {
+                3 => { lines.remove(k); }
+                4 => {
+                    let n = lines.len();
+                    // A shared map's declaration is compared with the shared chains, its
+                    // elements with their Services: not the order of the two.
+                    let elements = |l: &str| l.trim_start().starts_with("elements = ");
+                    proptest::prop_assume!(!(elements(&lines[k]) || elements(&lines[(k + 1) % n])));
+                    lines.swap(k, (k + 1) % n);
+                }
+                _ => lines[k] = words.join(" "),
+            }
+            let b = lines.join("\n") + "\n";
+            let norm = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+            proptest::prop_assume!(norm(&a) != norm(&b));
+            let opts = crate::rules::Options { raw: true, ..Default::default() };
+            if let Ok(c) = crate::rules::compare_texts(&a, &b, &opts) {
+                proptest::prop_assert!(!c.equal, "raw equal:\n{a}\n---\n{b}");
+            }
+        }
     }
 
     #[test]

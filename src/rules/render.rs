@@ -81,6 +81,9 @@ pub fn write_text(out: &mut impl Write, c: &Comparison, color: bool) {
         Some(_) => "; kube-proxy's shared chains changed",
         None => "",
     };
+    if let Some(note) = c.tables_note() {
+        let _ = writeln!(out, "{}", st.paint("33", &note));
+    }
     let _ = writeln!(
         out,
         "{} service{} compared ({}): {} changed, {} equal{shared}",

@@ -64,6 +64,8 @@ fn hash16(seed: u64, s: &str) -> String {
 }
 
 struct Svc {
+    /// Session affinity's timeout in seconds (`sessionAffinity: ClientIP`), nftables only.
+    affinity: Option<u32>,
     id: String,
     hash: String,
     cluster_ip: String,
@@ -110,6 +112,7 @@ fn generate(spec: &Spec) -> (Vec<Svc>, Vec<usize>, Rng) {
             })
             .collect();
         svcs.push(Svc {
+            affinity: None,
             hash: hash16(spec.hash_seed, &id),
             id,
             cluster_ip,
@@ -297,11 +300,38 @@ pub fn dump(spec: &Spec) -> String {
     out
 }
 
+/// Session affinity in an nftables dump (see [`nft_dump_with`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Affinity {
+    /// `sessionAffinity: ClientIP` with this timeout (seconds) on every fifth Service (the
+    /// ClusterIP ones `ns3/svc3:p80`, `ns8/svc8:p80`, ...); 0: none.
+    pub timeout: u32,
+    /// The first of them, `ns3/svc3:p80`, with this timeout instead.
+    pub changed: Option<u32>,
+}
+
+/// The Service with session affinity that [`Affinity::changed`] changes.
+pub const AFFINITY_CHANGED: &str = "ns3/svc3:p80";
+
 /// The same services as [`dump`], as kube-proxy's nftables mode writes them (`nft list table ip
 /// kube-proxy`): per-service chains, the service/nodeport maps and the cluster-IP set. `change`
 /// drops the "masquerade local traffic" rule of the same services as in [`dump`].
 pub fn nft_dump(spec: &Spec) -> String {
-    let (svcs, order, mut rng) = generate(spec);
+    nft_dump_with(spec, Affinity::default())
+}
+
+/// [`nft_dump`] with session affinity as kube-proxy writes it: a set per endpoint,
+/// `affinity-<endpoint chain's hash>-ns/name/proto/port__IP/PORT` (`flags dynamic,timeout`,
+/// the Service's timeout), updated in the endpoint's chain and matched in the Service's chain
+/// before the random dispatch. Loadable with `nft -f`.
+pub fn nft_dump_with(spec: &Spec, affinity: Affinity) -> String {
+    let (mut svcs, order, mut rng) = generate(spec);
+    if affinity.timeout > 0 {
+        for s in svcs.iter_mut().skip(3).step_by(5) {
+            let changed = affinity.changed.filter(|_| s.id == AFFINITY_CHANGED);
+            s.affinity = Some(changed.unwrap_or(affinity.timeout));
+        }
+    }
     let mut out = String::with_capacity(spec.services * 1500);
     out.push_str(NFT_BASE);
     let name = |s: &Svc| {
@@ -336,6 +366,19 @@ pub fn nft_dump(spec: &Spec) -> String {
     let cips: Vec<String> = order.iter().map(|&i| svcs[i].cluster_ip.clone()).collect();
     elements(&mut out, &cips);
     out.push_str("\t}\n");
+    // Affinity sets before the chains that name them.
+    for &i in &order {
+        let s = &svcs[i];
+        if let Some(t) = s.affinity {
+            for e in &s.eps {
+                let _ = writeln!(
+                    out,
+                    "\n\tset {} {{\n\t\ttype ipv4_addr\n\t\tflags dynamic,timeout\n\t\ttimeout {t}s\n\t}}",
+                    ep_name("affinity", e, &name(s))
+                );
+            }
+        }
+    }
     for &i in &order {
         nft_service(&mut out, &svcs[i], &name(&svcs[i]), spec.counters, &mut rng);
     }
@@ -356,17 +399,28 @@ fn nft_service(out: &mut String, s: &Svc, n: &str, counters: bool, rng: &mut Rng
             String::new()
         }
     };
-    let ep =
-        |(ip, sep): &(String, String)| format!("endpoint-{}-{}__{ip}/8080", &sep[..8], &n[9..]);
+    let ep = |e: &(String, String)| ep_name("endpoint", e, n);
     let branches: Vec<String> = s
         .eps
         .iter()
         .enumerate()
         .map(|(k, e)| format!("{k} : goto {}", ep(e)))
         .collect();
+    let sticky: String = s
+        .eps
+        .iter()
+        .filter(|_| s.affinity.is_some())
+        .map(|e| {
+            format!(
+                "\t\tip saddr @{} goto {}\n",
+                ep_name("affinity", e, n),
+                ep(e)
+            )
+        })
+        .collect();
     let _ = writeln!(
         out,
-        "\n\tchain service-{n} {{\n\t\tip daddr {} tcp dport 80 ip saddr != 10.244.0.0/16 {}jump mark-for-masquerade\n\t\tnumgen random mod {} vmap {{ {} }}\n\t}}",
+        "\n\tchain service-{n} {{\n\t\tip daddr {} tcp dport 80 ip saddr != 10.244.0.0/16 {}jump mark-for-masquerade\n{sticky}\t\tnumgen random mod {} vmap {{ {} }}\n\t}}",
         s.cluster_ip,
         counter(rng),
         s.eps.len(),
@@ -394,13 +448,23 @@ fn nft_service(out: &mut String, s: &Svc, n: &str, counters: bool, rng: &mut Rng
         }
     }
     for e in &s.eps {
+        let update = match s.affinity {
+            Some(_) => format!("\t\tupdate @{} {{ ip saddr }}\n", ep_name("affinity", e, n)),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "\n\tchain {} {{\n\t\tip saddr {ip} jump mark-for-masquerade\n\t\tmeta l4proto tcp dnat to {ip}:8080\n\t}}",
+            "\n\tchain {} {{\n\t\tip saddr {ip} jump mark-for-masquerade\n{update}\t\tmeta l4proto tcp dnat to {ip}:8080\n\t}}",
             ep(e),
             ip = e.0
         );
     }
+}
+
+/// An endpoint's chain (`kind` "endpoint") or affinity set ("affinity") of Service chain name
+/// `n` ("HASH-ns/name/tcp/port"): both carry the endpoint's hash.
+fn ep_name(kind: &str, (ip, sep): &(String, String), n: &str) -> String {
+    format!("{kind}-{}-{}__{ip}/8080", &sep[..8], &n[9..])
 }
 
 /// kube-proxy's chains that no Service owns, as `nft list` prints them (a kind cluster's).

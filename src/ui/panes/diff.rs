@@ -111,6 +111,22 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         f.render_widget(Paragraph::new(errs), body);
         return;
     };
+    // What was not compared (tables only one side listed, rules in built-in chains that are
+    // not kube-proxy's): said here, a line each, the first few.
+    let notes: Vec<Line> = (c.comparison.tables_note().into_iter())
+        .chain(c.comparison.notes.iter().cloned())
+        .take(NOTES_SHOWN)
+        .map(|n| Line::styled(crate::rules::render::visible(&n).into_owned(), theme.warn()))
+        .collect();
+    let body = if notes.is_empty() {
+        body
+    } else {
+        let [n, rest] =
+            Layout::vertical([Constraint::Length(notes.len() as u16), Constraint::Min(0)])
+                .areas(body);
+        f.render_widget(Paragraph::new(notes), n);
+        rest
+    };
     if c.comparison.services.is_empty() {
         let svc = st.service().map_or(String::new(), |s| s.to_string());
         let msg = format!("no rules for {svc} in these dumps");
@@ -119,6 +135,9 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     }
     body_lines(f, body, &c.lines, st, theme);
 }
+
+/// At most this many notes above the rules (the text and JSON output list them all).
+const NOTES_SHOWN: usize = 3;
 
 /// "m:ss" of a session time.
 fn clock(d: std::time::Duration) -> String {
