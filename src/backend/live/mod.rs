@@ -59,8 +59,16 @@ fn stop(t: Task) {
 /// The checks each command needs to have passed (see `kindred doctor`).
 fn needs(cmd: &Command) -> &'static [&'static str] {
     match cmd {
-        Command::Build { .. } => &["docker", "kind", "git", "source", "ref", "kubernetes"],
-        Command::SwapProxy { .. } => &["docker", "kind", "git", "source", "ref"],
+        Command::Build { .. } => &[
+            "docker",
+            "kind",
+            "git",
+            "source",
+            "remote",
+            "ref",
+            "kubernetes",
+        ],
+        Command::SwapProxy { .. } => &["docker", "kind", "git", "source", "remote", "ref"],
         Command::CreateClusters | Command::DeleteClusters => &["docker", "kind"],
         Command::Deploy => &["docker", "curl"],
         Command::RefreshRules | Command::SetWatch(true) => &["docker"],
