@@ -159,7 +159,7 @@ impl Remote {
             Chosen::Url => "its URL is kubernetes/kubernetes",
             Chosen::Scenario => "named by the scenario's `remote:`",
         };
-        format!("remote {} ({}): {why}", self.name, clean(&self.url))
+        format!("remote {} ({}): {why}", clean(&self.name), clean(&self.url))
     }
 }
 
