@@ -119,6 +119,101 @@ fn build_resolves_refs_builds_each_worktree_and_skips_a_built_commit() {
     });
 }
 
+/// A contributor's layout, end to end: the fork as `origin` (no `refs/pull`), kubernetes/kubernetes
+/// as `upstream` (its URL redirected to a local bare repository by `url.LOCAL.insteadOf`): the
+/// built-in scenario's `pr/132456` and `merge-base` come from `upstream`, and the Build pane says
+/// so; without `upstream`, the build says why at the scenario's line instead of starting.
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn a_fork_as_origin_builds_the_pr_and_its_base_from_upstream() {
+    image();
+    let pid = std::process::id();
+    let tmp = tempfile::tempdir().unwrap();
+    in_process_state();
+    let at = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let (base_sha, pr_sha) = kubernetes_like(&work);
+    let fork = tmp.path().join("fork.git");
+    git(
+        tmp.path(),
+        &["clone", "-q", "--bare", &at(&work), &at(&fork)],
+    );
+    git(&work, &["update-ref", "refs/pull/132456/head", &pr_sha]);
+    git(&work, &["branch", "-qD", "fix"]);
+    let upstream = tmp.path().join("kubernetes.git");
+    git(
+        tmp.path(),
+        &["clone", "-q", "--mirror", &at(&work), &at(&upstream)],
+    );
+    let src = tmp.path().join("kubernetes");
+    git(tmp.path(), &["clone", "-q", &at(&fork), &at(&src)]);
+    let url = "https://github.com/kubernetes/kubernetes.git";
+    git(&src, &["remote", "add", "upstream", url]);
+    let redirect = format!("url.{}.insteadOf", upstream.display());
+    git(&src, &["config", &redirect, url]);
+    git(&src, &["fetch", "-q", "upstream"]);
+
+    let kind_dir = tmp.path().join("kind");
+    std::fs::create_dir_all(&kind_dir).unwrap();
+    let kind = standin(&kind_dir, "bridge");
+    let text = kindred::scenario::DEFAULT.replace("~/go/src/k8s.io/kubernetes", &at(&src));
+    let file = tmp.path().join("k.yaml");
+    let mut sc = Scenario::parse(&text, &at(&file)).unwrap();
+    for (s, tag) in [(&mut sc.base, "fb"), (&mut sc.pr, "fp")] {
+        s.image = format!("kindred-fork-{tag}{pid}:test");
+        s.name = format!("{tag}{pid}");
+    }
+    assert_eq!(
+        (sc.base.git_ref.as_str(), sc.pr.git_ref.as_str()),
+        ("merge-base", "pr/132456")
+    );
+    let _images = built_images(&sc, &[&base_sha, &pr_sha]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (mut backend, mut rx) = attached(sc.clone(), kind.clone()).await;
+        backend.send(BUILD_BOTH);
+        let (ev, err) = until_finished(&mut rx, Job::Build).await;
+        assert_eq!(err, None, "{ev:#?}");
+        let built: Vec<(Side, String)> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Built { side, commit, .. } => Some((*side, commit.clone())),
+                _ => None,
+            })
+            .collect();
+        assert!(built.contains(&(Side::Base, base_sha.clone())), "{built:?}");
+        assert!(built.contains(&(Side::Pr, pr_sha.clone())), "{built:?}");
+        let said = |side: Side, what: &str| {
+            ev.iter().any(|e| matches!(e, Event::Output { side: s, line, .. } if *s == side && line.contains(what)))
+        };
+        let why = "remote upstream (https://github.com/kubernetes/kubernetes.git): its URL is kubernetes/kubernetes";
+        assert!(said(Side::Pr, &format!("pr/132456 from {why}")), "{ev:#?}");
+        let base = format!("merge-base of pr/132456 and upstream/master is {} ({why})", &base_sha[..12]);
+        assert!(said(Side::Base, &base), "{ev:#?}");
+        backend.shutdown();
+
+        // No remote is kubernetes/kubernetes: the build does not start, and says why where.
+        git(&src, &["remote", "remove", "upstream"]);
+        let (mut backend, mut rx) = attached(sc.clone(), kind).await;
+        backend.send(BUILD_BOTH);
+        let (_, err) = until_finished(&mut rx, Job::Build).await;
+        let err = err.expect("refused");
+        // The first side that needs the remote: base (merge-base), at its `ref:` line.
+        let line = text.lines().position(|l| l.starts_with("base:")).unwrap() + 1;
+        let line = line
+            + text.lines().skip(line).position(|l| l.trim_start().starts_with("ref:")).unwrap()
+            + 1;
+        assert!(err.contains(&format!("{}:{line}: base.ref: ", file.display())), "{err}");
+        assert!(err.contains("no remote is kubernetes/kubernetes"), "{err}");
+        assert!(err.contains(&format!("origin {}", fork.display())), "{err}");
+        backend.shutdown();
+    });
+}
+
 /// Wait until `what` holds, up to `secs`.
 fn eventually(what: &str, secs: u64, f: impl Fn() -> bool) {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);

@@ -25,7 +25,8 @@ pub enum Status {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// `docker`, `kind`, `git`, `curl`, `source`, `ref`, `kubernetes`, `state`, `disk`, `memory`.
+    /// `docker`, `kind`, `git`, `curl`, `source`, `remote`, `ref`, `kubernetes`, `state`, `disk`,
+    /// `memory`.
     pub name: &'static str,
     pub status: Status,
     pub message: String,
@@ -213,6 +214,7 @@ async fn sources(sc: &Scenario, kind: Option<(u32, u32, u32)>, depth: Depth) -> 
             continue;
         }
         out.push(Check::ok("source", format!("{who}: {}", source.display())));
+        out.push(remote_check(sc, side, &source, &who).await);
         match side_commit(sc, side, &source, depth).await {
             Ok(Some(sha)) => {
                 out.push(Check::ok(
@@ -234,11 +236,34 @@ async fn sources(sc: &Scenario, kind: Option<(u32, u32, u32)>, depth: Depth) -> 
             Err(e) => out.push(Check::fail(
                 "ref",
                 format!("{who}: {e:#}"),
-                "fix the ref, or `git fetch origin` in the source",
+                "fix the ref (or the remote), or `git fetch` the remote in the source",
             )),
         }
     }
     out
+}
+
+/// The remote a side's `pr/N` is fetched from and whose default branch its `merge-base` uses,
+/// or why none fits (a failure only for a side whose ref needs one).
+async fn remote_check(sc: &Scenario, side: crate::model::Side, source: &Path, who: &str) -> Check {
+    let spec = sc.side(side);
+    let needs = spec.git_ref.starts_with("pr/") || spec.git_ref == MERGE_BASE;
+    let wanted = spec.remote.as_ref().map(|r| r.as_str());
+    match git::remote(source, wanted).await {
+        Ok(r) => Check::ok(
+            "remote",
+            format!("{who}: PRs and the default branch from {}", r.describe()),
+        ),
+        Err(e) if needs => Check::fail(
+            "remote",
+            format!("{who}: {:#}", git::remote_error_at(sc, side, e)),
+            "git remote add upstream https://github.com/kubernetes/kubernetes.git in the source, or set the side's `remote:` in the scenario",
+        ),
+        Err(e) => Check::ok(
+            "remote",
+            format!("{who}: ref {} needs no remote ({e:#})", spec.git_ref),
+        ),
+    }
 }
 
 /// The commit of a side's ref; `None` when finding it needs the network and `depth` is quick.
@@ -254,12 +279,24 @@ async fn side_commit(
     if depth == Depth::Quick && (needs_fetch(r) || (r == MERGE_BASE && needs_fetch(other))) {
         return Ok(None);
     }
+    let wanted = |s: crate::model::Side| sc.side(s).remote.as_ref().map(|r| r.as_str());
+    let at = |s, e| git::remote_error_at(sc, s, e);
     if r == MERGE_BASE {
-        let other_source = sc.resolve(&sc.side(side.other()).source);
-        let pr = git::resolve(&other_source, other).await?;
-        return Ok(Some(git::merge_base(source, &pr).await?.0));
+        let o = side.other();
+        let other_source = sc.resolve(&sc.side(o).source);
+        let pr = git::resolve(&other_source, other, wanted(o))
+            .await
+            .map_err(|e| at(o, e))?;
+        let remote = git::remote(source, wanted(side))
+            .await
+            .map_err(|e| at(side, e))?;
+        return Ok(Some(git::merge_base(source, &pr, &remote).await?.0));
     }
-    Ok(Some(git::resolve(source, r).await?))
+    Ok(Some(
+        git::resolve(source, r, wanted(side))
+            .await
+            .map_err(|e| at(side, e))?,
+    ))
 }
 
 /// A side's Kubernetes version against what kind boots and what the proxy mode needs.
@@ -497,5 +534,127 @@ mod tests {
             assert!(c.message.contains(&at), "{at} in {}", c.message);
             assert!(c.message.contains("not its top level"), "{}", c.message);
         }
+    }
+
+    #[tokio::test]
+    async fn the_remote_for_prs_is_named_or_why_none_fits() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("kubernetes");
+        std::fs::create_dir_all(&src).unwrap();
+        let git = |args: &[&str]| {
+            let o = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&src)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{o:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::write(src.join("go.mod"), "module k8s.io/kubernetes\n").unwrap();
+        git(&["add", "."]);
+        git(&["commit", "-qm", "k"]);
+        git(&[
+            "remote",
+            "add",
+            "origin",
+            "https://github.com/me/kubernetes.git",
+        ]);
+        let text =
+            crate::scenario::DEFAULT.replace("~/go/src/k8s.io/kubernetes", src.to_str().unwrap());
+        let file = t.path().join("k.yaml");
+        let remotes = |text: &str| {
+            let sc = Scenario::parse(text, file.to_str().unwrap()).unwrap();
+            async move {
+                let checks = sources(&sc, None, Depth::Quick).await;
+                let r: Vec<Check> = checks.into_iter().filter(|c| c.name == "remote").collect();
+                assert_eq!(r.len(), 2, "{r:#?}");
+                r
+            }
+        };
+        let line_of = |text: &str, key: &str, field: &str| {
+            let mut in_side = false;
+            text.lines()
+                .position(|l| {
+                    in_side |= l.starts_with(&format!("{key}:"));
+                    in_side && l.trim_start().starts_with(&format!("{field}:"))
+                })
+                .unwrap()
+                + 1
+        };
+        // Only the fork: both sides need a remote (pr/N, merge-base), none fits.
+        let r = remotes(&text).await;
+        for (c, key) in r.iter().zip(["base", "pr"]) {
+            assert_eq!(c.status, Status::Fail, "{c:?}");
+            let at = format!(
+                "{}:{}: {key}.ref: ",
+                file.display(),
+                line_of(&text, key, "ref")
+            );
+            assert!(c.message.contains(&at), "{at} in {}", c.message);
+            assert!(
+                c.message.contains("no remote is kubernetes/kubernetes"),
+                "{c:?}"
+            );
+            assert!(
+                c.message
+                    .contains("origin https://github.com/me/kubernetes.git"),
+                "{c:?}"
+            );
+            assert!(
+                c.fix
+                    .as_deref()
+                    .unwrap()
+                    .contains("git remote add upstream"),
+                "{c:?}"
+            );
+        }
+        // kubernetes/kubernetes as upstream: named, with its URL.
+        git(&[
+            "remote",
+            "add",
+            "upstream",
+            "git@github.com:kubernetes/kubernetes.git",
+        ]);
+        for c in remotes(&text).await {
+            assert_eq!(c.status, Status::Ok, "{c:?}");
+            assert!(
+                c.message.contains("remote upstream (git@github.com:kubernetes/kubernetes.git): its URL is kubernetes/kubernetes"),
+                "{c:?}"
+            );
+        }
+        // The scenario names a remote that is not there: at its line.
+        let named = text.replacen("  ref: pr/132456\n", "  ref: pr/132456\n  remote: k8s\n", 1);
+        let r = remotes(&named).await;
+        assert_eq!(r[0].status, Status::Ok);
+        let at = format!(
+            "{}:{}: pr.remote: ",
+            file.display(),
+            line_of(&named, "pr", "remote")
+        );
+        assert!(
+            r[1].message.contains(&at) && r[1].message.contains("`k8s` is not a remote"),
+            "{:?}",
+            r[1]
+        );
+        // A side whose ref needs no remote is not failed for want of one.
+        git(&["remote", "remove", "upstream"]);
+        let branch = text.replacen("ref: merge-base", "ref: master", 1);
+        let r = remotes(&branch).await;
+        assert_eq!(r[0].status, Status::Ok, "{:?}", r[0]);
+        assert!(
+            r[0].message.contains("ref master needs no remote"),
+            "{:?}",
+            r[0]
+        );
+        assert_eq!(r[1].status, Status::Fail);
+        // And in the JSON report.
+        let json = serde_json::to_string(&Report {
+            ok: false,
+            checks: r,
+        })
+        .unwrap();
+        assert!(json.contains("\"name\":\"remote\""), "{json}");
     }
 }

@@ -93,9 +93,212 @@ pub async fn check_source(source: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The commit a ref names. `pr/NNNNN` is fetched from `origin` (refs/pull/NNNNN/head) first;
-/// `worktree` is the checkout's HEAD (what its working tree is based on: see [`snapshot`]).
-pub async fn resolve(source: &Path, git_ref: &str) -> Result<String> {
+/// The repository a PR number belongs to: `pr/N` is fetched from the remote whose URL is this.
+pub const KUBERNETES: &str = "github.com/kubernetes/kubernetes";
+
+/// Whether a remote URL, as configured, is kubernetes/kubernetes on GitHub: https (or http,
+/// git), scp-like ssh (`git@github.com:kubernetes/kubernetes`) or `ssh://`, with or without a
+/// user, a port, `.git` and a trailing slash; GitHub's names are case-insensitive.
+pub fn is_kubernetes_url(url: &str) -> bool {
+    let u = url.trim().to_ascii_lowercase();
+    let u = u.trim_end_matches('/');
+    let u = u.strip_suffix(".git").unwrap_or(u).trim_end_matches('/');
+    let (host, path) = match u.split_once("://") {
+        Some((scheme, rest)) => {
+            if !matches!(
+                scheme,
+                "https" | "http" | "ssh" | "git" | "git+ssh" | "ssh+git"
+            ) {
+                return false;
+            }
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let host = host.split_once(':').map_or(host, |(h, _)| h);
+            (host, path)
+        }
+        None => {
+            // scp-like: [user@]host:path (a ':' before any '/').
+            let Some((authority, path)) = u.split_once(':') else {
+                return false;
+            };
+            if authority.contains('/') {
+                return false;
+            }
+            (
+                authority.rsplit_once('@').map_or(authority, |(_, h)| h),
+                path,
+            )
+        }
+    };
+    matches!(host, "github.com" | "www.github.com")
+        && path.trim_start_matches('/') == "kubernetes/kubernetes"
+}
+
+/// How the remote for PRs and the default branch was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chosen {
+    /// Its configured URL is kubernetes/kubernetes.
+    Url,
+    /// The scenario's `remote:` names it.
+    Scenario,
+}
+
+/// The remote `pr/N` is fetched from and whose default branch `merge-base` is taken against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub name: String,
+    /// As configured (`remote.NAME.url`), before any `url.*.insteadOf` rewriting.
+    pub url: String,
+    pub chosen: Chosen,
+}
+
+impl Remote {
+    /// "upstream (https://github.com/kubernetes/kubernetes.git)", and why it is the one.
+    pub fn describe(&self) -> String {
+        let why = match self.chosen {
+            Chosen::Url => "its URL is kubernetes/kubernetes",
+            Chosen::Scenario => "named by the scenario's `remote:`",
+        };
+        format!("remote {} ({}): {why}", clean(&self.name), clean(&self.url))
+    }
+}
+
+/// Text from the user's git config, without control characters (it reaches the screen).
+fn clean(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// Why no remote could be used for PRs and the default branch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    #[error(
+        "{checkout}: no remote is kubernetes/kubernetes ({}): add it (`git -C {checkout} remote add upstream https://github.com/kubernetes/kubernetes.git`), or name the remote to use with `remote:` in the scenario",
+        found_list(.found)
+    )]
+    NoneFits {
+        checkout: String,
+        found: Vec<(String, String)>,
+    },
+    #[error(
+        "{checkout}: `{wanted}` is not a remote there ({}): name one of them, or add it (`git -C {checkout} remote add {wanted} URL`)",
+        found_list(.found)
+    )]
+    NoSuch {
+        checkout: String,
+        wanted: String,
+        found: Vec<(String, String)>,
+    },
+}
+
+fn found_list(found: &[(String, String)]) -> String {
+    if found.is_empty() {
+        return "it has no remotes".into();
+    }
+    let list: Vec<String> = found
+        .iter()
+        .map(|(n, u)| format!("{} {}", clean(n), clean(u)))
+        .collect();
+    format!("its remotes: {}", list.join(", "))
+}
+
+/// The remotes of `source` with their URLs as configured (`remote.NAME.url`, the first one of
+/// a remote with several), by name: not as `git remote -v` shows them, after `insteadOf`.
+pub async fn remotes(source: &Path) -> Result<Vec<(String, String)>> {
+    let out = run(
+        source,
+        &["config", "--null", "--get-regexp", r"^remote\..*\.url$"],
+    )
+    .await?;
+    // Exit 1: no such key (no remotes).
+    if !out.status.success() && out.status.code() != Some(1) {
+        bail!(
+            "git config --get-regexp remote.*.url in {}: {}",
+            source.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut found: Vec<(String, String)> = Vec::new();
+    for entry in text.split('\0').filter(|e| !e.is_empty()) {
+        let (key, url) = entry.split_once('\n').unwrap_or((entry, ""));
+        let Some(name) = key
+            .strip_prefix("remote.")
+            .and_then(|k| k.strip_suffix(".url"))
+        else {
+            continue;
+        };
+        if !found.iter().any(|(n, _)| n == name) {
+            found.push((name.to_string(), url.to_string()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The remote for PRs and the default branch: `wanted` (the scenario's `remote:`) when given,
+/// else the one whose configured URL is kubernetes/kubernetes (of several, `upstream`, then
+/// `origin`, then the first by name).
+pub async fn remote(source: &Path, wanted: Option<&str>) -> Result<Remote> {
+    let found = remotes(source).await?;
+    let src = source.display().to_string();
+    if let Some(w) = wanted {
+        return match found.iter().find(|(n, _)| n == w) {
+            Some((name, url)) => Ok(Remote {
+                name: name.clone(),
+                url: url.clone(),
+                chosen: Chosen::Scenario,
+            }),
+            None => Err(RemoteError::NoSuch {
+                checkout: src,
+                wanted: w.to_string(),
+                found,
+            }
+            .into()),
+        };
+    }
+    let fits: Vec<&(String, String)> = found.iter().filter(|(_, u)| is_kubernetes_url(u)).collect();
+    let pick = fits
+        .iter()
+        .find(|(n, _)| n == "upstream")
+        .or_else(|| fits.iter().find(|(n, _)| n == "origin"))
+        .or_else(|| fits.first());
+    match pick {
+        Some((name, url)) => Ok(Remote {
+            name: name.clone(),
+            url: url.clone(),
+            chosen: Chosen::Url,
+        }),
+        None => Err(RemoteError::NoneFits {
+            checkout: src,
+            found,
+        }
+        .into()),
+    }
+}
+
+/// An error of [`remote`] (through [`resolve`] or [`merge_base`]) for `side` of `sc`, at the
+/// scenario's line: the side's `remote:` when it names one, else its `ref:` (the ref that needs
+/// a remote). Other errors pass as they are.
+pub fn remote_error_at(
+    sc: &crate::scenario::Scenario,
+    side: crate::model::Side,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    if e.downcast_ref::<RemoteError>().is_none() {
+        return e;
+    }
+    let field = if sc.side(side).remote.is_some() {
+        "remote"
+    } else {
+        "ref"
+    };
+    sc.side_field_error(side, field, format!("{e:#}")).into()
+}
+
+/// The commit a ref names. `pr/NNNNN` is fetched (refs/pull/NNNNN/head) from the remote
+/// [`remote`] picks (`wanted`: the scenario's `remote:`) first; `worktree` is the checkout's
+/// HEAD (what its working tree is based on: see [`snapshot`]).
+pub async fn resolve(source: &Path, git_ref: &str, wanted: Option<&str>) -> Result<String> {
     if git_ref == crate::scenario::WORKTREE {
         return git(source, &["rev-parse", "--verify", "HEAD^{commit}"]).await;
     }
@@ -103,7 +306,8 @@ pub async fn resolve(source: &Path, git_ref: &str) -> Result<String> {
         if n.is_empty() || !n.bytes().all(|c| c.is_ascii_digit()) {
             bail!("{git_ref}: expected pr/NUMBER");
         }
-        return fetch_pr(source, n).await;
+        let remote = remote(source, wanted).await?;
+        return fetch_pr(source, n, &remote).await;
     }
     if git_ref.starts_with('-') {
         bail!("{git_ref}: not a git ref");
@@ -125,16 +329,22 @@ pub async fn resolve(source: &Path, git_ref: &str) -> Result<String> {
     }
 }
 
-/// The commit of PR `n` at `origin`, fetched into a ref of this call's own
+/// The commit of PR `n` at `remote`, fetched into a ref of this call's own
 /// (`refs/kindred/fetch/PID-N`, deleted once read) and never through `FETCH_HEAD`: two fetches at
 /// once (both sides, a doctor beside a build, the user's own `git fetch`) each get their own
 /// commit.
-async fn fetch_pr(source: &Path, n: &str) -> Result<String> {
+async fn fetch_pr(source: &Path, n: &str, remote: &Remote) -> Result<String> {
     static FETCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = FETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let private = format!("refs/kindred/fetch/{}-{seq}", std::process::id());
     let spec = format!("+refs/pull/{n}/head:{private}");
-    let fetch = ["fetch", "--quiet", "--no-write-fetch-head", "origin", &spec];
+    let fetch = [
+        "fetch",
+        "--quiet",
+        "--no-write-fetch-head",
+        remote.name.as_str(),
+        &spec,
+    ];
     let fetched = git(source, &fetch).await;
     let sha = match fetched {
         Ok(_) => {
@@ -144,50 +354,45 @@ async fn fetch_pr(source: &Path, n: &str) -> Result<String> {
             )
             .await
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.context(format!("pr/{n} from {}", remote.describe()))),
     };
     // Gone whatever happened (a fetch that failed midway may have written it).
     let _ = run(source, &["update-ref", "-d", &private]).await;
     sha
 }
 
-/// The remote's default branch, e.g. `origin/master` (from `origin/HEAD`, else the first of
-/// `origin/master` and `origin/main` that exists).
-pub async fn default_branch(source: &Path) -> Result<String> {
-    if let Ok(b) = git(
-        source,
-        &[
-            "symbolic-ref",
-            "--quiet",
-            "--short",
-            "refs/remotes/origin/HEAD",
-        ],
-    )
-    .await
+/// `remote`'s default branch, e.g. `upstream/master` (from `upstream/HEAD`, else the first of
+/// `upstream/master` and `upstream/main` that exists).
+pub async fn default_branch(source: &Path, remote: &Remote) -> Result<String> {
+    let r = &remote.name;
+    let head = format!("refs/remotes/{r}/HEAD");
+    if let Ok(b) = git(source, &["symbolic-ref", "--quiet", "--short", &head]).await
         && !b.is_empty()
     {
         return Ok(b);
     }
-    for b in ["origin/master", "origin/main"] {
-        if run(source, &["rev-parse", "--verify", "--quiet", b])
+    for b in [format!("{r}/master"), format!("{r}/main")] {
+        let full = format!("refs/remotes/{b}");
+        if run(source, &["rev-parse", "--verify", "--quiet", &full])
             .await?
             .status
             .success()
         {
-            return Ok(b.to_string());
+            return Ok(b);
         }
     }
     bail!(
-        "{}: the remote origin has no default branch (origin/HEAD, origin/master, origin/main)",
-        source.display()
+        "{}: {} has no default branch ({r}/HEAD, {r}/master, {r}/main): `git fetch {r}` in the source",
+        source.display(),
+        remote.describe()
     )
 }
 
-/// Where the PR at `pr` branched from the remote's default branch: the merge base of the two
-/// (for a PR already merged into it, the merge base with the branch as it was just before the
-/// merge). Returns the commit and the branch's name.
-pub async fn merge_base(source: &Path, pr: &str) -> Result<(String, String)> {
-    let branch = default_branch(source).await?;
+/// Where the PR at `pr` branched from the default branch of `remote` (see [`remote`]): the
+/// merge base of the two (for a PR already merged into it, the merge base with the branch as it
+/// was just before the merge). Returns the commit and the branch's name.
+pub async fn merge_base(source: &Path, pr: &str, remote: &Remote) -> Result<(String, String)> {
+    let branch = default_branch(source, remote).await?;
     let merged = run(source, &["merge-base", "--is-ancestor", pr, &branch])
         .await?
         .status
@@ -645,6 +850,22 @@ mod tests {
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 
+    /// A clone of `from` into `dst` as kubernetes/kubernetes is cloned (its `origin` is
+    /// `https://github.com/kubernetes/kubernetes.git`), that URL redirected to `from` by the
+    /// clone's `url.FROM.insteadOf`, so that fetches work offline.
+    pub(super) fn k8s_clone(from: &Path, dst: &Path) {
+        let o = std::process::Command::new("git")
+            .args(["clone", "-q", "-c"])
+            .arg(format!("url.{}.insteadOf={K8S_URL}", from.display()))
+            .arg(K8S_URL)
+            .arg(dst)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    pub(super) const K8S_URL: &str = "https://github.com/kubernetes/kubernetes.git";
+
     #[tokio::test]
     async fn refs_prs_and_worktrees_leave_the_checkout_alone() {
         let t = tempfile::tempdir().unwrap();
@@ -670,31 +891,22 @@ mod tests {
         sh(&origin, &["branch", "-q", "-D", "fix"]);
 
         let src = t.path().join("kubernetes");
-        let o = std::process::Command::new("git")
-            .args([
-                "clone",
-                "-q",
-                origin.to_str().unwrap(),
-                src.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        assert!(o.status.success());
+        k8s_clone(&origin, &src);
         check_source(&src).await.unwrap();
         assert!(check_source(t.path()).await.is_err());
         std::fs::write(src.join("local-edit.txt"), "uncommitted\n").unwrap();
 
-        assert_eq!(resolve(&src, "master").await.unwrap(), base);
-        assert_eq!(resolve(&src, &base[..10]).await.unwrap(), base);
-        assert_eq!(resolve(&src, "pr/77523").await.unwrap(), pr);
+        assert_eq!(resolve(&src, "master", None).await.unwrap(), base);
+        assert_eq!(resolve(&src, &base[..10], None).await.unwrap(), base);
+        assert_eq!(resolve(&src, "pr/77523", None).await.unwrap(), pr);
         assert!(
-            resolve(&src, "no-such-branch")
+            resolve(&src, "no-such-branch", None)
                 .await
                 .unwrap_err()
                 .to_string()
                 .contains("no such branch")
         );
-        assert!(resolve(&src, "pr/1").await.is_err());
+        assert!(resolve(&src, "pr/1", None).await.is_err());
 
         let wt = t.path().join("state/worktrees/77523");
         let dir = worktree(&src, &pr, &wt).await.unwrap();
@@ -747,24 +959,19 @@ mod tests {
         commit(&origin, "c");
         let clone = |name: &str| {
             let dst = t.path().join(name);
-            let o = std::process::Command::new("git")
-                .args([
-                    "clone",
-                    "-q",
-                    origin.to_str().unwrap(),
-                    dst.to_str().unwrap(),
-                ])
-                .output()
-                .unwrap();
-            assert!(o.status.success());
+            k8s_clone(&origin, &dst);
             dst
         };
         // Not merged yet: the merge base with the default branch.
         let src = clone("open");
-        assert_eq!(default_branch(&src).await.unwrap(), "origin/master");
-        let pr_sha = resolve(&src, "pr/132456").await.unwrap();
+        let origin_remote = remote(&src, None).await.unwrap();
         assert_eq!(
-            merge_base(&src, &pr_sha).await.unwrap(),
+            default_branch(&src, &origin_remote).await.unwrap(),
+            "origin/master"
+        );
+        let pr_sha = resolve(&src, "pr/132456", None).await.unwrap();
+        assert_eq!(
+            merge_base(&src, &pr_sha, &origin_remote).await.unwrap(),
             (b.clone(), "origin/master".into())
         );
         // Merged (with a merge commit) and master moved on: still where it branched, not the
@@ -782,8 +989,12 @@ mod tests {
         );
         commit(&origin, "d");
         let src = clone("merged");
-        let pr_sha = resolve(&src, "pr/132456").await.unwrap();
-        assert_eq!(merge_base(&src, &pr_sha).await.unwrap().0, b);
+        let pr_sha = resolve(&src, "pr/132456", None).await.unwrap();
+        let origin_remote = remote(&src, None).await.unwrap();
+        assert_eq!(
+            merge_base(&src, &pr_sha, &origin_remote).await.unwrap().0,
+            b
+        );
         // Versions from the tags.
         let v = describe(&src, &pr_sha).await.unwrap().unwrap();
         assert!(v.version.starts_with("v1.34.0-alpha.1.1+"), "{v:?}");
@@ -791,6 +1002,156 @@ mod tests {
             describe(&origin.join(".."), &pr_sha).await.ok().flatten(),
             None
         );
+    }
+
+    #[test]
+    fn kubernetes_urls_in_every_spelling() {
+        for u in [
+            "https://github.com/kubernetes/kubernetes",
+            "https://github.com/kubernetes/kubernetes.git",
+            "https://github.com/kubernetes/kubernetes/",
+            "https://github.com/kubernetes/kubernetes.git/",
+            "https://me@github.com/Kubernetes/Kubernetes.git",
+            "http://github.com/kubernetes/kubernetes",
+            "git@github.com:kubernetes/kubernetes.git",
+            "git@github.com:kubernetes/kubernetes",
+            "git@github.com:kubernetes/kubernetes/",
+            "ssh://git@github.com/kubernetes/kubernetes.git",
+            "ssh://git@github.com:22/kubernetes/kubernetes",
+            "git://github.com/kubernetes/kubernetes.git",
+            " https://github.com/kubernetes/kubernetes.git\n",
+        ] {
+            assert!(is_kubernetes_url(u), "{u}");
+        }
+        for u in [
+            "https://github.com/me/kubernetes.git",
+            "git@github.com:me/kubernetes.git",
+            "https://github.com/kubernetes/kubernetes-sigs",
+            "https://github.com/kubernetes/kubernetes/pull/1",
+            "https://gitlab.com/kubernetes/kubernetes.git",
+            "https://github.com.evil.example/kubernetes/kubernetes",
+            "/home/me/src/kubernetes",
+            "../kubernetes",
+            "file:///srv/github.com/kubernetes/kubernetes",
+            "",
+        ] {
+            assert!(!is_kubernetes_url(u), "{u}");
+        }
+    }
+
+    /// A contributor's layout: `origin` their fork (no `refs/pull`, a stale master),
+    /// `upstream` kubernetes/kubernetes, that URL redirected to a local bare repository with
+    /// `url.LOCAL.insteadOf` (so `git remote -v` shows the local path, the configuration the
+    /// GitHub URL).
+    #[tokio::test]
+    async fn a_fork_as_origin_takes_prs_and_merge_base_from_upstream() {
+        let t = tempfile::tempdir().unwrap();
+        let work = t.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        sh(&work, &["init", "-q", "-b", "master"]);
+        std::fs::write(work.join("go.mod"), "module k8s.io/kubernetes\n").unwrap();
+        sh(&work, &["add", "."]);
+        sh(&work, &["commit", "-q", "-m", "a"]);
+        let a = sh(&work, &["rev-parse", "HEAD"]);
+        // The fork: kubernetes/kubernetes as it was at `a`, then never synced; no refs/pull.
+        let fork = t.path().join("fork.git");
+        sh(
+            t.path(),
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                work.to_str().unwrap(),
+                fork.to_str().unwrap(),
+            ],
+        );
+        let b = commit(&work, "b");
+        sh(&work, &["checkout", "-q", "-b", "fix"]);
+        let pr = commit(&work, "fix");
+        sh(&work, &["update-ref", "refs/pull/132456/head", &pr]);
+        sh(&work, &["checkout", "-q", "master"]);
+        commit(&work, "c");
+        sh(&work, &["branch", "-q", "-D", "fix"]);
+        let upstream = t.path().join("kubernetes.git");
+        sh(
+            t.path(),
+            &[
+                "clone",
+                "-q",
+                "--mirror",
+                work.to_str().unwrap(),
+                upstream.to_str().unwrap(),
+            ],
+        );
+
+        let src = t.path().join("src");
+        sh(
+            t.path(),
+            &["clone", "-q", fork.to_str().unwrap(), src.to_str().unwrap()],
+        );
+        let url = "git@github.com:kubernetes/kubernetes";
+        sh(&src, &["remote", "add", "upstream", url]);
+        let redirect = format!("url.{}.insteadOf", upstream.display());
+        sh(&src, &["config", &redirect, url]);
+        sh(&src, &["fetch", "-q", "upstream"]);
+        // What `git remote -v` shows is the rewritten URL: the match is on the configured one.
+        assert!(!sh(&src, &["remote", "-v"]).contains("github.com"));
+
+        let r = remote(&src, None).await.unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.url.as_str(), r.chosen),
+            ("upstream", url, Chosen::Url)
+        );
+        assert!(
+            r.describe()
+                .contains("remote upstream (git@github.com:kubernetes/kubernetes)")
+        );
+        assert_eq!(resolve(&src, "pr/132456", None).await.unwrap(), pr);
+        assert_eq!(
+            merge_base(&src, &pr, &r).await.unwrap(),
+            (b.clone(), "upstream/master".to_string())
+        );
+        // The fork's stale master would have given `a`.
+        assert_eq!(sh(&src, &["merge-base", &pr, "origin/master"]), a);
+
+        // The scenario names the fork: used, and its missing refs/pull said with its name.
+        let o = remote(&src, Some("origin")).await.unwrap();
+        assert_eq!((o.name.as_str(), o.chosen), ("origin", Chosen::Scenario));
+        let e = format!(
+            "{:#}",
+            resolve(&src, "pr/132456", Some("origin"))
+                .await
+                .unwrap_err()
+        );
+        assert!(e.contains("pr/132456 from remote origin"), "{e}");
+        // A remote that is not there: the remotes found, and the fix.
+        let e = remote(&src, Some("k8s")).await.unwrap_err();
+        let e = e.downcast::<RemoteError>().unwrap().to_string();
+        assert!(e.contains("`k8s` is not a remote there"), "{e}");
+        assert!(
+            e.contains(&format!(
+                "its remotes: origin {}, upstream {url}",
+                fork.display()
+            )),
+            "{e}"
+        );
+        // No remote is kubernetes/kubernetes: said, with the remotes and the fix.
+        sh(&src, &["remote", "remove", "upstream"]);
+        let e = format!("{:#}", resolve(&src, "pr/132456", None).await.unwrap_err());
+        assert!(e.contains("no remote is kubernetes/kubernetes"), "{e}");
+        assert!(
+            e.contains(&format!("its remotes: origin {}", fork.display())),
+            "{e}"
+        );
+        assert!(
+            e.contains("remote add upstream https://github.com/kubernetes/kubernetes.git"),
+            "{e}"
+        );
+        assert!(e.contains("`remote:` in the scenario"), "{e}");
+        // No remotes at all.
+        sh(&src, &["remote", "remove", "origin"]);
+        let e = remote(&src, None).await.unwrap_err().to_string();
+        assert!(e.contains("it has no remotes"), "{e}");
     }
 
     /// Every file under `dir` but `.git`, with its bytes.
@@ -897,7 +1258,7 @@ mod tests {
         let edited = snapshot(&src, &scratch).await.unwrap();
         assert_ne!(edited.commit, snap.commit);
         // `worktree` resolves to HEAD (what doctor and merge-base use).
-        assert_eq!(resolve(&src, "worktree").await.unwrap(), head);
+        assert_eq!(resolve(&src, "worktree", None).await.unwrap(), head);
     }
 }
 
@@ -1159,21 +1520,15 @@ mod ownership_tests {
             prs.push(sha);
         }
         let src = t.path().join("k");
-        let o = std::process::Command::new("git")
-            .args(["clone", "-q"])
-            .arg(&origin)
-            .arg(&src)
-            .output()
-            .unwrap();
-        assert!(o.status.success());
+        super::tests::k8s_clone(&origin, &src);
         let before = std::fs::read(src.join(".git/FETCH_HEAD")).ok();
         for round in 0..15 {
             // Three PRs at once, one of them twice (a merge-base side resolves the PR side's).
             let (one, two, three, again) = tokio::join!(
-                resolve(&src, "pr/1"),
-                resolve(&src, "pr/2"),
-                resolve(&src, "pr/3"),
-                resolve(&src, "pr/2"),
+                resolve(&src, "pr/1", None),
+                resolve(&src, "pr/2", None),
+                resolve(&src, "pr/3", None),
+                resolve(&src, "pr/2", None),
             );
             let got = [one.unwrap(), two.unwrap(), three.unwrap(), again.unwrap()];
             assert_eq!(

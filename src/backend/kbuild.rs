@@ -1,6 +1,7 @@
 //! Kubernetes' own build entry points, for one binary (kube-proxy): `make WHAT=cmd/kube-proxy`
-//! with the host's Go when it is recent enough for the source, else the containerized build
-//! `build/run.sh make WHAT=cmd/kube-proxy` (the one kind uses for node images). argv only.
+//! with the host's Go when it is the Go the source pins (same major.minor), else the
+//! containerized build `build/run.sh make WHAT=cmd/kube-proxy` (the one kind uses for node
+//! images, with the pinned Go). argv only.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 /// How long compiling kube-proxy may take (a cold containerized build pulls its build image).
 pub const COMPILE_LIMIT: Duration = Duration::from_secs(3600);
 
-/// How the binary is built.
+/// How the binary is built, and why that way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum How {
-    /// `make` on the host, with this Go ("go1.24.4").
-    Host { go: String },
+    /// `make` on the host, with this Go ("go1.24.4"): `why` it is the one the source pins.
+    Host { go: String, why: String },
     /// `build/run.sh make` in Kubernetes' build container; why the host's Go was not used.
     Container { why: String },
 }
@@ -24,7 +25,7 @@ pub enum How {
 impl std::fmt::Display for How {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            How::Host { go } => write!(f, "make on the host ({go})"),
+            How::Host { go, why } => write!(f, "make on the host ({go}: {why})"),
             How::Container { why } => write!(f, "build/run.sh, in the build container ({why})"),
         }
     }
@@ -57,17 +58,38 @@ pub fn parse_go(text: &str) -> Option<(u32, u32, u32)> {
     Some((it.next()??, it.next()??, it.next().flatten().unwrap_or(0)))
 }
 
-/// The Go a source tree asks for: `.go-version` (Kubernetes >= 1.30), else go.mod's `go` line.
-pub fn wanted_go(dir: &Path) -> Option<(u32, u32, u32)> {
+/// The Go a source tree pins, and the file that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pin {
+    pub go: (u32, u32, u32),
+    /// `.go-version` or `go.mod`.
+    pub file: &'static str,
+}
+
+impl std::fmt::Display for Pin {
+    /// "go1.25.1 (.go-version)".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (a, b, c) = self.go;
+        write!(f, "go{a}.{b}.{c} ({})", self.file)
+    }
+}
+
+/// The Go a source tree pins: `.go-version` (Kubernetes >= 1.30), else go.mod's `go` line.
+pub fn wanted_go(dir: &Path) -> Option<Pin> {
     if let Ok(t) = std::fs::read_to_string(dir.join(".go-version"))
-        && let Some(v) = parse_go(&t)
+        && let Some(go) = parse_go(&t)
     {
-        return Some(v);
+        return Some(Pin {
+            go,
+            file: ".go-version",
+        });
     }
     let m = std::fs::read_to_string(dir.join("go.mod")).ok()?;
-    m.lines()
+    let go = m
+        .lines()
         .find_map(|l| l.trim().strip_prefix("go "))
-        .and_then(parse_go)
+        .and_then(parse_go)?;
+    Some(Pin { go, file: "go.mod" })
 }
 
 /// The host's Go, when there is one that answers `go version` within 10 seconds.
@@ -84,23 +106,40 @@ async fn host_go() -> Option<(String, (u32, u32, u32))> {
     Some((format!("go{}.{}.{}", v.0, v.1, v.2), v))
 }
 
-/// Which way to build in `dir`: the host's Go when it is at least what the source wants.
+/// Which way to build in `dir`: see [`decide`].
 pub async fn choose(dir: &Path) -> How {
-    let want = wanted_go(dir);
-    match (host_go().await, want) {
-        (Some((name, have)), Some(want)) if have >= want => How::Host { go: name },
-        (Some((name, _)), Some(w)) => How::Container {
-            why: format!(
-                "host {name} is older than go{}.{}.{} the source wants",
-                w.0, w.1, w.2
-            ),
-        },
-        (Some(_), None) => How::Container {
-            why: "the source names no Go version".into(),
-        },
-        (None, _) => How::Container {
+    decide(host_go().await, wanted_go(dir))
+}
+
+/// The host's Go (its name, "go1.25.3", and version) only when its major.minor is the one the
+/// source pins (Kubernetes builds with the toolchain it pins: a newer Go vets, compiles and
+/// links differently); otherwise the build container, which has the pinned Go.
+pub fn decide(host: Option<(String, (u32, u32, u32))>, pin: Option<Pin>) -> How {
+    let Some((name, have)) = host else {
+        return How::Container {
             why: "no Go on the host".into(),
-        },
+        };
+    };
+    let Some(pin) = pin else {
+        return How::Container {
+            why: format!(
+                "the source pins no Go (no .go-version, no go line in go.mod), host {name}"
+            ),
+        };
+    };
+    let (want, got) = ((pin.go.0, pin.go.1), (have.0, have.1));
+    let line = format!("go{}.{}", want.0, want.1);
+    if got == want {
+        return How::Host {
+            go: name,
+            why: format!("the {line} the source pins, {pin}"),
+        };
+    }
+    let than = if got > want { "newer" } else { "older" };
+    How::Container {
+        why: format!(
+            "host {name} is {than} than the {line} the source pins, {pin}: Kubernetes builds with the Go it pins"
+        ),
     }
 }
 
@@ -193,9 +232,10 @@ mod tests {
             "module k8s.io/kubernetes\n\ngo 1.24.0\n",
         )
         .unwrap();
-        assert_eq!(wanted_go(t.path()), Some((1, 24, 0)));
+        let pin = |go, file| Some(Pin { go, file });
+        assert_eq!(wanted_go(t.path()), pin((1, 24, 0), "go.mod"));
         std::fs::write(t.path().join(".go-version"), "1.25.1\n").unwrap();
-        assert_eq!(wanted_go(t.path()), Some((1, 25, 1)));
+        assert_eq!(wanted_go(t.path()), pin((1, 25, 1), ".go-version"));
         let how = How::Container {
             why: "no Go on the host".into(),
         };
@@ -219,6 +259,7 @@ mod tests {
             Path::new("/k"),
             &How::Host {
                 go: "go1.25.1".into(),
+                why: "pinned".into(),
             },
             "amd64",
         );
@@ -230,6 +271,62 @@ mod tests {
         assert_eq!(
             how.to_string(),
             "build/run.sh, in the build container (no Go on the host)"
+        );
+    }
+
+    #[test]
+    fn the_host_go_is_used_only_when_it_is_the_pinned_major_minor() {
+        let pin = Some(Pin {
+            go: (1, 25, 1),
+            file: ".go-version",
+        });
+        let host = |v: (u32, u32, u32)| Some((format!("go{}.{}.{}", v.0, v.1, v.2), v));
+        // Newer: a later minor, or a later major, is not the pinned toolchain.
+        for newer in [(1, 26, 0), (2, 0, 0)] {
+            let how = decide(host(newer), pin);
+            let How::Container { why } = &how else {
+                panic!("{newer:?}: {how}")
+            };
+            assert!(
+                why.contains("is newer than the go1.25 the source pins, go1.25.1 (.go-version)"),
+                "{why}"
+            );
+        }
+        let how = decide(host((1, 24, 9)), pin);
+        assert!(
+            matches!(&how, How::Container { why } if why.contains("host go1.24.9 is older than the go1.25")),
+            "{how}"
+        );
+        // The same major.minor, whatever the patch: the host.
+        for same in [(1, 25, 1), (1, 25, 0), (1, 25, 7)] {
+            let how = decide(host(same), pin);
+            assert!(
+                matches!(&how, How::Host { go, .. } if *go == host(same).unwrap().0),
+                "{same:?}: {how}"
+            );
+        }
+        assert_eq!(
+            decide(host((1, 25, 3)), pin).to_string(),
+            "make on the host (go1.25.3: the go1.25 the source pins, go1.25.1 (.go-version))"
+        );
+        assert_eq!(
+            decide(None, pin).to_string(),
+            "build/run.sh, in the build container (no Go on the host)"
+        );
+        let how = decide(host((1, 25, 1)), None);
+        assert!(
+            matches!(&how, How::Container { why } if why.contains("pins no Go")),
+            "{how}"
+        );
+        // A go.mod pin says so.
+        let m = Pin {
+            go: (1, 22, 0),
+            file: "go.mod",
+        };
+        assert!(
+            decide(host((1, 22, 5)), Some(m))
+                .to_string()
+                .contains("go1.22.0 (go.mod)")
         );
     }
 }

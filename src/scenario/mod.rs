@@ -60,6 +60,50 @@ pub struct SideSpec {
     #[serde(rename = "ref")]
     pub git_ref: String,
     pub image: String,
+    /// The git remote `pr/N` is fetched from and whose default branch `merge-base` uses; without
+    /// it, the remote whose URL is kubernetes/kubernetes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteName>,
+}
+
+/// A git remote's name (`upstream`), as a side's `remote:` gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RemoteName(String);
+
+impl RemoteName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether git could have a remote of this name (its config key and the refs under
+    /// `refs/remotes/NAME/` are well formed); the reason when not.
+    fn check(&self) -> Result<(), String> {
+        let n = &self.0;
+        let bad = n.is_empty()
+            || n.len() > 100
+            || n.starts_with(['-', '.', '/'])
+            || n.ends_with(['/', '.'])
+            || n.ends_with(".lock")
+            || n.contains("..")
+            || n.contains("//")
+            || n.contains("@{")
+            || n.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || ":?*[\\^~".contains(c));
+        if bad {
+            return Err(format!(
+                "'{}' is not a git remote name (e.g. upstream)",
+                n.escape_debug()
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for RemoteName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -363,6 +407,9 @@ fn check_side(side: &SideSpec) -> Result<(), (&'static str, String)> {
         && (n.is_empty() || !n.bytes().all(|c| c.is_ascii_digit()))
     {
         return Err(("ref", format!("'{}': expected pr/NUMBER", side.git_ref)));
+    }
+    if let Some(r) = &side.remote {
+        r.check().map_err(|reason| ("remote", reason))?;
     }
     Ok(())
 }
@@ -741,5 +788,36 @@ mod tests {
         assert!(e.to_string().contains("not a probe target"), "{e}");
         let e = Scenario::parse("service: [", "bad.yaml").unwrap_err();
         assert!(e.to_string().starts_with("bad.yaml:"), "{e}");
+    }
+
+    #[test]
+    fn a_sides_remote_is_a_remote_name_at_its_line() {
+        let t = with(
+            "  ref: pr/132456\n",
+            "  ref: pr/132456\n  remote: upstream\n",
+        );
+        let s = Scenario::parse(&t, "k.yaml").unwrap();
+        assert_eq!(
+            s.pr.remote.as_ref().map(RemoteName::as_str),
+            Some("upstream")
+        );
+        assert_eq!(s.base.remote, None);
+        for bad in ["\"-x\"", "\"my fork\"", "\"a..b\"", "\"\""] {
+            let t = with(
+                "  ref: pr/132456\n",
+                &format!("  ref: pr/132456\n  remote: {bad}\n"),
+            );
+            let e = Scenario::parse(&t, "k.yaml").unwrap_err();
+            assert_eq!(e.field, "pr.remote: ", "{e}");
+            assert!(e.reason.contains("not a git remote name"), "{e}");
+            assert!(
+                t.lines().nth(e.line - 1).unwrap().contains("remote:"),
+                "{e}"
+            );
+        }
+        // A list is not a name.
+        let t = with("  ref: merge-base\n", "  ref: merge-base\n  remote: [a]\n");
+        let e = Scenario::parse(&t, "k.yaml").unwrap_err();
+        assert!(e.field.starts_with("base"), "{e}");
     }
 }

@@ -54,7 +54,16 @@ async fn resolve_ref(ctx: &Ctx, side: Side, source: &Path) -> Result<(String, Op
             spec.git_ref,
             source.display()
         ));
-        let sha = git::resolve(source, &spec.git_ref).await?;
+        let wanted = spec.remote.as_ref().map(|r| r.as_str());
+        if spec.git_ref.starts_with("pr/") {
+            let remote = git::remote(source, wanted)
+                .await
+                .map_err(|e| git::remote_error_at(&ctx.sc, side, e))?;
+            say(format!("{} from {}", spec.git_ref, remote.describe()));
+        }
+        let sha = git::resolve(source, &spec.git_ref, wanted)
+            .await
+            .map_err(|e| git::remote_error_at(&ctx.sc, side, e))?;
         say(format!("{} is {}", spec.git_ref, &sha[..12]));
         return Ok((sha, None));
     }
@@ -62,11 +71,19 @@ async fn resolve_ref(ctx: &Ctx, side: Side, source: &Path) -> Result<(String, Op
     let other = &ctx.sc.side(other_side).git_ref;
     let other_source = ctx.sc.resolve(&ctx.sc.side(other_side).source);
     check_source(ctx, other_side, &other_source).await?;
-    let pr = git::resolve(&other_source, other).await?;
-    let (sha, branch) = git::merge_base(source, &pr).await?;
+    let other_wanted = ctx.sc.side(other_side).remote.as_ref().map(|r| r.as_str());
+    let pr = git::resolve(&other_source, other, other_wanted)
+        .await
+        .map_err(|e| git::remote_error_at(&ctx.sc, other_side, e))?;
+    let wanted = spec.remote.as_ref().map(|r| r.as_str());
+    let remote = git::remote(source, wanted)
+        .await
+        .map_err(|e| git::remote_error_at(&ctx.sc, side, e))?;
+    let (sha, branch) = git::merge_base(source, &pr, &remote).await?;
     say(format!(
-        "merge-base of {other} and {branch} is {}",
-        &sha[..12]
+        "merge-base of {other} and {branch} is {} ({})",
+        &sha[..12],
+        remote.describe()
     ));
     Ok((sha, None))
 }
