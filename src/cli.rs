@@ -715,7 +715,6 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
     let (cmp, parsed) = rules::compare_texts_keep(btext, ptext, &opts).map_err(|e| match e {
         rules::TextError::Base(e) => anyhow!("{bname}:{}: {}", e.line, e.reason),
         rules::TextError::Pr(e) => anyhow!("{pname}:{}: {}", e.line, e.reason),
-        m @ rules::TextError::Mixed(_) => anyhow!("{m}"),
     })?;
     let (b_ok, p_ok) = parsed.has_kube_proxy_rules();
     for (ok, name) in [(b_ok, &bname), (p_ok, &pname)] {

@@ -164,6 +164,26 @@ const MONITOR_SCRIPT: &str = "exec 3<&0 </dev/null; nft monitor 3<&- & m=$!; \
 { read -r _ <&3; kill $m; } >/dev/null 2>&1 & r=$!; exec 3<&-; \
 wait $m; s=$?; kill $r 2>/dev/null; exit $s";
 
+/// At most this much of what `nft monitor` says on stderr is kept (why it ended).
+const SAID_MAX: usize = 1024;
+/// The most a node's rule dump (a tool's standard output) may hold: kube-proxy's rules for
+/// tens of thousands of Services are a few hundred MB; past this a read is an error, never a
+/// dump parsed cut short.
+const MAX_OUTPUT: usize = 1 << 30;
+/// What is kept of a tool's standard error (shown in errors).
+const MAX_STDERR: usize = 64 << 10;
+/// What is kept of one `nft monitor` line without its end.
+const MAX_EVENT_LINE: usize = 64 << 10;
+
+/// Append `message` to `buf` unless that makes it longer than `max`.
+fn bounded(buf: &mut Vec<u8>, message: &[u8], max: usize) -> Result<()> {
+    if buf.len() + message.len() > max {
+        bail!("output over {} MiB: not read", max >> 20);
+    }
+    buf.extend_from_slice(message);
+    Ok(())
+}
+
 type Shared<T> = std::sync::Arc<tokio::sync::Mutex<T>>;
 
 #[derive(Clone)]
@@ -354,10 +374,12 @@ impl Docker {
                 while let Some(chunk) = output.next().await {
                     match chunk.map_err(|e| anyhow!("{container}: reading output: {e}"))? {
                         bollard::container::LogOutput::StdOut { message } => {
-                            stdout.extend_from_slice(&message)
+                            bounded(&mut stdout, &message, MAX_OUTPUT)
+                                .map_err(|e| anyhow!("{container}: `{}`: {e}", argv.join(" ")))?
                         }
                         bollard::container::LogOutput::StdErr { message } => {
-                            stderr.extend_from_slice(&message)
+                            let room = MAX_STDERR.saturating_sub(stderr.len());
+                            stderr.extend_from_slice(&message[..message.len().min(room)])
                         }
                         _ => {}
                     }
@@ -574,7 +596,11 @@ impl Docker {
             }
             match s.output.next().await {
                 Some(Ok(bollard::container::LogOutput::StdOut { message })) => {
-                    out.extend_from_slice(&message)
+                    if let Err(e) = bounded(&mut out, &message, MAX_OUTPUT) {
+                        // The session's state is unknown past this: the next read starts anew.
+                        self.sessions.lock().unwrap().remove(container);
+                        bail!("{container}: `{tool}`: {e}");
+                    }
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("{container}: rules session: {e}"),
@@ -691,9 +717,15 @@ impl Docker {
                         let line: Vec<u8> = pending.drain(..=i).collect();
                         on_change(String::from_utf8_lossy(&line).trim_end());
                     }
+                    // A line without its end is still a change; what is kept of it is bounded.
+                    if pending.len() > MAX_EVENT_LINE {
+                        on_change(&String::from_utf8_lossy(&pending[..MAX_EVENT_LINE]));
+                        pending.clear();
+                    }
                 }
                 Some(Ok(bollard::container::LogOutput::StdErr { message })) => {
-                    said.extend_from_slice(&message[..message.len().min(1024)]);
+                    let room = SAID_MAX.saturating_sub(said.len());
+                    said.extend_from_slice(&message[..message.len().min(room)]);
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("{container}: `nft monitor`: {e}"),
@@ -854,4 +886,20 @@ pub fn build_context(files: &[(&str, u32, &[u8])]) -> Result<Vec<u8>> {
         b.append_data(&mut h, path, *data)?;
     }
     Ok(b.into_inner()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    /// Output is kept up to the bound, and past it the read fails instead of growing without end.
+    #[test]
+    fn output_past_its_bound_is_an_error_not_kept() {
+        let mut buf = Vec::new();
+        bounded(&mut buf, b"12345", 8).unwrap();
+        bounded(&mut buf, b"678", 8).unwrap();
+        let e = bounded(&mut buf, b"9", 8).unwrap_err().to_string();
+        assert!(e.contains("not read"), "{e}");
+        assert_eq!(buf, b"12345678", "nothing past the bound is kept");
+    }
 }

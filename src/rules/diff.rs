@@ -322,8 +322,6 @@ pub enum TextError {
     Base(ParseError),
     #[error("PR: {0}")]
     Pr(ParseError),
-    #[error("base and PR are different kinds of dump: {0}")]
-    Mixed(&'static str),
 }
 
 /// The parsed dumps behind a comparison: dropping them frees them (a short-lived command may
