@@ -17,6 +17,7 @@ pub mod process;
 pub mod recording;
 pub mod replay;
 pub mod timings;
+pub mod user_kubeconfig;
 
 use std::path::PathBuf;
 
