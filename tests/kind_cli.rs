@@ -413,7 +413,7 @@ fn export_with_no_current_context_keeps_kinds() {
             now: "kind-en1".into()
         }
     );
-    assert!(outcome.to_string().contains("there was none before"));
+    assert_eq!(outcome.to_string(), "now kind-en1 (there was none)");
     let kc = kube::config::Kubeconfig::read_from(&user).unwrap();
     assert_eq!(kc.current_context.as_deref(), Some("kind-en1"));
 }

@@ -100,7 +100,7 @@ fn create_record_rules_and_delete_only_what_kindred_created() {
         assert!(argv.contains(&format!("export|kubeconfig|--name|{mine}|")), "{argv}");
         // kind's export set the user's current context; kubectl still points where it did, and
         // the Build pane says so.
-        let kept = format!("kubectl context kind-{mine} exported; kubectl's current context is still work");
+        let kept = format!("kubectl's current context still work; kind-{mine} added");
         assert!(ev.iter().any(|e| matches!(e, Event::Output { side: Side::Pr, line, .. } if *line == kept)), "{ev:?}");
         let after = std::fs::read_to_string(&user_kc).unwrap();
         assert!(after.contains("current-context: work\n") && after.contains(&format!("  name: kind-{mine}\n")), "{after}");

@@ -107,19 +107,15 @@ pub enum ContextOutcome {
     },
 }
 
+/// Read after "kubectl's current context ": short, the news first (a pane line is narrow).
 impl fmt::Display for ContextOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ContextOutcome::Kept { context } => {
-                write!(f, "kubectl's current context is still {context}")
-            }
-            ContextOutcome::KindsKept { now } => write!(
-                f,
-                "kubectl's current context is now {now}: there was none before (kind sets it)"
-            ),
+            ContextOutcome::Kept { context } => write!(f, "still {context}"),
+            ContextOutcome::KindsKept { now } => write!(f, "now {now} (there was none)"),
             ContextOutcome::Changed { was, now, why } => write!(
                 f,
-                "kubectl's current context changed from {was} to {} and could not be put back ({why}): `kubectl config use-context {was}`",
+                "changed from {was} to {}, not put back ({why}): kubectl config use-context {was}",
                 now.as_deref().unwrap_or("none")
             ),
         }
@@ -271,6 +267,33 @@ mod tests {
         assert!(set_current_context(json, "prod").is_err());
         let two = format!("{USER}current-context: again\n");
         assert!(set_current_context(&two, "prod").is_err());
+    }
+
+    #[test]
+    fn what_cannot_be_put_back_is_said_and_left_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("config");
+        let json =
+            r#"{"apiVersion":"v1","kind":"Config","current-context":"kind-x","contexts":[]}"#;
+        std::fs::write(&path, json).unwrap();
+        let before = Before {
+            path: path.clone(),
+            in_file: Some("prod".into()),
+            effective: Some("prod".into()),
+        };
+        let out = restore(&before);
+        let ContextOutcome::Changed { was, now, why } = &out else {
+            panic!("{out:?}");
+        };
+        assert_eq!((was.as_str(), now.as_deref()), ("prod", Some("kind-x")));
+        assert!(why.contains("top-level `current-context:`"), "{why}");
+        assert!(
+            out.to_string()
+                .ends_with(": kubectl config use-context prod"),
+            "{out}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), json);
+        assert!(!t.path().join("config.lock").exists());
     }
 
     #[test]

@@ -229,7 +229,7 @@ async fn create(ctx: &Ctx, side: Side) -> Result<()> {
             .await?;
         ctx.drop_client(side);
         match ctx.kind.export_kubeconfig(&name).await {
-            Ok(outcome) => ctx.out(side, Phase::Create, format!("kubectl context kind-{name} exported; {outcome}")),
+            Ok(outcome) => ctx.out(side, Phase::Create, format!("kubectl's current context {outcome}; kind-{name} added")),
             Err(e) => ctx.out(side, Phase::Create, format!("kubectl context kind-{name} not exported: {e:#}")),
         }
         let nodes = docker.cluster_nodes(&name).await?;
