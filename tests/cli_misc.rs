@@ -254,6 +254,27 @@ fn doctor_names_what_would_stop_a_live_run() {
             .unwrap()
             .contains("/nonexistent/k8s")
     );
+    // This box's inotify limits, against kind's recommended values.
+    let proc = |n: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/sys/fs/inotify/{n}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (w, i) = (proc("max_user_watches"), proc("max_user_instances"));
+    let inotify = check("inotify");
+    let m = inotify["message"].as_str().unwrap();
+    assert!(
+        m.contains(&format!("max_user_watches {w}, max_user_instances {i}")),
+        "{m}"
+    );
+    let low = w < 524_288 || i < 512;
+    assert_eq!(
+        inotify["status"],
+        if low { "warn" } else { "ok" },
+        "{inotify}"
+    );
     for c in v["checks"].as_array().unwrap() {
         assert!(
             ["ok", "warn", "fail"].contains(&c["status"].as_str().unwrap()),
@@ -649,5 +670,45 @@ fn an_interrupted_recording_leaves_the_old_file() {
             assert!(!r.complete && !r.records.is_empty());
             std::fs::remove_file(&p[0]).unwrap();
         }
+    }
+}
+
+/// The doctor names the real engine's image store: the classic store on this overlay2 engine
+/// (containerd's store would be a warning about `kind load docker-image`).
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn doctor_reports_the_engines_image_store() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("k.yaml");
+    let text = kindred::scenario::DEFAULT.replace("~/go/src/k8s.io/kubernetes", "/nonexistent/k8s");
+    std::fs::write(&f, text).unwrap();
+    let o = kindred(&[
+        "-f",
+        f.to_str().unwrap(),
+        "doctor",
+        "--quick",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let store = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "image-store")
+        .unwrap_or_else(|| panic!("no image-store check: {v}"))
+        .clone();
+    let driver = docker(&["info", "--format", "{{.Driver}}"]);
+    let status = docker(&["info", "--format", "{{json .DriverStatus}}"]);
+    let m = store["message"].as_str().unwrap();
+    if status.contains("io.containerd.snapshotter.v1") {
+        assert_eq!(store["status"], "warn", "{store}");
+        assert!(m.contains("kind load docker-image` fails"), "{m}");
+    } else {
+        assert_eq!(store["status"], "ok", "{store}");
+        assert!(
+            m.starts_with(&format!("classic image store ({driver})")),
+            "{m}"
+        );
     }
 }

@@ -325,3 +325,112 @@ fn kind_versions_old_no_nftables_current() {
         .to_string();
     assert!(e.contains("kind not found"), "{e}");
 }
+
+/// A user's kubeconfig in the layout kind and kubectl write, with a current context of its own.
+const USER_KUBECONFIG: &str = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: QUJD\n    server: https://prod.example:6443\n  name: prod\n- cluster:\n    server: https://staging.example:6443\n  name: staging\ncontexts:\n- context:\n    cluster: prod\n    namespace: payments\n    user: admin\n  name: prod\n- context:\n    cluster: staging\n    user: admin\n  name: staging\ncurrent-context: staging\nkind: Config\npreferences: {}\nusers:\n- name: admin\n  user:\n    token: s3cret\n";
+
+/// `text` without the list entries (`- ` and the lines indented under it) that mention any of
+/// `names`.
+fn without_entries(text: &str, names: &[&str]) -> String {
+    let mut out = String::new();
+    let mut entry = String::new();
+    let flush = |entry: &mut String, out: &mut String| {
+        if !names.iter().any(|n| entry.contains(n)) {
+            out.push_str(entry);
+        }
+        entry.clear();
+    };
+    for l in text.split_inclusive('\n') {
+        if l.starts_with("- ") || !l.starts_with("  ") {
+            flush(&mut entry, &mut out);
+        }
+        if l.starts_with("- ") || (l.starts_with("  ") && !entry.is_empty()) {
+            entry.push_str(l);
+        } else {
+            out.push_str(l);
+        }
+    }
+    flush(&mut entry, &mut out);
+    out
+}
+
+/// After both clusters' contexts are exported (kind sets the current context at each, as the
+/// stand-in does), the user's current context is what it was and every other entry is byte for
+/// byte what it was; kind's entries are there. The file is KUBECONFIG's first existing one.
+#[test]
+fn export_puts_the_users_current_context_back_and_nothing_else_changes() {
+    use kindred::backend::user_kubeconfig::ContextOutcome;
+    let t = tempfile::tempdir().unwrap();
+    let kind = common::standin(t.path(), "unused");
+    let user = t.path().join("home/config");
+    std::fs::create_dir_all(user.parent().unwrap()).unwrap();
+    std::fs::write(&user, USER_KUBECONFIG).unwrap();
+    let missing = t.path().join("missing");
+    let list = std::env::join_paths([&missing, &user]).unwrap();
+    let _e = envs(&[("KUBECONFIG", list.to_str().unwrap())]);
+    let rt = rt();
+    for name in ["eb1", "ep1"] {
+        let outcome = rt.block_on(kind.export_kubeconfig(name)).unwrap();
+        assert_eq!(
+            outcome,
+            ContextOutcome::Kept {
+                context: "staging".into()
+            }
+        );
+    }
+    let argv = std::fs::read_to_string(t.path().join("argv.log")).unwrap();
+    assert!(
+        argv.contains(&format!("--kubeconfig|{}|", user.display())),
+        "{argv}"
+    );
+    let after = std::fs::read_to_string(&user).unwrap();
+    let kc = kube::config::Kubeconfig::from_yaml(&after).unwrap();
+    let contexts: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(contexts, ["prod", "staging", "kind-eb1", "kind-ep1"]);
+    assert_eq!(kc.current_context.as_deref(), Some("staging"));
+    assert_eq!(
+        without_entries(&after, &["kind-eb1", "kind-ep1"]),
+        USER_KUBECONFIG,
+        "{after}"
+    );
+    assert!(!missing.exists());
+    assert!(!t.path().join("home/config.lock").exists());
+}
+
+/// With no current context before, kind's stays (what a kind user expects), and the outcome
+/// says it is new.
+#[test]
+fn export_with_no_current_context_keeps_kinds() {
+    use kindred::backend::user_kubeconfig::ContextOutcome;
+    let t = tempfile::tempdir().unwrap();
+    let kind = common::standin(t.path(), "unused");
+    let user = t.path().join("fresh/config");
+    let _e = envs(&[("KUBECONFIG", user.to_str().unwrap())]);
+    let outcome = rt().block_on(kind.export_kubeconfig("en1")).unwrap();
+    assert_eq!(
+        outcome,
+        ContextOutcome::KindsKept {
+            now: "kind-en1".into()
+        }
+    );
+    assert_eq!(outcome.to_string(), "now kind-en1 (there was none)");
+    let kc = kube::config::Kubeconfig::read_from(&user).unwrap();
+    assert_eq!(kc.current_context.as_deref(), Some("kind-en1"));
+}
+
+/// A lock another program holds on the kubeconfig fails kind's export, as kind does.
+#[test]
+fn export_fails_while_the_kubeconfig_is_locked() {
+    let t = tempfile::tempdir().unwrap();
+    let kind = common::standin(t.path(), "unused");
+    let user = t.path().join("config");
+    std::fs::write(&user, USER_KUBECONFIG).unwrap();
+    std::fs::write(t.path().join("config.lock"), "").unwrap();
+    let _e = envs(&[("KUBECONFIG", user.to_str().unwrap())]);
+    let e = rt().block_on(kind.export_kubeconfig("el1")).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("failed to lock config file"),
+        "{e:#}"
+    );
+    assert_eq!(std::fs::read_to_string(&user).unwrap(), USER_KUBECONFIG);
+}

@@ -38,7 +38,14 @@ fn create_record_rules_and_delete_only_what_kindred_created() {
     };
     let tmp = tempfile::tempdir().unwrap();
     // SAFETY: single test in this binary; the state dir is read from the environment.
-    unsafe { std::env::set_var("XDG_STATE_HOME", tmp.path().join("state")) };
+    unsafe {
+        std::env::set_var("XDG_STATE_HOME", tmp.path().join("state"));
+        std::env::set_var("KUBECONFIG", tmp.path().join("user-kubeconfig"));
+    }
+    // The user's kubeconfig, pointing kubectl at a cluster of theirs.
+    let user_kc = tmp.path().join("user-kubeconfig");
+    let user_text = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://work.example:6443\n  name: work\ncontexts:\n- context:\n    cluster: work\n    user: me\n  name: work\ncurrent-context: work\nkind: Config\npreferences: {}\nusers:\n- name: me\n  user:\n    token: t\n";
+    std::fs::write(&user_kc, user_text).unwrap();
     let kind = standin(tmp.path(), &network);
 
     // A cluster somebody else made (with the same stand-in, but not through kindred).
@@ -91,6 +98,12 @@ fn create_record_rules_and_delete_only_what_kindred_created() {
         assert!(argv.contains(&format!("create|cluster|--name|{mine}|--image|{pr_image}|--config|")), "{argv}");
         assert!(argv.contains(&format!("|--kubeconfig|{}|--wait|5m|", kc.display())), "{argv}");
         assert!(argv.contains(&format!("export|kubeconfig|--name|{mine}|")), "{argv}");
+        // kind's export set the user's current context; kubectl still points where it did, and
+        // the Build pane says so.
+        let kept = format!("kubectl's current context still work; kind-{mine} added");
+        assert!(ev.iter().any(|e| matches!(e, Event::Output { side: Side::Pr, line, .. } if *line == kept)), "{ev:?}");
+        let after = std::fs::read_to_string(&user_kc).unwrap();
+        assert!(after.contains("current-context: work\n") && after.contains(&format!("  name: kind-{mine}\n")), "{after}");
         // The cluster config kind got: the scenario's proxy mode, one control plane, 2 workers.
         let cfg = std::fs::read_to_string(tmp.path().join(format!("config-{mine}.yaml"))).unwrap();
         assert!(cfg.contains("kind: Cluster") && cfg.contains("kubeProxyMode: iptables"), "{cfg}");

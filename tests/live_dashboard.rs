@@ -40,9 +40,10 @@ fn create_read_rules_and_delete_from_the_keyboard() {
     let sc = tmp.path().join("kindred.yaml");
     std::fs::write(&sc, scenario).unwrap();
     let cmd = format!(
-        "PATH={}:$PATH XDG_STATE_HOME={} {} -f {} up",
+        "PATH={}:$PATH XDG_STATE_HOME={} KUBECONFIG={} {} -f {} up",
         bin.display(),
         tmp.path().join("state").display(),
+        tmp.path().join("user-kubeconfig").display(),
         env!("CARGO_BIN_EXE_kindred"),
         sc.display()
     );
@@ -62,6 +63,8 @@ fn create_read_rules_and_delete_from_the_keyboard() {
         s.matches("✓ cluster create").count() == 2
     });
     assert!(s.contains("· nodes control-plane"), "{s}");
+    // kind's export set the current context of the (new) user kubeconfig: the pane says so.
+    assert!(s.contains("kubectl's current context now kind-u"), "{s}");
 
     // Rules on the workers, as kube-proxy before and after PR 77523 would have written them.
     let master = std::fs::read_to_string(fixture(

@@ -30,6 +30,31 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// Where the engine keeps its images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageStore {
+    /// containerd's image store (`driver-type io.containerd.snapshotter.v1` in the engine's
+    /// driver status; the default on fresh Docker 29 installs), with its snapshotter.
+    Containerd { snapshotter: String },
+    /// The classic store of a graph driver (overlay2, ...).
+    Classic { driver: String },
+}
+
+/// The image store a system info describes.
+pub fn image_store(info: &bollard::models::SystemInfo) -> ImageStore {
+    let containerd = info.driver_status.iter().flatten().any(|kv| {
+        matches!(&kv[..], [k, v, ..] if k == "driver-type" && v == "io.containerd.snapshotter.v1")
+    });
+    let driver = info.driver.clone().unwrap_or_else(|| "unknown".into());
+    if containerd {
+        ImageStore::Containerd {
+            snapshotter: driver,
+        }
+    } else {
+        ImageStore::Classic { driver }
+    }
+}
+
 /// The engine's endpoint, from the environment and the docker CLI's config.
 pub fn endpoint() -> Endpoint {
     if let Some(h) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
@@ -251,6 +276,21 @@ impl Docker {
             v.version.unwrap_or_else(|| "?".into()),
             format!("{}.{}", api.major_version, api.minor_version),
         ))
+    }
+
+    /// Which image store the engine keeps images in (from its system info).
+    pub async fn image_store(&self) -> Result<ImageStore> {
+        let info = tokio::time::timeout(ANSWER, self.inner.info())
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "the Docker engine at {} did not give its system info in {}s",
+                    self.endpoint,
+                    ANSWER.as_secs()
+                )
+            })?
+            .map_err(|e| anyhow!("the Docker engine's system info: {e}"))?;
+        Ok(image_store(&info))
     }
 
     /// Check the engine answers.

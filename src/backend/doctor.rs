@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::docker::Docker;
+use super::docker::{Docker, ImageStore};
 use super::git;
 use super::kind::Kind;
 use super::process::{self, Overflow};
@@ -25,8 +25,8 @@ pub enum Status {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// `docker`, `kind`, `git`, `curl`, `source`, `remote`, `ref`, `kubernetes`, `state`, `disk`,
-    /// `memory`.
+    /// `docker`, `image-store`, `kind`, `git`, `curl`, `source`, `remote`, `ref`, `kubernetes`,
+    /// `state`, `disk`, `memory`, `inotify`.
     pub name: &'static str,
     pub status: Status,
     pub message: String,
@@ -95,7 +95,7 @@ pub const MEMORY_NEEDED: u64 = 8 << 30;
 
 /// Run every check for this scenario.
 pub async fn run(sc: &Scenario, kind: &Kind, depth: Depth) -> Report {
-    let mut checks = vec![docker().await];
+    let mut checks = docker().await;
     let kind_version = match kind.version().await {
         Ok((v, line)) => {
             checks.push(kind_check(v, &line, sc.cluster.proxy_mode));
@@ -130,27 +130,114 @@ pub async fn run(sc: &Scenario, kind: &Kind, depth: Depth) -> Report {
     checks.push(state_dir());
     checks.push(disk(&super::state_dir()));
     checks.push(memory(sc.build.parallel));
+    checks.push(inotify());
     Report {
         ok: checks.iter().all(|c| c.status != Status::Fail),
         checks,
     }
 }
 
-async fn docker() -> Check {
+/// The engine, and (when it answers) the image store it uses.
+async fn docker() -> Vec<Check> {
     let ep = super::docker::endpoint();
     match Docker::connect().await {
-        Ok(d) => match d.version().await {
-            Ok((v, api)) => Check::ok("docker", format!("Docker {v} (API {api}) at {ep}")),
-            Err(e) => Check::warn("docker", format!("{e:#}"), "check the Docker engine"),
-        },
-        Err(e) => Check::fail(
+        Ok(d) => {
+            let version = match d.version().await {
+                Ok((v, api)) => Check::ok("docker", format!("Docker {v} (API {api}) at {ep}")),
+                Err(e) => Check::warn("docker", format!("{e:#}"), "check the Docker engine"),
+            };
+            let store = match d.image_store().await {
+                Ok(s) => image_store_check(&s),
+                Err(e) => Check::warn(
+                    IMAGE_STORE,
+                    format!("{e:#}"),
+                    "check the Docker engine (`docker info` shows its storage driver)",
+                ),
+            };
+            vec![version, store]
+        }
+        Err(e) => vec![Check::fail(
             "docker",
             format!("{e:#}"),
             format!(
                 "start the Docker engine, or point DOCKER_HOST or the docker context at it (tried {ep})"
             ),
+        )],
+    }
+}
+
+const IMAGE_STORE: &str = "image-store";
+
+/// The engine's image store against `kind load docker-image`, which fails on containerd's
+/// store ("content digest ... not found": kind issues 3795, 4066, 4224). kindred loads the
+/// kube-proxy image that way.
+pub fn image_store_check(store: &ImageStore) -> Check {
+    match store {
+        ImageStore::Classic { driver } => Check::ok(
+            IMAGE_STORE,
+            format!("classic image store ({driver}): `kind load docker-image` works"),
+        ),
+        ImageStore::Containerd { snapshotter } => Check::warn(
+            IMAGE_STORE,
+            format!(
+                "containerd image store (snapshotter {snapshotter}): `kind load docker-image` fails there (content digest not found; kind issues 3795, 4066, 4224), and the kube-proxy swap loads its image that way"
+            ),
+            "use the classic store: set \"features\": {\"containerd-snapshotter\": false} in /etc/docker/daemon.json and restart Docker (images kept in the containerd store are not seen until you switch back)",
         ),
     }
+}
+
+/// kind's recommended inotify limits (kind's known issues, "Pod errors due to too many open
+/// files"): two clusters of three nodes exceed common defaults.
+pub const INOTIFY_WATCHES: u64 = 524_288;
+pub const INOTIFY_INSTANCES: u64 = 512;
+
+/// `fs.inotify.max_user_watches` and `max_user_instances` of this box.
+fn inotify() -> Check {
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/fs/inotify/{name}"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    inotify_check(read("max_user_watches"), read("max_user_instances"))
+}
+
+/// The inotify limits against kind's recommended values, with the `sysctl` that raises those
+/// below them (never lowers one).
+pub fn inotify_check(watches: Option<u64>, instances: Option<u64>) -> Check {
+    let (Some(w), Some(i)) = (watches, instances) else {
+        return Check::warn(
+            "inotify",
+            "inotify limits unknown (/proc/sys/fs/inotify not readable)",
+            format!(
+                "kind recommends fs.inotify.max_user_watches >= {INOTIFY_WATCHES} and fs.inotify.max_user_instances >= {INOTIFY_INSTANCES}"
+            ),
+        );
+    };
+    let msg = format!(
+        "max_user_watches {w}, max_user_instances {i} (kind recommends {INOTIFY_WATCHES} and {INOTIFY_INSTANCES})"
+    );
+    let low: Vec<String> = [
+        ("max_user_watches", w, INOTIFY_WATCHES),
+        ("max_user_instances", i, INOTIFY_INSTANCES),
+    ]
+    .into_iter()
+    .filter(|(_, have, want)| have < want)
+    .map(|(name, _, want)| format!("fs.inotify.{name}={want}"))
+    .collect();
+    if low.is_empty() {
+        return Check::ok("inotify", msg);
+    }
+    let persist: Vec<String> = low.iter().map(|s| s.replace('=', " = ")).collect();
+    Check::warn(
+        "inotify",
+        format!("{msg}: nodes may fail with \"too many open files\""),
+        format!(
+            "sudo sysctl {}; to keep it after a reboot: printf '{}\\n' | sudo tee /etc/sysctl.d/99-kind-inotify.conf",
+            low.join(" "),
+            persist.join("\\n")
+        ),
+    )
 }
 
 /// What this kind can do for the scenario.
@@ -486,6 +573,82 @@ mod tests {
         assert_eq!(v(None, (0, 30, 0)).status, Status::Warn);
         let old = version_check("base", Some((1, 15)), Some((0, 26, 0)), ProxyMode::Iptables);
         assert_eq!(old.status, Status::Ok);
+    }
+
+    #[test]
+    fn inotify_limits_against_kinds_recommendation() {
+        let c = inotify_check(Some(8192), Some(128));
+        assert_eq!(c.status, Status::Warn);
+        assert!(
+            c.message
+                .contains("max_user_watches 8192, max_user_instances 128"),
+            "{}",
+            c.message
+        );
+        let fix = c.fix.unwrap();
+        assert!(
+            fix.starts_with(
+                "sudo sysctl fs.inotify.max_user_watches=524288 fs.inotify.max_user_instances=512;"
+            ),
+            "{fix}"
+        );
+        assert!(fix.contains("/etc/sysctl.d/"), "{fix}");
+        // Only what is below is raised; nothing is lowered.
+        let c = inotify_check(Some(1_048_576), Some(128));
+        assert_eq!(c.status, Status::Warn);
+        let fix = c.fix.unwrap();
+        assert!(
+            fix.starts_with("sudo sysctl fs.inotify.max_user_instances=512;"),
+            "{fix}"
+        );
+        assert!(!fix.contains("max_user_watches"), "{fix}");
+        assert_eq!(inotify_check(Some(524_288), Some(512)).status, Status::Ok);
+        assert_eq!(inotify_check(None, Some(512)).status, Status::Warn);
+    }
+
+    #[test]
+    fn the_image_store_is_told_from_the_engines_driver_status() {
+        use bollard::models::SystemInfo;
+        let info = |driver: &str, status: &[[&str; 2]]| SystemInfo {
+            driver: Some(driver.into()),
+            driver_status: Some(
+                status
+                    .iter()
+                    .map(|kv| kv.iter().map(|s| s.to_string()).collect())
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        // What Docker 29 with the containerd store and Docker with overlay2 answer.
+        let containerd = super::super::docker::image_store(&info(
+            "overlayfs",
+            &[["driver-type", "io.containerd.snapshotter.v1"]],
+        ));
+        assert_eq!(
+            containerd,
+            ImageStore::Containerd {
+                snapshotter: "overlayfs".into()
+            }
+        );
+        let c = image_store_check(&containerd);
+        assert_eq!(c.status, Status::Warn);
+        assert!(
+            c.message.contains("`kind load docker-image` fails"),
+            "{}",
+            c.message
+        );
+        assert!(c.fix.unwrap().contains("containerd-snapshotter"));
+        let classic = super::super::docker::image_store(&info(
+            "overlay2",
+            &[["Backing Filesystem", "extfs"], ["Supports d_type", "true"]],
+        ));
+        assert_eq!(
+            classic,
+            ImageStore::Classic {
+                driver: "overlay2".into()
+            }
+        );
+        assert_eq!(image_store_check(&classic).status, Status::Ok);
     }
 
     #[tokio::test]

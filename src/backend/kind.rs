@@ -10,6 +10,7 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::process;
+use super::user_kubeconfig::{self, ContextOutcome};
 
 /// What a line of kind's output says about progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,15 +214,44 @@ impl Kind {
         .await
     }
 
-    /// `kind export kubeconfig --name NAME`: the cluster's context into the user's kubeconfig
-    /// (`KUBECONFIG`, else ~/.kube/config), so `kubectl --context kind-NAME` works. One export
-    /// at a time: kind locks that file with no retry.
-    pub async fn export_kubeconfig(&self, name: &str) -> Result<()> {
+    /// `kind export kubeconfig --name NAME --kubeconfig FILE`: the cluster's context into the
+    /// user's kubeconfig (the file kind merges into: `KUBECONFIG`'s first existing file, else
+    /// ~/.kube/config), so `kubectl --context kind-NAME` works. kind's merge also sets that
+    /// file's current context: it is put back afterwards (see [`super::user_kubeconfig`]), and
+    /// the outcome says so. One export at a time: kind locks that file with no retry.
+    pub async fn export_kubeconfig(&self, name: &str) -> Result<ContextOutcome> {
         static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let _turn = ONE_AT_A_TIME.lock().await;
-        let args = ["export", "kubeconfig", "--name", name];
+        let paths = user_kubeconfig::env_paths();
+        let before = user_kubeconfig::before(&paths);
+        let file = match &before {
+            Ok(b) => b.path.clone(),
+            Err(_) => user_kubeconfig::merge_path(&paths)
+                .ok_or_else(|| anyhow!("no kubeconfig: neither KUBECONFIG nor HOME is set"))?,
+        };
+        let file = file
+            .to_str()
+            .ok_or_else(|| anyhow!("kubeconfig path is not UTF-8: {}", file.display()))?
+            .to_string();
+        let args = [
+            "export",
+            "kubeconfig",
+            "--name",
+            name,
+            "--kubeconfig",
+            &file,
+        ];
         self.capture_within(&args, Duration::from_secs(60)).await?;
-        Ok(())
+        match before {
+            Ok(b) => tokio::task::spawn_blocking(move || user_kubeconfig::restore(&b))
+                .await
+                .map_err(|e| anyhow!("restoring the current context: {e}")),
+            Err(e) => Ok(ContextOutcome::Changed {
+                was: "unknown".into(),
+                now: Some(format!("kind-{name}")),
+                why: format!("reading it before the export: {e:#}"),
+            }),
+        }
     }
 
     /// `kind version`: (major, minor, patch) and its first line as it may be shown (at most

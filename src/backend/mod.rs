@@ -18,6 +18,7 @@ pub mod recording;
 pub mod replay;
 pub mod state;
 pub mod timings;
+pub mod user_kubeconfig;
 
 use std::path::PathBuf;
 

@@ -31,6 +31,7 @@ pub fn kindred(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kindred"))
         .args(args)
         .env("XDG_STATE_HOME", test_state())
+        .env("KUBECONFIG", test_state().join("user-kubeconfig"))
         .env("NO_COLOR", "1")
         .env("KINDRED_LOG", std::env::temp_dir().join("kindred-test.log"))
         .output()
@@ -212,6 +213,36 @@ case "$cmd" in
   version*)
     echo "kind v${{KIND_VERSION:-0.30.0}} go1.24.0 linux/amd64" ;;
   "export kubeconfig")
+    # As kind: merge kind-NAME's cluster, context and user into the file (--kubeconfig, else
+    # KUBECONFIG's first existing file, else ~/.kube/config), set its current-context, all under
+    # FILE.lock, which kind takes with no retry. The file is kept in the layout kind writes
+    # (keys sorted, lists unindented), so other entries come out as they went in.
+    file=""
+    for ((i=0; i<${{#args[@]}}; i++)); do [ "${{args[$i]}}" = "--kubeconfig" ] && file="${{args[$((i+1))]}}"; done
+    if [ -z "$file" ]; then
+      IFS=: read -ra kcs <<< "$KUBECONFIG"; file="$HOME/.kube/config"
+      [ ${{#kcs[@]}} -gt 0 ] && file="${{kcs[-1]}}"
+      for f in "${{kcs[@]}}"; do [ -f "$f" ] && {{ file="$f"; break; }}; done
+    fi
+    # Tests never write a real ~/.kube/config: only a file under the temp dir is written.
+    case "$file" in "${{TMPDIR:-/tmp}}"/*) ;; *) echo "ERROR: stand-in kind: not writing $file (outside the temp dir)" >&2; exit 1 ;; esac
+    mkdir -p "$(dirname "$file")"
+    ( set -o noclobber; : > "$file.lock" ) 2>/dev/null || {{ echo "ERROR: failed to lock config file: open $file.lock: file exists" >&2; exit 1; }}
+    [ -s "$file" ] || printf 'apiVersion: v1\nclusters: null\ncontexts: null\ncurrent-context: ""\nkind: Config\npreferences: {{}}\nusers: null\n' > "$file"
+    if ! grep -q "^  name: kind-$name\$" "$file"; then
+      awk -v n="kind-$name" '
+        /^clusters: null$/ {{ print "clusters:"; next }}
+        /^contexts: null$/ {{ print "- cluster:\n    server: https://127.0.0.1:6443\n  name: " n; print "contexts:"; next }}
+        /^contexts:$/ {{ print "- cluster:\n    server: https://127.0.0.1:6443\n  name: " n }}
+        /^current-context:/ {{ print "- context:\n    cluster: " n "\n    user: " n "\n  name: " n }}
+        /^users: null$/ {{ print "users:"; print "- name: " n "\n  user:\n    token: kind"; added = 1; next }}
+        {{ print }}
+        END {{ if (!added) print "- name: " n "\n  user:\n    token: kind" }}
+      ' "$file" > "$file.kind-tmp"
+      cat "$file.kind-tmp" > "$file"; rm -f "$file.kind-tmp"
+    fi
+    sed -i "s/^current-context:.*/current-context: kind-$name/" "$file"
+    rm -f "$file.lock"
     echo "Set kubectl context to \"kind-$name\"" >&2 ;;
   "delete cluster")
     echo "Deleting cluster \"$name\" ..." >&2
@@ -588,13 +619,17 @@ pub fn built_images(sc: &kindred::scenario::Scenario, commits: &[&str]) -> Image
 }
 
 /// A state directory for kindred code running inside this test process: made once, and
-/// `XDG_STATE_HOME` pointed at it for the whole process.
+/// `XDG_STATE_HOME` pointed at it for the whole process; `KUBECONFIG` too (a file in it), so
+/// `kind export kubeconfig` never writes the real ~/.kube/config.
 pub fn in_process_state() -> &'static std::path::Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let d = tempfile::tempdir().unwrap();
         // SAFETY: set once, before the tests of this binary read the environment.
-        unsafe { std::env::set_var("XDG_STATE_HOME", d.path()) };
+        unsafe {
+            std::env::set_var("XDG_STATE_HOME", d.path());
+            std::env::set_var("KUBECONFIG", d.path().join("user-kubeconfig"));
+        }
         d
     })
     .path()

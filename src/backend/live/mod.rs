@@ -239,8 +239,9 @@ async fn create(ctx: &Ctx, side: Side) -> Result<()> {
             .create_cluster(&name, &image, &cfg, &kubeconfig, out, &ctx.cancel)
             .await?;
         ctx.drop_client(side);
-        if let Err(e) = ctx.kind.export_kubeconfig(&name).await {
-            ctx.out(side, Phase::Create, format!("kubectl context kind-{name} not exported: {e:#}"));
+        match ctx.kind.export_kubeconfig(&name).await {
+            Ok(outcome) => ctx.out(side, Phase::Create, format!("kubectl's current context {outcome}; kind-{name} added")),
+            Err(e) => ctx.out(side, Phase::Create, format!("kubectl context kind-{name} not exported: {e:#}")),
         }
         let nodes = docker.cluster_nodes(&name).await?;
         let cp = nodes
