@@ -208,16 +208,31 @@ fn nft_monitor_shows_a_change_within_300ms_and_ends_with_kindred() {
         1,
         "nft monitor still runs in {pr_worker} seconds after it started"
     );
-    restore_in(&pr_worker, "iptables-nft-restore", &text(FIXED));
-    let changed = Instant::now();
-    // The screen read every 20 ms (not the usual 100): the figure is kindred's, not the loop's.
-    while !t.screen().contains("=== default/echo: (changed, +2 -0)") {
-        assert!(changed.elapsed() < Duration::from_secs(5), "{}", t.screen());
-        std::thread::sleep(Duration::from_millis(20));
+    // The change back and forth, up to three times: one of them on screen within 300 ms shows
+    // the monitor's path (the poll, 30 s apart, never could); three tries keep a loaded
+    // machine's one slow moment from failing the run.
+    let mut took = Vec::new();
+    for (k, (file, shown)) in [(FIXED, true), (MASTER, false), (FIXED, true)]
+        .into_iter()
+        .enumerate()
+    {
+        restore_in(&pr_worker, "iptables-nft-restore", &text(file));
+        let changed = Instant::now();
+        // The screen read every 20 ms (not the usual 100): the figure is kindred's.
+        while t.screen().contains("=== default/echo: (changed, +2 -0)") != shown {
+            assert!(changed.elapsed() < Duration::from_secs(5), "{}", t.screen());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        took.push(changed.elapsed());
+        eprintln!("nft monitor: change {k} on screen after {:?}", took[k]);
+        if took[k] < Duration::from_millis(300) {
+            break;
+        }
     }
-    let took = changed.elapsed();
-    eprintln!("nft monitor: a change on screen after {took:?}");
-    assert!(took < Duration::from_millis(300), "{took:?}");
+    assert!(
+        took.iter().any(|d| *d < Duration::from_millis(300)),
+        "{took:?}"
+    );
     d.quit();
     for node in [&pr_worker, &format!("{a}-control-plane")] {
         assert!(
