@@ -27,8 +27,7 @@ async fn run_env(
     env: &[(&str, &str)],
 ) -> Result<super::process::Captured> {
     use super::process::{Overflow, capture};
-    let mut cmd = Command::new("git");
-    cmd.arg("-C").arg(dir).args(args).envs(env.iter().copied());
+    let cmd = command(dir, args, env);
     let what = format!("git {} in {}", args.join(" "), dir.display());
     let out = capture(cmd, &what, MAX_GIT_OUTPUT, Overflow::Drain, GIT_LIMIT)
         .await
@@ -37,6 +36,37 @@ async fn run_env(
         bail!("{what}: output longer than {} MiB", MAX_GIT_OUTPUT >> 20);
     }
     Ok(out)
+}
+
+/// The variables with which git finds a repository, its index and objects elsewhere than in the
+/// directory it runs in (git's own `local_repo_env` list): set around kindred (a git hook, an
+/// editor's terminal), they would point its calls at another repository.
+const REPO_ENV: &[&str] = &[
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_IMPLICIT_WORK_TREE",
+    "GIT_GRAFT_FILE",
+    "GIT_INDEX_FILE",
+    "GIT_NO_REPLACE_OBJECTS",
+    "GIT_REPLACE_REF_BASE",
+    "GIT_PREFIX",
+    "GIT_SHALLOW_FILE",
+    "GIT_COMMON_DIR",
+];
+
+/// `git -C DIR ARGS` with none of the inherited [`REPO_ENV`] variables, then `env`'s own.
+fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new("git");
+    for v in REPO_ENV {
+        cmd.env_remove(v);
+    }
+    cmd.arg("-C").arg(dir).args(args).envs(env.iter().copied());
+    cmd
 }
 
 async fn git(dir: &Path, args: &[&str]) -> Result<String> {
@@ -1600,5 +1630,28 @@ mod ownership_tests {
         );
         let said = said.lock().unwrap().clone();
         assert!(said.contains("in use by another process"), "{said}");
+    }
+
+    /// A git call never takes its repository from the environment kindred runs in, and still
+    /// takes what kindred itself sets (its private index).
+    #[test]
+    fn git_calls_drop_the_inherited_repository_variables() {
+        let cmd = command(Path::new("/src"), &["status"], &[("GIT_INDEX_FILE", "/x")]);
+        let envs: Vec<_> = cmd.as_std().get_envs().collect();
+        for v in [
+            "GIT_DIR",
+            "GIT_WORK_TREE",
+            "GIT_OBJECT_DIRECTORY",
+            "GIT_COMMON_DIR",
+        ] {
+            assert!(
+                envs.contains(&(std::ffi::OsStr::new(v), None)),
+                "{v} removed: {envs:?}"
+            );
+        }
+        assert!(envs.contains(&(
+            std::ffi::OsStr::new("GIT_INDEX_FILE"),
+            Some(std::ffi::OsStr::new("/x"))
+        )));
     }
 }

@@ -175,6 +175,33 @@ impl Verdict {
                 expected(r.expected_pr, &r.pr)
             );
         }
+        self.rules_md(&mut o);
+        self.rule_changes_md(&mut o);
+        let ver = |s: &SideReport| {
+            let mut v = format!(
+                "ref `{}`, image `{}`",
+                s.git_ref.as_deref().unwrap_or("?"),
+                s.image.as_deref().unwrap_or("?")
+            );
+            if let Some(c) = &s.commit {
+                v.push_str(&format!(", commit `{}`", &c[..c.len().min(12)]));
+            }
+            if let Some(k) = &s.version {
+                v.push_str(&format!(", Kubernetes `{k}`"));
+            }
+            v
+        };
+        let _ = writeln!(
+            o,
+            "\n<sub>Builds: `{b}` {}; `{p}` {}.</sub>",
+            ver(&self.base),
+            ver(&self.pr)
+        );
+        visible_lines(&o)
+    }
+
+    /// Each node pair's rules of the Service: the count, the notes, and the changed lines.
+    fn rules_md(&self, o: &mut String) {
         for d in &self.rules {
             let c = &d.comparison;
             let (add, rem): (usize, usize) = c
@@ -207,33 +234,11 @@ impl Verdict {
                 let changed = c.groups().filter(|s| !s.equal);
                 for ch in changed.flat_map(|s| s.chains.iter().filter(|ch| !ch.equal)) {
                     let _ = writeln!(o, "# {} {}", ch.table, ch.chain);
-                    diff_lines(&mut o, &ch.lines);
+                    diff_lines(o, &ch.lines);
                 }
                 o.push_str("```\n");
             }
         }
-        self.rule_changes_md(&mut o);
-        let ver = |s: &SideReport| {
-            let mut v = format!(
-                "ref `{}`, image `{}`",
-                s.git_ref.as_deref().unwrap_or("?"),
-                s.image.as_deref().unwrap_or("?")
-            );
-            if let Some(c) = &s.commit {
-                v.push_str(&format!(", commit `{}`", &c[..c.len().min(12)]));
-            }
-            if let Some(k) = &s.version {
-                v.push_str(&format!(", Kubernetes `{k}`"));
-            }
-            v
-        };
-        let _ = writeln!(
-            o,
-            "\n<sub>Builds: `{b}` {}; `{p}` {}.</sub>",
-            ver(&self.base),
-            ver(&self.pr)
-        );
-        visible_lines(&o)
     }
 
     /// The Markdown table of rule changes during the run, when there were any.
