@@ -1,6 +1,6 @@
 //! Command-line interface.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
@@ -555,13 +555,17 @@ pub fn load_text(arg: &str, stdin_used: &mut bool) -> Result<(String, String)> {
             return Err(anyhow!("standard input ('-') can be given only once"));
         }
         *stdin_used = true;
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading standard input")?;
+        use crate::backend::input;
+        let bytes = input::read_limited(std::io::stdin(), input::MAX_INPUT, "<stdin>")?;
+        let s = String::from_utf8(bytes).map_err(|e| {
+            anyhow!(
+                "<stdin>: not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            )
+        })?;
         ("<stdin>".to_string(), s)
     } else {
-        let bytes = std::fs::read(arg).with_context(|| format!("{arg}: cannot read"))?;
+        let bytes = crate::backend::input::read_file(std::path::Path::new(arg))?;
         let s = String::from_utf8(bytes).map_err(|e| {
             anyhow!(
                 "{arg}: not UTF-8 text (invalid byte at offset {})",

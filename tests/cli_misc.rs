@@ -712,3 +712,29 @@ fn doctor_reports_the_engines_image_store() {
         );
     }
 }
+
+/// A dump or a recording larger than kindred reads is refused by name before it is read (exit
+/// 2), never an allocation that could abort with the terminal raw.
+#[test]
+fn inputs_larger_than_kindred_reads_are_refused_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    let big = d.path().join("big.txt");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(kindred::backend::input::MAX_INPUT + 1)
+        .unwrap();
+    let small = fixture("iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt");
+    let big_s = big.to_str().unwrap();
+    for args in [
+        vec!["diff", big_s, small.to_str().unwrap()],
+        vec!["replay", big_s],
+    ] {
+        let o = kindred(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("big.txt: 1024 MiB, larger than kindred reads (1024 MiB)"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}

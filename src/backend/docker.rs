@@ -194,7 +194,7 @@ const SAID_MAX: usize = 1024;
 /// The most a node's rule dump (a tool's standard output) may hold: kube-proxy's rules for
 /// tens of thousands of Services are a few hundred MB; past this a read is an error, never a
 /// dump parsed cut short.
-const MAX_OUTPUT: usize = 1 << 30;
+const MAX_OUTPUT: usize = super::input::MAX_INPUT as usize;
 /// What is kept of a tool's standard error (shown in errors).
 const MAX_STDERR: usize = 64 << 10;
 /// What is kept of one `nft monitor` line without its end.

@@ -6,6 +6,7 @@ pub mod docker;
 pub mod doctor;
 pub mod event;
 pub mod git;
+pub mod input;
 pub mod kbuild;
 pub mod kind;
 pub mod kube;

@@ -142,8 +142,14 @@ impl Recording {
 
 /// Load a recording from a file.
 pub fn load(path: &Path) -> anyhow::Result<Recording> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    let bytes = super::input::read_file(path)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
     Ok(parse(&text, &path.display().to_string())?)
 }
 
