@@ -228,6 +228,8 @@ case "$cmd" in
     case "$file" in "${{TMPDIR:-/tmp}}"/*) ;; *) echo "ERROR: stand-in kind: not writing $file (outside the temp dir)" >&2; exit 1 ;; esac
     mkdir -p "$(dirname "$file")"
     ( set -o noclobber; : > "$file.lock" ) 2>/dev/null || {{ echo "ERROR: failed to lock config file: open $file.lock: file exists" >&2; exit 1; }}
+    # A test widens the time the lock is held (kind's read, merge and write) with `export-hold`.
+    if [ -f "$(dirname "$0")/export-hold" ]; then sleep "$(cat "$(dirname "$0")/export-hold")"; fi
     [ -s "$file" ] || printf 'apiVersion: v1\nclusters: null\ncontexts: null\ncurrent-context: ""\nkind: Config\npreferences: {{}}\nusers: null\n' > "$file"
     if ! grep -q "^  name: kind-$name\$" "$file"; then
       awk -v n="kind-$name" '
