@@ -1,10 +1,11 @@
 //! Probes through the API server's exec, as kindred runs them: kube-rs reaches a stand-in API
 //! server over real TCP through the kubeconfig file kindred keeps for the cluster, and the
-//! server speaks the Kubernetes exec protocol (a websocket, `v4.channel.k8s.io`: stdout,
-//! stderr, and the final Status with the exit code).
+//! server speaks the Kubernetes exec protocol (a websocket, `v5.channel.k8s.io` as a 1.30+
+//! server picks it, or `v4.channel.k8s.io` from an older one: stdout, stderr, and the final
+//! Status with the exit code).
 
 mod common;
-use common::apiserver::{ApiServer, Reply, Req};
+use common::apiserver::{ApiServer, Reply, Req, V4, V5};
 
 use std::time::Duration;
 
@@ -90,16 +91,39 @@ async fn exec_sends_argv_and_container_and_reads_both_streams_and_the_exit_code(
     );
     assert!(r.params("tty").iter().all(|v| v != "true"), "{}", r.query);
     assert_eq!(r.header("upgrade"), Some("websocket"));
+    // v5 offered first, v4 as well; a 1.30+ server picks v5.
     assert!(
         r.header("sec-websocket-protocol")
-            .is_some_and(|p| p.contains("v4.channel.k8s.io")),
+            .is_some_and(|p| p.starts_with(V5) && p.contains(V4)),
         "{r:?}"
     );
+    assert_eq!(*server.negotiated.lock().unwrap(), [V5]);
     assert_eq!(
         r.header("authorization"),
         Some("Bearer test"),
         "the kubeconfig's user"
     );
+}
+
+/// An API server older than 1.30 knows only v4: the exec negotiates it and reads the same.
+#[tokio::test]
+async fn exec_against_a_server_that_knows_only_v4() {
+    let server = ApiServer::start_with(&[V4], |_| Reply::Exec {
+        stdout: "200 0.002".into(),
+        stderr: "curl: a note\n".into(),
+        status: exit(7),
+    })
+    .await;
+    let c = client(&server, "exec-v4").await;
+    let argv = vec!["curl".to_string()];
+    let o = exec_in(&c, "default", "p", None, &argv, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        (o.stdout.as_str(), o.stderr.as_str(), o.code),
+        ("200 0.002", "curl: a note\n", 7)
+    );
+    assert_eq!(*server.negotiated.lock().unwrap(), [V4]);
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! A Kubernetes API server stand-in over real TCP (HTTP/1.1), for code that needs more than a
 //! mock transport: kube-rs reaches it through a kubeconfig as the product does, and exec speaks
-//! the real websocket protocol (`v4.channel.k8s.io`: one channel byte per frame, stdout 1,
-//! stderr 2, the final `Status` on 3).
+//! the real websocket protocol: `v5.channel.k8s.io` when the client offers it (a 1.30+ API
+//! server picks it; kube-rs offers it first), else `v4.channel.k8s.io`; one channel byte per
+//! frame, stdout 1, stderr 2, the final `Status` on 3 (v5 adds 255, the client's close signal
+//! for a stream, which kube-rs sends only when it writes stdin).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -87,6 +89,8 @@ pub enum Reply {
 pub struct ApiServer {
     pub addr: std::net::SocketAddr,
     pub seen: Arc<Mutex<Vec<Req>>>,
+    /// The exec subprotocol each exec negotiated, in order.
+    pub negotiated: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -97,21 +101,42 @@ impl Drop for ApiServer {
 }
 
 impl ApiServer {
-    /// Serve every connection with `answer` (on the current tokio runtime).
+    /// Serve every connection with `answer` (on the current tokio runtime), exec over v5 or v4
+    /// as a 1.30+ API server does.
     pub async fn start(answer: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> ApiServer {
+        ApiServer::start_with(&[V5, V4], answer).await
+    }
+
+    /// As [`ApiServer::start`], exec accepting only the subprotocols `accepted` (an older API
+    /// server: `&[V4]`).
+    pub async fn start_with(
+        accepted: &'static [&'static str],
+        answer: impl Fn(&Req) -> Reply + Send + Sync + 'static,
+    ) -> ApiServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (log, answer) = (seen.clone(), Arc::new(answer));
+        let negotiated = Arc::new(Mutex::new(Vec::new()));
+        let conn = Conn {
+            log: seen.clone(),
+            negotiated: negotiated.clone(),
+            accepted,
+            answer: Arc::new(answer),
+        };
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
-                let (log, answer) = (log.clone(), answer.clone());
+                let conn = conn.clone();
                 tokio::spawn(async move {
-                    let _ = serve(s, &log, &*answer).await;
+                    let _ = serve(s, &conn).await;
                 });
             }
         });
-        ApiServer { addr, seen, task }
+        ApiServer {
+            addr,
+            seen,
+            negotiated,
+            task,
+        }
     }
 
     /// A kubeconfig whose context `kind-NAME` points at this server, as kind writes one.
@@ -127,19 +152,42 @@ impl ApiServer {
     }
 }
 
+/// The exec subprotocols: v5 adds the close signal (channel 255).
+pub const V5: &str = "v5.channel.k8s.io";
+pub const V4: &str = "v4.channel.k8s.io";
+
+/// What every connection of one server shares.
+#[derive(Clone)]
+struct Conn {
+    log: Arc<Mutex<Vec<Req>>>,
+    negotiated: Arc<Mutex<Vec<String>>>,
+    accepted: &'static [&'static str],
+    answer: Arc<dyn Fn(&Req) -> Reply + Send + Sync>,
+}
+
+impl Conn {
+    /// The first subprotocol the client offers that this server accepts (the API server's
+    /// handshake goes by the client's order), recorded.
+    fn negotiate(&self, req: &Req) -> Option<&'static str> {
+        let offered = req.header("sec-websocket-protocol").unwrap_or("");
+        let p = offered
+            .split(',')
+            .map(str::trim)
+            .find_map(|o| self.accepted.iter().find(|a| **a == o).copied())?;
+        self.negotiated.lock().unwrap().push(p.to_string());
+        Some(p)
+    }
+}
+
 /// Serve one connection: requests one after another (keep-alive) until it closes or upgrades.
-async fn serve(
-    s: TcpStream,
-    log: &Mutex<Vec<Req>>,
-    answer: &(dyn Fn(&Req) -> Reply + Send + Sync),
-) -> std::io::Result<()> {
+async fn serve(s: TcpStream, conn: &Conn) -> std::io::Result<()> {
     let mut r = BufReader::new(s);
     loop {
         let Some((req, key)) = read_request(&mut r).await? else {
             return Ok(());
         };
-        log.lock().unwrap().push(req.clone());
-        match answer(&req) {
+        conn.log.lock().unwrap().push(req.clone());
+        match (conn.answer)(&req) {
             Reply::Json(code, v) => {
                 let body = serde_json::to_vec(&v).unwrap();
                 let head = format!(
@@ -154,14 +202,15 @@ async fn serve(
                 stderr,
                 status,
             } => {
-                return exec(
-                    r.into_inner(),
-                    key.unwrap_or_default(),
+                let out = Played {
                     stdout,
                     stderr,
                     status,
-                )
-                .await;
+                };
+                let Some(protocol) = conn.negotiate(&req) else {
+                    return refuse_upgrade(r.get_mut()).await;
+                };
+                return exec(r.into_inner(), key.unwrap_or_default(), protocol, out).await;
             }
             Reply::Hang => {
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
@@ -235,16 +284,38 @@ async fn read_request(
     Ok(Some((req, key)))
 }
 
-/// Upgrade to a websocket and play an exec's output.
-async fn exec(
-    mut s: TcpStream,
-    key: String,
+/// No exec subprotocol in common: the API server answers 400 and does not upgrade.
+async fn refuse_upgrade(s: &mut TcpStream) -> std::io::Result<()> {
+    let body = serde_json::to_vec(&status(
+        400,
+        "BadRequest",
+        "unable to upgrade: unable to negotiate protocol: client supports none of the server's subprotocols",
+    ))
+    .unwrap();
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(&body).await
+}
+
+/// An exec's output as the stand-in plays it.
+struct Played {
     stdout: String,
     stderr: String,
     status: Value,
-) -> std::io::Result<()> {
+}
+
+/// Upgrade to a websocket with `protocol` and play an exec's output.
+async fn exec(mut s: TcpStream, key: String, protocol: &str, out: Played) -> std::io::Result<()> {
+    let Played {
+        stdout,
+        stderr,
+        status,
+    } = out;
     let head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\nsec-websocket-protocol: v4.channel.k8s.io\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\nsec-websocket-protocol: {protocol}\r\n\r\n",
         derive_accept_key(key.as_bytes())
     );
     s.write_all(head.as_bytes()).await?;
