@@ -33,8 +33,10 @@ fn two_clusters_created_at_once_both_export_their_context() {
     let user_text = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://work.example:6443\n  name: work\ncontexts:\n- context:\n    cluster: work\n    user: me\n  name: work\ncurrent-context: work\nkind: Config\npreferences: {}\nusers:\n- name: me\n  user:\n    token: t\n";
     std::fs::write(&user_kc, user_text).unwrap();
     let kind = standin(tmp.path(), &network);
-    // Each export holds the lock for 3 s: two exports at once would collide.
-    std::fs::write(tmp.path().join("export-hold"), "3").unwrap();
+    // The two creates end together and each export holds the lock for 2 s: two exports at
+    // once would collide.
+    std::fs::write(tmp.path().join("create-together"), "2").unwrap();
+    std::fs::write(tmp.path().join("export-hold"), "2").unwrap();
 
     let mut sc = Scenario::builtin();
     sc.base.name = base.clone();

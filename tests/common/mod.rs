@@ -189,6 +189,15 @@ case "$cmd" in
         --label io.x-k8s.kind.cluster="$name" --label io.x-k8s.kind.role="$role" --label {label} \
         --network {network} --cap-add NET_ADMIN -v /usr:/usr:ro "$node_image" sleep 3600 >/dev/null
     done
+    # A test makes N creates end together with `create-together` (N): each waits (up to 30 s)
+    # until N have their nodes.
+    touch "$(dirname "$0")/created-$name"
+    if [ -f "$(dirname "$0")/create-together" ]; then
+      for _ in $(seq 300); do
+        [ "$(ls "$(dirname "$0")"/created-* | wc -l)" -ge "$(cat "$(dirname "$0")/create-together")" ] && break
+        sleep 0.1
+      done
+    fi
     echo " ✓ Preparing nodes 📦 📦 📦" >&2
     echo "Set kubectl context to \"kind-$name\"" >&2 ;;
   "build node-image")
