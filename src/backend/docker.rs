@@ -843,6 +843,40 @@ impl Docker {
         })?
     }
 
+    /// Save `image` as an archive (`docker save`: a docker-archive tar with a `manifest.json`)
+    /// into `file`, streamed. With the classic image store an image is one platform already;
+    /// on the containerd store a locally built image holds the platform it was built for.
+    pub async fn save_image(&self, image: &str, file: &std::path::Path) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let run = async {
+            let mut out = tokio::fs::File::create(file)
+                .await
+                .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let mut s = self.inner.export_image(image);
+            while let Some(chunk) = s.next().await {
+                let chunk = chunk.map_err(|e| {
+                    anyhow!(
+                        "saving image {image} from the Docker engine at {}: {e}",
+                        self.endpoint
+                    )
+                })?;
+                out.write_all(&chunk)
+                    .await
+                    .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            }
+            out.flush()
+                .await
+                .map_err(|e| anyhow!("{}: {e}", file.display()))
+        };
+        tokio::time::timeout(BUILD_LIMIT, run).await.map_err(|_| {
+            anyhow!(
+                "the Docker engine at {} did not save image {image} within {}s",
+                self.endpoint,
+                BUILD_LIMIT.as_secs()
+            )
+        })?
+    }
+
     /// Load an image archive (`docker load`: a Docker or OCI tar).
     pub async fn load_image(&self, archive: Vec<u8>) -> Result<()> {
         let opts = bollard::query_parameters::ImportImageOptions::default();
