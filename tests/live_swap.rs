@@ -553,3 +553,61 @@ fn swap_proxy_on_the_command_line() {
     let o = run("sideways");
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// The test node image with `/kind/version` holding `version`, tagged `tag`.
+fn node_image_with_version(tag: &str, version: &str, dir: &Path) {
+    let c = docker(&["create", IMAGE, "sleep", "1"]);
+    std::fs::create_dir_all(dir.join("kind")).unwrap();
+    std::fs::write(dir.join("kind/version"), format!("{version}\n")).unwrap();
+    docker(&["cp", dir.join("kind").to_str().unwrap(), &format!("{c}:/")]);
+    docker(&["commit", &c, tag]);
+    docker(&["rm", "-f", &c]);
+}
+
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn c_on_a_1_30_node_image_turns_on_the_nftables_gate_without_a_build() {
+    image();
+    let pid = std::process::id();
+    let network = format!("kindred-gate-{pid}");
+    network_create(&network, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    in_process_state();
+    let mut sc = Scenario::builtin();
+    assert_eq!(sc.cluster.proxy_mode, kindred::model::ProxyMode::Nftables);
+    let old = format!("kindred-gate-old{pid}:test");
+    let new = format!("kindred-gate-new{pid}:test");
+    node_image_with_version(&old, "v1.30.2", &tmp.path().join("old"));
+    node_image_with_version(&new, "v1.34.1", &tmp.path().join("new"));
+    let _images = Images(vec![old.clone(), new.clone()]);
+    sc.base.image = old.clone();
+    sc.pr.image = new.clone();
+    sc.base.name = format!("gb{pid}");
+    sc.pr.name = format!("gp{pid}");
+    let _cleanup = Cleanup {
+        clusters: vec![sc.base.name.clone(), sc.pr.name.clone()],
+        network: network.clone(),
+    };
+    let kind = standin(tmp.path(), &network);
+    runtime().block_on(async {
+        let (mut backend, mut rx) = attached(sc.clone(), kind).await;
+        backend.send(Command::CreateClusters);
+        let (ev, _) = until_finished(&mut rx, Job::Create).await;
+        let said = |side: Side, want: &str| {
+            ev.iter().any(|e| matches!(e, Event::Output { side: s, phase: Phase::Create, line } if *s == side && line.contains(want)))
+        };
+        assert!(said(Side::Base, "Kubernetes v1.30.2 (its /kind/version)"), "{ev:#?}");
+        assert!(said(Side::Base, "turning on the NFTablesProxyMode feature gate"), "{ev:#?}");
+        assert!(said(Side::Pr, "Kubernetes v1.34.1 (its /kind/version)"), "{ev:#?}");
+        assert!(!said(Side::Pr, "feature gate"), "{ev:#?}");
+        let cfg = |n: &str| std::fs::read_to_string(tmp.path().join(format!("config-{n}.yaml"))).unwrap();
+        let base = cfg(&sc.base.name);
+        assert!(base.contains("featureGates:\n  NFTablesProxyMode: true\n") && base.contains("kubeProxyMode: nftables"), "{base}");
+        let pr = cfg(&sc.pr.name);
+        assert!(!pr.contains("NFTablesProxyMode") && pr.contains("kubeProxyMode: nftables"), "{pr}");
+        // No container is left behind by the read.
+        let left = docker(&["ps", "-aq", "--filter", "label=io.kindred.version-read", "--filter", &format!("ancestor={old}")]);
+        assert_eq!(left, "");
+        backend.shutdown();
+    });
+}
