@@ -247,7 +247,7 @@ fn build_pane_during_and_after_a_swap() {
         "  compiling with make on the host (go1.24.4)",
         "▸ compile kube-proxy",
         "✓ compile kube-proxy (41.3s)",
-        "▸ load into 3 nodes",
+        "▸ load (image archive) into 3 nodes",
     ] {
         ev(
             &mut st,

@@ -843,6 +843,108 @@ impl Docker {
         })?
     }
 
+    /// Save `image` as an archive (`docker save`: a docker-archive tar with a `manifest.json`)
+    /// into `file`, streamed. With the classic image store an image is one platform already;
+    /// on the containerd store a locally built image holds the platform it was built for.
+    pub async fn save_image(&self, image: &str, file: &std::path::Path) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let run = async {
+            let mut out = tokio::fs::File::create(file)
+                .await
+                .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let mut s = self.inner.export_image(image);
+            while let Some(chunk) = s.next().await {
+                let chunk = chunk.map_err(|e| {
+                    anyhow!(
+                        "saving image {image} from the Docker engine at {}: {e}",
+                        self.endpoint
+                    )
+                })?;
+                out.write_all(&chunk)
+                    .await
+                    .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            }
+            out.flush()
+                .await
+                .map_err(|e| anyhow!("{}: {e}", file.display()))
+        };
+        tokio::time::timeout(BUILD_LIMIT, run).await.map_err(|_| {
+            anyhow!(
+                "the Docker engine at {} did not save image {image} within {}s",
+                self.endpoint,
+                BUILD_LIMIT.as_secs()
+            )
+        })?
+    }
+
+    /// The Kubernetes version a kind node image records in `/kind/version` ("v1.30.2"): read
+    /// through a container created from the image (never started), removed after. `None` when
+    /// the image holds no such file.
+    pub async fn node_image_version(&self, image: &str) -> Result<Option<String>> {
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(vec!["/kind/version".to_string()]),
+            labels: Some([("io.kindred.version-read".to_string(), "1".to_string())].into()),
+            ..Default::default()
+        };
+        let read = async {
+            let c = self
+                .inner
+                .create_container(None, body)
+                .await
+                .map_err(|e| anyhow!("reading /kind/version of image {image}: {e}"))?;
+            let opts = bollard::query_parameters::DownloadFromContainerOptions {
+                path: "/kind/version".into(),
+            };
+            let mut s = self.inner.download_from_container(&c.id, Some(opts));
+            let mut tar = Vec::new();
+            let mut missing = false;
+            while let Some(chunk) = s.next().await {
+                match chunk {
+                    Ok(b) if tar.len() + b.len() <= 1 << 20 => tar.extend_from_slice(&b),
+                    Ok(_) => {
+                        missing = true;
+                        break;
+                    }
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => {
+                        missing = true;
+                        break;
+                    }
+                    Err(e) => {
+                        let _ = self.remove_created(&c.id).await;
+                        bail!("reading /kind/version of image {image}: {e}");
+                    }
+                }
+            }
+            self.remove_created(&c.id).await?;
+            if missing {
+                return Ok(None);
+            }
+            first_file(&tar).map_err(|e| anyhow!("/kind/version of image {image}: {e}"))
+        };
+        tokio::time::timeout(READ_LIMIT, read).await.map_err(|_| {
+            anyhow!(
+                "the Docker engine at {} did not give /kind/version of image {image} within {}s",
+                self.endpoint,
+                READ_LIMIT.as_secs()
+            )
+        })?
+    }
+
+    async fn remove_created(&self, id: &str) -> Result<()> {
+        let opts = bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        self.inner
+            .remove_container(id, Some(opts))
+            .await
+            .map_err(|e| anyhow!("removing container {id}: {e}"))
+    }
+
     /// Load an image archive (`docker load`: a Docker or OCI tar).
     pub async fn load_image(&self, archive: Vec<u8>) -> Result<()> {
         let opts = bollard::query_parameters::ImportImageOptions::default();
@@ -913,6 +1015,21 @@ impl Docker {
 const IMAGE_ANSWER: Duration = Duration::from_secs(30);
 /// How long loading or building an image may take.
 pub const BUILD_LIMIT: Duration = Duration::from_secs(600);
+
+/// The text of the first file of a tar (a `docker cp` archive of one file), trimmed.
+fn first_file(tar: &[u8]) -> Result<Option<String>> {
+    use std::io::Read;
+    let mut a = tar::Archive::new(tar);
+    for e in a.entries()? {
+        let mut e = e?;
+        if e.header().entry_type().is_file() {
+            let mut text = String::new();
+            e.by_ref().take(4096).read_to_string(&mut text)?;
+            return Ok(Some(text.trim().to_string()));
+        }
+    }
+    Ok(None)
+}
 
 /// A build context: a tar of `files` (path, mode, bytes).
 pub fn build_context(files: &[(&str, u32, &[u8])]) -> Result<Vec<u8>> {

@@ -280,16 +280,21 @@ impl Kind {
             .ok_or_else(|| anyhow!("kind version: cannot read a version in '{line}'"))
     }
 
-    /// `kind load docker-image IMAGE --name NAME`: the image from the Docker engine into the
-    /// containerd of every node of the cluster.
-    pub async fn load_image(
+    /// `kind load image-archive FILE --name NAME`: an image archive (`docker save`) into the
+    /// containerd of every node of the cluster. kind's workaround for Docker's containerd image
+    /// store, where `kind load docker-image` fails with `content digest … not found` (kind
+    /// issues 3795, 4066, 4224).
+    pub async fn load_image_archive(
         &self,
-        image: &str,
+        archive: &Path,
         name: &str,
         on_line: impl FnMut(&str),
         cancel: &CancellationToken,
     ) -> Result<()> {
-        let args = ["load", "docker-image", image, "--name", name];
+        let file = archive
+            .to_str()
+            .ok_or_else(|| anyhow!("{}: path is not UTF-8", archive.display()))?;
+        let args = ["load", "image-archive", file, "--name", name];
         self.run(&args, on_line, cancel).await
     }
 

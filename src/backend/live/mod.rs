@@ -204,6 +204,46 @@ impl Ctx {
     }
 }
 
+/// The Kubernetes version (major, minor) the node image records (`/kind/version`), said in
+/// the Build pane; `None` (and why) when it cannot be read.
+async fn image_kube_version(
+    ctx: &Ctx,
+    side: Side,
+    docker: &super::docker::Docker,
+    image: &str,
+) -> Option<(u32, u32)> {
+    let say = |l: String| ctx.out(side, Phase::Create, l);
+    match docker.node_image_version(image).await {
+        Ok(Some(text)) => match super::git::kube_version(&text, "") {
+            Some(v) => {
+                say(format!(
+                    "{image}: Kubernetes {} (its /kind/version)",
+                    v.version
+                ));
+                Some((v.major, v.minor))
+            }
+            None => {
+                say(format!(
+                    "{image}: cannot read a version in its /kind/version ({text:?}): no feature gate for it"
+                ));
+                None
+            }
+        },
+        Ok(None) => {
+            say(format!(
+                "{image}: no /kind/version: its Kubernetes version is unknown, no feature gate for it"
+            ));
+            None
+        }
+        Err(e) => {
+            say(format!(
+                "{image}: its Kubernetes version is unknown ({e:#}): no feature gate for it"
+            ));
+            None
+        }
+    }
+}
+
 /// Create (or recreate) a side's cluster. An existing cluster kindred did not create is left
 /// alone and reported.
 async fn create(ctx: &Ctx, side: Side) -> Result<()> {
@@ -226,14 +266,19 @@ async fn create(ctx: &Ctx, side: Side) -> Result<()> {
         let kube_dir = kubeconfig.parent().expect("a state dir");
         std::fs::create_dir_all(kube_dir)
             .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", kube_dir.display()))?;
-        let kube = ctx.known.lock().unwrap().kube[side];
-        let nft_gate = ctx.sc.cluster.proxy_mode == ProxyMode::Nftables
-            && matches!(kube, Some((1, 29 | 30)));
+        let image = ctx.sc.side(side).image.clone();
+        let known = ctx.known.lock().unwrap().kube[side];
+        let nftables = ctx.sc.cluster.proxy_mode == ProxyMode::Nftables;
+        let kube = match known {
+            Some(v) => Some(v),
+            None if nftables => image_kube_version(ctx, side, &docker, &image).await,
+            None => None,
+        };
+        let nft_gate = nftables && matches!(kube, Some((1, 29 | 30)));
         if nft_gate {
             ctx.out(side, Phase::Create, "Kubernetes 1.29/1.30: turning on the NFTablesProxyMode feature gate");
         }
         super::state::write_atomic(&cfg, ctx.sc.kind_config(nft_gate).as_bytes())?;
-        let image = ctx.sc.side(side).image.clone();
         let out = |l: &str| ctx.out(side, Phase::Create, l);
         ctx.kind
             .create_cluster(&name, &image, &cfg, &kubeconfig, out, &ctx.cancel)

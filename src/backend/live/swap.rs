@@ -1,6 +1,6 @@
 //! Swapping only kube-proxy into a running cluster: build the binary from the side's source
 //! with Kubernetes' own entry points, package it on the kube-proxy image the cluster runs now
-//! (through the Docker engine), load it into every node (`kind load docker-image`), point the
+//! (through the Docker engine), load it into every node (saved as an archive, `kind load image-archive`), point the
 //! DaemonSet at it and wait for the rollout. A failed rollout sets the DaemonSet back. Each step
 //! is reported in the Build pane with its time.
 
@@ -105,6 +105,35 @@ async fn package(
         .await
 }
 
+/// Load `image` into every node of cluster `name`: saved from the engine into a temp file in
+/// kindred's state dir and loaded with `kind load image-archive` (on Docker's containerd image
+/// store `kind load docker-image` fails), the file removed after.
+async fn load_archive(
+    ctx: &Ctx,
+    side: Side,
+    docker: &Docker,
+    image: &str,
+    name: &str,
+) -> Result<()> {
+    let dir = crate::backend::state::ensure_state_dir()?;
+    let file = tempfile::Builder::new()
+        .prefix("image-")
+        .suffix(".tar")
+        .tempfile_in(&dir)
+        .map_err(|e| anyhow!("{}: cannot create an image archive: {e}", dir.display()))?
+        .into_temp_path();
+    docker.save_image(image, &file).await?;
+    let say = |l: &str| ctx.out(side, Phase::Swap, format!("  {l}"));
+    let r = ctx
+        .kind
+        .load_image_archive(&file, name, say, &ctx.cancel)
+        .await;
+    let shown = file.display().to_string();
+    let removed = file.close();
+    r?;
+    removed.map_err(|e| anyhow!("{shown}: cannot remove the image archive: {e}"))
+}
+
 /// Compile kube-proxy from a side's source (in its worktree); the binary's bytes.
 async fn compile(ctx: &Ctx, side: Side, src: &super::build::Source) -> Result<Vec<u8>> {
     let how = kbuild::choose(&src.dir).await;
@@ -205,13 +234,9 @@ pub(super) async fn swap(ctx: &Ctx, side: Side) -> Result<()> {
             package(ctx, side, &docker, (&current, &base), &binary, &tag),
         )
         .await?;
-        let load = ctx.kind.load_image(
-            &tag,
-            &name,
-            |l| ctx.out(side, Phase::Swap, format!("  {l}")),
-            &ctx.cancel,
-        );
-        step(ctx, side, &format!("load into {} nodes", nodes.len()), load).await?;
+        let load = load_archive(ctx, side, &docker, &tag, &name);
+        let what = format!("load (image archive) into {} nodes", nodes.len());
+        step(ctx, side, &what, load).await?;
         roll_out(ctx, side, &client, &current, &tag).await?;
         ctx.emit(Event::ProxySwapped {
             side,
