@@ -173,6 +173,33 @@ fn a_panic_in_any_task_ends_the_program_with_the_terminal_restored() {
     );
 }
 
+/// The real binary, with the panic hook `main` installs: a task of the dashboard panics
+/// (`KINDRED_TEST_PANIC=1`, read only from the environment of whoever starts kindred) and the
+/// whole program ends with 101, the alternate screen left and the tty back in cooked mode.
+#[test]
+#[ignore = "needs tmux (CI runs it)"]
+fn the_binarys_own_panic_hook_restores_the_terminal_and_exits_101() {
+    // After kindred, the tty's modes as the shell sees them: raw mode clears icanon and echo.
+    let cmd = format!(
+        "KINDRED_TEST_PANIC=1 {}; s=$?; echo TTY-MODES: $(stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo)'); (exit $s)",
+        demo_cmd("--no-mouse")
+    );
+    let t = Tmux::start_sized("binpanic", &cmd, 120, 40);
+    t.wait_until("the dashboard", 15, |s| {
+        s.contains("DEMO") && t.alternate_on()
+    });
+    let s = t.wait_for("KINDRED-EXIT=", 15);
+    assert!(s.contains("KINDRED-EXIT=101"), "{s}");
+    assert!(
+        s.contains("kindred: internal error: KINDRED_TEST_PANIC=1 asked for this panic"),
+        "one line naming the error: {s}"
+    );
+    assert!(s.contains("(log: "), "and the log file: {s}");
+    assert!(s.contains("TTY-MODES: icanon echo"), "raw mode left: {s}");
+    assert!(!t.alternate_on(), "alternate screen left: {s}");
+    assert!(!s.contains("DEMO"), "the dashboard is gone: {s}");
+}
+
 /// The demo at the usual terminal sizes, read off the screen tmux shows: every test pod's name
 /// whole (or shortened in its middle, both ends kept) on both sides of Pods and of Probes, the
 /// changed rules in the Diff pane. (`ui_snapshots` keeps the same screens as snapshots, drawn

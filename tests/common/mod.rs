@@ -363,6 +363,21 @@ impl Tmux {
         }
     }
 
+    /// Whether the pane shows the alternate screen (tmux's `alternate_on`).
+    pub fn alternate_on(&self) -> bool {
+        let o = tmux(&self.session)
+            .args([
+                "display-message",
+                "-p",
+                "-t",
+                &self.session,
+                "#{alternate_on}",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim() == "1"
+    }
+
     /// The pid of kindred inside the pane (a child of the pane's shell).
     pub fn kindred_pid(&self) -> String {
         let o = tmux(&self.session)
