@@ -99,6 +99,7 @@ impl Drop for ApiServer {
 impl ApiServer {
     /// Serve every connection with `answer` (on the current tokio runtime).
     pub async fn start(answer: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> ApiServer {
+        super::time_limit();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
