@@ -45,7 +45,7 @@ pub fn time_limit_of(limit: Duration) {
         }
         let name = std::thread::current()
             .name()
-            .unwrap_or("a test on the main thread")
+            .unwrap_or("(a thread a test started)")
             .to_string();
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
