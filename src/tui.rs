@@ -84,6 +84,22 @@ pub fn install_panic_hook(log: PathBuf) {
     }));
 }
 
+/// The environment variable that makes the dashboard panic on purpose, for the test that runs
+/// the real binary into a panic (tests/tui_e2e.rs). Only the one who starts kindred sets it, as
+/// they could kill it; nothing kindred reads (scenario, dump, cluster, recording) reaches it.
+pub const PANIC_TEST_VAR: &str = "KINDRED_TEST_PANIC";
+
+/// With `KINDRED_TEST_PANIC=1`, a background task panics 1.5 s after the dashboard took the
+/// terminal, as a bug would: the binary's own panic hook must end the program.
+fn panic_test_trigger() {
+    if std::env::var_os(PANIC_TEST_VAR).is_some_and(|v| v == "1") {
+        tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            panic!("{PANIC_TEST_VAR}=1 asked for this panic");
+        });
+    }
+}
+
 impl TerminalGuard {
     pub fn new(mouse: bool) -> Result<TerminalGuard> {
         ACTIVE.store(true, Ordering::SeqCst);
@@ -224,6 +240,7 @@ pub async fn run(backend: Box<dyn Backend>, opts: RunOptions) -> Result<i32> {
     let theme = Theme::new(opts.color);
     let mut driver = Driver::start(backend, opts.record.as_deref())?;
     let mut guard = TerminalGuard::new(opts.mouse)?;
+    panic_test_trigger();
     driver.state.mouse_capture = opts.mouse;
     if let Ok((w, h)) = crossterm::terminal::size() {
         driver.state.size = (w, h);

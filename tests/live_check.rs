@@ -29,17 +29,40 @@ fn node_rules(side: Side) -> String {
     restorable(&text)
 }
 
+/// kube-proxy's nftables table as a real node lists it (k3s's, loadable with `nft -f`), with its
+/// NodePort Service renamed default/echo and an element naming the scenario's LoadBalancer IP: no iptables rule at all, so only a read
+/// through nft finds the LB IP.
+fn node_nft_rules() -> String {
+    let svc = "10.43.195.72 . tcp . 8000 : goto service-P6J77WGM-default/echo/tcp/,";
+    let lb = "172.17.255.1 . tcp . 8080 : goto external-P6J77WGM-default/echo/tcp/,";
+    // Its NodePort Service made the scenario's default/echo.
+    let text = k3s_table("-110").replace("riset/hellopod-np-svc", "default/echo");
+    assert!(text.contains(svc), "the fixture's Service element");
+    text.replace(svc, &format!("{svc}\n{lb}"))
+}
+
+/// Load kube-proxy's rules for `mode` into `node`.
+fn load_node_rules(node: &str, side: Side, mode: ProxyMode) {
+    match mode {
+        ProxyMode::Nftables => feed(node, &["nft", "-f", "-"], &node_nft_rules()),
+        _ => restore_in(node, "iptables-legacy-restore", &node_rules(side)),
+    }
+}
+
 /// What a run left to look at.
 struct Run {
     verdict: anyhow::Result<kindred::check::Verdict>,
     progress: String,
     argv: String,
     names: [String; 2],
+    /// The cluster configs the stand-in kind was given, one after the other.
+    configs: String,
 }
 
 /// Once a cluster's nodes exist, kube-proxy's rules go on every node (a thread, until `stop`).
 fn load_rules_when_nodes_run(
     names: [String; 2],
+    mode: ProxyMode,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -59,9 +82,7 @@ fn load_rules_when_nodes_run(
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
                 // A failed run deletes its nodes, maybe under our feet.
-                let loaded = std::panic::catch_unwind(|| {
-                    restore_in(&node, "iptables-legacy-restore", &node_rules(side))
-                });
+                let loaded = std::panic::catch_unwind(|| load_node_rules(&node, side, mode));
                 if loaded.is_err() && !runs() {
                     return;
                 }
@@ -75,6 +96,11 @@ fn load_rules_when_nodes_run(
 /// MetalLB's (the real one when `None`); `second`: a second probe target, to which the PR's
 /// hostNetwork pod on worker2 times out.
 fn run_check(tag: &str, manifest: Option<&str>, second: Option<&str>) -> Run {
+    run_check_in(tag, ProxyMode::Iptables, manifest, second)
+}
+
+/// [`run_check`] with kube-proxy in `mode`.
+fn run_check_in(tag: &str, mode: ProxyMode, manifest: Option<&str>, second: Option<&str>) -> Run {
     // One run at a time: kindred keeps the clusters it created in one file of the state
     // directory, which two runs at once would both rewrite.
     static ONE: Mutex<()> = Mutex::new(());
@@ -98,7 +124,7 @@ fn run_check(tag: &str, manifest: Option<&str>, second: Option<&str>) -> Run {
     let kind = standin(&kind_dir, &network);
     let real = fixture("metallb/metallb-native.yaml").display().to_string();
     let mut sc = Scenario::builtin();
-    sc.cluster.proxy_mode = ProxyMode::Iptables;
+    sc.cluster.proxy_mode = mode;
     sc.probes.targets.extend(second.map(|t| t.parse().unwrap()));
     sc.load_balancer.manifest = Some(manifest.map_or(real.clone(), str::to_string));
     sc.load_balancer.network = network.clone();
@@ -113,7 +139,7 @@ fn run_check(tag: &str, manifest: Option<&str>, second: Option<&str>) -> Run {
     }
     let _images = built_images(&sc, &[&base_sha, &pr_sha]);
     let stop = Arc::new(AtomicBool::new(false));
-    let loader = load_rules_when_nodes_run(names.clone(), stop.clone());
+    let loader = load_rules_when_nodes_run(names.clone(), mode, stop.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -173,6 +199,11 @@ fn run_check(tag: &str, manifest: Option<&str>, second: Option<&str>) -> Run {
         verdict,
         progress: progress.join("\n"),
         argv: std::fs::read_to_string(kind_dir.join("argv.log")).unwrap(),
+        configs: names
+            .iter()
+            .map(|n| std::fs::read_to_string(kind_dir.join(format!("config-{n}.yaml"))))
+            .collect::<Result<String, _>>()
+            .unwrap_or_default(),
         names,
     }
 }
@@ -220,6 +251,36 @@ fn check_runs_the_whole_pipeline_judges_and_deletes_its_clusters() {
         "probing",
         "probes done",
     ] {
+        assert!(log.contains(want), "{want}: {log}");
+    }
+    deleted_what_it_created(&r);
+}
+
+/// The built-in default, nftables: the clusters are created in nftables mode, kube-proxy's
+/// table (loaded with `nft -f`, no iptables rule anywhere) is what the readiness gate and the
+/// rules reading find, and the check runs to its verdict.
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn check_runs_end_to_end_in_nftables_mode() {
+    let r = run_check_in("cn", ProxyMode::Nftables, None, None);
+    let log = &r.progress;
+    let v = r
+        .verdict
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e:#}\n{log}"));
+    assert!(
+        v.ok,
+        "every expectation holds: {:#?}\n{log}",
+        v.expectations
+    );
+    assert_eq!(v.expectations.len(), 10);
+    assert_eq!(
+        r.configs.matches("kubeProxyMode: nftables").count(),
+        2,
+        "both clusters in nftables mode: {}",
+        r.configs
+    );
+    for want in ["cluster create: done", "deploy: done", "probes done"] {
         assert!(log.contains(want), "{want}: {log}");
     }
     deleted_what_it_created(&r);

@@ -27,6 +27,7 @@ struct Netns(String);
 
 impl Netns {
     fn new(tag: &str) -> Netns {
+        time_limit();
         sweep_namespaces();
         let name = format!("kindred-{tag}-{}", std::process::id());
         let st = Command::new("ip")

@@ -173,6 +173,33 @@ fn a_panic_in_any_task_ends_the_program_with_the_terminal_restored() {
     );
 }
 
+/// The real binary, with the panic hook `main` installs: a task of the dashboard panics
+/// (`KINDRED_TEST_PANIC=1`, read only from the environment of whoever starts kindred) and the
+/// whole program ends with 101, the alternate screen left and the tty back in cooked mode.
+#[test]
+#[ignore = "needs tmux (CI runs it)"]
+fn the_binarys_own_panic_hook_restores_the_terminal_and_exits_101() {
+    // After kindred, the tty's modes as the shell sees them: raw mode clears icanon and echo.
+    let cmd = format!(
+        "KINDRED_TEST_PANIC=1 {}; s=$?; echo TTY-MODES: $(stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo)'); (exit $s)",
+        demo_cmd("--no-mouse")
+    );
+    let t = Tmux::start_sized("binpanic", &cmd, 120, 40);
+    t.wait_until("the dashboard", 15, |s| {
+        s.contains("DEMO") && t.alternate_on()
+    });
+    let s = t.wait_for("KINDRED-EXIT=", 15);
+    assert!(s.contains("KINDRED-EXIT=101"), "{s}");
+    assert!(
+        s.contains("kindred: internal error: KINDRED_TEST_PANIC=1 asked for this panic"),
+        "one line naming the error: {s}"
+    );
+    assert!(s.contains("(log: "), "and the log file: {s}");
+    assert!(s.contains("TTY-MODES: icanon echo"), "raw mode left: {s}");
+    assert!(!t.alternate_on(), "alternate screen left: {s}");
+    assert!(!s.contains("DEMO"), "the dashboard is gone: {s}");
+}
+
 /// The demo at the usual terminal sizes, read off the screen tmux shows: every test pod's name
 /// whole (or shortened in its middle, both ends kept) on both sides of Pods and of Probes, the
 /// changed rules in the Diff pane. (`ui_snapshots` keeps the same screens as snapshots, drawn
@@ -204,4 +231,39 @@ fn the_demo_at_six_sizes_keeps_every_pod_name() {
         }
         t.keys(&["q"]);
     }
+}
+
+/// The time limit every Docker, tmux, netns or binary test gets from the helpers of
+/// tests/common: a test that runs past it ends the whole run, with its name on stderr, instead
+/// of stalling CI. Here a child test run (one thread, as `--test-threads=1` would) sleeps past a
+/// limit of one second.
+#[test]
+fn a_test_past_its_time_limit_aborts_the_run_naming_itself() {
+    let o = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "time_limit_child_sleeps_past_its_limit",
+            "--include-ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env("KINDRED_TIME_LIMIT_CHILD", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "the run failed: {err}");
+    assert!(
+        err.contains("test time_limit_child_sleeps_past_its_limit ran past its time limit of 1 s"),
+        "{err}"
+    );
+}
+
+/// Only the child of the test above: without its variable it returns at once.
+#[test]
+fn time_limit_child_sleeps_past_its_limit() {
+    if std::env::var_os("KINDRED_TIME_LIMIT_CHILD").is_none() {
+        return;
+    }
+    common::time_limit_of(std::time::Duration::from_secs(1));
+    std::thread::sleep(std::time::Duration::from_secs(20));
 }

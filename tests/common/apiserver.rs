@@ -113,6 +113,7 @@ impl ApiServer {
         accepted: &'static [&'static str],
         answer: impl Fn(&Req) -> Reply + Send + Sync + 'static,
     ) -> ApiServer {
+        super::time_limit();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));

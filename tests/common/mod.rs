@@ -10,6 +10,57 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// How long a test that touches Docker, tmux, a network namespace or the binary may run before
+/// the process is aborted: a hang fails the run instead of stalling CI. `KINDRED_TEST_LIMIT`
+/// (seconds) overrides it.
+pub const TIME_LIMIT: Duration = Duration::from_secs(600);
+
+/// The armed watchdog of this test's thread (libtest runs each test on a thread named after
+/// it); dropped, so disarmed, when the test's thread ends, passed or failed.
+pub struct TimeLimit(std::sync::mpsc::Sender<()>);
+
+thread_local! {
+    static LIMIT: std::cell::RefCell<Option<TimeLimit>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Give the calling test a time limit (once; later calls keep the first). Every helper that
+/// starts something that can hang (Docker, tmux, a netns, the binary, a stand-in) calls it,
+/// so each test that uses them has one without a line of its own.
+pub fn time_limit() {
+    let secs = std::env::var("KINDRED_TEST_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(TIME_LIMIT);
+    time_limit_of(secs);
+}
+
+/// [`time_limit`] with an explicit limit. Past it, the test is named on stderr and the whole
+/// process aborts.
+pub fn time_limit_of(limit: Duration) {
+    LIMIT.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.is_some() {
+            return;
+        }
+        let name = std::thread::current()
+            .name()
+            .unwrap_or("(a thread a test started)")
+            .to_string();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                eprintln!(
+                    "test {name} ran past its time limit of {} s: aborting the test run",
+                    limit.as_secs_f64()
+                );
+                std::process::abort();
+            }
+        });
+        *l = Some(TimeLimit(tx));
+    });
+}
+
 pub fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -28,6 +79,7 @@ pub fn test_state() -> &'static std::path::Path {
 }
 
 pub fn kindred(args: &[&str]) -> Output {
+    time_limit();
     Command::new(env!("CARGO_BIN_EXE_kindred"))
         .args(args)
         .env("XDG_STATE_HOME", test_state())
@@ -48,6 +100,7 @@ pub fn stderr(o: &Output) -> String {
 
 /// Run the docker CLI (test setup only; kindred itself talks to the engine through bollard).
 pub fn docker(args: &[&str]) -> String {
+    time_limit();
     let o = Command::new("docker")
         .args(args)
         .output()
@@ -162,6 +215,7 @@ pub fn image() -> &'static str {
 /// names and labels, on `network`, from the test node image. It records its argv in
 /// `dir/argv.log` and the cluster config it was given in `dir/config-NAME.yaml`.
 pub fn standin(dir: &std::path::Path, network: &str) -> kindred::backend::kind::Kind {
+    time_limit();
     let label = format!("{TEST_LABEL}={}", std::process::id());
     let script = format!(
         r#"#!/bin/bash
@@ -336,6 +390,7 @@ fn tmux(server: &str) -> Command {
 impl Tmux {
     /// Run `cmd` (then print KINDRED-EXIT=<status>) in a detached w x h session.
     pub fn start_sized(tag: &str, cmd: &str, w: u16, h: u16) -> Tmux {
+        time_limit();
         let session = format!("kindred-{tag}-{}", std::process::id());
         let log = std::env::temp_dir().join(format!("{session}.log"));
         let script = format!(
@@ -391,6 +446,21 @@ impl Tmux {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Whether the pane shows the alternate screen (tmux's `alternate_on`).
+    pub fn alternate_on(&self) -> bool {
+        let o = tmux(&self.session)
+            .args([
+                "display-message",
+                "-p",
+                "-t",
+                &self.session,
+                "#{alternate_on}",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim() == "1"
     }
 
     /// The pid of kindred inside the pane (a child of the pane's shell).
