@@ -651,21 +651,24 @@ mod tests {
         assert_eq!(image_store_check(&classic).status, Status::Ok);
     }
 
+    /// Run git in `dir` (as a test user); it must succeed.
+    fn git_in(dir: &Path, args: &[&str]) {
+        let o = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+    }
+
     #[tokio::test]
     async fn a_source_inside_another_repository_fails_at_its_line() {
         let t = tempfile::tempdir().unwrap();
         let outer = t.path().join("home");
         std::fs::create_dir_all(outer.join("src/kubernetes")).unwrap();
-        let git = |args: &[&str]| {
-            let o = std::process::Command::new("git")
-                .arg("-C")
-                .arg(&outer)
-                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{o:?}");
-        };
+        let git = |args: &[&str]| git_in(&outer, args);
         git(&["init", "-q"]);
         std::fs::write(outer.join("secrets.env"), "TOKEN=x\n").unwrap();
         git(&["add", "."]);
@@ -704,16 +707,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let src = t.path().join("kubernetes");
         std::fs::create_dir_all(&src).unwrap();
-        let git = |args: &[&str]| {
-            let o = std::process::Command::new("git")
-                .arg("-C")
-                .arg(&src)
-                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{o:?}");
-        };
+        let git = |args: &[&str]| git_in(&src, args);
         git(&["init", "-q"]);
         std::fs::write(src.join("go.mod"), "module k8s.io/kubernetes\n").unwrap();
         git(&["add", "."]);
