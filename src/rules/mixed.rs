@@ -54,6 +54,16 @@ pub enum OneDump {
 }
 
 impl OneDump {
+    /// Parse a dump in whichever mode its text is written (every table of an nftables
+    /// ruleset kept: a tracer follows packets through all of them).
+    pub fn parse(text: String) -> Result<OneDump, super::parse::ParseError> {
+        if nft::looks_like_nft(&text) {
+            nft::parse_tables(text, true).map(OneDump::Nftables)
+        } else {
+            super::parse::parse(text).map(OneDump::Iptables)
+        }
+    }
+
     fn mode(&self) -> Mode {
         match self {
             OneDump::Iptables(_) => Mode::Iptables,

@@ -10,6 +10,7 @@ pub mod parse;
 pub mod render;
 pub mod service;
 pub mod tokens;
+pub mod trace;
 
 pub use diff::{Comparison, Options, TextError, compare, compare_texts, compare_texts_keep};
 pub use parse::{Dump, ParseError, parse};
