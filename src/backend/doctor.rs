@@ -308,11 +308,14 @@ async fn sources(sc: &Scenario, kind: Option<(u32, u32, u32)>, depth: Depth) -> 
                     format!("{who}: {} is {}", spec.git_ref, &sha[..12]),
                 ));
                 let v = git::describe(&source, &sha).await.ok().flatten();
+                let wanted = spec.remote.as_ref().map(|r| r.as_str());
+                let remote = git::remote(&source, wanted).await.ok().map(|r| r.name);
                 out.push(version_check(
                     &who,
                     v.map(|v| (v.major, v.minor)),
                     kind,
                     sc.cluster.proxy_mode,
+                    remote.as_deref(),
                 ));
             }
             Ok(None) => out.push(Check::ok(
@@ -385,18 +388,23 @@ async fn side_commit(
     ))
 }
 
-/// A side's Kubernetes version against what kind boots and what the proxy mode needs.
+/// A side's Kubernetes version against what kind boots and what the proxy mode needs. `remote`
+/// is the source's kubernetes/kubernetes remote (the one tags come from), when one fits.
 pub fn version_check(
     who: &str,
     v: Option<(u32, u32)>,
     kind: Option<(u32, u32, u32)>,
     mode: ProxyMode,
+    remote: Option<&str>,
 ) -> Check {
     let Some((major, minor)) = v else {
         return Check::warn(
             "kubernetes",
             format!("{who}: the Kubernetes version cannot be told (no v* tag reaches the ref)"),
-            "git fetch --tags origin in the source",
+            match remote {
+                Some(r) => format!("git fetch --tags {r} in the source"),
+                None => "add kubernetes/kubernetes as a remote in the source (git remote add upstream https://github.com/kubernetes/kubernetes) and git fetch --tags upstream".to_string(),
+            },
         );
     };
     let shown = format!("{who}: Kubernetes {major}.{minor}");
@@ -559,7 +567,7 @@ mod tests {
             Status::Ok
         );
         assert_eq!(k((0, 30, 0)), Status::Ok);
-        let v = |kube, kind| version_check("pr", kube, Some(kind), ProxyMode::Nftables);
+        let v = |kube, kind| version_check("pr", kube, Some(kind), ProxyMode::Nftables, None);
         assert_eq!(v(Some((1, 15)), (0, 30, 0)).status, Status::Fail);
         assert!(
             v(Some((1, 15)), (0, 30, 0))
@@ -570,7 +578,28 @@ mod tests {
         assert_eq!(v(Some((1, 30)), (0, 30, 0)).status, Status::Warn);
         assert_eq!(v(Some((1, 34)), (0, 30, 0)).status, Status::Ok);
         assert_eq!(v(None, (0, 30, 0)).status, Status::Warn);
-        let old = version_check("base", Some((1, 15)), Some((0, 26, 0)), ProxyMode::Iptables);
+        // Tags come from the kubernetes/kubernetes remote (`upstream` in a fork's checkout).
+        let fix = |remote| {
+            version_check("pr", None, None, ProxyMode::Nftables, remote)
+                .fix
+                .unwrap()
+        };
+        assert_eq!(
+            fix(Some("upstream")),
+            "git fetch --tags upstream in the source"
+        );
+        assert!(
+            fix(None).contains("git remote add upstream"),
+            "{}",
+            fix(None)
+        );
+        let old = version_check(
+            "base",
+            Some((1, 15)),
+            Some((0, 26, 0)),
+            ProxyMode::Iptables,
+            None,
+        );
         assert_eq!(old.status, Status::Ok);
     }
 
