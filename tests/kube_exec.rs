@@ -311,8 +311,7 @@ async fn the_api_server_requires_the_client_certificate_and_its_ca() {
     })
     .await;
     let e = anonymous.apiserver_version().await.unwrap_err();
-    let refused = server.refused.lock().unwrap().clone();
-    assert_eq!(refused.len(), 1, "{refused:?} ({e:?})");
+    let refused = refusals(&server, 1).await;
     assert!(
         refused[0].contains("peer sent no certificates"),
         "{refused:?}"
@@ -334,18 +333,65 @@ async fn the_api_server_requires_the_client_certificate_and_its_ca() {
         "{e:?}"
     );
     // The server records the refusal when the client's alert reaches it.
-    for _ in 0..50 {
-        if server.refused.lock().unwrap().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let refused = server.refused.lock().unwrap().clone();
-    assert_eq!(refused.len(), 2, "{refused:?}");
+    let refused = refusals(&server, 2).await;
     assert!(refused[1].contains("received fatal alert"), "{refused:?}");
     assert_eq!(
         server.requests().len(),
         1,
         "only kindred's request was served"
     );
+}
+
+/// The same holds for a client other than kube-rs: curl trusting the server's CA is served with
+/// the client certificate and key, and refused at the handshake without them.
+#[tokio::test]
+async fn curl_is_served_with_the_client_certificate_and_refused_without() {
+    let server = ApiServer::start(|_| version()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, pem: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.display().to_string()
+    };
+    let ca = file("ca.crt", &server.pki.ca);
+    let cert = file("client.crt", &server.pki.client_cert);
+    let key = file("client.key", &server.pki.client_key);
+    let url = format!("https://{}/version", server.addr);
+    let curl = |extra: &[&str]| {
+        let mut c = tokio::process::Command::new("curl");
+        c.args(["-sS", "--max-time", "10", "--cacert", &ca])
+            .args(extra)
+            .arg(&url);
+        c
+    };
+    let o = curl(&["--cert", &cert, "--key", &key])
+        .output()
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("v1.34.0"),
+        "{o:?}"
+    );
+    let o = curl(&[]).output().await.unwrap();
+    assert!(!o.status.success(), "{o:?}");
+    assert_eq!(server.requests().len(), 1, "{o:?}");
+    let refused = refusals(&server, 1).await;
+    assert!(
+        refused[0].contains("peer sent no certificates"),
+        "{refused:?}"
+    );
+}
+
+/// The handshakes `server` refused, once there are `n` (within 5 s).
+async fn refusals(server: &ApiServer, n: usize) -> Vec<String> {
+    for _ in 0..50 {
+        if server.refused.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = server.refused.lock().unwrap().clone();
+    assert_eq!(refused.len(), n, "{refused:?}");
+    refused
 }
