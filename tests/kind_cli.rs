@@ -434,3 +434,80 @@ fn export_fails_while_the_kubeconfig_is_locked() {
     );
     assert_eq!(std::fs::read_to_string(&user).unwrap(), USER_KUBECONFIG);
 }
+
+/// For a cluster tied to an API server, kind's export writes that server's kubeconfig: its
+/// address, CA, and the client certificate and key. Exported again after the cluster is made
+/// anew (a new API server, a new CA), kind-NAME's entries are replaced, not doubled, and nothing
+/// else changes; kindred's client, reading the user's kubeconfig, reaches the new server with
+/// them over TLS.
+#[test]
+fn export_writes_the_api_servers_tls_data_and_replaces_it_when_made_anew() {
+    use common::apiserver::{ApiServer, Reply, data};
+    let t = tempfile::tempdir().unwrap();
+    let kind = common::standin(t.path(), "unused");
+    let user = t.path().join("config");
+    std::fs::write(&user, USER_KUBECONFIG).unwrap();
+    let state = t.path().join("state");
+    let _e = envs(&[
+        ("KUBECONFIG", user.to_str().unwrap()),
+        ("XDG_STATE_HOME", state.to_str().unwrap()),
+    ]);
+    rt().block_on(async {
+        let version = |_: &common::apiserver::Req| {
+            Reply::Json(
+                200,
+                serde_json::json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0",
+                "gitCommit": "", "gitTreeState": "clean", "buildDate": "", "goVersion": "",
+                "compiler": "gc", "platform": "linux/amd64"}),
+            )
+        };
+        let first = ApiServer::start(version).await;
+        common::tie(t.path(), "et1", &first);
+        kind.export_kubeconfig("et1").await.unwrap();
+        let second = ApiServer::start(version).await;
+        common::tie(t.path(), "et1", &second);
+        kind.export_kubeconfig("et1").await.unwrap();
+
+        let after = std::fs::read_to_string(&user).unwrap();
+        let kc = kube::config::Kubeconfig::from_yaml(&after).unwrap();
+        let ours = |n: &str| n == "kind-et1";
+        let clusters: Vec<_> = kc.clusters.iter().filter(|c| ours(&c.name)).collect();
+        assert_eq!(clusters.len(), 1, "{after}");
+        let cluster = clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server, Some(format!("https://{}", second.addr)));
+        assert_eq!(
+            cluster.certificate_authority_data,
+            Some(data(&second.pki.ca))
+        );
+        let users: Vec<_> = kc.auth_infos.iter().filter(|u| ours(&u.name)).collect();
+        assert_eq!(users.len(), 1, "{after}");
+        let u = users[0].auth_info.as_ref().unwrap();
+        assert_eq!(
+            u.client_certificate_data,
+            Some(data(&second.pki.client_cert))
+        );
+        assert!(u.client_key_data.is_some(), "{after}");
+        let key = format!("    client-key-data: {}\n", data(&second.pki.client_key));
+        assert!(after.contains(&key), "{after}");
+        assert_eq!(
+            kc.contexts.iter().filter(|c| ours(&c.name)).count(),
+            1,
+            "{after}"
+        );
+        assert_eq!(
+            without_entries(&after, &["kind-et1"]),
+            USER_KUBECONFIG,
+            "{after}"
+        );
+
+        let c = kindred::backend::kube::client_for(&kind, "et1")
+            .await
+            .unwrap();
+        c.apiserver_version().await.unwrap();
+        assert_eq!((first.requests().len(), second.requests().len()), (0, 1));
+        assert_eq!(
+            second.requests()[0].client_cert,
+            Some(second.pki.client_der())
+        );
+    });
+}

@@ -1,5 +1,5 @@
 //! Probes through the API server's exec, as kindred runs them: kube-rs reaches a stand-in API
-//! server over real TCP through the kubeconfig file kindred keeps for the cluster, and the
+//! server over HTTPS, with the client certificate of the kubeconfig kind gives, and the
 //! server speaks the Kubernetes exec protocol (a websocket, `v5.channel.k8s.io` as a 1.30+
 //! server picks it, or `v4.channel.k8s.io` from an older one: stdout, stderr, and the final
 //! Status with the exit code).
@@ -10,22 +10,20 @@ use common::apiserver::{ApiServer, Reply, Req, V4, V5};
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
-use kindred::backend::kind::Kind;
 use kindred::backend::kube::{client_for, exec_in, exit_code, probe_pod};
 use kindred::backend::probe::Timeouts;
 use kindred::model::Outcome;
 use serde_json::{Value, json};
 
-/// A cluster `name` whose API server is `server`, as kind leaves it: its kubeconfig in kindred's
-/// state directory. A `kind` that must not be run (the kubeconfig is read from the file).
+/// kindred's client for a cluster `name` whose API server is `server`: the cluster exists (no
+/// kubeconfig of kindred's for it), so kindred takes the kubeconfig `kind get kubeconfig` prints
+/// (the stand-in kind's, tied to `server`: its CA, client certificate and key).
 async fn client(server: &ApiServer, name: &str) -> kube::Client {
     common::in_process_state();
-    let path = kindred::backend::kubeconfig_path(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, server.kubeconfig(name)).unwrap();
-    client_for(&Kind::new("/nonexistent/kind"), name)
-        .await
-        .unwrap()
+    let dir = tempfile::tempdir().unwrap();
+    let kind = common::standin(dir.path(), "unused");
+    common::tie(dir.path(), name, server);
+    client_for(&kind, name).await.unwrap()
 }
 
 fn success() -> Value {
@@ -99,10 +97,11 @@ async fn exec_sends_argv_and_container_and_reads_both_streams_and_the_exit_code(
     );
     assert_eq!(*server.negotiated.lock().unwrap(), [V5]);
     assert_eq!(
-        r.header("authorization"),
-        Some("Bearer test"),
-        "the kubeconfig's user"
+        r.client_cert,
+        Some(server.pki.client_der()),
+        "the kubeconfig's user's client certificate"
     );
+    assert_eq!(r.header("authorization"), None, "no bearer token");
 }
 
 /// An API server older than 1.30 knows only v4: the exec negotiates it and reads the same.
@@ -260,4 +259,139 @@ fn exit_codes_from_the_final_status() {
             "details": {"causes": [{"reason": "ExitCode", "message": "x"}]}})))),
         -1
     );
+}
+
+/// The API server's `/version`.
+fn version() -> Reply {
+    Reply::Json(
+        200,
+        json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0", "gitCommit": "", "gitTreeState": "clean",
+               "buildDate": "2025-08-27T00:00:00Z", "goVersion": "go1.24.6", "compiler": "gc", "platform": "linux/amd64"}),
+    )
+}
+
+/// `kubeconfig` (one context), edited: its user's client certificate and key removed, or its CA
+/// replaced by `ca` (PEM).
+async fn client_from(
+    kubeconfig: &str,
+    edit: impl FnOnce(&mut kube::config::Kubeconfig),
+) -> kube::Client {
+    let mut kc = kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
+    edit(&mut kc);
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// The stand-in is the TLS server kind's kubeconfig describes: kindred's client, with the CA
+/// and client certificate kind gives, is served; the same kubeconfig without the client
+/// certificate and key is refused at the handshake (the server requires one signed by its CA),
+/// and so is a client that trusts another CA (it refuses the server's certificate). Neither
+/// refused client's request reaches the server.
+#[tokio::test]
+async fn the_api_server_requires_the_client_certificate_and_its_ca() {
+    let server = ApiServer::start(|r| {
+        assert_eq!(r.path, "/version", "{r:?}");
+        version()
+    })
+    .await;
+    let c = client(&server, "tls-ok").await;
+    let v = c.apiserver_version().await.unwrap();
+    assert_eq!(v.git_version, "v1.34.0");
+    assert_eq!(server.requests().len(), 1);
+    assert!(server.refused.lock().unwrap().is_empty());
+    let kubeconfig = server.kubeconfig("tls-ok");
+
+    // No client certificate: the server ends the handshake.
+    let anonymous = client_from(&kubeconfig, |kc| {
+        let user = kc.auth_infos[0].auth_info.as_mut().unwrap();
+        user.client_certificate_data = None;
+        user.client_key_data = None;
+    })
+    .await;
+    let e = anonymous.apiserver_version().await.unwrap_err();
+    let refused = refusals(&server, 1).await;
+    assert!(
+        refused[0].contains("peer sent no certificates"),
+        "{refused:?}"
+    );
+    assert!(format!("{e:?}").contains("CertificateRequired"), "{e:?}");
+
+    // Another CA (another cluster's): the client refuses the server's certificate.
+    let other = ApiServer::start(|_| version()).await;
+    let stranger = client_from(&kubeconfig, |kc| {
+        let cluster = kc.clusters[0].cluster.as_mut().unwrap();
+        cluster.certificate_authority_data = Some(common::apiserver::data(&other.pki.ca));
+    })
+    .await;
+    let e = stranger.apiserver_version().await.unwrap_err();
+    // Every kubeadm CA is CN=kubernetes: the client finds the issuer by name, and its
+    // signature does not verify.
+    assert!(
+        format!("{e:?}").contains("InvalidCertificate(BadSignature)"),
+        "{e:?}"
+    );
+    // The server records the refusal when the client's alert reaches it.
+    let refused = refusals(&server, 2).await;
+    assert!(refused[1].contains("received fatal alert"), "{refused:?}");
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "only kindred's request was served"
+    );
+}
+
+/// The same holds for a client other than kube-rs: curl trusting the server's CA is served with
+/// the client certificate and key, and refused at the handshake without them.
+#[tokio::test]
+async fn curl_is_served_with_the_client_certificate_and_refused_without() {
+    let server = ApiServer::start(|_| version()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, pem: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.display().to_string()
+    };
+    let ca = file("ca.crt", &server.pki.ca);
+    let cert = file("client.crt", &server.pki.client_cert);
+    let key = file("client.key", &server.pki.client_key);
+    let url = format!("https://{}/version", server.addr);
+    let curl = |extra: &[&str]| {
+        let mut c = tokio::process::Command::new("curl");
+        c.args(["-sS", "--max-time", "10", "--cacert", &ca])
+            .args(extra)
+            .arg(&url);
+        c
+    };
+    let o = curl(&["--cert", &cert, "--key", &key])
+        .output()
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("v1.34.0"),
+        "{o:?}"
+    );
+    let o = curl(&[]).output().await.unwrap();
+    assert!(!o.status.success(), "{o:?}");
+    assert_eq!(server.requests().len(), 1, "{o:?}");
+    let refused = refusals(&server, 1).await;
+    assert!(
+        refused[0].contains("peer sent no certificates"),
+        "{refused:?}"
+    );
+}
+
+/// The handshakes `server` refused, once there are `n` (within 5 s).
+async fn refusals(server: &ApiServer, n: usize) -> Vec<String> {
+    for _ in 0..50 {
+        if server.refused.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = server.refused.lock().unwrap().clone();
+    assert_eq!(refused.len(), n, "{refused:?}");
+    refused
 }

@@ -175,7 +175,7 @@ fn run_check_in(tag: &str, mode: ProxyMode, manifest: Option<&str>, second: Opti
             }
             .serve()
             .await;
-            Cluster::kubeconfig_for(name, &server);
+            tie(&kind_dir, name, &server);
             servers.push(server);
         }
         let backend = Box::new(LiveBackend::new(sc.clone(), kind));

@@ -1,6 +1,7 @@
 //! The live backend's deploy and probe commands, end to end: for each side an API server
-//! stand-in over TCP (reached through the kubeconfig file kindred keeps for the cluster), a real
-//! Docker network for the LoadBalancer range, MetalLB's real manifest from a file. Deploy applies
+//! stand-in over HTTPS (reached through the kubeconfig kind gives for the cluster: its CA, client
+//! certificate and key), a real Docker network for the LoadBalancer range, MetalLB's real
+//! manifest from a file. Deploy applies
 //! MetalLB, waits for its controller, retries the pool while MetalLB's webhook refuses it, applies
 //! the workloads, then watches the pods; Probe curls from every running pod through exec; watch
 //! mode repeats the probes every period until it is turned off. One API server client per side
@@ -37,6 +38,10 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
     let tmp = tempfile::tempdir().unwrap();
     // SAFETY: single test in this binary; the state dir is read from the environment.
     unsafe { std::env::set_var("XDG_STATE_HOME", tmp.path()) };
+    // The clusters exist already (attach): kind prints each one's kubeconfig.
+    let kind_dir = tmp.path().join("kind");
+    std::fs::create_dir_all(&kind_dir).unwrap();
+    let kind = standin(&kind_dir, &network);
     let manifest = fixture("metallb/metallb-native.yaml");
     let mut sc = Scenario::builtin();
     sc.base.name = format!("db{pid}");
@@ -72,10 +77,9 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
             }
             .serve()
             .await;
-            Cluster::kubeconfig_for(&name, &server);
+            tie(&kind_dir, &name, &server);
             servers.push((side, server, refused));
         }
-        let kind = kindred::backend::kind::Kind::new("/nonexistent/kind");
         let (mut backend, mut rx) = attached(sc.clone(), kind).await;
 
         backend.send(Command::Deploy);
@@ -187,11 +191,10 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
         tokio::time::sleep(kindred::backend::live::WATCH_PERIOD + std::time::Duration::from_secs(2)).await;
         assert_eq!(execs(), after, "nothing runs once watching is off");
 
-        // One API server client per side serves every round: with kindred's kubeconfig file of
-        // the base cluster gone (and no kind to ask), the base side still probes.
+        // One API server client per side serves every round: with kind no longer giving the base
+        // cluster's kubeconfig (its tie to the API server gone), the base side still probes.
         let base = sc.base.name.clone();
-        let kubeconfig = kindred::backend::kubeconfig_path(&base);
-        std::fs::remove_file(&kubeconfig).unwrap();
+        std::fs::remove_file(kind_dir.join(format!("apiserver-{base}.yaml"))).unwrap();
         let base_results = |ev: &[Event]| -> Vec<(Outcome, Option<String>)> {
             ev.iter()
                 .filter_map(|e| match e {
@@ -218,7 +221,7 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
         }
         .serve()
         .await;
-        Cluster::kubeconfig_for(&base, &moved);
+        tie(&kind_dir, &base, &moved);
         drop(servers.remove(0));
         let mut rounds = Vec::new();
         for _ in 0..2 {

@@ -1,6 +1,7 @@
 //! Two clusters created at once: both contexts reach the user's kubeconfig although kind's
 //! `export kubeconfig` takes the file's lock with no retry (the stand-in holds it a while, as a
-//! slow merge would). Ignored by plain `cargo test`.
+//! slow merge would); each cluster's own kubeconfig file, which kind writes at create, holds its
+//! API server's TLS data. Ignored by plain `cargo test`.
 
 mod common;
 use common::*;
@@ -48,7 +49,18 @@ fn two_clusters_created_at_once_both_export_their_context() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
+    let servers = rt.block_on(async {
+        let mut servers = Vec::new();
+        for name in [&base, &pr] {
+            let (server, _) = common::apiserver::Cluster {
+                name: name.clone(),
+                ..Default::default()
+            }
+            .serve()
+            .await;
+            tie(tmp.path(), name, &server);
+            servers.push(server);
+        }
         backend.start(tx);
         let (_, err) = until_finished(&mut rx, Job::Attach).await;
         assert_eq!(err, None);
@@ -61,7 +73,22 @@ fn two_clusters_created_at_once_both_export_their_context() {
             assert!(ev.iter().any(said), "{side:?}: {ev:?}");
             assert!(ev.iter().any(|e| matches!(e, Event::Phase { side: s, phase: Phase::Create, state: PhaseState::Done } if *s == side)));
         }
+        servers
     });
+    // kind's create wrote each cluster's kubeconfig into the file kindred gave it: its API
+    // server's address, CA, client certificate and key (kindred's client reads these).
+    for (name, server) in [&base, &pr].into_iter().zip(&servers) {
+        let path = kindred::backend::kubeconfig_path(name);
+        let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
+        assert_eq!(kc.current_context, Some(format!("kind-{name}")));
+        let cluster = kc.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server, Some(format!("https://{}", server.addr)));
+        let ca = Some(common::apiserver::data(&server.pki.ca));
+        assert_eq!(cluster.certificate_authority_data, ca);
+        let user = kc.auth_infos[0].auth_info.as_ref().unwrap();
+        let cert = Some(common::apiserver::data(&server.pki.client_cert));
+        assert_eq!(user.client_certificate_data, cert);
+    }
     // The two creates ran at once (both started before either exported), and both contexts are in.
     let argv = std::fs::read_to_string(tmp.path().join("argv.log")).unwrap();
     let lines: Vec<&str> = argv.lines().collect();

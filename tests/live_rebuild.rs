@@ -135,7 +135,7 @@ fn worktree_builds_hold_every_edit_and_only_a_changed_image_recreates_its_cluste
             let pool = kindred::backend::metallb::pool_yaml("1.1.1.1".parse().unwrap(), "1.1.1.2".parse().unwrap());
             let yaml = format!("{manifest}\n---\n{pool}\n---\n{}", sc.workloads_for(&name).unwrap());
             let (server, _) = Cluster { name: name.clone(), yaml, ..Cluster::default() }.serve().await;
-            Cluster::kubeconfig_for(&name, &server);
+            tie(&kind_dir, &name, &server);
             servers.push(server);
         }
         let (mut backend, mut rx) = attached(sc.clone(), kind).await;

@@ -224,7 +224,7 @@ fn a_swap_builds_packages_loads_patches_and_waits_for_the_rollout() {
     runtime().block_on(async {
         let name = s.sc.pr.name.clone();
         let (server, _) = Cluster { name: name.clone(), proxy: Some(ds.clone()), ..Cluster::default() }.serve().await;
-        Cluster::kubeconfig_for(&name, &server);
+        tie(&s.kind_dir, &name, &server);
         let (mut backend, mut rx) = attached(s.sc.clone(), kind).await;
 
         backend.send(Command::SwapProxy { sides: Sides::Pr });
@@ -311,7 +311,7 @@ fn a_failed_rollout_sets_kube_proxy_back_and_a_failed_compile_touches_nothing() 
         }
         .serve()
         .await;
-        Cluster::kubeconfig_for(&name, &server);
+        tie(&s.kind_dir, &name, &server);
         let (mut backend, mut rx) = attached(s.sc.clone(), kind).await;
 
         // The new pods never come up: after rollout_timeout, the DaemonSet is set back.
@@ -430,7 +430,7 @@ fn p_swaps_kube_proxy_and_the_new_rules_show_up() {
                 }
                 .serve(),
             );
-            kubeconfig_in(&state, name, &server);
+            tie(&bin, name, &server);
             server
         })
         .collect();
@@ -507,7 +507,7 @@ fn swap_proxy_on_the_command_line() {
         }
         .serve(),
     );
-    kubeconfig_in(&state, &name, &server);
+    tie(&bin, &name, &server);
     let scenario = worktree_scenario(&s.sc.base.name, &name, &s.src);
     let file = s._tmp.path().join("kindred.yaml");
     std::fs::write(&file, scenario).unwrap();

@@ -67,6 +67,9 @@ fn dashboard(tag: &str, edit: impl Fn(String) -> String) -> Dashboard {
         .enable_all()
         .build()
         .unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    standin(&bin, &network);
     let servers: Vec<_> = [&a, &b]
         .into_iter()
         .map(|name| {
@@ -77,13 +80,10 @@ fn dashboard(tag: &str, edit: impl Fn(String) -> String) -> Dashboard {
                 }
                 .serve(),
             );
-            kubeconfig_in(&state, name, &server);
+            tie(&bin, name, &server);
             server
         })
         .collect();
-    let bin = tmp.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    standin(&bin, &network);
     let sc = tmp.path().join("kindred.yaml");
     std::fs::write(&sc, edit(scenario_2019(&a, &b))).unwrap();
     let cmd = format!(
@@ -289,8 +289,9 @@ fn an_endpoint_change_makes_watch_mode_read_the_rules_again() {
         }
         .serve()
         .await;
-        Cluster::kubeconfig_for(&name, &server);
-        let kind = kindred::backend::kind::Kind::new("/nonexistent/kind");
+        let kind_dir = tempfile::tempdir().unwrap();
+        let kind = standin(kind_dir.path(), "unused");
+        tie(kind_dir.path(), &name, &server);
         let (mut backend, mut rx) = attached(sc.clone(), kind).await;
         let dump_of_worker = |e: &Event| match e {
             Event::RuleDump {

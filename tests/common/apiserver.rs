@@ -1,5 +1,8 @@
-//! A Kubernetes API server stand-in over real TCP (HTTP/1.1), for code that needs more than a
-//! mock transport: kube-rs reaches it through a kubeconfig as the product does, and exec speaks
+//! A Kubernetes API server stand-in over real TCP, HTTPS as a kind cluster's API server serves it,
+//! for code that needs more than a mock transport. Each server makes its own PKI at start, as
+//! kubeadm does: a CA, a serving certificate for 127.0.0.1 and localhost, and an admin's client
+//! certificate; the TLS handshake requires a client certificate signed by that CA. kube-rs
+//! reaches it through the kubeconfig kind writes (CA, client certificate and key), and exec speaks
 //! the real websocket protocol: `v5.channel.k8s.io` when the client offers it (a 1.30+ API
 //! server picks it; kube-rs offers it first), else `v4.channel.k8s.io`; one channel byte per
 //! frame, stdout 1, stderr 2, the final `Status` on 3 (v5 adds 255, the client's close signal
@@ -10,8 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use futures::SinkExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
+use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key, protocol::Role};
 
@@ -23,6 +28,8 @@ pub struct Req {
     pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Value,
+    /// The client certificate (DER) the connection was made with.
+    pub client_cert: Option<Vec<u8>>,
 }
 
 impl Req {
@@ -91,7 +98,109 @@ pub struct ApiServer {
     pub seen: Arc<Mutex<Vec<Req>>>,
     /// The exec subprotocol each exec negotiated, in order.
     pub negotiated: Arc<Mutex<Vec<String>>>,
+    /// The TLS handshakes the server refused, each with rustls's reason, in order.
+    pub refused: Arc<Mutex<Vec<String>>>,
+    pub pki: Pki,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// A cluster's PKI as kubeadm makes it, PEM: the cluster CA, and the admin's client certificate
+/// (CN kubernetes-admin, O kubeadm:cluster-admins) and key signed by it; the API server's
+/// serving certificate (SANs 127.0.0.1 and localhost, signed by the CA) stays inside.
+pub struct Pki {
+    pub ca: String,
+    pub client_cert: String,
+    pub client_key: String,
+    server_cert: String,
+    server_key: String,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose as Eku, IsCa,
+            Issuer, KeyPair, KeyUsagePurpose as Ku,
+        };
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "kubernetes");
+        ca.key_usages = vec![Ku::KeyCertSign, Ku::DigitalSignature, Ku::CrlSign];
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let leaf = |sans: Vec<String>, cn: &str, org: Option<&str>, eku: Eku| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(sans).unwrap();
+            p.distinguished_name.push(DnType::CommonName, cn);
+            if let Some(o) = org {
+                p.distinguished_name.push(DnType::OrganizationName, o);
+            }
+            p.key_usages = vec![Ku::DigitalSignature, Ku::KeyEncipherment];
+            p.extended_key_usages = vec![eku];
+            (
+                p.signed_by(&key, &issuer).unwrap().pem(),
+                key.serialize_pem(),
+            )
+        };
+        let sans = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        let (server_cert, server_key) = leaf(sans, "kube-apiserver", None, Eku::ServerAuth);
+        let admin = Some("kubeadm:cluster-admins");
+        let (client_cert, client_key) = leaf(vec![], "kubernetes-admin", admin, Eku::ClientAuth);
+        Pki {
+            ca: ca_cert.pem(),
+            client_cert,
+            client_key,
+            server_cert,
+            server_key,
+        }
+    }
+
+    /// The admin's client certificate, DER.
+    pub fn client_der(&self) -> Vec<u8> {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        CertificateDer::from_pem_slice(self.client_cert.as_bytes())
+            .unwrap()
+            .to_vec()
+    }
+
+    /// The API server's TLS: its serving certificate, and a client certificate signed by the CA
+    /// required of every client (the handshake fails without one).
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(self.ca.as_bytes()).unwrap())
+            .unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.into(),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let chain = vec![CertificateDer::from_pem_slice(self.server_cert.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(self.server_key.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap();
+        Arc::new(config)
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Pki {
+        Pki::new()
+    }
+}
+
+/// PEM as a kubeconfig's `*-data` fields carry it: base64, one line.
+pub fn data(pem: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(pem)
 }
 
 impl Drop for ApiServer {
@@ -118,17 +227,28 @@ impl ApiServer {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let negotiated = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let pki = Pki::new();
+        let tls = tokio_rustls::TlsAcceptor::from(pki.server_config());
         let conn = Conn {
             log: seen.clone(),
             negotiated: negotiated.clone(),
             accepted,
             answer: Arc::new(answer),
         };
+        let refusals = refused.clone();
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
-                let conn = conn.clone();
+                let (conn, tls, refusals) = (conn.clone(), tls.clone(), refusals.clone());
                 tokio::spawn(async move {
-                    let _ = serve(s, &conn).await;
+                    match tls.accept(s).await {
+                        Ok(s) => {
+                            let peer = s.get_ref().1.peer_certificates();
+                            let cert = peer.and_then(|c| c.first()).map(|c| c.to_vec());
+                            let _ = serve(s, cert, &conn).await;
+                        }
+                        Err(e) => refusals.lock().unwrap().push(e.to_string()),
+                    }
                 });
             }
         });
@@ -136,14 +256,23 @@ impl ApiServer {
             addr,
             seen,
             negotiated,
+            refused,
+            pki,
             task,
         }
     }
 
-    /// A kubeconfig whose context `kind-NAME` points at this server, as kind writes one.
+    /// The kubeconfig kind writes for cluster `name` whose API server this is: context, cluster
+    /// and user `kind-NAME`, `https://127.0.0.1:PORT`, the CA, and the admin's client
+    /// certificate and key (kind's layout: keys sorted, lists unindented).
     pub fn kubeconfig(&self, name: &str) -> String {
+        let (ca, cert, key) = (
+            data(&self.pki.ca),
+            data(&self.pki.client_cert),
+            data(&self.pki.client_key),
+        );
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: http://{}\n  name: kind-{name}\ncontexts:\n- context:\n    cluster: kind-{name}\n    user: kind-{name}\n  name: kind-{name}\ncurrent-context: kind-{name}\nusers:\n- name: kind-{name}\n  user:\n    token: test\n",
+            "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: https://{}\n  name: kind-{name}\ncontexts:\n- context:\n    cluster: kind-{name}\n    user: kind-{name}\n  name: kind-{name}\ncurrent-context: kind-{name}\nkind: Config\npreferences: {{}}\nusers:\n- name: kind-{name}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n",
             self.addr
         )
     }
@@ -181,12 +310,18 @@ impl Conn {
 }
 
 /// Serve one connection: requests one after another (keep-alive) until it closes or upgrades.
-async fn serve(s: TcpStream, conn: &Conn) -> std::io::Result<()> {
+/// `cert` is the client certificate the connection was made with.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    s: S,
+    cert: Option<Vec<u8>>,
+    conn: &Conn,
+) -> std::io::Result<()> {
     let mut r = BufReader::new(s);
     loop {
-        let Some((req, key)) = read_request(&mut r).await? else {
+        let Some((mut req, key)) = read_request(&mut r).await? else {
             return Ok(());
         };
+        req.client_cert = cert.clone();
         conn.log.lock().unwrap().push(req.clone());
         match (conn.answer)(&req) {
             Reply::Json(code, v) => {
@@ -197,6 +332,7 @@ async fn serve(s: TcpStream, conn: &Conn) -> std::io::Result<()> {
                 );
                 r.get_mut().write_all(head.as_bytes()).await?;
                 r.get_mut().write_all(&body).await?;
+                r.get_mut().flush().await?;
             }
             Reply::Exec {
                 stdout,
@@ -235,7 +371,7 @@ async fn serve(s: TcpStream, conn: &Conn) -> std::io::Result<()> {
 
 /// The request head and body; `None` at the end of the connection. Also the websocket key.
 async fn read_request(
-    r: &mut BufReader<TcpStream>,
+    r: &mut (impl AsyncBufRead + Unpin),
 ) -> std::io::Result<Option<(Req, Option<String>)>> {
     let mut line = String::new();
     if r.read_line(&mut line).await? == 0 {
@@ -281,12 +417,13 @@ async fn read_request(
         query: query.to_string(),
         headers,
         body,
+        client_cert: None,
     };
     Ok(Some((req, key)))
 }
 
 /// No exec subprotocol in common: the API server answers 400 and does not upgrade.
-async fn refuse_upgrade(s: &mut TcpStream) -> std::io::Result<()> {
+async fn refuse_upgrade(s: &mut (impl AsyncWrite + Unpin)) -> std::io::Result<()> {
     let body = serde_json::to_vec(&status(
         400,
         "BadRequest",
@@ -298,7 +435,8 @@ async fn refuse_upgrade(s: &mut TcpStream) -> std::io::Result<()> {
         body.len()
     );
     s.write_all(head.as_bytes()).await?;
-    s.write_all(&body).await
+    s.write_all(&body).await?;
+    s.flush().await
 }
 
 /// An exec's output as the stand-in plays it.
@@ -309,7 +447,12 @@ struct Played {
 }
 
 /// Upgrade to a websocket with `protocol` and play an exec's output.
-async fn exec(mut s: TcpStream, key: String, protocol: &str, out: Played) -> std::io::Result<()> {
+async fn exec(
+    mut s: impl AsyncRead + AsyncWrite + Unpin,
+    key: String,
+    protocol: &str,
+    out: Played,
+) -> std::io::Result<()> {
     let Played {
         stdout,
         stderr,
@@ -320,6 +463,7 @@ async fn exec(mut s: TcpStream, key: String, protocol: &str, out: Played) -> std
         derive_accept_key(key.as_bytes())
     );
     s.write_all(head.as_bytes()).await?;
+    s.flush().await?;
     let mut ws = WebSocketStream::from_raw_socket(s, Role::Server, None).await;
     let frame = |ch: u8, data: &[u8]| {
         let mut v = vec![ch];
@@ -643,12 +787,5 @@ impl Cluster {
         })
         .await;
         (server, refused)
-    }
-
-    /// Write the kubeconfig kindred reads for this cluster (as kind leaves it) pointing at `server`.
-    pub fn kubeconfig_for(name: &str, server: &ApiServer) {
-        let kc = kindred::backend::kubeconfig_path(name);
-        std::fs::create_dir_all(kc.parent().unwrap()).unwrap();
-        std::fs::write(&kc, server.kubeconfig(name)).unwrap();
     }
 }

@@ -212,7 +212,10 @@ pub fn image() -> &'static str {
 }
 
 /// A stand-in `kind` (in `dir`) that creates and deletes node containers as kind would: same
-/// names and labels, on `network`, from the test node image. It records its argv in
+/// names and labels, on `network`, from the test node image. As kind, `create cluster` and
+/// `export kubeconfig` merge the cluster's kubeconfig into the file they are given, under its
+/// lock, and `get kubeconfig` prints it: for a cluster [`tie`]d to an API server stand-in, that
+/// server's (HTTPS, its CA, the client certificate and key). It records its argv in
 /// `dir/argv.log` and the cluster config it was given in `dir/config-NAME.yaml`.
 pub fn standin(dir: &std::path::Path, network: &str) -> kindred::backend::kind::Kind {
     time_limit();
@@ -226,6 +229,65 @@ args=("$@")
 # One write per line: two kinds running at once never mix their lines.
 line=$(printf '%s|' "$@"); echo "$line" >> "$(dirname "$0")/argv.log"
 for ((i=0; i<${{#args[@]}}; i++)); do [ "${{args[$i]}}" = "--name" ] && name="${{args[$((i+1))]}}"; done
+# The kubeconfig of a cluster a test tied to an API server stand-in (see `tie`): its server, CA,
+# client certificate and key. A cluster tied to none gets a server where none listens.
+tied="$(dirname "$0")/apiserver-$name.yaml"
+field() {{ if [ -f "$tied" ]; then sed -n "s/^ *$1: //p" "$tied" | head -n 1; fi; }}
+# The file kind writes: --kubeconfig, else KUBECONFIG's first existing file (its last if none
+# exists), else ~/.kube/config.
+kubeconfig_file() {{
+  local f="" i
+  for ((i=0; i<${{#args[@]}}; i++)); do [ "${{args[$i]}}" = "--kubeconfig" ] && f="${{args[$((i+1))]}}"; done
+  if [ -z "$f" ]; then
+    IFS=: read -ra kcs <<< "$KUBECONFIG"; f="$HOME/.kube/config"
+    [ ${{#kcs[@]}} -gt 0 ] && f="${{kcs[-1]}}"
+    for k in "${{kcs[@]}}"; do [ -f "$k" ] && {{ f="$k"; break; }}; done
+  fi
+  echo "$f"
+}}
+# As kind: merge kind-NAME's cluster, context and user into FILE (replacing entries of that name),
+# set its current-context, all under FILE.lock, which kind takes with no retry. The file is kept
+# in the layout kind writes (keys sorted, lists unindented), so other entries come out as they
+# went in. With `hold`, a test's `export-hold` widens the time the lock is held.
+merge_kubeconfig() {{
+  local file="$1"
+  # Tests never write a real ~/.kube/config: only a file under the temp dir is written.
+  case "$file" in "${{TMPDIR:-/tmp}}"/*) ;; *) echo "ERROR: stand-in kind: not writing $file (outside the temp dir)" >&2; exit 1 ;; esac
+  mkdir -p "$(dirname "$file")"
+  ( set -o noclobber; : > "$file.lock" ) 2>/dev/null || {{ echo "ERROR: failed to lock config file: open $file.lock: file exists" >&2; exit 1; }}
+  if [ "$2" = hold ] && [ -f "$(dirname "$0")/export-hold" ]; then sleep "$(cat "$(dirname "$0")/export-hold")"; fi
+  [ -s "$file" ] || printf 'apiVersion: v1\nclusters: null\ncontexts: null\ncurrent-context: ""\nkind: Config\npreferences: {{}}\nusers: null\n' > "$file"
+  local server
+  server=$(field server); server="${{server:-https://127.0.0.1:6443}}"
+  awk -v n="kind-$name" -v server="$server" -v ca="$(field certificate-authority-data)" \
+      -v cert="$(field client-certificate-data)" -v key="$(field client-key-data)" '
+    function flush() {{ if (!drop) printf "%s", entry; entry = ""; drop = 0 }}
+    function add(s) {{
+      if (s == "clusters") {{
+        print "- cluster:"; if (ca != "") print "    certificate-authority-data: " ca
+        print "    server: " server "\n  name: " n
+      }} else if (s == "contexts") {{
+        print "- context:\n    cluster: " n "\n    user: " n "\n  name: " n
+      }} else if (s == "users") {{
+        if (cert != "") print "- name: " n "\n  user:\n    client-certificate-data: " cert "\n    client-key-data: " key
+        else print "- name: " n "\n  user: {{}}"
+      }}
+    }}
+    function end() {{ flush(); if (sec != "") {{ add(sec); done[sec] = 1 }}; sec = "" }}
+    /^[^ -]/ {{
+      end()
+      if ($0 ~ /^(clusters|contexts|users):( null| \[\])?$/) {{ sec = $0; sub(/:.*/, "", sec); print sec ":"; next }}
+      print; next
+    }}
+    sec != "" && /^- / {{ flush(); entry = $0 "\n"; if ($0 == "- name: " n) drop = 1; next }}
+    sec != "" {{ entry = entry $0 "\n"; if ($0 == "  name: " n) drop = 1; next }}
+    {{ print }}
+    END {{ end(); split("clusters contexts users", all, " "); for (i = 1; i <= 3; i++) if (!done[all[i]]) {{ print all[i] ":"; add(all[i]) }} }}
+  ' "$file" > "$file.kind-tmp"
+  cat "$file.kind-tmp" > "$file"; rm -f "$file.kind-tmp"
+  sed -i "s/^current-context:.*/current-context: kind-$name/" "$file"
+  rm -f "$file.lock"
+}}
 case "$cmd" in
   "create cluster")
     for ((i=0; i<${{#args[@]}}; i++)); do
@@ -253,6 +315,7 @@ case "$cmd" in
       done
     fi
     echo " ✓ Preparing nodes 📦 📦 📦" >&2
+    merge_kubeconfig "$(kubeconfig_file)"
     echo "Set kubectl context to \"kind-$name\"" >&2 ;;
   "build node-image")
     # kind build node-image SRC --image TAG: the image is the test image under that tag; what the
@@ -295,39 +358,12 @@ case "$cmd" in
   version*)
     echo "kind v${{KIND_VERSION:-0.30.0}} go1.24.0 linux/amd64" ;;
   "export kubeconfig")
-    # As kind: merge kind-NAME's cluster, context and user into the file (--kubeconfig, else
-    # KUBECONFIG's first existing file, else ~/.kube/config), set its current-context, all under
-    # FILE.lock, which kind takes with no retry. The file is kept in the layout kind writes
-    # (keys sorted, lists unindented), so other entries come out as they went in.
-    file=""
-    for ((i=0; i<${{#args[@]}}; i++)); do [ "${{args[$i]}}" = "--kubeconfig" ] && file="${{args[$((i+1))]}}"; done
-    if [ -z "$file" ]; then
-      IFS=: read -ra kcs <<< "$KUBECONFIG"; file="$HOME/.kube/config"
-      [ ${{#kcs[@]}} -gt 0 ] && file="${{kcs[-1]}}"
-      for f in "${{kcs[@]}}"; do [ -f "$f" ] && {{ file="$f"; break; }}; done
-    fi
-    # Tests never write a real ~/.kube/config: only a file under the temp dir is written.
-    case "$file" in "${{TMPDIR:-/tmp}}"/*) ;; *) echo "ERROR: stand-in kind: not writing $file (outside the temp dir)" >&2; exit 1 ;; esac
-    mkdir -p "$(dirname "$file")"
-    ( set -o noclobber; : > "$file.lock" ) 2>/dev/null || {{ echo "ERROR: failed to lock config file: open $file.lock: file exists" >&2; exit 1; }}
-    # A test widens the time the lock is held (kind's read, merge and write) with `export-hold`.
-    if [ -f "$(dirname "$0")/export-hold" ]; then sleep "$(cat "$(dirname "$0")/export-hold")"; fi
-    [ -s "$file" ] || printf 'apiVersion: v1\nclusters: null\ncontexts: null\ncurrent-context: ""\nkind: Config\npreferences: {{}}\nusers: null\n' > "$file"
-    if ! grep -q "^  name: kind-$name\$" "$file"; then
-      awk -v n="kind-$name" '
-        /^clusters: null$/ {{ print "clusters:"; next }}
-        /^contexts: null$/ {{ print "- cluster:\n    server: https://127.0.0.1:6443\n  name: " n; print "contexts:"; next }}
-        /^contexts:$/ {{ print "- cluster:\n    server: https://127.0.0.1:6443\n  name: " n }}
-        /^current-context:/ {{ print "- context:\n    cluster: " n "\n    user: " n "\n  name: " n }}
-        /^users: null$/ {{ print "users:"; print "- name: " n "\n  user:\n    token: kind"; added = 1; next }}
-        {{ print }}
-        END {{ if (!added) print "- name: " n "\n  user:\n    token: kind" }}
-      ' "$file" > "$file.kind-tmp"
-      cat "$file.kind-tmp" > "$file"; rm -f "$file.kind-tmp"
-    fi
-    sed -i "s/^current-context:.*/current-context: kind-$name/" "$file"
-    rm -f "$file.lock"
+    merge_kubeconfig "$(kubeconfig_file)" hold
     echo "Set kubectl context to \"kind-$name\"" >&2 ;;
+  "get kubeconfig")
+    # As kind: the cluster's kubeconfig on stdout; only a cluster tied to an API server has one.
+    [ -f "$tied" ] || {{ echo "ERROR: could not locate any control plane nodes for cluster named '$name'" >&2; exit 1; }}
+    cat "$tied" ;;
   "delete cluster")
     echo "Deleting cluster \"$name\" ..." >&2
     docker rm -f "$name-control-plane" "$name-worker" "$name-worker2" >/dev/null
@@ -580,12 +616,16 @@ pub fn scenario_2019(base: &str, pr: &str) -> String {
         .replacen("targets: [lb]", "targets: [\"10.96.0.10:80\"]", 1)
 }
 
-/// Write the kubeconfig a `kindred` process with `XDG_STATE_HOME=state` reads for cluster
-/// `name`, pointing at `server`.
-pub fn kubeconfig_in(state: &std::path::Path, name: &str, server: &apiserver::ApiServer) {
-    let kc = state.join("kindred/kubeconfig").join(name);
-    std::fs::create_dir_all(kc.parent().unwrap()).unwrap();
-    std::fs::write(&kc, server.kubeconfig(name)).unwrap();
+/// Tie cluster `name` of the stand-in kind in `kind_dir` to the API server stand-in `server`,
+/// as a kind cluster is to its API server: from then on that kind writes `server`'s kubeconfig
+/// (its CA, the admin's client certificate and key) for `kind-NAME` into the file it is given
+/// at `create cluster` and `export kubeconfig`, and prints it at `get kubeconfig`. Tying again
+/// (the cluster made anew) replaces it.
+pub fn tie(kind_dir: &std::path::Path, name: &str, server: &apiserver::ApiServer) {
+    let path = kind_dir.join(format!("apiserver-{name}.yaml"));
+    let tmp = kind_dir.join(format!(".apiserver-{name}.yaml.tmp"));
+    std::fs::write(&tmp, server.kubeconfig(name)).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
 }
 
 /// Load rules into a container with `tool` (iptables-legacy-restore, iptables-nft-restore).
