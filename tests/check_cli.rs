@@ -262,6 +262,7 @@ fn the_report_names_the_commits_built() {
 /// replay` runs it (at full speed), until the whole recording has played and the Diff pane has
 /// its result.
 async fn dashboard_state(rec: recording::Recording) -> kindred::app::State {
+    time_limit();
     use kindred::app::{Driver, Msg};
     use kindred::backend::replay::ReplayBackend;
     use kindred::model::Job;

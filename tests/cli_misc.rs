@@ -85,6 +85,7 @@ fn demo_path() -> String {
 
 #[test]
 fn a_full_disk_is_trouble_and_a_closed_pipe_is_quiet() {
+    time_limit();
     use std::process::{Command, Stdio};
     // Standard output on a full disk: check's table, and diff's JSON (streamed).
     let f = fixture("iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt");
@@ -197,6 +198,7 @@ fn control_characters_from_a_dump_never_reach_the_terminal() {
 
 #[test]
 fn doctor_names_what_would_stop_a_live_run() {
+    time_limit();
     use std::process::Command;
     let d = tempfile::tempdir().unwrap();
     // A Docker endpoint that accepts connections and never answers.
@@ -383,6 +385,7 @@ fn a_scenario_nested_100k_deep_is_refused_at_once() {
 
 #[test]
 fn a_silent_docker_endpoint_is_named_within_seconds() {
+    time_limit();
     let d = tempfile::tempdir().unwrap();
     let sock = d.path().join("silent.sock");
     let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
@@ -411,6 +414,7 @@ fn a_silent_docker_endpoint_is_named_within_seconds() {
 /// kindred with a clean environment of this test's own: no HOME, no XDG_STATE_HOME, TMPDIR set
 /// (the state dir falls back to `TMPDIR/kindred`, as on a box with neither variable).
 fn kindred_in_tmp(tmp: &std::path::Path, args: &[&str]) -> std::process::Output {
+    time_limit();
     std::process::Command::new(env!("CARGO_BIN_EXE_kindred"))
         .args(args)
         .env_clear()
@@ -477,6 +481,7 @@ fn a_planted_log_link_or_shared_state_dir_is_refused() {
 /// stops before any work.
 #[test]
 fn a_state_dir_that_cannot_be_made_is_named() {
+    time_limit();
     let d = tempfile::tempdir().unwrap();
     let plain = d.path().join("plain");
     std::fs::write(&plain, "").unwrap();
@@ -559,6 +564,7 @@ fn a_replay_never_records_over_its_own_input() {
 /// within seconds (it used to abort on a failed allocation).
 #[test]
 fn a_flooding_tool_in_the_doctor_is_cut_and_escaped() {
+    time_limit();
     use std::os::unix::fs::PermissionsExt;
     let d = tempfile::tempdir().unwrap();
     let bin = d.path().join("bin");

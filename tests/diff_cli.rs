@@ -295,6 +295,7 @@ fn trouble_is_exit_2_with_file_and_line() {
 
 #[test]
 fn stdin_as_one_side() {
+    time_limit();
     use std::io::Write;
     use std::process::{Command, Stdio};
     let p = fixture(PR);

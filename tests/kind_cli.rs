@@ -43,6 +43,7 @@ struct Standin {
 
 impl Standin {
     fn new() -> Standin {
+        common::time_limit();
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("kind");
         std::fs::write(&bin, STANDIN).unwrap();
@@ -68,7 +69,9 @@ impl Standin {
     }
 }
 
+/// A runtime for one test, which gets its time limit with it.
 fn rt() -> tokio::runtime::Runtime {
+    common::time_limit();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

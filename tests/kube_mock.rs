@@ -16,7 +16,10 @@ use serde_json::{Value, json};
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
+/// A client and the mock's handle; the calling test gets its time limit (a request that never
+/// comes would hang it).
 fn mock() -> (Client, Handle) {
+    common::time_limit();
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     (Client::new(svc, "default"), handle)
 }

@@ -6,11 +6,11 @@
 //! deletes the clusters it created. Ignored by plain `cargo test` (needs Docker).
 
 mod common;
-use common::apiserver::Cluster;
+use common::apiserver::{ApiServer, Cluster, Req};
 use common::*;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use kindred::backend::live::LiveBackend;
 use kindred::check::{CheckOptions, Limits, check};
@@ -52,43 +52,103 @@ fn load_node_rules(node: &str, side: Side, mode: ProxyMode) {
 /// What a run left to look at.
 struct Run {
     verdict: anyhow::Result<kindred::check::Verdict>,
+    /// With [`Late::By`]: what the PR side's API server had been asked before its late node got
+    /// kube-proxy's rules.
+    before_late: Option<Vec<Req>>,
     progress: String,
+    /// Each progress line with when it came, from the start of the run.
+    timed: Vec<(std::time::Duration, String)>,
     argv: String,
     names: [String; 2],
     /// The cluster configs the stand-in kind was given, one after the other.
     configs: String,
 }
 
-/// Once a cluster's nodes exist, kube-proxy's rules go on every node (a thread, until `stop`).
+/// When the PR cluster's `worker2` gets kube-proxy's rules; every other node gets them as soon
+/// as it runs.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Late {
+    /// With the others.
+    No,
+    /// This long after the PR side's readiness gate began (its first read of the Service), and
+    /// so after the other nodes.
+    By(std::time::Duration),
+    /// Never.
+    Never,
+}
+
+/// Load kube-proxy's rules into `node` once it runs; false when the run ended (`stop`) first,
+/// or deleted the node under our feet.
+fn load_when_running(node: &str, side: Side, mode: ProxyMode, stop: &AtomicBool) -> bool {
+    let runs = || {
+        std::process::Command::new("docker")
+            .args(["exec", node, "true"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    while !runs() {
+        if stop.load(Ordering::SeqCst) {
+            return false; // the run ended before this node ran
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A failed run deletes its nodes, maybe under our feet.
+    let loaded = std::panic::catch_unwind(|| load_node_rules(node, side, mode));
+    if loaded.is_err() && !runs() {
+        return false;
+    }
+    loaded.unwrap();
+    true
+}
+
+/// The PR side's API server, once the run serves it.
+type PrServer = Arc<OnceLock<Arc<ApiServer>>>;
+
+/// Once a cluster's nodes exist, kube-proxy's rules go on every node (a thread, until `stop`),
+/// the PR cluster's `worker2` as `late` says. With [`Late::By`], the thread's result is what the
+/// PR side's API server had been asked just before that node got its rules.
 fn load_rules_when_nodes_run(
     names: [String; 2],
     mode: ProxyMode,
+    late: Late,
+    pr_server: PrServer,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
+) -> std::thread::JoinHandle<Option<Vec<Req>>> {
     std::thread::spawn(move || {
-        for (side, name) in Side::BOTH.into_iter().zip(names) {
+        let late_node = format!("{}-worker2", names[1]);
+        for (side, name) in Side::BOTH.into_iter().zip(&names) {
             for n in ["control-plane", "worker", "worker2"] {
                 let node = format!("{name}-{n}");
-                let runs = || {
-                    std::process::Command::new("docker")
-                        .args(["exec", &node, "true"])
-                        .output()
-                        .is_ok_and(|o| o.status.success())
-                };
-                while !runs() {
-                    if stop.load(Ordering::SeqCst) {
-                        return; // the run ended before this node ran
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(100));
+                if node == late_node && late != Late::No {
+                    continue;
                 }
-                // A failed run deletes its nodes, maybe under our feet.
-                let loaded = std::panic::catch_unwind(|| load_node_rules(&node, side, mode));
-                if loaded.is_err() && !runs() {
-                    return;
+                if !load_when_running(&node, side, mode, &stop) {
+                    return None;
                 }
-                loaded.unwrap();
             }
         }
+        let Late::By(delay) = late else { return None };
+        // The PR side's gate began: it reads the Service (kindred reads it only there).
+        let began =
+            |r: &Req| r.method == "GET" && r.path == "/api/v1/namespaces/default/services/echo";
+        while !pr_server
+            .get()
+            .is_some_and(|s| s.requests().iter().any(began))
+        {
+            if stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let end = std::time::Instant::now() + delay;
+        while std::time::Instant::now() < end {
+            if stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let before = pr_server.get().unwrap().requests();
+        load_when_running(&late_node, Side::Pr, mode, &stop).then_some(before)
     })
 }
 
@@ -101,6 +161,49 @@ fn run_check(tag: &str, manifest: Option<&str>, second: Option<&str>) -> Run {
 
 /// [`run_check`] with kube-proxy in `mode`.
 fn run_check_in(tag: &str, mode: ProxyMode, manifest: Option<&str>, second: Option<&str>) -> Run {
+    run_check_with(
+        tag,
+        Setup {
+            mode,
+            manifest,
+            second,
+            ..Setup::default()
+        },
+    )
+}
+
+/// How a run is set up (see [`run_check`]).
+struct Setup<'a> {
+    mode: ProxyMode,
+    manifest: Option<&'a str>,
+    second: Option<&'a str>,
+    /// When the PR cluster's `worker2` gets kube-proxy's rules.
+    late: Late,
+    /// The scenario's `probes.ready_timeout`, when not its default.
+    ready_timeout: Option<f64>,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            mode: ProxyMode::Iptables,
+            manifest: None,
+            second: None,
+            late: Late::No,
+            ready_timeout: None,
+        }
+    }
+}
+
+/// [`run_check`] as `setup` says.
+fn run_check_with(tag: &str, setup: Setup) -> Run {
+    let Setup {
+        mode,
+        manifest,
+        second,
+        late,
+        ready_timeout,
+    } = setup;
     // One run at a time: kindred keeps the clusters it created in one file of the state
     // directory, which two runs at once would both rewrite.
     static ONE: Mutex<()> = Mutex::new(());
@@ -125,6 +228,9 @@ fn run_check_in(tag: &str, mode: ProxyMode, manifest: Option<&str>, second: Opti
     let real = fixture("metallb/metallb-native.yaml").display().to_string();
     let mut sc = Scenario::builtin();
     sc.cluster.proxy_mode = mode;
+    if let Some(t) = ready_timeout {
+        sc.probes.ready_timeout = t;
+    }
     sc.probes.targets.extend(second.map(|t| t.parse().unwrap()));
     sc.load_balancer.manifest = Some(manifest.map_or(real.clone(), str::to_string));
     sc.load_balancer.network = network.clone();
@@ -139,12 +245,15 @@ fn run_check_in(tag: &str, mode: ProxyMode, manifest: Option<&str>, second: Opti
     }
     let _images = built_images(&sc, &[&base_sha, &pr_sha]);
     let stop = Arc::new(AtomicBool::new(false));
-    let loader = load_rules_when_nodes_run(names.clone(), mode, stop.clone());
+    let pr_server = PrServer::default();
+    let loader =
+        load_rules_when_nodes_run(names.clone(), mode, late, pr_server.clone(), stop.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let mut progress = Vec::new();
+    let start = std::time::Instant::now();
     let verdict = rt.block_on(async {
         let mut servers = Vec::new();
         for (side, name) in Side::BOTH.into_iter().zip(&names) {
@@ -176,6 +285,10 @@ fn run_check_in(tag: &str, mode: ProxyMode, manifest: Option<&str>, second: Opti
             .serve()
             .await;
             tie(&kind_dir, name, &server);
+            let server = Arc::new(server);
+            if side == Side::Pr {
+                let _ = pr_server.set(server.clone());
+            }
             servers.push(server);
         }
         let backend = Box::new(LiveBackend::new(sc.clone(), kind));
@@ -189,15 +302,23 @@ fn run_check_in(tag: &str, mode: ProxyMode, manifest: Option<&str>, second: Opti
                 limits,
                 cleanup: true,
             },
-            |l| progress.push(l),
+            |l| progress.push((start.elapsed(), l)),
         )
         .await
     });
     stop.store(true, Ordering::SeqCst);
-    loader.join().unwrap();
+    let before_late = loader.join().unwrap();
+    // The PR side's API server stops here, while its runtime still runs.
+    drop(pr_server);
     Run {
         verdict,
-        progress: progress.join("\n"),
+        before_late,
+        progress: progress
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        timed: progress,
         argv: std::fs::read_to_string(kind_dir.join("argv.log")).unwrap(),
         configs: names
             .iter()
@@ -282,6 +403,104 @@ fn check_runs_end_to_end_in_nftables_mode() {
     );
     for want in ["cluster create: done", "deploy: done", "probes done"] {
         assert!(log.contains(want), "{want}: {log}");
+    }
+    deleted_what_it_created(&r);
+}
+
+/// The readiness gate waits for kube-proxy's rules for the LB IP on every node: the PR
+/// cluster's `worker2` gets them 6 s after the PR side began waiting (and after every other
+/// node), and until then no probe runs on that side (its API server was asked for no exec);
+/// then the check runs to its verdict.
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn no_probe_runs_before_every_node_has_the_rules_for_the_lb_ip() {
+    let late = Late::By(std::time::Duration::from_secs(6));
+    let r = run_check_with(
+        "cg",
+        Setup {
+            late,
+            ..Setup::default()
+        },
+    );
+    let log = &r.progress;
+    let v = r
+        .verdict
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e:#}\n{log}"));
+    let before = r.before_late.as_ref().unwrap_or_else(|| {
+        panic!(
+            "the run ended before {}-worker2 got its rules: it did not wait for them\n{log}",
+            r.names[1]
+        )
+    });
+    let execs: Vec<&str> = before
+        .iter()
+        .filter(|q| q.path.ends_with("/exec"))
+        .map(|q| q.path.as_str())
+        .collect();
+    assert!(
+        execs.is_empty(),
+        "probes ran on {} before its worker2 had the rules: {execs:#?}\n{log}",
+        r.names[1]
+    );
+    assert!(
+        v.ok,
+        "every expectation holds: {:#?}\n{log}",
+        v.expectations
+    );
+    assert_eq!(v.expectations.len(), 10);
+    assert!(
+        v.expectations.iter().all(|e| e.actual.is_some()),
+        "every pod probed once the rules were there: {:#?}",
+        v.expectations
+    );
+    deleted_what_it_created(&r);
+}
+
+/// A node that never gets kube-proxy's rules for the LB IP: past `probes.ready_timeout` (5 s
+/// here) that side's probes end in an error naming the node, and none of them runs.
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn a_node_that_never_gets_the_rules_ends_the_wait_naming_it() {
+    let r = run_check_with(
+        "cw",
+        Setup {
+            late: Late::Never,
+            ready_timeout: Some(5.0),
+            ..Setup::default()
+        },
+    );
+    let log = &r.progress;
+    let want = format!(
+        "[{pr}] error (probes): lb: kube-proxy on {pr}-worker2 has no rules for 172.17.255.1 after 5s",
+        pr = r.names[1]
+    );
+    assert!(log.contains(&want), "{want}\n{log}");
+    // The wait is the scenario's: 5 s from the gates' start (the base side's passed at once and
+    // probed), not the default 120 s.
+    let at = |what: &str| {
+        r.timed
+            .iter()
+            .find(|(_, l)| l.contains(what))
+            .unwrap_or_else(|| panic!("{what}\n{log}"))
+            .0
+    };
+    let waited = at(&want) - at(&format!("[{}] probing lb", r.names[0]));
+    assert!(
+        (4.0..60.0).contains(&waited.as_secs_f64()),
+        "waited {waited:?}\n{log}"
+    );
+    let v = r
+        .verdict
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e:#}\n{log}"));
+    assert!(!v.ok, "{:#?}", v.expectations);
+    for e in &v.expectations {
+        assert_eq!(
+            e.actual.is_some(),
+            e.side == Side::Base,
+            "only the base side probed: {e:#?}"
+        );
     }
     deleted_what_it_created(&r);
 }

@@ -233,37 +233,41 @@ fn the_demo_at_six_sizes_keeps_every_pod_name() {
     }
 }
 
-/// The time limit every Docker, tmux, netns or binary test gets from the helpers of
-/// tests/common: a test that runs past it ends the whole run, with its name on stderr, instead
-/// of stalling CI. Here a child test run (one thread, as `--test-threads=1` would) sleeps past a
-/// limit of one second.
+/// The time limit every test that can hang gets from tests/common (`time_limit`, armed by the
+/// helpers that start something or at the top of the test): a test that runs past it ends the
+/// whole run, with its name on stderr, instead of stalling CI. Here a child test run (one
+/// thread, as `--test-threads=1` would; its output captured, as CI runs it) sleeps past the
+/// limit `KINDRED_TEST_LIMIT` sets to one second, and is aborted.
 #[test]
 fn a_test_past_its_time_limit_aborts_the_run_naming_itself() {
+    use std::os::unix::process::ExitStatusExt;
+    common::time_limit();
     let o = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "time_limit_child_sleeps_past_its_limit",
             "--include-ignored",
             "--test-threads=1",
-            "--nocapture",
         ])
         .env("KINDRED_TIME_LIMIT_CHILD", "1")
+        .env("KINDRED_TEST_LIMIT", "1")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "the run failed: {err}");
+    assert_eq!(o.status.signal(), Some(libc::SIGABRT), "aborted: {err}");
     assert!(
         err.contains("test time_limit_child_sleeps_past_its_limit ran past its time limit of 1 s"),
         "{err}"
     );
 }
 
-/// Only the child of the test above: without its variable it returns at once.
+/// Only the child of the test above: without its variable (a plain or `--include-ignored` run)
+/// it returns at once.
 #[test]
 fn time_limit_child_sleeps_past_its_limit() {
     if std::env::var_os("KINDRED_TIME_LIMIT_CHILD").is_none() {
         return;
     }
-    common::time_limit_of(std::time::Duration::from_secs(1));
+    common::time_limit();
     std::thread::sleep(std::time::Duration::from_secs(20));
 }

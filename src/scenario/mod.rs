@@ -224,6 +224,10 @@ pub struct Probes {
     pub connect_timeout: f64,
     #[serde(default = "total")]
     pub timeout: f64,
+    /// Seconds each side waits, before its probes, for the Service to be ready: a LoadBalancer
+    /// IP, a ready endpoint, and kube-proxy's rules for that IP on every node.
+    #[serde(default = "ready_timeout")]
+    pub ready_timeout: f64,
 }
 
 fn netshoot() -> String {
@@ -238,6 +242,9 @@ fn connect() -> f64 {
 fn total() -> f64 {
     5.0
 }
+fn ready_timeout() -> f64 {
+    120.0
+}
 
 impl Default for Probes {
     fn default() -> Self {
@@ -246,6 +253,7 @@ impl Default for Probes {
             container: netshoot(),
             connect_timeout: 2.0,
             timeout: 5.0,
+            ready_timeout: ready_timeout(),
         }
     }
 }
@@ -510,12 +518,16 @@ impl Scenario {
                 ));
             }
         }
-        let r = s.build.rollout_timeout;
-        if !(r > 0.0 && r <= 86400.0) {
-            return Err(err(
-                &["build", "rollout_timeout"],
-                format!("{r}: seconds, more than 0 and at most a day"),
-            ));
+        for (path, r) in [
+            (["build", "rollout_timeout"], s.build.rollout_timeout),
+            (["probes", "ready_timeout"], s.probes.ready_timeout),
+        ] {
+            if !(r > 0.0 && r <= 86400.0) {
+                return Err(err(
+                    &path,
+                    format!("{r}: seconds, more than 0 and at most a day"),
+                ));
+            }
         }
         s.path = Some(PathBuf::from(file));
         s.text = Some(text.into());
@@ -788,6 +800,31 @@ mod tests {
         assert!(e.to_string().contains("not a probe target"), "{e}");
         let e = Scenario::parse("service: [", "bad.yaml").unwrap_err();
         assert!(e.to_string().starts_with("bad.yaml:"), "{e}");
+    }
+
+    /// How long probes wait for the Service to be ready: 120 s unless the scenario says;
+    /// a wait of nothing, or of more than a day, is refused at its line.
+    #[test]
+    fn the_ready_timeout_is_read_and_bounded() {
+        assert_eq!(Scenario::builtin().probes.ready_timeout, 120.0);
+        let old = Scenario::parse(WALKTHROUGH_2019, "2019.yaml").unwrap();
+        assert_eq!(
+            old.probes.ready_timeout, 120.0,
+            "the default without the field"
+        );
+        let t = with("  ready_timeout: 120", "  ready_timeout: 7.5");
+        let s = Scenario::parse(&t, "k.yaml").unwrap();
+        assert_eq!(s.probes.ready_timeout, 7.5);
+        for bad in ["0", "-1", "86401"] {
+            let t = with("  ready_timeout: 120", &format!("  ready_timeout: {bad}"));
+            let e = Scenario::parse(&t, "k.yaml").unwrap_err();
+            assert_eq!(e.field, "probes.ready_timeout: ", "{e}");
+            assert!(e.reason.contains("at most a day"), "{e}");
+            assert_eq!(
+                t.lines().nth(e.line - 1).unwrap().trim(),
+                format!("ready_timeout: {bad}")
+            );
+        }
     }
 
     #[test]

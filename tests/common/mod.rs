@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// How long a test that touches Docker, tmux, a network namespace or the binary may run before
-/// the process is aborted: a hang fails the run instead of stalling CI. `KINDRED_TEST_LIMIT`
+/// How long a test that can hang (Docker, tmux, a network namespace, a stand-in, the binary, a
+/// wait on events) may run before the process is aborted: a hang fails the run instead of stalling CI. `KINDRED_TEST_LIMIT`
 /// (seconds) overrides it.
 pub const TIME_LIMIT: Duration = Duration::from_secs(600);
 
@@ -50,7 +50,11 @@ pub fn time_limit_of(limit: Duration) {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
             if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                eprintln!(
+                // Straight to stderr: libtest captures `eprintln!` of a test's threads, and an
+                // abort would swallow what it captured.
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
                     "test {name} ran past its time limit of {} s: aborting the test run",
                     limit.as_secs_f64()
                 );
@@ -165,6 +169,8 @@ pub fn network_create(name: &str, extra: &[&str]) {
 /// A minimal node image: busybox-static for a shell, sleep and httpd; the host's /usr is mounted
 /// read-only at run time for iptables, nft and curl.
 pub fn image() -> &'static str {
+    // Before the sweep: its docker calls can hang too.
+    time_limit();
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         sweep();

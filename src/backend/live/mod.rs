@@ -455,12 +455,10 @@ fn handle_watched(ctx: &Ctx, side: Side, w: super::kube::Watched) {
     }
 }
 
-/// How long probes wait for the Service to be ready (LB IP, endpoints, rules on every node).
-pub const READY_WAIT: Duration = Duration::from_secs(120);
-
 /// Where a probe target points on one side. `lb` is the Service's LoadBalancer IP:port, once
 /// the Service is ready for probes: an LB IP, a ready endpoint, and kube-proxy's rules for that
-/// IP on every node (each waited for, with what is awaited shown). No flaky first verdict.
+/// IP on every node (each waited for, with what is awaited shown), all within the scenario's
+/// `probes.ready_timeout`. No flaky first verdict.
 async fn target_address(
     ctx: &Ctx,
     side: Side,
@@ -471,27 +469,23 @@ async fn target_address(
         let svc = ctx.sc.service.filter();
         let say = |m: String| ctx.out(side, Phase::Deploy, m);
         let every = Duration::from_secs(1);
-        let (ip, port) = super::kube::wait_service_ready(
-            client,
-            &svc.namespace,
-            &svc.name,
-            READY_WAIT,
-            every,
-            say,
-        )
-        .await?;
-        rules_mention(ctx, side, &ip).await?;
+        let wait = Duration::from_secs_f64(ctx.sc.probes.ready_timeout);
+        let end = tokio::time::Instant::now() + wait;
+        let (ip, port) =
+            super::kube::wait_service_ready(client, &svc.namespace, &svc.name, wait, every, say)
+                .await?;
+        rules_mention(ctx, side, &ip, end).await?;
         return Ok(format!("{ip}:{port}"));
     };
     Ok(a.clone())
 }
 
-/// Wait until kube-proxy's rules on every running node of a side's cluster name `ip`.
-async fn rules_mention(ctx: &Ctx, side: Side, ip: &str) -> Result<()> {
+/// Wait until kube-proxy's rules on every running node of a side's cluster name `ip`, until
+/// `end` (the end of the scenario's `probes.ready_timeout`).
+async fn rules_mention(ctx: &Ctx, side: Side, ip: &str, end: tokio::time::Instant) -> Result<()> {
     let docker = ctx.docker().await?;
     let name = ctx.name(side);
     let mode = ctx.sc.cluster.proxy_mode;
-    let end = tokio::time::Instant::now() + READY_WAIT;
     let mut said = false;
     loop {
         let nodes: Vec<String> = docker
@@ -523,7 +517,7 @@ async fn rules_mention(ctx: &Ctx, side: Side, ip: &str) -> Result<()> {
         if tokio::time::Instant::now() >= end {
             bail!(
                 "kube-proxy on {which} has no rules for {ip} after {}s",
-                READY_WAIT.as_secs()
+                ctx.sc.probes.ready_timeout
             );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
