@@ -23,11 +23,56 @@ pub enum Status {
     Fail,
 }
 
+/// What a check looks at: one name per check, written kebab-case (`image-store`) in the text
+/// and JSON reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckName {
+    Docker,
+    ImageStore,
+    Kind,
+    Git,
+    Curl,
+    Source,
+    Remote,
+    Ref,
+    Kubernetes,
+    State,
+    Disk,
+    Memory,
+    Inotify,
+}
+
+impl CheckName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckName::Docker => "docker",
+            CheckName::ImageStore => "image-store",
+            CheckName::Kind => "kind",
+            CheckName::Git => "git",
+            CheckName::Curl => "curl",
+            CheckName::Source => "source",
+            CheckName::Remote => "remote",
+            CheckName::Ref => "ref",
+            CheckName::Kubernetes => "kubernetes",
+            CheckName::State => "state",
+            CheckName::Disk => "disk",
+            CheckName::Memory => "memory",
+            CheckName::Inotify => "inotify",
+        }
+    }
+}
+
+impl std::fmt::Display for CheckName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`: the text report aligns names in a column.
+        f.pad(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// `docker`, `image-store`, `kind`, `git`, `curl`, `source`, `remote`, `ref`, `kubernetes`,
-    /// `state`, `disk`, `memory`, `inotify`.
-    pub name: &'static str,
+    pub name: CheckName,
     pub status: Status,
     pub message: String,
     /// What to do about it (`None` when nothing needs doing).
@@ -35,7 +80,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn ok(name: &'static str, message: impl Into<String>) -> Check {
+    fn ok(name: CheckName, message: impl Into<String>) -> Check {
         Check {
             name,
             status: Status::Ok,
@@ -43,7 +88,7 @@ impl Check {
             fix: None,
         }
     }
-    fn warn(name: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Check {
+    fn warn(name: CheckName, message: impl Into<String>, fix: impl Into<String>) -> Check {
         Check {
             name,
             status: Status::Warn,
@@ -51,7 +96,7 @@ impl Check {
             fix: Some(fix.into()),
         }
     }
-    fn fail(name: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Check {
+    fn fail(name: CheckName, message: impl Into<String>, fix: impl Into<String>) -> Check {
         Check {
             name,
             status: Status::Fail,
@@ -70,7 +115,7 @@ pub struct Report {
 
 impl Report {
     /// The check named `name` failed.
-    pub fn failed(&self, name: &str) -> Option<&Check> {
+    pub fn failed(&self, name: CheckName) -> Option<&Check> {
         self.checks
             .iter()
             .find(|c| c.name == name && c.status == Status::Fail)
@@ -103,14 +148,14 @@ pub async fn run(sc: &Scenario, kind: &Kind, depth: Depth) -> Report {
         }
         Err(e) => {
             checks.push(Check::fail(
-                "kind",
+                CheckName::Kind,
                 format!("{e:#}"),
                 "install kind >= v0.23 (https://kind.sigs.k8s.io/) and put it on PATH",
             ));
             None
         }
     };
-    checks.push(tool("git", &["--version"], "install git").await);
+    checks.push(tool(CheckName::Git, &["--version"], "install git").await);
     if sc
         .load_balancer
         .manifest
@@ -119,7 +164,7 @@ pub async fn run(sc: &Scenario, kind: &Kind, depth: Depth) -> Report {
     {
         checks.push(
             tool(
-                "curl",
+                CheckName::Curl,
                 &["--version"],
                 "install curl (it fetches MetalLB's manifest), or give a local file",
             )
@@ -143,13 +188,19 @@ async fn docker() -> Vec<Check> {
     match Docker::connect().await {
         Ok(d) => {
             let version = match d.version().await {
-                Ok((v, api)) => Check::ok("docker", format!("Docker {v} (API {api}) at {ep}")),
-                Err(e) => Check::warn("docker", format!("{e:#}"), "check the Docker engine"),
+                Ok((v, api)) => {
+                    Check::ok(CheckName::Docker, format!("Docker {v} (API {api}) at {ep}"))
+                }
+                Err(e) => Check::warn(
+                    CheckName::Docker,
+                    format!("{e:#}"),
+                    "check the Docker engine",
+                ),
             };
             let store = match d.image_store().await {
                 Ok(s) => image_store_check(&s),
                 Err(e) => Check::warn(
-                    IMAGE_STORE,
+                    CheckName::ImageStore,
                     format!("{e:#}"),
                     "check the Docker engine (`docker info` shows its storage driver)",
                 ),
@@ -157,7 +208,7 @@ async fn docker() -> Vec<Check> {
             vec![version, store]
         }
         Err(e) => vec![Check::fail(
-            "docker",
+            CheckName::Docker,
             format!("{e:#}"),
             format!(
                 "start the Docker engine, or point DOCKER_HOST or the docker context at it (tried {ep})"
@@ -166,19 +217,17 @@ async fn docker() -> Vec<Check> {
     }
 }
 
-const IMAGE_STORE: &str = "image-store";
-
 /// The engine's image store against `kind load docker-image`, which fails on containerd's
 /// store ("content digest ... not found": kind issues 3795, 4066, 4224). kindred loads the
 /// kube-proxy image that way.
 pub fn image_store_check(store: &ImageStore) -> Check {
     match store {
         ImageStore::Classic { driver } => Check::ok(
-            IMAGE_STORE,
+            CheckName::ImageStore,
             format!("classic image store ({driver}): `kind load docker-image` works"),
         ),
         ImageStore::Containerd { snapshotter } => Check::ok(
-            IMAGE_STORE,
+            CheckName::ImageStore,
             format!(
                 "containerd image store (snapshotter {snapshotter}): `kind load docker-image` fails there (content digest not found; kind issues 3795, 4066, 4224); kindred loads images with `kind load image-archive`, which works on either store"
             ),
@@ -206,7 +255,7 @@ fn inotify() -> Check {
 pub fn inotify_check(watches: Option<u64>, instances: Option<u64>) -> Check {
     let (Some(w), Some(i)) = (watches, instances) else {
         return Check::warn(
-            "inotify",
+            CheckName::Inotify,
             "inotify limits unknown (/proc/sys/fs/inotify not readable)",
             format!(
                 "kind recommends fs.inotify.max_user_watches >= {INOTIFY_WATCHES} and fs.inotify.max_user_instances >= {INOTIFY_INSTANCES}"
@@ -225,11 +274,11 @@ pub fn inotify_check(watches: Option<u64>, instances: Option<u64>) -> Check {
     .map(|(name, _, want)| format!("fs.inotify.{name}={want}"))
     .collect();
     if low.is_empty() {
-        return Check::ok("inotify", msg);
+        return Check::ok(CheckName::Inotify, msg);
     }
     let persist: Vec<String> = low.iter().map(|s| s.replace('=', " = ")).collect();
     Check::warn(
-        "inotify",
+        CheckName::Inotify,
         format!("{msg}: nodes may fail with \"too many open files\""),
         format!(
             "sudo sysctl {}; to keep it after a reboot: printf '{}\\n' | sudo tee /etc/sysctl.d/99-kind-inotify.conf",
@@ -244,7 +293,7 @@ pub fn kind_check(v: (u32, u32, u32), line: &str, mode: ProxyMode) -> Check {
     let shown = format!("v{}.{}.{}", v.0, v.1, v.2);
     if v < KIND_SOURCE_ARG {
         return Check::fail(
-            "kind",
+            CheckName::Kind,
             format!(
                 "kind {shown}: older than v0.11, it cannot build a node image from a source directory"
             ),
@@ -253,17 +302,18 @@ pub fn kind_check(v: (u32, u32, u32), line: &str, mode: ProxyMode) -> Check {
     }
     if mode == ProxyMode::Nftables && v < KIND_NFTABLES {
         return Check::fail(
-            "kind",
+            CheckName::Kind,
             format!("kind {shown}: nftables mode needs kind >= v0.23"),
             "install kind >= v0.23, or set cluster.proxy_mode: iptables",
         );
     }
-    Check::ok("kind", line.to_string())
+    Check::ok(CheckName::Kind, line.to_string())
 }
 
 /// Whether `bin` runs: the first line of its version output (at most
 /// [`process::MAX_VERSION`] bytes read, shown escaped).
-async fn tool(name: &'static str, args: &[&str], fix: &str) -> Check {
+async fn tool(check: CheckName, args: &[&str], fix: &str) -> Check {
+    let name = check.as_str();
     let mut cmd = tokio::process::Command::new(name);
     cmd.args(args);
     let limit = std::time::Duration::from_secs(10);
@@ -272,11 +322,11 @@ async fn tool(name: &'static str, args: &[&str], fix: &str) -> Check {
     match run {
         Ok(Ok(o)) if o.status.success() || o.stdout_cut => {
             let first = process::first_line(&o.stdout);
-            Check::ok(name, if first.is_empty() { name.into() } else { first })
+            Check::ok(check, if first.is_empty() { name.into() } else { first })
         }
-        Ok(Ok(o)) => Check::fail(name, format!("{what}: {}", o.status), fix),
-        Ok(Err(e)) => Check::fail(name, format!("{e:#}"), fix),
-        Err(e) => Check::fail(name, format!("{name}: {e}"), fix),
+        Ok(Ok(o)) => Check::fail(check, format!("{what}: {}", o.status), fix),
+        Ok(Err(e)) => Check::fail(check, format!("{e:#}"), fix),
+        Err(e) => Check::fail(check, format!("{name}: {e}"), fix),
     }
 }
 
@@ -290,7 +340,7 @@ async fn sources(sc: &Scenario, kind: Option<(u32, u32, u32)>, depth: Depth) -> 
         let source = sc.resolve(&spec.source);
         if let Err(e) = git::check_source(&source).await {
             out.push(Check::fail(
-                "source",
+                CheckName::Source,
                 format!(
                     "{who}: {}",
                     sc.side_field_error(side, "source", format!("{e:#}"))
@@ -299,12 +349,15 @@ async fn sources(sc: &Scenario, kind: Option<(u32, u32, u32)>, depth: Depth) -> 
             ));
             continue;
         }
-        out.push(Check::ok("source", format!("{who}: {}", source.display())));
+        out.push(Check::ok(
+            CheckName::Source,
+            format!("{who}: {}", source.display()),
+        ));
         out.push(remote_check(sc, side, &source, &who).await);
         match side_commit(sc, side, &source, depth).await {
             Ok(Some(sha)) => {
                 out.push(Check::ok(
-                    "ref",
+                    CheckName::Ref,
                     format!("{who}: {} is {}", spec.git_ref, &sha[..12]),
                 ));
                 let v = git::describe(&source, &sha).await.ok().flatten();
@@ -319,11 +372,11 @@ async fn sources(sc: &Scenario, kind: Option<(u32, u32, u32)>, depth: Depth) -> 
                 ));
             }
             Ok(None) => out.push(Check::ok(
-                "ref",
+                CheckName::Ref,
                 format!("{who}: {} is fetched when building", spec.git_ref),
             )),
             Err(e) => out.push(Check::fail(
-                "ref",
+                CheckName::Ref,
                 format!("{who}: {e:#}"),
                 "fix the ref (or the remote), or `git fetch` the remote in the source",
             )),
@@ -340,16 +393,16 @@ async fn remote_check(sc: &Scenario, side: crate::model::Side, source: &Path, wh
     let wanted = spec.remote.as_ref().map(|r| r.as_str());
     match git::remote(source, wanted).await {
         Ok(r) => Check::ok(
-            "remote",
+            CheckName::Remote,
             format!("{who}: PRs and the default branch from {}", r.describe()),
         ),
         Err(e) if needs => Check::fail(
-            "remote",
+            CheckName::Remote,
             format!("{who}: {:#}", git::remote_error_at(sc, side, e)),
             "git remote add upstream https://github.com/kubernetes/kubernetes.git in the source, or set the side's `remote:` in the scenario",
         ),
         Err(e) => Check::ok(
-            "remote",
+            CheckName::Remote,
             format!("{who}: ref {} needs no remote ({e:#})", spec.git_ref),
         ),
     }
@@ -399,7 +452,7 @@ pub fn version_check(
 ) -> Check {
     let Some((major, minor)) = v else {
         return Check::warn(
-            "kubernetes",
+            CheckName::Kubernetes,
             format!("{who}: the Kubernetes version cannot be told (no v* tag reaches the ref)"),
             match remote {
                 Some(r) => format!("git fetch --tags {r} in the source"),
@@ -410,7 +463,7 @@ pub fn version_check(
     let shown = format!("{who}: Kubernetes {major}.{minor}");
     if (major, minor) < (1, 24) && kind.is_some_and(|k| k >= KIND_CONTAINERD2) {
         return Check::fail(
-            "kubernetes",
+            CheckName::Kubernetes,
             format!(
                 "{shown} cannot boot on kind >= v0.27: its kubelet speaks only CRI v1alpha2, which containerd 2.x removed"
             ),
@@ -420,29 +473,32 @@ pub fn version_check(
     if mode == ProxyMode::Nftables {
         if (major, minor) < (1, 29) {
             return Check::fail(
-                "kubernetes",
+                CheckName::Kubernetes,
                 format!("{shown} has no nftables proxy mode (alpha in 1.29, GA in 1.33)"),
                 "use iptables mode, or a ref from 1.29 on",
             );
         }
         if (major, minor) < (1, 31) {
             return Check::warn(
-                "kubernetes",
+                CheckName::Kubernetes,
                 format!("{shown}: nftables mode is behind the NFTablesProxyMode feature gate"),
                 "none needed: kindred turns the gate on in the kind config",
             );
         }
     }
-    Check::ok("kubernetes", shown)
+    Check::ok(CheckName::Kubernetes, shown)
 }
 
 /// kindred's state dir (worktrees, kubeconfigs, the record of its clusters): created private,
 /// refused when it is a symbolic link, someone else's, writable by others, or read-only.
 fn state_dir() -> Check {
     match super::state::ensure_state_dir() {
-        Ok(d) => Check::ok("state", format!("{} is kindred's own", d.display())),
+        Ok(d) => Check::ok(
+            CheckName::State,
+            format!("{} is kindred's own", d.display()),
+        ),
         Err(e) => Check::fail(
-            "state",
+            CheckName::State,
             format!("{e:#}"),
             "as the message says, or set XDG_STATE_HOME to a directory of your own",
         ),
@@ -457,7 +513,7 @@ fn disk(dir: &Path) -> Check {
         .unwrap_or(Path::new("/"));
     let Some(free) = free_bytes(probe) else {
         return Check::warn(
-            "disk",
+            CheckName::Disk,
             format!("{}: free space unknown", probe.display()),
             "check free disk space",
         );
@@ -466,7 +522,7 @@ fn disk(dir: &Path) -> Check {
     let msg = format!("{:.0} GiB free on {}", gib(free), probe.display());
     if free < DISK_NEEDED {
         Check::warn(
-            "disk",
+            CheckName::Disk,
             msg,
             format!(
                 "a node-image build wants about {:.0} GiB: free some space",
@@ -474,7 +530,7 @@ fn disk(dir: &Path) -> Check {
             ),
         )
     } else {
-        Check::ok("disk", msg)
+        Check::ok(CheckName::Disk, msg)
     }
 }
 
@@ -498,7 +554,11 @@ fn memory(parallel: bool) -> Check {
             .map(|kb| kb * 1024)
     });
     let Some(avail) = avail else {
-        return Check::warn("memory", "available memory unknown", "check free memory");
+        return Check::warn(
+            CheckName::Memory,
+            "available memory unknown",
+            "check free memory",
+        );
     };
     let need = if parallel {
         2 * MEMORY_NEEDED
@@ -509,7 +569,7 @@ fn memory(parallel: bool) -> Check {
     let msg = format!("{} GiB available", gib(avail));
     if avail < need {
         Check::warn(
-            "memory",
+            CheckName::Memory,
             msg,
             format!(
                 "a Kubernetes build wants about {} GiB{}",
@@ -522,7 +582,7 @@ fn memory(parallel: bool) -> Check {
             ),
         )
     } else {
-        Check::ok("memory", msg)
+        Check::ok(CheckName::Memory, msg)
     }
 }
 
@@ -711,7 +771,7 @@ mod tests {
         let checks = sources(&sc, None, Depth::Quick).await;
         let failed: Vec<&Check> = checks
             .iter()
-            .filter(|c| c.name == "source" && c.status == Status::Fail)
+            .filter(|c| c.name == CheckName::Source && c.status == Status::Fail)
             .collect();
         assert_eq!(failed.len(), 2, "{checks:#?}");
         for (c, key) in failed.iter().zip(["base", "pr"]) {
@@ -754,7 +814,10 @@ mod tests {
             let sc = Scenario::parse(text, file.to_str().unwrap()).unwrap();
             async move {
                 let checks = sources(&sc, None, Depth::Quick).await;
-                let r: Vec<Check> = checks.into_iter().filter(|c| c.name == "remote").collect();
+                let r: Vec<Check> = checks
+                    .into_iter()
+                    .filter(|c| c.name == CheckName::Remote)
+                    .collect();
                 assert_eq!(r.len(), 2, "{r:#?}");
                 r
             }

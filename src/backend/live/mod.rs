@@ -24,6 +24,7 @@ pub use swap::proxy_tag;
 
 use super::Backend;
 use super::docker::Docker;
+use super::doctor::CheckName;
 use super::event::{Command, Event, Expectation, PodInfo, ServiceInfo, SessionInfo, SideInfo};
 use super::kind::Kind;
 use super::owned::{Owned, default_path};
@@ -57,22 +58,14 @@ fn stop(t: Task) {
 }
 
 /// The checks each command needs to have passed (see `kindred doctor`).
-fn needs(cmd: &Command) -> &'static [&'static str] {
+fn needs(cmd: &Command) -> &'static [CheckName] {
+    use CheckName::*;
     match cmd {
-        Command::Build { .. } => &[
-            "docker",
-            "kind",
-            "git",
-            "source",
-            "remote",
-            "ref",
-            "kubernetes",
-            "state",
-        ],
-        Command::SwapProxy { .. } => &["docker", "kind", "git", "source", "remote", "ref", "state"],
-        Command::CreateClusters | Command::DeleteClusters => &["docker", "kind", "state"],
-        Command::Deploy => &["docker", "curl", "state"],
-        Command::RefreshRules | Command::SetWatch(true) => &["docker"],
+        Command::Build { .. } => &[Docker, Kind, Git, Source, Remote, Ref, Kubernetes, State],
+        Command::SwapProxy { .. } => &[Docker, Kind, Git, Source, Remote, Ref, State],
+        Command::CreateClusters | Command::DeleteClusters => &[Docker, Kind, State],
+        Command::Deploy => &[Docker, Curl, State],
+        Command::RefreshRules | Command::SetWatch(true) => &[Docker],
         _ => &[],
     }
 }
@@ -790,7 +783,7 @@ impl LiveBackend {
     fn blocked(&self, cmd: &Command) -> Option<String> {
         let pre = self.shared.preflight.lock().unwrap();
         let r = pre.as_ref()?;
-        let c = needs(cmd).iter().find_map(|n| r.failed(n))?;
+        let c = needs(cmd).iter().find_map(|n| r.failed(*n))?;
         let fix = c.fix.as_deref().unwrap_or("");
         Some(format!(
             "{cmd:?} cannot start: {}: {} (fix: {fix})",
@@ -1097,7 +1090,7 @@ mod tests {
         *b.shared.preflight.lock().unwrap() = Some(Report {
             ok: false,
             checks: vec![Check {
-                name: "state",
+                name: super::super::doctor::CheckName::State,
                 status: Status::Fail,
                 message: "/tmp/kindred: kindred's state dir may be written by anyone".into(),
                 fix: Some("chmod 700 /tmp/kindred".into()),
