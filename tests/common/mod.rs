@@ -429,10 +429,33 @@ fn tmux(server: &str) -> Command {
     c
 }
 
+/// Kill the private tmux servers of test runs that are gone (`kindred-TAG-PID`, PID dead): a
+/// run aborted by its time limit runs no `Drop`, and would leave its dashboards running.
+fn sweep_tmux() {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::var_os("TMUX_TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join(format!("tmux-{uid}"));
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name.rsplit('-').next().and_then(|p| p.parse::<i32>().ok());
+        if name.starts_with("kindred-") && pid.is_some_and(|p| !alive(p)) {
+            let _ = tmux(&name).arg("kill-server").status();
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 impl Tmux {
     /// Run `cmd` (then print KINDRED-EXIT=<status>) in a detached w x h session.
     pub fn start_sized(tag: &str, cmd: &str, w: u16, h: u16) -> Tmux {
         time_limit();
+        sweep_tmux();
         let session = format!("kindred-{tag}-{}", std::process::id());
         let log = std::env::temp_dir().join(format!("{session}.log"));
         let script = format!(
