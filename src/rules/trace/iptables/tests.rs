@@ -98,6 +98,7 @@ fn what_it_cannot_evaluate_is_unknown_where_reached() {
             "a branch DNATs to 10.244.1.1:80"
         ]
     );
+    assert!(t.endpoints.is_empty(), "{:?}", t.endpoints);
 }
 
 #[test]

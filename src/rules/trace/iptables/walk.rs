@@ -69,6 +69,10 @@ pub(super) fn combine(outcomes: Vec<Outcome>) -> Trace {
             }
         }
     }
+    if verdict != Verdict::Dnat {
+        // The notes name the endpoints of the branches that DNAT.
+        endpoints.clear();
+    }
     Trace {
         verdict,
         endpoints,
