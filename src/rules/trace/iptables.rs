@@ -80,6 +80,27 @@ fn table_slot(t: Table) -> usize {
     }
 }
 
+/// The table of a dump that names none (`iptables -S`, a fragment): filter when it has the
+/// FORWARD chain and nothing of nat's (PREROUTING, POSTROUTING, DNAT, MASQUERADE), else nat
+/// (kube-proxy's fragments are nat's).
+fn untabled_table(dump: &Dump) -> Table {
+    let chain_named = |n: &str| {
+        dump.chains.iter().any(|c| dump.str(&c.name) == n)
+            || dump.rules.iter().any(|r| dump.rule_chain(r) == n)
+    };
+    let nat_like = chain_named("PREROUTING")
+        || chain_named("POSTROUTING")
+        || dump.rules.iter().any(|r| {
+            let b = dump.rule_body(r);
+            b.contains("-j DNAT") || b.contains("-j MASQUERADE") || b.contains("-j SNAT")
+        });
+    if chain_named("FORWARD") && !nat_like {
+        Table::Filter
+    } else {
+        Table::Nat
+    }
+}
+
 /// A chain of one table.
 struct Chain {
     table: Table,
@@ -125,8 +146,8 @@ pub struct Tracer<'a> {
     rules: Vec<Compiled>,
     /// Which tables the dump has.
     has_table: [bool; 5],
-    /// The dump names no table (`iptables -S`, a fragment): its rules are read as nat's.
-    untabled: bool,
+    /// The dump names no table (`iptables -S`, a fragment): the table its rules are read as.
+    untabled: Option<Table>,
     /// Some built-in chain has a rule: something leads packets into the dump's chains.
     hooked: bool,
 }
@@ -140,19 +161,22 @@ impl<'a> Tracer<'a> {
             base: Box::new([[None; 5]; 5]),
             rules: Vec::with_capacity(dump.rules.len()),
             has_table: [false; 5],
-            untabled: false,
+            untabled: None,
             hooked: false,
         };
+        let guess = untabled_table(dump);
         for d in &dump.chains {
-            let table = d.table.unwrap_or(Table::Nat);
+            let table = d.table.unwrap_or(guess);
             let c = t.chain(table, dump.str(&d.name));
             if d.policy.as_ref().is_some_and(|p| dump.str(p) == "DROP") {
                 t.chains[c].drop_policy = Some(d.line);
             }
         }
         for (at, r) in dump.rules.iter().enumerate() {
-            t.untabled |= r.table.is_none();
-            let table = r.table.unwrap_or(Table::Nat);
+            if r.table.is_none() {
+                t.untabled = Some(guess);
+            }
+            let table = r.table.unwrap_or(guess);
             let c = t.chain(table, dump.rule_chain(r));
             t.chains[c].rules.push(t.rules.len() as u32);
             t.rules.push(Compiled {
@@ -164,8 +188,8 @@ impl<'a> Tracer<'a> {
         for tb in &dump.tables {
             t.has_table[table_slot(*tb)] = true;
         }
-        if t.untabled || dump.tables.is_empty() {
-            t.has_table[table_slot(Table::Nat)] = true;
+        if t.untabled.is_some() || dump.tables.is_empty() {
+            t.has_table[table_slot(guess)] = true;
         }
         t.resolve_jumps();
         t.build_indices();
@@ -305,10 +329,10 @@ impl<'a> Tracer<'a> {
             outcomes.push(w.outcome());
         }
         let mut t = combine(outcomes);
-        if self.untabled {
+        if let Some(table) = self.untabled {
             t.notes.insert(
                 0,
-                "the dump names no table (iptables -S or a fragment): its rules are read as the nat table's".into(),
+                format!("the dump names no table (iptables -S or a fragment): its rules are read as the {table} table's"),
             );
         }
         if !self.hooked {

@@ -273,7 +273,23 @@ fn iptables_s_v_and_fragments() {
         "-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.244.1.1:80"
     );
     assert_eq!(t.path[1].table, "nat");
-    assert!(t.notes[0].contains("names no table"), "{:?}", t.notes);
+    assert!(
+        t.notes[0].contains("read as the nat table's"),
+        "{:?}",
+        t.notes
+    );
+    // `iptables -S` of the filter table (its default).
+    let text = "-P INPUT ACCEPT\n-P FORWARD DROP\n-P OUTPUT ACCEPT\n-A FORWARD -d 10.244.1.1/32 -j ACCEPT\n";
+    let t = trace(text, &pkt("10.244.0.5", "10.244.1.1", 80, Origin::Pod, &[]));
+    assert_eq!(t.verdict, Verdict::Accept);
+    assert_eq!(t.path[0].table, "filter");
+    assert!(
+        t.notes[0].contains("read as the filter table's"),
+        "{:?}",
+        t.notes
+    );
+    let t = trace(text, &pkt("10.244.0.5", "10.244.1.2", 80, Origin::Pod, &[]));
+    assert_eq!(t.verdict, Verdict::Drop);
 }
 
 #[test]
