@@ -1,0 +1,750 @@
+//! The nftables tracer against kube-proxy's own packet-flow expectations (the cases of
+//! `runPacketFlowTests` in pkg/proxy/nftables/proxier_test.go, on the rule sets of
+//! tests/fixtures/trace/nftables and tests/fixtures/nftables, each file naming its source), the
+//! PR 132456 pair, a real k3s table, and a 10k-Service synthetic dump.
+
+mod common;
+
+use std::net::Ipv4Addr;
+
+use common::fixture;
+use kindred::rules::mixed::OneDump;
+use kindred::rules::trace::{Hook, Origin, Packet, Pair, Proto, Trace, Tracer, Verdict};
+
+const AFTER: &str = "trace/nftables/pr132456-after-v1.34.0-TestOverallNFTablesRules.nft";
+const BEFORE: &str = "trace/nftables/pr132456-base-v1.33.0-TestOverallNFTablesRules.nft";
+const K3S: &str = "nftables/k3s-real-nft-list-table-ip-kube-proxy.txt";
+
+/// The node's addresses in kube-proxy's tests (`testNodeIPs`, IPv4 ones).
+const NODE_IPS: [&str; 3] = ["192.168.0.2", "192.168.1.2", "192.168.99.11"];
+
+fn dump(rel: &str) -> OneDump {
+    let text = std::fs::read_to_string(fixture(rel)).unwrap();
+    let d = OneDump::parse(text).unwrap();
+    assert!(
+        matches!(d, OneDump::Nftables(_)),
+        "{rel} is an nftables dump"
+    );
+    d
+}
+
+/// One case: `from` `src` to `dst`:`port`, and what kube-proxy's tests expect.
+struct Flow {
+    name: &'static str,
+    from: Origin,
+    src: &'static str,
+    dst: &'static str,
+    port: u16,
+    proto: Proto,
+    verdict: Verdict,
+    endpoints: &'static [&'static str],
+    masq: bool,
+}
+
+const fn flow(
+    name: &'static str,
+    src: &'static str,
+    dst: &'static str,
+    port: u16,
+    verdict: Verdict,
+    endpoints: &'static [&'static str],
+    masq: bool,
+) -> Flow {
+    Flow {
+        name,
+        from: Origin::Pod,
+        src,
+        dst,
+        port,
+        proto: Proto::Tcp,
+        verdict,
+        endpoints,
+        masq,
+    }
+}
+
+fn packet(f: &Flow, local: &[&str]) -> Packet {
+    Packet {
+        src: f.src.parse().unwrap(),
+        dst: f.dst.parse().unwrap(),
+        dport: f.port,
+        sport: 40000,
+        proto: f.proto,
+        from: f.from,
+        local_ips: local.iter().map(|s| s.parse().unwrap()).collect(),
+    }
+}
+
+fn show(t: &Trace) -> String {
+    let mut s = format!(
+        "{} {:?} masq={}\n",
+        t.verdict.name(),
+        t.endpoints,
+        t.masquerade
+    );
+    for p in &t.path {
+        s += &format!(
+            "  {} {} {} | {} (line {})\n",
+            p.hook.name(),
+            p.table,
+            p.chain,
+            p.rule,
+            p.line
+        );
+    }
+    for n in &t.notes {
+        s += &format!("  note: {n}\n");
+    }
+    s
+}
+
+/// Every flow through `rel`; all failures reported at once.
+fn run_flows(rel: &str, local: &[&str], flows: &[Flow]) {
+    let d = dump(rel);
+    let tracer = Tracer::new(&d);
+    let mut bad = Vec::new();
+    for f in flows {
+        let t = tracer.trace(&packet(f, local));
+        let want: Vec<String> = f.endpoints.iter().map(|s| s.to_string()).collect();
+        if t.verdict != f.verdict || t.endpoints != want || t.masquerade != f.masq {
+            bad.push(format!(
+                "{}: want {} {:?} masq={}, got {}",
+                f.name,
+                f.verdict.name(),
+                want,
+                f.masq,
+                show(&t)
+            ));
+        }
+        if t.verdict != Verdict::Unknown {
+            assert!(
+                !t.notes.iter().any(|n| n.contains("cannot evaluate")),
+                "{}: {}",
+                f.name,
+                show(&t)
+            );
+        }
+    }
+    assert!(bad.is_empty(), "{rel}:\n{}", bad.join("\n"));
+}
+
+use Verdict::{Accept, Dnat, Drop, Reject};
+
+const EXTERNAL: &str = "203.0.113.2";
+const BLOCKED: &str = "203.0.113.130";
+
+/// The flows kube-proxy's tests check on TestOverallNFTablesRules' Services (svc1 ClusterIP, svc2
+/// LB eTP=Local without a local endpoint, svc3 NodePort, svc4 external IP with two endpoints,
+/// svc5 LB with source ranges and affinity, svc6 no endpoints), from TestClusterIPGeneral,
+/// TestLoadBalancer, TestNoEndpointsReject and TestExternalTrafficPolicy* cases; their
+/// expectations hold for both versions of the base chains (pod and external traffic).
+const OVERALL: &[Flow] = &[
+    flow(
+        "pod to cluster IP",
+        "10.0.0.2",
+        "172.30.0.41",
+        80,
+        Dnat,
+        &["10.180.0.1:80"],
+        false,
+    ),
+    flow(
+        "hairpin to cluster IP",
+        "10.180.0.1",
+        "172.30.0.41",
+        80,
+        Dnat,
+        &["10.180.0.1:80"],
+        true,
+    ),
+    flow(
+        "external to cluster IP",
+        EXTERNAL,
+        "172.30.0.41",
+        80,
+        Dnat,
+        &["10.180.0.1:80"],
+        true,
+    ),
+    flow(
+        "svc1 does not accept other ports",
+        "10.0.0.2",
+        "172.30.0.41",
+        443,
+        Reject,
+        &[],
+        false,
+    ),
+    Flow {
+        proto: Proto::Udp,
+        ..flow(
+            "TCP-only port does not match UDP traffic",
+            "10.0.0.2",
+            "172.30.0.41",
+            80,
+            Reject,
+            &[],
+            false,
+        )
+    },
+    flow(
+        "packet to unallocated cluster IP",
+        "10.0.0.2",
+        "172.30.0.50",
+        80,
+        Drop,
+        &[],
+        false,
+    ),
+    flow(
+        "pod to cluster IP with no endpoints",
+        "10.0.0.2",
+        "172.30.0.46",
+        80,
+        Reject,
+        &[],
+        false,
+    ),
+    flow(
+        "pod to eTP=Local LB IP without local endpoint: short-circuit",
+        "10.0.0.2",
+        "1.2.3.4",
+        80,
+        Dnat,
+        &["10.180.0.2:80"],
+        false,
+    ),
+    flow(
+        "external to eTP=Local LB IP without local endpoint",
+        EXTERNAL,
+        "1.2.3.4",
+        80,
+        Drop,
+        &[],
+        false,
+    ),
+    flow(
+        "external to eTP=Local external IP without local endpoint",
+        EXTERNAL,
+        "192.168.99.22",
+        80,
+        Drop,
+        &[],
+        false,
+    ),
+    flow(
+        "external to eTP=Local NodePort without local endpoint",
+        EXTERNAL,
+        "192.168.0.2",
+        3001,
+        Drop,
+        &[],
+        false,
+    ),
+    flow(
+        "pod to eTP=Local NodePort: short-circuit",
+        "10.0.0.2",
+        "192.168.0.2",
+        3001,
+        Dnat,
+        &["10.180.0.2:80"],
+        false,
+    ),
+    flow(
+        "external to NodePort",
+        EXTERNAL,
+        "192.168.0.2",
+        3003,
+        Dnat,
+        &["10.180.0.3:80"],
+        true,
+    ),
+    flow(
+        "pod to NodePort (eTP=Cluster masquerades)",
+        "10.0.0.2",
+        "192.168.0.2",
+        3003,
+        Dnat,
+        &["10.180.0.3:80"],
+        true,
+    ),
+    flow(
+        "pod to NodePort on a port with no Service",
+        "10.0.0.2",
+        "192.168.0.2",
+        3999,
+        Accept,
+        &[],
+        false,
+    ),
+    flow(
+        "pod to cluster IP with two endpoints",
+        "10.0.0.2",
+        "172.30.0.44",
+        80,
+        Dnat,
+        &["10.180.0.4:80", "10.180.0.5:80"],
+        false,
+    ),
+    flow(
+        "hairpin through one of two endpoints",
+        "10.180.0.5",
+        "172.30.0.44",
+        80,
+        Dnat,
+        &["10.180.0.4:80", "10.180.0.5:80"],
+        true,
+    ),
+    flow(
+        "external to external IP",
+        EXTERNAL,
+        "192.168.99.33",
+        80,
+        Dnat,
+        &["10.180.0.4:80", "10.180.0.5:80"],
+        true,
+    ),
+    flow(
+        "accepted external to LB with source ranges",
+        EXTERNAL,
+        "5.6.7.8",
+        80,
+        Dnat,
+        &["10.180.0.3:80"],
+        true,
+    ),
+    flow(
+        "blocked external to LB with source ranges",
+        BLOCKED,
+        "5.6.7.8",
+        80,
+        Drop,
+        &[],
+        false,
+    ),
+    flow(
+        "NodePort bypasses LoadBalancerSourceRanges",
+        BLOCKED,
+        "192.168.0.2",
+        3002,
+        Dnat,
+        &["10.180.0.3:80"],
+        true,
+    ),
+    flow(
+        "pod to cluster IP with affinity (no prior entry)",
+        "10.0.0.2",
+        "172.30.0.45",
+        80,
+        Dnat,
+        &["10.180.0.3:80"],
+        false,
+    ),
+    flow(
+        "pod to a pod IP: no rule changes it",
+        "10.0.0.2",
+        "10.180.0.9",
+        8080,
+        Accept,
+        &[],
+        false,
+    ),
+];
+
+#[test]
+fn kube_proxy_flows_after_pr_132456() {
+    run_flows(AFTER, &NODE_IPS, OVERALL);
+}
+
+#[test]
+fn kube_proxy_flows_before_pr_132456() {
+    run_flows(BEFORE, &NODE_IPS, OVERALL);
+}
+
+/// Locally originated traffic (a hostNetwork pod on the node, source the node's IP).
+const fn host(mut f: Flow) -> Flow {
+    f.from = Origin::Host;
+    f
+}
+
+/// Host traffic that both versions treat alike.
+const HOST_SAME: &[Flow] = &[
+    host(flow(
+        "host to cluster IP",
+        "192.168.0.2",
+        "172.30.0.41",
+        80,
+        Dnat,
+        &["10.180.0.1:80"],
+        true,
+    )),
+    host(flow(
+        "host to cluster IP, wrong port",
+        "192.168.0.2",
+        "172.30.0.41",
+        443,
+        Reject,
+        &[],
+        false,
+    )),
+    host(flow(
+        "host to NodePort (eTP=Cluster)",
+        "192.168.0.2",
+        "192.168.0.2",
+        3003,
+        Dnat,
+        &["10.180.0.3:80"],
+        true,
+    )),
+    host(flow(
+        "host to cluster IP with no endpoints",
+        "192.168.0.2",
+        "172.30.0.46",
+        80,
+        Reject,
+        &[],
+        false,
+    )),
+];
+
+#[test]
+fn host_flows_both_versions() {
+    run_flows(AFTER, &NODE_IPS, HOST_SAME);
+    run_flows(BEFORE, &NODE_IPS, HOST_SAME);
+}
+
+fn trace_one(rel: &str, from: Origin, src: &str, dst: &str, port: u16) -> Trace {
+    let d = dump(rel);
+    let f = Flow {
+        from,
+        ..flow("", "0.0.0.0", "0.0.0.0", port, Accept, &[], false)
+    };
+    let mut p = packet(&f, &NODE_IPS);
+    p.src = src.parse().unwrap();
+    p.dst = dst.parse().unwrap();
+    Tracer::new(&d).trace(&p)
+}
+
+/// Issue 131765 / PR 132456: host traffic to an eTP=Local LB IP from a node without a local
+/// endpoint. Before the PR, filter-output (-110) runs before nat-output (-100) and
+/// service-endpoints-check drops it; after it, nat-output DNATs it first (local traffic
+/// short-circuits to all endpoints) and filter-output (0) sees the endpoint.
+#[test]
+fn pr_132456_host_traffic_to_local_lb_ip() {
+    let base = trace_one(BEFORE, Origin::Host, "192.168.0.2", "1.2.3.4", 80);
+    let pr = trace_one(AFTER, Origin::Host, "192.168.0.2", "1.2.3.4", 80);
+    assert_eq!(base.verdict, Drop, "{}", show(&base));
+    let last = base.path.last().unwrap();
+    assert_eq!(
+        (last.hook, last.chain.as_str()),
+        (Hook::Output, "service-endpoints-check"),
+        "{}",
+        show(&base)
+    );
+    // The drop comes from filter-output, entered before nat-output was.
+    let entered: Vec<&str> = base
+        .path
+        .iter()
+        .filter(|s| s.rule.starts_with("type "))
+        .map(|s| s.chain.as_str())
+        .collect();
+    assert_eq!(entered, ["filter-output"], "{}", show(&base));
+    assert!(base.path[0].rule.contains("priority -110"));
+    assert!(
+        base.notes
+            .iter()
+            .any(|n| n.contains("@no-endpoint-services maps the packet to drop")),
+        "{}",
+        show(&base)
+    );
+
+    assert_eq!(pr.verdict, Dnat, "{}", show(&pr));
+    assert_eq!(pr.endpoints, ["10.180.0.2:80"]);
+    assert!(pr.masquerade, "local traffic is masqueraded: {}", show(&pr));
+    let entered: Vec<&str> = pr
+        .path
+        .iter()
+        .filter(|s| s.rule.starts_with("type "))
+        .map(|s| s.chain.as_str())
+        .collect();
+    assert_eq!(
+        entered,
+        [
+            "filter-output-pre-dnat",
+            "nat-output",
+            "filter-output",
+            "nat-postrouting"
+        ],
+        "{}",
+        show(&pr)
+    );
+    let pair = Pair::new(base, pr);
+    assert!(!pair.equal);
+    assert_eq!(pair.parted_at, Some(0));
+}
+
+/// Pod traffic to the same LB IP is DNATed in both: nat-prerouting short-circuits it before
+/// the forward hook's checks.
+#[test]
+fn pr_132456_pod_traffic_to_local_lb_ip() {
+    for rel in [BEFORE, AFTER] {
+        let t = trace_one(rel, Origin::Pod, "10.0.0.2", "1.2.3.4", 80);
+        assert_eq!(t.verdict, Dnat, "{rel}: {}", show(&t));
+        assert_eq!(t.endpoints, ["10.180.0.2:80"]);
+        assert!(!t.masquerade);
+        assert!(
+            t.path
+                .iter()
+                .any(|s| s.rule.contains("short-circuit pod traffic")),
+            "{}",
+            show(&t)
+        );
+        assert!(t.path.iter().any(|s| s.hook == Hook::Forward));
+    }
+    let base = trace_one(BEFORE, Origin::Pod, "10.0.0.2", "1.2.3.4", 80);
+    let pr = trace_one(AFTER, Origin::Pod, "10.0.0.2", "1.2.3.4", 80);
+    assert!(Pair::new(base, pr).equal);
+}
+
+/// An accept ends only its own base chain: a table whose prerouting chain accepts everything
+/// first does not stop kube-proxy's nat-prerouting from DNATing.
+#[test]
+fn accept_ends_only_its_base_chain() {
+    let text = format!(
+        "table inet early {{\n\tchain pre {{\n\t\ttype filter hook prerouting priority -300; policy accept;\n\t\taccept\n\t}}\n}}\n{}",
+        std::fs::read_to_string(fixture(K3S)).unwrap()
+    );
+    let d = OneDump::parse(text).unwrap();
+    let t = Tracer::new(&d).trace(&Packet {
+        src: "10.42.0.5".parse().unwrap(),
+        dst: "10.43.0.10".parse().unwrap(),
+        dport: 53,
+        sport: 40000,
+        proto: Proto::Udp,
+        from: Origin::Pod,
+        local_ips: vec!["10.34.4.246".parse().unwrap()],
+    });
+    assert_eq!(t.verdict, Dnat, "{}", show(&t));
+    assert_eq!(t.endpoints, ["10.42.0.171:53"]);
+    assert_eq!(t.path[0].table, "inet early");
+    assert_eq!(t.path[1].rule, "accept");
+}
+
+/// Base chains of all tables run by priority, not by table: a drop in another table's chain at
+/// a priority after kube-proxy's DNAT sees the endpoint, one before it sees the Service IP.
+#[test]
+fn priority_orders_base_chains_across_tables() {
+    let k3s = std::fs::read_to_string(fixture(K3S)).unwrap();
+    let with = |prio: &str| {
+        format!(
+            "{k3s}table ip guard {{\n\tchain fwd {{\n\t\ttype filter hook prerouting priority {prio}; policy accept;\n\t\tip daddr 10.43.0.10 drop\n\t}}\n}}\n"
+        )
+    };
+    let pkt = Packet {
+        src: "10.42.0.5".parse().unwrap(),
+        dst: "10.43.0.10".parse().unwrap(),
+        dport: 53,
+        sport: 40000,
+        proto: Proto::Udp,
+        from: Origin::Pod,
+        local_ips: vec![],
+    };
+    let before = OneDump::parse(with("dstnat - 5")).unwrap();
+    let t = Tracer::new(&before).trace(&pkt);
+    assert_eq!(t.verdict, Drop, "{}", show(&t));
+    assert_eq!(t.path.last().unwrap().table, "ip guard");
+    let after = OneDump::parse(with("mangle")).unwrap();
+    assert_eq!(Tracer::new(&after).trace(&pkt).verdict, Drop);
+    let late = OneDump::parse(with("0")).unwrap();
+    let t = Tracer::new(&late).trace(&pkt);
+    assert_eq!(t.verdict, Dnat, "{}", show(&t));
+}
+
+/// A real k3s table (`nft list table ip kube-proxy`, before PR 132456).
+const K3S_FLOWS: &[Flow] = &[
+    Flow {
+        proto: Proto::Udp,
+        ..flow(
+            "pod to kube-dns over UDP",
+            "10.42.0.5",
+            "10.43.0.10",
+            53,
+            Dnat,
+            &["10.42.0.171:53"],
+            false,
+        )
+    },
+    flow(
+        "pod to a Service with nine endpoints",
+        "10.42.0.5",
+        "10.43.195.72",
+        8000,
+        Dnat,
+        &[
+            "10.42.2.218:8080",
+            "10.42.4.201:8080",
+            "10.42.4.202:8080",
+            "10.42.4.203:8080",
+            "10.42.4.204:8080",
+            "10.42.4.205:8080",
+            "10.42.4.206:8080",
+            "10.42.4.207:8080",
+            "10.42.5.164:8080",
+        ],
+        false,
+    ),
+    flow(
+        "external to NodePort 30000",
+        "10.34.4.200",
+        "10.34.4.246",
+        30000,
+        Dnat,
+        &[
+            "10.42.2.218:8080",
+            "10.42.4.201:8080",
+            "10.42.4.202:8080",
+            "10.42.4.203:8080",
+            "10.42.4.204:8080",
+            "10.42.4.205:8080",
+            "10.42.4.206:8080",
+            "10.42.4.207:8080",
+            "10.42.5.164:8080",
+        ],
+        true,
+    ),
+    flow(
+        "pod to a Service without endpoints",
+        "10.42.0.5",
+        "10.43.21.102",
+        4317,
+        Reject,
+        &[],
+        false,
+    ),
+    flow(
+        "pod to an unallocated cluster IP",
+        "10.42.0.5",
+        "10.43.99.99",
+        80,
+        Drop,
+        &[],
+        false,
+    ),
+];
+
+#[test]
+fn k3s_real_table_flows() {
+    run_flows(K3S, &["10.34.4.246"], K3S_FLOWS);
+    let host = [host(flow(
+        "host to the API server's Service",
+        "10.34.4.246",
+        "10.43.0.1",
+        443,
+        Dnat,
+        &["10.34.4.142:6443"],
+        true,
+    ))];
+    run_flows(K3S, &["10.34.4.246"], &host);
+}
+
+/// The path names every base chain entered and every rule matched, with its dump line.
+#[test]
+fn path_names_rules_as_written_with_lines() {
+    let t = trace_one(K3S, Origin::Pod, "10.42.0.5", "10.43.0.1", 443);
+    let text = std::fs::read_to_string(fixture(K3S)).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for s in &t.path {
+        let line = lines[s.line as usize - 1].trim();
+        assert!(
+            line.contains(s.rule.split(';').next().unwrap()),
+            "line {} is '{line}', step says '{}'",
+            s.line,
+            s.rule
+        );
+    }
+    let rules: Vec<(&str, &str)> = t
+        .path
+        .iter()
+        .map(|s| (s.chain.as_str(), s.rule.as_str()))
+        .collect();
+    assert_eq!(
+        rules[..3],
+        [
+            (
+                "filter-prerouting",
+                "type filter hook prerouting priority dstnat - 10; policy accept;"
+            ),
+            ("filter-prerouting", "ct state new jump firewall-check"),
+            (
+                "nat-prerouting",
+                "type nat hook prerouting priority dstnat; policy accept;"
+            ),
+        ]
+    );
+}
+
+/// What the tracer cannot evaluate ends the trace as unknown at that rule, naming its line.
+#[test]
+fn unknown_construct_names_its_line() {
+    let text = "table ip t {\n\tchain pre {\n\t\ttype filter hook prerouting priority 0; policy accept;\n\t\tip daddr 10.0.0.1 ct original proto-dst 80 drop\n\t}\n}\n";
+    let d = OneDump::parse(text.to_string()).unwrap();
+    let tracer = Tracer::new(&d);
+    let mut p = Packet {
+        src: "10.1.0.2".parse().unwrap(),
+        dst: Ipv4Addr::new(10, 0, 0, 1),
+        dport: 80,
+        sport: 1,
+        proto: Proto::Tcp,
+        from: Origin::Pod,
+        local_ips: vec![],
+    };
+    let t = tracer.trace(&p);
+    assert_eq!(t.verdict, Verdict::Unknown, "{}", show(&t));
+    assert!(t.notes.iter().any(|n| n.starts_with("line 4:")), "{t:?}");
+    assert_eq!(t.path.last().unwrap().line, 4);
+    // A match that fails before it is decided without it.
+    p.dst = Ipv4Addr::new(10, 0, 0, 2);
+    assert_eq!(tracer.trace(&p).verdict, Accept);
+}
+
+/// A 10k-Service dump compiles once; a packet through it finds its Service.
+#[test]
+fn ten_thousand_services() {
+    let text = common::synth::nft_dump(&common::synth::Spec {
+        services: 10_000,
+        ..Default::default()
+    });
+    let (ip, chain) = text
+        .lines()
+        .find_map(|l| {
+            let l = l.trim().trim_start_matches("elements = {").trim();
+            let (k, v) = l.split_once(" : goto service-")?;
+            Some((
+                k.split(" . ").next()?.to_string(),
+                v.trim_end_matches([',', '}', ' ']).to_string(),
+            ))
+        })
+        .unwrap();
+    let d = OneDump::parse(text).unwrap();
+    let tracer = Tracer::new(&d);
+    let p = Packet {
+        src: "10.244.1.5".parse().unwrap(),
+        dst: ip.parse().unwrap(),
+        dport: 80,
+        sport: 40000,
+        proto: Proto::Tcp,
+        from: Origin::Pod,
+        local_ips: vec![],
+    };
+    let start = std::time::Instant::now();
+    let t = tracer.trace(&p);
+    let took = start.elapsed();
+    assert_eq!(t.verdict, Dnat, "{}", show(&t));
+    assert!(!t.endpoints.is_empty());
+    assert!(
+        t.path.iter().any(|s| s.chain == format!("service-{chain}")),
+        "{}",
+        show(&t)
+    );
+    eprintln!("one trace through 10k Services: {took:?}");
+}
