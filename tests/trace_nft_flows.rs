@@ -748,3 +748,78 @@ fn ten_thousand_services() {
     );
     eprintln!("one trace through 10k Services: {took:?}");
 }
+
+fn trace_text(text: &str, p: &Packet) -> Trace {
+    let d = OneDump::parse(text.to_string()).unwrap();
+    Tracer::new(&d).trace(p)
+}
+
+fn local_udp(dst: [u8; 4]) -> Packet {
+    Packet {
+        src: Ipv4Addr::new(10, 99, 0, 10),
+        dst: Ipv4Addr::from(dst),
+        dport: 9,
+        sport: 40000,
+        proto: Proto::Udp,
+        from: Origin::Host,
+        local_ips: vec![Ipv4Addr::new(10, 99, 0, 10)],
+    }
+}
+
+/// A nat chain runs at the kernel's NAT hook (dstnat, -100), whatever priority it declares:
+/// a filter chain at mangle (-150) after a nat chain declared at -180 still sees the address
+/// before DNAT. (Checked by hand in a network namespace, kernel 6.18: the filter chain's
+/// counter for the Service address counted the packet, the one for the endpoint did not.)
+#[test]
+fn nat_chains_run_at_the_kernels_nat_hook() {
+    let text = "table ip natfirst {\n\tchain out_nat {\n\t\ttype nat hook output priority -180; policy accept;\n\t\tip daddr 10.99.0.1 counter dnat to 10.99.0.2\n\t}\n}\ntable ip filt {\n\tchain out_filter {\n\t\ttype filter hook output priority mangle; policy accept;\n\t\tip daddr 10.99.0.1 counter\n\t\tip daddr 10.99.0.2 counter\n\t}\n}\n";
+    let t = trace_text(text, &local_udp([10, 99, 0, 1]));
+    assert_eq!(t.verdict, Dnat, "{}", show(&t));
+    assert_eq!(t.endpoints, ["10.99.0.2:9"]);
+    let rules: Vec<&str> = t.path.iter().map(|s| s.rule.as_str()).collect();
+    assert_eq!(
+        rules,
+        [
+            "type filter hook output priority mangle; policy accept;",
+            "ip daddr 10.99.0.1",
+            "type nat hook output priority -180; policy accept;",
+            "ip daddr 10.99.0.1 dnat to 10.99.0.2",
+        ],
+        "{}",
+        show(&t)
+    );
+    assert!(
+        t.notes
+            .iter()
+            .any(|n| n.contains("runs at the kernel's NAT hook"))
+    );
+}
+
+/// A local packet to the node's own address goes out on lo (oifname "lo"; no input interface)
+/// and comes back in through prerouting (iifname "lo"; its nat chain skipped) and input, as
+/// counters in a network namespace showed.
+#[test]
+fn local_packet_to_the_node_comes_back_over_lo() {
+    let text = "table ip t {\n\tchain pre_f {\n\t\ttype filter hook prerouting priority -110; policy accept;\n\t\tiifname \"lo\" counter\n\t}\n\tchain pre_nat {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tcounter\n\t}\n\tchain in_f {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tcounter\n\t}\n\tchain out_f {\n\t\ttype filter hook output priority 0; policy accept;\n\t\toifname \"lo\" counter\n\t\tiifname \"lo\" counter\n\t\tiifname != \"lo\" counter\n\t}\n}\n";
+    let t = trace_text(text, &local_udp([10, 99, 0, 10]));
+    assert_eq!(t.verdict, Accept, "{}", show(&t));
+    let steps: Vec<(Hook, &str, u32)> = t
+        .path
+        .iter()
+        .map(|s| (s.hook, s.chain.as_str(), s.line))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (Hook::Output, "out_f", 15),
+            (Hook::Output, "out_f", 16),
+            (Hook::Output, "out_f", 18),
+            (Hook::Prerouting, "pre_f", 3),
+            (Hook::Prerouting, "pre_f", 4),
+            (Hook::Input, "in_f", 11),
+            (Hook::Input, "in_f", 12),
+        ],
+        "{}",
+        show(&t)
+    );
+}

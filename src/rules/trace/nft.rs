@@ -23,8 +23,9 @@
 //! The packet is a new connection's first (`ct state new` matches, affinity sets hold no entry
 //! for it). `fib daddr|saddr type local` asks [`Packet::local`]. A pod's packet arrives on an
 //! interface that is not `lo`; a forwarded one leaves on one that is not `lo`; a local one
-//! leaves on `lo` exactly when it is addressed to the node. Interface names other than `lo`
-//! are not known: a rule naming one is [`Verdict::Unknown`].
+//! leaves on `lo` exactly when it is addressed to the node, and has no input interface (an
+//! empty name) until it comes back in over `lo`. Interface names other than `lo` are not
+//! known: a rule naming one is [`Verdict::Unknown`].
 //!
 //! `numgen random mod N vmap { ... }` is followed down every branch. Each branch runs to its own
 //! end; the trace's verdict is `unknown` when any branch's is, else `dnat` when any branch
@@ -608,20 +609,18 @@ impl Compiled {
                         return Eval::NoMatch;
                     }
                 }
-                Expr::Iface { out, neg, name } => match run.iface_is_lo(p, *out) {
-                    Some(lo) if name == "lo" => {
-                        if lo == *neg {
-                            return Eval::NoMatch;
-                        }
-                    }
-                    _ => {
+                Expr::Iface { out, neg, name } => {
+                    if name != "lo" {
                         let which = if *out { "oifname" } else { "iifname" };
                         return Eval::Unknown(format!(
-                            "{which} \"{name}\" at {}: the interface is not known",
+                            "{which} \"{name}\" at {}: interfaces other than lo are not known",
                             run.hook.name()
                         ));
                     }
-                },
+                    if run.iface_is_lo(p, *out) == *neg {
+                        return Eval::NoMatch;
+                    }
+                }
                 Expr::Vmap { fields, map } => {
                     let k = run.key(p, fields);
                     return match self.lookup(table, map, &k) {
@@ -764,14 +763,15 @@ impl Run {
             .collect()
     }
 
-    /// Whether the input (or output) interface is `lo`, where that is known.
-    fn iface_is_lo(&self, p: &Packet, out: bool) -> Option<bool> {
+    /// Whether the input (or output) interface is `lo`. A packet has an input interface only
+    /// in prerouting, input and forward (`lo` when delivered over it); elsewhere its name is
+    /// empty. It leaves on `lo` (output, postrouting) exactly when it is addressed to the node.
+    /// As the kernel does (checked with counters in a network namespace).
+    fn iface_is_lo(&self, p: &Packet, out: bool) -> bool {
         match (out, self.hook) {
-            (false, Hook::Prerouting | Hook::Input) => Some(self.lo),
-            (false, Hook::Forward) => Some(false),
-            (true, Hook::Forward) => Some(false),
-            (true, Hook::Output | Hook::Postrouting) => Some(p.local(self.daddr.into())),
-            _ => None,
+            (false, Hook::Prerouting | Hook::Input) => self.lo,
+            (true, Hook::Output | Hook::Postrouting) => p.local(self.daddr.into()),
+            _ => false,
         }
     }
 
