@@ -418,33 +418,16 @@ impl<'s> P<'_, 's> {
             ("fib", d @ ("daddr" | "saddr")) if self.at(2) == "type" => {
                 self.i += 3;
                 let neg = self.eat("!=");
-                if self.next() != "local" {
-                    return None;
-                }
-                one(Expr::FibLocal {
-                    daddr: d == "daddr",
-                    neg,
+                (self.next() == "local").then(|| {
+                    vec![Expr::FibLocal {
+                        daddr: d == "daddr",
+                        neg,
+                    }]
                 })
             }
             ("ct", "state") => {
                 self.i += 2;
-                let neg = self.eat("!=");
-                let states: Vec<String> = if self.peek() == "{" {
-                    let set = self.anon()?;
-                    set.into_iter()
-                        .filter_map(|(k, _)| match k.first() {
-                            Some(Atom::Word(w)) => Some(w.clone()),
-                            _ => None,
-                        })
-                        .collect()
-                } else {
-                    let mut v = vec![self.next().to_string()];
-                    while self.eat(",") {
-                        v.push(self.next().to_string());
-                    }
-                    v
-                };
-                one(Expr::CtState { neg, states })
+                self.ct_state().map(|e| vec![e])
             }
             (i @ ("iifname" | "oifname"), _) => {
                 self.i += 1;
@@ -469,16 +452,7 @@ impl<'s> P<'_, 's> {
             }
             ("dnat", _) => {
                 self.i += 1;
-                self.eat("ip");
-                if !self.eat("to") {
-                    return None;
-                }
-                let to = self.next();
-                let (a, port) = match to.rsplit_once(':') {
-                    Some((a, p)) => (a, Some(p.parse().ok()?)),
-                    None => (to, None),
-                };
-                one(Expr::Dnat { ip: ip(a)?, port })
+                self.dnat().map(|e| vec![e])
             }
             ("masquerade", _) => {
                 self.i += 1;
@@ -503,6 +477,41 @@ impl<'s> P<'_, 's> {
                 one(Expr::Verdict(v))
             }
         }
+    }
+
+    /// `[!=] STATES` after `ct state`.
+    fn ct_state(&mut self) -> Option<Expr> {
+        let neg = self.eat("!=");
+        let states: Vec<String> = if self.peek() == "{" {
+            let set = self.anon()?;
+            set.into_iter()
+                .filter_map(|(k, _)| match k.first() {
+                    Some(Atom::Word(w)) => Some(w.clone()),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            let mut v = vec![self.next().to_string()];
+            while self.eat(",") {
+                v.push(self.next().to_string());
+            }
+            v
+        };
+        Some(Expr::CtState { neg, states })
+    }
+
+    /// `[ip] to ADDR[:PORT]` after `dnat`.
+    fn dnat(&mut self) -> Option<Expr> {
+        self.eat("ip");
+        if !self.eat("to") {
+            return None;
+        }
+        let to = self.next();
+        let (a, port) = match to.rsplit_once(':') {
+            Some((a, p)) => (a, Some(p.parse().ok()?)),
+            None => (to, None),
+        };
+        Some(Expr::Dnat { ip: ip(a)?, port })
     }
 
     fn field_here(&self) -> bool {
