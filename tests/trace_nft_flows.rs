@@ -913,3 +913,52 @@ fn base_chain_policy_applies_at_its_end() {
     p.dst = Ipv4Addr::new(10, 2, 0, 3);
     assert_eq!(trace_text(text, &p).verdict, Drop);
 }
+
+/// TestNoEndpointsReject: every way to a Service without endpoints is rejected.
+#[test]
+fn kube_proxy_no_endpoints_reject() {
+    const REL: &str = "trace/nftables/v1.34.0-TestNoEndpointsReject.nft";
+    let flows = [
+        (
+            "pod to cluster IP with no endpoints",
+            "10.0.0.2",
+            "172.30.0.41",
+            80,
+        ),
+        (
+            "external to external IP with no endpoints",
+            EXTERNAL,
+            "192.168.99.11",
+            80,
+        ),
+        (
+            "pod to NodePort with no endpoints",
+            "10.0.0.2",
+            "192.168.0.2",
+            3001,
+        ),
+        (
+            "external to NodePort with no endpoints",
+            EXTERNAL,
+            "192.168.0.2",
+            3001,
+        ),
+        (
+            "pod to LoadBalancer IP with no endpoints",
+            "10.0.0.2",
+            "1.2.3.4",
+            80,
+        ),
+        (
+            "external to LoadBalancer IP with no endpoints",
+            EXTERNAL,
+            "1.2.3.4",
+            80,
+        ),
+    ];
+    let flows: Vec<Flow> = flows
+        .iter()
+        .map(|&(name, src, dst, port)| flow(name, src, dst, port, Reject, &[], false))
+        .collect();
+    run_flows(REL, &NODE_IPS, &flows);
+}
