@@ -962,3 +962,43 @@ fn kube_proxy_no_endpoints_reject() {
         .collect();
     run_flows(REL, &NODE_IPS, &flows);
 }
+
+/// `nft -a list` (handles) and counters change nothing: the same path, rules as written
+/// without their counters.
+#[test]
+fn handles_and_counters_change_nothing() {
+    let text = std::fs::read_to_string(fixture(K3S)).unwrap();
+    let noisy: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let t = l.trim();
+            let rule = !t.is_empty()
+                && !t.starts_with('#')
+                && !t.ends_with('{')
+                && !t.ends_with('}')
+                && !t.ends_with(',')
+                && !t.starts_with("type ")
+                && !t.starts_with("comment ")
+                && !t.starts_with("elements ");
+            if rule && t.contains(" jump ") {
+                format!(
+                    "{} # handle {i}\n",
+                    l.replacen(" jump ", " counter packets 3 bytes 180 jump ", 1)
+                )
+            } else if rule {
+                format!("{l} # handle {i}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let (a, b) = (
+        OneDump::parse(text).unwrap(),
+        OneDump::parse(noisy).unwrap(),
+    );
+    let p = packet(&K3S_FLOWS[2], &["10.34.4.246"]);
+    let (ta, tb) = (Tracer::new(&a).trace(&p), Tracer::new(&b).trace(&p));
+    assert_eq!(ta, tb, "{}\n{}", show(&ta), show(&tb));
+    assert!(ta.path.iter().any(|s| s.rule.contains(" jump ")));
+}
