@@ -47,6 +47,7 @@ impl Netns {
             .args(["netns", "exec", &self.0])
             .args(argv)
             .stdin(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
