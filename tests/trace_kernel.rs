@@ -311,22 +311,21 @@ const fn case(name: &'static str, from: Start, dst: &'static str, expect: Expect
     }
 }
 
-/// Connect as often as needed to see every endpoint the expectation names (a random choice
-/// among N endpoints: 24 tries miss one with odds below 1e-6 for two).
-fn observe(lab: &Lab, c: &Case) -> (Vec<Seen>, BTreeSet<String>) {
+/// Connect as often as needed to see `want` endpoints (a random choice among N endpoints: 24
+/// tries miss one of two with odds below 1e-6).
+fn observe(lab: &Lab, c: &Case, want: usize) -> (Vec<Seen>, BTreeSet<String>) {
     let dst: SocketAddrV4 = c.dst.parse().unwrap();
     let mut seen = vec![lab.connect(c.from, dst)];
     let mut reached = BTreeSet::new();
-    if let Expect::Dnat(eps, _) = c.expect {
-        for _ in 0..24 {
-            if let Some(Seen::Reached { endpoint, .. }) = seen.last() {
-                reached.insert(endpoint.to_string());
-            }
-            if reached.len() >= eps.len() || !matches!(seen[0], Seen::Reached { .. }) {
-                break;
-            }
-            seen.push(lab.connect(c.from, dst));
+    for _ in 0..24 {
+        match seen.last() {
+            Some(Seen::Reached { endpoint, .. }) => reached.insert(endpoint.to_string()),
+            _ => break,
+        };
+        if reached.len() >= want {
+            break;
         }
+        seen.push(lab.connect(c.from, dst));
     }
     (seen, reached)
 }
@@ -415,10 +414,14 @@ fn judge(tag: &str, world: &'static World, how: Loader, fixture: &str, cases: &[
     let tracer = Tracer::new(&dump);
     let mut wrong = Vec::new();
     for c in cases {
-        let (seen, reached) = observe(&lab, c);
-        wrong.extend(kernel_mismatch(&lab, c, &seen, &reached));
         let dst: SocketAddrV4 = c.dst.parse().unwrap();
         let t = tracer.trace(&lab.packet(c.from, dst));
+        let expected = match c.expect {
+            Expect::Dnat(eps, _) => eps.len(),
+            _ => 1,
+        };
+        let (seen, reached) = observe(&lab, c, expected.max(t.endpoints.len()));
+        wrong.extend(kernel_mismatch(&lab, c, &seen, &reached));
         wrong.extend(tracer_mismatch(&lab, c, &t, &seen, &reached));
     }
     assert!(wrong.is_empty(), "{fixture}:\n{}", wrong.join("\n"));
