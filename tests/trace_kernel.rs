@@ -103,6 +103,10 @@ enum Loader {
     IptablesNft,
     IptablesLegacy,
     Nft,
+    /// knftables' transaction format (`add chain ...`, `add rule ...`), as kube-proxy's unit
+    /// tests write it: declarations first, since one `nft -f` wants a chain before a rule that
+    /// goes to it.
+    NftTransaction,
 }
 
 /// A node's namespace with a pod, the endpoints and an outside client wired to it.
@@ -199,6 +203,16 @@ impl Lab {
             Loader::IptablesNft => self.node.restore("iptables-nft-restore", &body),
             Loader::IptablesLegacy => self.node.restore("iptables-legacy-restore", &body),
             Loader::Nft => self.node.feed(&["nft", "-f", "-"], &body),
+            Loader::NftTransaction => {
+                let decl = |l: &&str| {
+                    ["add table ", "add chain ", "add set ", "add map "]
+                        .iter()
+                        .any(|p| l.starts_with(p))
+                };
+                let (first, rest): (Vec<&str>, Vec<&str>) = body.lines().partition(decl);
+                let text = format!("{}\n{}\n", first.join("\n"), rest.join("\n"));
+                self.node.feed(&["nft", "-f", "-"], &text)
+            }
         }
     }
 
@@ -404,7 +418,7 @@ fn tracer_mismatch(
 /// Load `fixture` into a fresh lab, run every case, and check kernel against expectation and
 /// tracer against kernel; all mismatches are reported together.
 fn judge(tag: &str, world: &'static World, how: Loader, fixture: &str, cases: &[Case]) {
-    let text = std::fs::read_to_string(common::fixture(&format!("trace/kernel/{fixture}")))
+    let text = std::fs::read_to_string(common::fixture(&format!("trace/{fixture}")))
         .unwrap_or_else(|e| panic!("{fixture}: {e}"));
     let mut lab = Lab::new(tag, world);
     lab.load(how, &text);
@@ -542,7 +556,7 @@ fn iptables_kube_proxy_rules_agree_with_the_kernel() {
         "tki",
         &OVERALL,
         Loader::IptablesNft,
-        "iptables-overall.txt",
+        "kernel/iptables-overall.txt",
         OVERALL_CASES,
     );
 }
@@ -554,7 +568,7 @@ fn iptables_etp_local_with_a_local_endpoint_agrees_with_the_kernel() {
         "tkil",
         &OVERALL,
         Loader::IptablesNft,
-        "iptables-etp-local.txt",
+        "kernel/iptables-etp-local.txt",
         ETP_LOCAL_CASES,
     );
 }
@@ -566,7 +580,7 @@ fn nftables_kube_proxy_rules_agree_with_the_kernel() {
         "tkn",
         &OVERALL,
         Loader::Nft,
-        "nftables-overall-v1.34.txt",
+        "kernel/nftables-overall-v1.34.txt",
         OVERALL_CASES,
     );
 }
@@ -578,7 +592,7 @@ fn nftables_etp_local_with_a_local_endpoint_agrees_with_the_kernel() {
         "tknl",
         &OVERALL,
         Loader::Nft,
-        "nftables-etp-local.txt",
+        "kernel/nftables-etp-local.txt",
         ETP_LOCAL_CASES,
     );
 }
@@ -618,7 +632,7 @@ fn nftables_before_pr_132456_drops_host_traffic_and_after_dnats_it() {
         "tkb",
         &OVERALL,
         Loader::Nft,
-        "nftables-overall-v1.33.txt",
+        "kernel/nftables-overall-v1.33.txt",
         before,
     );
     let after: &[Case] = &[
@@ -639,9 +653,15 @@ fn nftables_before_pr_132456_drops_host_traffic_and_after_dnats_it() {
         "tka",
         &OVERALL,
         Loader::Nft,
-        "nftables-overall-v1.34.txt",
+        "kernel/nftables-overall-v1.34.txt",
         after,
     );
+    // The nftables tracer's own fixtures of the same two versions, in kube-proxy's transaction
+    // format: the kernel agrees with them too.
+    let base = "nftables/pr132456-base-v1.33.0-TestOverallNFTablesRules.nft";
+    judge("tkbt", &OVERALL, Loader::NftTransaction, base, before);
+    let pr = "nftables/pr132456-after-v1.34.0-TestOverallNFTablesRules.nft";
+    judge("tkat", &OVERALL, Loader::NftTransaction, pr, after);
 }
 
 /// The 2019 pair: without PR 77523 the node's own connection to its eTP=Local LB IP (no local
@@ -667,7 +687,7 @@ fn the_2019_pair_master_drops_host_traffic_and_pr_77523_dnats_it() {
         "tk19m",
         &BLOG_2019,
         Loader::IptablesLegacy,
-        "iptables-2019-master.txt",
+        "kernel/iptables-2019-master.txt",
         master,
     );
     let pr: &[Case] = &[
@@ -688,7 +708,7 @@ fn the_2019_pair_master_drops_host_traffic_and_pr_77523_dnats_it() {
         "tk19p",
         &BLOG_2019,
         Loader::IptablesLegacy,
-        "iptables-2019-pr77523.txt",
+        "kernel/iptables-2019-pr77523.txt",
         pr,
     );
 }
