@@ -262,3 +262,25 @@ fn missing_files_stdin_twice_and_an_empty_node_are_trouble() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_rule_the_tracer_cannot_evaluate_is_trouble_and_named_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture(IPT)).unwrap().replace(
+        "-A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\"",
+        "-A KUBE-SERVICES -m u32 --u32 \"0x0&0xf=0x5\" -m comment --comment \"ns1/svc1:p80 cluster IP\"",
+    );
+    let p = dir.path().join("u32.txt");
+    std::fs::write(&p, &text).unwrap();
+    let ps = p.to_str().unwrap();
+    let line = 1 + text.lines().position(|l| l.contains("-m u32")).unwrap();
+    let pkt = ["--src", "10.0.1.5", "--dst", "172.30.0.41:80"];
+    let good = f(IPT);
+    for dumps in [vec![ps], vec![&good, ps]] {
+        let o = kindred(&args(&dumps, &pkt, &[]));
+        assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+        assert!(stdout(&o).contains("unknown"), "{}", stdout(&o));
+        let e = stderr(&o);
+        assert!(e.contains(ps) && e.contains(&format!("line {line}")), "{e}");
+    }
+}
