@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 #[path = "../tests/common/synth.rs"]
 mod synth;
+use kindred::rules::mixed::OneDump;
+use kindred::rules::trace::{Origin, Packet, Proto, Tracer, Verdict};
 use kindred::rules::{Options, ServiceFilter, compare, compare_texts_keep, parse};
 use synth::{Spec, dump, nft_dump};
 
@@ -186,5 +188,65 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_nft);
+/// A synthetic dump's generator.
+type Generator = fn(&Spec) -> String;
+
+/// The ClusterIP of the last Service a dump lists (the last one a linear walk reaches).
+fn last_cluster_ip(text: &str) -> std::net::Ipv4Addr {
+    let ipt = text
+        .lines()
+        .filter(|l| l.starts_with("-A KUBE-SERVICES -d ") && l.contains("cluster IP"))
+        .filter_map(|l| l.split_whitespace().nth(3));
+    let nft = text
+        .lines()
+        .filter(|l| l.contains(" . tcp . 80 : goto service-"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.parse::<std::net::Ipv4Addr>().is_ok())
+        });
+    let ip = ipt.chain(nft).last().expect("a cluster IP in the dump");
+    ip.trim_end_matches("/32").parse().unwrap()
+}
+
+/// Issue 24's goal: one packet through a 10k-Service dump, parsed and compiled once, in under
+/// 1 ms. The packet goes to the last Service's ClusterIP from a pod.
+fn bench_trace(c: &mut Criterion) {
+    let mut g = c.benchmark_group("trace");
+    g.sample_size(20);
+    let modes: [(&str, Generator); 2] = [("iptables-save", dump), ("nftables", nft_dump)];
+    for (label, generate) in modes {
+        let text = generate(&Spec {
+            services: SERVICES,
+            ..Spec::default()
+        });
+        let p = Packet {
+            src: "10.244.1.5".parse().unwrap(),
+            dst: last_cluster_ip(&text),
+            dport: 80,
+            sport: 40000,
+            proto: Proto::Tcp,
+            from: Origin::Pod,
+            local_ips: vec!["172.18.0.3".parse().unwrap()],
+        };
+        let d = OneDump::parse(text).unwrap();
+        g.bench_function(format!("compile, 10k services ({label})"), |b| {
+            b.iter(|| Tracer::new(&d))
+        });
+        let t = Tracer::new(&d);
+        let v = t.trace(&p).verdict;
+        eprintln!(
+            "trace ({label}): {} -> {}:80 gives {}",
+            p.src,
+            p.dst,
+            v.name()
+        );
+        assert_eq!(v, Verdict::Dnat, "the traced packet reaches its Service");
+        g.bench_function(format!("one packet, 10k services ({label})"), |b| {
+            b.iter(|| t.trace(&p))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_nft, bench_trace);
 criterion_main!(benches);

@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::rules::{self, Comparison, Options, ServiceFilter};
 
+pub mod trace;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "kindred",
@@ -36,6 +38,13 @@ pub enum Command {
     ///
     /// Exit status: 0 no difference, 1 differences, 2 trouble.
     Diff(DiffArgs),
+    /// Trace one packet through a node's kube-proxy rules (iptables or nftables): the path, every
+    /// rule that matched, and the verdict (dnat to which endpoints, drop, reject, accept). With
+    /// two dumps, the same packet through base and PR, side by side.
+    ///
+    /// Exit status: 0 traced (two dumps: the same verdict), 1 the verdicts differ, 2 trouble
+    /// (also: a rule the tracer cannot evaluate).
+    Trace(trace::TraceArgs),
     /// kind clusters found through the Docker API, their nodes, and which kindred created.
     Clusters(ClustersArgs),
     /// The whole pipeline without a screen, and a verdict: each probe on base and PR against its

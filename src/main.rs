@@ -62,6 +62,7 @@ fn run(c: &Command, file: Option<&std::path::Path>) -> anyhow::Result<i32> {
         Command::SwapProxy(a) => kindred::cli::run_swap(file, a),
         Command::Doctor(a) => kindred::cli::run_doctor(file, a),
         Command::Diff(a) => kindred::cli::run_diff(a),
+        Command::Trace(a) => kindred::cli::trace::run_trace(a),
         Command::Clusters(a) => kindred::cli::run_clusters(a),
         Command::Demo(a) => {
             kindred::backend::recording::parse(kindred::cli::DEMO_RECORDING, "demo")

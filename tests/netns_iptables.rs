@@ -3,77 +3,10 @@
 //! Needs root, iproute2 and Debian's iptables; ignored by plain `cargo test`, run by CI.
 
 mod common;
+use common::netns::Netns;
 use common::synth::{Spec, dump};
 use common::*;
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-/// Remove the namespaces of test runs that were killed (named `kindred-TAG-PID`, PID gone).
-fn sweep_namespaces() {
-    let Ok(o) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for l in String::from_utf8_lossy(&o.stdout).lines() {
-        let name = l.split_whitespace().next().unwrap_or("");
-        let pid = name.rsplit('-').next().and_then(|p| p.parse::<i32>().ok());
-        if name.starts_with("kindred-") && pid.is_some_and(|p| !alive(p)) {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
-
-/// A network namespace removed on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        time_limit();
-        sweep_namespaces();
-        let name = format!("kindred-{tag}-{}", std::process::id());
-        let st = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .expect("ip netns add (needs root and iproute2)");
-        assert!(st.success(), "ip netns add {name} failed (needs root)");
-        Netns(name)
-    }
-
-    fn restore(&self, tool: &str, text: &str) {
-        let mut c = Command::new("ip")
-            .args(["netns", "exec", &self.0, tool])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{tool}: {e}"));
-        c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-        let o = c.wait_with_output().unwrap();
-        assert!(
-            o.status.success(),
-            "{tool} failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-
-    fn save(&self, tool: &str, extra: &[&str]) -> String {
-        let o = Command::new("ip")
-            .args(["netns", "exec", &self.0, tool])
-            .args(extra)
-            .output()
-            .unwrap_or_else(|e| panic!("{tool}: {e}"));
-        assert!(
-            o.status.success(),
-            "{tool} failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
+use std::process::Command;
 
 fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
     let p = dir.join(name);

@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod headless;
+pub mod netns;
 pub mod synth;
 
 use std::path::PathBuf;
