@@ -242,6 +242,33 @@ fn a_dump_that_does_not_parse_is_named_with_its_line_exit_2() {
 }
 
 #[test]
+fn a_dump_without_kube_proxy_rules_is_refused_not_traced_as_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let pkt = ["--src", "10.0.1.5", "--dst", "172.30.0.41:80"];
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let plain = dir.path().join("plain.txt");
+    std::fs::write(
+        &plain,
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n",
+    )
+    .unwrap();
+    let good = f(IPT);
+    for bad in [&empty, &plain] {
+        let b = bad.to_str().unwrap();
+        for dumps in [vec![b], vec![&good, b]] {
+            let o = kindred(&args(&dumps, &pkt, &[]));
+            assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+            let e = stderr(&o);
+            assert!(
+                e.contains(&format!("{b}: no kube-proxy rules found")),
+                "{e}"
+            );
+        }
+    }
+}
+
+#[test]
 fn missing_files_stdin_twice_and_an_empty_node_are_trouble() {
     let pkt = ["--src", "10.0.1.5", "--dst", "172.30.0.41:80"];
     let o = kindred(&args(&["/nonexistent/dump.txt"], &pkt, &[]));

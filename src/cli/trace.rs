@@ -109,9 +109,16 @@ struct OneJson<'a> {
     trace: &'a Trace,
 }
 
-/// Read and parse one operand: errors name the operand and the line.
+/// Read and parse one operand: errors name the operand and the line. A dump with nothing of
+/// kube-proxy's is refused, as `diff` refuses it: tracing through it would say `accept` of a
+/// wrong file, an empty one, or a node before kube-proxy started.
 fn load(arg: &str, stdin_used: &mut bool) -> Result<(String, OneDump)> {
     let (name, text) = load_text(arg, stdin_used)?;
+    if !crate::rules::mentions_kube_proxy(&text) {
+        return Err(anyhow!(
+            "{name}: no kube-proxy rules found (is kube-proxy running on that node?)"
+        ));
+    }
     let d = OneDump::parse(text).map_err(|e| anyhow!("{name}:{}: {}", e.line, e.reason))?;
     Ok((name, d))
 }
