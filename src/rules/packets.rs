@@ -744,7 +744,8 @@ fn nft_found(d: &NftDump) -> Found {
 }
 
 fn nft_pod_cidr(text: &str) -> Option<(Ipv4Addr, u8)> {
-    let rest = text.strip_prefix("ip saddr ")?;
+    let at = text.find("ip saddr ")?;
+    let rest = &text[at + "ip saddr ".len()..];
     let (neg, rest) = match rest.strip_prefix("!= ") {
         Some(r) => (true, r),
         None => (false, rest),
@@ -1026,6 +1027,20 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("PR accept\n"), "{t}");
+    }
+
+    #[test]
+    fn pod_cidr_from_the_masquerade_test_or_the_short_circuit() {
+        let c = Some((Ipv4Addr::new(10, 0, 0, 0), 8));
+        let svc = "ip daddr 172.30.0.41 ip saddr != 10.0.0.0/8 jump mark-for-masquerade";
+        assert_eq!(nft_pod_cidr(svc), c);
+        let ext = "ip saddr 10.0.0.0/8 goto service-42NFTM6N-ns2/svc2/tcp/p80 comment \"x\"";
+        assert_eq!(nft_pod_cidr(ext), c);
+        assert_eq!(
+            nft_pod_cidr("ip saddr 10.180.0.1 jump mark-for-masquerade"),
+            None
+        );
+        assert_eq!(nft_pod_cidr("ip saddr != 203.0.113.0/25 drop"), None);
     }
 
     #[test]
