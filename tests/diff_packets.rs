@@ -154,3 +154,24 @@ fn packets_that_differ_under_equal_rules_exit_1() {
     assert_eq!(change_lines(&out).len(), 2, "{out}");
     assert_eq!(o.status.code(), Some(1), "{out}");
 }
+
+/// One Service written by both proxiers (iptables base, nftables PR; the modes differ): every
+/// class, LB and external IP paired by address across the modes' spellings, ends alike.
+#[test]
+fn the_same_service_in_iptables_and_nftables_no_class_differs() {
+    let o = diff(
+        "trace/kernel/iptables-etp-local.txt",
+        "trace/kernel/nftables-etp-local.txt",
+        &["--node-ip", "192.168.0.2", "--format", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = &v["packets"];
+    assert_eq!(p["changes"].as_array().map(Vec::len), Some(0), "{p}");
+    // ClusterIP, LB, external IP, NodePort × pod, host, outside.
+    assert_eq!(
+        (p["services"].as_u64(), p["classes"].as_u64()),
+        (Some(1), Some(12))
+    );
+    assert_eq!(p["unknown"], 0);
+    assert_eq!(v["modes"]["base"], "iptables");
+}

@@ -269,6 +269,8 @@ pub struct Summary {
     /// Services with at least one destination.
     pub services: usize,
     pub changes: Vec<PacketChange>,
+    /// Classes a side traced to `unknown` (a rule the tracer cannot evaluate), listed or not.
+    pub unknown: usize,
     pub base: Facts,
     pub pr: Facts,
 }
@@ -354,6 +356,15 @@ pub fn write_text(out: &mut impl std::fmt::Write, s: &Summary) -> std::fmt::Resu
             "  sources: base {}; PR {}",
             s.base.sources(),
             s.pr.sources()
+        )?;
+    }
+    if s.unknown > 0 {
+        writeln!(
+            out,
+            "  note: {} class{} traced to unknown on a side (a rule the tracer cannot evaluate; \
+             `kindred trace` shows which)",
+            s.unknown,
+            if s.unknown == 1 { "" } else { "es" }
         )?;
     }
     for (side, f) in [("base", &s.base), ("PR", &s.pr)] {
@@ -500,6 +511,11 @@ pub fn compare(base: &Side, pr: &Side, filter: Option<&ServiceFilter>) -> Summar
         let p = run(pr, true);
         (h.join().expect("tracing thread"), p)
     });
+    let unknown = bo
+        .iter()
+        .zip(&po)
+        .filter(|(x, y)| x.verdict == Verdict::Unknown || y.verdict == Verdict::Unknown)
+        .count();
     let mut changes = Vec::new();
     for (i, (k, b, p)) in pairs.iter().enumerate() {
         for (j, s) in Source::ALL.iter().enumerate() {
@@ -522,6 +538,7 @@ pub fn compare(base: &Side, pr: &Side, filter: Option<&ServiceFilter>) -> Summar
         classes: pairs.len() * Source::ALL.len(),
         services: keys.len(),
         changes,
+        unknown,
         base: base.facts.clone(),
         pr: pr.facts.clone(),
     }
@@ -1004,6 +1021,7 @@ mod tests {
         let s = Summary {
             classes: 3,
             services: 1,
+            unknown: 1,
             changes: vec![PacketChange {
                 service: "a/b:\x07".into(),
                 source: Source::Pod,
@@ -1027,6 +1045,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("PR accept\n"), "{t}");
+        assert!(
+            t.contains("note: 1 class traced to unknown on a side"),
+            "{t}"
+        );
     }
 
     #[test]
