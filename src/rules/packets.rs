@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use super::nft::NftDump;
 use super::parse::{Dump, Table};
-use super::service::{ServiceFilter, ServiceKey, comment_ref};
+use super::service::{ServiceFilter, ServiceKey, comment_ref, per_service_prefix};
 use super::tokens;
 use super::trace::{self, Origin, Packet, Proto, Step, Trace, Tracer, Verdict};
 
@@ -496,13 +496,17 @@ pub fn compare(base: &Side, pr: &Side, filter: Option<&ServiceFilter>) -> Summar
             pairs.push((k, b, p));
         }
     }
-    // Each side traces its own packets: one thread per side.
-    let run = |side: &Side, pr_side: bool| -> Vec<Outcome> {
+    // Each side traces its own packets: one thread per side. Only what decides equality is
+    // kept; the classes that differ are traced again for where they end.
+    let run = |side: &Side, pr_side: bool| -> Vec<(Verdict, usize, bool)> {
         pairs
             .iter()
             .flat_map(|(_, b, p)| {
                 let d = if pr_side { *p } else { *b };
-                Source::ALL.map(|s| side.outcome(s, &d))
+                Source::ALL.map(|s| {
+                    let t = side.tracer.trace(&side.packet(s, &d));
+                    (t.verdict, t.endpoints.len(), t.masquerade)
+                })
             })
             .collect()
     };
@@ -514,23 +518,23 @@ pub fn compare(base: &Side, pr: &Side, filter: Option<&ServiceFilter>) -> Summar
     let unknown = bo
         .iter()
         .zip(&po)
-        .filter(|(x, y)| x.verdict == Verdict::Unknown || y.verdict == Verdict::Unknown)
+        .filter(|(x, y)| x.0 == Verdict::Unknown || y.0 == Verdict::Unknown)
         .count();
     let mut changes = Vec::new();
     for (i, (k, b, p)) in pairs.iter().enumerate() {
         for (j, s) in Source::ALL.iter().enumerate() {
             let at = i * Source::ALL.len() + j;
-            let (x, y) = (&bo[at], &po[at]);
-            if x.same(y) {
+            if bo[at] == po[at] {
                 continue;
             }
+            let (x, y) = (base.outcome(*s, b), pr.outcome(*s, p));
             changes.push(PacketChange {
                 service: k.to_string(),
                 source: *s,
                 destination: *b,
                 pr_destination: (b != p).then_some(*p),
-                base: x.clone(),
-                pr: y.clone(),
+                base: x,
+                pr: y,
             });
         }
     }
@@ -634,10 +638,18 @@ fn iptables_found(d: &Dump) -> Found {
     let mut words = Vec::new();
     for r in &d.rules {
         let chain = d.rule_chain(r);
-        let body = d.rule_body(r);
-        if !chain.starts_with("KUBE-") {
+        let wanted = matches!(
+            chain,
+            "KUBE-SERVICES" | "KUBE-NODEPORTS" | "KUBE-EXTERNAL-SERVICES"
+        ) || (f.pod_cidr.is_none()
+            && matches!(
+                per_service_prefix(chain),
+                Some("KUBE-SVC" | "KUBE-XLB" | "KUBE-EXT")
+            ));
+        if !wanted {
             continue;
         }
+        let body = d.rule_body(r);
         words.clear();
         tokens::split_into(&mut words, body);
         let arg = |flag: &str| {
