@@ -216,6 +216,22 @@ pub struct DiffArgs {
     /// count), or json-v1 (every rule of both sides in full, as before).
     #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
     pub format: DiffFormat,
+    /// Also what changed for packets: every Service's packet classes (a pod on the node, the
+    /// host, a client outside × its ClusterIP, LB and external IPs, NodePort) traced through
+    /// both dumps, those whose outcome differs listed first (JSON: under `packets`). The exit
+    /// status also counts them.
+    #[arg(long)]
+    pub packets: bool,
+    /// With --packets: the node's address (repeat for each); default: the dump's
+    /// (`nodeport-ips`), else 192.0.2.10, said in the output.
+    #[arg(long = "node-ip", value_name = "IP", requires = "packets", value_parser = node_ip)]
+    pub node_ip: Vec<std::net::Ipv4Addr>,
+}
+
+fn node_ip(s: &str) -> Result<std::net::Ipv4Addr, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("'{}' is not an IPv4 address", rules::render::visible(s)))
 }
 
 /// `kindred diff`'s output formats.
@@ -743,18 +759,47 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
             a.service.as_deref().unwrap_or(&f.name)
         ));
     }
+    let packets = a
+        .packets
+        .then(|| packet_summary(&parsed, &a.node_ip, service.as_ref()));
+    let packets = packets.as_ref();
     match a.format {
         // Streamed: the document is never held whole in memory.
-        DiffFormat::Json => emit_bytes(|w| rules::json::write(w, &cmp))?,
-        DiffFormat::JsonV1 => emit_json(&JsonReport::new(&cmp))?,
-        DiffFormat::Text => emit_with(|w| rules::render::write_text(w, &cmp, use_color(a.color)))?,
+        DiffFormat::Json => emit_bytes(|w| rules::json::write_with(w, &cmp, packets))?,
+        DiffFormat::JsonV1 => emit_json(&JsonReport {
+            packets,
+            ..JsonReport::new(&cmp)
+        })?,
+        DiffFormat::Text => emit_with(|w| {
+            if let Some(p) = packets {
+                use std::fmt::Write as _;
+                let _ = rules::packets::write_text(w, p).and_then(|_| writeln!(w));
+            }
+            rules::render::write_text(w, &cmp, use_color(a.color))
+        })?,
     }
-    let code = if cmp.equal { 0 } else { 1 };
+    let same_packets = packets.is_none_or(|p| p.equal());
+    let code = if cmp.equal && same_packets { 0 } else { 1 };
     // The process ends right after this: freeing a million small strings one by one costs more
     // than the comparison itself on a large cluster, so leave it to the OS.
     std::mem::forget(cmp);
     std::mem::forget(parsed);
     Ok(code)
+}
+
+/// `diff --packets`: each dump compiled for tracing once, every Service's classes traced.
+fn packet_summary(
+    parsed: &rules::diff::Parsed,
+    node_ips: &[std::net::Ipv4Addr],
+    service: Option<&ServiceFilter>,
+) -> rules::packets::Summary {
+    use rules::packets::{Side, compare};
+    let (b, p) = parsed.dumps().expect("both dumps were parsed");
+    let (b, p) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| Side::new(b, node_ips));
+        (h.join().expect("compiling base"), Side::new(p, node_ips))
+    });
+    compare(&b, &p, service)
 }
 
 /// No transparent huge pages for this process from now on: `--format json-v1` holds every
@@ -774,6 +819,9 @@ pub struct JsonReport<'a> {
     pub schema: &'static str,
     #[serde(flatten)]
     pub comparison: &'a Comparison,
+    /// `--packets`: the packet summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packets: Option<&'a rules::packets::Summary>,
 }
 
 impl<'a> JsonReport<'a> {
@@ -781,6 +829,7 @@ impl<'a> JsonReport<'a> {
         JsonReport {
             schema: "kindred.diff/v1",
             comparison: c,
+            packets: None,
         }
     }
 }

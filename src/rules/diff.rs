@@ -333,6 +333,24 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// The two dumps (base, PR), borrowed: what a packet summary traces through.
+    pub fn dumps(&self) -> Option<(super::packets::DumpRef<'_>, super::packets::DumpRef<'_>)> {
+        use super::mixed::OneDump;
+        use super::packets::DumpRef;
+        fn one(d: &OneDump) -> DumpRef<'_> {
+            match d {
+                OneDump::Iptables(d) => DumpRef::Iptables(d),
+                OneDump::Nftables(d) => DumpRef::Nftables(d),
+            }
+        }
+        match (&self._iptables, &self._nft, &self._mixed) {
+            (Some((b, p)), _, _) => Some((DumpRef::Iptables(b), DumpRef::Iptables(p))),
+            (_, Some((b, p)), _) => Some((DumpRef::Nftables(b), DumpRef::Nftables(p))),
+            (_, _, Some((b, p))) => Some((one(b), one(p))),
+            _ => None,
+        }
+    }
+
     /// Whether each side (base, PR) holds any kube-proxy rule at all: a KUBE-* chain in
     /// iptables, an item of kube-proxy's table in nftables. An empty dump, or a node before
     /// kube-proxy started, holds none.

@@ -63,6 +63,16 @@ struct RuleLine<'a> {
 
 /// Write `c` as a `kindred.diff/v2` document (and a final newline).
 pub fn write(out: &mut (impl Write + ?Sized), c: &Comparison) -> io::Result<()> {
+    write_with(out, c, None)
+}
+
+/// [`write`], with the packet summary (`diff --packets`) under the key
+/// [`super::packets::JSON_KEY`].
+pub fn write_with(
+    out: &mut (impl Write + ?Sized),
+    c: &Comparison,
+    packets: Option<&super::packets::Summary>,
+) -> io::Result<()> {
     let head = Head {
         schema: SCHEMA,
         equal: c.equal,
@@ -86,6 +96,10 @@ pub fn write(out: &mut (impl Write + ?Sized), c: &Comparison) -> io::Result<()> 
     if let Some(m) = &c.modes {
         out.write_all(b",\n\"modes\": ")?;
         out.write_all(&serde_json::to_vec(m)?)?;
+    }
+    if let Some(p) = packets {
+        write!(out, ",\n\"{}\": ", super::packets::JSON_KEY)?;
+        serde_json::to_writer(&mut *out, p)?;
     }
     out.write_all(b"}\n")
 }

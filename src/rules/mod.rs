@@ -6,6 +6,7 @@ pub mod json;
 pub mod mixed;
 pub mod nft;
 pub mod normalize;
+pub mod packets;
 pub mod parse;
 pub mod render;
 pub mod service;
