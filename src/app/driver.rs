@@ -9,6 +9,7 @@ use anyhow::Result;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::diffs::compute;
+use super::predict;
 use super::state::State;
 use super::update::{Effect, Msg, update};
 use crate::backend::recording::Recorder;
@@ -86,6 +87,17 @@ impl Driver {
                         let result = compute(&req);
                         let _ = tx.send(Msg::DiffReady {
                             key: req.key,
+                            result,
+                        });
+                    });
+                }
+                Effect::Predict(req) => {
+                    let tx = self.diff_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let result = predict::compute(&req);
+                        let _ = tx.send(Msg::Predicted {
+                            side: req.side,
+                            id: req.id,
                             result,
                         });
                     });

@@ -4,6 +4,7 @@
 pub mod diffs;
 pub mod driver;
 pub mod keymap;
+pub mod predict;
 pub mod state;
 pub mod timeline;
 pub mod update;

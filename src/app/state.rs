@@ -96,6 +96,11 @@ pub struct SideState {
     pub watching: BTreeMap<String, WatchPath>,
     /// The latest errors a backend reported, with the pane they belong to.
     pub errors: VecDeque<(Pane, String)>,
+    /// What the rules predict for each probe (source pod, target), from the last answered
+    /// [`super::predict::PredictRequest`].
+    pub predictions: BTreeMap<(String, String), super::predict::Predicted>,
+    /// The last prediction request sent off the loop (its answer is the one kept).
+    pub predict_sent: Option<super::predict::PredictRequest>,
 }
 
 impl SideState {

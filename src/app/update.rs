@@ -1,6 +1,6 @@
 //! The one place the dashboard's state changes: `update(state, msg) -> Reaction`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::diffs::{Computed, DiffKey, DiffRequest, LineLayout, lines};
 use super::keymap::{Action, HelpLayout, action_for};
+use super::predict::{self, PredictRequest, Predicted, ProbeKey};
 use super::state::{
     BUILD_STAGES, Confirm, Editor, HISTORY, NodeInfo, OUTPUT_LINES, PhaseView, ProbeCell, State,
 };
@@ -37,6 +38,12 @@ pub enum Msg {
         key: DiffKey,
         result: Result<Computed, String>,
     },
+    /// The answer to [`Effect::Predict`].
+    Predicted {
+        side: Side,
+        id: u64,
+        result: BTreeMap<ProbeKey, Predicted>,
+    },
     /// SIGTERM / SIGINT / SIGHUP.
     Terminate,
 }
@@ -47,6 +54,9 @@ pub enum Effect {
     Send(Command),
     /// Parse and compare these dumps off the UI loop, then answer with [`Msg::DiffReady`].
     ComputeDiff(Box<DiffRequest>),
+    /// Trace these probes through their nodes' rules off the UI loop, then answer with
+    /// [`Msg::Predicted`].
+    Predict(Box<PredictRequest>),
     SetMouseCapture(bool),
     Quit,
 }
@@ -69,6 +79,13 @@ impl Reaction {
         self.effects.push(e);
         self
     }
+    /// Ask for `side`'s predictions again when what they are made from changed.
+    fn with_predict(self, st: &mut State, side: Side) -> Reaction {
+        match predict_request(st, side) {
+            Some(r) => self.with(Effect::Predict(Box::new(r))),
+            None => self,
+        }
+    }
     fn with_diff(self, st: &mut State) -> Reaction {
         match diff_request(st) {
             Some(r) => self.with(Effect::ComputeDiff(Box::new(r))),
@@ -86,6 +103,7 @@ pub fn update(st: &mut State, msg: Msg) -> Reaction {
         }
         Msg::Backend(ev) => backend_event(st, ev),
         Msg::DiffReady { key, result } => diff_ready(st, key, result),
+        Msg::Predicted { side, id, result } => predicted(st, side, id, result),
         Msg::Key(k) => {
             if k.kind == KeyEventKind::Release {
                 return Reaction::default();
@@ -189,7 +207,26 @@ fn push_line(buf: &mut VecDeque<String>, line: String) {
     buf.push_back(line);
 }
 
+/// A backend event, then the predictions asked for again when it changed what they are made
+/// from (a node's address, a pod, the Service, a new probe, a node's rules).
 fn backend_event(st: &mut State, ev: Event) -> Reaction {
+    let side = match &ev {
+        Event::Node { side, .. }
+        | Event::Pod { side, .. }
+        | Event::PodRemoved { side, .. }
+        | Event::Service { side, .. }
+        | Event::Probe { side, .. }
+        | Event::RuleDump { side, .. } => Some(*side),
+        _ => None,
+    };
+    let r = on_event(st, ev);
+    match side {
+        Some(side) => r.with_predict(st, side),
+        None => r,
+    }
+}
+
+fn on_event(st: &mut State, ev: Event) -> Reaction {
     match ev {
         Event::Session(info) => on_session(st, *info),
         Event::Phase { side, phase, state } => on_phase(st, side, phase, state),
@@ -424,6 +461,36 @@ fn on_error(st: &mut State, side: Option<Side>, pane: Pane, message: String) {
 }
 
 /// A diff computation to start, unless one for the same inputs is running or done.
+/// `side`'s prediction request, numbered, when its inputs differ from the last one sent.
+fn predict_request(st: &mut State, side: Side) -> Option<PredictRequest> {
+    let s = st.side_mut(side);
+    let mut req = predict::request(s, side);
+    if s.predict_sent.as_ref().is_some_and(|o| o.same_inputs(&req)) {
+        return None;
+    }
+    req.id = s.predict_sent.as_ref().map_or(1, |o| o.id + 1);
+    s.predict_sent = Some(req.clone());
+    Some(req)
+}
+
+/// Predictions computed: kept when they answer the last request sent for that side.
+fn predicted(
+    st: &mut State,
+    side: Side,
+    id: u64,
+    result: BTreeMap<ProbeKey, Predicted>,
+) -> Reaction {
+    let s = st.side_mut(side);
+    if s.predict_sent.as_ref().is_none_or(|r| r.id != id) {
+        return Reaction::default();
+    }
+    if s.predictions == result {
+        return Reaction::default();
+    }
+    s.predictions = result;
+    Reaction::redraw()
+}
+
 pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
     if st.diff.pairs.is_empty() {
         return None;

@@ -2,6 +2,7 @@
 //! computations run inline. For snapshots, benchmarks and update-level tests (dev-only).
 
 use kindred::app::diffs::compute;
+use kindred::app::predict;
 use kindred::app::{Effect, Msg, State, update};
 use kindred::backend::Command;
 use kindred::backend::recording::Recording;
@@ -18,6 +19,14 @@ pub fn apply_sync(st: &mut State, msg: Msg) -> Vec<Command> {
                     let result = compute(&req);
                     queue.push(Msg::DiffReady {
                         key: req.key,
+                        result,
+                    });
+                }
+                Effect::Predict(req) => {
+                    let result = predict::compute(&req);
+                    queue.push(Msg::Predicted {
+                        side: req.side,
+                        id: req.id,
                         result,
                     });
                 }
