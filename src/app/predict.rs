@@ -272,6 +272,151 @@ pub fn compute(req: &PredictRequest) -> BTreeMap<ProbeKey, Predicted> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::State;
+    use crate::app::update::{Effect, Msg, update};
+    use crate::backend::event::{Event, PodInfo, ProbeResult};
+    use crate::model::{NodeRole, PodPhase};
+
+    const MASTER: &str = include_str!("../../tests/fixtures/trace/kernel/iptables-2019-master.txt");
+
+    fn pod(name: &str, host: bool, ip: &str) -> PodInfo {
+        PodInfo {
+            name: name.into(),
+            node: "master-worker".into(),
+            host_network: host,
+            ip: Some(ip.into()),
+            phase: PodPhase::Running,
+            restarts: 0,
+        }
+    }
+
+    /// The walkthrough's worker: its node address, a hostNetwork and an overlay pod, its rules
+    /// and a probe from each to the LB.
+    fn events() -> Vec<Event> {
+        let side = Side::Base;
+        let probe = |src: &str| Event::Probe {
+            side,
+            result: ProbeResult::bare(src, "172.17.255.1:8080", Observed::Timeout),
+        };
+        vec![
+            Event::Node {
+                side,
+                name: "master-worker".into(),
+                role: NodeRole::Worker,
+                ip: Some("172.17.0.3".into()),
+            },
+            Event::Pod {
+                side,
+                pod: pod("netshoot-master-worker", true, "172.17.0.3"),
+            },
+            Event::Pod {
+                side,
+                pod: pod("overlay-master-worker", false, "10.244.1.3"),
+            },
+            probe("netshoot-master-worker"),
+            probe("overlay-master-worker"),
+            Event::RuleDump {
+                side,
+                node: "master-worker".into(),
+                text: MASTER.into(),
+                at_ms: None,
+            },
+        ]
+    }
+
+    fn predicts(effects: &[Effect]) -> Vec<PredictRequest> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Predict(r) => Some((**r).clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The host's probe is dropped in filter OUTPUT (KUBE-FIREWALL after KUBE-MARK-DROP); the
+    /// overlay pod's is marked in prerouting but forwarded (1.14 had no drop in FORWARD).
+    #[test]
+    fn a_probe_is_traced_from_its_pods_node_as_host_or_pod() {
+        let mut st = State::new();
+        let mut sent = Vec::new();
+        for e in events() {
+            sent.extend(predicts(&update(&mut st, Msg::Backend(e)).effects));
+        }
+        let last = sent.last().expect("a prediction request").clone();
+        assert_eq!(last.dumps.len(), 1);
+        let got = compute(&last);
+        let host = got[&("netshoot-master-worker".into(), "172.17.255.1:8080".into())]
+            .as_ref()
+            .unwrap();
+        assert_eq!(host.label(), "drop filter/OUTPUT");
+        assert!(host.deciding_rule().unwrap().contains("KUBE-FIREWALL"));
+        assert_eq!(host.reaches(), Some(false));
+        assert!(!host.contradicts(Observed::Timeout));
+        assert!(host.contradicts(Observed::Ok));
+        let pod = got[&("overlay-master-worker".into(), "172.17.255.1:8080".into())]
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            pod.trace.path[0].hook,
+            crate::rules::trace::Hook::Prerouting
+        );
+        // The answer is kept; an older request's is not.
+        update(
+            &mut st,
+            Msg::Predicted {
+                side: Side::Base,
+                id: last.id - 1,
+                result: BTreeMap::new(),
+            },
+        );
+        assert!(st.side(Side::Base).predictions.is_empty());
+        let r = update(
+            &mut st,
+            Msg::Predicted {
+                side: Side::Base,
+                id: last.id,
+                result: got,
+            },
+        );
+        assert!(r.redraw);
+        assert_eq!(st.side(Side::Base).predictions.len(), 2);
+    }
+
+    /// A repeated probe result or the same dump again asks for nothing; a new pod IP does.
+    #[test]
+    fn predictions_are_asked_for_only_when_their_inputs_change() {
+        let mut st = State::new();
+        for e in events() {
+            update(&mut st, Msg::Backend(e));
+        }
+        for e in events() {
+            let r = update(&mut st, Msg::Backend(e));
+            assert!(predicts(&r.effects).is_empty());
+        }
+        let moved = Event::Pod {
+            side: Side::Base,
+            pod: pod("overlay-master-worker", false, "10.244.1.9"),
+        };
+        let sent = predicts(&update(&mut st, Msg::Backend(moved)).effects);
+        assert_eq!(sent.len(), 1);
+    }
+
+    /// Without the node's rules, a pod IP or an IPv4 target, a probe says why it has no
+    /// prediction.
+    #[test]
+    fn a_probe_without_what_it_needs_says_what_is_missing() {
+        let mut st = State::new();
+        let evs = events();
+        for e in &evs[..5] {
+            update(&mut st, Msg::Backend(e.clone()));
+        }
+        let got = compute(&request(st.side(Side::Base), Side::Base));
+        let why = got[&("netshoot-master-worker".into(), "172.17.255.1:8080".into())]
+            .as_ref()
+            .unwrap_err();
+        assert_eq!(why, "no rules read from master-worker yet");
+    }
 
     #[test]
     fn targets_are_addresses_or_urls() {
