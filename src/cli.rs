@@ -124,6 +124,10 @@ pub struct InitArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ClustersArgs {
+    /// List this kubeconfig context's nodes instead (any cluster, through its API server; no
+    /// Docker): name, role, InternalIP and its kube-proxy pod.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -190,10 +194,11 @@ pub enum OutputFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
-    /// The base side's dump: a file, - for standard input, or node:CONTAINER to read a kind
-    /// node's rules live through the Docker API.
+    /// The base side's dump: a file, - for standard input, node:CONTAINER to read a kind
+    /// node's rules live through the Docker API, or ctx:CONTEXT/NODE to read any cluster's
+    /// node through its API server (a KUBECONFIG context; exec into its kube-proxy pod).
     pub base: String,
-    /// The PR side's dump: a file, -, or node:CONTAINER.
+    /// The PR side's dump: a file, -, node:CONTAINER or ctx:CONTEXT/NODE.
     pub pr: String,
     /// Only this service: NAMESPACE/NAME (all ports), NAMESPACE/NAME: (unnamed port) or
     /// NAMESPACE/NAME:PORT.
@@ -571,10 +576,14 @@ pub fn use_color(when: ColorWhen) -> bool {
 }
 
 /// Read a dump given on the command line ("-" is standard input, "node:NAME" a kind node's
-/// rules through the Docker API): (name for errors, text).
+/// rules through the Docker API, "ctx:CONTEXT/NODE" a node's rules through a kubeconfig
+/// context's API server): (name for errors, text).
 pub fn load_text(arg: &str, stdin_used: &mut bool) -> Result<(String, String)> {
     Ok(if let Some(node) = arg.strip_prefix("node:") {
         (arg.to_string(), read_node_rules(node)?)
+    } else if let Some(operand) = arg.strip_prefix("ctx:") {
+        let text = crate::backend::context::read_node_rules_blocking(None, operand)?;
+        (arg.to_string(), text)
     } else if arg == "-" {
         if *stdin_used {
             return Err(anyhow!("standard input ('-') can be given only once"));
@@ -643,6 +652,9 @@ fn read_node_rules(node: &str) -> Result<String> {
 /// `kindred clusters`: kind clusters, their nodes, and which kindred created.
 pub fn run_clusters(a: &ClustersArgs) -> Result<i32> {
     use crate::backend::docker::Docker;
+    if let Some(c) = &a.context {
+        return context_nodes(c, a.format);
+    }
     use crate::backend::owned::{Owned, default_path};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -707,6 +719,50 @@ pub fn run_clusters(a: &ClustersArgs) -> Result<i32> {
             }
         }
     }
+    emit(&out)?;
+    Ok(0)
+}
+
+/// `kindred clusters --context NAME`: that cluster's nodes, read through its API server.
+fn context_nodes(context: &str, format: OutputFormat) -> Result<i32> {
+    use crate::backend::context::{ContextRef, client, nodes};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let c = ContextRef {
+        context: context.to_string(),
+        kubeconfig: None,
+    };
+    let rows = rt.block_on(async { nodes(&client(&c).await?).await })?;
+    let name = rules::render::visible(context);
+    let out = match format {
+        OutputFormat::Json => {
+            let v = serde_json::json!({ "context": context, "nodes": rows });
+            format!("{}\n", serde_json::to_string_pretty(&v)?)
+        }
+        OutputFormat::Text => {
+            use std::fmt::Write as _;
+            let n = rows.len();
+            let mut out = format!(
+                "{name}  ({n} node{}, a kubeconfig context: kindred only reads it)\n",
+                if n == 1 { "" } else { "s" }
+            );
+            for r in &rows {
+                let _ = writeln!(
+                    out,
+                    "  {:<28} {:<14} {:<15} {}",
+                    rules::render::visible(&r.name),
+                    r.role,
+                    r.ip.as_deref().map_or("-".into(), rules::render::visible),
+                    r.kube_proxy.as_deref().map_or_else(
+                        || "no kube-proxy pod".into(),
+                        |p| format!("kube-proxy: {}", rules::render::visible(p))
+                    ),
+                );
+            }
+            out
+        }
+    };
     emit(&out)?;
     Ok(0)
 }

@@ -252,7 +252,10 @@ pub async fn wait_service_ready(
 /// How long one API call of a kube-proxy swap may take.
 const API_LIMIT: Duration = Duration::from_secs(30);
 
-async fn within<T>(what: &str, f: impl std::future::Future<Output = kube::Result<T>>) -> Result<T> {
+pub(crate) async fn within<T>(
+    what: &str,
+    f: impl std::future::Future<Output = kube::Result<T>>,
+) -> Result<T> {
     tokio::time::timeout(API_LIMIT, f)
         .await
         .map_err(|_| {
