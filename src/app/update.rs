@@ -465,7 +465,9 @@ fn on_error(st: &mut State, side: Option<Side>, pane: Pane, message: String) {
 fn predict_request(st: &mut State, side: Side) -> Option<PredictRequest> {
     let s = st.side_mut(side);
     let mut req = predict::request(s, side);
-    if s.predict_sent.as_ref().is_some_and(|o| o.same_inputs(&req)) {
+    // Nothing to predict yet (no probe has run), or nothing new.
+    let none_yet = req.inputs.is_empty() && s.predict_sent.is_none();
+    if none_yet || s.predict_sent.as_ref().is_some_and(|o| o.same_inputs(&req)) {
         return None;
     }
     req.id = s.predict_sent.as_ref().map_or(1, |o| o.id + 1);
