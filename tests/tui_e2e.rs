@@ -20,14 +20,17 @@ fn demo_help_retest_quit() {
         120,
         40,
     );
-    let s = t.wait_for("=== default/echo: (changed, +2 -0)", 30);
+    // Both workers' rules are compared (worker2's dumps come last): the worker's pair shows
+    // first.
+    let s = t.wait_until("the diff of both workers", 30, |s| {
+        s.contains("=== default/echo: (changed, +2 -0)")
+            && s.contains("master-worker ↔ 77523-worker  (1/2)")
+    });
     assert!(s.contains("DEMO"), "{s}");
     assert!(
         s.contains("master (base)") && s.contains("77523 (PR)"),
         "{s}"
     );
-    // Both workers' rules are compared: the worker's pair shows first.
-    assert!(s.contains("master-worker ↔ 77523-worker  (1/2)"), "{s}");
 
     t.keys(&["?"]);
     // The overlay is drawn in one frame, but tmux may be read between two: wait for it whole.
