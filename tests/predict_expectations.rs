@@ -72,31 +72,9 @@ fn send(st: &mut State, ev: Event) {
     apply_sync(st, Msg::Backend(ev));
 }
 
-/// What one side of a run reports, up to a probe result from every test pod (the outcome the
-/// scenario expects for it, a timeout where it expects `fail`). Predictions do not depend on
-/// outcomes; the results make the probes known.
-fn feed_side(st: &mut State, sc: &Scenario, side: Side, c: &Cluster) {
-    let name = &sc.side(side).name;
-    let node = |suffix: &str| format!("{name}-{suffix}");
-    for (n, (suffix, role)) in [
-        ("control-plane", "control-plane"),
-        ("worker", "worker"),
-        ("worker2", "worker"),
-    ]
-    .iter()
-    .enumerate()
-    {
-        send(
-            st,
-            Event::Node {
-                side,
-                name: node(suffix),
-                role: NodeRole::from_label(role),
-                ip: Some(c.nodes[n].into()),
-            },
-        );
-    }
-    let pods = [
+/// The scenario's test pods on one side: (name, node suffix, hostNetwork, IP).
+fn test_pods(name: &str, c: &Cluster) -> [(String, &'static str, bool, &'static str); 5] {
+    [
         (
             format!("echo-{name}-worker2"),
             "worker2",
@@ -127,7 +105,32 @@ fn feed_side(st: &mut State, sc: &Scenario, side: Side, c: &Cluster) {
             false,
             c.pod_ips[1],
         ),
+    ]
+}
+
+/// What one side of a run reports: its nodes, pods, Service, both workers' rules, then a probe
+/// result from every test pod ([`probe_results`]).
+fn feed_side(st: &mut State, sc: &Scenario, side: Side, c: &Cluster) {
+    let name = &sc.side(side).name;
+    let node = |suffix: &str| format!("{name}-{suffix}");
+    let roles = [
+        ("control-plane", "control-plane"),
+        ("worker", "worker"),
+        ("worker2", "worker"),
     ];
+    for ((suffix, role), ip) in roles.iter().zip(c.nodes) {
+        let (name, role, ip) = (node(suffix), NodeRole::from_label(role), Some(ip.into()));
+        send(
+            st,
+            Event::Node {
+                side,
+                name,
+                role,
+                ip,
+            },
+        );
+    }
+    let pods = test_pods(name, c);
     for (pod, on, host_network, ip) in &pods {
         let pod = PodInfo {
             name: pod.clone(),
@@ -149,50 +152,59 @@ fn feed_side(st: &mut State, sc: &Scenario, side: Side, c: &Cluster) {
     };
     send(st, Event::Service { side, service });
     for (suffix, dump) in ["worker", "worker2"].iter().zip(c.dumps) {
-        let (node, text) = (node(suffix), fixture(dump));
+        let (node, text, at_ms) = (node(suffix), fixture(dump), None);
         send(
             st,
             Event::RuleDump {
                 side,
                 node,
                 text,
-                at_ms: None,
+                at_ms,
             },
         );
     }
     let target = format!("lb {}", c.lb);
     send(st, Event::ProbesStarted { side, target });
-    let expected = sc.expectations();
-    for (pod, on, ..) in &pods {
-        // A pod the scenario expects nothing of (the 2019 one expects only the hostNetwork
-        // pods) as the walkthrough saw it: reached from worker2, timed out from the worker.
-        let outcome = expected
-            .iter()
-            .find(|e| e.side == side && e.source == *pod)
-            .map_or(
-                if *on == "worker" {
-                    Outcome::Timeout
-                } else {
-                    Outcome::Ok
-                },
-                |e| e.outcome,
-            );
-        let outcome = match outcome {
-            Outcome::Fail => Outcome::Timeout,
-            o => o,
-        };
-        let result = ProbeResult {
-            source: pod.clone(),
-            target: c.lb.into(),
-            outcome,
-            http_status: (outcome == Outcome::Ok).then_some(200),
-            latency_ms: Some(3),
-            detail: None,
-            scenario_target: Some(Target::Lb),
-        };
+    for result in probe_results(sc, side, &pods, c) {
         send(st, Event::Probe { side, result });
     }
     send(st, Event::ProbesDone { side });
+}
+
+/// A probe result from every test pod: the outcome the scenario expects (a timeout where it
+/// expects `fail`), else as the walkthrough saw it (the 2019 scenario expects only the
+/// hostNetwork pods): reached from worker2, timed out from the worker. Predictions do not
+/// depend on outcomes; the results make the probes known.
+fn probe_results(
+    sc: &Scenario,
+    side: Side,
+    pods: &[(String, &str, bool, &str)],
+    c: &Cluster,
+) -> Vec<ProbeResult> {
+    let expected = sc.expectations();
+    let outcome = |pod: &str, on: &str| {
+        let e = expected.iter().find(|e| e.side == side && e.source == pod);
+        match e.map(|e| e.outcome) {
+            Some(Outcome::Fail) => Outcome::Timeout,
+            Some(o) => o,
+            None if on == "worker" => Outcome::Timeout,
+            None => Outcome::Ok,
+        }
+    };
+    pods.iter()
+        .map(|(pod, on, ..)| {
+            let outcome = outcome(pod, on);
+            ProbeResult {
+                source: pod.clone(),
+                target: c.lb.into(),
+                outcome,
+                http_status: (outcome == Outcome::Ok).then_some(200),
+                latency_ms: Some(3),
+                detail: None,
+                scenario_target: Some(Target::Lb),
+            }
+        })
+        .collect()
 }
 
 /// A state fed a whole run of `sc` on the two clusters.
