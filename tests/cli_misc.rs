@@ -641,7 +641,7 @@ fn an_interrupted_recording_leaves_the_old_file() {
     for (how, clean) in [("KILL", false), ("TERM", true), ("q", true)] {
         std::fs::write(&rec, old).unwrap();
         let t = Tmux::start_sized(&format!("rec{}", how.to_lowercase()), &cmd, 120, 40);
-        t.wait_for("route LOCAL traffic for default/echo: LB IP", 30);
+        t.wait_for("=== default/echo: (changed, +2 -0)", 30);
         if how == "q" {
             t.keys(&["q"]);
             let s = t.wait_until("the quit", 10, |s| {

@@ -1,13 +1,37 @@
 //! The demo recording (assets/demo.jsonl) is made here from the 2019 walkthrough
-//! (shared/seed) and the two KUBE-XLB dumps in tests/fixtures, so that everything it shows stays
-//! consistent with them. `KINDRED_BLESS=1 cargo test --test demo_asset` rewrites the asset.
+//! (shared/seed) and the full dumps of both workers of both clusters in tests/fixtures/predict,
+//! built around the blog's KUBE-XLB lines (tests/fixtures/iptables/mauilion-blog-2019-*), so
+//! that everything it shows, the rules' predictions for every probe included, stays consistent
+//! with them. `KINDRED_BLESS=1 cargo test --test demo_asset` rewrites the asset.
+
+mod common;
 
 use kindred::backend::event::*;
 use kindred::backend::recording::{self, FORMAT, Header, Record, VERSION};
 use kindred::model::*;
 
-const MASTER_DUMP: &str = "tests/fixtures/iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt";
-const PR_DUMP: &str = "tests/fixtures/iptables/mauilion-blog-2019-pr77523-cluster-KUBE-XLB.txt";
+/// The rules of worker and worker2, per cluster (the demo's addresses).
+const MASTER_DUMPS: [&str; 2] = [
+    "tests/fixtures/predict/2019-master-worker.txt",
+    "tests/fixtures/predict/2019-master-worker2.txt",
+];
+const PR_DUMPS: [&str; 2] = [
+    "tests/fixtures/predict/2019-77523-worker.txt",
+    "tests/fixtures/predict/2019-77523-worker2.txt",
+];
+/// The blog's KUBE-XLB lines of each cluster's worker.
+const MASTER_BLOG: &str = "tests/fixtures/iptables/mauilion-blog-2019-master-cluster-KUBE-XLB.txt";
+const PR_BLOG: &str = "tests/fixtures/iptables/mauilion-blog-2019-pr77523-cluster-KUBE-XLB.txt";
+
+/// A dump as a node gives it: the fixture without its comment lines.
+fn node_dump(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
 
 struct Rec {
     out: Vec<Record>,
@@ -28,7 +52,8 @@ struct SideSpec {
     nodes: [(&'static str, &'static str, &'static str); 3],
     /// Pod IPs: overlay on worker, overlay on worker2, echo on worker2.
     pod_ips: [&'static str; 3],
-    dump: &'static str,
+    /// The rules of worker and worker2.
+    dumps: [&'static str; 2],
     /// Offset so the two sides interleave.
     skew: u64,
     /// Does the hostNetwork pod on the worker without the echo pod reach the LB?
@@ -273,21 +298,25 @@ fn build(r: &mut Rec, s: &SideSpec) {
         },
     );
 
-    // Rules of the worker without the echo pod: the dump from the walkthrough.
-    let dump = std::fs::read_to_string(s.dump).unwrap();
-    r.at(
-        p0 + 1900,
-        Event::RuleDump {
-            side,
-            node: w.clone(),
-            text: dump,
-            at_ms: None,
-        },
-    );
+    // Rules of the worker without the echo pod and of worker2 with it.
+    for (i, (node, path)) in [&w, &w2].into_iter().zip(s.dumps).enumerate() {
+        r.at(
+            p0 + 1900 + i as u64 * 40,
+            Event::RuleDump {
+                side,
+                node: node.clone(),
+                text: node_dump(path),
+                at_ms: None,
+            },
+        );
+    }
 
     // Probes: curl the LB from every pod. Worker2 has the endpoint: traffic stays local and
-    // works. On the worker, KUBE-XLB has no local endpoint: dropped (curl times out), except
-    // host-network traffic on the PR build, which the two LOCAL rules send to KUBE-SVC.
+    // works. On the worker, KUBE-XLB has no local endpoint and marks the packet for drop:
+    // kubelet's KUBE-FIREWALL drops the host-network pod's in OUTPUT (curl times out), except on
+    // the PR build, whose two LOCAL rules send it to KUBE-SVC first. The overlay pod's is
+    // forwarded unchanged towards the LB IP (the mark is acted on in INPUT and OUTPUT only): the
+    // rules leave it undecided; the recording has it time out.
     let q0 = p0 + 2300;
     r.at(
         q0,
@@ -343,7 +372,7 @@ fn demo() -> String {
             ("master-worker2", "worker", "172.17.0.4"),
         ],
         pod_ips: ["10.244.1.2", "10.244.2.3", "10.244.2.2"],
-        dump: MASTER_DUMP,
+        dumps: MASTER_DUMPS,
         skew: 0,
         host_worker_ok: false,
     };
@@ -359,7 +388,7 @@ fn demo() -> String {
             ("77523-worker2", "worker", "172.17.0.7"),
         ],
         pod_ips: ["10.244.1.2", "10.244.2.3", "10.244.2.2"],
-        dump: PR_DUMP,
+        dumps: PR_DUMPS,
         skew: 400,
         host_worker_ok: true,
     };
@@ -414,7 +443,7 @@ fn demo() -> String {
         format: FORMAT.into(),
         version: VERSION,
         kindred: Some(env!("CARGO_PKG_VERSION").into()),
-        note: Some("kindred demo: the 2019 walkthrough of kubernetes PR 77523 (clusters master and 77523); rule dumps from tests/fixtures/iptables/mauilion-blog-2019-*".into()),
+        note: Some("kindred demo: the 2019 walkthrough of kubernetes PR 77523 (clusters master and 77523); rule dumps of both workers from tests/fixtures/predict/2019-*, built around the blog's KUBE-XLB lines (tests/fixtures/iptables/mauilion-blog-2019-*)".into()),
     };
     recording::Recording {
         header,
@@ -455,9 +484,104 @@ fn demo_dumps_are_the_walkthrough_fixtures() {
             _ => None,
         })
         .collect();
-    assert_eq!(dumps.len(), 2);
-    assert_eq!(dumps[0].2, std::fs::read_to_string(MASTER_DUMP).unwrap());
-    assert_eq!(dumps[1].2, std::fs::read_to_string(PR_DUMP).unwrap());
-    assert_eq!(dumps[0].1, "master-worker");
-    assert_eq!(dumps[1].1, "77523-worker");
+    let nodes: Vec<_> = dumps.iter().map(|(s, n, _)| (*s, n.as_str())).collect();
+    assert_eq!(
+        nodes,
+        [
+            (Side::Base, "master-worker"),
+            (Side::Base, "master-worker2"),
+            (Side::Pr, "77523-worker"),
+            (Side::Pr, "77523-worker2"),
+        ]
+    );
+    let files = MASTER_DUMPS.iter().chain(&PR_DUMPS);
+    for ((_, node, text), path) in dumps.iter().zip(files) {
+        assert_eq!(*text, node_dump(path), "{node}");
+    }
+    // The workers' dumps hold the blog's KUBE-XLB lines, each one whole.
+    for (blog, (_, node, text)) in [MASTER_BLOG, PR_BLOG].iter().zip([&dumps[0], &dumps[2]]) {
+        let lines: Vec<&str> = text.lines().collect();
+        for l in std::fs::read_to_string(blog).unwrap().lines() {
+            if !l.starts_with('#') {
+                assert!(lines.contains(&l), "{node}: no line {l:?} of {blog}");
+            }
+        }
+    }
+    // Between the clusters, on either node, the rules differ by the two LOCAL rules of PR
+    // 77523 and nothing else.
+    use kindred::rules::diff::{Options, compare_texts};
+    for (b, p) in [(&dumps[0], &dumps[2]), (&dumps[1], &dumps[3])] {
+        let c = compare_texts(&b.2, &p.2, &Options::default()).unwrap();
+        let changed: Vec<_> = c.services.iter().filter(|s| !s.equal).collect();
+        assert_eq!(changed.len(), 1, "{}", b.1);
+        assert_eq!(changed[0].service, "default/echo:");
+        assert!(changed[0].removed.is_empty(), "{}", b.1);
+        let added: Vec<&str> = changed[0].added.iter().map(|r| r.rule()).collect();
+        assert_eq!(
+            added,
+            [
+                "-A KUBE-XLB-<hash> -m comment --comment \"masquerade LOCAL traffic for default/echo: LB IP\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
+                "-A KUBE-XLB-<hash> -m comment --comment \"route LOCAL traffic for default/echo: LB IP to service chain\" -m addrtype --src-type LOCAL -j KUBE-SVC-<hash>",
+            ],
+            "{}",
+            b.1
+        );
+        assert!(c.shared.as_ref().is_some_and(|s| s.equal), "{}", b.1);
+    }
+}
+
+/// The demo shows a prediction for every probe, and where the rules decide (a DNAT or a drop)
+/// it is what the walkthrough observed. The overlay pods on the worker are left undecided: no
+/// clusterCIDR, so KUBE-XLB only marks their packet for drop (0x8000) and no DNAT happens; the
+/// mark is acted on by KUBE-FIREWALL in INPUT and OUTPUT only, so the node forwards the packet
+/// to the LB IP unchanged (`accept`), and what becomes of it is the network's business.
+#[test]
+fn demo_predictions_match_what_was_observed_where_the_rules_decide() {
+    // The recording assets/demo.jsonl holds (demo_asset_is_current), made afresh so that a
+    // bless rewriting the file meanwhile does not matter.
+    let rec = recording::parse(&demo(), "demo").unwrap();
+    let st = common::headless::state_from(&rec);
+    let mut undecided = Vec::new();
+    for side in [Side::Base, Side::Pr] {
+        let s = st.side(side);
+        assert_eq!(s.probes.len(), 5, "{side:?}");
+        for (key, cell) in &s.probes {
+            let p = match s.predictions.get(key) {
+                Some(Ok(p)) => p,
+                other => panic!("{side:?} {key:?}: {other:?}"),
+            };
+            match p.reaches() {
+                Some(reaches) => assert_eq!(
+                    reaches,
+                    cell.last.outcome == Outcome::Ok,
+                    "{side:?} {}: predicted {}, observed {:?}",
+                    key.0,
+                    p.label(),
+                    cell.last.outcome
+                ),
+                None => undecided.push((side, key.0.clone(), p.label())),
+            }
+        }
+    }
+    let accept = |side, pod: &str| (side, pod.to_string(), "accept".to_string());
+    assert_eq!(
+        undecided,
+        [
+            accept(Side::Base, "overlay-master-worker"),
+            accept(Side::Pr, "overlay-77523-worker")
+        ]
+    );
+    let label =
+        |side, pod: &str, lb: &str| match &st.side(side).predictions[&(pod.into(), lb.into())] {
+            Ok(p) => p.label(),
+            Err(e) => e.clone(),
+        };
+    assert_eq!(
+        label(Side::Base, "netshoot-master-worker", "172.17.255.1:8080"),
+        "drop filter/OUTPUT"
+    );
+    assert_eq!(
+        label(Side::Pr, "netshoot-77523-worker", "172.17.254.1:8080"),
+        "dnat"
+    );
 }

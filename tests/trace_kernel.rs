@@ -712,3 +712,196 @@ fn the_2019_pair_master_drops_host_traffic_and_pr_77523_dnats_it() {
         pr,
     );
 }
+
+/// A world of the built-in scenario's fixtures (tests/fixtures/predict/builtin-*): a worker of
+/// a kind cluster on 172.18.0.0/16, a pod of its pod CIDR, the echo pod as the one endpoint.
+/// The echo pod, the one endpoint of the built-in scenario and of the demo.
+const ECHO: &[Ipv4Addr] = &[Ipv4Addr::new(10, 244, 2, 2)];
+
+const fn builtin(node: [u8; 4], pod: [u8; 4]) -> World {
+    World {
+        node: Ipv4Addr::new(node[0], node[1], node[2], node[3]),
+        outside: Ipv4Addr::new(172, 18, 0, 1),
+        pod: Ipv4Addr::new(pod[0], pod[1], pod[2], pod[3]),
+        endpoints: ECHO,
+        ports: &[8080],
+    }
+}
+const BUILTIN_BASE_WORKER: World = builtin([172, 18, 0, 3], [10, 244, 1, 3]);
+const BUILTIN_BASE_WORKER2: World = builtin([172, 18, 0, 4], [10, 244, 2, 3]);
+const BUILTIN_PR_WORKER: World = builtin([172, 18, 0, 6], [10, 244, 1, 3]);
+const BUILTIN_PR_WORKER2: World = builtin([172, 18, 0, 7], [10, 244, 2, 3]);
+
+/// The built-in scenario's probes of the LB as the kernel takes them, on the fixtures its
+/// expectation table is proved on (tests/predict_expectations.rs): before PR 132456 the worker
+/// without the endpoint drops the node's own connection (filter-output at dstnat-10) and DNATs
+/// the pod's; with it both are DNATed; worker2 DNATs every one. A client outside is dropped by
+/// the worker (eTP=Local, no local endpoint) and sent to the local endpoint by worker2.
+#[test]
+#[ignore = "needs root, ip netns and nft (CI runs it)"]
+fn the_builtin_scenarios_rules_agree_with_the_kernel() {
+    const EP: &[&str] = &["10.244.2.2:8080"];
+    let base_worker: &[Case] = &[
+        case(
+            "base worker: LB from the node",
+            Host,
+            "172.18.255.200:8080",
+            Dropped,
+        ),
+        case(
+            "base worker: LB from a pod",
+            Pod,
+            "172.18.255.200:8080",
+            Dnat(EP, false),
+        ),
+        case(
+            "base worker: LB from outside",
+            Outside,
+            "172.18.255.200:8080",
+            Dropped,
+        ),
+        case(
+            "base worker: NodePort from outside",
+            Outside,
+            "172.18.0.3:31508",
+            Dropped,
+        ),
+    ];
+    let pr_worker: &[Case] = &[
+        case(
+            "PR worker: LB from the node",
+            Host,
+            "172.18.255.210:8080",
+            Dnat(EP, true),
+        ),
+        case(
+            "PR worker: LB from a pod",
+            Pod,
+            "172.18.255.210:8080",
+            Dnat(EP, false),
+        ),
+        case(
+            "PR worker: LB from outside",
+            Outside,
+            "172.18.255.210:8080",
+            Dropped,
+        ),
+    ];
+    let worker2 = |lb: &'static str, np: &'static str| -> Vec<Case> {
+        vec![
+            case("worker2: LB from the node", Host, lb, Dnat(EP, true)),
+            case("worker2: LB from a pod", Pod, lb, Dnat(EP, false)),
+            case("worker2: LB from outside", Outside, lb, Dnat(EP, false)),
+            case(
+                "worker2: NodePort from outside",
+                Outside,
+                np,
+                Dnat(EP, false),
+            ),
+        ]
+    };
+    let dir = "../predict";
+    let w = &BUILTIN_BASE_WORKER;
+    judge(
+        "tkbw",
+        w,
+        Loader::Nft,
+        &format!("{dir}/builtin-base-worker.nft"),
+        base_worker,
+    );
+    let w = &BUILTIN_PR_WORKER;
+    judge(
+        "tkpw",
+        w,
+        Loader::Nft,
+        &format!("{dir}/builtin-pr-worker.nft"),
+        pr_worker,
+    );
+    let (w, f) = (
+        &BUILTIN_BASE_WORKER2,
+        format!("{dir}/builtin-base-worker2.nft"),
+    );
+    judge(
+        "tkbw2",
+        w,
+        Loader::Nft,
+        &f,
+        &worker2("172.18.255.200:8080", "172.18.0.4:31508"),
+    );
+    let (w, f) = (&BUILTIN_PR_WORKER2, format!("{dir}/builtin-pr-worker2.nft"));
+    judge(
+        "tkpw2",
+        w,
+        Loader::Nft,
+        &f,
+        &worker2("172.18.255.210:8080", "172.18.0.7:30857"),
+    );
+}
+
+/// The demo's 2019 dumps (tests/fixtures/predict/2019-*): a worker of the walkthrough's
+/// clusters, the echo pod 10.244.2.2 as the one endpoint.
+const fn demo_2019(node: [u8; 4], pod: [u8; 4]) -> World {
+    World {
+        node: Ipv4Addr::new(node[0], node[1], node[2], node[3]),
+        outside: Ipv4Addr::new(172, 17, 0, 1),
+        pod: Ipv4Addr::new(pod[0], pod[1], pod[2], pod[3]),
+        endpoints: ECHO,
+        ports: &[8080],
+    }
+}
+const DEMO_MASTER_WORKER: World = demo_2019([172, 17, 0, 3], [10, 244, 1, 2]);
+const DEMO_MASTER_WORKER2: World = demo_2019([172, 17, 0, 4], [10, 244, 2, 3]);
+const DEMO_77523_WORKER: World = demo_2019([172, 17, 0, 6], [10, 244, 1, 2]);
+const DEMO_77523_WORKER2: World = demo_2019([172, 17, 0, 7], [10, 244, 2, 3]);
+
+/// The demo's probes from the node and from worker2's pods as the kernel takes them: the node's
+/// own connection on the worker is dropped without PR 77523 and DNATed (masqueraded) with it;
+/// worker2 DNATs the node's (masqueraded only by PR 77523's LOCAL rule) and the pods'.
+#[test]
+#[ignore = "needs root, ip netns and iptables (CI runs it)"]
+fn the_demos_2019_rules_agree_with_the_kernel() {
+    const EP: &[&str] = &["10.244.2.2:8080"];
+    let (m, p) = ("172.17.255.1:8080", "172.17.254.1:8080");
+    let dir = "../predict";
+    let cases: [(&str, &World, &str, Vec<Case>); 4] = [
+        (
+            "tk19dmw",
+            &DEMO_MASTER_WORKER,
+            "2019-master-worker.txt",
+            vec![case("master worker: LB from the node", Host, m, Dropped)],
+        ),
+        (
+            "tk19dpw",
+            &DEMO_77523_WORKER,
+            "2019-77523-worker.txt",
+            vec![case(
+                "77523 worker: LB from the node",
+                Host,
+                p,
+                Dnat(EP, true),
+            )],
+        ),
+        (
+            "tk19dmw2",
+            &DEMO_MASTER_WORKER2,
+            "2019-master-worker2.txt",
+            vec![
+                case("master worker2: LB from the node", Host, m, Dnat(EP, false)),
+                case("master worker2: LB from a pod", Pod, m, Dnat(EP, false)),
+            ],
+        ),
+        (
+            "tk19dpw2",
+            &DEMO_77523_WORKER2,
+            "2019-77523-worker2.txt",
+            vec![
+                case("77523 worker2: LB from the node", Host, p, Dnat(EP, true)),
+                case("77523 worker2: LB from a pod", Pod, p, Dnat(EP, false)),
+            ],
+        ),
+    ];
+    for (tag, world, file, cases) in &cases {
+        let f = format!("{dir}/{file}");
+        judge(tag, world, Loader::IptablesLegacy, &f, cases);
+    }
+}

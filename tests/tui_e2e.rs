@@ -20,13 +20,17 @@ fn demo_help_retest_quit() {
         120,
         40,
     );
-    let s = t.wait_for("route LOCAL traffic for default/echo: LB IP", 30);
+    // Both workers' rules are compared (worker2's dumps come last): the worker's pair shows
+    // first.
+    let s = t.wait_until("the diff of both workers", 30, |s| {
+        s.contains("=== default/echo: (changed, +2 -0)")
+            && s.contains("master-worker ↔ 77523-worker  (1/2)")
+    });
     assert!(s.contains("DEMO"), "{s}");
     assert!(
         s.contains("master (base)") && s.contains("77523 (PR)"),
         "{s}"
     );
-    assert!(s.contains("=== default/echo: (changed, +2 -0)"), "{s}");
 
     t.keys(&["?"]);
     // The overlay is drawn in one frame, but tmux may be read between two: wait for it whole.
@@ -126,7 +130,7 @@ fn small_terminal_gets_a_message() {
 #[ignore = "needs tmux (CI runs it)"]
 fn the_last_key_of_a_burst_takes_effect_at_once() {
     let t = Tmux::start_sized("burst", &demo_cmd("--no-mouse"), 120, 40);
-    t.wait_for("route LOCAL traffic for default/echo: LB IP", 30);
+    t.wait_for("=== default/echo: (changed, +2 -0)", 30);
     // 2000 scroll keys then `n`: the raw view shows at once, with no key after it.
     t.keys(&[&"j".repeat(2000), "n"]);
     t.wait_for("Diff raw", 3);
