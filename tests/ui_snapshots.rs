@@ -636,6 +636,13 @@ fn a_probes_two_paths_normal_and_zoomed() {
     ] {
         assert!(text.contains(want), "{want}\n{text}");
     }
+    // The probe shown is the selected row of the Probes pane.
+    let y = text
+        .lines()
+        .position(|l| l.contains("│netshoot-worker  timeout"))
+        .unwrap();
+    let selected = &t.backend().buffer()[(2, y as u16)];
+    assert_eq!(selected.bg, ratatui::style::Color::Blue, "{selected:?}");
     insta::assert_snapshot!("screen_paths_200x60", t.backend());
     insta::assert_snapshot!("screen_paths_100x30", screen(&mut st, 100, 30).backend());
     apply_sync(&mut st, key('z'));
