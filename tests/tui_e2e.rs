@@ -14,10 +14,11 @@ fn demo_cmd(extra: &str) -> String {
 #[ignore = "needs tmux (CI runs it)"]
 fn demo_help_retest_quit() {
     let rec = std::env::temp_dir().join(format!("kindred-e2e-{}.jsonl", std::process::id()));
+    // Wide enough for the Probes pane's HISTORY next to PREDICT (below, history goes first).
     let t = Tmux::start_sized(
         "e2e",
         &demo_cmd(&format!("--record {}", rec.display())),
-        120,
+        140,
         40,
     );
     let s = t.wait_for("route LOCAL traffic for default/echo: LB IP", 30);

@@ -717,7 +717,19 @@ fn predictions_and_their_marks_in_the_probes_pane() {
         assert!(text.contains(" accept ") && text.contains(" ? "), "{text}");
         insta::assert_snapshot!(format!("pane_probes_marks_{w}x9"), t.backend());
     }
-    // Without marks the legend still says what they mean.
+    // The chain that decided a drop costs no other column: where it would, the verdict alone.
+    let mut t = Terminal::new(TestBackend::new(140, 9)).unwrap();
+    t.draw(|f| ui::render_pane(f, Pane::Probes, f.area(), &st, &Theme::new(true)))
+        .unwrap();
+    let text = text_of(&t);
+    let header = text.lines().nth(2).unwrap();
+    assert_eq!(header.matches("HISTORY").count(), 2, "{text}");
+    assert_eq!(header.matches("HTTP").count(), 2, "{text}");
+    assert!(
+        text.contains("drop ✎") && !text.contains("filter/OUTPUT"),
+        "{text}"
+    );
+    // The legend says what the marks mean.
     let help: String = kindred::app::keymap::BINDINGS
         .iter()
         .map(|b| b.help)

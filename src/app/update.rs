@@ -745,10 +745,10 @@ fn open_paths(st: &mut State) -> Reaction {
         st.activity = "no probe selected".into();
         return Reaction::redraw();
     };
+    let what = format!("{} → {}", st.side(side).short(&key.0), key.1);
     st.activity = format!(
-        "paths of {} → {} (Esc: back)",
-        st.side(side).short(&key.0),
-        key.1
+        "paths of {} (Esc: back)",
+        crate::rules::render::visible(&what)
     );
     st.paths = Some(PathsView {
         side,

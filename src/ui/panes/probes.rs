@@ -37,14 +37,17 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         let narrow = rect.width < 64;
         let probes: Vec<Probe> = st.probe_rows(side).into_iter().skip(top).collect();
         let history = if narrow { 4 } else { 8 };
-        // PREDICT with the chain that decided a drop when it fits, else the verdict alone.
-        let (mut compact, mut cols) = (false, columns_of(st, side, &probes, history, false));
-        let (mut kept, mut widths) = columns::fit(&cols, table.width);
-        if !kept.contains(&PREDICT) {
-            compact = true;
-            cols = columns_of(st, side, &probes, history, true);
-            (kept, widths) = columns::fit(&cols, table.width);
-        }
+        // PREDICT with the chain that decided a drop where that costs no other column, else
+        // the verdict alone.
+        let full = columns_of(st, side, &probes, history, false);
+        let short = columns_of(st, side, &probes, history, true);
+        let (kept, widths) = columns::fit(&full, table.width);
+        let (kept_short, widths_short) = columns::fit(&short, table.width);
+        let compact = kept_short.len() > kept.len() || !kept.contains(&PREDICT);
+        let (cols, kept, widths) = match compact {
+            true => (short, kept_short, widths_short),
+            false => (full, kept, widths),
+        };
         let name_w = columns::first_width(&widths);
         let selected = cursor(st).filter(|c| c.side == side).map(|c| c.row);
         let rows: Vec<Row> = probes
@@ -188,7 +191,8 @@ pub fn predict_text(
     };
     let mut text = match compact {
         true => p.outcome.verdict.name().to_string(),
-        false => p.label(),
+        // The chain's name is the dump's.
+        false => crate::rules::render::visible(&p.label()).into_owned(),
     };
     let observed = p.contradicts(cell.last.outcome);
     let expected = st
