@@ -739,3 +739,34 @@ fn predictions_and_their_marks_in_the_probes_pane() {
         "{help}"
     );
 }
+
+/// A Probes pane shorter than its rows scrolls to keep the cursor's row in sight.
+#[test]
+fn the_probes_pane_scrolls_to_its_cursor() {
+    use crossterm::event::KeyCode;
+    let mut st = demo_state(u64::MAX);
+    press(&mut st, KeyCode::BackTab);
+    let draw = |st: &State| {
+        let mut t = Terminal::new(TestBackend::new(100, 6)).unwrap();
+        t.draw(|f| ui::render_pane(f, Pane::Probes, f.area(), st, &Theme::new(true)))
+            .unwrap();
+        text_of(&t)
+    };
+    // Two rows in sight: echo-worker2 and netshoot-worker.
+    assert!(draw(&st).contains("│echo-worker2 "), "{}", draw(&st));
+    for _ in 0..3 {
+        press(&mut st, KeyCode::Down);
+    }
+    let text = draw(&st);
+    assert!(
+        text.contains("│netshoot-worker2 ")
+            && text.contains("│overlay-worker ")
+            && !text.contains("echo-worker2"),
+        "{text}"
+    );
+    // Back up: the first row shown follows the cursor up.
+    for _ in 0..3 {
+        press(&mut st, KeyCode::Up);
+    }
+    assert!(draw(&st).contains("│echo-worker2 "), "{}", draw(&st));
+}
