@@ -598,6 +598,24 @@ fn whole_dumps(st: &mut State) {
     }
 }
 
+/// The worker2 nodes without an address: their pods' probes have no prediction, whatever
+/// rules were read from them.
+fn worker2_without_address(st: &mut State) {
+    use kindred::backend::event::Event;
+    use kindred::model::{NodeRole, Side};
+    for (side, node) in [(Side::Base, "master-worker2"), (Side::Pr, "77523-worker2")] {
+        let name = node.into();
+        let role = NodeRole::Worker;
+        let ev = Event::Node {
+            side,
+            name,
+            role,
+            ip: None,
+        };
+        apply_sync(st, Msg::Backend(ev));
+    }
+}
+
 fn press(st: &mut State, code: crossterm::event::KeyCode) {
     use crossterm::event::{KeyEvent, KeyModifiers};
     apply_sync(st, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)));
@@ -665,6 +683,19 @@ fn a_probes_two_paths_normal_and_zoomed() {
         text.contains("Diff normalized · unified") && !text.contains("paths of one probe"),
         "{text}"
     );
+    // A probe without a prediction: each column says why (here: its node lost its address).
+    worker2_without_address(&mut st);
+    press(&mut st, KeyCode::Up);
+    press(&mut st, KeyCode::Enter);
+    let text = text_of(&screen(&mut st, 200, 60));
+    for want in [
+        "probe echo-worker2 → lb · a side has no prediction",
+        "master (base): no prediction",
+        "why: node master-worker2 has no address yet",
+        "why: node 77523-worker2 has no address yet",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
 }
 
 /// PREDICT: the rules' verdict per probe, `?` without one; `!` where the observed outcome
@@ -677,6 +708,7 @@ fn predictions_and_their_marks_in_the_probes_pane() {
     use ratatui::style::Modifier;
     let mut st = demo_state(u64::MAX);
     whole_dumps(&mut st);
+    worker2_without_address(&mut st);
     // The PR's host probe times out although its rules DNAT it; base's expectation says OK
     // although its rules drop it.
     let key = (
