@@ -14,10 +14,11 @@ fn demo_cmd(extra: &str) -> String {
 #[ignore = "needs tmux (CI runs it)"]
 fn demo_help_retest_quit() {
     let rec = std::env::temp_dir().join(format!("kindred-e2e-{}.jsonl", std::process::id()));
+    // Wide enough for the Probes pane's HISTORY next to PREDICT (below, history goes first).
     let t = Tmux::start_sized(
         "e2e",
         &demo_cmd(&format!("--record {}", rec.display())),
-        120,
+        140,
         40,
     );
     // Both workers' rules are compared (worker2's dumps come last): the worker's pair shows
@@ -203,6 +204,91 @@ fn the_binarys_own_panic_hook_restores_the_terminal_and_exits_101() {
     assert!(s.contains("TTY-MODES: icanon echo"), "raw mode left: {s}");
     assert!(!t.alternate_on(), "alternate screen left: {s}");
     assert!(!s.contains("DEMO"), "the dashboard is gone: {s}");
+}
+
+/// The demo recording with the worker nodes' whole rule dumps (the 2019 walkthrough's, as
+/// kube-proxy 1.14 wrote them around the blog's lines), so that each probe from a worker has a
+/// path through kube-proxy's rules: written to a file for `kindred replay`.
+fn demo_with_whole_dumps() -> std::path::PathBuf {
+    let whole = |f: &str| {
+        let path = common::fixture(&format!("trace/kernel/iptables-2019-{f}.txt"));
+        std::fs::read_to_string(path).unwrap()
+    };
+    let (master, pr) = (whole("master"), whole("pr77523"));
+    let mut out = String::new();
+    for line in kindred::cli::DEMO_RECORDING.lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let ev = &mut v["event"];
+        if ev["type"] == "rule_dump" {
+            match ev["node"].as_str() {
+                Some("master-worker") => ev["text"] = master.clone().into(),
+                Some("77523-worker") => ev["text"] = pr.clone().into(),
+                _ => {}
+            }
+        }
+        out.push_str(&serde_json::to_string(&v).unwrap());
+        out.push('\n');
+    }
+    let file = std::env::temp_dir().join(format!("kindred-paths-{}.jsonl", std::process::id()));
+    std::fs::write(&file, out).unwrap();
+    file
+}
+
+/// Enter on a probe row shows its two paths in the Diff pane's place (each side's verdict on
+/// top, the step where they part marked), `z` shows every rule whole, Esc brings the Diff pane
+/// back with the focus on the Probes pane (Enter there opens the paths again).
+#[test]
+#[ignore = "needs tmux (CI runs it)"]
+fn enter_on_a_probe_row_shows_its_two_paths_and_esc_returns() {
+    let rec = demo_with_whole_dumps();
+    let cmd = format!(
+        "{} replay --speed 4 --no-mouse {}",
+        env!("CARGO_BIN_EXE_kindred"),
+        rec.display()
+    );
+    let t = Tmux::start_sized("paths", &cmd, 200, 60);
+    t.wait_until("the probes and their predictions", 30, |s| {
+        s.contains("probes done")
+            && !s.contains("probing")
+            && s.contains("PREDICT")
+            && s.contains(" dnat ")
+    });
+    // Shift-Tab: from the Diff pane to the Probes pane; ↓ to netshoot-worker (the host probe).
+    t.keys(&["BTab", "Down", "Enter"]);
+    let s = t.wait_until("the two paths", 10, |s| {
+        s.contains("Diff paths of one probe · Esc back")
+            && s.contains("probe netshoot-worker → lb · the paths part at step 4 (▶)")
+            && s.contains("▶ output nat/KUBE-XLB-U52O5CQH2XXNVZ54")
+    });
+    assert!(s.contains("master (base): drop filter/OUTPUT"), "{s}");
+    assert!(s.contains("77523 (PR): dnat to 10.244.1.2:8080"), "{s}");
+    assert!(
+        !s.contains("Diff normalized"),
+        "in the Diff pane's place: {s}"
+    );
+    t.keys(&["z"]);
+    t.wait_until("every rule whole", 10, |s| {
+        s.contains("↳ stination 10.244.1.2:8080 (line 52)") && !s.contains("┌ Probes")
+    });
+    t.keys(&["Escape"]);
+    let s = t.wait_until("the Diff pane again", 10, |s| {
+        s.contains("Diff normalized") && !s.contains("paths of one probe")
+    });
+    assert!(s.contains("=== default/echo: (changed"), "{s}");
+    // The focus is back on the Probes pane, the same row selected: Enter opens it again.
+    t.keys(&["Enter"]);
+    t.wait_for("probe netshoot-worker → lb", 10);
+    t.keys(&["Escape"]);
+    t.wait_until("closed again", 10, |s| !s.contains("paths of one probe"));
+    t.keys(&["q"]);
+    let s = t.wait_until("quit", 10, |s| {
+        s.contains("KINDRED-EXIT=") || s.contains("Quit and cancel it?")
+    });
+    if s.contains("Quit and cancel it?") {
+        t.keys(&["y"]);
+    }
+    t.wait_for("KINDRED-EXIT=0", 10);
+    let _ = std::fs::remove_file(&rec);
 }
 
 /// The demo at the usual terminal sizes, read off the screen tmux shows: every test pod's name

@@ -190,7 +190,15 @@ fn a_mode_other_than_the_scenarios_is_pointed_out_and_compared() {
 /// ends) on both sides, in the Pods pane and, for the probing pods, in the Probes pane.
 #[test]
 fn pod_names_are_never_cut_at_their_end() {
-    let mut st = demo_state(u64::MAX);
+    // The demo as recorded, and with whole rule dumps (every PREDICT label at its longest).
+    let mut full = demo_state(u64::MAX);
+    whole_dumps(&mut full);
+    for mut st in [demo_state(u64::MAX), full] {
+        names_whole_at_six_sizes(&mut st);
+    }
+}
+
+fn names_whole_at_six_sizes(st: &mut State) {
     for (w, h) in [
         (100, 30),
         (120, 40),
@@ -199,7 +207,7 @@ fn pod_names_are_never_cut_at_their_end() {
         (200, 60),
         (240, 60),
     ] {
-        let t = screen(&mut st, w, h);
+        let t = screen(st, w, h);
         let text: String = t
             .backend()
             .buffer()
@@ -566,4 +574,231 @@ fn diff_names_tables_only_one_side_listed() {
         "{text}"
     );
     insta::assert_snapshot!("pane_diff_one_sided_tables_100x12", t.backend());
+}
+
+/// The worker nodes' whole rule dumps of the 2019 walkthrough (the demo's are the blog's
+/// fragments): each probe from a worker gets a path through kube-proxy's rules.
+fn whole_dumps(st: &mut State) {
+    use kindred::backend::event::Event;
+    use kindred::model::Side;
+    for (side, node, f) in [
+        (Side::Base, "master-worker", "master"),
+        (Side::Pr, "77523-worker", "pr77523"),
+    ] {
+        let path = common::fixture(&format!("trace/kernel/iptables-2019-{f}.txt"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let node = node.into();
+        let ev = Event::RuleDump {
+            side,
+            node,
+            text,
+            at_ms: None,
+        };
+        apply_sync(st, Msg::Backend(ev));
+    }
+}
+
+/// The worker2 nodes without an address: their pods' probes have no prediction, whatever
+/// rules were read from them.
+fn worker2_without_address(st: &mut State) {
+    use kindred::backend::event::Event;
+    use kindred::model::{NodeRole, Side};
+    for (side, node) in [(Side::Base, "master-worker2"), (Side::Pr, "77523-worker2")] {
+        let name = node.into();
+        let role = NodeRole::Worker;
+        let ev = Event::Node {
+            side,
+            name,
+            role,
+            ip: None,
+        };
+        apply_sync(st, Msg::Backend(ev));
+    }
+}
+
+fn press(st: &mut State, code: crossterm::event::KeyCode) {
+    use crossterm::event::{KeyEvent, KeyModifiers};
+    apply_sync(st, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+}
+
+fn text_of(t: &Terminal<TestBackend>) -> String {
+    let b = t.backend().buffer();
+    let w = b.area.width as usize;
+    b.content()
+        .chunks(w)
+        .map(|row| row.iter().map(|c| c.symbol()).collect::<String>() + "\n")
+        .collect()
+}
+
+/// Enter on a probe row: its two paths in the Diff pane's place, the verdict on top of each
+/// column, the first step where they part marked (the LB IPs the clusters gave the Service
+/// differ, and are not where they part); zoomed, every rule whole; Esc returns.
+#[test]
+fn a_probes_two_paths_normal_and_zoomed() {
+    use crossterm::event::KeyCode;
+    let mut st = demo_state(u64::MAX);
+    whole_dumps(&mut st);
+    press(&mut st, KeyCode::BackTab);
+    press(&mut st, KeyCode::Down);
+    press(&mut st, KeyCode::Enter);
+    let t = screen(&mut st, 200, 60);
+    let text = text_of(&t);
+    for want in [
+        "Diff paths of one probe · Esc back",
+        "probe netshoot-worker → lb · the paths part at step 4 (▶)",
+        "master (base): drop filter/OUTPUT",
+        "77523 (PR): dnat to 10.244.1.2:8080, masquerade",
+        "172.17.255.1:8080 · observed timeout · expected→",
+        "  output nat/OUTPUT: -A OUTPUT -m comment --com→",
+        "▶ output nat/KUBE-XLB-U52O5CQH2XXNVZ54: -A KUBE→",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
+    // The probe shown is the selected row of the Probes pane.
+    let y = text
+        .lines()
+        .position(|l| l.contains("│netshoot-worker  timeout"))
+        .unwrap();
+    let selected = &t.backend().buffer()[(2, y as u16)];
+    assert_eq!(selected.bg, ratatui::style::Color::Blue, "{selected:?}");
+    insta::assert_snapshot!("screen_paths_200x60", t.backend());
+    insta::assert_snapshot!("screen_paths_100x30", screen(&mut st, 100, 30).backend());
+    apply_sync(&mut st, key('z'));
+    let t = screen(&mut st, 200, 60);
+    let text = text_of(&t);
+    for want in [
+        // Each rule whole, wrapped; the one that decides each side's verdict among them.
+        "-j KUBE-MARK-DROP (line 57)",
+        "▶ output nat/KUBE-XLB-U52O5CQH2XXNVZ54: -A KUBE-XLB-U52O5CQH2XXNVZ54 -m comment --comment \"masquer",
+        "-j DNAT --to-de",
+        "↳ stination 10.244.1.2:8080 (line 52)",
+        "output filter/KUBE-FIREWALL: -A KUBE-FIREWALL -m comment",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
+    insta::assert_snapshot!("screen_paths_zoomed_200x60", t.backend());
+    press(&mut st, KeyCode::Esc);
+    let text = text_of(&screen(&mut st, 200, 60));
+    assert!(
+        text.contains("Diff normalized · unified") && !text.contains("paths of one probe"),
+        "{text}"
+    );
+    // A probe without a prediction: each column says why (here: its node lost its address).
+    worker2_without_address(&mut st);
+    press(&mut st, KeyCode::Up);
+    press(&mut st, KeyCode::Enter);
+    let text = text_of(&screen(&mut st, 200, 60));
+    for want in [
+        "probe echo-worker2 → lb · a side has no prediction",
+        "master (base): no prediction",
+        "why: node master-worker2 has no address yet",
+        "why: node 77523-worker2 has no address yet",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
+}
+
+/// PREDICT: the rules' verdict per probe, `?` without one; `!` where the observed outcome
+/// contradicts it, `✎` where the expectation does, each in a style of its own (without colour
+/// too: the marks are characters).
+#[test]
+fn predictions_and_their_marks_in_the_probes_pane() {
+    use kindred::backend::event::Event;
+    use kindred::model::{Outcome, Side};
+    use ratatui::style::Modifier;
+    let mut st = demo_state(u64::MAX);
+    whole_dumps(&mut st);
+    worker2_without_address(&mut st);
+    // The PR's host probe times out although its rules DNAT it; base's expectation says OK
+    // although its rules drop it.
+    let key = (
+        "netshoot-77523-worker".to_string(),
+        "172.17.254.1:8080".to_string(),
+    );
+    let mut result = st.sides.pr.probes[&key].last.clone();
+    result.outcome = Outcome::Timeout;
+    let side = Side::Pr;
+    apply_sync(&mut st, Msg::Backend(Event::Probe { side, result }));
+    let exp = &mut st.session.as_mut().unwrap().expectations;
+    let e = exp
+        .iter_mut()
+        .find(|e| e.source == "netshoot-master-worker");
+    e.unwrap().outcome = Outcome::Ok;
+    for (w, color) in [(200, true), (100, false)] {
+        let mut t = Terminal::new(TestBackend::new(w, 9)).unwrap();
+        let theme = Theme::new(color);
+        t.draw(|f| ui::render_pane(f, Pane::Probes, f.area(), &st, &theme))
+            .unwrap();
+        let text = text_of(&t);
+        // Wide enough for the chain that decided a drop; else the verdict alone.
+        let drop = if w == 200 {
+            "drop filter/OUTPUT ✎"
+        } else {
+            "drop ✎"
+        };
+        for marked in [drop, "dnat !"] {
+            let y = text.lines().position(|l| l.contains(marked)).expect(marked);
+            let row = text.lines().nth(y).unwrap();
+            let x = row.split(marked).next().unwrap().chars().count() as u16;
+            let c = &t.backend().buffer()[(x, y as u16)];
+            assert!(
+                c.modifier.contains(Modifier::BOLD),
+                "{marked}: {c:?}\n{text}"
+            );
+        }
+        assert!(text.contains(" accept ") && text.contains(" ? "), "{text}");
+        insta::assert_snapshot!(format!("pane_probes_marks_{w}x9"), t.backend());
+    }
+    // The chain that decided a drop costs no other column: where it would, the verdict alone.
+    let mut t = Terminal::new(TestBackend::new(140, 9)).unwrap();
+    t.draw(|f| ui::render_pane(f, Pane::Probes, f.area(), &st, &Theme::new(true)))
+        .unwrap();
+    let text = text_of(&t);
+    let header = text.lines().nth(2).unwrap();
+    assert_eq!(header.matches("HISTORY").count(), 2, "{text}");
+    assert_eq!(header.matches("HTTP").count(), 2, "{text}");
+    assert!(
+        text.contains("drop ✎") && !text.contains("filter/OUTPUT"),
+        "{text}"
+    );
+    // The legend says what the marks mean.
+    let help: String = kindred::app::keymap::BINDINGS
+        .iter()
+        .map(|b| b.help)
+        .collect();
+    assert!(
+        help.contains("! observed disagrees, ✎ expected does"),
+        "{help}"
+    );
+}
+
+/// A Probes pane shorter than its rows scrolls to keep the cursor's row in sight.
+#[test]
+fn the_probes_pane_scrolls_to_its_cursor() {
+    use crossterm::event::KeyCode;
+    let mut st = demo_state(u64::MAX);
+    press(&mut st, KeyCode::BackTab);
+    let draw = |st: &State| {
+        let mut t = Terminal::new(TestBackend::new(100, 6)).unwrap();
+        t.draw(|f| ui::render_pane(f, Pane::Probes, f.area(), st, &Theme::new(true)))
+            .unwrap();
+        text_of(&t)
+    };
+    // Two rows in sight: echo-worker2 and netshoot-worker.
+    assert!(draw(&st).contains("│echo-worker2 "), "{}", draw(&st));
+    for _ in 0..3 {
+        press(&mut st, KeyCode::Down);
+    }
+    let text = draw(&st);
+    assert!(
+        text.contains("│netshoot-worker2 ")
+            && text.contains("│overlay-worker ")
+            && !text.contains("echo-worker2"),
+        "{text}"
+    );
+    // Back up: the first row shown follows the cursor up.
+    for _ in 0..3 {
+        press(&mut st, KeyCode::Up);
+    }
+    assert!(draw(&st).contains("│echo-worker2 "), "{}", draw(&st));
 }

@@ -26,6 +26,10 @@ pub enum Action {
     PageDown,
     Top,
     Bottom,
+    /// Enter: the selected probe's two paths, in the Diff pane's place.
+    Open,
+    /// Esc: close what is open over the usual view (help, zoom, a probe's paths).
+    Back,
     Zoom,
     Filter,
     Edit,
@@ -139,25 +143,25 @@ pub const BINDINGS: &[Binding] = &[
         keys: "↑/k",
         action: Action::Up,
         hint: None,
-        help: "scroll up",
+        help: "scroll up; probes: select the row above",
     },
     Binding {
         keys: "↓/j",
         action: Action::Down,
         hint: None,
-        help: "scroll down",
+        help: "scroll down; probes: select the row below",
     },
     Binding {
         keys: "←/h",
         action: Action::Left,
         hint: None,
-        help: "scroll left",
+        help: "scroll left; probes: select on the base side",
     },
     Binding {
         keys: "→/l",
         action: Action::Right,
         hint: None,
-        help: "scroll right",
+        help: "scroll right; probes: select on the PR side",
     },
     Binding {
         keys: "PgUp/PgDn",
@@ -170,6 +174,18 @@ pub const BINDINGS: &[Binding] = &[
         action: Action::Top,
         hint: None,
         help: "top / bottom",
+    },
+    Binding {
+        keys: "Enter",
+        action: Action::Open,
+        hint: None,
+        help: "probes: the row's paths through both sides' rules; PREDICT marks: ! observed disagrees, ✎ expected does",
+    },
+    Binding {
+        keys: "Esc",
+        action: Action::Back,
+        hint: None,
+        help: "close help, zoom or a probe's paths",
     },
     Binding {
         keys: "z",
@@ -270,6 +286,8 @@ pub fn action_for(k: &KeyEvent) -> Option<Action> {
         KeyCode::PageDown => Action::PageDown,
         KeyCode::Home | KeyCode::Char('g') => Action::Top,
         KeyCode::End | KeyCode::Char('G') => Action::Bottom,
+        KeyCode::Enter => Action::Open,
+        KeyCode::Esc => Action::Back,
         KeyCode::Char('z') => Action::Zoom,
         KeyCode::Char('/') => Action::Filter,
         KeyCode::Char('e') => Action::Edit,
@@ -437,6 +455,8 @@ mod tests {
                 "←" => KeyCode::Left,
                 "→" => KeyCode::Right,
                 "PgUp" => KeyCode::PageUp,
+                "Enter" => KeyCode::Enter,
+                "Esc" => KeyCode::Esc,
                 k => KeyCode::Char(k.chars().next().unwrap()),
             };
             let got = action_for(&KeyEvent::new(code, KeyModifiers::NONE));

@@ -198,6 +198,34 @@ impl DiffView {
     }
 }
 
+/// The Probes pane's selection: a row of one side's table (of the probes the filter keeps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeCursor {
+    pub side: Side,
+    pub row: usize,
+}
+
+impl Default for ProbeCursor {
+    fn default() -> Self {
+        ProbeCursor {
+            side: Side::Base,
+            row: 0,
+        }
+    }
+}
+
+/// Enter on a probe row: that probe's path through its node's rules on both sides, shown in
+/// the Diff pane's place until Esc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathsView {
+    /// The side the probe was selected on, and its key there (the other side's is its
+    /// counterpart: the same source role to the same target).
+    pub side: Side,
+    pub key: super::predict::ProbeKey,
+    pub scroll: usize,
+    pub hscroll: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirm {
     Delete,
@@ -236,8 +264,12 @@ pub struct State {
     pub diff: DiffView,
     /// Every change of a node's rules, oldest first.
     pub timeline: super::timeline::Timeline,
-    /// Vertical scroll of the other panes.
+    /// Vertical scroll of the other panes (the Probes pane's: its first row shown).
     pub scroll: [usize; 4],
+    /// The selected probe row (shown while the Probes pane is focused or a probe's paths are).
+    pub probe_cursor: ProbeCursor,
+    /// A probe's two paths, shown in the Diff pane's place.
+    pub paths: Option<PathsView>,
     pub watch: bool,
     pub mouse_capture: bool,
     /// App clock: time since start, advanced by ticks.
@@ -356,6 +388,30 @@ impl State {
             .map(|(src, _)| src)
             .find(|src| other.source_role(src) == role)?;
         self.probe_for(other_side, src, &target)
+    }
+
+    /// The probes a side's table lists: those whose source the Probes pane's filter keeps.
+    pub fn probe_rows(&self, side: Side) -> Vec<(&(String, String), &ProbeCell)> {
+        let filter = self.filter(Pane::Probes);
+        self.side(side)
+            .probes
+            .iter()
+            .filter(|((src, _), _)| filter.is_empty() || src.contains(filter))
+            .collect()
+    }
+
+    /// The probe under the Probes pane's cursor, if its side has that row.
+    pub fn selected_probe(&self) -> Option<(Side, (String, String))> {
+        let c = self.probe_cursor;
+        let rows = self.probe_rows(c.side);
+        rows.get(c.row).map(|(k, _)| (c.side, (*k).clone()))
+    }
+
+    /// The key of a probe's counterpart on the other side (see [`State::counterpart`]).
+    pub fn counterpart_key(&self, side: Side, key: &(String, String)) -> Option<(String, String)> {
+        let cell = self.side(side).probes.get(key)?;
+        let c = self.counterpart(side, &key.0, &cell.last)?;
+        Some((c.last.source.clone(), c.last.target.clone()))
     }
 
     /// Whether this probe's last outcome differs from its counterpart's on the other side.

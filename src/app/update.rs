@@ -10,7 +10,8 @@ use super::diffs::{Computed, DiffKey, DiffRequest, LineLayout, lines};
 use super::keymap::{Action, HelpLayout, action_for};
 use super::predict::{self, PredictRequest, Predicted, ProbeKey};
 use super::state::{
-    BUILD_STAGES, Confirm, Editor, HISTORY, NodeInfo, OUTPUT_LINES, PhaseView, ProbeCell, State,
+    BUILD_STAGES, Confirm, Editor, HISTORY, NodeInfo, OUTPUT_LINES, PathsView, PhaseView,
+    ProbeCell, State,
 };
 use crate::backend::event::{Command, Event, ProbeResult, SessionInfo};
 use crate::backend::kind::{Progress, progress};
@@ -593,15 +594,6 @@ fn key(st: &mut State, k: KeyEvent) -> Reaction {
         return confirm_key(st, c, k);
     }
     let Some(action) = action_for(&k) else {
-        if k.code == KeyCode::Esc {
-            let changed = st.help || st.zoom;
-            st.help = false;
-            st.zoom = false;
-            return Reaction {
-                effects: vec![],
-                redraw: changed,
-            };
-        }
         return Reaction::default();
     };
     if st.help && !matches!(action, Action::Help | Action::Quit) {
@@ -709,12 +701,79 @@ fn page(st: &State) -> usize {
 
 fn scroll_by(st: &mut State, delta: isize) {
     let pane = st.focus.unwrap_or(Pane::Diff);
-    let v = if pane == Pane::Diff {
-        &mut st.diff.scroll
-    } else {
-        &mut st.scroll[pane.index()]
+    let v = match (pane, st.paths.as_mut()) {
+        (Pane::Probes, _) => return move_cursor(st, delta),
+        (Pane::Diff, Some(p)) => &mut p.scroll,
+        (Pane::Diff, None) => &mut st.diff.scroll,
+        _ => &mut st.scroll[pane.index()],
     };
     *v = v.saturating_add_signed(delta);
+}
+
+/// Move the Probes pane's cursor `delta` rows within its side's rows; the first row shown
+/// follows it up (and the pane, when drawn, scrolls down to it).
+fn move_cursor(st: &mut State, delta: isize) {
+    let last = st.probe_rows(st.probe_cursor.side).len().saturating_sub(1);
+    let c = &mut st.probe_cursor;
+    c.row = c.row.min(last).saturating_add_signed(delta).min(last);
+    let top = &mut st.scroll[Pane::Probes.index()];
+    *top = (*top).min(c.row);
+}
+
+/// The Probes pane's cursor to the other side's table: onto the selected probe's counterpart
+/// there when it has one.
+fn cursor_to(st: &mut State, side: Side) {
+    if st.probe_cursor.side == side {
+        return;
+    }
+    let there = st
+        .selected_probe()
+        .and_then(|(s, k)| st.counterpart_key(s, &k))
+        .and_then(|k| st.probe_rows(side).iter().position(|(r, _)| **r == k));
+    st.probe_cursor.side = side;
+    if let Some(row) = there {
+        st.probe_cursor.row = row;
+    }
+    move_cursor(st, 0);
+}
+
+/// Enter in the Probes pane: the selected probe's two paths in the Diff pane's place (focused,
+/// so that the zoom key shows them whole and the scroll keys scroll them).
+fn open_paths(st: &mut State) -> Reaction {
+    if st.focus != Some(Pane::Probes) {
+        return Reaction::default();
+    }
+    let Some((side, key)) = st.selected_probe() else {
+        st.activity = "no probe selected".into();
+        return Reaction::redraw();
+    };
+    let what = format!("{} → {}", st.side(side).short(&key.0), key.1);
+    st.activity = format!(
+        "paths of {} (Esc: back)",
+        crate::rules::render::visible(&what)
+    );
+    st.paths = Some(PathsView {
+        side,
+        key,
+        scroll: 0,
+        hscroll: 0,
+    });
+    st.focus = Some(Pane::Diff);
+    Reaction::redraw()
+}
+
+/// Esc: the usual view again. A probe's paths close (focus back on the Probes pane) and the
+/// zoom ends; with nothing open, nothing to draw.
+fn back(st: &mut State) -> Reaction {
+    let changed = st.zoom || st.paths.is_some();
+    st.zoom = false;
+    if st.paths.take().is_some() {
+        st.focus = Some(Pane::Probes);
+    }
+    Reaction {
+        effects: vec![],
+        redraw: changed,
+    }
 }
 
 /// What a key's action does.
@@ -748,6 +807,8 @@ pub fn act(st: &mut State, a: Action) -> Reaction {
             };
             Reaction::redraw()
         }
+        Action::Open => open_paths(st),
+        Action::Back => back(st),
         Action::StepBack => step(st, true),
         Action::StepForward => step(st, false),
         Action::ToggleOrigin => {
@@ -812,10 +873,23 @@ fn scroll(st: &mut State, a: Action) -> Reaction {
         Action::PageDown => scroll_by(st, p),
         Action::Top => scroll_by(st, isize::MIN / 2),
         Action::Bottom => scroll_by(st, isize::MAX / 2),
-        Action::Left => st.diff.hscroll = st.diff.hscroll.saturating_sub(8),
-        _ => st.diff.hscroll += 8,
+        Action::Left | Action::Right => sideways(st, a == Action::Left),
+        _ => {}
     }
     Reaction::redraw()
+}
+
+/// ← and →: the Probes pane's cursor to the base or the PR side; elsewhere the Diff pane (or
+/// the paths shown in its place) scrolls sideways.
+fn sideways(st: &mut State, left: bool) {
+    if st.focus == Some(Pane::Probes) {
+        return cursor_to(st, if left { Side::Base } else { Side::Pr });
+    }
+    let h = match st.paths.as_mut() {
+        Some(p) if st.focus == Some(Pane::Diff) => &mut p.hscroll,
+        _ => &mut st.diff.hscroll,
+    };
+    *h = if left { h.saturating_sub(8) } else { *h + 8 };
 }
 
 fn diff_action(st: &mut State, a: Action) -> Reaction {
@@ -1313,5 +1387,161 @@ mod tests {
             "{:?}",
             r.effects
         );
+    }
+
+    fn press(st: &mut State, code: KeyCode) -> Reaction {
+        update(st, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+    }
+
+    /// Probes on both sides: base has three rows, PR two (base's first, `netshoot` on
+    /// worker, has no counterpart there: the rows of a probe and its counterpart differ).
+    fn probed() -> State {
+        let mut st = state();
+        for (side, cluster, pods) in [
+            (
+                Side::Base,
+                "master",
+                &["netshoot", "netshoot2", "overlay"][..],
+            ),
+            (Side::Pr, "77523", &["netshoot2", "overlay"][..]),
+        ] {
+            for p in pods {
+                let (role, node) = match p.strip_suffix('2') {
+                    Some(r) => (r, "worker2"),
+                    None => (*p, "worker"),
+                };
+                let src = format!("{role}-{cluster}-{node}");
+                let result = ProbeResult::bare(&src, "lb", Outcome::Ok);
+                update(&mut st, Msg::Backend(Event::Probe { side, result }));
+            }
+        }
+        st
+    }
+
+    fn key_of(src: &str) -> ProbeKey {
+        (src.to_string(), "lb".to_string())
+    }
+
+    #[test]
+    fn the_probe_cursor_moves_within_its_sides_rows_and_the_pane_scrolls_to_it() {
+        let mut st = probed();
+        press(&mut st, KeyCode::BackTab);
+        assert_eq!(st.focus, Some(Pane::Probes));
+        assert_eq!(
+            st.selected_probe(),
+            Some((Side::Base, key_of("netshoot-master-worker")))
+        );
+        update(&mut st, key('j'));
+        assert_eq!(st.probe_cursor.row, 1);
+        assert_eq!(st.diff.scroll, 0, "the Diff pane did not scroll");
+        for _ in 0..3 {
+            press(&mut st, KeyCode::Down);
+        }
+        assert_eq!(st.probe_cursor.row, 2, "the last row is as far as it goes");
+        update(&mut st, key('k'));
+        assert_eq!(st.probe_cursor.row, 1);
+        update(&mut st, key('G'));
+        assert_eq!(st.probe_cursor.row, 2);
+        update(&mut st, key('g'));
+        assert_eq!(st.probe_cursor.row, 0);
+        // The mouse wheel over the pane moves it too.
+        update(
+            &mut st,
+            Msg::Scroll {
+                pane: Some(Pane::Probes),
+                lines: 2,
+            },
+        );
+        assert_eq!(st.probe_cursor.row, 2);
+        // Scrolled past the cursor: moving it up brings the first row shown up to it.
+        st.scroll[Pane::Probes.index()] = 2;
+        update(&mut st, key('k'));
+        assert_eq!(
+            (st.probe_cursor.row, st.scroll[Pane::Probes.index()]),
+            (1, 1)
+        );
+        // → : the PR side, on the selected probe's counterpart; ← back.
+        update(&mut st, key('l'));
+        assert_eq!(
+            st.selected_probe(),
+            Some((Side::Pr, key_of("netshoot-77523-worker2")))
+        );
+        assert_eq!(st.diff.hscroll, 0, "the Diff pane did not scroll sideways");
+        update(&mut st, key('h'));
+        assert_eq!(
+            st.selected_probe(),
+            Some((Side::Base, key_of("netshoot-master-worker2")))
+        );
+        // Base's first probe has no counterpart: on the PR side the cursor keeps its row.
+        update(&mut st, key('g'));
+        update(&mut st, key('l'));
+        assert_eq!(
+            st.selected_probe(),
+            Some((Side::Pr, key_of("netshoot-77523-worker2")))
+        );
+        update(&mut st, key('G'));
+        update(&mut st, key('h'));
+        assert_eq!(
+            st.selected_probe(),
+            Some((Side::Base, key_of("overlay-master-worker")))
+        );
+        // A filter keeps fewer rows: the cursor stays on one of them.
+        st.filters[Pane::Probes.index()] = "worker2".into();
+        update(&mut st, key('j'));
+        assert_eq!(
+            st.selected_probe(),
+            Some((Side::Base, key_of("netshoot-master-worker2")))
+        );
+    }
+
+    #[test]
+    fn enter_on_a_probe_row_opens_its_paths_and_esc_returns() {
+        let mut st = probed();
+        // Enter elsewhere than the Probes pane does nothing.
+        assert_eq!(press(&mut st, KeyCode::Enter), Reaction::default());
+        assert_eq!(st.paths, None);
+        press(&mut st, KeyCode::BackTab);
+        update(&mut st, key('j'));
+        assert!(press(&mut st, KeyCode::Enter).redraw);
+        let pv = st.paths.clone().expect("the paths view");
+        assert_eq!(
+            (pv.side, pv.key.clone()),
+            (Side::Base, key_of("netshoot-master-worker2"))
+        );
+        assert_eq!(
+            st.counterpart_key(pv.side, &pv.key),
+            Some(key_of("netshoot-77523-worker2"))
+        );
+        assert_eq!(
+            st.focus,
+            Some(Pane::Diff),
+            "in the Diff pane's place, focused"
+        );
+        // Zoomed it shows whole; the scroll keys scroll it, not the diff.
+        update(&mut st, key('z'));
+        assert!(st.zoom);
+        update(&mut st, key('j'));
+        update(&mut st, key('l'));
+        let pv = st.paths.as_ref().unwrap();
+        assert_eq!((pv.scroll, pv.hscroll), (1, 8));
+        assert_eq!((st.diff.scroll, st.diff.hscroll), (0, 0));
+        // Esc with the help open closes the help only.
+        update(&mut st, key('?'));
+        press(&mut st, KeyCode::Esc);
+        assert!(!st.help && st.paths.is_some());
+        // Esc: the usual Diff pane, unzoomed, the focus back on the Probes pane.
+        assert!(press(&mut st, KeyCode::Esc).redraw);
+        assert_eq!(st.paths, None);
+        assert!(!st.zoom);
+        assert_eq!(st.focus, Some(Pane::Probes));
+        assert_eq!(st.probe_cursor.row, 1, "the same row still selected");
+        // With nothing open, Esc draws nothing.
+        assert_eq!(press(&mut st, KeyCode::Esc), Reaction::default());
+        // A side with no rows: Enter says so and opens nothing.
+        let mut empty = state();
+        press(&mut empty, KeyCode::BackTab);
+        press(&mut empty, KeyCode::Enter);
+        assert_eq!(empty.paths, None);
+        assert_eq!(empty.activity, "no probe selected");
     }
 }

@@ -44,6 +44,8 @@ pub fn render_pane(f: &mut Frame, pane: Pane, area: Rect, st: &State, theme: &Th
         Pane::Build => panes::build::render(f, area, st, theme),
         Pane::Pods => panes::pods::render(f, area, st, theme),
         Pane::Probes => panes::probes::render(f, area, st, theme),
+        // A probe's two paths (Enter on a probe row) take the Diff pane's place until Esc.
+        Pane::Diff if st.paths.is_some() => panes::paths::render(f, area, st, theme),
         Pane::Diff => panes::diff::render(f, area, st, theme),
     }
 }
@@ -141,6 +143,7 @@ mod tests {
             ("footer", include_str!("panes/footer.rs")),
             ("header", include_str!("panes/header.rs")),
             ("overlay", include_str!("panes/overlay.rs")),
+            ("paths", include_str!("panes/paths.rs")),
             ("pods", include_str!("panes/pods.rs")),
             ("probes", include_str!("panes/probes.rs")),
             ("area", include_str!("area.rs")),

@@ -68,6 +68,33 @@ impl Theme {
             Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD)
         }
     }
+    /// A prediction that observed or expected outcomes contradict (its mark says which).
+    pub fn surprise(&self) -> Style {
+        if self.color {
+            Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        }
+    }
+    /// The selected row of a table.
+    pub fn selected(&self) -> Style {
+        if self.color {
+            Style::new().bg(Color::Blue)
+        } else {
+            Style::new().add_modifier(Modifier::REVERSED)
+        }
+    }
+    /// The step where two paths part.
+    pub fn parted(&self) -> Style {
+        if self.color {
+            Style::new()
+                .fg(Color::Black)
+                .bg(Color::Yellow)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD)
+        }
+    }
     pub fn banner(&self) -> Style {
         if self.color {
             Style::new()

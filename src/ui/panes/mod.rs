@@ -5,5 +5,6 @@ pub mod diff;
 pub mod footer;
 pub mod header;
 pub mod overlay;
+pub mod paths;
 pub mod pods;
 pub mod probes;

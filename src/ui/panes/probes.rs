@@ -1,5 +1,7 @@
-//! Probes pane: per cluster, source pod x target with the result, HTTP status, latency, a short
-//! history and the expected outcome. Results that differ between base and PR stand out.
+//! Probes pane: per cluster, source pod x target with the result, what the rules predict, HTTP
+//! status, latency, a short history and the expected outcome. Results that differ between base
+//! and PR stand out, and so do predictions an observed or expected outcome contradicts (`!`,
+//! `✎`). A cursor selects a row; Enter shows its paths (see [`super::paths`]).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -7,7 +9,7 @@ use ratatui::text::Span;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use crate::app::State;
-use crate::app::state::ProbeCell;
+use crate::app::state::{ProbeCell, ProbeCursor};
 use crate::model::Pane;
 use crate::model::{Outcome, Side};
 use crate::ui::columns::{self, Col};
@@ -17,6 +19,8 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let block = pane_block(Pane::Probes, st, theme, &format!("target {}", st.target()));
     let inner = block.inner(area);
     f.render_widget(block, area);
+    // A heading and the table's header above the rows.
+    let top = first_row(st, inner.height.saturating_sub(2) as usize);
     for (side, rect) in Side::BOTH.into_iter().zip(area::sides(inner)) {
         let s = st.side(side);
         let [head, table] =
@@ -31,16 +35,40 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         }
         f.render_widget(Paragraph::new(h), head);
         let narrow = rect.width < 64;
-        let probes = visible(st, side);
+        let probes: Vec<Probe> = st.probe_rows(side).into_iter().skip(top).collect();
         let history = if narrow { 4 } else { 8 };
-        let cols = columns_of(st, side, &probes, history);
-        let (kept, widths) = columns::fit(&cols, table.width);
+        // PREDICT with the chain that decided a drop where that costs no other column, else
+        // the verdict alone.
+        let full = columns_of(st, side, &probes, history, false);
+        let short = columns_of(st, side, &probes, history, true);
+        let (kept, widths) = columns::fit(&full, table.width);
+        let (kept_short, widths_short) = columns::fit(&short, table.width);
+        let compact = kept_short.len() > kept.len() || !kept.contains(&PREDICT);
+        let (cols, kept, widths) = match compact {
+            true => (short, kept_short, widths_short),
+            false => (full, kept, widths),
+        };
         let name_w = columns::first_width(&widths);
+        let selected = cursor(st).filter(|c| c.side == side).map(|c| c.row);
         let rows: Vec<Row> = probes
             .iter()
-            .map(|((src, _), cell)| {
-                let cells = row(st, side, src, cell, history as usize, name_w, theme);
-                Row::new(columns::pick(cells, &kept))
+            .enumerate()
+            .map(|(i, (key, cell))| {
+                let cells = row(
+                    st,
+                    side,
+                    key,
+                    cell,
+                    history as usize,
+                    name_w,
+                    compact,
+                    theme,
+                );
+                let r = Row::new(columns::pick(cells, &kept));
+                match selected == Some(top + i) {
+                    true => r.style(theme.selected()),
+                    false => r,
+                }
             })
             .collect();
         let header = columns::pick(cols.iter().map(|c| c.header).collect(), &kept);
@@ -56,22 +84,39 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
 
 type Probe<'a> = (&'a (String, String), &'a ProbeCell);
 
-/// The probes a side shows: filtered by source, scrolled.
-fn visible(st: &State, side: Side) -> Vec<Probe<'_>> {
-    let filter = st.filter(Pane::Probes);
-    st.side(side)
-        .probes
-        .iter()
-        .filter(|((src, _), _)| filter.is_empty() || src.contains(filter))
-        .skip(st.scroll[Pane::Probes.index()])
-        .collect()
+/// The index of the PREDICT column.
+const PREDICT: usize = 2;
+
+/// The cursor, when it shows: while the pane is focused, or a probe's paths are open.
+fn cursor(st: &State) -> Option<ProbeCursor> {
+    (st.focus == Some(Pane::Probes) || st.paths.is_some()).then_some(st.probe_cursor)
 }
 
-/// The table's columns, sized from the probes it shows (`history` outcomes kept).
-fn columns_of(st: &State, side: Side, probes: &[Probe], history: u16) -> [Col; 6] {
+/// The first row shown when `rows` fit: where the pane is scrolled to, moved as far as needed
+/// to show the cursor's row.
+fn first_row(st: &State, rows: usize) -> usize {
+    let top = st.scroll[Pane::Probes.index()];
+    match cursor(st) {
+        Some(c) => {
+            let n = st.probe_rows(c.side).len();
+            let row = c.row.min(n.saturating_sub(1));
+            top.min(row).max((row + 1).saturating_sub(rows.max(1)))
+        }
+        None => top,
+    }
+}
+
+/// The table's columns, sized from the probes it shows (`history` outcomes kept; PREDICT as
+/// the verdict alone when `compact`).
+fn columns_of(st: &State, side: Side, probes: &[Probe], history: u16, compact: bool) -> [Col; 7] {
     let name = probes
         .iter()
         .map(|((src, _), c)| source_name(st, side, src, c).chars().count())
+        .max()
+        .unwrap_or(0);
+    let predict = probes
+        .iter()
+        .map(|(k, c)| predict_text(st, side, k, c, compact).0.chars().count())
         .max()
         .unwrap_or(0);
     [
@@ -84,6 +129,11 @@ fn columns_of(st: &State, side: Side, probes: &[Probe], history: u16) -> [Col; 6
             header: "RESULT",
             want: 9,
             drop: None,
+        },
+        Col {
+            header: "PREDICT",
+            want: predict as u16,
+            drop: Some(4),
         },
         Col {
             header: "HTTP",
@@ -116,24 +166,64 @@ pub fn needs(st: &State) -> ((u16, u16), u16) {
     for side in Side::BOTH {
         let s = st.side(side);
         let probes: Vec<Probe> = s.probes.iter().collect();
-        let (min, full) = columns::needs(&columns_of(st, side, &probes, 8));
+        let (min, full) = columns::needs(&columns_of(st, side, &probes, 8, false));
         w = (w.0.max(min), w.1.max(full));
         rows = rows.max(probes.len() as u16);
     }
     (w, rows + 2)
 }
 
-/// A probe's cells: source, result, HTTP status, latency, the last `keep` outcomes, expected.
+/// Marks on a prediction: where the observed outcome contradicts it, and where the expected.
+pub const MARK_OBSERVED: char = '!';
+pub const MARK_EXPECTED: char = '✎';
+
+/// A probe's PREDICT cell: the prediction's label (its verdict alone when `compact`) and its
+/// marks, and whether it has any; `?` without a prediction (the paths view says why).
+pub fn predict_text(
+    st: &State,
+    side: Side,
+    key: &(String, String),
+    cell: &ProbeCell,
+    compact: bool,
+) -> (String, bool) {
+    let Some(Ok(p)) = st.side(side).predictions.get(key) else {
+        return ("?".into(), false);
+    };
+    let mut text = match compact {
+        true => p.outcome.verdict.name().to_string(),
+        // The chain's name is the dump's.
+        false => crate::rules::render::visible(&p.label()).into_owned(),
+    };
+    let observed = p.contradicts(cell.last.outcome);
+    let expected = st
+        .expected(side, &key.0, &st.target_of(&cell.last))
+        .is_some_and(|e| p.contradicts(e));
+    if observed || expected {
+        text.push(' ');
+    }
+    if observed {
+        text.push(MARK_OBSERVED);
+    }
+    if expected {
+        text.push(MARK_EXPECTED);
+    }
+    (text, observed || expected)
+}
+
+/// A probe's cells: source, result, prediction, HTTP status, latency, the last `keep` outcomes,
+/// expected.
 #[allow(clippy::too_many_arguments)]
 fn row<'a>(
     st: &State,
     side: Side,
-    src: &str,
+    key: &(String, String),
     cell: &ProbeCell,
     keep: usize,
     name_w: usize,
+    compact: bool,
     theme: &Theme,
 ) -> Vec<Cell<'a>> {
+    let src = key.0.as_str();
     let r = &cell.last;
     let differs = st.differs(side, src, r);
     let style = if differs {
@@ -157,9 +247,15 @@ fn row<'a>(
     } else {
         r.outcome.label().to_string()
     };
+    let predict = match predict_text(st, side, key, cell, compact) {
+        (t, true) => Span::styled(t, theme.surprise()),
+        (t, false) if t == "?" => Span::styled(t, theme.dim()),
+        (t, false) => Span::raw(t),
+    };
     vec![
         Cell::from(columns::middle(&name, name_w)),
         Cell::from(Span::styled(label, style)),
+        Cell::from(predict),
         Cell::from(r.http_status.map_or("-".into(), |s| s.to_string())),
         Cell::from(r.latency_ms.map_or("-".into(), |l| format!("{l}ms"))),
         Cell::from(Span::styled(hist, theme.dim())),
