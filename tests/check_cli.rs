@@ -305,6 +305,7 @@ async fn check_and_the_dashboard_agree_on_a_recording() {
         let opts = CheckOptions {
             limits: Limits::REPLAY,
             cleanup: false,
+            record: None,
         };
         let backend = Box::new(ReplayBackend::new(rec, f64::INFINITY));
         let checked = check(backend, opts, |_| {}).await.unwrap();
@@ -845,4 +846,41 @@ fn equal_rules_say_no_class_differs() {
     let m = std::fs::read_to_string(&md).unwrap();
     assert!(m.contains("no class differs (12 classes traced)"), "{m}");
     assert!(!m.contains("| class | base | PR |"), "{m}");
+}
+
+/// `check --record` writes the run's events up to its verdict: checking that recording again
+/// gives the same report, predictions included; a recording over the one replayed is refused.
+#[test]
+fn check_records_what_it_judged() {
+    let rec = common::predicting::recording();
+    let d = tempfile::tempdir().unwrap();
+    let again = d.path().join("again.jsonl");
+    let (code, out, err, first) = check_replay(&rec, &["--record", again.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let text = std::fs::read_to_string(&again).unwrap();
+    let (code, out, err, second) = check_replay(&recording::parse(&text, "again").unwrap(), &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(first, second);
+    assert!(
+        first["disagreements"]
+            .as_array()
+            .is_some_and(|d| d.len() == 2)
+    );
+
+    let f = d.path().join("rec.jsonl");
+    std::fs::write(&f, rec.to_jsonl()).unwrap();
+    let o = kindred(&[
+        "check",
+        "--replay",
+        f.to_str().unwrap(),
+        "--record",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("the recording being replayed"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), rec.to_jsonl());
 }
