@@ -102,6 +102,10 @@ pub struct CheckArgs {
     /// when there are none (else "no expectations: nothing judged" is exit 2).
     #[arg(long)]
     pub report_only: bool,
+    /// Also write the run's events to FILE (the recording format), up to the verdict: `check
+    /// --replay FILE` gives the same verdict and predictions.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -426,13 +430,16 @@ fn preflight(sc: &crate::scenario::Scenario, kind: &crate::backend::kind::Kind) 
 /// `kindred check`.
 pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
     use crate::check::{CheckOptions, Limits};
+    let record = a.record.clone();
     let (backend, opts): (Box<dyn crate::backend::Backend>, _) = match &a.replay {
         Some(f) => {
+            refuse_recording_over(record.as_deref(), f, "the recording being replayed")?;
             let rec = crate::backend::recording::load(f)?;
             let b = crate::backend::replay::ReplayBackend::new(rec, f64::INFINITY);
             let o = CheckOptions {
                 limits: Limits::REPLAY,
                 cleanup: false,
+                record,
             };
             (Box::new(b), o)
         }
@@ -441,9 +448,12 @@ pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
             let kind = crate::backend::kind::Kind::default();
             preflight(&sc, &kind)?;
             let b = crate::backend::live::LiveBackend::new(sc, kind);
+            let local = std::path::Path::new("kindred.yaml");
+            refuse_recording_over(record.as_deref(), file.unwrap_or(local), "the scenario")?;
             let o = CheckOptions {
                 limits: Limits::LIVE,
                 cleanup: !a.keep,
+                record,
             };
             (Box::new(b), o)
         }

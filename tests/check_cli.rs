@@ -294,12 +294,18 @@ async fn dashboard_state(rec: recording::Recording) -> kindred::app::State {
 async fn check_and_the_dashboard_agree_on_a_recording() {
     use kindred::backend::replay::ReplayBackend;
     use kindred::check::{CheckOptions, Limits, check, verdict};
-    for (rec, ok) in [(demo(), true), (regression(demo()), false)] {
+    let predicting = common::predicting::recording();
+    for (rec, ok) in [
+        (demo(), true),
+        (regression(demo()), false),
+        (predicting, true),
+    ] {
         let st = dashboard_state(rec.clone()).await;
         let seen = verdict(&st).unwrap();
         let opts = CheckOptions {
             limits: Limits::REPLAY,
             cleanup: false,
+            record: None,
         };
         let backend = Box::new(ReplayBackend::new(rec, f64::INFINITY));
         let checked = check(backend, opts, |_| {}).await.unwrap();
@@ -310,6 +316,13 @@ async fn check_and_the_dashboard_agree_on_a_recording() {
         let pair = st.diff.pair().unwrap();
         let reported = checked.rules.iter().find(|r| r.node == pair.role).unwrap();
         assert_eq!(*shown.comparison, reported.comparison);
+        // And the same packet summary heads both.
+        let packets = checked
+            .packets
+            .iter()
+            .find(|p| p.node == pair.role)
+            .unwrap();
+        assert_eq!(shown.packets.as_deref(), Some(&packets.summary));
     }
 }
 
@@ -627,4 +640,247 @@ fn reports_say_when_the_two_sides_modes_differ() {
         "{worker:#}"
     );
     assert_eq!(worker["comparison"]["equal"], false);
+}
+
+/// Every report carries, per probe, expected, predicted and observed; what changed for the
+/// Service's packets heads each; both kinds of disagreement are listed, the expected-vs-
+/// predicted one as a warning naming the rule that decides it; and the verdict stays expected
+/// vs observed (PASS). The rules are kube-proxy's before and after PR 132456
+/// ([`common::predicting`]).
+#[test]
+fn reports_carry_predictions_disagreements_and_what_changed_for_packets() {
+    let rec = common::predicting::recording();
+    let d = tempfile::tempdir().unwrap();
+    let (md, xml) = (d.path().join("r.md"), d.path().join("r.xml"));
+    let (code, out, err, v) = check_replay(
+        &rec,
+        &[
+            "--report-md",
+            md.to_str().unwrap(),
+            "--junit",
+            xml.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "a warning is no failure: {out}{err}");
+    assert!(out.contains("PASS: 4 of 4 expectations hold"), "{out}");
+    // Text: the packets first, then the probes with their predictions, then the disagreements.
+    let at = |what: &str| {
+        out.find(what)
+            .unwrap_or_else(|| panic!("{what} not in\n{out}"))
+    };
+    assert!(
+        at("packets: 2 of 12 classes differ") < at("SOURCE"),
+        "{out}"
+    );
+    assert!(
+        out.contains("host → LB 1.2.3.4:80                    base drop (filter-output, service-endpoints-check)   PR dnat 1 endpoint masqueraded"),
+        "{out}"
+    );
+    let row = |src: &str| {
+        out.lines()
+            .find(|l| l.starts_with(src))
+            .unwrap()
+            .to_string()
+    };
+    let host = row("netshoot-*-worker ");
+    assert!(host.contains(" drop filter-output dnat "), "{host}");
+    assert!(
+        row("client-*-worker ").contains(" dnat               dnat "),
+        "{out}"
+    );
+    let rule = "b133-worker line 179, endpoint-SGOXE6O3-ns2/svc2/tcp/p80__10.180.0.2/80: meta l4proto tcp dnat to 10.180.0.2:80";
+    assert!(
+        out.contains(&format!(
+            "  client-b133-worker on b133: observed timeout, the rules say dnat (decided by {rule})"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "WARNING: expected vs predicted (most likely a wrong expectation): client-b133-worker on b133: expected FAIL, the rules say dnat (decided by {rule})"
+        )),
+        "{out}"
+    );
+    assert!(at("Observed vs predicted") > at("SOURCE"), "{out}");
+
+    // JSON (schema-checked by check_replay).
+    let p = &v["packets"][0];
+    assert_eq!(
+        (&p["node"], &p["base_node"]),
+        (&"worker".into(), &"b133-worker".into())
+    );
+    let changes = p["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "{p:#}");
+    assert_eq!(changes[0]["source"], "host");
+    assert_eq!(
+        changes[0]["destination"],
+        serde_json::json!({"kind": "lb", "ip": "1.2.3.4", "port": 80, "proto": "tcp"}),
+        "the cluster's LoadBalancer IP is named LB"
+    );
+    assert_eq!(changes[0]["base"]["verdict"], "drop");
+    assert_eq!(changes[0]["pr"]["verdict"], "dnat");
+    assert_eq!(p["base"]["node_ips"], serde_json::json!(["192.168.0.2"]));
+    let probe = |src: &str| {
+        v["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["source"] == src)
+            .unwrap()
+            .clone()
+    };
+    let host = probe("netshoot-*-worker");
+    assert_eq!(host["predicted_base"]["label"], "drop filter-output");
+    assert_eq!(host["predicted_base"]["reaches"], false);
+    assert_eq!(host["predicted_pr"]["label"], "dnat");
+    assert_eq!(host["predicted_pr"]["reaches"], true);
+    // The deciding rule is the dump's line.
+    let r = &host["predicted_base"]["rule"];
+    assert_eq!(r["node"], "b133-worker");
+    let line = r["line"].as_u64().unwrap() as usize;
+    let dumped = common::predicting::dump(0)
+        .lines()
+        .nth(line - 1)
+        .unwrap()
+        .to_string();
+    assert_eq!(dumped.trim(), r["rule"].as_str().unwrap(), "{r:#}");
+    assert_eq!(r["chain"], "service-endpoints-check");
+    let dis: Vec<_> = v["disagreements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap(),
+                d["side"].as_str().unwrap(),
+                d["source"].as_str().unwrap(),
+                d["outcome"].as_str().unwrap(),
+                d["predicted"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        dis,
+        [
+            ("observed", "base", "client-b133-worker", "timeout", "dnat"),
+            ("expected", "base", "client-b133-worker", "fail", "dnat"),
+        ]
+    );
+    assert_eq!(v["ok"], true);
+    let predicted: Vec<_> = v["expectations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["predicted"].as_str().unwrap())
+        .collect();
+    assert_eq!(predicted, ["drop filter-output", "dnat", "dnat", "dnat"]);
+
+    // Markdown.
+    let m = std::fs::read_to_string(&md).unwrap();
+    let at = |what: &str| m.find(what).unwrap_or_else(|| panic!("{what} not in\n{m}"));
+    assert!(
+        at("**What changed for packets** of `ns2/svc2` on worker") < at("| source |"),
+        "{m}"
+    );
+    assert!(
+        m.contains("| `host → LB 1.2.3.4:80` | drop (filter-output, service-endpoints-check) | dnat 1 endpoint masqueraded |"),
+        "{m}"
+    );
+    assert!(
+        m.contains("| predicted on `b133` | predicted on `p134` |"),
+        "{m}"
+    );
+    assert!(m.contains("| drop filter-output | dnat |"), "{m}");
+    assert!(
+        at("**Observed vs predicted**") < at("⚠️ **Warning: expected vs predicted**"),
+        "{m}"
+    );
+    assert!(
+        m.contains("- `client-b133-worker` on `b133`: expected FAIL, the rules say dnat, decided by `b133-worker` line 179"),
+        "{m}"
+    );
+
+    // JUnit: every expectation's output says expected, predicted and observed; the warning goes
+    // with its test case; the suite's output starts with what changed for packets.
+    let x = std::fs::read_to_string(&xml).unwrap();
+    assert_eq!(junit_counts(&x), (4, 0));
+    assert!(
+        x.contains(
+            "<system-out>expected FAIL, predicted drop filter-output, observed timeout</system-out>"
+        ),
+        "{x}"
+    );
+    let case = x
+        .split("<testcase ")
+        .find(|c| c.contains("client-b133-worker expects FAIL"))
+        .unwrap();
+    assert!(
+        case.contains("WARNING: expected vs predicted (most likely a wrong expectation): client-b133-worker on b133: expected FAIL, the rules say dnat (decided by b133-worker line 179"),
+        "{case}"
+    );
+    assert!(
+        x.contains("    <system-out>Packets of ns2/svc2 on worker (b133-worker vs p134-worker):\npackets: 2 of 12 classes differ"),
+        "{x}"
+    );
+}
+
+/// The same Service on both sides: no class differs, and every report says so (no lines).
+#[test]
+fn equal_rules_say_no_class_differs() {
+    let mut rec = common::predicting::recording();
+    for r in &mut rec.records {
+        if let Event::RuleDump { text, .. } = &mut r.event {
+            *text = common::predicting::dump(1);
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    let md = d.path().join("r.md");
+    let (code, out, err, v) = check_replay(&rec, &["--report-md", md.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("packets: no class differs (12 classes traced, 1 Service)"),
+        "{out}"
+    );
+    assert_eq!(v["packets"][0]["changes"], serde_json::json!([]));
+    assert_eq!(v["packets"][0]["classes"], 12);
+    let m = std::fs::read_to_string(&md).unwrap();
+    assert!(m.contains("no class differs (12 classes traced)"), "{m}");
+    assert!(!m.contains("| class | base | PR |"), "{m}");
+}
+
+/// `check --record` writes the run's events up to its verdict: checking that recording again
+/// gives the same report, predictions included; a recording over the one replayed is refused.
+#[test]
+fn check_records_what_it_judged() {
+    let rec = common::predicting::recording();
+    let d = tempfile::tempdir().unwrap();
+    let again = d.path().join("again.jsonl");
+    let (code, out, err, first) = check_replay(&rec, &["--record", again.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let text = std::fs::read_to_string(&again).unwrap();
+    let (code, out, err, second) = check_replay(&recording::parse(&text, "again").unwrap(), &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(first, second);
+    assert!(
+        first["disagreements"]
+            .as_array()
+            .is_some_and(|d| d.len() == 2)
+    );
+
+    let f = d.path().join("rec.jsonl");
+    std::fs::write(&f, rec.to_jsonl()).unwrap();
+    let o = kindred(&[
+        "check",
+        "--replay",
+        f.to_str().unwrap(),
+        "--record",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("the recording being replayed"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), rec.to_jsonl());
 }

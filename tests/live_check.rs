@@ -181,6 +181,8 @@ struct Setup<'a> {
     late: Late,
     /// The scenario's `probes.ready_timeout`, when not its default.
     ready_timeout: Option<f64>,
+    /// Record the run's events to this file.
+    record: Option<std::path::PathBuf>,
 }
 
 impl Default for Setup<'_> {
@@ -191,6 +193,7 @@ impl Default for Setup<'_> {
             second: None,
             late: Late::No,
             ready_timeout: None,
+            record: None,
         }
     }
 }
@@ -203,6 +206,7 @@ fn run_check_with(tag: &str, setup: Setup) -> Run {
         second,
         late,
         ready_timeout,
+        record,
     } = setup;
     // One run at a time: kindred keeps the clusters it created in one file of the state
     // directory, which two runs at once would both rewrite.
@@ -301,6 +305,7 @@ fn run_check_with(tag: &str, setup: Setup) -> Run {
             CheckOptions {
                 limits,
                 cleanup: true,
+                record: record.clone(),
             },
             |l| progress.push((start.elapsed(), l)),
         )
@@ -550,5 +555,80 @@ fn check_probes_and_judges_every_target() {
     assert_eq!(bad[0].source, format!("netshoot-{}-worker2", r.names[1]));
     assert_eq!(bad[0].target.to_string(), second);
     assert!(log.contains(&format!("probing {second}")), "{log}");
+    deleted_what_it_created(&r);
+}
+
+/// A live run's recording replays to the same predictions: `check --replay` of the events the
+/// run recorded predicts every probe as the live run did (the nodes' addresses, the pods, the
+/// Service and each node's rules are all in the recording), and says the same of the packets.
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn a_recorded_run_replays_to_the_same_predictions() {
+    let d = tempfile::tempdir().unwrap();
+    let rec = d.path().join("run.jsonl");
+    let r = run_check_with(
+        "cr",
+        Setup {
+            mode: ProxyMode::Nftables,
+            record: Some(rec.clone()),
+            ..Setup::default()
+        },
+    );
+    let log = &r.progress;
+    let v = r
+        .verdict
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e:#}\n{log}"));
+    // Predictions from rules on both sides, not reasons why there are none.
+    for p in &v.probes {
+        for c in [&p.predicted_base, &p.predicted_pr] {
+            let c = c
+                .as_ref()
+                .unwrap_or_else(|| panic!("a probe on each side: {p:#?}"));
+            assert!(c.label.is_some(), "predicted from the node's rules: {p:#?}");
+        }
+    }
+    // kube-proxy's table (k3s's, its Service made default/echo) DNATs the LoadBalancer
+    // address: a rule decides, on both sides.
+    for p in &v.probes {
+        for c in [&p.predicted_base, &p.predicted_pr] {
+            let c = c.as_ref().unwrap();
+            assert_eq!(c.label.as_deref(), Some("dnat"), "{p:#?}");
+            assert!(c.rule.is_some(), "{p:#?}");
+        }
+    }
+    assert!(!v.packets.is_empty(), "{log}");
+
+    let js = d.path().join("replayed.json");
+    let o = kindred(&[
+        "check",
+        "--replay",
+        rec.to_str().unwrap(),
+        "--report-json",
+        js.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let replayed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    let live = serde_json::to_value(v).unwrap();
+    let predicted = |j: &serde_json::Value| -> Vec<serde_json::Value> {
+        j["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                serde_json::json!([
+                    p["source"],
+                    p["target"],
+                    p["predicted_base"],
+                    p["predicted_pr"]
+                ])
+            })
+            .collect()
+    };
+    assert_eq!(predicted(&replayed), predicted(&live));
+    for key in ["disagreements", "packets"] {
+        assert_eq!(replayed[key], live[key], "{key}");
+    }
     deleted_what_it_created(&r);
 }

@@ -801,4 +801,82 @@ fn the_probes_pane_scrolls_to_its_cursor() {
         press(&mut st, KeyCode::Up);
     }
     assert!(draw(&st).contains("│echo-worker2 "), "{}", draw(&st));
+/// What changed for the Service's packets heads the Diff pane: each class whose outcome differs
+/// between base and PR (PR 132456's nftables rules: the host's traffic to the LoadBalancer,
+/// dropped by base's filter-output, DNATed by the PR's), aligned, above the rules.
+#[test]
+fn diff_pane_is_headed_by_what_changed_for_packets() {
+    let st = common::headless::state_from(&common::predicting::recording());
+    let t = diff_pane(&st, 160, 14, &Theme::new(true));
+    let lines: Vec<String> = format!("{}", t.backend())
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let at = |what: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{what} not in {lines:#?}"))
+    };
+    let head = &lines[at("packets: host → LB 1.2.3.4:80 ")];
+    assert!(
+        head.contains(
+            "base drop (filter-output, service-endpoints-check)   PR dnat 1 endpoint masqueraded"
+        ),
+        "{head}"
+    );
+    assert_eq!(
+        at("         host → LB/externalIP 192.168.99.22:80"),
+        at("packets: ") + 1
+    );
+    assert!(at("packets: ") < at("=== ns2/svc2:p80"), "{lines:#?}");
+    insta::assert_snapshot!("pane_diff_packets_160x14", t.backend());
+}
+
+/// The same rules on both sides: the heading says no class differs, and how many were traced.
+#[test]
+fn diff_pane_heading_says_when_no_class_differs() {
+    use kindred::backend::event::Event;
+    let mut rec = common::predicting::recording();
+    for r in &mut rec.records {
+        if let Event::RuleDump { text, .. } = &mut r.event {
+            *text = common::predicting::dump(1);
+        }
+    }
+    let st = common::headless::state_from(&rec);
+    let t = diff_pane(&st, 100, 8, &Theme::new(true));
+    let text = format!("{}", t.backend());
+    assert!(
+        text.contains("│packets: no class differs (12 classes)"),
+        "{text}"
+    );
+    insta::assert_snapshot!("pane_diff_packets_equal_100x8", t.backend());
+}
+
+/// The summary's node addresses are the cluster's (the Node events'), not the dump's: a node
+/// address reported after the rules were read is traced from again.
+#[test]
+fn the_packet_summary_traces_from_the_nodes_reported_addresses() {
+    use kindred::backend::event::Event;
+    use kindred::model::{NodeRole, Side};
+    let mut st = common::headless::state_from(&common::predicting::recording());
+    let ips = |st: &State| {
+        let p = st.diff.result.as_ref().unwrap().packets.clone().unwrap();
+        (p.base.node_ips.clone(), p.pr.node_ips.clone())
+    };
+    let two: std::net::Ipv4Addr = "192.168.0.2".parse().unwrap();
+    assert_eq!(ips(&st), (vec![two], vec![two]));
+    for (side, name) in [(Side::Base, "b133-worker"), (Side::Pr, "p134-worker")] {
+        apply_sync(
+            &mut st,
+            Msg::Backend(Event::Node {
+                side,
+                name: name.into(),
+                role: NodeRole::Worker,
+                ip: Some("192.168.0.9".into()),
+            }),
+        );
+    }
+    let nine: std::net::Ipv4Addr = "192.168.0.9".parse().unwrap();
+    assert_eq!(ips(&st), (vec![nine], vec![nine]));
 }

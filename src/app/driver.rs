@@ -116,6 +116,12 @@ impl Driver {
     /// Stop the backend's tasks and close the recording cleanly; the state stays.
     pub fn shutdown(&mut self) {
         self.backend.shutdown();
+        self.finish_recording();
+    }
+
+    /// Close the recording cleanly now: what follows is not recorded (`check` records its run
+    /// up to the verdict, not the clusters' deletion after it).
+    pub fn finish_recording(&mut self) {
         if let Some(r) = self.recorder.take()
             && let Err(e) = r.finish()
         {

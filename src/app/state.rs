@@ -322,6 +322,22 @@ impl State {
         (ip(&self.sides.base), ip(&self.sides.pr))
     }
 
+    /// A node pair's addresses as the clusters report them (base, PR): the packet summary's
+    /// node addresses (empty when not known yet: the dump's own are used).
+    pub fn node_ips(&self, pair: &NodePair) -> super::diffs::NodeIps {
+        let ip = |s: &SideState, node: &str| {
+            s.nodes
+                .iter()
+                .filter(|n| n.name == node)
+                .filter_map(|n| n.ip.as_deref()?.parse().ok())
+                .collect()
+        };
+        (
+            ip(&self.sides.base, &pair.base),
+            ip(&self.sides.pr, &pair.pr),
+        )
+    }
+
     /// The service whose rules are compared.
     pub fn service(&self) -> Option<&ServiceRef> {
         self.session.as_ref().map(|s| &s.service)
@@ -362,12 +378,22 @@ impl State {
     /// The latest result of `source` on `side` to `target` (a LoadBalancer IP that changed
     /// leaves an older cell for the same target).
     pub fn probe_for(&self, side: Side, source: &str, target: &Target) -> Option<&ProbeCell> {
+        self.probe_entry(side, source, target).map(|(_, c)| c)
+    }
+
+    /// [`State::probe_for`] with the cell's key (source pod, target as probed): what its
+    /// prediction is kept under.
+    pub fn probe_entry(
+        &self,
+        side: Side,
+        source: &str,
+        target: &Target,
+    ) -> Option<(&(String, String), &ProbeCell)> {
         self.side(side)
             .probes
             .iter()
             .filter(|((src, _), c)| src == source && self.target_of(&c.last) == *target)
             .max_by_key(|(_, c)| c.history.back().map(|(at, _)| *at))
-            .map(|(_, c)| c)
     }
 
     /// The same probe on the other side: the same source (by role) to the same target (as the

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::diffs::{Computed, DiffKey, DiffRequest, LineLayout, lines};
+use super::diffs::{Computed, DiffKey, DiffRequest, LineLayout, NodeIps, lines};
 use super::keymap::{Action, HelpLayout, action_for};
 use super::predict::{self, PredictRequest, Predicted, ProbeKey};
 use super::state::{
@@ -260,6 +260,8 @@ fn on_event(st: &mut State, ev: Event) -> Reaction {
                 }
                 None => s.nodes.push(NodeInfo { name, role, ip }),
             }
+            // Its address may be new to the packet summary.
+            return Reaction::redraw().with_diff(st);
         }
         Event::Pod { side, pod } => {
             st.side_mut(side).pods.insert(pod.name.clone(), pod);
@@ -513,6 +515,7 @@ pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
                 raw: st.diff.raw,
                 step: Some(id),
                 lb_ips,
+                node_ips: NodeIps::default(),
             };
             (key, c.before.clone(), c.after.clone())
         }
@@ -524,6 +527,7 @@ pub fn diff_request(st: &mut State) -> Option<DiffRequest> {
                 raw: st.diff.raw,
                 step: None,
                 lb_ips,
+                node_ips: st.node_ips(pair),
             };
             let dumps = (
                 &st.sides.base.dumps[&pair.base],

@@ -44,6 +44,9 @@ pub struct CheckOptions {
     pub limits: Limits,
     /// Delete the clusters kindred created when done (live runs without `--keep`).
     pub cleanup: bool,
+    /// Also write the run's events to this file (the recording format), up to the verdict:
+    /// `check --replay` judges, and predicts, from it as the run did.
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// Run the pipeline on `backend` and judge it. Progress lines go to `progress`. With `cleanup`,
@@ -53,12 +56,15 @@ pub async fn check(
     opts: CheckOptions,
     mut progress: impl FnMut(String),
 ) -> Result<Verdict> {
-    let mut driver = Driver::start(backend, None)?;
+    let mut driver = Driver::start(backend, opts.record.as_deref())?;
     let ran = tokio::select! {
         r = script(&mut driver, opts.limits, &mut progress) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     let judged = ran.and_then(|_| verdict(&driver.state).map_err(|e| anyhow!(e)));
+    // The recording ends with what was judged: a replay of it judges the same (the deletion
+    // of the clusters would leave it no pods).
+    driver.finish_recording();
     if opts.cleanup {
         driver.send(Command::Cancel);
         driver.send(Command::DeleteClusters);

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::verdict::{ProbeRow, SideReport, Verdict};
+use super::verdict::{Against, Disagreement, PredictedCell, ProbeRow, SideReport, Verdict};
 use crate::backend::event::ProbeResult;
 use crate::model::Outcome;
 use crate::rules::diff::{Changed, Hunk, Line, hunks};
@@ -53,7 +53,95 @@ fn expected(e: Option<Outcome>, r: &Option<ProbeResult>) -> String {
     }
 }
 
+fn predicted(p: &Option<PredictedCell>) -> &str {
+    p.as_ref().map_or("-", PredictedCell::shown)
+}
+
+/// What a disagreement means, for the reports.
+const OBSERVED_MEANS: &str = "a dataplane surprise (conntrack, routing, the LB announcing), or a \
+                              tracer gap; worth a reviewer's eye";
+const EXPECTED_MEANS: &str = "most likely a wrong expectation";
+
 impl Verdict {
+    /// A disagreement in words: `POD on CLUSTER[ → TARGET]: observed timeout, the rules say dnat
+    /// (NODE line N, CHAIN: RULE)`.
+    fn disagreement_words(&self, d: &Disagreement) -> String {
+        let what = match d.kind {
+            Against::Observed => "observed",
+            Against::Expected => "expected",
+        };
+        let mut s = format!(
+            "{} on {}: {what} {}, the rules say {}",
+            self.with_target(&d.source, &d.target),
+            d.cluster,
+            d.outcome.label(),
+            d.predicted
+        );
+        if let Some(r) = &d.rule {
+            s.push_str(&format!(" (decided by {r})"));
+        }
+        s
+    }
+
+    fn of_kind(&self, kind: Against) -> impl Iterator<Item = &Disagreement> {
+        self.disagreements.iter().filter(move |d| d.kind == kind)
+    }
+
+    /// The probes without a prediction, and why: `POD on CLUSTER: REASON`, once per reason.
+    fn unpredicted(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in &self.probes {
+            for (cluster, cell) in [
+                (&self.base.name, &r.predicted_base),
+                (&self.pr.name, &r.predicted_pr),
+            ] {
+                if let Some(why) = cell.as_ref().and_then(|c| c.reason.as_ref()) {
+                    let l = format!("{} on {cluster}: {why}", self.row_name(r));
+                    if !out.contains(&l) {
+                        out.push(l);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// What changed for packets, per node pair, as text.
+    fn packets_text(&self, o: &mut String) {
+        for n in &self.packets {
+            let _ = writeln!(
+                o,
+                "\nPackets of {} on {} ({} vs {}):",
+                self.service, n.node, n.base_node, n.pr_node
+            );
+            let _ = crate::rules::packets::write_text(o, &n.summary);
+        }
+    }
+
+    /// Both kinds of disagreement between prediction and outcome, as text.
+    fn disagreements_text(&self, o: &mut String) {
+        let observed: Vec<String> = self
+            .of_kind(Against::Observed)
+            .map(|d| self.disagreement_words(d))
+            .collect();
+        if !observed.is_empty() {
+            let _ = writeln!(o, "\nObserved vs predicted: {OBSERVED_MEANS}:");
+            for l in observed {
+                let _ = writeln!(o, "  {l}");
+            }
+        }
+        for d in self.of_kind(Against::Expected) {
+            let _ = writeln!(
+                o,
+                "WARNING: expected vs predicted ({EXPECTED_MEANS}): {}",
+                self.disagreement_words(d)
+            );
+        }
+        for l in self.unpredicted() {
+            let _ = writeln!(o, "no prediction for {l}");
+        }
+    }
+
     /// A probe row's name: its source, and its target when the probes went to several.
     fn row_name(&self, r: &ProbeRow) -> String {
         self.with_target(&r.source, &r.target)
@@ -67,7 +155,8 @@ impl Verdict {
         }
     }
 
-    /// The table printed on stdout.
+    /// The table printed on stdout: what changed for packets, then per probe observed,
+    /// expected and predicted on both sides, the disagreements, and the rules.
     pub fn text(&self) -> String {
         let mut o = String::new();
         let (b, p) = (&self.base.name, &self.pr.name);
@@ -76,6 +165,10 @@ impl Verdict {
             "kindred check: {b} (base) vs {p} (PR), service {}",
             self.service
         );
+        self.packets_text(&mut o);
+        if !self.packets.is_empty() {
+            o.push('\n');
+        }
         let w = self
             .probes
             .iter()
@@ -83,24 +176,42 @@ impl Verdict {
             .max()
             .unwrap_or(6)
             .max(6);
-        let _ = writeln!(
-            o,
-            "{:<w$}  {:<10} {:<10} {:<10} {:<10}",
+        let pw = |name: &str, f: fn(&ProbeRow) -> &Option<PredictedCell>| {
+            self.probes
+                .iter()
+                .map(|r| predicted(f(r)).chars().count())
+                .chain([name.chars().count()])
+                .max()
+                .unwrap_or(0)
+                .max(10)
+        };
+        let (pb, pp) = (format!("pred {b}"), format!("pred {p}"));
+        let (wb, wp) = (pw(&pb, |r| &r.predicted_base), pw(&pp, |r| &r.predicted_pr));
+        let head = format!(
+            "{:<w$}  {:<10} {:<10} {:<10} {:<10} {:<wb$} {pp}",
             "SOURCE",
             b,
             p,
             format!("exp {b}"),
-            format!("exp {p}")
+            format!("exp {p}"),
+            pb,
         );
+        let _ = writeln!(o, "{}", head.trim_end());
         for r in &self.probes {
-            let _ = writeln!(
-                o,
-                "{:<w$}  {:<10} {:<10} {:<10} {:<10}{}",
+            let line = format!(
+                "{:<w$}  {:<10} {:<10} {:<10} {:<10} {:<wb$} {:<wp$}",
                 self.row_name(r),
                 outcome(&r.base),
                 outcome(&r.pr),
                 expected(r.expected_base, &r.base),
                 expected(r.expected_pr, &r.pr),
+                predicted(&r.predicted_base),
+                predicted(&r.predicted_pr),
+            );
+            let _ = writeln!(
+                o,
+                "{}{}",
+                line.trim_end(),
                 if r.differs { "  (differs)" } else { "" }
             );
         }
@@ -113,6 +224,7 @@ impl Verdict {
                 e.expected.label()
             );
         }
+        self.disagreements_text(&mut o);
         for d in &self.rules {
             let _ = writeln!(
                 o,
@@ -155,11 +267,13 @@ impl Verdict {
             "Service `{}`; probes from every test pod to {to}.\n",
             self.service
         );
+        self.packets_md(&mut o);
         let _ = writeln!(
             o,
-            "| source | `{b}` (base) | `{p}` (PR) | expected on `{b}` | expected on `{p}` |"
+            "| source | `{b}` (base) | `{p}` (PR) | expected on `{b}` | expected on `{p}` | \
+             predicted on `{b}` | predicted on `{p}` |"
         );
-        let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
+        let _ = writeln!(o, "| --- | --- | --- | --- | --- | --- | --- |");
         for r in &self.probes {
             let cell = |x: &Option<ProbeResult>| {
                 let s = outcome(x);
@@ -167,14 +281,17 @@ impl Verdict {
             };
             let _ = writeln!(
                 o,
-                "| `{}` | {} | {} | {} | {} |",
+                "| `{}` | {} | {} | {} | {} | {} | {} |",
                 self.row_name(r),
                 cell(&r.base),
                 cell(&r.pr),
                 expected(r.expected_base, &r.base),
-                expected(r.expected_pr, &r.pr)
+                expected(r.expected_pr, &r.pr),
+                predicted(&r.predicted_base),
+                predicted(&r.predicted_pr)
             );
         }
+        self.disagreements_md(&mut o);
         self.rules_md(&mut o);
         self.rule_changes_md(&mut o);
         let ver = |s: &SideReport| {
@@ -198,6 +315,93 @@ impl Verdict {
             ver(&self.pr)
         );
         visible_lines(&o)
+    }
+
+    /// What changed for packets, per node pair: the classes that differ in a table, or that
+    /// none does.
+    fn packets_md(&self, o: &mut String) {
+        for n in &self.packets {
+            let s = &n.summary;
+            let _ = write!(
+                o,
+                "**What changed for packets** of `{}` on {} (`{}` vs `{}`): ",
+                self.service, n.node, n.base_node, n.pr_node
+            );
+            if s.changes.is_empty() {
+                let _ = writeln!(o, "no class differs ({} classes traced)\n", s.classes);
+            } else {
+                let _ = writeln!(o, "{} of {} classes differ\n", s.changes.len(), s.classes);
+                let _ = writeln!(o, "| class | base | PR |\n| --- | --- | --- |");
+                for c in &s.changes {
+                    let _ = writeln!(
+                        o,
+                        "| `{}` | {} | {} |",
+                        crate::rules::packets::class_words(c),
+                        c.base,
+                        c.pr
+                    );
+                }
+                o.push('\n');
+            }
+            if s.unknown > 0 {
+                let _ = writeln!(
+                    o,
+                    "_{} classes traced to unknown on a side (a rule the tracer cannot \
+                     evaluate)_\n",
+                    s.unknown
+                );
+            }
+        }
+    }
+
+    /// The disagreements between prediction and outcome, and the probes without a prediction.
+    fn disagreements_md(&self, o: &mut String) {
+        let observed: Vec<&Disagreement> = self.of_kind(Against::Observed).collect();
+        if !observed.is_empty() {
+            let _ = writeln!(o, "\n**Observed vs predicted**: {OBSERVED_MEANS}:\n");
+            for d in observed {
+                let _ = writeln!(o, "- {}", self.disagreement_md(d));
+            }
+        }
+        let expected: Vec<&Disagreement> = self.of_kind(Against::Expected).collect();
+        if !expected.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n⚠️ **Warning: expected vs predicted** ({EXPECTED_MEANS}):\n"
+            );
+            for d in expected {
+                let _ = writeln!(o, "- {}", self.disagreement_md(d));
+            }
+        }
+        let none = self.unpredicted();
+        if !none.is_empty() {
+            let _ = writeln!(o, "\nNo prediction:\n");
+            for l in none {
+                let _ = writeln!(o, "- {l}");
+            }
+        }
+    }
+
+    /// A disagreement as a Markdown list item (the rule in code).
+    fn disagreement_md(&self, d: &Disagreement) -> String {
+        let what = match d.kind {
+            Against::Observed => "observed",
+            Against::Expected => "expected",
+        };
+        let mut s = format!(
+            "`{}` on `{}`: {what} {}, the rules say {}",
+            self.with_target(&d.source, &d.target),
+            d.cluster,
+            d.outcome.label(),
+            d.predicted
+        );
+        if let Some(r) = &d.rule {
+            s.push_str(&format!(
+                ", decided by `{}` line {} (`{}`): `{}`",
+                r.node, r.line, r.chain, r.rule
+            ));
+        }
+        s
     }
 
     /// Each node pair's rules of the Service: the count, the notes, and the changed lines.
@@ -268,7 +472,9 @@ impl Verdict {
         }
     }
 
-    /// JUnit XML: one test case per expectation.
+    /// JUnit XML: one test case per expectation, its output saying expected, predicted and
+    /// observed (and a warning where prediction contradicts the expectation); the suite's
+    /// output what changed for packets and every disagreement.
     pub fn junit(&self) -> String {
         fn esc(s: &str) -> String {
             visible(s)
@@ -276,6 +482,10 @@ impl Verdict {
                 .replace('<', "&lt;")
                 .replace('>', "&gt;")
                 .replace('"', "&quot;")
+        }
+        /// Several lines: each made visible, the line breaks kept.
+        fn esc_lines(s: &str) -> String {
+            s.lines().map(esc).collect::<Vec<_>>().join("\n")
         }
         let failures = self.expectations.len() - self.held();
         let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -305,19 +515,46 @@ impl Verdict {
                 esc(&e.cluster),
                 esc(&name)
             );
-            if e.holds {
-                o.push_str("/>\n");
-            } else {
-                let got = e
-                    .actual
-                    .map_or("no result".to_string(), |a| a.label().to_string());
+            o.push_str(">\n");
+            let got = e
+                .actual
+                .map_or("no result".to_string(), |a| a.label().to_string());
+            if !e.holds {
                 let _ = writeln!(
                     o,
-                    ">\n      <failure message=\"expected {}, got {}\"/>\n    </testcase>",
+                    "      <failure message=\"expected {}, got {}\"/>",
                     e.expected.label(),
                     esc(&got)
                 );
             }
+            let mut out = format!(
+                "expected {}, predicted {}, observed {}",
+                e.expected.label(),
+                e.predicted.as_deref().unwrap_or("-"),
+                got
+            );
+            let warned = self
+                .of_kind(Against::Expected)
+                .filter(|d| (d.side, &d.source, &d.target) == (e.side, &e.source, &e.target));
+            for d in warned {
+                let _ = write!(
+                    out,
+                    "\nWARNING: expected vs predicted ({EXPECTED_MEANS}): {}",
+                    self.disagreement_words(d)
+                );
+            }
+            let _ = writeln!(
+                o,
+                "      <system-out>{}</system-out>\n    </testcase>",
+                esc_lines(&out)
+            );
+        }
+        // What changed for packets, and the disagreements: the suite's output.
+        let mut all = String::new();
+        self.packets_text(&mut all);
+        self.disagreements_text(&mut all);
+        if !all.trim().is_empty() {
+            let _ = writeln!(o, "    <system-out>{}</system-out>", esc_lines(all.trim()));
         }
         o.push_str("  </testsuite>\n</testsuites>\n");
         o
@@ -363,8 +600,10 @@ mod tests {
             service: "default/echo".into(),
             base: side("base"),
             pr: side("pr"),
+            packets: Vec::new(),
             expectations: Vec::new(),
             probes: Vec::new(),
+            disagreements: Vec::new(),
             rules: vec![NodeDiff {
                 node: "worker".into(),
                 base_node: "base-worker".into(),

@@ -1,12 +1,19 @@
 //! The verdict: each probe source on both sides against the scenario's expectations, and the
-//! Service's rule diff on every node pair, judged from the dashboard's state.
+//! Service's rule diff on every node pair, judged from the dashboard's state. Next to each
+//! probe, what its node's rules predict ([`crate::app::predict`], computed here from the final
+//! state), and where prediction disagrees with what was observed or expected; and what changed
+//! for the Service's packets on every node pair.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::app::State;
 use crate::app::diffs::compare_pair;
+use crate::app::predict::{self, Predicted, Prediction, ProbeKey};
 use crate::backend::event::{ProbeResult, SessionInfo, SideInfo};
-use crate::model::{Outcome, Side, Target};
+use crate::model::{BySide, Outcome, Side, Target};
+use crate::rules::packets::Summary;
 use crate::rules::{Comparison, Options};
 
 pub const SCHEMA: &str = "kindred.check/v1";
@@ -24,8 +31,118 @@ pub struct ProbeRow {
     pub pr: Option<ProbeResult>,
     pub expected_base: Option<Outcome>,
     pub expected_pr: Option<Outcome>,
+    /// What the rules of the probing pod's node predict (`None`: no probe on that side).
+    pub predicted_base: Option<PredictedCell>,
+    pub predicted_pr: Option<PredictedCell>,
     /// The two sides' outcomes differ.
     pub differs: bool,
+}
+
+/// What one probe's rules predict: the tracer's verdict, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PredictedCell {
+    /// The PREDICT column (`dnat`, `drop filter-output`); `None`: no prediction.
+    pub label: Option<String>,
+    /// Why there is no prediction (no rules read from the node, no pod IP, ...).
+    pub reason: Option<String>,
+    /// Whether the rules let the probe through (`None`: they do not say, or no prediction).
+    pub reaches: Option<bool>,
+    /// The rule that decided it, when one did.
+    pub rule: Option<DecidingRule>,
+}
+
+/// The rule that decides a prediction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecidingRule {
+    /// The node whose rules were traced.
+    pub node: String,
+    /// 1-based line in that node's dump.
+    pub line: u32,
+    pub chain: String,
+    pub rule: String,
+}
+
+impl std::fmt::Display for DecidingRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} line {}, {}: {}",
+            self.node, self.line, self.chain, self.rule
+        )
+    }
+}
+
+impl PredictedCell {
+    fn of(p: &Predicted) -> PredictedCell {
+        match p {
+            Ok(p) => PredictedCell {
+                label: Some(p.label()),
+                reason: None,
+                reaches: p.reaches(),
+                rule: deciding_rule(p),
+            },
+            Err(why) => PredictedCell {
+                label: None,
+                reason: Some(why.clone()),
+                reaches: None,
+                rule: None,
+            },
+        }
+    }
+
+    /// The column as the reports show it: the label, or `-` (the reason said elsewhere).
+    pub fn shown(&self) -> &str {
+        self.label.as_deref().unwrap_or("-")
+    }
+}
+
+fn deciding_rule(p: &Prediction) -> Option<DecidingRule> {
+    p.deciding_step().map(|s| DecidingRule {
+        node: p.node.clone(),
+        line: s.line,
+        chain: s.chain.clone(),
+        rule: crate::rules::render::visible(&s.rule).into_owned(),
+    })
+}
+
+/// Which two of expected, predicted and observed disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Against {
+    /// Observed vs predicted: a dataplane surprise (conntrack, routing, the LB announcing) or
+    /// a tracer gap.
+    Observed,
+    /// Expected vs predicted: most likely a wrong expectation (a warning; the verdict is
+    /// expected vs observed).
+    Expected,
+}
+
+/// A probe whose prediction an observed or expected outcome contradicts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Disagreement {
+    pub kind: Against,
+    pub side: Side,
+    pub cluster: String,
+    /// The probing pod.
+    pub source: String,
+    pub target: Target,
+    /// The prediction's label.
+    pub predicted: String,
+    /// The outcome observed, or expected, by `kind`.
+    pub outcome: Outcome,
+    /// The rule that decides the prediction.
+    pub rule: Option<DecidingRule>,
+}
+
+/// What changed for the Service's packets on one node pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodePackets {
+    /// The node's role, e.g. "worker".
+    pub node: String,
+    pub base_node: String,
+    pub pr_node: String,
+    #[serde(flatten)]
+    pub summary: Summary,
 }
 
 /// One expectation from the scenario and whether it holds.
@@ -40,6 +157,8 @@ pub struct ExpectationResult {
     /// `None`: no probe result for this source and target.
     pub actual: Option<Outcome>,
     pub holds: bool,
+    /// What the rules predict for this probe (`None`: no probe, or no prediction).
+    pub predicted: Option<String>,
 }
 
 /// The Service's rule diff on one node pair.
@@ -71,8 +190,12 @@ pub struct Verdict {
     pub service: String,
     pub base: SideReport,
     pub pr: SideReport,
+    /// What changed for the Service's packets, per node pair.
+    pub packets: Vec<NodePackets>,
     pub expectations: Vec<ExpectationResult>,
     pub probes: Vec<ProbeRow>,
+    /// Where a prediction and an observed or expected outcome disagree: observed ones first.
+    pub disagreements: Vec<Disagreement>,
     pub rules: Vec<NodeDiff>,
     /// Every change of a node's rules seen during the run (kube-proxy churn), oldest first.
     pub rule_changes: Vec<RuleChange>,
@@ -96,24 +219,115 @@ pub fn verdict(st: &State) -> Result<Verdict, String> {
         .session
         .as_ref()
         .ok_or("no session: the run or recording has no scenario")?;
-    let expectations = judge(st, session);
+    let preds = predictions(st);
+    let expectations = judge(st, session, &preds);
+    let (rules, packets) = rule_diffs(st)?;
+    let mut disagreements = observed_disagreements(st, &preds);
+    disagreements.extend(expected_disagreements(st, &expectations, &preds));
     Ok(Verdict {
         schema: SCHEMA,
         ok: !expectations.is_empty() && expectations.iter().all(|e| e.holds),
         service: session.service.to_string(),
         base: side_report(st, Side::Base),
         pr: side_report(st, Side::Pr),
+        packets,
         expectations,
-        probes: probe_rows(st),
-        rules: rule_diffs(st)?,
+        probes: probe_rows(st, &preds),
+        disagreements,
+        rules,
         rule_changes: rule_changes(st),
     })
+}
+
+/// Each side's predictions, computed from the state as it ended (not whatever the loop last
+/// answered: deterministic, and the same from a recording).
+fn predictions(st: &State) -> BySide<BTreeMap<ProbeKey, Predicted>> {
+    let one = |side: Side| predict::compute(&predict::request(st.side(side), side));
+    BySide {
+        base: one(Side::Base),
+        pr: one(Side::Pr),
+    }
+}
+
+/// The prediction for `source`'s latest probe of `target` on `side`, if any.
+fn prediction_for<'a>(
+    st: &State,
+    preds: &'a BySide<BTreeMap<ProbeKey, Predicted>>,
+    side: Side,
+    source: &str,
+    target: &Target,
+) -> Option<&'a Predicted> {
+    let (key, _) = st.probe_entry(side, source, target)?;
+    preds[side].get(key)
+}
+
+/// Every probe whose observed outcome contradicts its prediction.
+fn observed_disagreements(
+    st: &State,
+    preds: &BySide<BTreeMap<ProbeKey, Predicted>>,
+) -> Vec<Disagreement> {
+    let mut out = Vec::new();
+    for side in Side::BOTH {
+        for (key, cell) in &st.side(side).probes {
+            let (src, target) = (&key.0, st.target_of(&cell.last));
+            // The latest cell for this source and target only.
+            if st.probe_entry(side, src, &target).map(|(k, _)| k) != Some(key) {
+                continue;
+            }
+            let Some(Ok(p)) = prediction_for(st, preds, side, src, &target) else {
+                continue;
+            };
+            if p.contradicts(cell.last.outcome) {
+                out.push(Disagreement {
+                    kind: Against::Observed,
+                    side,
+                    cluster: st.side(side).name().to_string(),
+                    source: src.clone(),
+                    target,
+                    predicted: p.label(),
+                    outcome: cell.last.outcome,
+                    rule: deciding_rule(p),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Every expectation its probe's prediction contradicts.
+fn expected_disagreements(
+    st: &State,
+    expectations: &[ExpectationResult],
+    preds: &BySide<BTreeMap<ProbeKey, Predicted>>,
+) -> Vec<Disagreement> {
+    expectations
+        .iter()
+        .filter_map(|e| {
+            let Some(Ok(p)) = prediction_for(st, preds, e.side, &e.source, &e.target) else {
+                return None;
+            };
+            p.contradicts(e.expected).then(|| Disagreement {
+                kind: Against::Expected,
+                side: e.side,
+                cluster: e.cluster.clone(),
+                source: e.source.clone(),
+                target: e.target.clone(),
+                predicted: p.label(),
+                outcome: e.expected,
+                rule: deciding_rule(p),
+            })
+        })
+        .collect()
 }
 
 /// Each expectation on each target it is about, against that target's latest result: the
 /// target it names, else every target of the session but those another expectation for the
 /// same side and source names.
-fn judge(st: &State, session: &SessionInfo) -> Vec<ExpectationResult> {
+fn judge(
+    st: &State,
+    session: &SessionInfo,
+    preds: &BySide<BTreeMap<ProbeKey, Predicted>>,
+) -> Vec<ExpectationResult> {
     let mut out = Vec::new();
     for e in &session.expectations {
         let named = |t: &Target| {
@@ -134,6 +348,10 @@ fn judge(st: &State, session: &SessionInfo) -> Vec<ExpectationResult> {
             let actual = st
                 .probe_for(e.side, &e.source, &target)
                 .map(|c| c.last.outcome);
+            let predicted = match prediction_for(st, preds, e.side, &e.source, &target) {
+                Some(Ok(p)) => Some(p.label()),
+                _ => None,
+            };
             out.push(ExpectationResult {
                 side: e.side,
                 cluster: st.side(e.side).name().to_string(),
@@ -142,6 +360,7 @@ fn judge(st: &State, session: &SessionInfo) -> Vec<ExpectationResult> {
                 expected: e.outcome,
                 actual,
                 holds: actual.is_some_and(|a| e.outcome.met_by(a)),
+                predicted,
             });
         }
     }
@@ -166,7 +385,7 @@ fn rule_changes(st: &State) -> Vec<RuleChange> {
 
 /// One row per probe source (by role) and target, both sides' last results side by side;
 /// whether they differ is judged as the Probes pane judges it ([`State::differs`]).
-fn probe_rows(st: &State) -> Vec<ProbeRow> {
+fn probe_rows(st: &State, preds: &BySide<BTreeMap<ProbeKey, Predicted>>) -> Vec<ProbeRow> {
     let mut rows: Vec<ProbeRow> = Vec::new();
     for side in Side::BOTH {
         let s = st.side(side);
@@ -198,6 +417,8 @@ fn probe_rows(st: &State) -> Vec<ProbeRow> {
                             pr: None,
                             expected_base: None,
                             expected_pr: None,
+                            predicted_base: None,
+                            predicted_pr: None,
                             differs: false,
                         });
                         rows.len() - 1
@@ -205,15 +426,18 @@ fn probe_rows(st: &State) -> Vec<ProbeRow> {
                 };
                 let row = &mut rows[idx];
                 let exp = st.expected(side, src, &target);
+                let pred = prediction_for(st, preds, side, src, &target).map(PredictedCell::of);
                 row.differs |= st.differs(side, src, &cell.last);
                 match side {
                     Side::Base => {
                         row.base = Some(cell.last.clone());
                         row.expected_base = exp;
+                        row.predicted_base = pred;
                     }
                     Side::Pr => {
                         row.pr = Some(cell.last.clone());
                         row.expected_pr = exp;
+                        row.predicted_pr = pred;
                     }
                 }
             }
@@ -223,21 +447,24 @@ fn probe_rows(st: &State) -> Vec<ProbeRow> {
     rows
 }
 
-/// The Service's normalized rule diff on every node pair.
-fn rule_diffs(st: &State) -> Result<Vec<NodeDiff>, String> {
+/// The Service's normalized rule diff on every node pair, and what changed for its packets
+/// there (the Diff pane's computation, with the nodes' addresses as the clusters report them).
+fn rule_diffs(st: &State) -> Result<(Vec<NodeDiff>, Vec<NodePackets>), String> {
     let options = Options {
         raw: false,
         service: st.service().map(|s| s.filter().clone()),
         lb_ips: st.lb_ips(),
         ..Options::default()
     };
-    st.diff
+    let mut packets = Vec::new();
+    let rules = st
+        .diff
         .pairs
         .iter()
         .map(|pair| {
             let base = &st.sides.base.dumps[&pair.base];
             let pr = &st.sides.pr.dumps[&pair.pr];
-            let comparison = compare_pair(base, pr, pair, &options)?;
+            let (comparison, summary) = compare_pair(base, pr, pair, &options, &st.node_ips(pair))?;
             // As `kindred diff --service` says it: no rules to compare is no verdict on them.
             if let (Some(s), true) = (st.service(), comparison.services.is_empty()) {
                 return Err(format!(
@@ -245,6 +472,12 @@ fn rule_diffs(st: &State) -> Result<Vec<NodeDiff>, String> {
                     pair.role, pair.base, pair.pr
                 ));
             }
+            packets.extend(summary.map(|summary| NodePackets {
+                node: pair.role.clone(),
+                base_node: pair.base.clone(),
+                pr_node: pair.pr.clone(),
+                summary,
+            }));
             Ok(NodeDiff {
                 node: pair.role.clone(),
                 base_node: pair.base.clone(),
@@ -252,7 +485,8 @@ fn rule_diffs(st: &State) -> Result<Vec<NodeDiff>, String> {
                 comparison,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((rules, packets))
 }
 
 fn side_report(st: &State, side: Side) -> SideReport {

@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod headless;
 pub mod netns;
+pub mod predicting;
 pub mod synth;
 
 use std::path::PathBuf;

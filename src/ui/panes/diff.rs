@@ -8,9 +8,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::app::State;
-use crate::app::diffs::{DLine, Half, Kind};
+use crate::app::diffs::{DLine, Half, Kind, packet_lines};
 use crate::app::state::DiffView;
 use crate::model::Pane;
+use crate::rules::packets::Summary;
 use crate::ui::{Theme, pane_block};
 
 fn style_of(k: Kind, theme: &Theme) -> Style {
@@ -111,6 +112,11 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         f.render_widget(Paragraph::new(errs), body);
         return;
     };
+    // What changed for the Service's packets heads the rules.
+    let body = match &c.packets {
+        Some(p) => packets_heading(f, body, p, theme),
+        None => body,
+    };
     // What was not compared (tables only one side listed, rules in built-in chains that are
     // not kube-proxy's): said here, a line each, the first few.
     let notes: Vec<Line> = (c.comparison.tables_note().into_iter())
@@ -134,6 +140,24 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         return;
     }
     body_lines(f, body, &c.lines, st, theme);
+}
+
+/// The packet summary's lines at the top of `body`; what is left of it below.
+fn packets_heading(f: &mut Frame, body: Rect, s: &Summary, theme: &Theme) -> Rect {
+    let style = if s.equal() {
+        theme.dim()
+    } else {
+        theme.differs()
+    };
+    let w = body.width as usize;
+    let lines: Vec<Line> = packet_lines(s)
+        .iter()
+        .map(|l| Line::styled(crate::ui::clip(l, 0, w), style))
+        .collect();
+    let n = (lines.len() as u16).min(body.height);
+    let [top, rest] = Layout::vertical([Constraint::Length(n), Constraint::Min(0)]).areas(body);
+    f.render_widget(Paragraph::new(lines), top);
+    rest
 }
 
 /// At most this many notes above the rules (the text and JSON output list them all).
