@@ -801,6 +801,8 @@ fn the_probes_pane_scrolls_to_its_cursor() {
         press(&mut st, KeyCode::Up);
     }
     assert!(draw(&st).contains("│echo-worker2 "), "{}", draw(&st));
+}
+
 /// What changed for the Service's packets heads the Diff pane: each class whose outcome differs
 /// between base and PR (PR 132456's nftables rules: the host's traffic to the LoadBalancer,
 /// dropped by base's filter-output, DNATed by the PR's), aligned, above the rules.
