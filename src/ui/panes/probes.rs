@@ -166,7 +166,13 @@ pub fn needs(st: &State) -> ((u16, u16), u16) {
     for side in Side::BOTH {
         let s = st.side(side);
         let probes: Vec<Probe> = s.probes.iter().collect();
-        let (min, full) = columns::needs(&columns_of(st, side, &probes, 8, false));
+        // PREDICT counts as needed here (the layout gives it room: a stacked screen rather
+        // than a left column without it), though a table too narrow still drops it.
+        // (Its verdict alone, as a narrow table shows it.)
+        let mut cols = columns_of(st, side, &probes, 8, true);
+        cols[2].drop = None;
+        let (min, _) = columns::needs(&cols);
+        let (_, full) = columns::needs(&columns_of(st, side, &probes, 8, false));
         w = (w.0.max(min), w.1.max(full));
         rows = rows.max(probes.len() as u16);
     }
