@@ -112,7 +112,8 @@ struct Chain {
     drop_policy: Option<u32>,
     /// Jumped to but never declared nor given a rule.
     absent: bool,
-    index: Option<Index>,
+    /// Boxed: most chains have none, and a small chain is read in fewer cache lines.
+    index: Option<Box<Index>>,
 }
 
 /// Where in a long chain the rules a packet can match are: positions (into [`Chain::rules`]),
@@ -177,12 +178,19 @@ impl<'a> Tracer<'a> {
         }
         // Per chain: its rules' indices into the dump, in order.
         let mut members: Vec<Vec<u32>> = Vec::new();
+        // The previous rule's table, chain name and chain: a dump lists a chain's rules together.
+        let mut last: Option<(Table, &str, usize)> = None;
         for (at, r) in dump.rules.iter().enumerate() {
             if r.table.is_none() {
                 t.untabled = Some(guess);
             }
             let table = r.table.unwrap_or(guess);
-            let c = t.chain(table, dump.rule_chain(r));
+            let name = dump.rule_chain(r);
+            let c = match last {
+                Some((lt, ln, c)) if lt == table && ln == name => c,
+                _ => t.chain(table, name),
+            };
+            last = Some((table, name, c));
             if members.len() <= c {
                 members.resize_with(c + 1, Vec::new);
             }
@@ -254,10 +262,10 @@ impl<'a> Tracer<'a> {
                 let Target::Jump { chain, .. } = &self.rules[r].rule.target else {
                     continue;
                 };
-                let chain = chain.clone();
                 let target = match self.names[table_slot(table)].get(chain.as_str()) {
                     Some(&t) => t,
                     None => {
+                        let chain = chain.clone();
                         let t = self.chain(table, &chain);
                         self.chains[t].absent = true;
                         t
@@ -295,7 +303,7 @@ impl<'a> Tracer<'a> {
                     (None, None) => ix.any.push(pos),
                 }
             }
-            c.index = Some(ix);
+            c.index = Some(Box::new(ix));
         }
     }
 

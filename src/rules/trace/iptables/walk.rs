@@ -106,6 +106,17 @@ enum End {
     Unknown(u32, String),
 }
 
+/// A place in a chain: which, the next position in it, its length and, for an indexed chain,
+/// the positions this packet can match (rules for any destination, for its address, for its
+/// port).
+#[derive(Clone, Copy)]
+struct Frame<'t> {
+    chain: usize,
+    next: usize,
+    len: usize,
+    lists: Option<[&'t [u32]; 3]>,
+}
+
 /// A match's result: yes, no, or cannot tell.
 enum Hit {
     Yes,
@@ -253,11 +264,11 @@ impl<'t, 'a> Walk<'t, 'a> {
     /// A base chain, with its jumps, gotos and returns.
     fn chain(&mut self, base: usize) -> End {
         let t = self.t;
-        // (chain, next position in it); `stack` holds the callers to return to.
-        let mut stack: Vec<(usize, usize)> = Vec::new();
-        let mut cur = (base, 0usize);
+        // `stack` holds the callers to return to.
+        let mut stack: Vec<Frame<'t>> = Vec::new();
+        let mut cur = self.enter(base);
         loop {
-            let Some(pos) = self.next_candidate(cur.0, cur.1) else {
+            let Some(pos) = self.next_candidate(&cur) else {
                 match stack.pop() {
                     Some(f) => {
                         cur = f;
@@ -266,16 +277,16 @@ impl<'t, 'a> Walk<'t, 'a> {
                     None => return self.policy(base),
                 }
             };
-            cur.1 = pos + 1;
-            let r = &t.rules[t.chains[cur.0].rules.start as usize + pos];
+            cur.next = pos + 1;
+            let r = &t.rules[t.chains[cur.chain].rules.start as usize + pos];
             let line = r.line;
             match self.matches(&r.rule) {
                 Hit::No => continue,
                 Hit::Unknown(why) => {
-                    self.step(cur.0, r);
+                    self.step(cur.chain, r);
                     return End::Unknown(line, why);
                 }
-                Hit::Yes => self.step(cur.0, r),
+                Hit::Yes => self.step(cur.chain, r),
             }
             match &r.rule.target {
                 Target::None | Target::Continue => {}
@@ -298,7 +309,7 @@ impl<'t, 'a> Walk<'t, 'a> {
                         }
                         stack.push(cur);
                     }
-                    cur = (to, 0);
+                    cur = self.enter(to);
                 }
                 Target::Return => match stack.pop() {
                     Some(f) => cur = f,
@@ -365,25 +376,39 @@ impl<'t, 'a> Walk<'t, 'a> {
         });
     }
 
-    /// The position of the next rule of `chain` from `from` on that this packet can match.
-    fn next_candidate(&self, chain: usize, from: usize) -> Option<usize> {
+    /// The start of `chain`; an indexed chain's rules this packet can match looked up once
+    /// (its destination and port do not change within a base chain's walk: a DNAT ends it).
+    fn enter(&self, chain: usize) -> Frame<'t> {
         let c = &self.t.chains[chain];
-        let Some(ix) = &c.index else {
-            return (from < c.rules.len()).then_some(from);
+        let lists = c.index.as_deref().map(|ix| {
+            let dst = ix.by_dst.get(&u32::from(self.dst));
+            let port = ix.by_port.get(&self.dport);
+            [
+                ix.any.as_slice(),
+                dst.map_or(&[][..], Vec::as_slice),
+                port.map_or(&[][..], Vec::as_slice),
+            ]
+        });
+        Frame {
+            chain,
+            next: 0,
+            len: c.rules.len(),
+            lists,
+        }
+    }
+
+    /// The position of the next rule of a chain from `f.next` on that this packet can match.
+    fn next_candidate(&self, f: &Frame<'t>) -> Option<usize> {
+        let Some(lists) = f.lists else {
+            return (f.next < f.len).then_some(f.next);
         };
-        let first = |v: Option<&Vec<u32>>| {
-            let v = v?;
-            let k = v.partition_point(|&p| (p as usize) < from);
-            v.get(k).map(|&p| p as usize)
-        };
-        [
-            first(Some(&ix.any)),
-            first(ix.by_dst.get(&u32::from(self.dst))),
-            first(ix.by_port.get(&self.dport)),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        lists
+            .iter()
+            .filter_map(|v| {
+                let k = v.partition_point(|&p| (p as usize) < f.next);
+                v.get(k).map(|&p| p as usize)
+            })
+            .min()
     }
 
     /// The interfaces the packet came in on and goes out by, in this hook: `Some("lo")`,
