@@ -27,7 +27,7 @@ use super::nft::NftDump;
 use super::parse::{Dump, Table};
 use super::service::{ServiceFilter, ServiceKey, comment_ref, per_service_prefix};
 use super::tokens;
-use super::trace::{self, Origin, Packet, Proto, Step, Trace, Tracer, Verdict};
+use super::trace::{self, Brief, Origin, Packet, Proto, Step, Trace, Tracer, Verdict};
 
 /// The key of the summary in `kindred diff --packets --format json`.
 pub const JSON_KEY: &str = "packets";
@@ -498,46 +498,38 @@ pub fn compare(base: &Side, pr: &Side, filter: Option<&ServiceFilter>) -> Summar
     }
     // Each side traces its own packets: one thread per side. Only what decides equality is
     // kept; the classes that differ are traced again for where they end.
-    let run = |side: &Side, pr_side: bool| -> Vec<(Verdict, usize, bool)> {
-        pairs
-            .iter()
-            .flat_map(|(_, b, p)| {
-                let d = if pr_side { *p } else { *b };
-                Source::ALL.map(|s| {
-                    let t = side.tracer.trace(&side.packet(s, &d));
-                    (t.verdict, t.endpoints.len(), t.masquerade)
-                })
-            })
-            .collect()
-    };
-    let (bo, po) = std::thread::scope(|sc| {
-        let h = sc.spawn(|| run(base, false));
-        let p = run(pr, true);
-        (h.join().expect("tracing thread"), p)
-    });
+    let (bo, po) = both(|| briefs(base, &pairs, false), || briefs(pr, &pairs, true));
     let unknown = bo
         .iter()
         .zip(&po)
-        .filter(|(x, y)| x.0 == Verdict::Unknown || y.0 == Verdict::Unknown)
+        .filter(|(x, y)| x.verdict == Verdict::Unknown || y.verdict == Verdict::Unknown)
         .count();
-    let mut changes = Vec::new();
-    for (i, (k, b, p)) in pairs.iter().enumerate() {
-        for (j, s) in Source::ALL.iter().enumerate() {
-            let at = i * Source::ALL.len() + j;
-            if bo[at] == po[at] {
-                continue;
-            }
-            let (x, y) = (base.outcome(*s, b), pr.outcome(*s, p));
-            changes.push(PacketChange {
+    let differ: Vec<(usize, Source)> = (0..bo.len())
+        .filter(|&at| bo[at] != po[at])
+        .map(|at| (at / Source::ALL.len(), Source::ALL[at % Source::ALL.len()]))
+        .collect();
+    let outcomes = |side: &Side, pr_side: bool| -> Vec<Outcome> {
+        differ
+            .iter()
+            .map(|&(i, s)| side.outcome(s, if pr_side { &pairs[i].2 } else { &pairs[i].1 }))
+            .collect()
+    };
+    let (xs, ys) = both(|| outcomes(base, false), || outcomes(pr, true));
+    let changes: Vec<PacketChange> = differ
+        .iter()
+        .zip(xs.into_iter().zip(ys))
+        .map(|(&(i, s), (x, y))| {
+            let (k, b, p) = &pairs[i];
+            PacketChange {
                 service: k.to_string(),
-                source: *s,
+                source: s,
                 destination: *b,
                 pr_destination: (b != p).then_some(*p),
                 base: x,
                 pr: y,
-            });
-        }
-    }
+            }
+        })
+        .collect();
     Summary {
         classes: pairs.len() * Source::ALL.len(),
         services: keys.len(),
@@ -546,6 +538,31 @@ pub fn compare(base: &Side, pr: &Side, filter: Option<&ServiceFilter>) -> Summar
         base: base.facts.clone(),
         pr: pr.facts.clone(),
     }
+}
+
+/// Two jobs at once, the first on a thread of its own.
+fn both<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|sc| {
+        let h = sc.spawn(a);
+        let y = b();
+        (h.join().expect("tracing thread"), y)
+    })
+}
+
+/// Each class's brief on one side (`pr_side`: the PR's destination of each pair), sources in
+/// [`Source::ALL`]'s order. One packet per source, aimed at each destination in turn.
+fn briefs(side: &Side, pairs: &[(&ServiceKey, Dest, Dest)], pr_side: bool) -> Vec<Brief> {
+    let mut out = Vec::with_capacity(pairs.len() * Source::ALL.len());
+    let mut packets: Option<[Packet; 3]> = None;
+    for (_, b, p) in pairs {
+        let d = if pr_side { p } else { b };
+        let ps = packets.get_or_insert_with(|| Source::ALL.map(|s| side.packet(s, d)));
+        for pk in ps.iter_mut() {
+            (pk.dst, pk.dport, pk.proto) = (d.ip, d.port, d.proto);
+        }
+        out.extend(ps.iter().map(|pk| side.tracer.brief(pk)));
+    }
+    out
 }
 
 /// Base's and the PR's destinations of one Service paired by class: the same address first;
@@ -1075,6 +1092,36 @@ mod tests {
             None
         );
         assert_eq!(nft_pod_cidr("ip saddr != 203.0.113.0/25 drop"), None);
+    }
+
+    /// The brief a comparison decides by is the full trace's, class by class, on every
+    /// fixture the tracer has (statistic cascades, numgen maps, drops, unknowns).
+    #[test]
+    fn every_class_brief_is_its_full_trace() {
+        let root = format!("{}/tests/fixtures/trace", env!("CARGO_MANIFEST_DIR"));
+        let mut classes = 0;
+        for dir in ["iptables", "kernel", "nftables"] {
+            let mut files: Vec<_> = std::fs::read_dir(format!("{root}/{dir}"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            files.sort();
+            for f in files {
+                let d = fixture(&format!("{dir}/{f}"));
+                let s = Side::new(dref(&d), &[]);
+                for dests in s.dests.values() {
+                    for dest in dests {
+                        for src in Source::ALL {
+                            let p = s.packet(src, dest);
+                            let full = Brief::of(&s.tracer.trace(&p));
+                            assert_eq!(s.tracer.brief(&p), full, "{f}: {src:?} -> {dest}");
+                            classes += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(classes > 300, "{classes}");
     }
 
     #[test]

@@ -34,8 +34,8 @@ mod walk;
 use rustc_hash::FxHashMap;
 
 use self::rule::{Match, Rule, Target};
-use self::walk::{Outcome, Walk, combine};
-use super::{Hook, Packet, Trace, Verdict};
+use self::walk::{Outcome, Walk, combine, decide};
+use super::{Brief, Hook, Packet, Trace, Verdict};
 use crate::rules::parse::{Dump, Table};
 
 /// Chains longer than this get an index by destination address and port.
@@ -105,13 +105,15 @@ fn untabled_table(dump: &Dump) -> Table {
 struct Chain {
     table: Table,
     name: String,
-    /// Indices into [`Tracer::rules`], in order.
-    rules: Vec<u32>,
+    /// Its rules: indices into [`Tracer::rules`], where a chain's rules lie together, in order
+    /// (a walk through a chain reads one stretch of memory).
+    rules: std::ops::Range<u32>,
     /// `DROP` policy of a built-in chain, and the line that declares it.
     drop_policy: Option<u32>,
     /// Jumped to but never declared nor given a rule.
     absent: bool,
-    index: Option<Index>,
+    /// Boxed: most chains have none, and a small chain is read in fewer cache lines.
+    index: Option<Box<Index>>,
 }
 
 /// Where in a long chain the rules a packet can match are: positions (into [`Chain::rules`]),
@@ -133,6 +135,8 @@ struct Compiled {
     jump: Option<usize>,
     /// Index into [`Dump::rules`].
     at: u32,
+    /// Its 1-based line in the dump.
+    line: u32,
 }
 
 /// An iptables dump compiled for tracing.
@@ -172,19 +176,27 @@ impl<'a> Tracer<'a> {
                 t.chains[c].drop_policy = Some(d.line);
             }
         }
+        // Per chain: its rules' indices into the dump, in order.
+        let mut members: Vec<Vec<u32>> = Vec::new();
+        // The previous rule's table, chain name and chain: a dump lists a chain's rules together.
+        let mut last: Option<(Table, &str, usize)> = None;
         for (at, r) in dump.rules.iter().enumerate() {
             if r.table.is_none() {
                 t.untabled = Some(guess);
             }
             let table = r.table.unwrap_or(guess);
-            let c = t.chain(table, dump.rule_chain(r));
-            t.chains[c].rules.push(t.rules.len() as u32);
-            t.rules.push(Compiled {
-                rule: Rule::parse(dump.rule_body(r)),
-                jump: None,
-                at: at as u32,
-            });
+            let name = dump.rule_chain(r);
+            let c = match last {
+                Some((lt, ln, c)) if lt == table && ln == name => c,
+                _ => t.chain(table, name),
+            };
+            last = Some((table, name, c));
+            if members.len() <= c {
+                members.resize_with(c + 1, Vec::new);
+            }
+            members[c].push(at as u32);
         }
+        t.lay_out(members);
         for tb in &dump.tables {
             t.has_table[table_slot(*tb)] = true;
         }
@@ -207,6 +219,24 @@ impl<'a> Tracer<'a> {
         t
     }
 
+    /// Each chain's rules compiled, one chain after another (`members`: per chain, its rules'
+    /// indices into the dump).
+    fn lay_out(&mut self, members: Vec<Vec<u32>>) {
+        for (c, ats) in members.into_iter().enumerate() {
+            let start = self.rules.len() as u32;
+            for at in ats {
+                let r = &self.dump.rules[at as usize];
+                self.rules.push(Compiled {
+                    rule: Rule::parse(self.dump.rule_body(r)),
+                    jump: None,
+                    at,
+                    line: r.line,
+                });
+            }
+            self.chains[c].rules = start..self.rules.len() as u32;
+        }
+    }
+
     /// The chain `name` of `table`, created (empty) if new.
     fn chain(&mut self, table: Table, name: &str) -> usize {
         if let Some(&c) = self.names[table_slot(table)].get(name) {
@@ -215,7 +245,7 @@ impl<'a> Tracer<'a> {
         self.chains.push(Chain {
             table,
             name: name.to_string(),
-            rules: Vec::new(),
+            rules: 0..0,
             drop_policy: None,
             absent: false,
             index: None,
@@ -227,15 +257,15 @@ impl<'a> Tracer<'a> {
     fn resolve_jumps(&mut self) {
         for c in 0..self.chains.len() {
             let table = self.chains[c].table;
-            for k in 0..self.chains[c].rules.len() {
-                let r = self.chains[c].rules[k] as usize;
+            for r in self.chains[c].rules.clone() {
+                let r = r as usize;
                 let Target::Jump { chain, .. } = &self.rules[r].rule.target else {
                     continue;
                 };
-                let chain = chain.clone();
                 let target = match self.names[table_slot(table)].get(chain.as_str()) {
                     Some(&t) => t,
                     None => {
+                        let chain = chain.clone();
                         let t = self.chain(table, &chain);
                         self.chains[t].absent = true;
                         t
@@ -252,7 +282,7 @@ impl<'a> Tracer<'a> {
                 continue;
             }
             let mut ix = Index::default();
-            for (pos, &r) in c.rules.iter().enumerate() {
+            for (pos, r) in c.rules.clone().enumerate() {
                 let rule = &self.rules[r as usize].rule;
                 let pos = pos as u32;
                 let dst = rule
@@ -273,7 +303,7 @@ impl<'a> Tracer<'a> {
                     (None, None) => ix.any.push(pos),
                 }
             }
-            c.index = Some(ix);
+            c.index = Some(Box::new(ix));
         }
     }
 
@@ -307,27 +337,9 @@ impl<'a> Tracer<'a> {
         out
     }
 
+    /// Where one packet goes, with its path and notes.
     pub fn trace(&self, p: &Packet) -> Trace {
-        let mut outcomes: Vec<Outcome> = Vec::new();
-        let mut stack: Vec<Vec<bool>> = vec![Vec::new()];
-        let mut runs = 0;
-        let mut cut = false;
-        while let Some(choices) = stack.pop() {
-            runs += 1;
-            if runs > MAX_BRANCHES {
-                cut = true;
-                break;
-            }
-            let mut w = Walk::new(self, p, choices);
-            w.run();
-            // Later forks first on the stack's top: depth first, matched before fall-through.
-            for k in (w.prefix..w.choices.len()).rev() {
-                let mut alt = w.choices[..k].to_vec();
-                alt.push(false);
-                stack.push(alt);
-            }
-            outcomes.push(w.outcome());
-        }
+        let (outcomes, cut) = self.branches(p, true);
         let mut t = combine(outcomes);
         if let Some(table) = self.untabled {
             t.notes.insert(
@@ -348,6 +360,42 @@ impl<'a> Tracer<'a> {
             ));
         }
         t
+    }
+
+    /// What decides whether two traces agree (the verdict, endpoints and masquerade of
+    /// [`Tracer::trace`]), without recording the path or the notes.
+    pub fn brief(&self, p: &Packet) -> Brief {
+        let (outcomes, cut) = self.branches(p, false);
+        let (verdict, endpoints, masquerade) = decide(&outcomes);
+        Brief {
+            verdict: if cut { Verdict::Unknown } else { verdict },
+            endpoints: endpoints.len(),
+            masquerade,
+        }
+    }
+
+    /// Every branch of one packet's walk (`record`: with paths and notes), and whether there
+    /// were more than [`MAX_BRANCHES`].
+    fn branches(&self, p: &Packet, record: bool) -> (Vec<Outcome>, bool) {
+        let mut outcomes: Vec<Outcome> = Vec::new();
+        let mut stack: Vec<Vec<bool>> = vec![Vec::new()];
+        let mut runs = 0;
+        while let Some(choices) = stack.pop() {
+            runs += 1;
+            if runs > MAX_BRANCHES {
+                return (outcomes, true);
+            }
+            let mut w = Walk::new(self, p, choices, record);
+            w.run();
+            // Later forks first on the stack's top: depth first, matched before fall-through.
+            for k in (w.prefix..w.choices.len()).rev() {
+                let mut alt = w.choices[..k].to_vec();
+                alt.push(false);
+                stack.push(alt);
+            }
+            outcomes.push(w.outcome());
+        }
+        (outcomes, false)
     }
 }
 

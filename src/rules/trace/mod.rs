@@ -179,6 +179,26 @@ impl Trace {
     }
 }
 
+/// A trace in brief: what decides whether two sides treat a packet alike ([`Trace`]'s verdict,
+/// number of endpoints and masquerade), made without recording the path or the notes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Brief {
+    pub verdict: Verdict,
+    pub endpoints: usize,
+    pub masquerade: bool,
+}
+
+impl Brief {
+    /// The brief of a full trace.
+    pub fn of(t: &Trace) -> Brief {
+        Brief {
+            verdict: t.verdict,
+            endpoints: t.endpoints.len(),
+            masquerade: t.masquerade,
+        }
+    }
+}
+
 /// A dump compiled for tracing: built once, then any number of packets traced through it.
 pub enum Tracer<'a> {
     Iptables(iptables::Tracer<'a>),
@@ -197,6 +217,14 @@ impl<'a> Tracer<'a> {
         match self {
             Tracer::Iptables(t) => t.trace(p),
             Tracer::Nftables(t) => t.trace(p),
+        }
+    }
+
+    /// The same packet's [`Brief`]: equal to `Brief::of(&self.trace(p))`, and cheaper.
+    pub fn brief(&self, p: &Packet) -> Brief {
+        match self {
+            Tracer::Iptables(t) => t.brief(p),
+            Tracer::Nftables(t) => t.brief(p),
         }
     }
 }

@@ -38,7 +38,7 @@ mod walk;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::{Hook, Packet, Trace};
+use super::{Brief, Hook, Packet, Trace};
 use crate::rules::nft::{NftDump, declaration};
 use expr::{Atom, Expr, Key, Target};
 
@@ -174,6 +174,12 @@ impl<'a> Tracer<'a> {
     /// Where one packet goes.
     pub fn trace(&self, p: &Packet) -> Trace {
         self.compiled.trace(p)
+    }
+
+    /// What decides whether two traces agree (the verdict, endpoints and masquerade of
+    /// [`Tracer::trace`]), without recording the path or the notes.
+    pub fn brief(&self, p: &Packet) -> Brief {
+        self.compiled.brief(p)
     }
 }
 

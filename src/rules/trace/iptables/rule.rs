@@ -342,7 +342,7 @@ impl Rule {
             matches: Vec::new(),
             target: Target::None,
         };
-        let mut module = String::new();
+        let mut module: &str = "";
         let mut pending = Pending::default();
         let mut neg = false;
         let mut i = 0;
@@ -388,15 +388,15 @@ impl Rule {
                     i += 1;
                 }
                 "-m" | "--match" => {
-                    pending.flush(&module, &mut r.matches);
-                    module = next.to_string();
+                    pending.flush(module, &mut r.matches);
+                    module = next;
                     if !KNOWN_MODULES.contains(&next) {
                         r.matches.push(Match::Unknown(format!("-m {next}")));
                     }
                     i += 2;
                 }
                 "-j" | "--jump" | "-g" | "--goto" => {
-                    pending.flush(&module, &mut r.matches);
+                    pending.flush(module, &mut r.matches);
                     let goto = w == "-g" || w == "--goto";
                     r.target = target(next, goto, &words[(i + 2).min(words.len())..]);
                     return r;
@@ -413,11 +413,10 @@ impl Rule {
                             Some((ProtoMatch::Udp, _)) => "udp",
                             Some((ProtoMatch::Sctp, _)) => "sctp",
                             _ => "tcp",
-                        }
-                        .into();
+                        };
                     }
                     option(
-                        &module,
+                        module,
                         w,
                         &words[i + 1..j],
                         neg,
@@ -429,7 +428,7 @@ impl Rule {
             }
             neg = false;
         }
-        pending.flush(&module, &mut r.matches);
+        pending.flush(module, &mut r.matches);
         r
     }
 }

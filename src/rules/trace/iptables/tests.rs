@@ -305,3 +305,55 @@ fn udp_and_ports() {
     p.dport = 5101;
     assert_eq!(trace(&text, &p).verdict, Verdict::Accept);
 }
+
+/// A chain long enough to be indexed, its rules written between another chain's: each rule a
+/// packet can match is met, in order, whatever its destination test (a network, a negation, none)
+/// or port test (a range, multiport, a negation). Each such rule sets a mark bit; the DNAT needs
+/// all of them, else the packet is dropped.
+#[test]
+fn an_indexed_chain_meets_every_rule_a_packet_can_match_in_order() {
+    let mut text = String::from(NAT_HEAD);
+    for i in 0..40 {
+        text.push_str(&format!(
+            "-A KUBE-SERVICES -d 10.96.1.{i}/32 -p tcp -m tcp --dport 8080 -j KUBE-SEP-X\n-A KUBE-SEP-X -j RETURN\n"
+        ));
+    }
+    for rule in [
+        "-d 10.0.0.0/8 -p tcp -m tcp --dport 8080 -j MARK --or-mark 0x1",
+        "! -d 10.96.0.2/32 -j MARK --or-mark 0x2",
+        "-p tcp -m multiport --dports 80,8000:9000 -j MARK --or-mark 0x4",
+        "-p tcp -m tcp ! --dport 80 -j MARK --or-mark 0x8",
+        "-p tcp -m tcp --dport 80 -j MARK --or-mark 0x100",
+        "-d 10.96.0.1/32 -p tcp -m tcp --dport 80 -j MARK --or-mark 0x200",
+        "-d 10.96.0.1/32 -p tcp -m tcp --dport 8080 -m mark --mark 0xf/0xfff -j KUBE-SEP-OK",
+        "-d 10.96.0.1/32 -j DROP",
+    ] {
+        text.push_str(&format!(
+            "-A KUBE-SERVICES {rule}\n-A KUBE-SEP-X -j RETURN\n"
+        ));
+    }
+    text.push_str("-A KUBE-SEP-OK -p tcp -j DNAT --to-destination 10.244.9.9:8080\nCOMMIT\n");
+    let d = parse(&text).unwrap();
+    let tracer = Tracer::new(&d);
+    let services = &tracer.chains[tracer.names[table_slot(Table::Nat)]["KUBE-SERVICES"]];
+    assert!(services.index.is_some(), "the chain is indexed");
+    let t = tracer.trace(&pkt("10.244.0.5", "10.96.0.1", 8080, Origin::Pod, &[]));
+    assert_eq!(t.verdict, Verdict::Dnat, "{:#?}", t.path);
+    assert_eq!(t.endpoints, ["10.244.9.9:8080"]);
+    let marks = |t: &Trace| -> Vec<String> {
+        t.path
+            .iter()
+            .filter(|s| s.chain == "KUBE-SERVICES")
+            .filter_map(|s| s.rule.split("--or-mark ").nth(1).map(str::to_string))
+            .collect()
+    };
+    assert_eq!(marks(&t), ["0x1", "0x2", "0x4", "0x8"]);
+    // Port 80 meets the port-80 rules instead, and is dropped.
+    let t = tracer.trace(&pkt("10.244.0.5", "10.96.0.1", 80, Origin::Pod, &[]));
+    assert_eq!(t.verdict, Verdict::Drop, "{:#?}", t.path);
+    assert_eq!(marks(&t), ["0x2", "0x4", "0x100", "0x200"]);
+    assert_eq!(
+        t.path.last().unwrap().rule,
+        "-A KUBE-SERVICES -d 10.96.0.1/32 -j DROP"
+    );
+}

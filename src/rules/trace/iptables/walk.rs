@@ -12,7 +12,7 @@ use crate::rules::trace::{Hook, Origin, Packet, Proto, Step, Trace, Verdict};
 /// How one branch ended.
 pub(super) struct Outcome {
     verdict: Verdict,
-    endpoint: Option<String>,
+    endpoint: Option<(Ipv4Addr, u16)>,
     masquerade: bool,
     path: Vec<Step>,
     notes: Vec<String>,
@@ -20,13 +20,44 @@ pub(super) struct Outcome {
     at: Option<u32>,
 }
 
+/// What the branches decide together: the verdict (see the module's documentation), the
+/// endpoints their DNATs reach (each once, in the order met; none unless the verdict is
+/// `dnat`) and whether any masquerades.
+pub(super) fn decide(outcomes: &[Outcome]) -> (Verdict, Vec<(Ipv4Addr, u16)>, bool) {
+    let mut endpoints: Vec<(Ipv4Addr, u16)> = Vec::new();
+    for o in outcomes {
+        if let (Verdict::Dnat, Some(e)) = (o.verdict, o.endpoint)
+            && !endpoints.contains(&e)
+        {
+            endpoints.push(e);
+        }
+    }
+    let first = outcomes.first().map_or(Verdict::Accept, |o| o.verdict);
+    let verdict = if outcomes.iter().any(|o| o.verdict == Verdict::Unknown) {
+        Verdict::Unknown
+    } else if outcomes.iter().any(|o| o.verdict == Verdict::Dnat) {
+        Verdict::Dnat
+    } else {
+        first
+    };
+    if verdict != Verdict::Dnat {
+        // The notes name the endpoints of the branches that DNAT.
+        endpoints.clear();
+    }
+    (verdict, endpoints, outcomes.iter().any(|o| o.masquerade))
+}
+
 /// The branches' outcomes as one trace (see the module's documentation).
 pub(super) fn combine(outcomes: Vec<Outcome>) -> Trace {
+    let (verdict, endpoints, masquerade) = decide(&outcomes);
+    let mut endpoints: Vec<String> = endpoints
+        .iter()
+        .map(|(ip, port)| format!("{ip}:{port}"))
+        .collect();
+    endpoints.sort();
     let mut path: Vec<Step> = Vec::new();
     let mut seen = rustc_hash::FxHashSet::default();
     let mut notes: Vec<String> = Vec::new();
-    let mut endpoints: Vec<String> = Vec::new();
-    let mut masquerade = false;
     for o in &outcomes {
         for s in &o.path {
             if seen.insert((s.hook, s.table.clone(), s.line)) {
@@ -38,29 +69,15 @@ pub(super) fn combine(outcomes: Vec<Outcome>) -> Trace {
                 notes.push(n.clone());
             }
         }
-        if let (Verdict::Dnat, Some(e)) = (o.verdict, &o.endpoint)
-            && !endpoints.contains(e)
-        {
-            endpoints.push(e.clone());
-        }
-        masquerade |= o.masquerade;
     }
-    endpoints.sort();
-    let first = outcomes.first().map_or(Verdict::Accept, |o| o.verdict);
-    let verdict = if outcomes.iter().any(|o| o.verdict == Verdict::Unknown) {
-        Verdict::Unknown
-    } else if outcomes.iter().any(|o| o.verdict == Verdict::Dnat) {
-        Verdict::Dnat
-    } else {
-        first
-    };
     if outcomes.len() > 1 {
         for o in outcomes.iter().filter(|o| o.verdict != verdict) {
-            let n = match (o.verdict, &o.endpoint, o.at) {
-                (Verdict::Dnat, Some(e), _) => format!("a branch DNATs to {e}"),
-                (v, Some(e), Some(line)) => {
-                    format!("a branch DNATed to {e} ends in {} at line {line}", v.name())
-                }
+            let n = match (o.verdict, o.endpoint, o.at) {
+                (Verdict::Dnat, Some((ip, port)), _) => format!("a branch DNATs to {ip}:{port}"),
+                (v, Some((ip, port)), Some(line)) => format!(
+                    "a branch DNATed to {ip}:{port} ends in {} at line {line}",
+                    v.name()
+                ),
                 (v, _, Some(line)) => format!("a branch ends in {} at line {line}", v.name()),
                 (v, _, None) => format!("a branch ends in {}", v.name()),
             };
@@ -68,10 +85,6 @@ pub(super) fn combine(outcomes: Vec<Outcome>) -> Trace {
                 notes.push(n);
             }
         }
-    }
-    if verdict != Verdict::Dnat {
-        // The notes name the endpoints of the branches that DNAT.
-        endpoints.clear();
     }
     Trace {
         verdict,
@@ -93,6 +106,17 @@ enum End {
     Unknown(u32, String),
 }
 
+/// A place in a chain: which, the next position in it, its length and, for an indexed chain,
+/// the positions this packet can match (rules for any destination, for its address, for its
+/// port).
+#[derive(Clone, Copy)]
+struct Frame<'t> {
+    chain: usize,
+    next: usize,
+    len: usize,
+    lists: Option<[&'t [u32]; 3]>,
+}
+
 /// A match's result: yes, no, or cannot tell.
 enum Hit {
     Yes,
@@ -109,20 +133,28 @@ pub(super) struct Walk<'t, 'a> {
     mark: u32,
     ctstate: u8,
     untracked: bool,
-    endpoint: Option<String>,
+    endpoint: Option<(Ipv4Addr, u16)>,
     masquerade: bool,
     hook: Hook,
     /// The `statistic` outcomes: the first `prefix` given, the rest chosen (matched) here.
     pub(super) choices: Vec<bool>,
     pub(super) prefix: usize,
     next_choice: usize,
+    /// Whether the path and notes are kept (a full trace), or only what decides the verdict.
+    record: bool,
     path: Vec<Step>,
     notes: Vec<String>,
     end: Option<(Verdict, Option<u32>)>,
 }
 
 impl<'t, 'a> Walk<'t, 'a> {
-    pub(super) fn new(t: &'t Tracer<'a>, p: &'t Packet, choices: Vec<bool>) -> Walk<'t, 'a> {
+    /// A walk of the branch `choices` starts; `record`: keep the path and the notes.
+    pub(super) fn new(
+        t: &'t Tracer<'a>,
+        p: &'t Packet,
+        choices: Vec<bool>,
+        record: bool,
+    ) -> Walk<'t, 'a> {
         let prefix = choices.len();
         Walk {
             t,
@@ -138,6 +170,7 @@ impl<'t, 'a> Walk<'t, 'a> {
             choices,
             prefix,
             next_choice: 0,
+            record,
             path: Vec::new(),
             notes: Vec::new(),
             end: None,
@@ -217,7 +250,9 @@ impl<'t, 'a> Walk<'t, 'a> {
                     return false;
                 }
                 End::Unknown(line, why) => {
-                    self.notes.push(format!("line {line}: {why}"));
+                    if self.record {
+                        self.notes.push(format!("line {line}: {why}"));
+                    }
                     self.end = Some((Verdict::Unknown, Some(line)));
                     return false;
                 }
@@ -229,11 +264,11 @@ impl<'t, 'a> Walk<'t, 'a> {
     /// A base chain, with its jumps, gotos and returns.
     fn chain(&mut self, base: usize) -> End {
         let t = self.t;
-        // (chain, next position in it); `stack` holds the callers to return to.
-        let mut stack: Vec<(usize, usize)> = Vec::new();
-        let mut cur = (base, 0usize);
+        // `stack` holds the callers to return to.
+        let mut stack: Vec<Frame<'t>> = Vec::new();
+        let mut cur = self.enter(base);
         loop {
-            let Some(pos) = self.next_candidate(cur.0, cur.1) else {
+            let Some(pos) = self.next_candidate(&cur) else {
                 match stack.pop() {
                     Some(f) => {
                         cur = f;
@@ -242,29 +277,28 @@ impl<'t, 'a> Walk<'t, 'a> {
                     None => return self.policy(base),
                 }
             };
-            cur.1 = pos + 1;
-            let r = &t.rules[t.chains[cur.0].rules[pos] as usize];
-            let line = t.dump.rules[r.at as usize].line;
+            cur.next = pos + 1;
+            let r = &t.rules[t.chains[cur.chain].rules.start as usize + pos];
+            let line = r.line;
             match self.matches(&r.rule) {
                 Hit::No => continue,
                 Hit::Unknown(why) => {
-                    self.step(cur.0, r);
+                    self.step(cur.chain, r);
                     return End::Unknown(line, why);
                 }
-                Hit::Yes => self.step(cur.0, r),
+                Hit::Yes => self.step(cur.chain, r),
             }
             match &r.rule.target {
                 Target::None | Target::Continue => {}
                 Target::Jump { goto, .. } => {
                     let to = r.jump.expect("jumps are resolved when compiled");
                     if t.chains[to].absent {
-                        let n = format!(
-                            "chain {} ({}) is not in the dump: taken as empty",
-                            t.chains[to].name, t.chains[to].table
-                        );
-                        if !self.notes.contains(&n) {
-                            self.notes.push(n);
-                        }
+                        self.note(|| {
+                            format!(
+                                "chain {} ({}) is not in the dump: taken as empty",
+                                t.chains[to].name, t.chains[to].table
+                            )
+                        });
                     }
                     if !goto {
                         if stack.len() >= MAX_DEPTH {
@@ -275,7 +309,7 @@ impl<'t, 'a> Walk<'t, 'a> {
                         }
                         stack.push(cur);
                     }
-                    cur = (to, 0);
+                    cur = self.enter(to);
                 }
                 Target::Return => match stack.pop() {
                     Some(f) => cur = f,
@@ -289,7 +323,7 @@ impl<'t, 'a> Walk<'t, 'a> {
                     self.dst = *ip;
                     self.dport = port;
                     self.ctstate |= ct::DNAT;
-                    self.endpoint = Some(format!("{ip}:{port}"));
+                    self.endpoint = Some((*ip, port));
                     return End::Nat;
                 }
                 Target::Snat { .. } => {
@@ -312,49 +346,69 @@ impl<'t, 'a> Walk<'t, 'a> {
         let c = &self.t.chains[base];
         match c.drop_policy {
             Some(line) => {
-                self.path.push(Step {
-                    hook: self.hook,
-                    table: c.table.name().to_string(),
-                    chain: c.name.clone(),
-                    rule: format!("-P {} DROP", c.name),
-                    line,
-                });
+                if self.record {
+                    self.path.push(Step {
+                        hook: self.hook,
+                        table: c.table.name().to_string(),
+                        chain: c.name.clone(),
+                        rule: format!("-P {} DROP", c.name),
+                        line,
+                    });
+                }
                 End::Drop(line)
             }
             None => End::Accept,
         }
     }
 
+    /// A rule that matched, on the path (when recording).
     fn step(&mut self, chain: usize, r: &Compiled) {
+        if !self.record {
+            return;
+        }
         let c = &self.t.chains[chain];
         self.path.push(Step {
             hook: self.hook,
             table: c.table.name().to_string(),
             chain: c.name.clone(),
             rule: self.t.text(r),
-            line: self.t.dump.rules[r.at as usize].line,
+            line: r.line,
         });
     }
 
-    /// The position of the next rule of `chain` from `from` on that this packet can match.
-    fn next_candidate(&self, chain: usize, from: usize) -> Option<usize> {
+    /// The start of `chain`; an indexed chain's rules this packet can match looked up once
+    /// (its destination and port do not change within a base chain's walk: a DNAT ends it).
+    fn enter(&self, chain: usize) -> Frame<'t> {
         let c = &self.t.chains[chain];
-        let Some(ix) = &c.index else {
-            return (from < c.rules.len()).then_some(from);
+        let lists = c.index.as_deref().map(|ix| {
+            let dst = ix.by_dst.get(&u32::from(self.dst));
+            let port = ix.by_port.get(&self.dport);
+            [
+                ix.any.as_slice(),
+                dst.map_or(&[][..], Vec::as_slice),
+                port.map_or(&[][..], Vec::as_slice),
+            ]
+        });
+        Frame {
+            chain,
+            next: 0,
+            len: c.rules.len(),
+            lists,
+        }
+    }
+
+    /// The position of the next rule of a chain from `f.next` on that this packet can match.
+    fn next_candidate(&self, f: &Frame<'t>) -> Option<usize> {
+        let Some(lists) = f.lists else {
+            return (f.next < f.len).then_some(f.next);
         };
-        let first = |v: Option<&Vec<u32>>| {
-            let v = v?;
-            let k = v.partition_point(|&p| (p as usize) < from);
-            v.get(k).map(|&p| p as usize)
-        };
-        [
-            first(Some(&ix.any)),
-            first(ix.by_dst.get(&u32::from(self.dst))),
-            first(ix.by_port.get(&self.dport)),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        lists
+            .iter()
+            .filter_map(|v| {
+                let k = v.partition_point(|&p| (p as usize) < f.next);
+                v.get(k).map(|&p| p as usize)
+            })
+            .min()
     }
 
     /// The interfaces the packet came in on and goes out by, in this hook: `Some("lo")`,
@@ -446,10 +500,7 @@ impl<'t, 'a> Walk<'t, 'a> {
             Match::Fragment { neg } => yes(*neg),
             Match::AddrType { src, dst, limited } => {
                 if *limited {
-                    let n = "-m addrtype --limit-iface-in/out read as the node's addresses on any interface".to_string();
-                    if !self.notes.contains(&n) {
-                        self.notes.push(n);
-                    }
+                    self.note(|| "-m addrtype --limit-iface-in/out read as the node's addresses on any interface".to_string());
                 }
                 let of = |ip: Ipv4Addr, types: &[AddrType]| {
                     types.iter().any(|t| match t {
@@ -480,16 +531,24 @@ impl<'t, 'a> Walk<'t, 'a> {
             }
             Match::RecentCheck { neg, .. } => yes(*neg),
             Match::RecentSet { name } => {
-                let n = format!(
-                    "recent --set {name}: later connections from {} stick to this endpoint (session affinity)",
-                    self.p.src
-                );
-                if !self.notes.contains(&n) {
-                    self.notes.push(n);
-                }
+                let src = self.p.src;
+                self.note(|| format!(
+                    "recent --set {name}: later connections from {src} stick to this endpoint (session affinity)"
+                ));
                 Hit::Yes
             }
             Match::Unknown(why) => Hit::Unknown(why.clone()),
+        }
+    }
+
+    /// A note for the reader, once (when recording).
+    fn note(&mut self, n: impl FnOnce() -> String) {
+        if !self.record {
+            return;
+        }
+        let n = n();
+        if !self.notes.contains(&n) {
+            self.notes.push(n);
         }
     }
 

@@ -3,10 +3,26 @@
 
 use super::expr::{Expr, Field, MarkOp, SetRef, Target};
 use super::{Compiled, Kind, Rule, STEP_LIMIT, hook_index, matches};
-use crate::rules::trace::{Hook, Origin, Packet, Proto, Step, Trace, Verdict};
+use crate::rules::trace::{Brief, Hook, Origin, Packet, Proto, Step, Trace, Verdict};
 
 impl Compiled {
     pub(super) fn trace(&self, p: &Packet) -> Trace {
+        merge(self.branches(p, true))
+    }
+
+    /// The verdict, endpoints and masquerade [`Compiled::trace`] gives, without its path or
+    /// notes.
+    pub(super) fn brief(&self, p: &Packet) -> Brief {
+        let (verdict, endpoints, masquerade) = decide(&self.branches(p, false));
+        Brief {
+            verdict,
+            endpoints: endpoints.len(),
+            masquerade,
+        }
+    }
+
+    /// Every branch of one packet's way to its end (`record`: with paths and notes).
+    fn branches(&self, p: &Packet, record: bool) -> Vec<Branch> {
         let start = Run {
             hook: match p.from {
                 Origin::Pod => Hook::Prerouting,
@@ -22,15 +38,19 @@ impl Compiled {
             dnat: None,
             nat_done: false,
             masq: false,
+            record,
             path: Vec::new(),
-            notes: self.notes.clone(),
+            notes: Vec::new(),
             fork: 0,
             steps: 0,
         };
         let mut start = start;
-        start
-            .notes
-            .extend(self.hook_notes[hook_index(start.hook)].iter().cloned());
+        if record {
+            start.notes = self.notes.clone();
+            start
+                .notes
+                .extend(self.hook_notes[hook_index(start.hook)].iter().cloned());
+        }
         let mut work = vec![Work::Run(start)];
         let mut done = Vec::new();
         while let Some(w) = work.pop() {
@@ -39,7 +59,7 @@ impl Compiled {
                 Work::Done(b) => b,
             });
         }
-        merge(done)
+        done
     }
 
     /// One branch to its end; branches it forks go to `work`.
@@ -72,13 +92,13 @@ impl Compiled {
             let action = match self.eval(p, &mut run, chain.table, rule) {
                 Eval::NoMatch => continue,
                 Eval::Unknown(why) => {
-                    run.path.push(self.step(&run, c, rule));
+                    self.step(&mut run, c, rule);
                     let why = format!("line {}: {why}", rule.line);
                     return run.end(Verdict::Unknown, Some(why));
                 }
                 Eval::Matched(a) => a,
             };
-            run.path.push(self.step(&run, c, rule));
+            self.step(&mut run, c, rule);
             let jumps = match action {
                 Action::None => continue,
                 Action::Nat => {
@@ -122,13 +142,15 @@ impl Compiled {
             return None;
         }
         let chain = &self.chains[b.chain];
-        run.path.push(Step {
-            hook: run.hook,
-            table: self.tables[chain.table].name.clone(),
-            chain: chain.name.clone(),
-            rule: b.decl.clone(),
-            line: b.line,
-        });
+        if run.record {
+            run.path.push(Step {
+                hook: run.hook,
+                table: self.tables[chain.table].name.clone(),
+                chain: chain.name.clone(),
+                rule: b.decl.clone(),
+                line: b.line,
+            });
+        }
         if b.priority.is_none() {
             let why = format!(
                 "line {}: priority of base chain {} not read",
@@ -150,10 +172,12 @@ impl Compiled {
             (Origin::Host, Hook::Output) => Hook::Postrouting,
             (Origin::Host, Hook::Postrouting) if local && !run.lo => {
                 run.lo = true;
-                run.notes.push(format!(
-                    "{} is the node's: delivered over lo through prerouting and input (their nat chains skipped: NAT was settled at output)",
-                    std::net::Ipv4Addr::from(run.daddr)
-                ));
+                if run.record {
+                    run.notes.push(format!(
+                        "{} is the node's: delivered over lo through prerouting and input (their nat chains skipped: NAT was settled at output)",
+                        std::net::Ipv4Addr::from(run.daddr)
+                    ));
+                }
                 Hook::Prerouting
             }
             (Origin::Host, Hook::Prerouting) => Hook::Input,
@@ -162,8 +186,10 @@ impl Compiled {
         run.hook = next;
         run.base = 0;
         run.nat_done = false;
-        run.notes
-            .extend(self.hook_notes[hook_index(next)].iter().cloned());
+        if run.record {
+            run.notes
+                .extend(self.hook_notes[hook_index(next)].iter().cloned());
+        }
         true
     }
 
@@ -224,15 +250,19 @@ impl Compiled {
         }
     }
 
-    fn step(&self, run: &Run, c: usize, rule: &Rule) -> Step {
+    /// A rule that matched, on the branch's path (when recording).
+    fn step(&self, run: &mut Run, c: usize, rule: &Rule) {
+        if !run.record {
+            return;
+        }
         let chain = &self.chains[c];
-        Step {
+        run.path.push(Step {
             hook: run.hook,
             table: self.tables[chain.table].name.clone(),
             chain: chain.name.clone(),
             rule: rule.text.clone(),
             line: rule.line,
-        }
+        });
     }
 
     /// One rule against the packet as it stands (its statements change it as they run).
@@ -281,6 +311,7 @@ impl Compiled {
                         Ok(Some((Some(j), line))) => {
                             if let (Target::Drop | Target::Accept, SetRef::Named(name), Some(l)) =
                                 (j, map, line)
+                                && run.record
                             {
                                 run.notes.push(format!(
                                     "line {}: @{name} maps the packet to {} (its element at line {l})",
@@ -392,6 +423,8 @@ struct Run {
     /// NAT done at this hook: its other nat chains are skipped.
     nat_done: bool,
     masq: bool,
+    /// Whether the path and notes are kept (a full trace), or only what decides the verdict.
+    record: bool,
     path: Vec<Step>,
     notes: Vec<String>,
     /// Where this branch parted from the one it was forked from (index into `path`).
@@ -431,7 +464,7 @@ impl Run {
 
     fn end(self, verdict: Verdict, why: Option<String>) -> Branch {
         let mut notes = self.notes;
-        notes.extend(why);
+        notes.extend(why.filter(|_| self.record));
         let verdict = match (verdict, self.dnat) {
             (Verdict::Accept, Some(_)) => Verdict::Dnat,
             (v, _) => v,
@@ -457,8 +490,10 @@ struct Branch {
     fork: usize,
 }
 
-/// The branches as one trace (see the module's doc for how they are decided).
-fn merge(branches: Vec<Branch>) -> Trace {
+/// What the branches decide together (see the module's doc): the verdict, the endpoints of
+/// the branches that DNAT when that is the verdict (sorted, each once), and whether any
+/// masquerades.
+fn decide(branches: &[Branch]) -> (Verdict, Vec<(u32, u16)>, bool) {
     let has = |v: Verdict| branches.iter().any(|b| b.verdict == v);
     let verdict = [
         Verdict::Unknown,
@@ -470,20 +505,23 @@ fn merge(branches: Vec<Branch>) -> Trace {
     .into_iter()
     .find(|v| has(*v))
     .unwrap_or(Verdict::Accept);
-    let mut endpoints: Vec<String> = branches
+    let mut endpoints: Vec<(u32, u16)> = branches
         .iter()
         .filter(|b| b.verdict == Verdict::Dnat && verdict == Verdict::Dnat)
         .filter_map(|b| b.endpoint)
-        .map(|(ip, port)| format!("{}:{port}", std::net::Ipv4Addr::from(ip)))
         .collect();
-    endpoints.sort_by_key(|e| {
-        let (ip, port) = e.rsplit_once(':').unwrap_or((e, "0"));
-        (
-            ip.parse::<std::net::Ipv4Addr>().ok(),
-            port.parse::<u16>().unwrap_or(0),
-        )
-    });
+    endpoints.sort();
     endpoints.dedup();
+    (verdict, endpoints, branches.iter().any(|b| b.masq))
+}
+
+/// The branches as one trace (see the module's doc for how they are decided).
+fn merge(branches: Vec<Branch>) -> Trace {
+    let (verdict, endpoints, masquerade) = decide(&branches);
+    let endpoints: Vec<String> = endpoints
+        .iter()
+        .map(|(ip, port)| format!("{}:{port}", std::net::Ipv4Addr::from(*ip)))
+        .collect();
     let mut path = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     for (n, b) in branches.iter().enumerate() {
@@ -510,7 +548,7 @@ fn merge(branches: Vec<Branch>) -> Trace {
     Trace {
         verdict,
         endpoints,
-        masquerade: branches.iter().any(|b| b.masq),
+        masquerade,
         path,
         notes,
     }
