@@ -807,10 +807,18 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
         summarize_equal: a.format != DiffFormat::JsonV1,
         ..Options::default()
     };
-    let (cmp, parsed) = rules::compare_texts_keep(btext, ptext, &opts).map_err(|e| match e {
+    let parsed = rules::diff::parse_texts(btext, ptext, &opts).map_err(|e| match e {
         rules::TextError::Base(e) => anyhow!("{bname}:{}: {}", e.line, e.reason),
         rules::TextError::Pr(e) => anyhow!("{pname}:{}: {}", e.line, e.reason),
     })?;
+    // The packet summary is traced while the rules are compared (both read the parsed dumps).
+    let (cmp, packets) = std::thread::scope(|sc| {
+        let h = a
+            .packets
+            .then(|| sc.spawn(|| packet_summary(&parsed, &a.node_ip, service.as_ref())));
+        let cmp = parsed.compare(&opts);
+        (cmp, h.map(|h| h.join().expect("packet summary thread")))
+    });
     let (b_ok, p_ok) = parsed.has_kube_proxy_rules();
     for (ok, name) in [(b_ok, &bname), (p_ok, &pname)] {
         if !ok {
@@ -825,9 +833,6 @@ pub fn run_diff(a: &DiffArgs) -> Result<i32> {
             a.service.as_deref().unwrap_or(&f.name)
         ));
     }
-    let packets = a
-        .packets
-        .then(|| packet_summary(&parsed, &a.node_ip, service.as_ref()));
     let packets = packets.as_ref();
     match a.format {
         // Streamed: the document is never held whole in memory.

@@ -396,6 +396,13 @@ pub fn compare_texts_keep(
     pr: String,
     opts: &Options,
 ) -> Result<(Comparison, Parsed), TextError> {
+    let parsed = parse_texts(base, pr, opts)?;
+    Ok((parsed.compare(opts), parsed))
+}
+
+/// Parse two dumps, each in the mode its text is written (both at once when they are of one
+/// mode).
+pub fn parse_texts(base: String, pr: String, opts: &Options) -> Result<Parsed, TextError> {
     let (bn, pn) = (
         super::nft::looks_like_nft(&base),
         super::nft::looks_like_nft(&pr),
@@ -408,15 +415,11 @@ pub fn compare_texts_keep(
                 (h.join().expect("parser thread"), p)
             });
             let (b, p) = (b.map_err(TextError::Base)?, p.map_err(TextError::Pr)?);
-            let c = compare(&b, &p, opts);
-            Ok((
-                c,
-                Parsed {
-                    _iptables: Some((b, p)),
-                    _nft: None,
-                    _mixed: None,
-                },
-            ))
+            Ok(Parsed {
+                _iptables: Some((b, p)),
+                _nft: None,
+                _mixed: None,
+            })
         }
         (true, true) => {
             let (b, p) = std::thread::scope(|sc| {
@@ -425,15 +428,11 @@ pub fn compare_texts_keep(
                 (h.join().expect("parser thread"), p)
             });
             let (b, p) = (b.map_err(TextError::Base)?, p.map_err(TextError::Pr)?);
-            let c = compare_nft(&b, &p, opts);
-            Ok((
-                c,
-                Parsed {
-                    _iptables: None,
-                    _nft: Some((b, p)),
-                    _mixed: None,
-                },
-            ))
+            Ok(Parsed {
+                _iptables: None,
+                _nft: Some((b, p)),
+                _mixed: None,
+            })
         }
         // Different modes: each Service as it is (see `mixed`).
         (bn, _) => {
@@ -447,15 +446,23 @@ pub fn compare_texts_keep(
             };
             let b = one(base, bn).map_err(TextError::Base)?;
             let p = one(pr, !bn).map_err(TextError::Pr)?;
-            let c = super::mixed::compare_mixed(&b, &p, opts);
-            Ok((
-                c,
-                Parsed {
-                    _iptables: None,
-                    _nft: None,
-                    _mixed: Some((b, p)),
-                },
-            ))
+            Ok(Parsed {
+                _iptables: None,
+                _nft: None,
+                _mixed: Some((b, p)),
+            })
+        }
+    }
+}
+
+impl Parsed {
+    /// Compare the two dumps parsed (by mode: iptables, nftables, or each Service as it is).
+    pub fn compare(&self, opts: &Options) -> Comparison {
+        match (&self._iptables, &self._nft, &self._mixed) {
+            (Some((b, p)), _, _) => compare(b, p, opts),
+            (_, Some((b, p)), _) => compare_nft(b, p, opts),
+            (_, _, Some((b, p))) => super::mixed::compare_mixed(b, p, opts),
+            _ => unreachable!("a Parsed holds one pair of dumps"),
         }
     }
 }
