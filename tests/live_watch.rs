@@ -192,8 +192,11 @@ fn nft_monitor_shows_a_change_within_300ms_and_ends_with_kindred() {
     t.keys(&["w"]);
     t.wait_for("[watch]", 10);
     // The Build pane (narrow here: its lines wrap) says which path each node takes.
+    // (Both sides' lines: each side reports its own watch paths when it has them.)
     let s = t.wait_until("the Build pane's watch lines", 10, |s| {
-        s.contains("watch: nft monitor on") && s.contains("! watch: worker polled every 30s")
+        s.contains("watch: nft monitor on")
+            && s.contains("! watch: worker polled every 30s")
+            && s.contains("control-plane, worker, worker2")
     });
     assert!(
         s.contains("(rules in iptables-legacy, which")
