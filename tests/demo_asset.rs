@@ -397,6 +397,7 @@ fn demo() -> String {
         name: s.name.into(),
         git_ref: Some(s.git_ref.into()),
         image: Some(s.image.into()),
+        context: None,
     };
     r.at(
         0,

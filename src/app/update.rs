@@ -969,11 +969,13 @@ mod tests {
                 name: "master".into(),
                 git_ref: None,
                 image: None,
+                context: None,
             },
             pr: SideInfo {
                 name: "77523".into(),
                 git_ref: None,
                 image: None,
+                context: None,
             },
             service: "default/echo".parse().unwrap(),
             probe_target: Target::Lb,

@@ -208,6 +208,89 @@ pub async fn read_rules(client: &Client, node: &str) -> Result<String> {
     })
 }
 
+/// How a context side's rules may be read (the scenario's `read:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadVia {
+    /// Exec into the node's kube-proxy pod only.
+    #[default]
+    Exec,
+    /// A short-lived debug pod on the node only (host network, NET_ADMIN+NET_RAW).
+    Debug,
+    /// Exec, and a debug pod where exec is refused or there is no kube-proxy pod.
+    ExecOrDebug,
+}
+
+/// How a context side's nodes are read: which way, where debug pods live, with what image,
+/// how long one node may take and how many are read at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadPolicy {
+    pub via: ReadVia,
+    /// kindred's namespace in that cluster (debug pods, workloads).
+    pub namespace: String,
+    /// The debug pod's image (it needs `nft` and the iptables save tools).
+    pub debug_image: String,
+    /// One node's read, all tries included.
+    pub limit: Duration,
+    /// Nodes read at once.
+    pub bound: usize,
+}
+
+impl Default for ReadPolicy {
+    fn default() -> ReadPolicy {
+        ReadPolicy {
+            via: ReadVia::Exec,
+            namespace: "kindred".into(),
+            debug_image: DEBUG_IMAGE.into(),
+            limit: READ_LIMIT,
+            bound: 16,
+        }
+    }
+}
+
+/// The debug pod's image unless the scenario names another: it has `nft` and both iptables
+/// save tools.
+pub const DEBUG_IMAGE: &str = "nicolaka/netshoot:v0.13";
+
+/// What one node's read found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeRules {
+    /// kube-proxy's rules, as the save tool printed them.
+    Rules(String),
+    /// The node has no kube-proxy rules at all (a CNI that replaces kube-proxy, or kube-proxy
+    /// not running there): said plainly, never compared as every rule removed.
+    None { why: String },
+}
+
+/// One node's rules, read as `policy` allows, within `policy.limit`.
+pub async fn read_node(client: &Client, policy: &ReadPolicy, node: &str) -> Result<NodeRules> {
+    let read = async { read_rules(client, node).await.map(NodeRules::Rules) };
+    match tokio::time::timeout(policy.limit, read).await {
+        Ok(r) => r,
+        Err(_) => bail!(
+            "node {}: no answer within {}s",
+            visible(node),
+            policy.limit.as_secs()
+        ),
+    }
+}
+
+/// Every node's rules, at most `policy.bound` at a time, each as soon as it is read: a node that
+/// does not answer holds only its own slot, until `policy.limit`.
+pub fn read_all<'a>(
+    client: &'a Client,
+    policy: &'a ReadPolicy,
+    nodes: Vec<String>,
+) -> impl futures::Stream<Item = (String, Result<NodeRules>)> + 'a {
+    use futures::StreamExt;
+    futures::stream::iter(nodes)
+        .map(move |node| async move {
+            let r = read_node(client, policy, &node).await;
+            (node, r)
+        })
+        .buffer_unordered(policy.bound.max(1))
+}
+
 /// `CONTEXT/NODE` of a `ctx:` operand: the node is after the last `/` (context names may hold
 /// `/`, node names never do).
 pub fn parse_operand(s: &str) -> Result<(String, String)> {

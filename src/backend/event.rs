@@ -83,6 +83,10 @@ pub struct SideInfo {
     pub git_ref: Option<String>,
     #[serde(default)]
     pub image: Option<String>,
+    /// The kubeconfig context of a side kindred did not create (`context:` in the scenario):
+    /// kindred only reads it, and never builds, creates, recreates, swaps or deletes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 /// What a session is about: written first in a recording and sent first by every backend.

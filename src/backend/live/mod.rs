@@ -911,6 +911,7 @@ pub fn session(sc: &Scenario) -> SessionInfo {
         name: s.name.clone(),
         git_ref: Some(s.git_ref.clone()),
         image: Some(s.image.clone()),
+        context: None,
     };
     SessionInfo {
         base: info(&sc.base),
