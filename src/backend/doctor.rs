@@ -41,6 +41,14 @@ pub enum CheckName {
     Disk,
     Memory,
     Inotify,
+    /// A kubeconfig context kindred reads: found, and a client made for it.
+    Context,
+    /// That context's API server answers.
+    ApiServer,
+    /// What that context's user may do, against what kindred needs.
+    Permission,
+    /// That context's nodes: kube-proxy's mode and version on each.
+    KubeProxy,
 }
 
 impl CheckName {
@@ -59,6 +67,10 @@ impl CheckName {
             CheckName::Disk => "disk",
             CheckName::Memory => "memory",
             CheckName::Inotify => "inotify",
+            CheckName::Context => "context",
+            CheckName::ApiServer => "api-server",
+            CheckName::Permission => "permission",
+            CheckName::KubeProxy => "kube-proxy",
         }
     }
 }
@@ -80,7 +92,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn ok(name: CheckName, message: impl Into<String>) -> Check {
+    pub(crate) fn ok(name: CheckName, message: impl Into<String>) -> Check {
         Check {
             name,
             status: Status::Ok,
@@ -88,7 +100,11 @@ impl Check {
             fix: None,
         }
     }
-    fn warn(name: CheckName, message: impl Into<String>, fix: impl Into<String>) -> Check {
+    pub(crate) fn warn(
+        name: CheckName,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check {
             name,
             status: Status::Warn,
@@ -96,7 +112,11 @@ impl Check {
             fix: Some(fix.into()),
         }
     }
-    fn fail(name: CheckName, message: impl Into<String>, fix: impl Into<String>) -> Check {
+    pub(crate) fn fail(
+        name: CheckName,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check {
             name,
             status: Status::Fail,
@@ -114,6 +134,14 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of these checks: ok when none failed.
+    pub fn new(checks: Vec<Check>) -> Report {
+        Report {
+            ok: checks.iter().all(|c| c.status != Status::Fail),
+            checks,
+        }
+    }
+
     /// The check named `name` failed.
     pub fn failed(&self, name: CheckName) -> Option<&Check> {
         self.checks
@@ -176,10 +204,7 @@ pub async fn run(sc: &Scenario, kind: &Kind, depth: Depth) -> Report {
     checks.push(disk(&super::state_dir()));
     checks.push(memory(sc.build.parallel));
     checks.push(inotify());
-    Report {
-        ok: checks.iter().all(|c| c.status != Status::Fail),
-        checks,
-    }
+    Report::new(checks)
 }
 
 /// The engine, and (when it answers) the image store it uses.
@@ -591,6 +616,14 @@ pub fn table(r: &Report) -> String {
     use crate::rules::render::visible;
     use std::fmt::Write as _;
     let mut o = String::new();
+    // The names' column as wide as the widest name (at least 10).
+    let w = r
+        .checks
+        .iter()
+        .map(|c| c.name.as_str().len())
+        .max()
+        .unwrap_or(0)
+        .max(10);
     for c in &r.checks {
         let mark = match c.status {
             Status::Ok => "ok  ",
@@ -598,9 +631,9 @@ pub fn table(r: &Report) -> String {
             Status::Fail => "FAIL",
         };
         // One line each: a newline in a tool's output or a ref never forges another.
-        let _ = writeln!(o, "{mark}  {:<10} {}", c.name, visible(&c.message));
+        let _ = writeln!(o, "{mark}  {:<w$} {}", c.name, visible(&c.message));
         if let Some(f) = &c.fix {
-            let _ = writeln!(o, "      {:<10} fix: {}", "", visible(f));
+            let _ = writeln!(o, "      {:<w$} fix: {}", "", visible(f));
         }
     }
     let fails = r.checks.iter().filter(|c| c.status == Status::Fail).count();

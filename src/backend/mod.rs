@@ -5,6 +5,7 @@
 pub mod context;
 pub mod docker;
 pub mod doctor;
+pub mod doctor_context;
 pub mod event;
 pub mod git;
 pub mod input;
