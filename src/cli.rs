@@ -117,6 +117,44 @@ pub struct DoctorArgs {
     /// run at start).
     #[arg(long)]
     pub quick: bool,
+    /// Check this kubeconfig context instead (any cluster, through its API server; no Docker,
+    /// no scenario): its API server answers within 5 s, the permissions kindred needs (each
+    /// missing one with the RBAC rule that grants it), kube-proxy's mode and version per node.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// With --context: kindred's namespace in that cluster (where debug pods run).
+    #[arg(
+        long,
+        value_name = "NS",
+        default_value = "kindred",
+        requires = "context"
+    )]
+    pub namespace: String,
+    /// With --context: how rules are read, which decides the permissions needed.
+    #[arg(long, value_enum, default_value_t = ReadArg::Exec, requires = "context")]
+    pub read: ReadArg,
+}
+
+/// How a context's rules are read (the scenario's `read:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReadArg {
+    /// Exec into each node's kube-proxy pod.
+    Exec,
+    /// A debug pod on each node.
+    Debug,
+    /// Exec, and a debug pod where exec is refused or there is no kube-proxy pod.
+    ExecOrDebug,
+}
+
+impl From<ReadArg> for crate::backend::context::ReadVia {
+    fn from(a: ReadArg) -> Self {
+        use crate::backend::context::ReadVia;
+        match a {
+            ReadArg::Exec => ReadVia::Exec,
+            ReadArg::Debug => ReadVia::Debug,
+            ReadArg::ExecOrDebug => ReadVia::ExecOrDebug,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -385,12 +423,25 @@ pub fn run_init(file: Option<&std::path::Path>, a: &InitArgs) -> Result<i32> {
 
 /// `kindred doctor`.
 pub fn run_doctor(file: Option<&std::path::Path>, a: &DoctorArgs) -> Result<i32> {
-    use crate::backend::doctor::{self, Depth};
-    let sc = load_scenario(file)?;
-    let depth = if a.quick { Depth::Quick } else { Depth::Full };
+    use crate::backend::doctor::{self, Depth, Report};
     let rt = tokio::runtime::Runtime::new()?;
-    let kind = crate::backend::kind::Kind::default();
-    let r = rt.block_on(doctor::run(&sc, &kind, depth));
+    let r = match &a.context {
+        Some(context) => {
+            let c = crate::backend::context::ContextRef {
+                context: context.clone(),
+                kubeconfig: None,
+            };
+            let checks =
+                crate::backend::doctor_context::context_checks(&c, &a.namespace, a.read.into());
+            Report::new(rt.block_on(checks))
+        }
+        None => {
+            let sc = load_scenario(file)?;
+            let depth = if a.quick { Depth::Quick } else { Depth::Full };
+            let kind = crate::backend::kind::Kind::default();
+            rt.block_on(doctor::run(&sc, &kind, depth))
+        }
+    };
     let out = match a.format {
         OutputFormat::Json => format!("{}\n", serde_json::to_string_pretty(&r)?),
         OutputFormat::Text => rules::render::visible_lines(&doctor::table(&r)),
