@@ -697,6 +697,27 @@ mod tests {
     }
 
     #[test]
+    fn the_table_aligns_messages_and_fixes_after_the_widest_name() {
+        let r = Report::new(vec![
+            Check::ok(CheckName::ImageStore, "classic"),
+            Check::fail(CheckName::Permission, "may not", "grant it"),
+            Check::warn(CheckName::Kind, "old", "upgrade"),
+        ]);
+        let t = table(&r);
+        let col = |l: &str, word: &str| l.find(word).unwrap();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "ok    image-store classic", "{t}");
+        assert_eq!(col(lines[1], "may not"), col(lines[0], "classic"), "{t}");
+        assert_eq!(
+            col(lines[2], "grant it"),
+            col(lines[0], "classic") + 5,
+            "{t}"
+        );
+        assert_eq!(col(lines[3], "old"), col(lines[0], "classic"), "{t}");
+        assert!(!r.ok);
+    }
+
+    #[test]
     fn inotify_limits_against_kinds_recommendation() {
         let c = inotify_check(Some(8192), Some(128));
         assert_eq!(c.status, Status::Warn);

@@ -271,6 +271,15 @@ pub fn needs(namespace: &str, via: ReadVia) -> Vec<Need> {
     v
 }
 
+/// A way of reading as the scenario and the CLI write it.
+fn via_name(via: ReadVia) -> &'static str {
+    match via {
+        ReadVia::Exec => "exec",
+        ReadVia::Debug => "debug",
+        ReadVia::ExecOrDebug => "exec-or-debug",
+    }
+}
+
 /// The API server's answer to "may I?".
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Verdict {
@@ -368,10 +377,13 @@ async fn permissions(client: &Client, who: &str, namespace: &str, via: ReadVia) 
         }
     }
     if out.is_empty() {
-        let all: Vec<String> = needs.iter().map(Need::describe).collect();
         out.push(Check::ok(
             CheckName::Permission,
-            format!("{who}: may {}", all.join(", ")),
+            format!(
+                "{who}: all {} permissions reading it by {} needs are granted",
+                needs.len(),
+                via_name(via)
+            ),
         ));
     }
     out
@@ -568,6 +580,9 @@ async fn kube_proxy(client: &Client, who: &str) -> Check {
     for (node, p) in &nodes {
         groups.entry(p).or_default().push(node.clone());
     }
+    // The largest groups first, nodes without kube-proxy last.
+    let mut groups: Vec<(&Proxy, Vec<String>)> = groups.into_iter().collect();
+    groups.sort_by_key(|(p, names)| (p.mode.is_none(), std::cmp::Reverse(names.len())));
     let parts: Vec<String> = groups
         .iter()
         .map(|(p, names)| {
