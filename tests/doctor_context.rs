@@ -41,6 +41,8 @@ struct Cluster {
     denied: Vec<&'static str>,
     /// GET /version never answers.
     hangs: bool,
+    /// Every SelfSubjectAccessReview is refused (403).
+    no_reviews: bool,
 }
 
 fn node(name: &'static str, kubelet: &'static str, image: Option<&'static str>) -> NodeSpec {
@@ -133,6 +135,16 @@ impl Cluster {
                        "gitTreeState": "clean", "buildDate": "2025-08-27T00:00:00Z", "goVersion": "go1.24.6",
                        "compiler": "gc", "platform": "linux/amd64"}),
             ),
+            ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+                if self.no_reviews =>
+            {
+                Reply::Json(
+                    403,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
+                           "reason": "Forbidden",
+                           "message": "selfsubjectaccessreviews.authorization.k8s.io is forbidden"}),
+                )
+            }
             ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews") => self.review(r),
             ("GET", "/api/v1/nodes") => {
                 let items = self.nodes.iter().map(|n| self.node(n)).collect();
@@ -369,6 +381,29 @@ async fn a_refused_debug_pod_fails_and_a_refused_watch_warns() {
             .unwrap()
             .contains("a Role in namespace kindred"),
         "{pods:?}"
+    );
+}
+
+/// An API server that refuses the reviews themselves: one warning saying so (whether kindred
+/// may is not known), not a failure per permission.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_reviews_are_one_warning() {
+    let c = Cluster {
+        no_reviews: true,
+        ..Cluster::uniform()
+    };
+    let (_server, _dir, c) = serve(c, "locked").await;
+    let got = checks(&c, ReadVia::Exec).await;
+    let perm = named(&got, CheckName::Permission);
+    assert_eq!(perm.len(), 1, "{perm:#?}");
+    assert_eq!(perm[0].status, Status::Warn);
+    assert!(
+        perm[0]
+            .message
+            .starts_with("locked: asking whether it may list nodes: ")
+            && perm[0].message.contains("forbidden")
+            && perm[0].message.ends_with("(and the 8 other reviews)"),
+        "{perm:?}"
     );
 }
 
