@@ -52,8 +52,8 @@ pub enum Command {
     /// does not, 2 trouble.
     Check(CheckArgs),
     /// What on this box would stop a live run: Docker, kind, git, curl, the Kubernetes source and
-    /// refs, the versions they make, disk and memory. Exit 0 nothing fails, 1 a check fails, 2
-    /// trouble.
+    /// refs, the versions they make, disk and memory; with --context, a cluster named by a
+    /// kubeconfig context instead. Exit 0 nothing fails, 1 a check fails, 2 trouble.
     Doctor(DoctorArgs),
     /// Build kube-proxy from a side's source (its ref, or the working tree), swap it into that
     /// side's running cluster and wait for the rollout; then read the rules and probe again.

@@ -41,9 +41,13 @@ pub async fn context_checks(c: &ContextRef, namespace: &str, via: ReadVia) -> Ve
     if server.status == Status::Fail {
         return vec![server];
     }
+    let (perms, proxy) = tokio::join!(
+        permissions(&client, &who, namespace, via),
+        kube_proxy(&client, &who)
+    );
     let mut out = vec![server];
-    out.extend(permissions(&client, &who, namespace, via).await);
-    out.push(kube_proxy(&client, &who).await);
+    out.extend(perms);
+    out.push(proxy);
     out
 }
 
