@@ -681,6 +681,35 @@ mod tests {
     }
 
     #[test]
+    fn a_pods_config_is_found_in_the_config_map_its_config_flag_is_mounted_from() {
+        let pod = |v: serde_json::Value| -> Pod { serde_json::from_value(v).unwrap() };
+        let kubeadm = ("kube-proxy".to_string(), "config.conf".to_string());
+        // No --config: kubeadm's ConfigMap and key.
+        let bare = pod(serde_json::json!({"spec": {"containers": [{"name": "kube-proxy"}]}}));
+        assert_eq!(config_source(&bare), kubeadm);
+        // --config FILE (two words) under the deepest mount, an item mapping key to path.
+        let pool = pod(serde_json::json!({"spec": {
+            "containers": [{"name": "sidecar"}, {"name": "kube-proxy",
+                "args": ["--config", "/etc/kp/conf/proxy.yaml", "--v=2"],
+                "volumeMounts": [{"name": "etc", "mountPath": "/etc/kp"},
+                                 {"name": "conf", "mountPath": "/etc/kp/conf/"}]}],
+            "volumes": [{"name": "etc", "configMap": {"name": "wrong"}},
+                        {"name": "conf", "configMap": {"name": "kp-pool-b",
+                            "items": [{"key": "config.conf", "path": "proxy.yaml"}]}}]}}));
+        assert_eq!(
+            config_source(&pool),
+            ("kp-pool-b".to_string(), "config.conf".to_string())
+        );
+        // --proxy-mode on the command line wins over any config.
+        let c = proxy_container(&pool).unwrap();
+        assert_eq!(
+            flag(c, "--config").as_deref(),
+            Some("/etc/kp/conf/proxy.yaml")
+        );
+        assert_eq!(flag(c, "--proxy-mode"), None);
+    }
+
+    #[test]
     fn each_need_comes_with_the_rule_that_grants_it() {
         let all = needs("kindred", ReadVia::ExecOrDebug);
         let exec = all.iter().find(|n| n.path == Path::Exec).unwrap();
