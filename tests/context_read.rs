@@ -119,7 +119,7 @@ async fn a_node_that_does_not_answer_is_named_at_the_limit_and_holds_no_other() 
     assert_eq!(n, "h-worker-1");
     let e = format!("{:#}", r.as_ref().unwrap_err());
     assert!(
-        e.contains("node h-worker-1 did not answer within 3s")
+        e.contains("node h-worker-1 did not answer within 3s: waiting for the exec of")
             && e.contains("`nft list table ip kube-proxy` in kube-system/kube-proxy-h-worker-1"),
         "{e}"
     );
@@ -335,7 +335,7 @@ async fn a_debug_read_cut_short_deletes_its_pod() {
         .unwrap()
         .to_string();
     assert!(
-        e.contains("node t-worker did not answer within 2s")
+        e.contains("node t-worker did not answer within 2s: waiting for the exec of")
             && e.contains(&format!("`nft list table ip kube-proxy` in kindred/{name}")),
         "{e}"
     );

@@ -210,14 +210,14 @@ async fn run_tool(t: &Target<'_>, argv: &[&str]) -> Result<super::docker::ExecOu
 async fn save_tools(t: &Target<'_>) -> Result<NodeRules> {
     let (ns, pod) = (t.ns, visible(t.pod));
     t.doing.set(format!(
-        "exec of `nft list table ip kube-proxy` in {ns}/{pod}"
+        "the exec of `nft list table ip kube-proxy` in {ns}/{pod}"
     ));
     let nft = run_tool(t, &["nft", "list", "table", "ip", "kube-proxy"]).await?;
     if nft.code == 0 && !nft.stdout.trim().is_empty() {
         return Ok(NodeRules::Rules(nft.stdout));
     }
     t.doing.set(format!(
-        "exec of `iptables-nft-save` and `iptables-legacy-save` in {ns}/{pod}"
+        "the exec of `iptables-nft-save` and `iptables-legacy-save` in {ns}/{pod}"
     ));
     let (a, b) = tokio::join!(
         run_tool(t, &["iptables-nft-save"]),
@@ -350,14 +350,14 @@ pub async fn read_node_path(
 ) -> Result<(NodeRules, ReadPath)> {
     let doing = Doing::default();
     doing.set(format!(
-        "the API server (listing kube-proxy pods on {})",
+        "the API server listing kube-proxy pods on {}",
         visible(node)
     ));
     let read = read_as(client, policy, node, &doing);
     match tokio::time::timeout(policy.limit, read).await {
         Ok(r) => r,
         Err(_) => bail!(
-            "node {} did not answer within {}s: no answer to the {}",
+            "node {} did not answer within {}s: waiting for {}",
             visible(node),
             policy.limit.as_secs_f64(),
             doing.get()
@@ -474,18 +474,21 @@ async fn debug_read(
     because: Option<String>,
 ) -> Result<(NodeRules, ReadPath)> {
     let ns = &policy.namespace;
-    doing.set(format!("the API server (namespace {})", visible(ns)));
+    doing.set(format!(
+        "the API server to get or create namespace {}",
+        visible(ns)
+    ));
     ensure_namespace(client, ns).await?;
     let pod = DebugPod::new(client, ns, node);
     let read = async {
         doing.set(format!(
-            "creating debug pod {ns}/{} on node {}",
+            "the API server to create debug pod {ns}/{} on node {}",
             pod.name,
             visible(node)
         ));
         pod.create(policy, node).await?;
         doing.set(format!(
-            "debug pod {ns}/{} on node {} starting (image {})",
+            "debug pod {ns}/{} on node {} to start (image {})",
             pod.name,
             visible(node),
             visible(&policy.debug_image)
