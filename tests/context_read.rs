@@ -383,3 +383,32 @@ async fn cleanup_deletes_the_debug_pods_left() {
     assert_eq!(left, ["echo"]);
     assert_eq!(cleanup(&client, "kindred").await.unwrap(), 0);
 }
+
+/// A debug pod whose image cannot be pulled is an error at once (not at the limit) naming the
+/// node, the pod, the image and why; the pod is deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_debug_pod_that_cannot_start_is_named_at_once() {
+    let mut c = Cluster::new(vec![Node::new("i-worker", "10.0.0.3", Dump::nft(NFT_V134))]);
+    c.missing_images = vec!["example.com/netdebug:1.0".into()];
+    let s = c.clone().serve().await;
+    let (client, _dir) = connect(&s).await;
+    let limit = Duration::from_secs(10);
+    let t0 = Instant::now();
+    let e = read_node(&client, &policy(ReadVia::Debug, limit, 4), "i-worker")
+        .await
+        .unwrap_err();
+    assert!(t0.elapsed() < limit / 2, "{:?}", t0.elapsed());
+    let e = format!("{e:#}");
+    let name = c.state().created[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            "node i-worker: reading through debug pod kindred/{name}"
+        )) && e.contains("cannot start: ErrImagePull")
+            && e.contains("example.com/netdebug:1.0"),
+        "{e}"
+    );
+    assert!(c.state().pods.is_empty(), "deleted");
+}

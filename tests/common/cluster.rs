@@ -139,6 +139,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// How long each exec takes before it answers (so concurrent reads overlap).
     pub exec_time: Duration,
+    /// Images no node can pull: a pod with one stays Pending, waiting in `ErrImagePull`.
+    pub missing_images: Vec<String>,
     pub state: Arc<Mutex<State>>,
 }
 
@@ -362,7 +364,7 @@ impl Cluster {
     }
 
     /// Create a pod: in a namespace that exists, once; it runs at once (Running from the
-    /// first read on).
+    /// first read on) unless its image is missing.
     fn create_pod(&self, ns: &str, body: &Value) -> Reply {
         if !self.namespace_exists(ns) {
             let msg = format!("namespaces \"{ns}\" not found");
@@ -380,7 +382,16 @@ impl Cluster {
         s.created.push(v.clone());
         v["status"] = json!({"phase": "Pending"});
         let created = v.clone();
-        v["status"] = json!({"phase": "Running"});
+        let image = v["spec"]["containers"][0]["image"].as_str().unwrap_or("");
+        v["status"] = if self.missing_images.iter().any(|m| m == image) {
+            json!({"phase": "Pending", "containerStatuses": [{
+                "name": v["spec"]["containers"][0]["name"], "image": image, "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ErrImagePull",
+                    "message": format!("failed to pull and unpack image \"{image}\": not found")}}}]})
+        } else {
+            json!({"phase": "Running"})
+        };
         s.pods.insert(key, v);
         Reply::Json(201, created)
     }
