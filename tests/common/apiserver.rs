@@ -85,6 +85,13 @@ pub enum Reply {
     },
     /// Accept and never answer (a stalled API server).
     Hang,
+    /// `reply` after `wait`; `done` (a guard counting what is in flight) is dropped once `reply`
+    /// has been played.
+    Later {
+        wait: std::time::Duration,
+        reply: Box<Reply>,
+        done: Option<Box<dyn std::any::Any + Send>>,
+    },
     /// A watch: the response starts at once; `event` (a watch event) is sent when `after` is
     /// notified, then the watch stays open.
     Watch {
@@ -323,7 +330,19 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         };
         req.client_cert = cert.clone();
         conn.log.lock().unwrap().push(req.clone());
-        match (conn.answer)(&req) {
+        let mut reply = (conn.answer)(&req);
+        let mut _done = None;
+        while let Reply::Later {
+            wait,
+            reply: r,
+            done,
+        } = reply
+        {
+            tokio::time::sleep(wait).await;
+            _done = done;
+            reply = *r;
+        }
+        match reply {
             Reply::Json(code, v) => {
                 let body = serde_json::to_vec(&v).unwrap();
                 let head = format!(
@@ -353,6 +372,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
                 return Ok(());
             }
+            Reply::Later { .. } => unreachable!("played above"),
             Reply::Watch { after, event } => {
                 let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
                 r.get_mut().write_all(head.as_bytes()).await?;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod cluster;
 pub mod headless;
 pub mod netns;
 pub mod predicting;
