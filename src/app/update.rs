@@ -302,6 +302,7 @@ fn on_event(st: &mut State, ev: Event) -> Reaction {
             let at = at_ms.map_or(st.now, Duration::from_millis);
             return on_rule_dump(st, side, node, text, at);
         }
+        Event::NoRules { side, node, why } => on_no_rules(st, side, node, why),
         Event::Watching { side, node, path } => {
             st.side_mut(side).watching.insert(node, path);
         }
@@ -424,6 +425,20 @@ fn on_rule_dump(st: &mut State, side: Side, node: String, text: String, at: Dura
     st.diff.generation += 1;
     st.activity = format!("rules of {node} updated");
     Reaction::redraw().with_diff(st)
+}
+
+/// A node without kube-proxy rules: marked as such, its old dump (if any) no longer compared,
+/// and said in the Diff pane: never shown as every rule removed.
+fn on_no_rules(st: &mut State, side: Side, node: String, why: String) {
+    let s = st.side_mut(side);
+    s.no_rules.insert(node.clone());
+    s.modes.remove(&node);
+    s.dumps.remove(&node);
+    let short = s.short(&node);
+    st.refresh_pairs();
+    st.diff.generation += 1;
+    let m = format!("{short}: no kube-proxy rules ({why}): not compared");
+    on_error(st, Some(side), Pane::Diff, m);
 }
 
 /// The session: its sides, Service, targets and expectations. A later session event (a

@@ -182,6 +182,9 @@ pub enum WatchPath {
     Monitor,
     /// The rules are read again every `every_ms` milliseconds (`watch.interval`).
     Polled { every_ms: u64, why: PollReason },
+    /// A cluster kindred did not create (a kubeconfig context): its API server's Service,
+    /// EndpointSlice and pod events trigger a re-read of its nodes' rules.
+    ApiEvents,
 }
 
 /// Why a node's rules are polled instead of monitored.
@@ -275,6 +278,13 @@ pub enum Event {
         /// timeline's clock, the same when a recording is replayed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at_ms: Option<u64>,
+    },
+    /// A node without kube-proxy rules (a CNI that replaces kube-proxy, or kube-proxy not
+    /// running there): said plainly, never compared as every rule removed.
+    NoRules {
+        side: Side,
+        node: String,
+        why: String,
     },
     /// How watch mode follows a node's rules now (sent when it starts and when it changes).
     Watching {

@@ -152,12 +152,19 @@ fn watch_lines<'a>(s: &SideState, w: usize, theme: &Theme) -> Vec<Line<'a>> {
         }
     }
     // The monitored nodes first.
-    paths.sort_by_key(|(p, _)| !matches!(p, WatchPath::Monitor));
+    paths.sort_by_key(|(p, _)| !matches!(p, WatchPath::Monitor | WatchPath::ApiEvents));
     let mut out = Vec::new();
     for (path, names) in paths {
         let names = names.join(", ");
         let (mark, text, style) = match path {
             WatchPath::Monitor => ("  ", format!("watch: nft monitor on {names}"), theme.ok()),
+            WatchPath::ApiEvents => (
+                "  ",
+                format!(
+                    "watch: re-read on API server events (Services, EndpointSlices, pods): {names}"
+                ),
+                theme.ok(),
+            ),
             WatchPath::Polled { every_ms, why } => {
                 let why = match why {
                     PollReason::Legacy => {
