@@ -87,6 +87,10 @@ pub struct SideInfo {
     /// kindred only reads it, and never builds, creates, recreates, swaps or deletes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// kindred's namespace in that context when the scenario deploys there (`deploy: true`):
+    /// all kindred creates there, and what `x` removes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// What a session is about: written first in a recording and sent first by every backend.

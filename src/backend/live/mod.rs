@@ -1093,12 +1093,14 @@ pub fn session(sc: &Scenario) -> SessionInfo {
                 git_ref: None,
                 image: None,
                 context: Some(c.clone()),
+                namespace: sc.context(side).filter(|c| c.deploy).map(|c| c.namespace),
             },
             None => SideInfo {
                 name: s.name.clone(),
                 git_ref: Some(s.git_ref.clone()),
                 image: Some(s.image.clone()),
                 context: None,
+                namespace: None,
             },
         }
     };

@@ -29,6 +29,12 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
 fn heading<'a>(s: &SideState, side: Side, w: usize, theme: &Theme) -> Line<'a> {
     let which = side.label();
     let mut heading = side_heading(s.name(), which, theme);
+    if let Some(c) = s.info.as_ref().and_then(|i| i.context.as_deref()) {
+        let c = crate::rules::render::visible(c);
+        heading
+            .spans
+            .push(Span::styled(format!(" context {c}"), theme.dim()));
+    }
     if let Some(c) = &s.commit {
         heading.spans.push(Span::styled(
             format!(" @{}", &c[..c.len().min(12)]),
