@@ -624,6 +624,37 @@ pub async fn watch_endpoints(
     }
 }
 
+/// An exec the API server did not start, with the HTTP status it answered instead of switching
+/// protocols (403: RBAC does not allow `pods/exec` there), so callers can tell a refusal from
+/// the rest.
+#[derive(Debug, thiserror::Error)]
+#[error("exec in {ns}/{pod}: {message}")]
+pub struct ExecNotStarted {
+    pub ns: String,
+    pub pod: String,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl ExecNotStarted {
+    fn new(ns: &str, pod: &str, e: &kube::Error) -> ExecNotStarted {
+        use kube::client::UpgradeConnectionError as U;
+        let (status, message) = match e {
+            kube::Error::UpgradeConnection(U::ProtocolSwitch(s)) => {
+                (Some(s.as_u16()), e.to_string())
+            }
+            kube::Error::Api(s) => (Some(s.code), format!("{} ({})", s.message, s.code)),
+            _ => (None, e.to_string()),
+        };
+        ExecNotStarted {
+            ns: ns.into(),
+            pod: pod.into(),
+            status,
+            message,
+        }
+    }
+}
+
 /// Run `argv` in a pod's container (no shell), capturing output and exit code, within `limit`.
 pub async fn exec_in(
     client: &Client,
@@ -645,7 +676,7 @@ pub async fn exec_in(
         let mut p = api
             .exec(pod, argv.iter().map(String::as_str), &ap)
             .await
-            .map_err(|e| anyhow!("exec in {ns}/{pod}: {e}"))?;
+            .map_err(|e| ExecNotStarted::new(ns, pod, &e))?;
         let mut out = String::new();
         let mut err = String::new();
         let so = p.stdout();
