@@ -294,3 +294,48 @@ async fn x_deletes_only_kindreds_labelled_namespace_and_never_a_cluster() {
     rec.untouched();
     backend.shutdown();
 }
+
+/// Quitting removes the debug pods kindred left in a context that reads through them, and
+/// nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quitting_removes_debug_pods_left_in_a_context() {
+    let rec = recorders();
+    let t = two_contexts("", "  read: exec-or-debug\n").await;
+    let (mut backend, _, _rx) = attach(&t, rec.kind.clone()).await;
+    let pod = |name: &str, labels| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": "kindred", "labels": labels},
+               "spec": {"nodeName": "prod-worker", "containers": [{"name": "c", "image": "i"}]},
+               "status": {"phase": "Running"}})
+    };
+    {
+        let mut s = t.prod.cluster.state();
+        s.namespaces.insert(
+            "kindred".into(),
+            namespace(
+                "kindred",
+                json!({"app.kubernetes.io/managed-by": "kindred"}),
+            ),
+        );
+        let debug = json!({"app.kubernetes.io/managed-by": "kindred", "kindred.io/debug": "true"});
+        s.pods
+            .insert(("kindred".into(), "left".into()), pod("left", debug));
+        s.pods.insert(
+            ("kindred".into(), "mine".into()),
+            pod("mine", json!({"app": "x"})),
+        );
+    }
+    let before = t.prod.cluster.state().deleted.len();
+    tokio::task::block_in_place(|| backend.shutdown());
+    let s = t.prod.cluster.state();
+    assert_eq!(
+        s.deleted[before..],
+        [("kindred".to_string(), "left".to_string())]
+    );
+    assert!(
+        s.pods
+            .contains_key(&("kindred".to_string(), "mine".to_string()))
+    );
+    drop(s);
+    rec.untouched();
+}

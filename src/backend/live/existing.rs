@@ -261,3 +261,48 @@ pub(super) async fn delete(ctx: &Ctx, side: Side, c: &ContextSide) -> Result<()>
     }
     Ok(())
 }
+
+/// How long quitting waits for the debug pods of every context side to be removed.
+const CLEANUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// On quit: the debug pods kindred left in each context side that reads through them
+/// (`read: debug` or `exec-or-debug`), removed; on a runtime of its own (the backend's may be
+/// going away), within [`CLEANUP_LIMIT`]. What could not be removed is logged.
+pub fn cleanup_blocking(sc: &crate::scenario::Scenario) {
+    let sides: Vec<ContextSide> = Side::BOTH
+        .into_iter()
+        .filter_map(|s| sc.context(s))
+        .filter(|c| c.read != crate::model::ReadVia::Exec)
+        .collect();
+    if sides.is_empty() {
+        return;
+    }
+    let run = move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            for c in &sides {
+                let r = async {
+                    let client = client(c).await?;
+                    context::cleanup(&client, &c.namespace).await
+                };
+                match tokio::time::timeout(CLEANUP_LIMIT, r).await {
+                    Ok(Ok(n)) => tracing::info!("context {}: {n} debug pod(s) removed", c.context),
+                    Ok(Err(e)) => tracing::warn!("context {}: debug pods: {e:#}", c.context),
+                    Err(_) => tracing::warn!(
+                        "context {}: debug pods not removed within {}s",
+                        c.context,
+                        CLEANUP_LIMIT.as_secs()
+                    ),
+                }
+            }
+        });
+        anyhow::Ok(())
+    };
+    match std::thread::spawn(run).join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("debug pod cleanup: {e:#}"),
+        Err(_) => tracing::warn!("debug pod cleanup panicked"),
+    }
+}

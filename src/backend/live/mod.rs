@@ -902,6 +902,8 @@ pub struct LiveBackend {
     shared: Shared,
     tx: Option<UnboundedSender<Event>>,
     jobs: HashMap<Job, Task>,
+    /// The debug pods of context sides were removed (on the first shutdown).
+    cleaned: bool,
 }
 
 impl LiveBackend {
@@ -920,6 +922,7 @@ impl LiveBackend {
             },
             tx: None,
             jobs: HashMap::new(),
+            cleaned: false,
         }
     }
 
@@ -1235,6 +1238,9 @@ impl Backend for LiveBackend {
     fn shutdown(&mut self) {
         for (_, t) in self.jobs.drain() {
             stop(t);
+        }
+        if !std::mem::replace(&mut self.cleaned, true) {
+            existing::cleanup_blocking(&self.shared.sc);
         }
         let mut w = self.shared.watchers.lock().unwrap();
         for side in Side::BOTH {
