@@ -339,3 +339,43 @@ async fn quitting_removes_debug_pods_left_in_a_context() {
     drop(s);
     rec.untouched();
 }
+
+/// `d`: the workloads go into kindred's namespace of the context that deploys (created with
+/// kindred's label), nowhere else; the read-only side deploys nothing and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_puts_the_workloads_in_kindreds_labelled_namespace_only() {
+    let rec = recorders();
+    let ns = format!("kd-{}", std::process::id());
+    let t = two_contexts("", &format!("  deploy: true\n  namespace: {ns}\n")).await;
+    let (mut backend, _, mut rx) = attach(&t, rec.kind.clone()).await;
+    backend.send(Command::Deploy);
+    let (ev, err) = until_finished(&mut rx, Job::Deploy).await;
+    assert_eq!(err, None, "{ev:?}");
+    let made = t.prod.cluster.state().namespaces.get(&ns).cloned();
+    let made = made.unwrap_or_else(|| panic!("no namespace {ns}: {ev:?}"));
+    assert_eq!(
+        made["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kindred"
+    );
+    let writes = |s: &common::contexts::Served| -> Vec<String> {
+        s.server
+            .requests()
+            .into_iter()
+            .filter(|r| r.method != "GET")
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    };
+    assert_eq!(
+        writes(&t.prod),
+        [
+            "POST /api/v1/namespaces".to_string(),
+            format!("PATCH /api/v1/namespaces/{ns}/pods/netshoot-prod"),
+            format!("PATCH /api/v1/namespaces/{ns}/services/echo"),
+        ]
+    );
+    assert_eq!(writes(&t.staging), Vec::<String>::new());
+    let skipped = ev.iter().any(|e| matches!(e, Event::Phase { side: Side::Base, state: kindred::model::PhaseState::Skipped { reason }, .. } if reason.contains("base is context ctx-staging (read only)")));
+    assert!(skipped, "{ev:?}");
+    rec.untouched();
+    backend.shutdown();
+}

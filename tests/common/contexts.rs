@@ -98,6 +98,9 @@ fn front(
         } else {
             Reply::Json(200, list("EndpointSlice", vec![]))
         }),
+        // Applying the test workloads (server-side apply): what the API server was sent.
+        ("PATCH", ["api", "v1", "namespaces", _, _, _]) => Some(Reply::Json(200, r.body.clone())),
+        ("GET", ["api", "v1"]) => Some(Reply::Json(200, core_resources())),
         ("DELETE", ["api", "v1", "namespaces", ns]) => {
             let gone = c.state().namespaces.remove(*ns)?;
             deleted.lock().unwrap().push(ns.to_string());
@@ -105,6 +108,18 @@ fn front(
         }
         _ => None,
     }
+}
+
+/// The workloads the tests deploy into a context: a pod and the Service, no namespace named.
+pub const WORKLOADS: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: netshoot-{{cluster}}\n  labels: {kindred.io/test: \"true\"}\nspec:\n  containers: [{name: netshoot, image: nicolaka/netshoot:v0.13}]\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n";
+
+/// Discovery of the core group: pods and services are namespaced.
+fn core_resources() -> Value {
+    super::apiserver::discovery(WORKLOADS)
+        .into_iter()
+        .next()
+        .map(|(_, v)| v)
+        .unwrap()
 }
 
 /// A kubeconfig with a context per server: `ctx-{name}`.
@@ -148,6 +163,7 @@ pub async fn two_contexts(base_extra: &str, pr_extra: &str) -> TwoContexts {
     std::fs::write(dir.path().join("kc.yaml"), kc).unwrap();
     let scenario = dir.path().join("kindred.yaml");
     std::fs::write(&scenario, scenario_text(base_extra, pr_extra)).unwrap();
+    std::fs::write(dir.path().join("w.yaml"), WORKLOADS).unwrap();
     TwoContexts {
         staging,
         prod,
