@@ -431,6 +431,19 @@ impl fmt::Display for ProxyMode {
     }
 }
 
+/// How a context side's rules may be read (the scenario's `read:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadVia {
+    /// Exec into the node's kube-proxy pod only.
+    #[default]
+    Exec,
+    /// A short-lived debug pod on the node only (host network, NET_ADMIN+NET_RAW).
+    Debug,
+    /// Exec, and a debug pod where exec is refused or there is no kube-proxy pod.
+    ExecOrDebug,
+}
+
 /// The kinds of work a backend does, one per command (and `Attach`: finding what exists at
 /// start). A backend says when one is over with `Event::Finished`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

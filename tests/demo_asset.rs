@@ -398,6 +398,7 @@ fn demo() -> String {
         git_ref: Some(s.git_ref.into()),
         image: Some(s.image.into()),
         context: None,
+        namespace: None,
     };
     r.at(
         0,

@@ -882,3 +882,109 @@ fn the_packet_summary_traces_from_the_nodes_reported_addresses() {
     let nine: std::net::Ipv4Addr = "192.168.0.9".parse().unwrap();
     assert_eq!(ips(&st), (vec![nine], vec![nine]));
 }
+
+/// Two sides that are clusters kindred did not create: the Build pane names each side's
+/// context, a node without kube-proxy is said in the Diff pane, the footer says why b, p and
+/// c do nothing, and `x` asks about kindred's namespace in the context that has one.
+#[test]
+fn two_context_sides_say_what_they_are_and_why_keys_do_nothing() {
+    use kindred::backend::event::{Event, SessionInfo, SideInfo};
+    use kindred::model::{NodeRole, Side};
+    let side = |name: &str, context: &str, namespace: Option<&str>| SideInfo {
+        name: name.into(),
+        git_ref: None,
+        image: None,
+        context: Some(context.into()),
+        namespace: namespace.map(String::from),
+    };
+    let mut st = State::new();
+    let session = SessionInfo {
+        base: side("staging", "ctx-staging", None),
+        pr: side("prod", "ctx-prod", Some("kindred")),
+        service: "default/echo".parse().unwrap(),
+        probe_target: kindred::model::Target::Lb,
+        probe_targets: vec![],
+        expectations: vec![],
+        banner: None,
+        proxy_mode: None,
+    };
+    apply_sync(&mut st, Msg::Backend(Event::Session(Box::new(session))));
+    for (side, prefix, dump) in [
+        (
+            Side::Base,
+            "staging",
+            "tests/fixtures/trace/kernel/iptables-2019-master.txt",
+        ),
+        (
+            Side::Pr,
+            "prod",
+            "tests/fixtures/trace/kernel/iptables-2019-pr77523.txt",
+        ),
+    ] {
+        for (i, n) in ["control-plane", "worker", "worker2"].iter().enumerate() {
+            let role = if i == 0 {
+                NodeRole::ControlPlane
+            } else {
+                NodeRole::Worker
+            };
+            let name = format!("{prefix}-{n}");
+            let ip = Some(format!("10.1.0.{}", i + 2));
+            apply_sync(
+                &mut st,
+                Msg::Backend(Event::Node {
+                    side,
+                    name,
+                    role,
+                    ip,
+                }),
+            );
+        }
+        let text = std::fs::read_to_string(dump).unwrap();
+        for n in ["control-plane", "worker"] {
+            let node = format!("{prefix}-{n}");
+            let text = text.clone();
+            apply_sync(
+                &mut st,
+                Msg::Backend(Event::RuleDump {
+                    side,
+                    node,
+                    text,
+                    at_ms: None,
+                }),
+            );
+        }
+    }
+    let why = "no kube-proxy pod on node staging-worker2".to_string();
+    apply_sync(
+        &mut st,
+        Msg::Backend(Event::NoRules {
+            side: Side::Base,
+            node: "staging-worker2".into(),
+            why,
+        }),
+    );
+    let t = screen(&mut st, 160, 48);
+    let text = text_of(&t);
+    for want in [
+        "b p c: base is context ctx-staging, PR is context ctx-prod (read only)",
+        "context ctx-staging",
+        "context ctx-prod",
+        "⚠ no kube-proxy rules, not compared: staging-worker2",
+    ] {
+        assert!(text.contains(want), "{want}:\n{text}");
+    }
+    insta::assert_snapshot!("screen_two_contexts_160x48", t.backend());
+    apply_sync(&mut st, key('c'));
+    assert!(
+        st.activity
+            .starts_with("c does nothing: base is context ctx-staging")
+    );
+    apply_sync(&mut st, key('x'));
+    let t = screen(&mut st, 160, 48);
+    assert!(
+        text_of(&t).contains("Delete namespace kindred in context ctx-prod (only what kindred created; never a context's cluster)?"),
+        "{}",
+        text_of(&t)
+    );
+    insta::assert_snapshot!("screen_two_contexts_delete_160x48", t.backend());
+}

@@ -310,6 +310,37 @@ pub fn footer_hints() -> impl Iterator<Item = (&'static str, &'static str)> {
     BINDINGS.iter().filter_map(|b| b.hint.map(|h| (b.keys, h)))
 }
 
+/// A footer hint: its keys and label.
+pub type Hint = (&'static str, &'static str);
+/// Keys that do nothing in this session, and why.
+pub type Disabled = (Vec<&'static str>, String);
+
+/// The footer's hints in keymap order, those `disabled` says do nothing left out; then the
+/// keys left out, grouped by why: (`["b", "p"]`, "PR is context prod-eu (read only)").
+pub fn footer_with(disabled: impl Fn(Action) -> Option<String>) -> (Vec<Hint>, Vec<Disabled>) {
+    let mut on = Vec::new();
+    let mut off: Vec<Disabled> = Vec::new();
+    for b in BINDINGS {
+        let Some(h) = b.hint else { continue };
+        match disabled(b.action) {
+            None => on.push((b.keys, h)),
+            Some(why) => match off.iter_mut().find(|(_, w)| *w == why) {
+                Some((keys, _)) => keys.push(b.keys),
+                None => off.push((vec![b.keys], why)),
+            },
+        }
+    }
+    (on, off)
+}
+
+/// How a key is written in hints and help.
+pub fn keys_of(a: Action) -> &'static str {
+    BINDINGS
+        .iter()
+        .find(|b| b.action == a)
+        .map_or("?", |b| b.keys)
+}
+
 /// How the help overlay lays the bindings out on a screen: one column, or two when one does
 /// not fit the height (split where their heights are closest); each help text wrapped at words
 /// within its column. Shared by the overlay that draws it and the keys that scroll it.
@@ -331,7 +362,11 @@ pub const HELP_COLUMN: usize = 62;
 pub const KEYS_WIDTH: usize = 13;
 
 impl HelpLayout {
-    pub fn new((width, height): (u16, u16)) -> HelpLayout {
+    /// `disabled` says why an action does nothing in this session (its help says so).
+    pub fn new(
+        (width, height): (u16, u16),
+        disabled: impl Fn(Action) -> Option<String>,
+    ) -> HelpLayout {
         let two_columns = BINDINGS.len() + 4 > height as usize;
         let col_w = if two_columns {
             (width.saturating_sub(2) / 2) as usize
@@ -339,7 +374,14 @@ impl HelpLayout {
             HELP_COLUMN
         };
         let room = col_w.saturating_sub(KEYS_WIDTH);
-        let texts: Vec<Vec<String>> = BINDINGS.iter().map(|b| wrap_words(b.help, room)).collect();
+        let help = |b: &Binding| match disabled(b.action) {
+            Some(why) => format!("disabled: {why}"),
+            None => b.help.to_string(),
+        };
+        let texts: Vec<Vec<String>> = BINDINGS
+            .iter()
+            .map(|b| wrap_words(&help(b), room))
+            .collect();
         let heights: Vec<usize> = texts.iter().map(Vec::len).collect();
         let split = if two_columns {
             balanced(&heights)
@@ -423,10 +465,10 @@ mod tests {
         assert_eq!(balanced(&[2, 1, 1, 2, 1]), 3);
         assert_eq!(balanced(&[1, 1]), 1);
         // One column where it fits; two, wrapped and scrollable, on the smallest screen.
-        let tall = HelpLayout::new((120, 40));
+        let tall = HelpLayout::new((120, 40), |_| None);
         assert!(!tall.two_columns && tall.split == BINDINGS.len());
         assert_eq!(tall.max_scroll(40), 0);
-        let small = HelpLayout::new((80, 24));
+        let small = HelpLayout::new((80, 24), |_| None);
         assert!(small.two_columns && small.room == 26);
         assert!(
             small

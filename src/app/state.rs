@@ -10,6 +10,7 @@ use crate::model::{
     BySide, NodePair, NodeRole, Outcome, Pane, Phase, PhaseState, ProxyMode, ServiceRef, Side,
     Target, without_cluster,
 };
+use crate::rules::render::visible;
 
 /// The stages of `kind build node-image`, in the order kind prints them.
 pub const BUILD_STAGES: [&str; 4] = [
@@ -284,6 +285,58 @@ pub struct State {
 }
 
 impl State {
+    /// The context a side is (a cluster kindred did not create), when it is one.
+    pub fn context(&self, side: Side) -> Option<&str> {
+        self.side(side).info.as_ref()?.context.as_deref()
+    }
+
+    /// "PR is context prod-eu (read only)" when `side` is a context.
+    fn read_only(&self, side: Side) -> Option<String> {
+        let c = visible(self.context(side)?);
+        Some(format!("{} is context {c} (read only)", side.label()))
+    }
+
+    /// Why `a` does nothing in this session: every side it would build, create, recreate, swap
+    /// or delete is a cluster kindred did not create. `None`: it does its work (on a mixed pair,
+    /// on the kind side; the backend says so for the other).
+    pub fn disabled(&self, a: super::keymap::Action) -> Option<String> {
+        use super::keymap::Action;
+        let both = || {
+            let (b, p) = (self.context(Side::Base)?, self.context(Side::Pr)?);
+            let (b, p) = (visible(b), visible(p));
+            Some(format!(
+                "base is context {b}, PR is context {p} (read only)"
+            ))
+        };
+        match a {
+            Action::Rebuild | Action::SwapProxy => both().or_else(|| self.read_only(Side::Pr)),
+            Action::RebuildBoth | Action::SwapProxyBoth | Action::Create => both(),
+            Action::Delete if self.deletes().is_empty() => {
+                both().map(|w| format!("{w}, and kindred deploys nothing there"))
+            }
+            _ => None,
+        }
+    }
+
+    /// What `x` deletes: the kind clusters (those kindred created), and kindred's namespace
+    /// in a context it deploys into; never a context's cluster.
+    pub fn deletes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for side in Side::BOTH {
+            let s = self.side(side);
+            match s.info.as_ref().and_then(|i| i.context.as_deref()) {
+                None => out.push(format!("cluster {}", s.name())),
+                Some(c) => {
+                    if let Some(ns) = s.info.as_ref().and_then(|i| i.namespace.as_deref()) {
+                        let c = visible(c);
+                        out.push(format!("namespace {ns} in context {c}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     pub fn new() -> State {
         State {
             focus: Some(Pane::Diff),

@@ -302,6 +302,7 @@ fn on_event(st: &mut State, ev: Event) -> Reaction {
             let at = at_ms.map_or(st.now, Duration::from_millis);
             return on_rule_dump(st, side, node, text, at);
         }
+        Event::NoRules { side, node, why } => on_no_rules(st, side, node, why),
         Event::Watching { side, node, path } => {
             st.side_mut(side).watching.insert(node, path);
         }
@@ -424,6 +425,20 @@ fn on_rule_dump(st: &mut State, side: Side, node: String, text: String, at: Dura
     st.diff.generation += 1;
     st.activity = format!("rules of {node} updated");
     Reaction::redraw().with_diff(st)
+}
+
+/// A node without kube-proxy rules: marked as such, its old dump (if any) no longer compared,
+/// and said in the Diff pane: never shown as every rule removed.
+fn on_no_rules(st: &mut State, side: Side, node: String, why: String) {
+    let s = st.side_mut(side);
+    s.no_rules.insert(node.clone());
+    s.modes.remove(&node);
+    s.dumps.remove(&node);
+    let short = s.short(&node);
+    st.refresh_pairs();
+    st.diff.generation += 1;
+    let m = format!("{short}: no kube-proxy rules ({why}): not compared");
+    on_error(st, Some(side), Pane::Diff, m);
 }
 
 /// The session: its sides, Service, targets and expectations. A later session event (a
@@ -609,7 +624,7 @@ fn key(st: &mut State, k: KeyEvent) -> Reaction {
 /// A key while the help is open: the scroll keys scroll it (as far as it is taller than the
 /// screen), any other closes it and does nothing else.
 fn help_key(st: &mut State, action: Action) -> Reaction {
-    let limit = HelpLayout::new(st.size).max_scroll(st.size.1);
+    let limit = HelpLayout::new(st.size, |a| st.disabled(a)).max_scroll(st.size.1);
     let s = &mut st.help_scroll;
     *s = (*s).min(limit);
     match action {
@@ -687,7 +702,7 @@ fn confirm_key(st: &mut State, c: Confirm, k: KeyEvent) -> Reaction {
     }
     match c {
         Confirm::Delete => {
-            st.activity = "deleting clusters".into();
+            st.activity = format!("deleting {}", st.deletes().join(" and "));
             Reaction::redraw().with(Effect::Send(Command::DeleteClusters))
         }
         Confirm::Quit => {
@@ -825,6 +840,10 @@ pub fn act(st: &mut State, a: Action) -> Reaction {
 
 /// The actions that send the backend a command.
 fn command(st: &mut State, a: Action) -> Reaction {
+    if let Some(why) = st.disabled(a) {
+        st.activity = format!("{} does nothing: {why}", super::keymap::keys_of(a));
+        return Reaction::redraw();
+    }
     let (c, what) = match a {
         Action::Rebuild | Action::RebuildBoth => {
             let sides = if a == Action::Rebuild {
@@ -915,7 +934,10 @@ fn diff_action(st: &mut State, a: Action) -> Reaction {
 /// Focus, zoom, overlays and the other actions that change only the view.
 fn view(st: &mut State, a: Action) -> Reaction {
     match a {
-        Action::Delete => st.confirm = Some(Confirm::Delete),
+        Action::Delete => match st.disabled(a) {
+            Some(why) => st.activity = format!("x does nothing: {why}"),
+            None => st.confirm = Some(Confirm::Delete),
+        },
         Action::FocusNext | Action::FocusPrev => {
             let i = st.focus.unwrap_or(Pane::Diff).index();
             let n = if a == Action::FocusNext { i + 1 } else { i + 3 };
@@ -970,12 +992,14 @@ mod tests {
                 git_ref: None,
                 image: None,
                 context: None,
+                namespace: None,
             },
             pr: SideInfo {
                 name: "77523".into(),
                 git_ref: None,
                 image: None,
                 context: None,
+                namespace: None,
             },
             service: "default/echo".parse().unwrap(),
             probe_target: Target::Lb,
@@ -1040,6 +1064,77 @@ mod tests {
             vec![Effect::Send(Command::SetWatch(true))]
         );
         assert!(st.watch);
+    }
+
+    /// A session whose sides are these contexts (`None`: a kind side), the PR's deploying
+    /// into namespace `kindred`.
+    fn contexts(base: Option<&str>, pr: Option<&str>) -> State {
+        let mut st = State::new();
+        let Event::Session(mut info) = session() else {
+            unreachable!()
+        };
+        info.base.context = base.map(String::from);
+        info.pr.context = pr.map(String::from);
+        info.pr.namespace = pr.map(|_| "kindred".into());
+        update(&mut st, Msg::Backend(Event::Session(info)));
+        st
+    }
+
+    /// Keys that would build, create, recreate, swap or delete a context side do nothing and
+    /// say why; on a mixed pair the ones for both sides still go (the backend skips the
+    /// context); `x` asks, naming kindred's namespace and the context.
+    #[test]
+    fn keys_for_a_context_side_are_disabled_with_the_reason() {
+        let mut st = contexts(None, Some("prod-eu"));
+        for c in ['b', 'p'] {
+            let r = update(&mut st, key(c));
+            assert!(r.effects.is_empty(), "{c}: {:?}", r.effects);
+            assert_eq!(
+                st.activity,
+                format!("{c} does nothing: PR is context prod-eu (read only)")
+            );
+        }
+        let r = update(&mut st, key('c'));
+        assert_eq!(r.effects, vec![Effect::Send(Command::CreateClusters)]);
+        update(&mut st, key('x'));
+        assert_eq!(st.confirm, Some(Confirm::Delete));
+        assert_eq!(
+            st.deletes(),
+            ["cluster master", "namespace kindred in context prod-eu"]
+        );
+        let r = update(&mut st, key('y'));
+        assert_eq!(r.effects, vec![Effect::Send(Command::DeleteClusters)]);
+
+        let mut st = contexts(Some("staging"), Some("prod-eu"));
+        let why = "base is context staging, PR is context prod-eu (read only)";
+        for c in ['b', 'B', 'p', 'P', 'c'] {
+            let r = update(&mut st, key(c));
+            assert!(r.effects.is_empty(), "{c}: {:?}", r.effects);
+            assert_eq!(st.activity, format!("{c} does nothing: {why}"));
+        }
+        // x: only the PR's namespace is kindred's to delete.
+        update(&mut st, key('x'));
+        assert_eq!(st.confirm, Some(Confirm::Delete));
+        assert_eq!(st.deletes(), ["namespace kindred in context prod-eu"]);
+        update(&mut st, key('n'));
+        // With nothing deployed anywhere, x does nothing either.
+        st.sides.pr.info.as_mut().unwrap().namespace = None;
+        update(&mut st, key('x'));
+        assert_eq!(st.confirm, None);
+        assert!(
+            st.activity
+                .starts_with("x does nothing: base is context staging")
+        );
+        // The footer and the help say it.
+        let (on, off) = super::super::keymap::footer_with(|a| st.disabled(a));
+        assert_eq!(off, [(vec!["b", "p", "c"], why.to_string())]);
+        assert!(!on.iter().any(|(k, _)| ["b", "p", "c"].contains(k)));
+        let help = HelpLayout::new((200, 60), |a| st.disabled(a));
+        assert!(
+            help.texts[0]
+                .join(" ")
+                .starts_with("disabled: base is context staging")
+        );
     }
 
     #[test]

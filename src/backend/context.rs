@@ -255,18 +255,7 @@ async fn save_tools(t: &Target<'_>) -> Result<NodeRules> {
     }
 }
 
-/// How a context side's rules may be read (the scenario's `read:`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReadVia {
-    /// Exec into the node's kube-proxy pod only.
-    #[default]
-    Exec,
-    /// A short-lived debug pod on the node only (host network, NET_ADMIN+NET_RAW).
-    Debug,
-    /// Exec, and a debug pod where exec is refused or there is no kube-proxy pod.
-    ExecOrDebug,
-}
+pub use crate::model::ReadVia;
 
 /// How a context side's nodes are read: which way, where debug pods live, with what image,
 /// how long one node may take and how many are read at once.

@@ -360,6 +360,10 @@ async fn tool(check: CheckName, args: &[&str], fix: &str) -> Check {
 async fn sources(sc: &Scenario, kind: Option<(u32, u32, u32)>, depth: Depth) -> Vec<Check> {
     let mut out = Vec::new();
     for side in crate::model::Side::BOTH {
+        // A cluster kindred did not create has no source to build (`context:`).
+        if sc.is_context(side) {
+            continue;
+        }
         let spec = sc.side(side);
         let who = format!("{} ({})", spec.name, side.label());
         let source = sc.resolve(&spec.source);
@@ -959,5 +963,25 @@ mod tests {
         })
         .unwrap();
         assert!(json.contains("\"name\":\"remote\""), "{json}");
+    }
+
+    /// A context side (a cluster kindred did not create) has no source: the doctor checks only
+    /// the kind side's, so its missing source blocks nothing of the kind side's.
+    #[tokio::test]
+    async fn a_context_side_has_no_source_to_check() {
+        let t = crate::scenario::DEFAULT
+            .replace("  ref: merge-base", "  ref: master")
+            .replace(
+                "  source: ~/go/src/k8s.io/kubernetes\n  ref: pr/132456\n  image: kindred/node:pr-132456\n",
+                "  context: prod-eu\n",
+            );
+        let sc = Scenario::parse(&t, "k.yaml").unwrap();
+        assert!(sc.is_context(crate::model::Side::Pr));
+        let checks = sources(&sc, None, Depth::Quick).await;
+        assert!(!checks.is_empty());
+        assert!(
+            checks.iter().all(|c| !c.message.contains("(PR)")),
+            "{checks:?}"
+        );
     }
 }

@@ -87,6 +87,10 @@ pub struct SideInfo {
     /// kindred only reads it, and never builds, creates, recreates, swaps or deletes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// kindred's namespace in that context when the scenario deploys there (`deploy: true`):
+    /// all kindred creates there, and what `x` removes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// What a session is about: written first in a recording and sent first by every backend.
@@ -182,6 +186,9 @@ pub enum WatchPath {
     Monitor,
     /// The rules are read again every `every_ms` milliseconds (`watch.interval`).
     Polled { every_ms: u64, why: PollReason },
+    /// A cluster kindred did not create (a kubeconfig context): its API server's Service,
+    /// EndpointSlice and pod events trigger a re-read of its nodes' rules.
+    ApiEvents,
 }
 
 /// Why a node's rules are polled instead of monitored.
@@ -275,6 +282,13 @@ pub enum Event {
         /// timeline's clock, the same when a recording is replayed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at_ms: Option<u64>,
+    },
+    /// A node without kube-proxy rules (a CNI that replaces kube-proxy, or kube-proxy not
+    /// running there): said plainly, never compared as every rule removed.
+    NoRules {
+        side: Side,
+        node: String,
+        why: String,
     },
     /// How watch mode follows a node's rules now (sent when it starts and when it changes).
     Watching {

@@ -60,7 +60,33 @@ pub async fn apply_yaml(client: &Client, yaml: &str, source: &str) -> Result<Vec
     let objects = parse_objects(yaml, source)?;
     let mut done = Vec::new();
     for obj in &objects {
-        done.push(apply_one(client, obj, source).await?);
+        done.push(apply_one(client, obj, source, None).await?);
+    }
+    Ok(done)
+}
+
+/// Apply `yaml` with every object in namespace `ns`: an object naming another namespace, or
+/// a cluster-wide kind, is refused (in a cluster kindred did not create, all it makes lives in
+/// its own namespace).
+pub async fn apply_yaml_in(
+    client: &Client,
+    yaml: &str,
+    source: &str,
+    ns: &str,
+) -> Result<Vec<String>> {
+    let mut objects = parse_objects(yaml, source)?;
+    for obj in &mut objects {
+        match obj.metadata.namespace.as_deref() {
+            Some(other) if other != ns => bail!(
+                "{source}: {} names namespace {other}: in this cluster kindred creates only in {ns}",
+                obj.metadata.name.as_deref().unwrap_or("an object")
+            ),
+            _ => obj.metadata.namespace = Some(ns.to_string()),
+        }
+    }
+    let mut done = Vec::new();
+    for obj in &objects {
+        done.push(apply_one(client, obj, source, Some(ns)).await?);
     }
     Ok(done)
 }
@@ -94,7 +120,12 @@ pub fn parse_objects(yaml: &str, source: &str) -> Result<Vec<DynamicObject>> {
 /// Manifests larger than this are refused before they are parsed (MetalLB's is about 80 KiB).
 pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
 
-async fn apply_one(client: &Client, obj: &DynamicObject, source: &str) -> Result<String> {
+async fn apply_one(
+    client: &Client,
+    obj: &DynamicObject,
+    source: &str,
+    only_in: Option<&str>,
+) -> Result<String> {
     let tm = obj
         .types
         .as_ref()
@@ -112,6 +143,14 @@ async fn apply_one(client: &Client, obj: &DynamicObject, source: &str) -> Result
             tm.kind
         )
     })?;
+    if let Some(ns) = only_in
+        && caps.scope != Scope::Namespaced
+    {
+        bail!(
+            "{source}: {} {name} is cluster-wide: in this cluster kindred creates only in namespace {ns}",
+            tm.kind
+        );
+    }
     let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
         let ns = obj.metadata.namespace.as_deref().unwrap_or("default");
         Api::namespaced_with(client.clone(), ns, &ar)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Outcome, ProxyMode, ServiceRef, Side, Target};
+use crate::model::{Outcome, ProxyMode, ReadVia, ServiceRef, Side, Target};
 
 /// The built-in default: kubernetes issue 131765 / PR 132456 in nftables mode, the modern
 /// analogue of the 2019 walkthrough. `kindred init` writes it.
@@ -40,6 +40,12 @@ pub struct Scenario {
     pub watch: WatchSpec,
     #[serde(default)]
     pub expect: Vec<Expect>,
+    /// Nodes of a context side read at once (also accepted under `cluster:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_concurrency: Option<usize>,
+    /// Seconds one node's read may take on a context side (also accepted under `cluster:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_timeout: Option<f64>,
     /// Where the file was read from (not in the file).
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -56,15 +62,61 @@ fn builtin() -> String {
 #[serde(deny_unknown_fields)]
 pub struct SideSpec {
     pub name: String,
+    /// A kind side's Kubernetes checkout, ref and node image (empty on a context side).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
-    #[serde(rename = "ref")]
+    #[serde(default, rename = "ref", skip_serializing_if = "String::is_empty")]
     pub git_ref: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub image: String,
     /// The git remote `pr/N` is fetched from and whose default branch `merge-base` uses; without
     /// it, the remote whose URL is kubernetes/kubernetes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteName>,
+    /// An existing cluster named by a kubeconfig context instead of a kind cluster kindred
+    /// builds and creates (see [`Scenario::context`] for the typed view of these fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The kubeconfig holding `context`, relative to the scenario file (default: KUBECONFIG or
+    /// ~/.kube/config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+    /// kindred's namespace in that cluster (default `kindred`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Whether kindred deploys its test workloads there (default: it only reads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<bool>,
+    /// How its nodes' rules may be read (default `exec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<ReadVia>,
+    /// The debug pod's image, when `read` allows debug pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug_image: Option<String>,
 }
+
+/// A side that is an existing cluster named by a kubeconfig context: kindred never builds,
+/// creates, recreates, swaps or deletes it, and only reads it unless `deploy` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextSide {
+    pub context: String,
+    /// Resolved against the scenario file's directory.
+    pub kubeconfig: Option<PathBuf>,
+    pub namespace: String,
+    pub deploy: bool,
+    pub read: ReadVia,
+    pub debug_image: Option<String>,
+}
+
+/// kindred's namespace in a context side unless the scenario names another.
+pub const CONTEXT_NAMESPACE: &str = "kindred";
+
+/// The fields of a kind side, and those of a context side (`context:` and what goes with it).
+const KIND_FIELDS: [&str; 4] = ["source", "ref", "image", "remote"];
+const CONTEXT_FIELDS: [&str; 5] = ["kubeconfig", "namespace", "deploy", "read", "debug_image"];
+
+/// Nodes of a context side read at once unless the scenario says (`read_concurrency`).
+pub const READ_CONCURRENCY: usize = 16;
 
 /// A git remote's name (`upstream`), as a side's `remote:` gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +165,12 @@ pub struct ClusterSpec {
     pub workers: u8,
     #[serde(default = "iptables")]
     pub proxy_mode: ProxyMode,
+    /// See [`Scenario::read_concurrency`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_concurrency: Option<usize>,
+    /// See [`Scenario::read_timeout`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_timeout: Option<f64>,
 }
 
 fn two() -> u8 {
@@ -127,6 +185,8 @@ impl Default for ClusterSpec {
         ClusterSpec {
             workers: 2,
             proxy_mode: ProxyMode::Iptables,
+            read_concurrency: None,
+            read_timeout: None,
         }
     }
 }
@@ -405,10 +465,56 @@ fn check_side(side: &SideSpec) -> Result<(), (&'static str, String)> {
             ),
         ));
     }
-    if side.image.is_empty() || side.image.contains(char::is_whitespace) {
+    match &side.context {
+        Some(c) => check_context_side(side, c),
+        None => check_kind_side(side),
+    }
+}
+
+/// The fields of `side` that are written (non-empty), among `fields`.
+fn written(side: &SideSpec, fields: &[&'static str]) -> Option<&'static str> {
+    fields.iter().copied().find(|f| match *f {
+        "source" => !side.source.is_empty(),
+        "ref" => !side.git_ref.is_empty(),
+        "image" => !side.image.is_empty(),
+        "remote" => side.remote.is_some(),
+        "kubeconfig" => side.kubeconfig.is_some(),
+        "namespace" => side.namespace.is_some(),
+        "deploy" => side.deploy.is_some(),
+        "read" => side.read.is_some(),
+        "debug_image" => side.debug_image.is_some(),
+        _ => false,
+    })
+}
+
+/// A kind side: source, ref and image, none of a context side's fields.
+fn check_kind_side(side: &SideSpec) -> Result<(), (&'static str, String)> {
+    if let Some(f) = written(side, &CONTEXT_FIELDS) {
+        return Err((
+            f,
+            "only a side with context: (an existing cluster) has it; this side is a kind \
+             cluster kindred builds"
+                .into(),
+        ));
+    }
+    for (f, v) in [
+        ("source", &side.source),
+        ("ref", &side.git_ref),
+        ("image", &side.image),
+    ] {
+        if v.is_empty() {
+            return Err((
+                f,
+                "missing: a kind side needs source, ref and image (or context: NAME for an \
+                 existing cluster)"
+                    .into(),
+            ));
+        }
+    }
+    if side.image.contains(char::is_whitespace) {
         return Err(("image", format!("'{}' is not an image tag", side.image)));
     }
-    if side.git_ref.is_empty() || side.git_ref.starts_with('-') {
+    if side.git_ref.starts_with('-') {
         return Err(("ref", format!("'{}' is not a git ref", side.git_ref)));
     }
     if let Some(n) = side.git_ref.strip_prefix("pr/")
@@ -420,6 +526,68 @@ fn check_side(side: &SideSpec) -> Result<(), (&'static str, String)> {
         r.check().map_err(|reason| ("remote", reason))?;
     }
     Ok(())
+}
+
+/// A context side: a context name, none of a kind side's fields, and its own fields well formed.
+fn check_context_side(side: &SideSpec, context: &str) -> Result<(), (&'static str, String)> {
+    let shown = context.escape_debug();
+    if let Some(f) = written(side, &KIND_FIELDS) {
+        return Err((
+            f,
+            format!(
+                "this side is the existing cluster of context '{shown}': kindred never builds \
+                 it, so it has no source, ref, image or remote (remove {f}, or context: for a \
+                 kind side)"
+            ),
+        ));
+    }
+    if context.is_empty() || context.len() > 253 || context.chars().any(char::is_control) {
+        return Err((
+            "context",
+            format!("'{shown}' is not a kubeconfig context name"),
+        ));
+    }
+    if side.kubeconfig.as_deref().is_some_and(str::is_empty) {
+        return Err(("kubeconfig", "empty: a kubeconfig file's path".into()));
+    }
+    if let Some(ns) = &side.namespace
+        && !is_dns_label(ns)
+    {
+        return Err((
+            "namespace",
+            format!(
+                "'{}' is not a namespace name (lowercase letters, digits and '-', at most 63)",
+                ns.escape_debug()
+            ),
+        ));
+    }
+    if let Some(i) = &side.debug_image {
+        if i.is_empty() || i.contains(char::is_whitespace) || i.chars().any(char::is_control) {
+            return Err((
+                "debug_image",
+                format!("'{}' is not an image", i.escape_debug()),
+            ));
+        }
+        if side.read.unwrap_or_default() == ReadVia::Exec {
+            return Err((
+                "debug_image",
+                "read: exec runs no debug pod: give read: debug or exec-or-debug, or remove \
+                 debug_image"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A DNS-1123 label: what a namespace's name must be.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 impl Scenario {
@@ -463,6 +631,8 @@ impl Scenario {
                 ),
             ));
         }
+        s.check_contexts()
+            .map_err(|(path, reason)| err(&path, reason))?;
         if s.cluster.workers == 0 || s.cluster.workers > 10 {
             return Err(err(
                 &["cluster", "workers"],
@@ -532,6 +702,106 @@ impl Scenario {
         s.path = Some(PathBuf::from(file));
         s.text = Some(text.into());
         Ok(s)
+    }
+
+    /// What context sides need of the rest of the scenario: a `merge-base` side needs the other
+    /// side's PR ref (a context side has none); workloads kindred deploys into an existing
+    /// cluster cannot be the built-in ones (they pin pods to kind's node names); the read
+    /// limits are given once and in range.
+    fn check_contexts(&self) -> Result<(), (Vec<&'static str>, String)> {
+        for (key, side) in [("base", Side::Base), ("pr", Side::Pr)] {
+            let other = self.side(side.other());
+            if self.side(side).git_ref == MERGE_BASE && other.context.is_some() {
+                let reason = "merge-base needs the other side's PR ref, and the other side is \
+                              an existing cluster (context:): name a ref"
+                    .into();
+                return Err((vec![key, "ref"], reason));
+            }
+            if self.side(side).deploy == Some(true) && self.workloads == "builtin" {
+                let reason = "the built-in workloads pin pods to kind's node names: give \
+                              workloads: FILE for an existing cluster, or deploy: false"
+                    .into();
+                return Err((vec![key, "deploy"], reason));
+            }
+        }
+        let both = |top: bool, under: bool, f: &'static str| {
+            (top && under).then(|| {
+                (
+                    vec!["cluster", f],
+                    format!("{f} is given at the top level too: once"),
+                )
+            })
+        };
+        if let Some(e) = both(
+            self.read_concurrency.is_some(),
+            self.cluster.read_concurrency.is_some(),
+            "read_concurrency",
+        )
+        .or(both(
+            self.read_timeout.is_some(),
+            self.cluster.read_timeout.is_some(),
+            "read_timeout",
+        )) {
+            return Err(e);
+        }
+        let at = |f: &'static str, under: bool| {
+            if under { vec!["cluster", f] } else { vec![f] }
+        };
+        if let Some(n) = self.read_concurrency.or(self.cluster.read_concurrency)
+            && !(1..=1024).contains(&n)
+        {
+            let under = self.cluster.read_concurrency.is_some();
+            return Err((
+                at("read_concurrency", under),
+                format!("{n}: nodes read at once, from 1 to 1024"),
+            ));
+        }
+        if let Some(t) = self.read_timeout.or(self.cluster.read_timeout)
+            && !(t > 0.0 && t <= 3600.0)
+        {
+            let under = self.cluster.read_timeout.is_some();
+            return Err((
+                at("read_timeout", under),
+                format!("{t}: seconds, more than 0 and at most 3600"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A side that is an existing cluster (`context:`), its fields typed and defaulted.
+    pub fn context(&self, side: Side) -> Option<ContextSide> {
+        let s = self.side(side);
+        Some(ContextSide {
+            context: s.context.clone()?,
+            kubeconfig: s.kubeconfig.as_deref().map(|p| self.resolve(p)),
+            namespace: s
+                .namespace
+                .clone()
+                .unwrap_or_else(|| CONTEXT_NAMESPACE.into()),
+            deploy: s.deploy.unwrap_or(false),
+            read: s.read.unwrap_or_default(),
+            debug_image: s.debug_image.clone(),
+        })
+    }
+
+    /// Whether `side` is an existing cluster kindred only reads or deploys into.
+    pub fn is_context(&self, side: Side) -> bool {
+        self.side(side).context.is_some()
+    }
+
+    /// Nodes of a context side read at once (`read_concurrency`, default 16).
+    pub fn read_concurrency(&self) -> usize {
+        self.read_concurrency
+            .or(self.cluster.read_concurrency)
+            .unwrap_or(READ_CONCURRENCY)
+    }
+
+    /// How long one node's read may take on a context side (`read_timeout`), when the scenario
+    /// says.
+    pub fn read_timeout(&self) -> Option<std::time::Duration> {
+        self.read_timeout
+            .or(self.cluster.read_timeout)
+            .map(std::time::Duration::from_secs_f64)
     }
 
     /// An error about a field found after parsing (a `source` that is not a checkout's top
@@ -856,5 +1126,155 @@ mod tests {
         let t = with("  ref: merge-base\n", "  ref: merge-base\n  remote: [a]\n");
         let e = Scenario::parse(&t, "k.yaml").unwrap_err();
         assert!(e.field.starts_with("base"), "{e}");
+    }
+
+    /// The built-in scenario with its PR side replaced by `pr` (a YAML block under `pr:`) and
+    /// the base at a plain ref.
+    fn context_pr(pr: &str) -> String {
+        let t = with("  ref: merge-base", "  ref: master");
+        let start = t.find("pr:\n").unwrap();
+        let end = start + t[start..].find("\n\n").unwrap();
+        format!("{}pr:\n{pr}{}", &t[..start], &t[end..])
+    }
+
+    /// A side may be an existing cluster named by a kubeconfig context: no source, ref or
+    /// image; its namespace, deploy, read and debug image default; a kind base beside it.
+    #[test]
+    fn a_side_may_be_an_existing_cluster_by_context() {
+        let t = context_pr("  name: prod\n  context: prod-eu\n");
+        let s = Scenario::parse(&t, "/tmp/k/k.yaml").unwrap();
+        assert!(s.is_context(Side::Pr) && !s.is_context(Side::Base));
+        assert_eq!(s.context(Side::Base), None);
+        assert_eq!(
+            s.context(Side::Pr).unwrap(),
+            ContextSide {
+                context: "prod-eu".into(),
+                kubeconfig: None,
+                namespace: "kindred".into(),
+                deploy: false,
+                read: ReadVia::Exec,
+                debug_image: None,
+            }
+        );
+        assert_eq!(s.read_concurrency(), 16);
+        assert_eq!(s.read_timeout(), None);
+        let t = context_pr(
+            "  name: prod\n  context: prod-eu\n  kubeconfig: kube/prod.yaml\n  namespace: kd-test\n  \
+             deploy: true\n  read: exec-or-debug\n  debug_image: nicolaka/netshoot:v0.14\n",
+        )
+        .replace("workloads: builtin", "workloads: w.yaml")
+        .replace("cluster:\n", "cluster:\n  read_timeout: 7.5\n")
+            + "read_concurrency: 4\n";
+        let s = Scenario::parse(&t, "/tmp/k/k.yaml").unwrap();
+        let c = s.context(Side::Pr).unwrap();
+        assert_eq!(c.kubeconfig, Some(PathBuf::from("/tmp/k/kube/prod.yaml")));
+        assert_eq!((c.namespace.as_str(), c.deploy), ("kd-test", true));
+        assert_eq!(c.read, ReadVia::ExecOrDebug);
+        assert_eq!(c.debug_image.as_deref(), Some("nicolaka/netshoot:v0.14"));
+        assert_eq!(s.read_concurrency(), 4);
+        assert_eq!(
+            s.read_timeout(),
+            Some(std::time::Duration::from_millis(7500))
+        );
+        // Both sides contexts (the base's ref line goes too).
+        let t = context_pr("  name: prod\n  context: prod-eu\n").replace(
+            "  source: ~/go/src/k8s.io/kubernetes\n  ref: master\n  image: kindred/node:132456-base\n",
+            "  context: staging\n",
+        );
+        let s = Scenario::parse(&t, "k.yaml").unwrap();
+        assert!(s.is_context(Side::Base) && s.is_context(Side::Pr));
+    }
+
+    /// Fields of the two kinds of side mixed, or bad values, are refused at their line.
+    #[test]
+    fn context_sides_refuse_mixed_fields_and_bad_values() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "  name: prod\n  context: prod-eu\n  image: x:1\n",
+                "pr.image: ",
+                "kindred never builds",
+            ),
+            (
+                "  name: prod\n  context: prod-eu\n  ref: pr/1\n",
+                "pr.ref: ",
+                "no source, ref",
+            ),
+            (
+                "  name: prod\n  context: \"\"\n",
+                "pr.context: ",
+                "not a kubeconfig context",
+            ),
+            (
+                "  name: prod\n  context: prod-eu\n  namespace: Kindred_1\n",
+                "pr.namespace: ",
+                "not a namespace name",
+            ),
+            (
+                "  name: prod\n  context: prod-eu\n  read: ssh\n",
+                "pr.read: ",
+                "ssh",
+            ),
+            (
+                "  name: prod\n  context: prod-eu\n  debug_image: img:1\n",
+                "pr.debug_image: ",
+                "read: exec runs no debug pod",
+            ),
+            (
+                "  name: prod\n  context: prod-eu\n  deploy: true\n",
+                "pr.deploy: ",
+                "built-in workloads",
+            ),
+            (
+                "  name: prod\n  context: prod-eu\n  deploy: maybe\n",
+                "pr.deploy: ",
+                "",
+            ),
+            (
+                "  name: prod\n  namespace: kindred\n  source: ~/k\n  ref: pr/1\n  image: i:1\n",
+                "pr.namespace: ",
+                "only a side with context:",
+            ),
+            (
+                "  name: prod\n  source: ~/k\n  ref: pr/1\n",
+                "pr.image: ",
+                "missing: a kind side needs",
+            ),
+        ];
+        for (pr, field, why) in cases {
+            let t = context_pr(pr);
+            let e = Scenario::parse(&t, "k.yaml").unwrap_err();
+            assert_eq!(e.field, *field, "{pr}: {e}");
+            assert!(e.reason.contains(why), "{pr}: {e}");
+            let key = field.trim_end_matches(": ").rsplit('.').next().unwrap();
+            let at = t.lines().nth(e.line - 1).unwrap().trim();
+            assert!(
+                at.starts_with(&format!("{key}:")) || (why.starts_with("missing") && at == "pr:"),
+                "{pr}: line {}: {at}",
+                e.line
+            );
+        }
+        // merge-base needs the other side's PR ref.
+        let t = context_pr("  name: prod\n  context: prod-eu\n")
+            .replace("ref: master", "ref: merge-base");
+        let e = Scenario::parse(&t, "k.yaml").unwrap_err();
+        assert_eq!(e.field, "base.ref: ", "{e}");
+        assert!(e.reason.contains("merge-base needs"), "{e}");
+        // The read limits: in range, and given once.
+        let ok = context_pr("  name: prod\n  context: prod-eu\n");
+        for (extra, field) in [
+            ("read_concurrency: 0\n", "read_concurrency: "),
+            ("read_timeout: -1\n", "read_timeout: "),
+        ] {
+            let e = Scenario::parse(&format!("{ok}{extra}"), "k.yaml").unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+        let t =
+            ok.replace("cluster:\n", "cluster:\n  read_concurrency: 8\n") + "read_concurrency: 4\n";
+        let e = Scenario::parse(&t, "k.yaml").unwrap_err();
+        assert_eq!(e.field, "cluster.read_concurrency: ", "{e}");
+        assert_eq!(
+            t.lines().nth(e.line - 1).unwrap().trim(),
+            "read_concurrency: 8"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod contexts;
 pub mod headless;
 pub mod netns;
 pub mod predicting;

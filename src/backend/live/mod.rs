@@ -17,9 +17,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod build;
+mod existing;
 mod swap;
 mod watch;
 
+pub use existing::{OWNER_LABEL, read_only};
 pub use swap::proxy_tag;
 
 use super::Backend;
@@ -44,7 +46,9 @@ struct Known {
     pods: BySide<BTreeMap<String, PodInfo>>,
     service: BySide<Option<ServiceInfo>>,
     /// Last rule dump sent per node, to send only changes.
-    dumps: HashMap<String, u64>,
+    dumps: HashMap<(Side, String), u64>,
+    /// The nodes of a context side, as its API server listed them.
+    context_nodes: BySide<Vec<String>>,
     /// The Kubernetes (major, minor) each side was built from, when known.
     kube: BySide<Option<(u32, u32)>>,
 }
@@ -160,7 +164,10 @@ impl Ctx {
         if let Some(c) = self.clients.lock().unwrap()[side].clone() {
             return Ok(c);
         }
-        let c = super::kube::client_for(&self.kind, self.name(side)).await?;
+        let c = match self.sc.context(side) {
+            Some(c) => existing::client(&c).await?,
+            None => super::kube::client_for(&self.kind, self.name(side)).await?,
+        };
         self.clients.lock().unwrap()[side] = Some(c.clone());
         Ok(c)
     }
@@ -240,6 +247,11 @@ async fn image_kube_version(
 /// Create (or recreate) a side's cluster. An existing cluster kindred did not create is left
 /// alone and reported.
 async fn create(ctx: &Ctx, side: Side) -> Result<()> {
+    if let Some(c) = ctx.sc.context(side) {
+        let m = format!("{}: kindred never creates it", read_only(side, &c));
+        ctx.out(side, Phase::Create, m);
+        return Ok(());
+    }
     ctx.run_phase(side, Phase::Create, || async {
         let name = ctx.name(side).to_string();
         let docker = ctx.docker().await?;
@@ -341,6 +353,9 @@ pub fn lb_range(subnet: &str, side: Side) -> Result<(Ipv4Addr, Ipv4Addr)> {
 
 /// Deploy MetalLB with its pool and the workloads; then (re)start the side's watchers.
 async fn deploy(ctx: &Ctx, side: Side) -> Result<()> {
+    if let Some(c) = ctx.sc.context(side) {
+        return existing::deploy(ctx, side, &c).await;
+    }
     ctx.run_phase(side, Phase::Deploy, || async {
         let name = ctx.name(side).to_string();
         let c = ctx.client(side).await?;
@@ -400,7 +415,8 @@ async fn watchers(ctx: &Ctx, side: Side) -> Result<()> {
     let client = ctx.client(side).await?;
     let filter = ctx.sc.service.filter().clone();
     let (c1, c2, c3) = (ctx.clone(), ctx.clone(), ctx.clone());
-    let pods = super::kube::watch_pods(client.clone(), "default", move |w| {
+    let ns = pod_namespace(ctx, side);
+    let pods = super::kube::watch_pods(client.clone(), &ns, move |w| {
         handle_watched(&c1, side, w);
         !c1.cancel.is_cancelled()
     });
@@ -473,9 +489,19 @@ async fn target_address(
     Ok(a.clone())
 }
 
+/// Where a side's test pods run: `default` in a kind cluster, kindred's namespace in a context.
+fn pod_namespace(ctx: &Ctx, side: Side) -> String {
+    ctx.sc
+        .context(side)
+        .map_or_else(|| "default".to_string(), |c| c.namespace)
+}
+
 /// Wait until kube-proxy's rules on every running node of a side's cluster name `ip`, until
 /// `end` (the end of the scenario's `probes.ready_timeout`).
 async fn rules_mention(ctx: &Ctx, side: Side, ip: &str, end: tokio::time::Instant) -> Result<()> {
+    if let Some(c) = ctx.sc.context(side) {
+        return context_mention(ctx, side, &c, ip, end).await;
+    }
     let docker = ctx.docker().await?;
     let name = ctx.name(side);
     let mode = ctx.sc.cluster.proxy_mode;
@@ -502,6 +528,36 @@ async fn rules_mention(ctx: &Ctx, side: Side, ip: &str, end: tokio::time::Instan
         } else {
             missing.join(", ")
         };
+        if !said {
+            let m = format!("waiting for kube-proxy on {which} to program {ip}");
+            ctx.out(side, Phase::Deploy, m);
+            said = true;
+        }
+        if tokio::time::Instant::now() >= end {
+            bail!(
+                "kube-proxy on {which} has no rules for {ip} after {}s",
+                ctx.sc.probes.ready_timeout
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// [`rules_mention`] on a context side: its nodes read through its API server.
+async fn context_mention(
+    ctx: &Ctx,
+    side: Side,
+    c: &crate::scenario::ContextSide,
+    ip: &str,
+    end: tokio::time::Instant,
+) -> Result<()> {
+    let mut said = false;
+    loop {
+        let missing = existing::missing_ip(ctx, side, c, ip).await;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let which = missing.join(", ");
         if !said {
             let m = format!("waiting for kube-proxy on {which} to program {ip}");
             ctx.out(side, Phase::Deploy, m);
@@ -544,6 +600,12 @@ async fn probe_side(ctx: &Ctx, side: Side, target: &Target) {
         ctx.error(Some(side), Pane::Probes, e);
         ctx.emit(Event::ProbesDone { side });
     };
+    if let Some(c) = ctx.sc.context(side).filter(|c| !c.deploy) {
+        return fail(format!(
+            "no test pods: {} and kindred deploys nothing there (deploy: false)",
+            read_only(side, &c)
+        ));
+    }
     let client = match ctx.client(side).await {
         Ok(c) => c,
         Err(e) => return fail(format!("{e:#}")),
@@ -569,9 +631,10 @@ async fn probe_side(ctx: &Ctx, side: Side, target: &Target) {
         total: ctx.sc.probes.timeout,
     };
     let container = &ctx.sc.probes.container;
+    let ns = pod_namespace(ctx, side);
     let mut runs: FuturesUnordered<_> = pods
         .into_iter()
-        .map(|pod| super::kube::probe_pod(&client, "default", pod, container, &addr, t))
+        .map(|pod| super::kube::probe_pod(&client, &ns, pod, container, &addr, t))
         .collect();
     let mut exec_failed = false;
     while let Some(result) = runs.next().await {
@@ -595,10 +658,23 @@ fn hash(s: &str) -> u64 {
     h.finish()
 }
 
-/// The running nodes of both clusters, by side.
+/// The sides that are kind clusters (not contexts).
+fn kind_sides(ctx: &Ctx) -> Vec<Side> {
+    Side::BOTH
+        .into_iter()
+        .filter(|s| !ctx.sc.is_context(*s))
+        .collect()
+}
+
+/// The running nodes of the kind clusters, by side (Docker is not asked when both sides are
+/// contexts).
 async fn running_nodes(ctx: &Ctx) -> Result<Vec<(Side, String)>> {
+    let sides = kind_sides(ctx);
+    if sides.is_empty() {
+        return Ok(Vec::new());
+    }
     let nodes = ctx.docker().await?.kind_nodes().await?;
-    Ok(Side::BOTH
+    Ok(sides
         .iter()
         .flat_map(|side| {
             let name = ctx.name(*side);
@@ -610,22 +686,75 @@ async fn running_nodes(ctx: &Ctx) -> Result<Vec<(Side, String)>> {
         .collect())
 }
 
-/// Read the rules of every node of both clusters at once; send the dumps that changed.
+/// Read the rules of every node of both clusters at once (kind nodes through Docker, a
+/// context's through its API server); send the dumps that changed.
 async fn rules(ctx: &Ctx) -> Result<()> {
-    let nodes = running_nodes(ctx).await?;
-    if nodes.is_empty() {
-        bail!(
-            "no running nodes for clusters {} and {}",
-            ctx.name(Side::Base),
-            ctx.name(Side::Pr)
-        );
+    let kind = async {
+        let sides = kind_sides(ctx);
+        if sides.is_empty() {
+            return Ok(());
+        }
+        let nodes = running_nodes(ctx).await?;
+        // Beside a context side, a kind side without a cluster says so in its Build pane.
+        if nodes.is_empty() && sides.len() == 1 {
+            return Ok(());
+        }
+        if nodes.is_empty() {
+            let names: Vec<&str> = sides.iter().map(|s| ctx.name(*s)).collect();
+            bail!("no running nodes for clusters {}", names.join(" and "));
+        }
+        read_nodes(ctx, nodes).await
+    };
+    let contexts = Side::BOTH.map(|side| async move {
+        match ctx.sc.context(side) {
+            Some(c) => existing::read(ctx, side, &c)
+                .await
+                .map_err(|e| anyhow!("{}: {e:#}", read_only(side, &c))),
+            None => Ok(()),
+        }
+    });
+    let (k, [b, p]) = tokio::join!(kind, async {
+        let [b, p] = contexts;
+        let (b, p) = tokio::join!(b, p);
+        [b, p]
+    });
+    let failed: Vec<String> = [k, b, p]
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(failed.join("; ")))
     }
-    read_nodes(ctx, nodes).await
+}
+
+/// Whether `what` (a dump, or a node's lack of rules) is new for this node; remembered.
+fn changed(ctx: &Ctx, side: Side, node: &str, what: &str) -> bool {
+    let h = hash(what);
+    let key = (side, node.to_string());
+    ctx.known.lock().unwrap().dumps.insert(key, h) != Some(h)
+}
+
+/// A node's dump to the front end when it changed, with the time it was read.
+fn send_dump(ctx: &Ctx, side: Side, node: String, text: String) {
+    if changed(ctx, side, &node, &text) {
+        let at_ms = Some(ctx.started.elapsed().as_millis() as u64);
+        ctx.emit(Event::RuleDump {
+            side,
+            node,
+            text,
+            at_ms,
+        });
+    }
 }
 
 /// Read the rules of these nodes at once; send the dumps that changed (a hash comparison: an
 /// unchanged dump costs next to nothing), each with the time it was read.
 async fn read_nodes(ctx: &Ctx, nodes: Vec<(Side, String)>) -> Result<()> {
+    if nodes.is_empty() {
+        return Ok(());
+    }
     let docker = ctx.docker().await?;
     let mode = ctx.sc.cluster.proxy_mode;
     let mut reads: FuturesUnordered<_> = nodes
@@ -640,19 +769,7 @@ async fn read_nodes(ctx: &Ctx, nodes: Vec<(Side, String)>) -> Result<()> {
         .collect();
     while let Some((side, node, r)) = reads.next().await {
         match r {
-            Ok(text) => {
-                let h = hash(&text);
-                let changed = ctx.known.lock().unwrap().dumps.insert(node.clone(), h) != Some(h);
-                if changed {
-                    let at_ms = Some(ctx.started.elapsed().as_millis() as u64);
-                    ctx.emit(Event::RuleDump {
-                        side,
-                        node,
-                        text,
-                        at_ms,
-                    });
-                }
-            }
+            Ok(text) => send_dump(ctx, side, node, text),
             Err(e) => ctx.error(Some(side), Pane::Diff, format!("{node}: {e:#}")),
         }
     }
@@ -661,9 +778,18 @@ async fn read_nodes(ctx: &Ctx, nodes: Vec<(Side, String)>) -> Result<()> {
 
 /// Delete the clusters kindred created; others are reported and left alone.
 async fn delete(ctx: &Ctx) -> Result<()> {
+    for side in Side::BOTH {
+        if let Some(c) = ctx.sc.context(side) {
+            existing::delete(ctx, side, &c).await?;
+        }
+    }
+    let sides = kind_sides(ctx);
+    if sides.is_empty() {
+        return Ok(());
+    }
     let docker = ctx.docker().await?;
     let path = default_path();
-    for side in Side::BOTH {
+    for side in sides {
         let name = ctx.name(side).to_string();
         let nodes = docker.kind_nodes().await?;
         if !nodes.iter().any(|n| n.cluster == name) {
@@ -715,11 +841,32 @@ async fn preflight(ctx: &Ctx) {
 /// On start: the preflight; then find existing clusters and their nodes; watch their pods;
 /// read their rules.
 async fn attach(ctx: &Ctx) -> Result<()> {
+    let contexts = Side::BOTH.map(|side| async move {
+        if let Some(c) = ctx.sc.context(side) {
+            let r = existing::attach(ctx, side, &c).await;
+            report(ctx, Some(side), Pane::Build, r);
+        }
+    });
+    let [b, p] = contexts;
+    let (kind, _, _) = tokio::join!(attach_kind(ctx), b, p);
+    if kind? || kind_sides(ctx).len() < 2 {
+        rules(ctx).await?;
+    }
+    Ok(())
+}
+
+/// At start, for the kind sides: the preflight; the clusters that exist, their nodes and
+/// watchers; whether any exists. Docker and kind are not asked when both sides are contexts.
+async fn attach_kind(ctx: &Ctx) -> Result<bool> {
+    let sides = kind_sides(ctx);
+    if sides.is_empty() {
+        return Ok(false);
+    }
+    let mut present = false;
     preflight(ctx).await;
     let docker = ctx.docker().await?;
     let nodes = docker.kind_nodes().await?;
-    let mut present = Vec::new();
-    for side in Side::BOTH {
+    for side in sides {
         let name = ctx.name(side);
         let mine: Vec<_> = nodes.iter().filter(|n| n.cluster == name).collect();
         if mine.is_empty() {
@@ -746,18 +893,17 @@ async fn attach(ctx: &Ctx) -> Result<()> {
             });
         }
         ctx.restart_watchers(side);
-        present.push(side);
+        present = true;
     }
-    if !present.is_empty() {
-        rules(ctx).await?;
-    }
-    Ok(())
+    Ok(present)
 }
 
 pub struct LiveBackend {
     shared: Shared,
     tx: Option<UnboundedSender<Event>>,
     jobs: HashMap<Job, Task>,
+    /// The debug pods of context sides were removed (on the first shutdown).
+    cleaned: bool,
 }
 
 impl LiveBackend {
@@ -776,6 +922,7 @@ impl LiveBackend {
             },
             tx: None,
             jobs: HashMap::new(),
+            cleaned: false,
         }
     }
 
@@ -789,6 +936,40 @@ impl LiveBackend {
             "{cmd:?} cannot start: {}: {} (fix: {fix})",
             c.name, c.message
         ))
+    }
+
+    /// `sides` without its context sides, which are told they are read only (in the Build
+    /// pane); `None` when no side is left (the job is then over, `Finished` says why).
+    fn kind_only(&self, job: Job, sides: Sides) -> Option<Sides> {
+        let sc = &self.shared.sc;
+        let (ctx, kind): (Vec<Side>, Vec<Side>) =
+            sides.list().iter().partition(|s| sc.is_context(**s));
+        if ctx.is_empty() {
+            return Some(sides);
+        }
+        let refused: Vec<String> = ctx
+            .iter()
+            .filter_map(|s| sc.context(*s).map(|c| read_only(*s, &c)))
+            .collect();
+        let why = format!(
+            "{}: kindred never builds, swaps or recreates it",
+            refused.join("; ")
+        );
+        let tx = self.tx.as_ref()?;
+        let _ = tx.send(Event::Error {
+            side: None,
+            pane: Pane::Build,
+            message: why.clone(),
+        });
+        match kind[..] {
+            [] => {
+                let error = Some(why);
+                let _ = tx.send(Event::Finished { job, error });
+                None
+            }
+            [s] => Some(Sides::from(s)),
+            _ => Some(sides),
+        }
     }
 
     /// Start `job` (restarting it when it runs already). When it runs to its end, its error
@@ -907,15 +1088,28 @@ fn report(ctx: &Ctx, side: Option<Side>, pane: Pane, r: Result<impl Sized>) {
 /// What the front end is told about the session: the scenario's sides, Service, probe target
 /// and expectations.
 pub fn session(sc: &Scenario) -> SessionInfo {
-    let info = |s: &crate::scenario::SideSpec| SideInfo {
-        name: s.name.clone(),
-        git_ref: Some(s.git_ref.clone()),
-        image: Some(s.image.clone()),
-        context: None,
+    let info = |side: Side| {
+        let s = sc.side(side);
+        match &s.context {
+            Some(c) => SideInfo {
+                name: s.name.clone(),
+                git_ref: None,
+                image: None,
+                context: Some(c.clone()),
+                namespace: sc.context(side).filter(|c| c.deploy).map(|c| c.namespace),
+            },
+            None => SideInfo {
+                name: s.name.clone(),
+                git_ref: Some(s.git_ref.clone()),
+                image: Some(s.image.clone()),
+                context: None,
+                namespace: None,
+            },
+        }
     };
     SessionInfo {
-        base: info(&sc.base),
-        pr: info(&sc.pr),
+        base: info(Side::Base),
+        pr: info(Side::Pr),
         service: sc.service.clone(),
         probe_target: sc.probes.targets[0].clone(),
         probe_targets: sc.probes.targets.clone(),
@@ -963,6 +1157,9 @@ impl Backend for LiveBackend {
         }
         match cmd {
             Command::Build { sides, recreate } => {
+                let Some(sides) = self.kind_only(Job::Build, sides) else {
+                    return;
+                };
                 let parallel = self.shared.sc.build.parallel;
                 self.spawn(Job::Build, None, move |ctx| async move {
                     if !recreate {
@@ -989,6 +1186,9 @@ impl Backend for LiveBackend {
                 })
             }
             Command::SwapProxy { sides } => {
+                let Some(sides) = self.kind_only(Job::Swap, sides) else {
+                    return;
+                };
                 self.spawn(Job::Swap, None, move |ctx| async move {
                     // One at a time: each compiles, and the host has few cores to share.
                     let r = for_sides(
@@ -1038,6 +1238,9 @@ impl Backend for LiveBackend {
     fn shutdown(&mut self) {
         for (_, t) in self.jobs.drain() {
             stop(t);
+        }
+        if !std::mem::replace(&mut self.cleaned, true) {
+            existing::cleanup_blocking(&self.shared.sc);
         }
         let mut w = self.shared.watchers.lock().unwrap();
         for side in Side::BOTH {

@@ -14,7 +14,7 @@ use anyhow::Result;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_util::sync::CancellationToken;
 
-use super::{Ctx, probes, read_nodes, report, running_nodes};
+use super::{Ctx, existing, kind_sides, probes, read_nodes, report, running_nodes};
 use crate::backend::event::{Event, PollReason, WatchPath};
 use crate::model::{Pane, Side};
 
@@ -74,6 +74,8 @@ pub(super) async fn watch(ctx: Ctx) -> Result<()> {
         triggers: ctx.triggers.clone(),
     };
     let mut polling = Polling::default();
+    let r = follow_contexts(&ctx, None).await;
+    report(&ctx, None, Pane::Diff, r);
     let every = Duration::from_secs_f64(ctx.sc.watch.interval);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -94,6 +96,8 @@ pub(super) async fn watch(ctx: Ctx) -> Result<()> {
                     .collect();
                 let r = read_nodes(&ctx, which).await;
                 report(&ctx, None, Pane::Diff, r);
+                let r = follow_contexts(&ctx, Some(&wanted)).await;
+                report(&ctx, None, Pane::Diff, r);
             }
             _ = tick.tick() => {
                 let r = poll(&ctx, &mut polling, &tx).await;
@@ -103,6 +107,30 @@ pub(super) async fn watch(ctx: Ctx) -> Result<()> {
     }
     for (_, m) in polling.monitors.drain() {
         m.cancel();
+    }
+    Ok(())
+}
+
+/// The context sides: read again when `wanted` names their cluster (the API server's pod,
+/// Service or EndpointSlice events); at the start of watch mode (`None`), said to be followed
+/// that way, and read once.
+async fn follow_contexts(ctx: &Ctx, wanted: Option<&BTreeSet<Trigger>>) -> Result<()> {
+    for side in Side::BOTH {
+        let Some(c) = ctx.sc.context(side) else {
+            continue;
+        };
+        match wanted {
+            Some(w) if !w.contains(&Trigger::Cluster(side)) => continue,
+            Some(_) => {}
+            None => {
+                let nodes = ctx.known.lock().unwrap().context_nodes[side].clone();
+                for node in nodes {
+                    let path = WatchPath::ApiEvents;
+                    ctx.emit(Event::Watching { side, node, path });
+                }
+            }
+        }
+        existing::read(ctx, side, &c).await?;
     }
     Ok(())
 }
@@ -126,6 +154,9 @@ async fn poll(
     p: &mut Polling,
     tx: &tokio::sync::mpsc::UnboundedSender<Trigger>,
 ) -> Result<()> {
+    if kind_sides(ctx).is_empty() {
+        return Ok(());
+    }
     let docker = ctx.docker().await?;
     let slow = p.tick.is_multiple_of(SLOW);
     p.tick += 1;

@@ -29,6 +29,12 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
 fn heading<'a>(s: &SideState, side: Side, w: usize, theme: &Theme) -> Line<'a> {
     let which = side.label();
     let mut heading = side_heading(s.name(), which, theme);
+    if let Some(c) = s.info.as_ref().and_then(|i| i.context.as_deref()) {
+        let c = crate::rules::render::visible(c);
+        heading
+            .spans
+            .push(Span::styled(format!(" context {c}"), theme.dim()));
+    }
     if let Some(c) = &s.commit {
         heading.spans.push(Span::styled(
             format!(" @{}", &c[..c.len().min(12)]),
@@ -152,12 +158,19 @@ fn watch_lines<'a>(s: &SideState, w: usize, theme: &Theme) -> Vec<Line<'a>> {
         }
     }
     // The monitored nodes first.
-    paths.sort_by_key(|(p, _)| !matches!(p, WatchPath::Monitor));
+    paths.sort_by_key(|(p, _)| !matches!(p, WatchPath::Monitor | WatchPath::ApiEvents));
     let mut out = Vec::new();
     for (path, names) in paths {
         let names = names.join(", ");
         let (mark, text, style) = match path {
             WatchPath::Monitor => ("  ", format!("watch: nft monitor on {names}"), theme.ok()),
+            WatchPath::ApiEvents => (
+                "  ",
+                format!(
+                    "watch: re-read on API server events (Services, EndpointSlices, pods): {names}"
+                ),
+                theme.ok(),
+            ),
             WatchPath::Polled { every_ms, why } => {
                 let why = match why {
                     PollReason::Legacy => {

@@ -77,7 +77,10 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         (None, Some(p)) => st.mode_note(p),
         _ => None,
     };
-    let rows = 1 + u16::from(strip) + u16::from(modes.is_some());
+    // Nodes that have no kube-proxy rules at all (no dump, so in no pair): never compared,
+    // said plainly.
+    let bare = no_rules_note(st);
+    let rows = 1 + u16::from(strip) + u16::from(modes.is_some()) + u16::from(bare.is_some());
     let [head, body] =
         Layout::vertical([Constraint::Length(rows), Constraint::Min(0)]).areas(inner);
     let mut top = vec![match st.diff.step {
@@ -87,6 +90,12 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     if let Some(m) = modes {
         let text = crate::ui::clip(&format!("⚠ {m}"), 0, head.width as usize);
         top.push(Line::styled(text, theme.warn()));
+    }
+    if let Some(b) = bare {
+        top.push(Line::styled(
+            crate::ui::clip(&b, 0, head.width as usize),
+            theme.warn(),
+        ));
     }
     if strip {
         top.push(strip_line(st, head.width as usize, theme));
@@ -221,6 +230,26 @@ fn strip_line<'a>(st: &State, width: usize, theme: &Theme) -> Line<'a> {
         spans.push(Span::styled(item, style));
     }
     Line::from(spans)
+}
+
+/// "⚠ no kube-proxy rules, not compared: staging-worker2": the nodes a backend said have no
+/// kube-proxy rules at all (they have no dump).
+fn no_rules_note(st: &State) -> Option<String> {
+    let names: Vec<&str> = st
+        .sides
+        .iter()
+        .flat_map(|(_, s)| {
+            s.no_rules
+                .iter()
+                .filter(|n| !s.dumps.contains_key(*n))
+                .map(String::as_str)
+        })
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let names = crate::rules::render::visible(&names.join(", ")).into_owned();
+    Some(format!("⚠ no kube-proxy rules, not compared: {names}"))
 }
 
 /// Which node pair is shown, of how many.

@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::app::State;
-use crate::app::keymap::footer_hints;
+use crate::app::keymap::footer_with;
 use crate::ui::Theme;
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
@@ -19,7 +19,13 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         ])
     } else {
         let mut spans = vec![Span::raw(" ")];
-        for (k, h) in footer_hints() {
+        let (on, off) = footer_with(|a| st.disabled(a));
+        // Why keys do nothing first: it is what a hint would hide.
+        for (keys, why) in off {
+            spans.push(Span::styled(keys.join(" "), theme.dim()));
+            spans.push(Span::styled(format!(": {why}  "), theme.warn()));
+        }
+        for (k, h) in on {
             spans.push(Span::styled(k, theme.key()));
             spans.push(Span::styled(format!(" {h}  "), theme.dim()));
         }

@@ -8,6 +8,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use crate::app::State;
 use crate::app::keymap::{BINDINGS, HELP_COLUMN, HelpLayout, KEYS_WIDTH};
 use crate::app::state::Confirm;
+use crate::model::Side;
 use crate::ui::{Theme, area};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
@@ -17,7 +18,15 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     if let Some(c) = &st.confirm {
         let (b, p) = (st.sides.base.name(), st.sides.pr.name());
         let q = match c {
-            Confirm::Delete => format!("Delete clusters {b} and {p} (only those kindred created)?"),
+            Confirm::Delete
+                if st.context(Side::Base).is_none() && st.context(Side::Pr).is_none() =>
+            {
+                format!("Delete clusters {b} and {p} (only those kindred created)?")
+            }
+            Confirm::Delete => format!(
+                "Delete {} (only what kindred created; never a context's cluster)?",
+                st.deletes().join(" and ")
+            ),
             Confirm::Quit => "Work is still running. Quit and cancel it?".to_string(),
         };
         let r = area::centered(area, (q.len() as u16 + 6).max(30), 5);
@@ -58,7 +67,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
 /// The help overlay, laid out by [`HelpLayout`]; when taller than the screen it scrolls
 /// (`st.help_scroll`) and its title says so.
 fn help(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
-    let l = HelpLayout::new((area.width, area.height));
+    let l = HelpLayout::new((area.width, area.height), |a| st.disabled(a));
     let rows = |range: std::ops::Range<usize>| -> Vec<Vec<Span<'static>>> {
         range
             .flat_map(|b| {
