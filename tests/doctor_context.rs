@@ -512,3 +512,54 @@ async fn an_unknown_context_fails_naming_the_known_ones() {
         "{out}"
     );
 }
+
+/// A scenario whose two sides are contexts: `kindred doctor` checks each context through its
+/// API server and asks nothing of Docker or kind (DOCKER_HOST names no engine, PATH has no kind).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scenario_of_two_contexts_is_checked_context_by_context() {
+    let (_server, dir, _c) = serve(Cluster::uniform(), "staging").await;
+    let f = dir.path().join("scenario.yaml");
+    std::fs::write(
+        &f,
+        "service: default/echo\nbase:\n  name: staging\n  context: staging\n  kubeconfig: kubeconfig\n\
+         pr:\n  name: prod\n  context: staging\n  kubeconfig: kubeconfig\n",
+    )
+    .unwrap();
+    let (state, file) = (dir.path().to_path_buf(), f.clone());
+    let o = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kindred"))
+            .arg("-f")
+            .arg(&file)
+            .args(["doctor", "--quick", "--format", "json"])
+            .env("XDG_STATE_HOME", &state)
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("PATH", "/nonexistent")
+            .env("KINDRED_LOG", state.join("log"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "api-server").count(),
+        2,
+        "{names:?}"
+    );
+    for absent in ["docker", "kind", "git", "source"] {
+        assert!(!names.contains(&absent), "{absent} in {names:?}");
+    }
+}

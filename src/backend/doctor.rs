@@ -166,8 +166,28 @@ pub const DISK_NEEDED: u64 = 30 << 30;
 /// Memory one Kubernetes build needs.
 pub const MEMORY_NEEDED: u64 = 8 << 30;
 
-/// Run every check for this scenario.
+/// Run every check for this scenario: the tools and sources of its kind sides, and each context
+/// side's API server, permissions and kube-proxy (`doctor_context`).
 pub async fn run(sc: &Scenario, kind: &Kind, depth: Depth) -> Report {
+    let contexts = crate::model::Side::BOTH.map(|s| sc.context(s));
+    let mut checks = Vec::new();
+    for c in contexts.iter().flatten() {
+        let r = super::context::ContextRef {
+            context: c.context.clone(),
+            kubeconfig: c.kubeconfig.clone(),
+        };
+        checks.extend(super::doctor_context::context_checks(&r, &c.namespace, c.read).await);
+    }
+    if contexts.iter().all(Option::is_some) {
+        checks.push(state_dir());
+        return Report::new(checks);
+    }
+    checks.extend(kind_side_checks(sc, kind, depth).await);
+    Report::new(checks)
+}
+
+/// What building and running kind clusters needs: Docker, kind, git, the sources, disk, memory.
+async fn kind_side_checks(sc: &Scenario, kind: &Kind, depth: Depth) -> Vec<Check> {
     let mut checks = docker().await;
     let kind_version = match kind.version().await {
         Ok((v, line)) => {
@@ -204,7 +224,7 @@ pub async fn run(sc: &Scenario, kind: &Kind, depth: Depth) -> Report {
     checks.push(disk(&super::state_dir()));
     checks.push(memory(sc.build.parallel));
     checks.push(inotify());
-    Report::new(checks)
+    checks
 }
 
 /// The engine, and (when it answers) the image store it uses.

@@ -859,11 +859,11 @@ async fn attach(ctx: &Ctx) -> Result<()> {
 /// watchers; whether any exists. Docker and kind are not asked when both sides are contexts.
 async fn attach_kind(ctx: &Ctx) -> Result<bool> {
     let sides = kind_sides(ctx);
+    preflight(ctx).await;
     if sides.is_empty() {
         return Ok(false);
     }
     let mut present = false;
-    preflight(ctx).await;
     let docker = ctx.docker().await?;
     let nodes = docker.kind_nodes().await?;
     for side in sides {
