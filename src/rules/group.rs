@@ -28,6 +28,11 @@ pub struct Canon {
 }
 
 impl Canon {
+    /// A node's own: equal to no other node's (its dump could not be read as rules: `why`).
+    pub fn alone(node: &str, why: &str) -> Canon {
+        Canon::new(format!("\0unreadable {node}: {why}"))
+    }
+
     fn new(text: String) -> Canon {
         let mut h = rustc_hash::FxHasher::default();
         h.write(text.as_bytes());

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod groups;
 pub mod headless;
 pub mod netns;
 pub mod predicting;
