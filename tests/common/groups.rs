@@ -58,11 +58,10 @@ pub fn session() -> Event {
     Event::Session(Box::new(info))
 }
 
-/// A state whose sides have `n` worker nodes each (`base-node-000`, `pr-node-000`, ...), in 3
-/// rule sets; with `outlier`, the PR's last node has rules of its own.
-pub fn state(n: usize, outlier: bool) -> State {
-    let mut st = State::new();
-    apply_sync(&mut st, Msg::Backend(session()));
+/// The session, then each side's `n` worker nodes' rule dumps (`base-node-000`,
+/// `pr-node-000`, ...), in 3 rule sets; with `outlier`, the PR's last node has rules of its own.
+pub fn events(n: usize, outlier: bool) -> Vec<Event> {
+    let mut out = vec![session()];
     for (side, name) in [(Side::Base, "base"), (Side::Pr, "pr")] {
         let sets = rule_sets(name);
         for i in 0..n {
@@ -70,14 +69,22 @@ pub fn state(n: usize, outlier: bool) -> State {
             if outlier && side == Side::Pr && i == n - 1 {
                 text = text.replace("masquerade fully-random", "masquerade");
             }
-            let ev = Event::RuleDump {
+            out.push(Event::RuleDump {
                 side,
                 node: format!("{name}-node-{i:03}"),
                 text,
                 at_ms: None,
-            };
-            apply_sync(&mut st, Msg::Backend(ev));
+            });
         }
+    }
+    out
+}
+
+/// The state [`events`] lead to.
+pub fn state(n: usize, outlier: bool) -> State {
+    let mut st = State::new();
+    for ev in events(n, outlier) {
+        apply_sync(&mut st, Msg::Backend(ev));
     }
     st
 }
