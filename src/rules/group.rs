@@ -58,9 +58,9 @@ pub fn canonical(text: &str, node_ips: &[Ipv4Addr]) -> Result<Canon, ParseError>
     Ok(Canon::new(out))
 }
 
-/// iptables: each Service's rules (in key order, each in file order: the order kube-proxy writes
-/// a Service's own rules in is fixed), then kube-proxy's shared rules with their place among
-/// the Services' rules. Rule bodies without counters.
+/// iptables: each Service's rules (in key order; chain by chain in name order, each chain's in
+/// file order), then kube-proxy's shared rules likewise, each with its place among the
+/// Services' rules of its chain. Rule bodies without counters.
 fn iptables_canonical(text: &str, node_ips: &[Ipv4Addr]) -> Result<String, ParseError> {
     use super::service::{services, shared};
     let d = super::parse::parse(text)?;
@@ -87,6 +87,17 @@ fn iptables_canonical(text: &str, node_ips: &[Ipv4Addr]) -> Result<String, Parse
     }
     let mut svcs = services(&d, None);
     svcs.sort_by(|a, b| a.key.cmp(&b.key));
+    // Chains in name order (iptables-save lists them in the order the kernel has them), each
+    // chain's rules in their order.
+    let by_chain = |i: &usize| {
+        let r = &d.rules[*i];
+        (super::service::rule_table(&d, r), d.rule_chain(r))
+    };
+    for s in &mut svcs {
+        s.rules.sort_by_key(by_chain);
+    }
+    let mut shared = shared;
+    shared.sort_by_key(|(i, _)| by_chain(i));
     let mut out = String::with_capacity(text.len());
     let rule = |out: &mut String, i: usize, suffix: &str| {
         let r = &d.rules[i];
@@ -114,8 +125,9 @@ fn iptables_canonical(text: &str, node_ips: &[Ipv4Addr]) -> Result<String, Parse
 }
 
 /// nftables (kube-proxy's tables): chains, sets and maps in name order (kube-proxy creates them
-/// in a Go map's order); a chain's rules in order; a set's or map's elements sorted (nft lists
-/// them in its hash's order).
+/// in a Go map's order); a chain's rules in order, without counters, the elements of their
+/// inline sets and maps sorted; a set's or map's elements sorted (nft lists them in its hash's
+/// order).
 fn nft_canonical(text: &str, node_ips: &[Ipv4Addr]) -> Result<String, ParseError> {
     let d = super::nft::parse_tables(text.to_string(), false)?;
     let mut ips: Vec<String> = node_ips.iter().map(ToString::to_string).collect();
@@ -146,7 +158,8 @@ fn nft_canonical(text: &str, node_ips: &[Ipv4Addr]) -> Result<String, ParseError
             blocks.len() - 1
         });
         let mut t = String::with_capacity(it.text.len());
-        push_masked(&mut t, it.text.trim(), &ips);
+        let words = super::nft::without_counters(it.text.trim()).join(" ");
+        push_masked(&mut t, &sorted_braces(&words), &ips);
         if it.decl {
             blocks[k].1.push(t);
         } else {
@@ -170,6 +183,49 @@ fn nft_canonical(text: &str, node_ips: &[Ipv4Addr]) -> Result<String, ParseError
         }
     }
     Ok(out)
+}
+
+/// A rule with the elements of each inline set or map (`{ a, b }`, `vmap { 0 : goto A, 1 :
+/// goto B }`) sorted: a map is keyed, and nft lists its elements in any order.
+fn sorted_braces(rule: &str) -> String {
+    let mut out = String::with_capacity(rule.len());
+    let mut rest = rule;
+    loop {
+        let Some(open) = outside_quotes(rest, '{') else {
+            out.push_str(rest);
+            return out;
+        };
+        let Some(len) = outside_quotes(&rest[open + 1..], '}') else {
+            out.push_str(rest);
+            return out;
+        };
+        let inner = &rest[open + 1..open + 1 + len];
+        if inner.contains('{') {
+            // Nested: left as written.
+            out.push_str(&rest[..open + 2 + len]);
+        } else {
+            let mut els = super::nft::split_elements(inner);
+            els.sort_unstable();
+            out.push_str(&rest[..open]);
+            out.push_str("{ ");
+            out.push_str(&els.join(", "));
+            out.push_str(" }");
+        }
+        rest = &rest[open + 2 + len..];
+    }
+}
+
+/// Where `c` first stands outside double quotes.
+fn outside_quotes(s: &str, c: char) -> Option<usize> {
+    let mut quoted = false;
+    for (i, x) in s.char_indices() {
+        match x {
+            '"' => quoted = !quoted,
+            x if x == c && !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// `s` with every one of `ips` that stands alone (not part of a longer address or number)
@@ -538,6 +594,21 @@ mod tests {
         let w = canonical(WORKER, &["172.18.0.3".parse().unwrap()]).unwrap();
         let w2 = canonical(WORKER2, &["172.18.0.4".parse().unwrap()]).unwrap();
         assert_ne!(w, w2);
+    }
+
+    #[test]
+    fn inline_maps_are_written_in_one_order() {
+        assert_eq!(
+            sorted_braces(
+                "numgen random mod 2 vmap { 1 : goto B, 0 : goto A } comment \"{ x, a }\""
+            ),
+            "numgen random mod 2 vmap { 0 : goto A, 1 : goto B } comment \"{ x, a }\""
+        );
+        assert_eq!(
+            sorted_braces("ip daddr { b, a } x { d, c }"),
+            "ip daddr { a, b } x { c, d }"
+        );
+        assert_eq!(sorted_braces("a { b"), "a { b");
     }
 
     #[test]
