@@ -543,6 +543,14 @@ mod tests {
         let b = canon(&iptables(false, "172.18.0.4", None, "77:99"));
         assert_eq!(a, b);
         assert!(a.text.contains("-d <node-ip>/32"), "{}", a.text);
+        // A Service's chains listed in another order (iptables-save lists them as the kernel
+        // has them).
+        let sep = "-A KUBE-SEP-ONE -p tcp -m comment --comment \"default/echo:\" -m tcp -j DNAT --to-destination 10.244.2.2:8080\n";
+        let svc = "-A KUBE-SVC-AAAA -m comment --comment \"default/echo:\" -j KUBE-SEP-ONE\n";
+        let text = iptables(true, "172.18.0.3", None, "1:2");
+        let swapped = text.replace(&format!("{svc}{sep}"), &format!("{sep}{svc}"));
+        assert_ne!(swapped, text);
+        assert_eq!(canon(&swapped), a);
     }
 
     #[test]
