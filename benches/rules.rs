@@ -6,6 +6,10 @@
 //! parsing at 300 MB/s or better; memory under 10x the input size (printed before the timings).
 //! The same for the nftables form of the same services (`nft list table ip kube-proxy`), whose
 //! memory goal is 4x (issue 11). `diff --packets` within 2x the plain diff (issue 25).
+//! Grouping 500 nodes' dumps in 3 rule sets by their rules (issue 26), timed and its peak heap
+//! printed. Measured on a shared 2-core machine with 1,000-Service dumps, one thread: iptables
+//! 8.4 s (17 ms a node, 1.56 MB dumps), nftables 14.0 s (28 ms a node, 0.96 MB); peak heap
+//! above the dumps 1.9x (iptables) and 2.4x (nftables) the largest dump times the 3 groups.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
@@ -287,5 +291,133 @@ fn bench_trace(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_nft, bench_trace, bench_packets);
+/// Nodes of one cluster grouped by their rules (issue 26): 500 nodes in 3 rule sets (a
+/// Service change on every 100th eTP=Local LoadBalancer Service, and on every one), each node's
+/// dump its own (its address as the NodePort address, and in iptables its Services written in
+/// another order, as kube-proxy's Go map does per node). Each dump made canonical and hashed as
+/// it arrives, one canonical text kept per distinct group.
+const GROUP_NODES: usize = 500;
+const GROUP_SERVICES: usize = 1_000;
+
+/// Node `i`'s own copy of a rule set (a 1-in-8 rotation of the Services' order).
+fn on_node(text: &str, i: usize) -> String {
+    let ip = format!("10.1.{}.{}", i / 250, i % 250 + 1);
+    if text.starts_with("table ") {
+        return text.replace(
+            "elements = { 172.18.0.3 }",
+            &format!("elements = {{ {ip} }}"),
+        );
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    // The nat table's Service dispatch rules, the last (nodeports) one left last.
+    let nat = lines.iter().position(|l| *l == "*nat").unwrap();
+    let first = nat
+        + lines[nat..]
+            .iter()
+            .position(|l| l.starts_with("-A KUBE-SERVICES"))
+            .unwrap();
+    let last = first
+        + lines[first..]
+            .iter()
+            .position(|l| l.contains("kubernetes service nodeports"))
+            .unwrap();
+    // Each Service's dispatch rules together (as kube-proxy writes them), Services rotated.
+    let name = |l: &str| {
+        l.split('"')
+            .nth(1)
+            .and_then(|c| c.split(' ').next())
+            .map(str::to_string)
+    };
+    let mut svc: Vec<Vec<&str>> = Vec::new();
+    for l in &lines[first..last] {
+        match svc.last_mut() {
+            Some(g) if name(g[0]) == name(l) => g.push(l),
+            _ => svc.push(vec![l]),
+        }
+    }
+    let n = svc.len();
+    svc.rotate_left((i % 8) * n / 8);
+    let svc: Vec<&str> = svc.into_iter().flatten().collect();
+    let nodeports = lines[last].replace("-m addrtype --dst-type LOCAL", &format!("-d {ip}/32"));
+    let mut out = String::with_capacity(text.len() + 64);
+    for l in lines[..first].iter().chain(&svc) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out.push_str(&nodeports);
+    out.push('\n');
+    for l in &lines[last + 1..] {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+/// Group the nodes: each dump made canonical as it arrives (then dropped), the groups formed.
+fn group_all(nodes: &[String]) -> Vec<kindred::rules::group::Group> {
+    use kindred::rules::group::{Grouper, canonical};
+    let mut g = Grouper::new();
+    for (i, text) in nodes.iter().enumerate() {
+        g.add(
+            "worker",
+            &format!("node-{i:03}"),
+            canonical(text, &[]).unwrap(),
+        );
+    }
+    g.groups()
+}
+
+fn bench_group(c: &mut Criterion) {
+    let mut g = c.benchmark_group("group nodes");
+    g.sample_size(10);
+    let modes: [(&str, Generator); 2] = [("iptables-save", dump), ("nftables", nft_dump)];
+    for (label, generate) in modes {
+        let sets: Vec<String> = [(false, false), (true, false), (true, true)]
+            .into_iter()
+            .map(|(change, change_all)| {
+                generate(&Spec {
+                    services: GROUP_SERVICES,
+                    change,
+                    change_all,
+                    ..Spec::default()
+                })
+            })
+            .collect();
+        let nodes: Vec<String> = (0..GROUP_NODES)
+            .map(|i| on_node(&sets[i * 3 / GROUP_NODES], i))
+            .collect();
+        let largest = nodes.iter().map(String::len).max().unwrap();
+        let before = LIVE.load(Ordering::Relaxed);
+        PEAK.store(before, Ordering::Relaxed);
+        let t = std::time::Instant::now();
+        let groups = group_all(&nodes);
+        let took = t.elapsed();
+        let peak = PEAK.load(Ordering::Relaxed) - before;
+        let sizes: Vec<usize> = groups.iter().map(|g| g.nodes.len()).collect();
+        assert_eq!(sizes, [167, 167, 166], "{label}: 3 rule sets are 3 groups");
+        eprintln!(
+            "group ({label}): {GROUP_NODES} nodes x 3 rule sets, {GROUP_SERVICES} services, {:.2} MB a dump ({} lines): {:.2} s ({:.1} ms a node), peak heap above the dumps {:.1} MB = {:.1}x the largest dump x 3 groups",
+            largest as f64 / 1e6,
+            nodes[0].lines().count(),
+            took.as_secs_f64(),
+            took.as_secs_f64() * 1e3 / GROUP_NODES as f64,
+            peak as f64 / 1e6,
+            peak as f64 / (largest * 3) as f64
+        );
+        g.bench_function(
+            format!("{GROUP_NODES} nodes x 3 rule sets, {GROUP_SERVICES} services ({label})"),
+            |b| b.iter(|| group_all(&nodes)),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench,
+    bench_nft,
+    bench_trace,
+    bench_packets,
+    bench_group
+);
 criterion_main!(benches);

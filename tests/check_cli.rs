@@ -884,3 +884,124 @@ fn check_records_what_it_judged() {
     );
     assert_eq!(std::fs::read_to_string(&f).unwrap(), rec.to_jsonl());
 }
+
+/// A replay of two 100-node sides with 3 rule sets each (and one PR node with rules of its
+/// own): the reports list each side's groups with the groups they are compared with, and
+/// compare the Service's rules once per group pair, not per node; the JSON report matches its
+/// schema.
+#[test]
+fn reports_list_each_sides_groups_and_compare_group_to_group() {
+    // What `check` waits for before its verdict: a running pod and the LoadBalancer IP.
+    let ready = |side: &str| -> [Event; 2] {
+        let ev = |v: serde_json::Value| serde_json::from_value::<Event>(v).unwrap();
+        [
+            ev(serde_json::json!({"type": "pod", "side": side, "pod": {
+                "name": format!("echo-{side}-node-099"), "node": format!("{side}-node-099"),
+                "host_network": false, "ip": "10.244.3.2", "phase": "Running", "restarts": 0}})),
+            ev(
+                serde_json::json!({"type": "service", "side": side, "service": {
+                "name": "default/echo", "lb_ip": "172.18.255.200", "port": 8080,
+                "external_traffic_policy": "Local", "warning": null}}),
+            ),
+        ]
+    };
+    let demo = demo();
+    let rec = recording::Recording {
+        header: demo.header.clone(),
+        records: common::groups::events(100, true)
+            .into_iter()
+            .chain(["base", "pr"].into_iter().flat_map(ready))
+            .enumerate()
+            .map(|(t, event)| recording::Record { t: t as u64, event })
+            .collect(),
+        skipped: 0,
+        complete: true,
+    };
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("groups.jsonl");
+    std::fs::write(&f, rec.to_jsonl()).unwrap();
+    let (md, js) = (d.path().join("r.md"), d.path().join("r.json"));
+    let o = kindred(&[
+        "check",
+        "--replay",
+        f.to_str().unwrap(),
+        "--report-only",
+        "--report-md",
+        md.to_str().unwrap(),
+        "--report-json",
+        js.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(
+            "  base worker group A: 60 nodes, same rules ↔ PR worker group A  [base-node-000, \
+             base-node-001, base-node-002, base-node-003, base-node-004, … 55 more]"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("  PR node-099 ↔ base worker group C  [pr-node-099]"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("\nRules of default/echo on ").count(),
+        4,
+        "{text}"
+    );
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        md.contains("| base | `worker group B: 30 nodes, same rules` | `worker group B` |"),
+        "{md}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    schema_check(&report);
+    let groups = report["groups"].as_array().unwrap();
+    let summary: Vec<(String, String, usize, String)> = groups
+        .iter()
+        .map(|g| {
+            (
+                g["side"].as_str().unwrap().to_string(),
+                g["label"].as_str().unwrap().to_string(),
+                g["nodes"].as_array().unwrap().len(),
+                g["same_as"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l.as_str().unwrap())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        })
+        .collect();
+    let s = |a: &str, b: &str, n: usize, c: &str| (a.to_string(), b.to_string(), n, c.to_string());
+    assert_eq!(
+        summary,
+        [
+            s("base", "worker group A", 60, "worker group A"),
+            s("base", "worker group B", 30, "worker group B"),
+            s("base", "worker group C", 10, "worker group C, node-099"),
+            s("pr", "worker group A", 60, "worker group A"),
+            s("pr", "worker group B", 30, "worker group B"),
+            s("pr", "worker group C", 9, "worker group C"),
+            s("pr", "node-099", 1, "worker group C"),
+        ]
+    );
+    assert_eq!(groups[0]["role"], "worker");
+    let rules: Vec<&str> = report["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "worker group A",
+            "worker group B",
+            "worker group C",
+            "worker group C ↔ node-099"
+        ]
+    );
+}

@@ -279,3 +279,99 @@ proptest! {
         prop_assert_eq!(c.equal, same, "{:?} vs {:?}\n{}", a, b, kindred::rules::render::text(&c, false));
     }
 }
+
+/// The first line where two canonical texts part (a short failure message, not two dumps).
+fn first_difference(a: &str, b: &str) -> String {
+    let (mut x, mut y) = (a.lines(), b.lines());
+    let mut n = 0;
+    loop {
+        n += 1;
+        match (x.next(), y.next()) {
+            (None, None) => return "equal".into(),
+            (l, r) if l != r => return format!("line {n}: {l:?} vs {r:?}"),
+            _ => {}
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Grouping nodes: what differs between two nodes of one cluster with the same rules (the
+    /// order of chains, sets, maps and elements, counters, `nft -a` handles, the node's address
+    /// in `nodeport-ips`) never makes their rules different; one rule more always does.
+    #[test]
+    fn nft_node_noise_never_splits_a_group(
+        order in Just((0..20usize).collect::<Vec<_>>()).prop_shuffle(),
+        rev in any::<bool>(),
+        handle in 1u32..100_000,
+        packets in 0u64..1_000_000,
+        node in 1u8..250,
+        extra in 0usize..20,
+    ) {
+        use kindred::rules::group::canonical;
+        let (head, blocks) = k3s_blocks();
+        let mut shuffled: Vec<&String> = order.iter().filter_map(|&i| blocks.get(i)).collect();
+        shuffled.extend(blocks.iter().skip(20));
+        let mut body = String::new();
+        for (k, b) in shuffled.iter().enumerate() {
+            let b = reorder(b, rev).replace(
+                "jump mark-for-masquerade\n",
+                &format!("counter packets {packets} bytes {} jump mark-for-masquerade # handle {}\n", packets * 60, handle + k as u32),
+            );
+            body.push_str(&b);
+            body.push('\n');
+        }
+        let original = format!("{head}\n{}}}\n", blocks.iter().map(|b| format!("{b}\n")).collect::<String>());
+        let noisy = format!("{head} # handle {handle}\n{body}}}\n");
+        let ip = original
+            .lines()
+            .skip_while(|l| !l.contains("set nodeport-ips"))
+            .find_map(|l| l.trim().strip_prefix("elements = { ")?.strip_suffix(" }").map(str::to_string));
+        let noisy = match &ip {
+            Some(ip) => noisy.replace(&format!("elements = {{ {ip} }}"), &format!("elements = {{ 10.9.9.{node} }}")),
+            None => noisy,
+        };
+        let (a, b) = (canonical(&original, &[]).unwrap(), canonical(&noisy, &[]).unwrap());
+        prop_assert!(a == b, "{}", first_difference(&a.text, &b.text));
+        // One rule more in one chain: other rules.
+        let chain = blocks.iter().filter(|b| b.trim_start().starts_with("chain ")).nth(extra % 5).unwrap();
+        let more = original.replacen(chain.as_str(), &chain.replacen("{\n", "{\n\t\tip saddr 10.99.0.1 drop\n", 1), 1);
+        prop_assert!(a != canonical(&more, &[]).unwrap());
+    }
+
+    /// iptables: the order kube-proxy writes Services in (a Go map's, per node) never makes two
+    /// nodes' rules different; another local endpoint always does.
+    #[test]
+    fn iptables_service_order_never_splits_a_group(shift in 1usize..30, seed in 1u64..50) {
+        use kindred::rules::group::canonical;
+        let text = synth::dump(&synth::Spec { services: 30, seed, ..synth::Spec::default() });
+        let lines: Vec<&str> = text.lines().collect();
+        let nat = lines.iter().position(|l| *l == "*nat").unwrap();
+        let first = nat + lines[nat..].iter().position(|l| l.starts_with("-A KUBE-SERVICES")).unwrap();
+        let last = first + lines[first..].iter().position(|l| l.contains("kubernetes service nodeports")).unwrap();
+        // Each Service's dispatch rules (kube-proxy writes them together), Services rotated.
+        let mut svc: Vec<Vec<&str>> = Vec::new();
+        for l in &lines[first..last] {
+            let name = l.split('"').nth(1).and_then(|c| c.split(' ').next());
+            match svc.last_mut() {
+                Some(g) if g[0].split('"').nth(1).and_then(|c| c.split(' ').next()) == name => g.push(l),
+                _ => svc.push(vec![l]),
+            }
+        }
+        let n = svc.len();
+        svc.rotate_left(shift % n);
+        let moved: Vec<&str> = lines[..first].iter().copied().chain(svc.into_iter().flatten()).chain(lines[last..].iter().copied()).collect();
+        let moved = moved.join("\n") + "\n";
+        prop_assert_ne!(&moved, &text);
+        let (a, b) = (canonical(&text, &[]).unwrap(), canonical(&moved, &[]).unwrap());
+        prop_assert!(a == b, "{}", first_difference(&a.text, &b.text));
+        // A local endpoint chain's jump to another endpoint: other rules.
+        let sep = lines.iter().find(|l| l.starts_with("-A KUBE-SVL-") && l.contains("-j KUBE-SEP-"));
+        if let Some(l) = sep {
+            let other = l.replace("-j KUBE-SEP-", "-j KUBE-SEP-Z");
+            let text2 = text.replacen(l, &other, 1);
+            prop_assert!(a != canonical(&text2, &[]).unwrap());
+        }
+    }
+}

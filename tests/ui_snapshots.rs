@@ -988,3 +988,41 @@ fn two_context_sides_say_what_they_are_and_why_keys_do_nothing() {
     );
     insta::assert_snapshot!("screen_two_contexts_delete_160x48", t.backend());
 }
+
+/// A 500-node side with 3 distinct rule sets is 3 groups, each compared once with its PR group
+/// (matched by the node names they share), not 500 node pairs; the PR's outlier (a node whose
+/// rules no other node has) is listed, and compared with the group holding its name on base.
+#[test]
+fn diff_pane_compares_groups_of_a_500_node_side() {
+    let st = common::groups::state(500, true);
+    assert_eq!(st.diff.pairs.len(), 4, "{:?}", st.diff.pairs);
+    assert_eq!(st.diff.groups.base.len(), 3);
+    assert_eq!(st.diff.groups.pr.len(), 4);
+    let t = diff_pane(&st, 120, 16, &Theme::new(true));
+    let text = text_of(&t);
+    assert!(
+        text.contains(
+            "base worker group A: 300 nodes, same rules ↔ PR worker group A: 300 nodes, same rules  (1/4)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("outliers: base none, PR 1 (node-499)"),
+        "{text}"
+    );
+    insta::assert_snapshot!("pane_diff_groups_500_nodes_120x16", t.backend());
+    // `N` goes on to the next group pair; the last compares the outlier.
+    let mut st = st;
+    for _ in 0..3 {
+        apply_sync(&mut st, key('N'));
+    }
+    let text = text_of(&diff_pane(&st, 120, 16, &Theme::new(true)));
+    assert!(
+        text.contains("base worker group C: 50 nodes, same rules ↔ PR node-499  (4/4)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("compared: base-node-450 ↔ pr-node-499"),
+        "{text}"
+    );
+}

@@ -11,6 +11,7 @@ use crate::model::{
     Target, without_cluster,
 };
 use crate::rules::render::visible;
+use crate::rules::group::{Canon, Group, GroupPair, Grouper, match_groups};
 
 /// The stages of `kind build node-image`, in the order kind prints them.
 pub const BUILD_STAGES: [&str; 4] = [
@@ -102,6 +103,9 @@ pub struct SideState {
     pub predictions: BTreeMap<(String, String), super::predict::Predicted>,
     /// The last prediction request sent off the loop (its answer is the one kept).
     pub predict_sent: Option<super::predict::PredictRequest>,
+    /// The nodes grouped by their rules (each dump's canonical text made once, when it
+    /// arrives; one kept per distinct rule set).
+    pub grouper: Grouper,
 }
 
 impl SideState {
@@ -131,6 +135,41 @@ impl SideState {
 
     pub fn busy(&self) -> bool {
         self.probes_running || self.phases.iter().any(|p| p.state == PhaseState::Running)
+    }
+
+    /// A node's role: as its cluster labels it, else from its name (kind's
+    /// `NAME-control-plane`, `NAME-worker2`).
+    pub fn node_role(&self, node: &str) -> NodeRole {
+        match self.nodes.iter().find(|n| n.name == node) {
+            Some(n) if n.role != NodeRole::Unknown => n.role,
+            _ if self.short(node).starts_with("control-plane") => NodeRole::ControlPlane,
+            _ => NodeRole::Worker,
+        }
+    }
+
+    /// Group `node`'s rules (its dump just arrived): by their canonical text; a dump that does
+    /// not parse is a group of its own (the Diff pane says why when it is shown).
+    pub fn group_dump(&mut self, node: &str, text: &str) {
+        let ips: Vec<std::net::Ipv4Addr> = self
+            .nodes
+            .iter()
+            .filter(|n| n.name == node)
+            .filter_map(|n| n.ip.as_deref()?.parse().ok())
+            .collect();
+        let canon = crate::rules::group::canonical(text, &ips)
+            .unwrap_or_else(|e| Canon::alone(node, &e.to_string()));
+        let role = self.node_role(node).to_string();
+        self.grouper.add(&role, node, canon);
+    }
+
+    /// The side's groups, an outlier named as the panes name nodes (without the cluster's
+    /// name).
+    pub fn groups(&self) -> Vec<Group> {
+        let mut gs = self.grouper.groups();
+        for g in gs.iter_mut().filter(|g| !g.is_group()) {
+            g.label = self.short(&g.nodes[0]);
+        }
+        gs
     }
 }
 
@@ -175,8 +214,12 @@ pub struct DiffView {
     /// The timeline entry shown (that node's rules before vs after the change), by id; `None`
     /// is the live base-vs-PR view.
     pub step: Option<u64>,
-    /// Nodes with a dump on both sides, paired by role (computed when a dump arrives).
+    /// Nodes with a dump on both sides, paired by role (computed when a dump arrives); with
+    /// [`DiffView::groups`] active, one pair per matched group pair (its nodes standing for
+    /// their groups).
     pub pairs: Vec<NodePair>,
+    /// Each side's nodes grouped by their rules, and the groups compared.
+    pub groups: Groups,
     /// Index into `pairs`.
     pub node: usize,
     pub scroll: usize,
@@ -191,7 +234,42 @@ pub struct DiffView {
     pub generation: u64,
 }
 
+/// Each side's groups of nodes with the same rules, and which are compared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Groups {
+    pub base: Vec<Group>,
+    pub pr: Vec<Group>,
+    /// Groups are shown (a side has several nodes of a role with the same rules): `pairs[i]`
+    /// is what [`DiffView::pairs`]`[i]` compares. Empty otherwise (node by node, as kind's
+    /// few nodes are).
+    pub pairs: Vec<GroupPair>,
+}
+
+impl Groups {
+    /// Whether the Diff pane compares groups rather than nodes.
+    pub fn active(&self) -> bool {
+        !self.pairs.is_empty()
+    }
+    pub fn side(&self, s: Side) -> &[Group] {
+        match s {
+            Side::Base => &self.base,
+            Side::Pr => &self.pr,
+        }
+    }
+    /// The groups of one node alone (outliers) on a side.
+    pub fn outliers(&self, s: Side) -> impl Iterator<Item = &Group> {
+        self.side(s).iter().filter(|g| !g.is_group())
+    }
+}
+
 impl DiffView {
+    /// The groups compared by the pair shown (group mode).
+    pub fn group_pair(&self) -> Option<(&Group, &Group)> {
+        let k = self.node.min(self.pairs.len().saturating_sub(1));
+        let p = self.groups.pairs.get(k)?;
+        Some((self.groups.base.get(p.base)?, self.groups.pr.get(p.pr)?))
+    }
+
     /// The node pair shown.
     pub fn pair(&self) -> Option<&NodePair> {
         self.pairs
@@ -518,6 +596,17 @@ impl State {
     /// first. Called when a dump arrives; panes read `diff.pairs`.
     pub fn refresh_pairs(&mut self) {
         let (base, pr) = (&self.sides.base, &self.sides.pr);
+        let groups = Groups {
+            base: base.groups(),
+            pr: pr.groups(),
+            pairs: Vec::new(),
+        };
+        let several = |gs: &[Group]| gs.iter().any(Group::is_group);
+        if several(&groups.base) || several(&groups.pr) {
+            self.refresh_group_pairs(groups);
+            return;
+        }
+        self.diff.groups = groups;
         let mut out = Vec::new();
         for b in base.dumps.keys() {
             let role = base.short(b);
@@ -532,5 +621,36 @@ impl State {
         let mentions = |s: &SideState, n: &str| s.mentions_service.get(n).copied().unwrap_or(false);
         out.sort_by_key(|p| !(mentions(base, &p.base) || mentions(pr, &p.pr)));
         self.diff.pairs = out;
+    }
+
+    /// [`State::refresh_pairs`] with groups: base groups matched to PR groups (by role, then
+    /// by the node names they share, then by size), each pair compared once through its
+    /// groups' first nodes; pairs whose dumps mention the Service under test first.
+    fn refresh_group_pairs(&mut self, mut groups: Groups) {
+        let (base, pr) = (&self.sides.base, &self.sides.pr);
+        let matched = match_groups(&groups.base, &groups.pr, |n| base.short(n), |n| pr.short(n));
+        let mentions = |s: &SideState, n: &str| s.mentions_service.get(n).copied().unwrap_or(false);
+        let mut both: Vec<(NodePair, GroupPair)> = matched
+            .into_iter()
+            .map(|m| {
+                let (b, p) = (&groups.base[m.base], &groups.pr[m.pr]);
+                let role = if b.label == p.label {
+                    b.label.clone()
+                } else {
+                    format!("{} ↔ {}", b.label, p.label)
+                };
+                let pair = NodePair {
+                    role,
+                    base: b.representative().to_string(),
+                    pr: p.representative().to_string(),
+                };
+                (pair, m)
+            })
+            .collect();
+        both.sort_by_key(|(p, _)| !(mentions(base, &p.base) || mentions(pr, &p.pr)));
+        let (pairs, matched): (Vec<NodePair>, Vec<GroupPair>) = both.into_iter().unzip();
+        groups.pairs = matched;
+        self.diff.pairs = pairs;
+        self.diff.groups = groups;
     }
 }

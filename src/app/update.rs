@@ -417,6 +417,7 @@ fn on_rule_dump(st: &mut State, side: Side, node: String, text: String, at: Dura
         s.modes.insert(node.clone(), mode);
     }
     s.mentions_service.insert(node.clone(), mentions);
+    s.group_dump(&node, &text);
     let after: Arc<str> = Arc::from(text);
     if let Some(before) = s.dumps.insert(node.clone(), after.clone()) {
         st.timeline.record(at, side, &node, &before, &after);
@@ -1234,6 +1235,76 @@ mod tests {
             c.history.iter().map(|h| h.1).collect::<Vec<_>>(),
             vec![Outcome::Ok, Outcome::Timeout, Outcome::Ok]
         );
+    }
+
+    fn dumps(st: &mut State, side: Side, nodes: &[(&str, &str)]) {
+        for (node, text) in nodes {
+            update(
+                st,
+                Msg::Backend(Event::RuleDump {
+                    side,
+                    node: node.to_string(),
+                    text: text.to_string(),
+                    at_ms: None,
+                }),
+            );
+        }
+    }
+
+    #[test]
+    fn nodes_of_a_role_with_the_same_rules_are_compared_as_a_group() {
+        let (x, y, z) = (
+            "-A KUBE-SERVICES -j X\n",
+            "-A KUBE-SERVICES -j Y\n",
+            "-A KUBE-SERVICES -j Z\n",
+        );
+        let mut st = state();
+        // kind's few nodes, each with rules of its own: node by node, as ever.
+        dumps(
+            &mut st,
+            Side::Base,
+            &[("master-worker", x), ("master-worker2", z)],
+        );
+        dumps(
+            &mut st,
+            Side::Pr,
+            &[("77523-worker", x), ("77523-worker2", z)],
+        );
+        assert!(!st.diff.groups.active());
+        let roles: Vec<&str> = st.diff.pairs.iter().map(|p| p.role.as_str()).collect();
+        assert_eq!(roles, ["worker", "worker2"]);
+        // Both base workers now have the same rules: one group, compared with each PR worker.
+        dumps(
+            &mut st,
+            Side::Base,
+            &[("master-worker2", x), ("master-control-plane", y)],
+        );
+        dumps(&mut st, Side::Pr, &[("77523-control-plane", y)]);
+        assert!(st.diff.groups.active());
+        let pairs: Vec<(&str, &str, &str)> = st
+            .diff
+            .pairs
+            .iter()
+            .map(|p| (p.role.as_str(), p.base.as_str(), p.pr.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (
+                    "control-plane",
+                    "master-control-plane",
+                    "77523-control-plane"
+                ),
+                ("worker group A ↔ worker", "master-worker", "77523-worker"),
+                ("worker group A ↔ worker2", "master-worker", "77523-worker2"),
+            ]
+        );
+        let (b, p) = st.diff.group_pair().unwrap();
+        assert_eq!(
+            (b.title().as_str(), p.title().as_str()),
+            ("control-plane", "control-plane")
+        );
+        assert_eq!(st.diff.groups.outliers(Side::Pr).count(), 3);
     }
 
     #[test]

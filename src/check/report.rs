@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::verdict::{Against, Disagreement, PredictedCell, ProbeRow, SideReport, Verdict};
+use super::verdict::{
+    Against, Disagreement, GroupReport, PredictedCell, ProbeRow, SideReport, Verdict,
+};
 use crate::backend::event::ProbeResult;
 use crate::model::Outcome;
 use crate::rules::diff::{Changed, Hunk, Line, hunks};
@@ -225,6 +227,7 @@ impl Verdict {
             );
         }
         self.disagreements_text(&mut o);
+        self.groups_text(&mut o);
         for d in &self.rules {
             let _ = writeln!(
                 o,
@@ -235,6 +238,84 @@ impl Verdict {
         }
         let _ = writeln!(o, "\n{}", self.summary());
         visible_lines(&o)
+    }
+
+    /// Whether a side has several nodes of a role with the same rules (the rules are then
+    /// compared group to group, and the reports list the groups).
+    fn grouped(&self) -> bool {
+        self.groups.iter().any(GroupReport::is_group)
+    }
+
+    /// A group as the reports name it: `worker group A: 184 nodes, same rules`, or the node.
+    fn group_title(g: &GroupReport) -> String {
+        if g.is_group() {
+            format!("{}: {} nodes, same rules", g.label, g.nodes.len())
+        } else {
+            g.label.clone()
+        }
+    }
+
+    /// At most a few of a group's nodes, and how many more.
+    fn some_nodes(g: &GroupReport) -> String {
+        const SHOWN: usize = 5;
+        let mut s = g.nodes[..g.nodes.len().min(SHOWN)].join(", ");
+        if g.nodes.len() > SHOWN {
+            let _ = write!(s, ", … {} more", g.nodes.len() - SHOWN);
+        }
+        s
+    }
+
+    /// The groups of nodes with the same rules, per side, each with what it is compared with;
+    /// the outliers (a node alone) last.
+    fn groups_text(&self, o: &mut String) {
+        if !self.grouped() {
+            return;
+        }
+        let _ = writeln!(o, "\nNodes by rules (compared group to group):");
+        for g in &self.groups {
+            let other = g.side.other();
+            let with = if g.same_as.is_empty() {
+                format!("no {} node of its role", other.label())
+            } else {
+                format!("{} {}", other.label(), g.same_as.join(", "))
+            };
+            let _ = writeln!(
+                o,
+                "  {} {} ↔ {with}  [{}]",
+                g.side.label(),
+                Self::group_title(g),
+                Self::some_nodes(g)
+            );
+        }
+    }
+
+    /// [`Verdict::groups_text`] as a Markdown table.
+    fn groups_md(&self, o: &mut String) {
+        if !self.grouped() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "\n**Nodes by rules** (nodes of a role whose rules are the same are compared as \
+             one group):\n"
+        );
+        let _ = writeln!(o, "| side | group | compared with | nodes |");
+        let _ = writeln!(o, "| --- | --- | --- | --- |");
+        for g in &self.groups {
+            let with: Vec<String> = g.same_as.iter().map(|l| format!("`{l}`")).collect();
+            let _ = writeln!(
+                o,
+                "| {} | `{}` | {} | {} |",
+                g.side.label(),
+                Self::group_title(g),
+                if with.is_empty() {
+                    "–".to_string()
+                } else {
+                    with.join(", ")
+                },
+                Self::some_nodes(g)
+            );
+        }
     }
 
     /// Markdown fit for a pull request comment.
@@ -292,6 +373,7 @@ impl Verdict {
             );
         }
         self.disagreements_md(&mut o);
+        self.groups_md(&mut o);
         self.rules_md(&mut o);
         self.rule_changes_md(&mut o);
         let ver = |s: &SideReport| {
@@ -611,6 +693,7 @@ mod tests {
                 comparison,
             }],
             rule_changes: Vec::new(),
+            groups: Vec::new(),
         };
         let note = "table ip6 kube-proxy listed only by PR (base lists one table): not compared";
         assert!(v.text().contains(note), "{}", v.text());

@@ -199,6 +199,29 @@ pub struct Verdict {
     pub rules: Vec<NodeDiff>,
     /// Every change of a node's rules seen during the run (kube-proxy churn), oldest first.
     pub rule_changes: Vec<RuleChange>,
+    /// Each side's nodes grouped by their rules: base groups first, each the largest first.
+    pub groups: Vec<GroupReport>,
+}
+
+/// Nodes of one side and role whose rules are the same (a node alone: an outlier).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupReport {
+    pub side: Side,
+    pub role: String,
+    /// `worker group A` for several nodes, the node's name (without its cluster's) for one.
+    pub label: String,
+    /// Its nodes, by name; the first's rules are those compared.
+    pub nodes: Vec<String>,
+    /// The other side's groups it is compared with (matched by role, then by the node names
+    /// they share, then by size); empty when that side has no node of its role.
+    pub same_as: Vec<String>,
+}
+
+impl GroupReport {
+    /// More than one node.
+    pub fn is_group(&self) -> bool {
+        self.nodes.len() > 1
+    }
 }
 
 /// One change of one node's rules.
@@ -236,7 +259,37 @@ pub fn verdict(st: &State) -> Result<Verdict, String> {
         disagreements,
         rules,
         rule_changes: rule_changes(st),
+        groups: groups(st),
     })
+}
+
+/// Each side's groups (as the Diff pane has them) with the other side's groups each is
+/// compared with.
+fn groups(st: &State) -> Vec<GroupReport> {
+    let g = &st.diff.groups;
+    let (base, pr) = (&st.sides.base, &st.sides.pr);
+    let matched =
+        crate::rules::group::match_groups(&g.base, &g.pr, |n| base.short(n), |n| pr.short(n));
+    let mut out = Vec::new();
+    for side in [Side::Base, Side::Pr] {
+        for (i, grp) in g.side(side).iter().enumerate() {
+            let same_as = matched
+                .iter()
+                .filter_map(|m| match side {
+                    Side::Base => (m.base == i).then(|| g.pr[m.pr].label.clone()),
+                    Side::Pr => (m.pr == i).then(|| g.base[m.base].label.clone()),
+                })
+                .collect();
+            out.push(GroupReport {
+                side,
+                role: grp.role.clone(),
+                label: grp.label.clone(),
+                nodes: grp.nodes.clone(),
+                same_as,
+            });
+        }
+    }
+    out
 }
 
 /// Each side's predictions, computed from the state as it ended (not whatever the loop last

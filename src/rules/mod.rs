@@ -2,6 +2,7 @@
 //! differs between any two clusters, and diff base against PR. No async, no UI.
 
 pub mod diff;
+pub mod group;
 pub mod json;
 pub mod mixed;
 pub mod nft;

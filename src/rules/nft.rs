@@ -108,7 +108,7 @@ fn brace_depth(l: &str) -> i64 {
 
 /// Split at top-level commas (outside braces and quotes): the parts, trimmed, each a part of `s`
 /// (no copies); empty parts (a trailing comma) left out.
-fn split_elements(s: &str) -> Vec<&str> {
+pub(super) fn split_elements(s: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut depth = 0i32;
     let mut quoted = false;
@@ -1027,7 +1027,7 @@ fn endpoints<'a>(items: &[&'a Item]) -> HashMap<&'a str, &'static str> {
 }
 
 /// The words of a rule without `counter packets N bytes M` (counters are state, not rules).
-fn without_counters(text: &str) -> Vec<&str> {
+pub(super) fn without_counters(text: &str) -> Vec<&str> {
     let w: Vec<&str> = text.split(' ').collect();
     let mut out = Vec::with_capacity(w.len());
     let mut i = 0;

@@ -12,6 +12,7 @@ use crate::app::diffs::{DLine, Half, Kind, packet_lines};
 use crate::app::state::DiffView;
 use crate::model::Pane;
 use crate::rules::packets::Summary;
+use crate::rules::render::visible;
 use crate::ui::{Theme, pane_block};
 
 fn style_of(k: Kind, theme: &Theme) -> Style {
@@ -80,13 +81,21 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     // Nodes that have no kube-proxy rules at all (no dump, so in no pair): never compared,
     // said plainly.
     let bare = no_rules_note(st);
-    let rows = 1 + u16::from(strip) + u16::from(modes.is_some()) + u16::from(bare.is_some());
+    let groups = st.diff.step.is_none() && d.groups.active();
+    let rows = 1
+        + u16::from(groups)
+        + u16::from(strip)
+        + u16::from(modes.is_some())
+        + u16::from(bare.is_some());
     let [head, body] =
         Layout::vertical([Constraint::Length(rows), Constraint::Min(0)]).areas(inner);
     let mut top = vec![match st.diff.step {
         Some(id) => step_line(st, id, theme),
         None => node_line(st, theme),
     }];
+    if groups {
+        top.push(outliers_line(st, head.width as usize, theme));
+    }
     if let Some(m) = modes {
         let text = crate::ui::clip(&format!("⚠ {m}"), 0, head.width as usize);
         top.push(Line::styled(text, theme.warn()));
@@ -253,11 +262,50 @@ fn no_rules_note(st: &State) -> Option<String> {
 }
 
 /// Which node pair is shown, of how many.
+/// Group mode's second line: the nodes compared for the groups shown, and each side's
+/// outliers (nodes whose rules no other node of their role has).
+fn outliers_line<'a>(st: &State, width: usize, theme: &Theme) -> Line<'a> {
+    use crate::model::Side;
+    let d = &st.diff;
+    let mut text = match d.pair() {
+        Some(p) => format!("compared: {} ↔ {}", p.base, p.pr),
+        None => String::new(),
+    };
+    let list = |s: Side| {
+        let names: Vec<&str> = d.groups.outliers(s).map(|g| g.label.as_str()).collect();
+        match names.len() {
+            0 => "none".to_string(),
+            n => format!("{n} ({})", names.join(", ")),
+        }
+    };
+    text.push_str(&format!(
+        " · outliers: base {}, PR {}",
+        list(Side::Base),
+        list(Side::Pr)
+    ));
+    Line::styled(crate::ui::clip(&visible(&text), 0, width), theme.dim())
+}
+
 fn node_line<'a>(st: &State, theme: &Theme) -> Line<'a> {
     let d = &st.diff;
     let Some(pair) = d.pair() else {
         return Line::styled("waiting for rule dumps from both clusters", theme.dim());
     };
+    if let Some((b, p)) = d.group_pair() {
+        let n = d.pairs.len();
+        return Line::from(vec![
+            Span::styled("base ", theme.dim()),
+            Span::styled(visible(&b.title()).into_owned(), theme.title()),
+            Span::styled(" ↔ PR ", theme.dim()),
+            Span::styled(visible(&p.title()).into_owned(), theme.title()),
+            Span::styled(format!("  ({}/{n})", d.node.min(n - 1) + 1), theme.dim()),
+            if d.pending.is_some() {
+                Span::styled("  computing…", theme.running())
+            } else {
+                Span::raw("")
+            },
+        ]);
+    }
     let n = d.pairs.len();
     let empty: Vec<&str> = [(&st.sides.base, &pair.base), (&st.sides.pr, &pair.pr)]
         .into_iter()
