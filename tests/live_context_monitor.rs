@@ -101,8 +101,9 @@ struct Setup {
     scenario: std::path::PathBuf,
 }
 
-/// Base: `staging`, iptables; PR: `prod`, three nodes in nftables mode.
-async fn setup() -> Setup {
+/// Base: `staging`, iptables; PR: `prod`, three nodes in nftables mode; `extra`: more of the
+/// scenario.
+async fn setup(extra: &str) -> Setup {
     common::in_process_state();
     let monitors = Monitors::default();
     *monitors.a_rules.lock().unwrap() = Dump::nft(NFT_V133).text.to_string();
@@ -119,7 +120,7 @@ async fn setup() -> Setup {
     let kc = kubeconfig(&[("staging", &staging.server), ("prod", &prod.server)]);
     std::fs::write(dir.path().join("kc.yaml"), kc).unwrap();
     let scenario = dir.path().join("kindred.yaml");
-    std::fs::write(&scenario, scenario_text("", "")).unwrap();
+    std::fs::write(&scenario, scenario_text("", "") + extra).unwrap();
     Setup {
         staging,
         prod,
@@ -187,7 +188,7 @@ async fn attach(s: &Setup) -> (LiveBackend, UnboundedReceiver<Event>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monitor_line_rereads_that_node_alone_within_a_second() {
-    let s = setup().await;
+    let s = setup("").await;
     let (mut backend, mut rx) = attach(&s).await;
     watch(&mut backend, &mut rx).await;
     // What watch mode reads at its start has settled; then the counts.
@@ -224,7 +225,7 @@ async fn a_monitor_line_rereads_that_node_alone_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_monitor_is_said_and_stopping_watch_closes_every_monitor() {
-    let s = setup().await;
+    let s = setup("").await;
     let (mut backend, mut rx) = attach(&s).await;
     backend.send(Command::SetWatch(true));
     let seen = until(&mut rx, 20.0, |e| {
@@ -243,7 +244,7 @@ async fn a_refused_monitor_is_said_and_stopping_watch_closes_every_monitor() {
         panic!("{said:?}")
     };
     assert!(
-        error.contains("`nft monitor` by exec in kube-system/kube-proxy-prod-refused")
+        error.starts_with("`nft monitor` by exec: exec in kube-system/kube-proxy-prod-refused")
             && error.contains("forbidden"),
         "{error}"
     );
@@ -277,5 +278,61 @@ async fn a_refused_monitor_is_said_and_stopping_watch_closes_every_monitor() {
         "{} of 2 monitor websockets closed",
         s.monitors.closed.load(Ordering::SeqCst)
     );
+    backend.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_that_ends_leaves_its_node_on_api_events_and_says_so() {
+    let s = setup("").await;
+    let (mut backend, mut rx) = attach(&s).await;
+    watch(&mut backend, &mut rx).await;
+    // prod-b's kube-proxy pod restarts: its monitor's exec ends.
+    s.monitors.open.lock().unwrap().remove(B);
+    let seen = until(&mut rx, 10.0, |e| {
+        matches!(watching(e, B), Some(WatchPath::ApiEventsOnly { .. }))
+    })
+    .await;
+    let said = seen.iter().rev().find_map(|e| watching(e, B)).unwrap();
+    let WatchPath::ApiEventsOnly {
+        why: NoExecMonitor::Failed { error },
+    } = said
+    else {
+        panic!("{said:?}")
+    };
+    assert!(
+        error.contains("`nft monitor` by exec in kube-system/kube-proxy-prod-b ended"),
+        "{error}"
+    );
+    backend.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitors_beyond_read_concurrency_are_said_not_started() {
+    let s = setup("read_concurrency: 1\n").await;
+    let (mut backend, mut rx) = attach(&s).await;
+    backend.send(Command::SetWatch(true));
+    let mut paths: HashMap<&str, WatchPath> = HashMap::new();
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    let over = WatchPath::ApiEventsOnly {
+        why: NoExecMonitor::OverCap { cap: 1 },
+    };
+    // Each node's last word: one monitor (or its refusal), the other two over the bound.
+    while paths.values().filter(|p| **p == over).count() < 2
+        || paths
+            .values()
+            .all(|p| matches!(p, WatchPath::ApiEvents) || *p == over)
+    {
+        let e = tokio::time::timeout_at(end, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{paths:?}"))
+            .unwrap();
+        for n in [A, B, REFUSED] {
+            if let Some(p) = watching(&e, n) {
+                paths.insert(n, p);
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(s.monitors.started.load(Ordering::SeqCst) <= 1, "{paths:?}");
     backend.shutdown();
 }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Result, anyhow};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
@@ -61,11 +61,8 @@ async fn run(
     if cancel.is_cancelled() {
         return;
     }
-    let error = match r {
-        Ok(None) => return,
-        Ok(Some(end)) => ended(&end),
-        Err(e) => format!("{e:#}"),
-    };
+    let Err(e) = r else { return };
+    let error = format!("{e:#}");
     tracing::info!("{node}: no nft monitor by exec, API server events only: {error}");
     let why = NoExecMonitor::Failed {
         error: visible(&error).into(),
@@ -75,14 +72,15 @@ async fn run(
 }
 
 /// Run `nft monitor` in the node's kube-proxy pod: said once it runs, each line naming
-/// kube-proxy's table a trigger for the node.
+/// kube-proxy's table a trigger for the node; `Ok` once cancelled, an error when it could not
+/// start or ended by itself.
 async fn follow(
     ctx: &Ctx,
     side: Side,
     node: &str,
     tx: &UnboundedSender<Trigger>,
     cancel: &CancellationToken,
-) -> Result<Option<StreamEnd>> {
+) -> Result<()> {
     let client = ctx.client(side).await?;
     let (pod, container) = context::proxy_pod(&client, node).await?;
     let x = StreamExec {
@@ -101,13 +99,15 @@ async fn follow(
             let _ = tx.send(Trigger::Node(side, node.to_string()));
         }
     };
-    exec_lines(&client, &x, cancel, started, on_line)
-        .await
-        .with_context(|| format!("`nft monitor` by exec in kube-system/{}", visible(&pod)))
+    match exec_lines(&client, &x, cancel, started, on_line).await {
+        Ok(None) => Ok(()),
+        Ok(Some(end)) => Err(anyhow!(ended(&pod, &end))),
+        Err(e) => Err(e.context("`nft monitor` by exec")),
+    }
 }
 
 /// How a monitor that ended by itself ended, in words.
-fn ended(end: &StreamEnd) -> String {
+fn ended(pod: &str, end: &StreamEnd) -> String {
     let said: String = end
         .stderr
         .trim()
@@ -119,10 +119,11 @@ fn ended(end: &StreamEnd) -> String {
     } else {
         format!("exit {}", end.code)
     };
+    let pod = visible(pod);
     if said.is_empty() {
-        format!("`nft monitor` ended: {how}")
+        format!("`nft monitor` by exec in kube-system/{pod} ended: {how}")
     } else {
-        format!("`nft monitor` ended: {how}: {said}")
+        format!("`nft monitor` by exec in kube-system/{pod} ended: {how}: {said}")
     }
 }
 
@@ -167,17 +168,15 @@ mod tests {
             stderr: "Error: \x1b[31mOperation not permitted\n".into(),
         };
         assert_eq!(
-            ended(&e),
-            "`nft monitor` ended: exit 1: Error: [31mOperation not permitted"
+            ended("kube-proxy-x", &e),
+            "`nft monitor` by exec in kube-system/kube-proxy-x ended: exit 1: Error: [31mOperation \
+             not permitted"
         );
         let gone = StreamEnd {
             code: -1,
             stderr: String::new(),
         };
-        assert!(
-            ended(&gone).contains("the pod restarted?"),
-            "{}",
-            ended(&gone)
-        );
+        let said = ended("kube-proxy-x", &gone);
+        assert!(said.contains("the pod restarted?"), "{said}");
     }
 }
