@@ -348,6 +348,56 @@ fn build_pane_says_which_nodes_are_monitored_and_which_polled() {
     assert!(!text.contains("watch:"), "{text}");
 }
 
+/// Watching context sides: nodes in nftables mode followed by `nft monitor` through exec are
+/// said so; a node whose monitor could not run, or is over the bound, is marked and says it
+/// follows the API server's events only, and why.
+#[test]
+fn build_pane_says_which_context_nodes_have_nft_monitor_by_exec() {
+    use kindred::backend::event::{Event, NoExecMonitor, WatchPath};
+    use kindred::model::Side;
+    let mut st = demo_state(u64::MAX);
+    apply_sync(&mut st, key('w'));
+    let only = |why| WatchPath::ApiEventsOnly { why };
+    let base = st.side(Side::Base).name().to_string();
+    let pr = st.side(Side::Pr).name().to_string();
+    let refused = "exec in kube-system/kube-proxy-x: pods/exec is forbidden (403)";
+    for (side, cluster, node, path) in [
+        (Side::Base, &base, "control-plane", WatchPath::ApiEvents),
+        (Side::Base, &base, "worker", WatchPath::ApiEvents),
+        (Side::Pr, &pr, "control-plane", WatchPath::ExecMonitor),
+        (
+            Side::Pr,
+            &pr,
+            "worker",
+            only(NoExecMonitor::Failed {
+                error: refused.into(),
+            }),
+        ),
+        (
+            Side::Pr,
+            &pr,
+            "worker2",
+            only(NoExecMonitor::OverCap { cap: 2 }),
+        ),
+    ] {
+        let node = format!("{cluster}-{node}");
+        apply_sync(&mut st, Msg::Backend(Event::Watching { side, node, path }));
+    }
+    let mut t = Terminal::new(TestBackend::new(120, 14)).unwrap();
+    t.draw(|f| ui::render_pane(f, Pane::Build, f.area(), &st, &Theme::new(true)))
+        .unwrap();
+    let text = format!("{}", t.backend());
+    assert!(
+        text.contains("  watch: nft monitor by exec in kube-proxy pods on")
+            && text.contains("! watch: worker re-read on API server events only (no")
+            && text.contains("pods/exec is forbidden (403))")
+            && text.contains("! watch: worker2 re-read on API server events only (no")
+            && text.contains("nft monitor: more nodes than 2 monitors)"),
+        "{text}"
+    );
+    insta::assert_snapshot!("pane_build_watching_context_120x14", t.backend());
+}
+
 fn key(c: char) -> Msg {
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
     Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))

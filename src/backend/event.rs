@@ -189,6 +189,23 @@ pub enum WatchPath {
     /// A cluster kindred did not create (a kubeconfig context): its API server's Service,
     /// EndpointSlice and pod events trigger a re-read of its nodes' rules.
     ApiEvents,
+    /// A context node in nftables mode: `nft monitor`, run by exec in its kube-proxy pod,
+    /// reports each change of its rules at once (the API server's events still count too).
+    ExecMonitor,
+    /// A context node in nftables mode followed by the API server's events only, since its
+    /// `nft monitor` by exec does not run, for this reason.
+    ApiEventsOnly { why: NoExecMonitor },
+}
+
+/// Why a context node in nftables mode has no `nft monitor` by exec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum NoExecMonitor {
+    /// It could not start (exec refused, no nft, no kube-proxy pod) or it ended (the pod
+    /// restarted): what happened.
+    Failed { error: String },
+    /// The side has more nftables nodes than monitors allowed (`read_concurrency`).
+    OverCap { cap: usize },
 }
 
 /// Why a node's rules are polled instead of monitored.
@@ -367,6 +384,15 @@ mod tests {
                 why: PollReason::NoMonitor {
                     error: "`nft monitor` ended: sh: nft: not found".into(),
                 },
+            },
+            WatchPath::ExecMonitor,
+            WatchPath::ApiEventsOnly {
+                why: NoExecMonitor::Failed {
+                    error: "exec in kube-system/kube-proxy-x: 403 Forbidden".into(),
+                },
+            },
+            WatchPath::ApiEventsOnly {
+                why: NoExecMonitor::OverCap { cap: 16 },
             },
         ] {
             let e = Event::Watching {

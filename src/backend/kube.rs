@@ -761,3 +761,120 @@ pub fn exit_code(s: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Stat
         })
         .unwrap_or(-1)
 }
+
+/// How a streaming exec ([`exec_lines`]) ended by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEnd {
+    /// Its exit code (-1 when the API server sent no final status: the connection ended).
+    pub code: i64,
+    /// What it said on standard error (at most [`STREAM_STDERR`] bytes kept).
+    pub stderr: String,
+}
+
+/// What a streaming exec keeps of its standard error, and of one line without its end.
+pub const STREAM_STDERR: usize = 4 << 10;
+const STREAM_LINE: usize = 64 << 10;
+
+/// A command to stream from: `argv` in `ns/pod`'s `container`, which must start within
+/// `start_limit`.
+pub struct StreamExec<'a> {
+    pub ns: &'a str,
+    pub pod: &'a str,
+    pub container: &'a str,
+    pub argv: &'a [&'a str],
+    pub start_limit: Duration,
+}
+
+/// Run a command in a pod (no shell, no stdin) and hand each line of its standard output to
+/// `on_line` as it arrives, until the command ends (`Ok(Some(end))`) or `cancel` (`Ok(None)`);
+/// either way the exec's websocket is closed. `started` is called once the API server has
+/// started it. An exec the API server refuses is an [`ExecNotStarted`].
+pub async fn exec_lines(
+    client: &Client,
+    x: &StreamExec<'_>,
+    cancel: &tokio_util::sync::CancellationToken,
+    started: impl FnOnce(),
+    mut on_line: impl FnMut(&str),
+) -> Result<Option<StreamEnd>> {
+    let (ns, pod, start_limit) = (x.ns, x.pod, x.start_limit);
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let ap = AttachParams::default()
+        .stdin(false)
+        .stdout(true)
+        .stderr(true)
+        .container(x.container);
+    let start = api.exec(pod, x.argv.iter().copied(), &ap);
+    let mut p = tokio::select! {
+        _ = cancel.cancelled() => return Ok(None),
+        r = tokio::time::timeout(start_limit, start) => r
+            .map_err(|_| anyhow!("exec in {ns}/{pod}: not started within {}s", start_limit.as_secs()))?
+            .map_err(|e| ExecNotStarted::new(ns, pod, &e))?,
+    };
+    started();
+    let (Some(mut out), Some(mut err)) = (p.stdout(), p.stderr()) else {
+        bail!("exec in {ns}/{pod}: no output streams");
+    };
+    let status = p.take_status();
+    let (mut pending, mut said) = (Vec::new(), Vec::new());
+    let (mut buf, mut ebuf) = (vec![0u8; 8192], vec![0u8; 1024]);
+    let mut err_open = true;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                // Dropping the process closes its websocket.
+                p.abort();
+                return Ok(None);
+            }
+            n = out.read(&mut buf) => {
+                let n = n.with_context(|| format!("exec in {ns}/{pod}: reading its output"))?;
+                if n == 0 {
+                    break;
+                }
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=i).collect();
+                    on_line(String::from_utf8_lossy(&line).trim_end());
+                }
+                if pending.len() > STREAM_LINE {
+                    on_line(&String::from_utf8_lossy(&pending[..STREAM_LINE]));
+                    pending.clear();
+                }
+            }
+            n = err.read(&mut ebuf), if err_open => match n {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => {
+                    let room = STREAM_STDERR.saturating_sub(said.len());
+                    said.extend_from_slice(&ebuf[..n.min(room)]);
+                }
+            },
+        }
+    }
+    if !pending.is_empty() {
+        on_line(&String::from_utf8_lossy(&pending));
+    }
+    // The rest of standard error, then the final status, each briefly.
+    let rest = async {
+        while err_open {
+            match err.read(&mut ebuf).await {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => {
+                    let room = STREAM_STDERR.saturating_sub(said.len());
+                    said.extend_from_slice(&ebuf[..n.min(room)]);
+                }
+            }
+        }
+        match status {
+            Some(s) => s.await,
+            None => None,
+        }
+    };
+    let status = tokio::time::timeout(Duration::from_secs(2), rest)
+        .await
+        .ok()
+        .flatten();
+    p.abort();
+    Ok(Some(StreamEnd {
+        code: exit_code(status.as_ref()),
+        stderr: String::from_utf8_lossy(&said).into_owned(),
+    }))
+}

@@ -83,6 +83,14 @@ pub enum Reply {
         stderr: String,
         status: Value,
     },
+    /// An exec that streams: each line received is sent at once as a stdout frame (with its
+    /// `\n`); once the sender is dropped, `status`, then close. When the client closes the
+    /// websocket (or drops the connection) first, `closed` counts it.
+    ExecStream {
+        lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+        status: Value,
+        closed: Arc<AtomicUsize>,
+    },
     /// Accept and never answer (a stalled API server).
     Hang,
     /// `reply` after `wait`; `done` (a guard counting what is in flight) is dropped once `reply`
@@ -368,6 +376,17 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 };
                 return exec(r.into_inner(), key.unwrap_or_default(), protocol, out).await;
             }
+            Reply::ExecStream {
+                lines,
+                status,
+                closed,
+            } => {
+                let Some(protocol) = conn.negotiate(&req) else {
+                    return refuse_upgrade(r.get_mut()).await;
+                };
+                let ws = upgrade(r.into_inner(), key.unwrap_or_default(), protocol).await?;
+                return stream(ws, lines, status, closed).await;
+            }
             Reply::Hang => {
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
                 return Ok(());
@@ -468,7 +487,7 @@ struct Played {
 
 /// Upgrade to a websocket with `protocol` and play an exec's output.
 async fn exec(
-    mut s: impl AsyncRead + AsyncWrite + Unpin,
+    s: impl AsyncRead + AsyncWrite + Unpin,
     key: String,
     protocol: &str,
     out: Played,
@@ -478,24 +497,76 @@ async fn exec(
         stderr,
         status,
     } = out;
+    let mut ws = upgrade(s, key, protocol).await?;
+    if !stdout.is_empty() {
+        ws.send(frame(1, stdout.as_bytes())).await.map_err(io)?;
+    }
+    if !stderr.is_empty() {
+        ws.send(frame(2, stderr.as_bytes())).await.map_err(io)?;
+    }
+    let st = serde_json::to_vec(&status).unwrap();
+    ws.send(frame(3, &st)).await.map_err(io)?;
+    ws.close(None).await.map_err(io)?;
+    Ok(())
+}
+
+/// One exec frame: the channel byte, then the data.
+fn frame(ch: u8, data: &[u8]) -> Message {
+    let mut v = vec![ch];
+    v.extend_from_slice(data);
+    Message::binary(v)
+}
+
+fn io(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("{e}"))
+}
+
+/// Switch the connection to a websocket with `protocol`.
+async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    key: String,
+    protocol: &str,
+) -> std::io::Result<WebSocketStream<S>> {
     let head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\nsec-websocket-protocol: {protocol}\r\n\r\n",
         derive_accept_key(key.as_bytes())
     );
     s.write_all(head.as_bytes()).await?;
     s.flush().await?;
-    let mut ws = WebSocketStream::from_raw_socket(s, Role::Server, None).await;
-    let frame = |ch: u8, data: &[u8]| {
-        let mut v = vec![ch];
-        v.extend_from_slice(data);
-        Message::binary(v)
-    };
-    let io = |e| std::io::Error::other(format!("{e}"));
-    if !stdout.is_empty() {
-        ws.send(frame(1, stdout.as_bytes())).await.map_err(io)?;
-    }
-    if !stderr.is_empty() {
-        ws.send(frame(2, stderr.as_bytes())).await.map_err(io)?;
+    Ok(WebSocketStream::from_raw_socket(s, Role::Server, None).await)
+}
+
+/// Play a streaming exec: each line as it arrives, until the sender is dropped (then `status`
+/// and close) or the client closes the websocket (counted in `closed`).
+async fn stream<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
+    mut lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    status: Value,
+    closed: Arc<AtomicUsize>,
+) -> std::io::Result<()> {
+    use futures::StreamExt;
+    loop {
+        tokio::select! {
+            line = lines.recv() => match line {
+                Some(l) => {
+                    let sent = ws.send(frame(1, format!("{l}\n").as_bytes())).await;
+                    if sent.is_err() {
+                        closed.fetch_add(1, Ordering::SeqCst);
+                        return Ok(());
+                    }
+                }
+                None => break,
+            },
+            m = ws.next() => match m {
+                // The client's close (or the connection gone).
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {
+                    closed.fetch_add(1, Ordering::SeqCst);
+                    return Ok(());
+                }
+                // kube-rs's frames (v5's close of stdin, pings): nothing to play.
+                Some(Ok(_)) => {}
+            },
+        }
     }
     let st = serde_json::to_vec(&status).unwrap();
     ws.send(frame(3, &st)).await.map_err(io)?;

@@ -46,6 +46,14 @@ pub fn namespace(name: &str, labels: Value) -> Value {
 /// Serve `cluster` with the answers it does not know in front: the Service and EndpointSlice
 /// lists (empty) and watches (the Service's delivers `echo` when told), namespace deletion.
 pub async fn serve(cluster: Cluster) -> Served {
+    serve_with(cluster, |_| None).await
+}
+
+/// [`serve`] with `mine` answering first (what it returns `None` for goes on as there).
+pub async fn serve_with(
+    cluster: Cluster,
+    mine: impl Fn(&Req) -> Option<Reply> + Send + Sync + 'static,
+) -> Served {
     let service_event = Arc::new(tokio::sync::Notify::new());
     let deleted_namespaces = Arc::new(Mutex::new(Vec::new()));
     let (c, n, d) = (
@@ -53,8 +61,12 @@ pub async fn serve(cluster: Cluster) -> Served {
         service_event.clone(),
         deleted_namespaces.clone(),
     );
-    let server =
-        ApiServer::start(move |r| front(r, &c, &n, &d).unwrap_or_else(|| c.answer(r))).await;
+    let server = ApiServer::start(move |r| {
+        mine(r)
+            .or_else(|| front(r, &c, &n, &d))
+            .unwrap_or_else(|| c.answer(r))
+    })
+    .await;
     Served {
         server,
         cluster,

@@ -96,6 +96,17 @@ pub(super) async fn attach(ctx: &Ctx, side: Side, c: &ContextSide) -> Result<()>
 /// Read every node's rules (as listed at attach, else listed now); send the dumps that
 /// changed, say which nodes have no kube-proxy rules, and name each node that did not answer.
 pub(super) async fn read(ctx: &Ctx, side: Side, c: &ContextSide) -> Result<()> {
+    read_these(ctx, side, c, None).await.map(drop)
+}
+
+/// [`read`], of `only` these nodes when given; the nodes read whose rules are in nftables
+/// mode (the dump is `table ip kube-proxy`).
+pub(super) async fn read_these(
+    ctx: &Ctx,
+    side: Side,
+    c: &ContextSide,
+    only: Option<Vec<String>>,
+) -> Result<Vec<String>> {
     let client = ctx.client(side).await?;
     let mut nodes = ctx.known.lock().unwrap().context_nodes[side].clone();
     if nodes.is_empty() {
@@ -106,11 +117,20 @@ pub(super) async fn read(ctx: &Ctx, side: Side, c: &ContextSide) -> Result<()> {
             .collect();
         ctx.known.lock().unwrap().context_nodes[side] = nodes.clone();
     }
+    if let Some(only) = only {
+        nodes.retain(|n| only.contains(n));
+    }
     let policy = policy(ctx, c);
+    let mut nft = Vec::new();
     let mut reads = std::pin::pin!(context::read_all(&client, &policy, nodes));
     while let Some((node, r)) = reads.next().await {
         match r {
-            Ok(NodeRules::Rules(text)) => super::send_dump(ctx, side, node, text),
+            Ok(NodeRules::Rules(text)) => {
+                if crate::rules::nft::looks_like_nft(&text) {
+                    nft.push(node.clone());
+                }
+                super::send_dump(ctx, side, node, text)
+            }
             Ok(NodeRules::None { why }) => {
                 if super::changed(ctx, side, &node, &format!("none: {why}")) {
                     ctx.emit(Event::NoRules { side, node, why });
@@ -127,7 +147,7 @@ pub(super) async fn read(ctx: &Ctx, side: Side, c: &ContextSide) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(nft)
 }
 
 /// Whether kube-proxy on every node of the side has rules naming `ip` (the probes wait for

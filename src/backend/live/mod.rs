@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod build;
+mod ctx_monitor;
 mod existing;
 mod swap;
 mod watch;

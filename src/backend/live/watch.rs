@@ -14,6 +14,7 @@ use anyhow::Result;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_util::sync::CancellationToken;
 
+use super::ctx_monitor::Monitors;
 use super::{Ctx, existing, kind_sides, probes, read_nodes, report, running_nodes};
 use crate::backend::event::{Event, PollReason, WatchPath};
 use crate::model::{Pane, Side};
@@ -74,7 +75,13 @@ pub(super) async fn watch(ctx: Ctx) -> Result<()> {
         triggers: ctx.triggers.clone(),
     };
     let mut polling = Polling::default();
-    let r = follow_contexts(&ctx, None).await;
+    // The context sides' `nft monitor`s, stopped however the watch ends.
+    let monitors = Monitors {
+        tx: tx.clone(),
+        cancel: ctx.cancel.child_token(),
+    };
+    let _monitors = monitors.cancel.clone().drop_guard();
+    let r = follow_contexts(&ctx, None, &monitors).await;
     report(&ctx, None, Pane::Diff, r);
     let every = Duration::from_secs_f64(ctx.sc.watch.interval);
     let mut tick = tokio::time::interval(every);
@@ -96,7 +103,7 @@ pub(super) async fn watch(ctx: Ctx) -> Result<()> {
                     .collect();
                 let r = read_nodes(&ctx, which).await;
                 report(&ctx, None, Pane::Diff, r);
-                let r = follow_contexts(&ctx, Some(&wanted)).await;
+                let r = follow_contexts(&ctx, Some(&wanted), &monitors).await;
                 report(&ctx, None, Pane::Diff, r);
             }
             _ = tick.tick() => {
@@ -112,25 +119,46 @@ pub(super) async fn watch(ctx: Ctx) -> Result<()> {
 }
 
 /// The context sides: read again when `wanted` names their cluster (the API server's pod,
-/// Service or EndpointSlice events); at the start of watch mode (`None`), said to be followed
-/// that way, and read once.
-async fn follow_contexts(ctx: &Ctx, wanted: Option<&BTreeSet<Trigger>>) -> Result<()> {
+/// Service or EndpointSlice events), or only the nodes it names (their `nft monitor` said a
+/// change); at the start of watch mode (`None`), said to be followed that way, read once, and
+/// each node in nftables mode given its `nft monitor` by exec.
+async fn follow_contexts(
+    ctx: &Ctx,
+    wanted: Option<&BTreeSet<Trigger>>,
+    monitors: &Monitors,
+) -> Result<()> {
     for side in Side::BOTH {
         let Some(c) = ctx.sc.context(side) else {
             continue;
         };
-        match wanted {
-            Some(w) if !w.contains(&Trigger::Cluster(side)) => continue,
-            Some(_) => {}
+        let only = match wanted {
+            Some(w) if w.contains(&Trigger::Cluster(side)) => None,
+            Some(w) => {
+                let nodes: Vec<String> = w
+                    .iter()
+                    .filter_map(|t| match t {
+                        Trigger::Node(s, n) if *s == side => Some(n.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if nodes.is_empty() {
+                    continue;
+                }
+                Some(nodes)
+            }
             None => {
                 let nodes = ctx.known.lock().unwrap().context_nodes[side].clone();
                 for node in nodes {
                     let path = WatchPath::ApiEvents;
                     ctx.emit(Event::Watching { side, node, path });
                 }
+                None
             }
+        };
+        let nft = existing::read_these(ctx, side, &c, only).await?;
+        if wanted.is_none() {
+            monitors.start(ctx, side, nft, ctx.sc.read_concurrency());
         }
-        existing::read(ctx, side, &c).await?;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use ratatui::widgets::Paragraph;
 use crate::app::State;
 use crate::app::keymap::wrap_words;
 use crate::app::state::{BUILD_STAGES, SideState};
-use crate::backend::event::{PollReason, WatchPath};
+use crate::backend::event::{NoExecMonitor, PollReason, WatchPath};
 use crate::model::Pane;
 use crate::model::{Phase, PhaseState, Side};
 use crate::ui::{Theme, area, clip, fmt_duration, pane_block, side_heading, spinner};
@@ -158,7 +158,12 @@ fn watch_lines<'a>(s: &SideState, w: usize, theme: &Theme) -> Vec<Line<'a>> {
         }
     }
     // The monitored nodes first.
-    paths.sort_by_key(|(p, _)| !matches!(p, WatchPath::Monitor | WatchPath::ApiEvents));
+    paths.sort_by_key(|(p, _)| {
+        !matches!(
+            p,
+            WatchPath::Monitor | WatchPath::ApiEvents | WatchPath::ExecMonitor
+        )
+    });
     let mut out = Vec::new();
     for (path, names) in paths {
         let names = names.join(", ");
@@ -171,6 +176,21 @@ fn watch_lines<'a>(s: &SideState, w: usize, theme: &Theme) -> Vec<Line<'a>> {
                 ),
                 theme.ok(),
             ),
+            WatchPath::ExecMonitor => (
+                "  ",
+                format!("watch: nft monitor by exec in kube-proxy pods on {names}"),
+                theme.ok(),
+            ),
+            WatchPath::ApiEventsOnly { why } => {
+                let why = match why {
+                    NoExecMonitor::Failed { error } => format!("no nft monitor: {error}"),
+                    NoExecMonitor::OverCap { cap } => {
+                        format!("no nft monitor: more nodes than {cap} monitors")
+                    }
+                };
+                let text = format!("watch: {names} re-read on API server events only ({why})");
+                ("! ", text, theme.warn())
+            }
             WatchPath::Polled { every_ms, why } => {
                 let why = match why {
                     PollReason::Legacy => {
@@ -337,7 +357,7 @@ fn watch_rows(s: &SideState) -> u16 {
     distinct
         .iter()
         .map(|p| {
-            if matches!(p, WatchPath::Monitor) {
+            if matches!(p, WatchPath::Monitor | WatchPath::ExecMonitor) {
                 1
             } else {
                 2
