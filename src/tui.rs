@@ -195,7 +195,7 @@ fn apply(driver: &mut Driver, guard: &mut TerminalGuard, msg: Msg) -> (bool, boo
         match e {
             Effect::SetMouseCapture(on) => guard.set_mouse(on),
             Effect::Quit => quit = true,
-            Effect::Send(_) | Effect::ComputeDiff(_) | Effect::Predict(_) => {}
+            Effect::Send(_) | Effect::ComputeDiff(_) | Effect::Predict(_) | Effect::Group(_) => {}
         }
     }
     (out.redraw, quit)

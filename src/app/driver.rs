@@ -102,6 +102,13 @@ impl Driver {
                         });
                     });
                 }
+                Effect::Group(req) => {
+                    let tx = self.diff_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let canon = req.canonical();
+                        let _ = tx.send(Msg::Grouped { req, canon });
+                    });
+                }
                 e @ (Effect::SetMouseCapture(_) | Effect::Quit) => out.front.push(e),
             }
         }

@@ -10,8 +10,8 @@ use crate::model::{
     BySide, NodePair, NodeRole, Outcome, Pane, Phase, PhaseState, ProxyMode, ServiceRef, Side,
     Target, without_cluster,
 };
-use crate::rules::render::visible;
 use crate::rules::group::{Canon, Group, GroupPair, Grouper, match_groups};
+use crate::rules::render::visible;
 
 /// The stages of `kind build node-image`, in the order kind prints them.
 pub const BUILD_STAGES: [&str; 4] = [
@@ -147,19 +147,35 @@ impl SideState {
         }
     }
 
-    /// Group `node`'s rules (its dump just arrived): by their canonical text; a dump that does
-    /// not parse is a group of its own (the Diff pane says why when it is shown).
-    pub fn group_dump(&mut self, node: &str, text: &str) {
+    /// What grouping `node`'s rules (its dump just arrived) needs, to be made off the UI loop
+    /// ([`GroupRequest::canonical`]); its answer goes to [`SideState::grouped`].
+    pub fn group_request(&self, side: Side, node: &str, dump: Arc<str>) -> GroupRequest {
         let ips: Vec<std::net::Ipv4Addr> = self
             .nodes
             .iter()
             .filter(|n| n.name == node)
             .filter_map(|n| n.ip.as_deref()?.parse().ok())
             .collect();
-        let canon = crate::rules::group::canonical(text, &ips)
-            .unwrap_or_else(|e| Canon::alone(node, &e.to_string()));
-        let role = self.node_role(node).to_string();
-        self.grouper.add(&role, node, canon);
+        GroupRequest {
+            side,
+            node: node.to_string(),
+            role: self.node_role(node).to_string(),
+            dump,
+            ips,
+        }
+    }
+
+    /// Group a node by its canonical rules, unless a newer dump of it arrived meanwhile (its
+    /// own request follows). Whether it was grouped.
+    pub fn grouped(&mut self, req: &GroupRequest, canon: Canon) -> bool {
+        let current = self
+            .dumps
+            .get(&req.node)
+            .is_some_and(|d| Arc::ptr_eq(d, &req.dump));
+        if current {
+            self.grouper.add(&req.role, &req.node, canon);
+        }
+        current
     }
 
     /// The side's groups, an outlier named as the panes name nodes (without the cluster's
@@ -170,6 +186,27 @@ impl SideState {
             g.label = self.short(&g.nodes[0]);
         }
         gs
+    }
+}
+
+/// A node's rules to group by their canonical text, made off the UI loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRequest {
+    pub side: Side,
+    pub node: String,
+    pub role: String,
+    /// The dump as the state holds it: an answer for an older dump is dropped.
+    pub dump: Arc<str>,
+    /// The node's addresses as its cluster reports them.
+    pub ips: Vec<std::net::Ipv4Addr>,
+}
+
+impl GroupRequest {
+    /// The rules' canonical text; a dump that does not parse is a group of its own (the Diff
+    /// pane says why when it is shown).
+    pub fn canonical(&self) -> Canon {
+        crate::rules::group::canonical(&self.dump, &self.ips)
+            .unwrap_or_else(|e| Canon::alone(&self.node, &e.to_string()))
     }
 }
 
@@ -341,6 +378,9 @@ pub struct State {
     /// The probe target set with `e` (else the scenario's).
     pub probe_target: Option<Target>,
     pub diff: DiffView,
+    /// Nodes whose rules are being grouped off the UI loop ([`super::Effect::Group`] sent,
+    /// [`super::Msg::Grouped`] not yet back): `check` judges only once none is.
+    pub grouping: usize,
     /// Every change of a node's rules, oldest first.
     pub timeline: super::timeline::Timeline,
     /// Vertical scroll of the other panes (the Probes pane's: its first row shown).

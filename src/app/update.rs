@@ -10,13 +10,14 @@ use super::diffs::{Computed, DiffKey, DiffRequest, LineLayout, NodeIps, lines};
 use super::keymap::{Action, HelpLayout, action_for};
 use super::predict::{self, PredictRequest, Predicted, ProbeKey};
 use super::state::{
-    BUILD_STAGES, Confirm, Editor, HISTORY, NodeInfo, OUTPUT_LINES, PathsView, PhaseView,
-    ProbeCell, State,
+    BUILD_STAGES, Confirm, Editor, GroupRequest, HISTORY, NodeInfo, OUTPUT_LINES, PathsView,
+    PhaseView, ProbeCell, State,
 };
 use crate::backend::event::{Command, Event, ProbeResult, SessionInfo};
 use crate::backend::kind::{Progress, progress};
 use crate::model::{Pane, Phase, PhaseState, ProxyMode, Side, Sides, Target};
 use crate::rules::Options;
+use crate::rules::group::Canon;
 
 /// Errors remembered per side.
 const ERRORS: usize = 20;
@@ -45,6 +46,11 @@ pub enum Msg {
         id: u64,
         result: BTreeMap<ProbeKey, Predicted>,
     },
+    /// The answer to [`Effect::Group`]: the node's canonical rules.
+    Grouped {
+        req: Box<GroupRequest>,
+        canon: Canon,
+    },
     /// SIGTERM / SIGINT / SIGHUP.
     Terminate,
 }
@@ -58,6 +64,9 @@ pub enum Effect {
     /// Trace these probes through their nodes' rules off the UI loop, then answer with
     /// [`Msg::Predicted`].
     Predict(Box<PredictRequest>),
+    /// Make a node's canonical rules off the UI loop (a large dump takes tens of ms), then
+    /// answer with [`Msg::Grouped`].
+    Group(Box<GroupRequest>),
     SetMouseCapture(bool),
     Quit,
 }
@@ -105,6 +114,7 @@ pub fn update(st: &mut State, msg: Msg) -> Reaction {
         Msg::Backend(ev) => backend_event(st, ev),
         Msg::DiffReady { key, result } => diff_ready(st, key, result),
         Msg::Predicted { side, id, result } => predicted(st, side, id, result),
+        Msg::Grouped { req, canon } => grouped(st, &req, canon),
         Msg::Key(k) => {
             if k.kind == KeyEventKind::Release {
                 return Reaction::default();
@@ -417,14 +427,29 @@ fn on_rule_dump(st: &mut State, side: Side, node: String, text: String, at: Dura
         s.modes.insert(node.clone(), mode);
     }
     s.mentions_service.insert(node.clone(), mentions);
-    s.group_dump(&node, &text);
     let after: Arc<str> = Arc::from(text);
+    let group = s.group_request(side, &node, after.clone());
     if let Some(before) = s.dumps.insert(node.clone(), after.clone()) {
         st.timeline.record(at, side, &node, &before, &after);
     }
+    st.grouping += 1;
     st.refresh_pairs();
     st.diff.generation += 1;
     st.activity = format!("rules of {node} updated");
+    Reaction::redraw()
+        .with(Effect::Group(Box::new(group)))
+        .with_diff(st)
+}
+
+/// A node's canonical rules are back: it joins its group (unless a newer dump of it is on its
+/// way), and the pairs and their diff follow.
+fn grouped(st: &mut State, req: &GroupRequest, canon: Canon) -> Reaction {
+    st.grouping = st.grouping.saturating_sub(1);
+    if !st.side_mut(req.side).grouped(req, canon) {
+        return Reaction::default();
+    }
+    st.refresh_pairs();
+    st.diff.generation += 1;
     Reaction::redraw().with_diff(st)
 }
 
@@ -1237,18 +1262,91 @@ mod tests {
         );
     }
 
+    fn dump(side: Side, node: &str, text: &str) -> Msg {
+        Msg::Backend(Event::RuleDump {
+            side,
+            node: node.to_string(),
+            text: text.to_string(),
+            at_ms: None,
+        })
+    }
+
+    /// The group requests of a reaction.
+    fn group_requests(r: Reaction) -> Vec<GroupRequest> {
+        r.effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Group(req) => Some(*req),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Dumps arrive, each grouped as the driver does it (off the loop, answered at once).
     fn dumps(st: &mut State, side: Side, nodes: &[(&str, &str)]) {
         for (node, text) in nodes {
+            for req in group_requests(update(st, dump(side, node, text))) {
+                let canon = req.canonical();
+                update(
+                    st,
+                    Msg::Grouped {
+                        req: Box::new(req),
+                        canon,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A dump is grouped off the UI loop: its arrival only asks for it; the answer groups it,
+    /// unless a newer dump of the node came meanwhile (its own answer follows).
+    #[test]
+    fn grouping_is_asked_for_off_the_loop_and_a_stale_answer_is_dropped() {
+        let (x, y) = ("-A KUBE-SERVICES -j X\n", "-A KUBE-SERVICES -j Y\n");
+        let mut st = state();
+        dumps(&mut st, Side::Pr, &[("77523-worker", x)]);
+        dumps(&mut st, Side::Base, &[("master-worker", x)]);
+        let mut asked = group_requests(update(&mut st, dump(Side::Base, "master-worker2", x)));
+        assert_eq!(asked.len(), 1);
+        assert_eq!(st.grouping, 1);
+        let on_loop: usize = st
+            .side(Side::Base)
+            .groups()
+            .iter()
+            .map(|g| g.nodes.len())
+            .sum();
+        assert_eq!(on_loop, 1, "grouped on the loop");
+        let stale = asked.pop().unwrap();
+        // A newer dump of the node, answered first; the stale answer after it changes nothing.
+        for req in group_requests(update(&mut st, dump(Side::Base, "master-worker2", y))) {
+            let canon = req.canonical();
             update(
-                st,
-                Msg::Backend(Event::RuleDump {
-                    side,
-                    node: node.to_string(),
-                    text: text.to_string(),
-                    at_ms: None,
-                }),
+                &mut st,
+                Msg::Grouped {
+                    req: Box::new(req),
+                    canon,
+                },
             );
         }
+        let canon = stale.canonical();
+        update(
+            &mut st,
+            Msg::Grouped {
+                req: Box::new(stale),
+                canon,
+            },
+        );
+        assert_eq!(st.grouping, 0);
+        let sizes: Vec<usize> = st
+            .side(Side::Base)
+            .groups()
+            .iter()
+            .map(|g| g.nodes.len())
+            .collect();
+        assert_eq!(sizes, [1, 1], "a stale answer grouped");
+        assert!(!st.diff.groups.active());
+        dumps(&mut st, Side::Base, &[("master-worker2", x)]);
+        assert!(st.diff.groups.active());
     }
 
     #[test]
@@ -1318,13 +1416,17 @@ mod tests {
                 at_ms: None,
             })
         };
+        let diffs = |r: Reaction| -> Vec<Effect> {
+            r.effects
+                .into_iter()
+                .filter(|e| !matches!(e, Effect::Group(_)))
+                .collect()
+        };
         assert!(
-            update(&mut st, dump(Side::Base, "master-worker"))
-                .effects
-                .is_empty(),
+            diffs(update(&mut st, dump(Side::Base, "master-worker"))).is_empty(),
             "needs both sides"
         );
-        let e = update(&mut st, dump(Side::Pr, "77523-worker")).effects;
+        let e = diffs(update(&mut st, dump(Side::Pr, "77523-worker")));
         assert!(matches!(&e[..], [Effect::ComputeDiff(r)] if r.key.node == "worker"));
         // The same dump again changes nothing.
         assert_eq!(
@@ -1338,7 +1440,7 @@ mod tests {
             text: "-A KUBE-SERVICES -j Y\n".into(),
             at_ms: None,
         });
-        assert!(update(&mut st, m).effects.is_empty());
+        assert!(diffs(update(&mut st, m)).is_empty());
         // The diff running now answers (an error will do).
         let answer = |st: &mut State| {
             let key = st.diff.pending.clone().unwrap();

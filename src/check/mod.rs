@@ -61,6 +61,10 @@ pub async fn check(
         r = script(&mut driver, opts.limits, &mut progress) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
+    let ran = match ran {
+        Ok(()) => grouped(&mut driver, opts.limits.job).await,
+        e => e,
+    };
     let judged = ran.and_then(|_| verdict(&driver.state).map_err(|e| anyhow!(e)));
     // The recording ends with what was judged: a replay of it judges the same (the deletion
     // of the clusters would leave it no pods).
@@ -75,6 +79,24 @@ pub async fn check(
     }
     driver.shutdown();
     judged
+}
+
+/// Apply messages until every node's rules are grouped (grouping runs off the UI loop), so the
+/// verdict lists the groups of every dump read.
+async fn grouped(driver: &mut Driver, limit: Duration) -> Result<()> {
+    while driver.state.grouping > 0 {
+        let msg = tokio::time::timeout(limit, driver.next())
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "grouping nodes by their rules: {} not done after {}s",
+                    driver.state.grouping,
+                    limit.as_secs()
+                )
+            })?;
+        driver.apply(msg);
+    }
+    Ok(())
 }
 
 /// The steps, in order, each waiting for its job to finish.

@@ -30,6 +30,10 @@ pub fn apply_sync(st: &mut State, msg: Msg) -> Vec<Command> {
                         result,
                     });
                 }
+                Effect::Group(req) => {
+                    let canon = req.canonical();
+                    queue.push(Msg::Grouped { req, canon });
+                }
                 Effect::Send(c) => sent.push(c),
                 Effect::SetMouseCapture(_) | Effect::Quit => {}
             }
