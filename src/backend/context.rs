@@ -715,6 +715,48 @@ pub async fn cleanup(client: &Client, namespace: &str) -> Result<usize> {
     Ok(n)
 }
 
+/// kindred's namespace removed when it carries kindred's label and holds nothing but debug
+/// pods (it was made for them: on quit, for a side that deploys nothing); whether it was.
+pub async fn remove_debug_namespace(client: &Client, ns: &str) -> Result<bool> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let api: Api<Namespace> = Api::all(client.clone());
+    let what = format!("namespace {}", visible(ns));
+    let Some(n) = within(&what, api.get_opt(ns)).await? else {
+        return Ok(false);
+    };
+    let ours = n
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+        .is_some_and(|v| v == "kindred");
+    if !ours {
+        return Ok(false);
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let all = within(
+        &format!("listing pods in {what}"),
+        pods.list(&ListParams::default()),
+    )
+    .await?;
+    let debug = |p: &Pod| {
+        p.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kindred.io/debug"))
+            .is_some_and(|v| v == "true")
+    };
+    if !all.items.iter().all(debug) {
+        return Ok(false);
+    }
+    let what = format!("deleting {what}");
+    match within(&what, api.delete(ns, &DeleteParams::default())).await {
+        Ok(_) => Ok(true),
+        Err(e) if status_of(&e) == Some(404) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// `CONTEXT/NODE` of a `ctx:` operand: the node is after the last `/` (context names may hold
 /// `/`, node names never do).
 pub fn parse_operand(s: &str) -> Result<(String, String)> {

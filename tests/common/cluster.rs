@@ -252,6 +252,11 @@ impl Cluster {
         let parts: Vec<&str> = r.path.trim_start_matches('/').split('/').collect();
         match (r.method.as_str(), &parts[..]) {
             ("GET", ["api", "v1", "nodes"]) => Some(Reply::Json(200, self.node_list())),
+            ("GET", ["version"]) => Some(Reply::Json(
+                200,
+                serde_json::json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0",
+                                   "platform": "linux/amd64"}),
+            )),
             ("GET", ["api", "v1", "namespaces", ns]) => Some(self.get_namespace(ns)),
             ("POST", ["api", "v1", "namespaces"]) => Some(self.create_namespace(&r.body)),
             ("GET", ["api", "v1", "namespaces", "kube-system", "pods"]) => {

@@ -286,7 +286,8 @@ pub(super) async fn delete(ctx: &Ctx, side: Side, c: &ContextSide) -> Result<()>
 const CLEANUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// On quit: the debug pods kindred left in each context side that reads through them
-/// (`read: debug` or `exec-or-debug`), removed; on a runtime of its own (the backend's may be
+/// (`read: debug` or `exec-or-debug`), removed, and with them kindred's namespace when the side
+/// deploys nothing and nothing else is in it; on a runtime of its own (the backend's may be
 /// going away), within [`CLEANUP_LIMIT`]. What could not be removed is logged.
 pub fn cleanup_blocking(sc: &crate::scenario::Scenario) {
     let sides: Vec<ContextSide> = Side::BOTH
@@ -305,7 +306,12 @@ pub fn cleanup_blocking(sc: &crate::scenario::Scenario) {
             for c in &sides {
                 let r = async {
                     let client = client(c).await?;
-                    context::cleanup(&client, &c.namespace).await
+                    let n = context::cleanup(&client, &c.namespace).await?;
+                    // Made for debug pods only: removed with them.
+                    if !c.deploy && context::remove_debug_namespace(&client, &c.namespace).await? {
+                        tracing::info!("context {}: namespace {} removed", c.context, c.namespace);
+                    }
+                    anyhow::Ok(n)
                 };
                 match tokio::time::timeout(CLEANUP_LIMIT, r).await {
                     Ok(Ok(n)) => tracing::info!("context {}: {n} debug pod(s) removed", c.context),

@@ -850,10 +850,14 @@ async fn attach(ctx: &Ctx) -> Result<()> {
     });
     let [b, p] = contexts;
     let (kind, _, _) = tokio::join!(attach_kind(ctx), b, p);
-    if kind? || kind_sides(ctx).len() < 2 {
-        rules(ctx).await?;
-    }
-    Ok(())
+    // A context side is read whatever became of the kind side beside it.
+    let read = if matches!(kind, Ok(true)) || kind_sides(ctx).len() < 2 {
+        rules(ctx).await
+    } else {
+        Ok(())
+    };
+    kind?;
+    read
 }
 
 /// At start, for the kind sides: the preflight; the clusters that exist, their nodes and
