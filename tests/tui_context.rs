@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::Tmux;
-use common::contexts::two_contexts;
+use common::cluster::{Dump, IPTABLES_MASTER, IPTABLES_PR};
+use common::contexts::{many_nodes, two_contexts, two_contexts_of};
 
 #[test]
 #[ignore = "needs tmux (CI runs it)"]
@@ -94,4 +95,40 @@ fn the_dashboard_on_two_contexts_reads_them_and_says_why_b_and_c_do_nothing() {
             .collect();
         assert!(writes.is_empty(), "{writes:?}");
     }
+}
+
+/// Two contexts of six workers each, every worker of a side with the same rules: the Diff pane
+/// compares group to group (`worker group A: 6 nodes, same rules`), not six node pairs.
+#[test]
+#[ignore = "needs tmux (CI runs it)"]
+fn the_dashboard_on_two_contexts_of_many_nodes_shows_groups() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let staging = many_nodes("staging", 6, &Dump::iptables(IPTABLES_MASTER));
+    let prod = many_nodes("prod", 6, &Dump::iptables(IPTABLES_PR));
+    let t = rt.block_on(two_contexts_of(staging, prod, "", ""));
+    let dir = t.dir.path();
+    let cmd = format!(
+        "DOCKER_HOST=unix://{} KUBECONFIG={} {} -f {} up --no-mouse",
+        dir.join("no-docker.sock").display(),
+        dir.join("no-kubeconfig").display(),
+        env!("CARGO_BIN_EXE_kindred"),
+        t.scenario.display()
+    );
+    let tmux = Tmux::start_sized("ctxg", &cmd, 160, 48);
+    // Two pairs: the control planes (each alone), then the worker groups.
+    tmux.wait_for("(1/2)", 30);
+    tmux.keys(&["N"]);
+    let s = tmux.wait_for("worker group A: 6 nodes, same rules", 10);
+    assert!(
+        s.contains("↔ PR worker group A: 6 nodes"),
+        "the PR's group:\n{s}"
+    );
+    assert!(!s.contains("node worker2:"), "node by node:\n{s}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("KINDRED-EXIT=0", 15);
+    drop(rt);
 }

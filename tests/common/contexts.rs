@@ -168,8 +168,38 @@ pub struct TwoContexts {
 }
 
 pub async fn two_contexts(base_extra: &str, pr_extra: &str) -> TwoContexts {
-    let staging = serve(three_nodes("staging", &Dump::iptables(IPTABLES_MASTER))).await;
-    let prod = serve(three_nodes("prod", &Dump::iptables(IPTABLES_PR))).await;
+    let staging = three_nodes("staging", &Dump::iptables(IPTABLES_MASTER));
+    let prod = three_nodes("prod", &Dump::iptables(IPTABLES_PR));
+    two_contexts_of(staging, prod, base_extra, pr_extra).await
+}
+
+/// `{prefix}-control-plane` and `workers` workers `{prefix}-worker`, `{prefix}-worker2`, …,
+/// every node with kube-proxy's rules from `dump`.
+pub fn many_nodes(prefix: &str, workers: usize, dump: &Dump) -> Cluster {
+    let mut nodes = vec![Node::new(
+        &format!("{prefix}-control-plane"),
+        "10.1.0.2",
+        dump.clone(),
+    )];
+    for i in 1..=workers {
+        let name = match i {
+            1 => format!("{prefix}-worker"),
+            i => format!("{prefix}-worker{i}"),
+        };
+        nodes.push(Node::new(&name, &format!("10.1.0.{}", i + 2), dump.clone()));
+    }
+    Cluster::new(nodes)
+}
+
+/// [`two_contexts`] with these clusters as `staging` and `prod`.
+pub async fn two_contexts_of(
+    staging: Cluster,
+    prod: Cluster,
+    base_extra: &str,
+    pr_extra: &str,
+) -> TwoContexts {
+    let staging = serve(staging).await;
+    let prod = serve(prod).await;
     let dir = tempfile::tempdir().unwrap();
     let kc = kubeconfig(&[("staging", &staging.server), ("prod", &prod.server)]);
     std::fs::write(dir.path().join("kc.yaml"), kc).unwrap();
