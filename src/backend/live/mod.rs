@@ -500,35 +500,17 @@ fn pod_namespace(ctx: &Ctx, side: Side) -> String {
 /// Wait until kube-proxy's rules on every running node of a side's cluster name `ip`, until
 /// `end` (the end of the scenario's `probes.ready_timeout`).
 async fn rules_mention(ctx: &Ctx, side: Side, ip: &str, end: tokio::time::Instant) -> Result<()> {
-    if let Some(c) = ctx.sc.context(side) {
-        return context_mention(ctx, side, &c, ip, end).await;
-    }
-    let docker = ctx.docker().await?;
-    let name = ctx.name(side);
-    let mode = ctx.sc.cluster.proxy_mode;
+    let context = ctx.sc.context(side);
     let mut said = false;
     loop {
-        let nodes: Vec<String> = docker
-            .kind_nodes()
-            .await?
-            .into_iter()
-            .filter(|n| n.cluster == name && n.running())
-            .map(|n| n.name)
-            .collect();
-        let mut missing = Vec::new();
-        for n in &nodes {
-            if !docker.read_rules(n, mode).await?.contains(ip) {
-                missing.push(n.as_str());
+        let which = match &context {
+            Some(c) => {
+                let missing = existing::missing_ip(ctx, side, c, ip).await;
+                (!missing.is_empty()).then(|| missing.join(", "))
             }
-        }
-        if missing.is_empty() && !nodes.is_empty() {
-            return Ok(());
-        }
-        let which = if nodes.is_empty() {
-            format!("{name} (no running node)")
-        } else {
-            missing.join(", ")
+            None => kind_missing_ip(ctx, side, ip).await?,
         };
+        let Some(which) = which else { return Ok(()) };
         if !said {
             let m = format!("waiting for kube-proxy on {which} to program {ip}");
             ctx.out(side, Phase::Deploy, m);
@@ -544,34 +526,29 @@ async fn rules_mention(ctx: &Ctx, side: Side, ip: &str, end: tokio::time::Instan
     }
 }
 
-/// [`rules_mention`] on a context side: its nodes read through its API server.
-async fn context_mention(
-    ctx: &Ctx,
-    side: Side,
-    c: &crate::scenario::ContextSide,
-    ip: &str,
-    end: tokio::time::Instant,
-) -> Result<()> {
-    let mut said = false;
-    loop {
-        let missing = existing::missing_ip(ctx, side, c, ip).await;
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let which = missing.join(", ");
-        if !said {
-            let m = format!("waiting for kube-proxy on {which} to program {ip}");
-            ctx.out(side, Phase::Deploy, m);
-            said = true;
-        }
-        if tokio::time::Instant::now() >= end {
-            bail!(
-                "kube-proxy on {which} has no rules for {ip} after {}s",
-                ctx.sc.probes.ready_timeout
-            );
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+/// The running nodes of a kind side whose rules do not name `ip` yet (or that it has no running
+/// node), as said; `None` when every one does.
+async fn kind_missing_ip(ctx: &Ctx, side: Side, ip: &str) -> Result<Option<String>> {
+    let docker = ctx.docker().await?;
+    let name = ctx.name(side);
+    let mode = ctx.sc.cluster.proxy_mode;
+    let nodes: Vec<String> = docker
+        .kind_nodes()
+        .await?
+        .into_iter()
+        .filter(|n| n.cluster == name && n.running())
+        .map(|n| n.name)
+        .collect();
+    if nodes.is_empty() {
+        return Ok(Some(format!("{name} (no running node)")));
     }
+    let mut missing = Vec::new();
+    for n in &nodes {
+        if !docker.read_rules(n, mode).await?.contains(ip) {
+            missing.push(n.as_str());
+        }
+    }
+    Ok((!missing.is_empty()).then(|| missing.join(", ")))
 }
 
 /// Probe from every running test pod of both sides, in parallel, each with its own timeout:
