@@ -459,6 +459,8 @@ pub enum Job {
     Delete,
     /// Swapping kube-proxy into running clusters.
     Swap,
+    /// Bisecting a range of commits on the PR side (`kindred bisect`).
+    Bisect,
 }
 
 /// A duration as steps report it: "0.4s", "12.3s", "2m05s".

@@ -325,6 +325,8 @@ fn on_event(st: &mut State, ev: Event) -> Reaction {
             Some(e) => st.activity = format!("{job:?} did not finish: {e}").to_lowercase(),
             None => return Reaction::default(),
         },
+        // Drawn by the Build pane once it shows bisects (#27, in progress).
+        Event::Bisect(_) => return Reaction::default(),
         Event::End | Event::Unknown => return Reaction::default(),
     }
     Reaction::redraw()

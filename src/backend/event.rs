@@ -329,6 +329,8 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A bisect's progress and end (see [`crate::backend::bisect`]).
+    Bisect(crate::backend::bisect::BisectEvent),
     /// The session was closed cleanly: the last line a recorder writes. A recording without it
     /// was cut short (a crash, a full disk) and is replayed as truncated.
     End,
@@ -362,6 +364,8 @@ pub enum Command {
     },
     RefreshRules,
     SetWatch(bool),
+    /// Bisect the PR side between a good and a bad ref (see [`crate::backend::bisect`]).
+    Bisect(Box<crate::backend::bisect::BisectRequest>),
     DeleteClusters,
     Cancel,
 }

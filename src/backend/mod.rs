@@ -2,6 +2,7 @@
 //! talks to. The replay backend plays a recording; the live backend (kind, Docker, kube-rs)
 //! implements the same trait.
 
+pub mod bisect;
 pub mod context;
 pub mod docker;
 pub mod doctor;

@@ -35,6 +35,7 @@ fn job_of(ev: &Event) -> Option<Job> {
         Event::ProbesStarted { .. } | Event::Probe { .. } | Event::ProbesDone { .. } => Job::Probes,
         Event::RuleDump { .. } | Event::NoRules { .. } => Job::Rules,
         Event::Watching { .. } => Job::Watch,
+        Event::Bisect(_) => Job::Bisect,
         Event::Session(_)
         | Event::Error { .. }
         | Event::Finished { .. }
@@ -318,6 +319,11 @@ impl Backend for ReplayBackend {
                 self.spawn(Job::Rules, r)
             }
             Command::SetWatch(on) => self.watch(on),
+            // The recording's bisect, whatever range is asked.
+            Command::Bisect(_) => {
+                let r = self.records(Job::Bisect);
+                self.spawn(Job::Bisect, r)
+            }
             Command::DeleteClusters => self.delete(),
             Command::Cancel => {
                 for (_, t) in self.tasks.drain() {

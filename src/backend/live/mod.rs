@@ -1055,6 +1055,7 @@ fn job_of(cmd: &Command) -> Option<Job> {
         Command::Probe { .. } => Job::Probes,
         Command::RefreshRules => Job::Rules,
         Command::DeleteClusters => Job::Delete,
+        Command::Bisect(_) => Job::Bisect,
         Command::SetWatch(_) | Command::Cancel => return None,
     })
 }
@@ -1209,6 +1210,10 @@ impl Backend for LiveBackend {
                     delete(&ctx).await
                 })
             }
+            // The steps' job (live/bisect.rs, #27 in progress).
+            Command::Bisect(_) => self.spawn(Job::Bisect, Some(Pane::Build), |_| async {
+                Err(anyhow!("bisect is not available yet"))
+            }),
             Command::Cancel => {
                 for (tok, _) in self.jobs.values() {
                     tok.cancel();
