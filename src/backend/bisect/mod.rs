@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod range;
 pub mod search;
 
 /// What a bisect is asked to do (`kindred bisect` and the dashboard's prompt).
