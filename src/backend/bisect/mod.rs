@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod cache;
 pub mod range;
 pub mod search;
 
