@@ -286,6 +286,29 @@ mod tests {
     }
 
     #[test]
+    fn two_judges_of_one_commit_keep_their_own_steps() {
+        let (_t, c) = cache();
+        let (a, b) = ("judge a", "judge b");
+        let good = step(1, StepVerdict::Good, None);
+        let bad = step(1, StepVerdict::Bad, None);
+        c.put(a, &good).unwrap();
+        c.put(b, &bad).unwrap();
+        assert_eq!(
+            c.get(a, &good.commit.sha).unwrap().unwrap().verdict,
+            StepVerdict::Good
+        );
+        assert_eq!(
+            c.get(b, &good.commit.sha).unwrap().unwrap().verdict,
+            StepVerdict::Bad
+        );
+        // A file of judge a under judge c's name (two judges' names alike) is not c's.
+        let from = c.step_path(a, &good.commit.sha).unwrap();
+        let to = c.step_path("judge c", &good.commit.sha).unwrap();
+        std::fs::copy(&from, &to).unwrap();
+        assert_eq!(c.get("judge c", &good.commit.sha).unwrap(), None);
+    }
+
+    #[test]
     fn flaky_and_not_up_steps_are_not_kept() {
         let (_t, c) = cache();
         for (n, why) in [
