@@ -359,6 +359,16 @@ mod tests {
     /// 101..=106 (tags t101..t106).
     fn repo(dir: &Path) {
         sh(dir, &["init", "-q", "-b", "main"]);
+        // A user's settings that change what git prints are set aside.
+        for (k, v) in [
+            ("grep.lineNumber", "true"),
+            ("grep.column", "true"),
+            ("color.ui", "always"),
+            ("diff.renames", "copies"),
+            ("log.showSignature", "true"),
+        ] {
+            sh(dir, &["config", k, v]);
+        }
         let proxy = go(
             "proxy",
             &[
