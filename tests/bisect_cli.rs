@@ -314,3 +314,41 @@ fn bad_flags_exit_2_with_usage() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("two scenarios"), "{}", stderr(&o));
 }
+
+/// The dashboard on a recording holding a bisect: the Build pane shows its steps and the first
+/// bad commit; `f` asks GOOD..BAD (the sides' refs filled in) and Enter bisects again (the
+/// replay plays the recorded bisect: its steps start over, the one tested shown, then the end).
+#[test]
+#[ignore = "needs tmux (CI runs it)"]
+fn the_dashboard_shows_a_bisect_and_f_starts_one() {
+    let cmd = format!(
+        "{} replay --speed 4 {}",
+        env!("CARGO_BIN_EXE_kindred"),
+        found_path().display()
+    );
+    let t = Tmux::start_sized("bisect", &cmd, 140, 40);
+    let s = t.wait_until("the recorded bisect's end", 30, |s| {
+        s.contains(
+            "✗ first bad  101010101010  #132416  Merge pull request #132416 from evil/\\x1b[31mred",
+        ) && s.contains("7 done")
+    });
+    assert!(s.contains("f bisect"), "{s}");
+    t.keys(&["f"]);
+    t.wait_until("the prompt", 5, |s| {
+        s.contains("Bisect the PR side: GOOD..BAD") && s.contains("master..pr/77523")
+    });
+    t.keys(&["Enter"]);
+    t.wait_until("the bisect again, under way", 10, |s| {
+        s.contains("testing…") && !s.contains("first bad") && !s.contains("GOOD..BAD")
+    });
+    t.wait_until("its end again", 20, |s| {
+        s.contains("first bad  101010101010") && s.contains("7 done")
+    });
+    t.keys(&["q"]);
+    let mut s = t.wait_for("KINDRED-EXIT=", 10);
+    if s.contains("Quit and cancel it?") {
+        t.keys(&["y"]);
+        s = t.wait_for("KINDRED-EXIT=", 10);
+    }
+    assert!(s.contains("KINDRED-EXIT=0"), "{s}");
+}

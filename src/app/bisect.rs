@@ -134,7 +134,9 @@ impl BisectView {
                 None
             }
             BisectEvent::Done(end) => {
+                // Over: a recording's bisect has no Finished to say so.
                 self.testing = None;
+                self.running = false;
                 let line = format!("bisect: {}", end_words(&end));
                 self.end = Some(end);
                 Some(line)
@@ -352,6 +354,7 @@ mod tests {
             BisectEvent::Done(BisectEnd::Stopped { why: "x".into() }),
             Duration::ZERO,
         );
+        assert!(!v.running, "over at its end");
         v.finished(None);
         assert!(!v.running && v.error.is_none());
         // The same bisect again (a replay): the steps start over.
