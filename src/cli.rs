@@ -627,7 +627,7 @@ pub fn run_bisect(file: Option<&std::path::Path>, a: &BisectArgs) -> Result<i32>
         (f, s) => f.or(s),
     };
     let (req, file) = if a.resume {
-        resumed(file)?
+        resumed(&crate::backend::bisect::cache::Cache::default_dir(), file)?
     } else {
         (bisect_request(a), file.map(std::path::Path::to_path_buf))
     };
@@ -684,12 +684,48 @@ fn bisect_request(a: &BisectArgs) -> crate::backend::bisect::BisectRequest {
     }
 }
 
-/// `--resume`: the last bisect's request and scenario, from its log.
+/// `--resume`: the last bisect's request and scenario, from its log in `dir` (the cache's);
+/// `file` (-f) must be the scenario it ran with, when the log names one.
 fn resumed(
+    dir: &std::path::Path,
     file: Option<&std::path::Path>,
 ) -> Result<(crate::backend::bisect::BisectRequest, Option<PathBuf>)> {
-    let _ = file;
-    Err(anyhow!("--resume: not available yet"))
+    use crate::backend::bisect::cache::Cache;
+    let Some(log) = Cache::open(dir)?.read_log()? else {
+        return Err(anyhow!(
+            "--resume: no bisect to resume (no log in {}): start one with --good and --bad",
+            dir.display()
+        ));
+    };
+    let scenario = match (file, log.scenario) {
+        (Some(f), Some(s)) if f != s => {
+            return Err(anyhow!(
+                "--resume: the last bisect ran with scenario {}, not {}",
+                s.display(),
+                f.display()
+            ));
+        }
+        (f, s) => s.or(f.map(std::path::Path::to_path_buf)),
+    };
+    let r = &log.request;
+    let done = log.steps.len();
+    progress(format!(
+        "resuming the bisect {}..{} ({done} step{} done{}; scenario {})",
+        r.good,
+        r.bad,
+        if done == 1 { "" } else { "s" },
+        if log.end.is_some() {
+            ", and it ended"
+        } else {
+            ""
+        },
+        scenario
+            .as_deref()
+            .map_or("./kindred.yaml or the built-in one".into(), |p| p
+                .display()
+                .to_string())
+    ));
+    Ok((log.request, scenario))
 }
 
 /// `kindred swap-proxy`.
@@ -1110,5 +1146,53 @@ impl<'a> JsonReport<'a> {
             comparison: c,
             packets: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::bisect::cache::{Cache, Log};
+    use crate::backend::bisect::{BisectRequest, PathChoice};
+
+    /// `--resume` takes the last bisect's request and scenario from its log; without a log it
+    /// says so; a -f other than the log's scenario is refused.
+    #[test]
+    fn resume_takes_the_request_and_scenario_of_the_log() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("bisect");
+        let e = resumed(&dir, None).unwrap_err().to_string();
+        assert!(e.contains("--resume: no bisect to resume"), "{e}");
+        let request = BisectRequest {
+            good: "v1.33.0".into(),
+            bad: "pr/132456".into(),
+            probe: Some("netshoot-pr-worker".into()),
+            repeat: 3,
+            path: PathChoice::Swap,
+            all_commits: true,
+        };
+        let log = Log {
+            scenario: Some("/work/k/kindred.yaml".into()),
+            request: request.clone(),
+            judge: "j".into(),
+            steps: vec![],
+            end: None,
+        };
+        Cache::open(&dir).unwrap().write_log(&log).unwrap();
+        let (r, sc) = resumed(&dir, None).unwrap();
+        assert_eq!(r, request);
+        assert_eq!(
+            sc.as_deref(),
+            Some(std::path::Path::new("/work/k/kindred.yaml"))
+        );
+        let same = std::path::Path::new("/work/k/kindred.yaml");
+        assert!(resumed(&dir, Some(same)).is_ok());
+        let e = resumed(&dir, Some(std::path::Path::new("other.yaml")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ran with scenario /work/k/kindred.yaml, not other.yaml"),
+            "{e}"
+        );
     }
 }

@@ -352,3 +352,15 @@ fn the_dashboard_shows_a_bisect_and_f_starts_one() {
     }
     assert!(s.contains("KINDRED-EXIT=0"), "{s}");
 }
+
+/// `--resume` with no bisect to resume (a state directory without its log) is trouble, said.
+#[test]
+fn resume_without_a_log_says_so() {
+    let o = kindred(&["bisect", "--resume"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("--resume: no bisect to resume (no log in"),
+        "{}",
+        stderr(&o)
+    );
+}
