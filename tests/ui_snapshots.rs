@@ -1145,6 +1145,9 @@ fn build_pane_during_and_after_a_bisect() {
         "screen_bisect_found_100x30",
         screen(&mut bisecting(usize::MAX), 100, 30).backend()
     );
+    // The smallest terminal kindred draws in still shows how it ended.
+    let text = text_of(&screen(&mut bisecting(usize::MAX), 80, 24));
+    assert!(text.contains("✗ first bad  101010101010"), "{text}");
 }
 
 /// `f` opens the bisect prompt, filled with the sides' refs (base good, PR bad); a malformed
