@@ -156,6 +156,10 @@ pub struct BisectArgs {
     /// Show the bisect a recording holds instead of running one (no Docker, no cluster).
     #[arg(long, value_name = "FILE")]
     pub replay: Option<PathBuf>,
+    /// Also write the run's events to FILE (the recording format): `bisect --replay FILE` and
+    /// `kindred replay FILE` show the same bisect.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 /// `kindred bisect`'s output formats.
@@ -631,13 +635,16 @@ pub fn run_bisect(file: Option<&std::path::Path>, a: &BisectArgs) -> Result<i32>
     } else {
         (bisect_request(a), file.map(std::path::Path::to_path_buf))
     };
+    let record = a.record.clone();
     let (backend, opts): (Box<dyn crate::backend::Backend>, _) = match &a.replay {
         Some(f) => {
+            refuse_recording_over(record.as_deref(), f, "the recording being replayed")?;
             let rec = crate::backend::recording::load(f)?;
             let b = crate::backend::replay::ReplayBackend::new(rec, f64::INFINITY);
             let o = BisectOptions {
                 limits: Limits::REPLAY,
                 cleanup: false,
+                record,
             };
             (Box::new(b), o)
         }
@@ -646,9 +653,13 @@ pub fn run_bisect(file: Option<&std::path::Path>, a: &BisectArgs) -> Result<i32>
             let kind = crate::backend::kind::Kind::default();
             preflight(&sc, &kind)?;
             let b = crate::backend::live::LiveBackend::new(sc, kind);
+            let local = std::path::Path::new("kindred.yaml");
+            let scenario = file.as_deref().unwrap_or(local);
+            refuse_recording_over(record.as_deref(), scenario, "the scenario")?;
             let o = BisectOptions {
                 limits: Limits::LIVE,
                 cleanup: !a.keep,
+                record,
             };
             (Box::new(b), o)
         }

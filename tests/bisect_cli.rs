@@ -364,3 +364,30 @@ fn resume_without_a_log_says_so() {
         stderr(&o)
     );
 }
+
+/// `--record FILE` writes the run's events: the recording holds the bisect, and shows the same
+/// one again; it never replaces the recording it replays.
+#[test]
+fn a_recorded_bisect_replays_the_same() {
+    let d = tempfile::tempdir().unwrap();
+    let rec = d.path().join("again.jsonl");
+    let rec = rec.to_str().unwrap();
+    let first = bisect(
+        found_path().to_str().unwrap(),
+        &["--format", "json", "--record", rec],
+    );
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let text = std::fs::read_to_string(rec).unwrap();
+    let parsed = recording::parse(&text, "again").unwrap();
+    assert!(parsed.complete, "end marker written");
+    let again = bisect(rec, &["--format", "json"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(stdout(&again), stdout(&first));
+    let o = bisect(rec, &["--record", rec]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("the recording would replace it"),
+        "{}",
+        stderr(&o)
+    );
+}

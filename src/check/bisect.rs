@@ -19,6 +19,9 @@ pub struct BisectOptions {
     pub limits: Limits,
     /// Delete the clusters kindred created when done (live runs without `--keep`).
     pub cleanup: bool,
+    /// Also write the run's events to this file (the recording format), up to the bisect's
+    /// end (not the clusters' deletion after it).
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// Bisect on `backend` as `req` asks; the view of it once its job has finished. Progress lines
@@ -30,13 +33,14 @@ pub async fn bisect(
     opts: BisectOptions,
     mut progress: impl FnMut(String),
 ) -> Result<BisectView> {
-    let mut driver = Driver::start(backend, None)?;
+    let mut driver = Driver::start(backend, opts.record.as_deref())?;
     let ran = tokio::select! {
         r = script(&mut driver, req, opts.limits, &mut progress) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!(
             "interrupted: the steps done are kept (`kindred bisect --resume` continues)"
         )),
     };
+    driver.finish_recording();
     driver.send(Command::Cancel);
     if opts.cleanup {
         driver.send(Command::DeleteClusters);
