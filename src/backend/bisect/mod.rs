@@ -8,6 +8,8 @@ pub mod judge;
 
 use serde::{Deserialize, Serialize};
 
+pub mod search;
+
 /// What a bisect is asked to do (`kindred bisect` and the dashboard's prompt).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BisectRequest {
