@@ -8,6 +8,7 @@ pub mod judge;
 
 use serde::{Deserialize, Serialize};
 
+pub mod range;
 pub mod search;
 
 /// What a bisect is asked to do (`kindred bisect` and the dashboard's prompt).
