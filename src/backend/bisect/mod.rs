@@ -8,6 +8,7 @@ pub mod judge;
 
 use serde::{Deserialize, Serialize};
 
+pub mod cache;
 pub mod range;
 pub mod search;
 
