@@ -1,0 +1,174 @@
+//! `kindred bisect` end to end on the live backend: a Kubernetes-like repository made in the
+//! test (24 first-parent merges; one breaks a probe, one does not build, one is flaky, one
+//! touches `staging/`), real git and Docker, the stand-in `kind` (its node-image build fails on
+//! a tree that does not compile), the stand-in build entry points for the swap path, and an API
+//! server stand-in whose probes answer by the kube-proxy code the PR cluster runs at that
+//! moment (its node image's tree, or the kube-proxy a swap rolled out). The live tests are
+//! ignored by plain `cargo test` (they need Docker); the stand-ins' own checks are not.
+
+mod common;
+use common::kuberepo::*;
+use common::*;
+
+use std::path::Path;
+
+/// `argv` run in `dir` with the test's environment; (exit code, stdout, stderr).
+fn run_in(dir: &Path, argv: &[&str]) -> (Option<i32>, String, String) {
+    time_limit();
+    let o = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (o.status.code(), stdout(&o), stderr(&o))
+}
+
+/// The generated history: 24 first-parent merges after the tag, each a real merge of a side
+/// branch with its PR in the subject; the first 13 change only kube-proxy's code (or docs, a
+/// test, a package only kube-proxy imports), merge 17 the API types in staging/.
+#[test]
+fn the_generated_repository_is_a_history_of_merged_pull_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = kube_repo(tmp.path());
+    let first_parent = git(
+        &r.dir,
+        &[
+            "rev-list",
+            "--first-parent",
+            "--reverse",
+            &format!("{BASE_TAG}..master"),
+        ],
+    );
+    let first_parent: Vec<&str> = first_parent.lines().collect();
+    assert_eq!(first_parent.len(), MERGES);
+    const { assert!(MERGES >= 20) };
+    assert_eq!(
+        first_parent,
+        r.merges.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    for (i, sha) in r.merges.iter().enumerate() {
+        let i = i + 1;
+        let parents = git(&r.dir, &["rev-list", "--parents", "-n1", sha]);
+        assert_eq!(
+            parents.split(' ').count(),
+            3,
+            "merge {i} has two parents: {parents}"
+        );
+        let subject = git(&r.dir, &["log", "-1", "--format=%s", sha]);
+        assert_eq!(
+            subject,
+            format!(
+                "Merge pull request #{} from dev{i}/change-{i}",
+                KubeRepo::pr(i)
+            )
+        );
+    }
+    let all = git(&r.dir, &["rev-list", &format!("{BASE_TAG}..master")]);
+    assert_eq!(all.lines().count(), 2 * MERGES, "a side commit per merge");
+    let changed = |from: &str, to: &str| git(&r.dir, &["diff", "--name-only", from, to]);
+    let swap = changed(&r.base, r.m(SWAP_LAST));
+    for f in swap.lines() {
+        assert!(
+            f.starts_with("pkg/proxy/")
+                || f.starts_with("cmd/kube-proxy/")
+                || f == "pkg/util/conntrack/conntrack.go"
+                || f.ends_with(".md")
+                || f.ends_with("_test.go"),
+            "{f}"
+        );
+    }
+    for f in [
+        "pkg/util/conntrack/conntrack.go",
+        "CHANGELOG/CHANGELOG-1.35.md",
+        "pkg/kubelet/kubelet_test.go",
+    ] {
+        assert!(swap.lines().any(|l| l == f), "{f}: {swap}");
+    }
+    let staging = changed(r.m(STAGING - 1), r.m(STAGING));
+    assert_eq!(staging, "staging/src/k8s.io/api/core/v1/types.go");
+    // The markers: in the tree exactly where the plan puts them.
+    let proxier = |i: usize| {
+        git(
+            &r.dir,
+            &["show", &format!("{}:pkg/proxy/nftables/proxier.go", r.m(i))],
+        )
+    };
+    for i in 1..=MERGES {
+        let p = proxier(i);
+        assert_eq!(p.contains(DOES_NOT_COMPILE), i == UNBUILDABLE, "{i}");
+        assert_eq!(p.contains(FLAKY), i == FLAKY_AT, "{i}");
+        assert_eq!(p.contains(DROPS_HOST), (BREAK..FIX).contains(&i), "{i}");
+        assert_eq!(p.contains(DROPS_POD), i >= BREAK2, "{i}");
+    }
+}
+
+/// The commit that does not compile fails both build stand-ins, as kind and Kubernetes' build
+/// fail; the merge that takes the marker out builds again, its kube-proxy holding the code.
+#[test]
+fn the_unbuildable_commit_fails_the_node_image_build_and_the_kube_proxy_compile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("kubernetes");
+    std::fs::create_dir_all(&src).unwrap();
+    let r = kube_repo(&src);
+    let kind_dir = tmp.path().join("kind");
+    std::fs::create_dir_all(&kind_dir).unwrap();
+    standin(&kind_dir, "none");
+    let kind = kind_dir.join("kind");
+    let kind = kind.to_str().unwrap();
+
+    git(&src, &["checkout", "-q", r.m(UNBUILDABLE)]);
+    let (code, _, err) = run_in(
+        &src,
+        &["build/run.sh", "make", "all", "WHAT=cmd/kube-proxy"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("pkg/proxy/nftables/proxier.go:3:1: syntax error"),
+        "{err}"
+    );
+    let (code, _, err) = run_in(
+        &src,
+        &[
+            kind,
+            "build",
+            "node-image",
+            src.to_str().unwrap(),
+            "--image",
+            "kindred-never-built:x",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("syntax error") && err.contains("ERROR: error building node image"),
+        "{err}"
+    );
+    assert!(
+        !kind_dir.join("content-kindred-never-built:x.txt").exists(),
+        "no image made"
+    );
+
+    git(&src, &["checkout", "-q", r.m(UNBUILDABLE + 1)]);
+    let (code, out, err) = run_in(
+        &src,
+        &["build/run.sh", "make", "all", "WHAT=cmd/kube-proxy"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let bin =
+        std::fs::read_to_string(src.join("_output/dockerized/bin/linux/amd64/kube-proxy")).unwrap();
+    assert!(
+        bin.contains("# == pkg/proxy/nftables/proxier.go") && bin.contains("# package nftables"),
+        "{bin}"
+    );
+    assert!(!bin.contains(DOES_NOT_COMPILE), "{bin}");
+
+    // At the break, the kube-proxy built holds the marker the probes answer by.
+    git(&src, &["checkout", "-q", r.m(BREAK)]);
+    let (code, _, err) = run_in(
+        &src,
+        &["build/run.sh", "make", "all", "WHAT=cmd/kube-proxy"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let bin =
+        std::fs::read_to_string(src.join("_output/dockerized/bin/linux/amd64/kube-proxy")).unwrap();
+    assert!(bin.contains(&format!("# {DROPS_HOST}")), "{bin}");
+}
