@@ -172,3 +172,122 @@ fn the_unbuildable_commit_fails_the_node_image_build_and_the_kube_proxy_compile(
         std::fs::read_to_string(src.join("_output/dockerized/bin/linux/amd64/kube-proxy")).unwrap();
     assert!(bin.contains(&format!("# {DROPS_HOST}")), "{bin}");
 }
+
+/// What the stand-in API server's probes answer follows what the PR cluster runs: the node
+/// image's tree after a create (merge 10 drops the host-network pod's traffic), the swapped
+/// kube-proxy after a rollout on those nodes (merge 14's does not), the node image's again once
+/// the cluster is made anew; a flaky kube-proxy answers every other probe.
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn the_probes_follow_the_kube_proxy_the_cluster_runs_now() {
+    image();
+    in_process_state();
+    let pid = std::process::id();
+    let network = format!("kindred-bisect-run{pid}");
+    network_create(&network, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("kubernetes");
+    std::fs::create_dir_all(&src).unwrap();
+    let r = kube_repo(&src);
+    let kind_dir = tmp.path().join("kind");
+    std::fs::create_dir_all(&kind_dir).unwrap();
+    standin(&kind_dir, &network);
+    let kind = kind_dir.join("kind");
+    let kind = kind.to_str().unwrap();
+    let name = format!("birun{pid}");
+    let (node_break, node_flaky, proxy_fix) = (
+        format!("kindred-bisect-run-break{pid}:test"),
+        format!("kindred-bisect-run-flaky{pid}:test"),
+        format!("kindred-bisect-run-proxy{pid}:test"),
+    );
+    let _images = Images(vec![
+        node_break.clone(),
+        node_flaky.clone(),
+        proxy_fix.clone(),
+    ]);
+    // Dropped before the images, which its containers use.
+    let _cleanup = Cleanup {
+        clusters: vec![name.clone()],
+        network,
+    };
+    let at = |i: usize| {
+        let dir = tmp.path().join(format!("at{i}"));
+        git(
+            &src,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "--detach",
+                dir.to_str().unwrap(),
+                r.m(i),
+            ],
+        );
+        dir
+    };
+    let ok = |argv: &[&str]| {
+        let (code, out, err) = run_in(tmp.path(), argv);
+        assert_eq!(code, Some(0), "{argv:?}: {out}{err}");
+    };
+    let create = |img: &str| {
+        ok(&[kind, "delete", "cluster", "--name", &name]);
+        ok(&[kind, "create", "cluster", "--name", &name, "--image", img]);
+    };
+    let (host, host2, pod) = (
+        format!("netshoot-{name}-worker"),
+        format!("netshoot-{name}-worker2"),
+        format!("overlay-{name}-worker"),
+    );
+    let running = Running::new(&kind_dir, &name);
+    let times_out = |p: &str| running.times_out(p);
+
+    let broken = at(BREAK);
+    ok(&[
+        kind,
+        "build",
+        "node-image",
+        broken.to_str().unwrap(),
+        "--image",
+        &node_break,
+    ]);
+    create(&node_break);
+    assert!(times_out(&host));
+    assert!(!times_out(&host2) && !times_out(&pod));
+
+    // kube-proxy of merge 14 swapped in: an image holding what build/run.sh built there.
+    let fixed = at(FIX);
+    let (code, _, err) = run_in(
+        &fixed,
+        &["build/run.sh", "make", "all", "WHAT=cmd/kube-proxy"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let bin = fixed.join("_output/dockerized/bin/linux/amd64");
+    std::fs::write(
+        bin.join("Dockerfile"),
+        format!("FROM {IMAGE}\nCOPY kube-proxy /usr/local/bin/kube-proxy\n"),
+    )
+    .unwrap();
+    docker(&["build", "-q", "-t", &proxy_fix, bin.to_str().unwrap()]);
+    (running.on_rollout())(&proxy_fix);
+    assert!(!times_out(&host), "the swapped kube-proxy runs");
+    assert_eq!(*running.rolled_out.lock().unwrap(), vec![proxy_fix.clone()]);
+
+    // The cluster made anew from the same node image: its own kube-proxy again.
+    create(&node_break);
+    assert!(times_out(&host));
+
+    // A flaky kube-proxy: every other probe of the hostNetwork pod on worker2 times out.
+    let flaky = at(FLAKY_AT);
+    ok(&[
+        kind,
+        "build",
+        "node-image",
+        flaky.to_str().unwrap(),
+        "--image",
+        &node_flaky,
+    ]);
+    create(&node_flaky);
+    let answers: Vec<bool> = (0..4).map(|_| times_out(&host2)).collect();
+    assert_eq!(answers, [false, true, false, true]);
+    assert!(!times_out(&host) && !times_out(&pod));
+}
