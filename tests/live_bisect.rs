@@ -271,10 +271,27 @@ fn the_probes_follow_the_kube_proxy_the_cluster_runs_now() {
     (running.on_rollout())(&proxy_fix);
     assert!(!times_out(&host), "the swapped kube-proxy runs");
     assert_eq!(*running.rolled_out.lock().unwrap(), vec![proxy_fix.clone()]);
+    // Its rules on every node: the Service's, no drop.
+    for n in ["control-plane", "worker", "worker2"] {
+        let t = docker(&[
+            "exec",
+            &format!("{name}-{n}"),
+            "nft",
+            "list",
+            "table",
+            "ip",
+            "kube-proxy",
+        ]);
+        assert!(
+            t.contains("default/echo:http") && !t.contains(" drop "),
+            "{n}: {t}"
+        );
+    }
 
     // The cluster made anew from the same node image: its own kube-proxy again.
     create(&node_break);
     assert!(times_out(&host));
+    assert!(proxy_table(&running.code()).contains(" drop "));
 
     // A flaky kube-proxy: every other probe of the hostNetwork pod on worker2 times out.
     let flaky = at(FLAKY_AT);

@@ -11,7 +11,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{git, kubernetes_like};
+use kindred::backend::bisect::{BisectEnd, BisectEvent, BisectRequest, PathChoice, Step, StepRole};
+use kindred::backend::event::Event;
+use kindred::backend::{Backend, Command};
+use kindred::model::{Job, Target};
+use kindred::scenario::Scenario;
+
+use super::apiserver::{ApiServer, Cluster, ProxyDs};
+use super::{
+    Cleanup, IMAGE, Images, fixture, git, image, in_process_state, kubernetes_like, network_create,
+    tie, until_finished,
+};
 
 /// The docker CLI's output, trimmed; panics naming the call when it fails. Unlike
 /// [`super::docker`] it arms no time limit: it runs on the API server stand-in's threads.
@@ -272,6 +282,39 @@ pub fn kube_repo(dir: &Path) -> KubeRepo {
     }
 }
 
+/// The nftables table the kube-proxy built from `code` writes: the Service's rule, and with
+/// [`DROPS_HOST`] a rule in `filter-output` that drops what the node itself sends to it.
+pub fn proxy_table(code: &str) -> String {
+    let drop = if code.contains(DROPS_HOST) {
+        "\t\tip daddr 10.96.0.10 tcp dport 80 drop comment \"locally originated traffic to a Service without a local endpoint\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "table ip kube-proxy {{\n\tchain filter-output {{\n\t\ttype filter hook output priority -110; policy accept;\n{drop}\t}}\n\tchain services {{\n\t\tip daddr 10.96.0.10 tcp dport 80 accept comment \"default/echo:http\"\n\t}}\n}}\n"
+    )
+}
+
+/// Replace table ip kube-proxy in `container` with `table` (nft -f, no time limit armed: see
+/// [`docker`]).
+fn nft_in(container: &str, table: &str) {
+    use std::io::Write;
+    let mut ch = std::process::Command::new("docker")
+        .args(["exec", "-i", container, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text = format!("table ip kube-proxy\ndelete table ip kube-proxy\n{table}");
+    ch.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let o = ch.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "nft -f in {container}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// What a PR cluster of the stand-in kind runs now, and so how its probes answer: the
 /// kube-proxy of its node image (the tree that image was built from, as the stand-in kind's
 /// `build node-image` kept it), or, once a swap rolled out on those very nodes, the swapped
@@ -350,6 +393,11 @@ impl Running {
                 image,
                 "/usr/local/bin/kube-proxy",
             ]);
+            // As a kube-proxy does once it runs: its rules on every node.
+            let table = proxy_table(&bin);
+            for n in ["control-plane", "worker", "worker2"] {
+                nft_in(&format!("{}-{n}", me.cluster), &table);
+            }
             let (id, _) = me.node();
             *me.swapped.lock().unwrap() = Some((id, bin));
             me.rolled_out.lock().unwrap().push(image.to_string());
@@ -361,4 +409,158 @@ impl Running {
         let me = self.clone();
         Arc::new(move |pod: &str| me.times_out(pod))
     }
+}
+
+// ---- A live PR side for bisects (tests/live_bisect.rs, benches/bisect.rs) ----
+
+/// A bisect's events, sorted out.
+#[derive(Debug, Default)]
+pub struct BisectRun {
+    pub started: Option<BisectEvent>,
+    pub testing: Vec<(String, StepRole)>,
+    pub steps: Vec<Step>,
+    pub remaining: Vec<usize>,
+    pub end: Option<BisectEnd>,
+    pub error: Option<String>,
+}
+
+pub fn sort_out(ev: Vec<Event>, error: Option<String>) -> BisectRun {
+    let mut run = BisectRun {
+        error,
+        ..BisectRun::default()
+    };
+    for e in ev {
+        let Event::Bisect(b) = e else { continue };
+        match b {
+            BisectEvent::Started { .. } => {
+                assert!(run.started.is_none(), "started twice");
+                run.started = Some(b);
+            }
+            BisectEvent::Testing { commit, role } => run.testing.push((commit.sha, role)),
+            BisectEvent::Step(s) => run.steps.push(s),
+            BisectEvent::Remaining { candidates, .. } => run.remaining.push(candidates),
+            BisectEvent::Done(end) => {
+                assert!(run.end.is_none(), "done twice");
+                run.end = Some(end);
+            }
+        }
+    }
+    run
+}
+
+/// A PR side of the stand-in kind built from a generated repository, and what a bisect over it
+/// needs around it (see [`bisect_setup`]).
+pub struct BisectSetup {
+    pub _tmp: tempfile::TempDir,
+    pub repo: KubeRepo,
+    pub kind_dir: PathBuf,
+    pub sc: Scenario,
+    pub running: Arc<Running>,
+    pub ds: Arc<ProxyDs>,
+    pub _cleanup: Cleanup,
+    pub images: Images,
+}
+
+impl Drop for BisectSetup {
+    fn drop(&mut self) {
+        // Every image the steps made: the node images by commit, the swapped kube-proxies.
+        let mut tags: Vec<String> = std::iter::once(&self.repo.base)
+            .chain(&self.repo.merges)
+            .map(|c| kindred::backend::docker::commit_tag(c))
+            .collect();
+        tags.extend(self.running.rolled_out.lock().unwrap().iter().cloned());
+        self.images.0.extend(tags);
+    }
+}
+
+/// A PR side built from the generated repository, no cluster yet (the bisect makes it), its
+/// API server stand-in answering by what the cluster runs.
+pub fn bisect_setup(tag: &str, subnet: u8) -> BisectSetup {
+    image();
+    let pid = std::process::id();
+    let network = format!("kindred-bisect-{tag}{pid}");
+    network_create(&network, &["--subnet", &format!("172.{subnet}.0.0/16")]);
+    let tmp = tempfile::tempdir().unwrap();
+    in_process_state();
+    let src = tmp.path().join("kubernetes");
+    std::fs::create_dir_all(&src).unwrap();
+    let repo = kube_repo(&src);
+    let kind_dir = tmp.path().join("kind");
+    std::fs::create_dir_all(&kind_dir).unwrap();
+    let mut sc = Scenario::builtin();
+    for (s, t, r) in [(&mut sc.base, "b", BASE_TAG), (&mut sc.pr, "p", "master")] {
+        s.source = src.display().to_string();
+        s.git_ref = r.into();
+        s.image = format!("kindred-bisect-{tag}{t}{pid}:test");
+        s.name = format!("bi{tag}{t}{pid}");
+    }
+    sc.load_balancer.manifest = Some(fixture("metallb/metallb-native.yaml").display().to_string());
+    sc.load_balancer.network = network.clone();
+    sc.probes.targets[0] = Target::Addr(format!("172.{subnet}.255.200:80"));
+    let name = sc.pr.name.clone();
+    // The kube-proxy image the node images run, as the swap finds it in the DaemonSet.
+    let proxy = format!("kindred-test-kube-proxy:bisect{tag}{pid}");
+    super::docker(&["tag", IMAGE, &proxy]);
+    let running = Running::new(&kind_dir, &name);
+    let mut ds = ProxyDs::new(&proxy, true);
+    ds.on_rollout = Some(running.on_rollout());
+    BisectSetup {
+        _tmp: tmp,
+        repo,
+        kind_dir,
+        running,
+        ds: Arc::new(ds),
+        _cleanup: Cleanup {
+            clusters: vec![name],
+            network,
+        },
+        images: Images(vec![proxy, sc.pr.image.clone(), sc.base.image.clone()]),
+        sc,
+    }
+}
+
+/// Serve the PR cluster's API server and tie it to the stand-in kind.
+pub async fn serve_pr(s: &BisectSetup) -> ApiServer {
+    let name = s.sc.pr.name.clone();
+    let manifest = std::fs::read_to_string(fixture("metallb/metallb-native.yaml")).unwrap();
+    let pool = kindred::backend::metallb::pool_yaml(
+        "1.1.1.1".parse().unwrap(),
+        "1.1.1.2".parse().unwrap(),
+    );
+    let yaml = format!(
+        "{manifest}\n---\n{pool}\n---\n{}",
+        s.sc.workloads_for(&name).unwrap()
+    );
+    let (server, _) = Cluster {
+        name: name.clone(),
+        yaml,
+        proxy: Some(s.ds.clone()),
+        decide: Some(s.running.decide()),
+        ..Cluster::default()
+    }
+    .serve()
+    .await;
+    tie(&s.kind_dir, &name, &server);
+    server
+}
+
+pub fn request(good: &str, bad: &str, repeat: u32) -> BisectRequest {
+    BisectRequest {
+        good: good.into(),
+        bad: bad.into(),
+        probe: None,
+        repeat,
+        path: PathChoice::Auto,
+        all_commits: false,
+    }
+}
+
+pub async fn bisect(
+    backend: &mut kindred::backend::live::LiveBackend,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    req: BisectRequest,
+) -> BisectRun {
+    backend.send(Command::Bisect(Box::new(req)));
+    let (ev, err) = until_finished(rx, Job::Bisect).await;
+    sort_out(ev, err)
 }
