@@ -857,6 +857,144 @@ pub async fn snapshot(source: &Path, scratch: &Path) -> Result<Snapshot> {
     })
 }
 
+/// Whether `ancestor` is an ancestor of `descendant` (or the same commit).
+pub async fn is_ancestor(source: &Path, ancestor: &str, descendant: &str) -> Result<bool> {
+    let args = ["merge-base", "--is-ancestor", ancestor, descendant];
+    let out = run(source, &args).await?;
+    match out.status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => bail!(
+            "git {} in {}: {}",
+            args.join(" "),
+            source.display(),
+            out.stderr_text()
+        ),
+    }
+}
+
+/// The first line of `sha`'s message.
+pub async fn subject(source: &Path, sha: &str) -> Result<String> {
+    git(
+        source,
+        &["log", "-1", "--no-show-signature", "--format=%s", sha, "--"],
+    )
+    .await
+}
+
+/// The commits of `from..to` (reachable from `to`, not from `from`), oldest first, each with
+/// its subject: only those on `to`'s first-parent chain when `first_parent`, else every one
+/// (parents before children).
+pub async fn commits(
+    source: &Path,
+    from: &str,
+    to: &str,
+    first_parent: bool,
+) -> Result<Vec<(String, String)>> {
+    let range = format!("{from}..{to}");
+    let mut args = vec![
+        "log",
+        "--no-show-signature",
+        "--no-color",
+        "--format=%H%x00%s",
+        "--reverse",
+        "--topo-order",
+    ];
+    if first_parent {
+        args.push("--first-parent");
+    }
+    args.extend([range.as_str(), "--"]);
+    let text = git(source, &args).await?;
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.split_once('\0')
+                .map(|(sha, subject)| (sha.to_string(), subject.to_string()))
+                .ok_or_else(|| anyhow!("git log {range} in {}: odd line {l:?}", source.display()))
+        })
+        .collect()
+}
+
+/// Every file a commit of `from..to`'s first-parent chain changes against its first parent
+/// (a merge: all that it brings in), each once, the oldest commit's first. Renames are a
+/// deletion and an addition.
+pub async fn changed_files(source: &Path, from: &str, to: &str) -> Result<Vec<String>> {
+    let range = format!("{from}..{to}");
+    let text = git(
+        source,
+        &[
+            "log",
+            "--no-show-signature",
+            "--no-color",
+            "--first-parent",
+            "--diff-merges=first-parent",
+            "--reverse",
+            "--no-renames",
+            "--name-only",
+            "--format=",
+            "-z",
+            &range,
+            "--",
+        ],
+    )
+    .await?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(text
+        .split(['\0', '\n'])
+        .filter(|f| !f.is_empty() && seen.insert(f.to_string()))
+        .map(str::to_string)
+        .collect())
+}
+
+/// The Go files of `commit` (tests, `_test.go`, left out) that name one of `import_paths` as a
+/// string (`"k8s.io/kubernetes/pkg/proxy"`, an import), read with `git grep` (no checkout):
+/// (file, import path) pairs. A mention in a comment counts too, which only makes a package
+/// look more widely used.
+pub async fn go_importers(
+    source: &Path,
+    commit: &str,
+    import_paths: &[String],
+) -> Result<Vec<(String, String)>> {
+    if import_paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let quoted: Vec<String> = import_paths.iter().map(|p| format!("\"{p}\"")).collect();
+    let mut args = vec![
+        "grep",
+        "-o",
+        "-z",
+        "-F",
+        "-I",
+        "--no-color",
+        "--no-textconv",
+    ];
+    for q in &quoted {
+        args.extend(["-e", q.as_str()]);
+    }
+    args.extend([commit, "--", "*.go", ":!:*_test.go"]);
+    let out = run(source, &args).await?;
+    // Exit 1: nothing matched.
+    if !out.status.success() && out.status.code() != Some(1) {
+        bail!(
+            "git grep (imports of {} packages) at {commit} in {}: {}",
+            import_paths.len(),
+            source.display(),
+            out.stderr_text()
+        );
+    }
+    let prefix = format!("{commit}:");
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (name, found) = l.split_once('\0')?;
+            let file = name.strip_prefix(&prefix).unwrap_or(name);
+            let path = found.strip_prefix('"')?.strip_suffix('"')?;
+            Some((file.to_string(), path.to_string()))
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

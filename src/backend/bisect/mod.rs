@@ -6,6 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod range;
+pub mod search;
+
 /// What a bisect is asked to do (`kindred bisect` and the dashboard's prompt).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BisectRequest {
