@@ -102,6 +102,60 @@ fn the_generated_repository_is_a_history_of_merged_pull_requests() {
     }
 }
 
+/// The range and path of each bisect the live tests run, on the generated history: merges
+/// 1..13 change only kube-proxy's code (a docs file, a kubelet test and `pkg/util/conntrack`,
+/// which only kube-proxy imports, among them), so they swap; merges 15..24 change the API types
+/// the kubelet imports, so they rebuild, naming that file.
+#[test]
+fn the_generated_ranges_take_the_paths_the_live_tests_expect() {
+    use kindred::backend::bisect::range::{choose_path, range};
+    use kindred::backend::bisect::{PathChoice, StepPath};
+    let tmp = tempfile::tempdir().unwrap();
+    let r = kube_repo(tmp.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let swap = range(&r.dir, BASE_TAG, r.m(SWAP_LAST), false, None)
+            .await
+            .unwrap();
+        assert_eq!(swap.good.sha, r.base);
+        let shas: Vec<&str> = swap.commits.iter().map(|c| c.sha.as_str()).collect();
+        assert_eq!(
+            shas,
+            r.merges[..SWAP_LAST]
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            swap.commits
+                .iter()
+                .enumerate()
+                .all(|(i, c)| c.pr == Some(KubeRepo::pr(i + 1)))
+        );
+        let (path, why) = choose_path(&r.dir, &r.base, r.m(SWAP_LAST), PathChoice::Auto)
+            .await
+            .unwrap();
+        assert_eq!(path, StepPath::Swap, "{why}");
+        let (path, why) = choose_path(&r.dir, r.m(FIX), "master", PathChoice::Auto)
+            .await
+            .unwrap();
+        assert_eq!(path, StepPath::Rebuild, "{why}");
+        assert!(
+            why.contains("staging/src/k8s.io/api/core/v1/types.go"),
+            "{why}"
+        );
+        let all = range(&r.dir, r.m(FIX), "master", true, None).await.unwrap();
+        assert_eq!(
+            all.commits.len(),
+            2 * (MERGES - FIX),
+            "with --all-commits, the side commits too"
+        );
+    });
+}
+
 /// The commit that does not compile fails both build stand-ins, as kind and Kubernetes' build
 /// fail; the merge that takes the marker out builds again, its kube-proxy holding the code.
 #[test]
