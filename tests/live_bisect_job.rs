@@ -11,7 +11,7 @@ use common::*;
 use std::time::Duration;
 
 use kindred::backend::bisect::cache::Cache;
-use kindred::backend::bisect::{BisectEnd, BisectEvent, StepRole, StepVerdict};
+use kindred::backend::bisect::{BisectEnd, BisectEvent, SkipReason, StepRole, StepVerdict};
 use kindred::backend::event::Event;
 use kindred::backend::{Backend, Command};
 use kindred::model::{Job, Side};
@@ -153,6 +153,54 @@ fn a_good_bad_end_stops_and_probe_judges_against_the_good_end() {
         let broken = &run.steps[2];
         assert!(broken.why.as_deref().is_some_and(|w| w.starts_with(&format!("{host} → "))), "{broken:?}");
         assert!(matches!(&run.end, Some(BisectEnd::Found { first_bad, .. }) if first_bad.sha == r.m(BREAK)), "{run:#?}");
+        backend.shutdown();
+    });
+}
+
+/// A kube-proxy whose rollout does not finish is set back, and its step skipped, not blamed:
+/// its cluster did not come up. At the good end that stops the bisect, saying so; such a step
+/// is never cached (the next bisect tries it again).
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn a_rollout_that_does_not_finish_skips_the_step_as_not_up() {
+    let _one = one_at_a_time();
+    let mut s = bisect_setup("n", 20);
+    s.sc.build.rollout_timeout = 2.0;
+    let proxy = format!("kindred-test-kube-proxy:bisectn{}", std::process::id());
+    s.ds = std::sync::Arc::new(common::apiserver::ProxyDs::new(&proxy, false));
+    let kind = standin(&s.kind_dir, &s._cleanup.network);
+    let r = &s.repo;
+    runtime().block_on(async {
+        let _server = serve_pr(&s).await;
+        let (mut backend, mut rx) = attached(s.sc.clone(), kind).await;
+        for _ in 0..2 {
+            let run = bisect(&mut backend, &mut rx, request(r.m(1), r.m(3), 1)).await;
+            assert_eq!(run.error, None, "{run:#?}");
+            let [st] = &run.steps[..] else {
+                panic!("{run:#?}")
+            };
+            assert_eq!(
+                (st.role, st.verdict, st.skip, st.cached),
+                (
+                    StepRole::GoodEnd,
+                    StepVerdict::Skip,
+                    Some(SkipReason::NotUp),
+                    false
+                )
+            );
+            let why = st.why.as_deref().unwrap_or("");
+            assert!(
+                why.contains(&format!("kube-proxy set back to {proxy}")),
+                "{why}"
+            );
+            match &run.end {
+                Some(BisectEnd::Stopped { why }) => assert!(
+                    why.contains("cannot be judged (its cluster did not come up)"),
+                    "{why}"
+                ),
+                e => panic!("not stopped: {e:?}"),
+            }
+        }
         backend.shutdown();
     });
 }
