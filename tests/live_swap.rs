@@ -8,6 +8,7 @@
 
 mod common;
 use common::apiserver::{Cluster, ProxyDs, Req};
+use common::kuberepo::kube_proxy_source;
 use common::*;
 
 use std::path::Path;
@@ -17,50 +18,6 @@ use kindred::backend::event::Event;
 use kindred::backend::{Backend, Command};
 use kindred::model::{Job, Phase, PhaseState, Side, Sides, Target};
 use kindred::scenario::Scenario;
-
-/// A Kubernetes-like checkout whose build entry points (`build/run.sh` and `make`) write a
-/// stand-in kube-proxy holding the tree's `proxier-wip.go`, and record how they were called.
-/// A `build/fail` file makes them fail as a compile error would.
-pub fn kube_proxy_source(dir: &Path) {
-    kubernetes_like(dir);
-    let script = r##"#!/bin/sh
-# Stand-in for Kubernetes' build entry points: build/run.sh make all WHAT=... KUBE_BUILD_PLATFORMS=linux/ARCH
-root=$(cd "$(dirname "$0")/.." && pwd)
-sub=${KINDRED_TEST_SUB:-dockerized}
-plat=linux/amd64
-for a in "$@"; do case "$a" in KUBE_BUILD_PLATFORMS=*) plat=${a#KUBE_BUILD_PLATFORMS=};; esac; done
-echo "$0 $*" >> "$root/../build-calls.log"
-echo "+++ [1128 10:00:00] Building go targets for $plat: cmd/kube-proxy"
-if [ -f "$root/build/fail" ]; then
-  echo "pkg/proxy/nftables/proxier.go:42:1: syntax error: unexpected }" >&2
-  echo "!!! [1128 10:00:01] Call tree:" >&2
-  exit 1
-fi
-mkdir -p "$root/_output/$sub/bin/$plat"
-{ echo '#!/bin/sh'; echo "# kube-proxy built from:"; sed 's/^/# /' "$root/proxier-wip.go" 2>/dev/null; } > "$root/_output/$sub/bin/$plat/kube-proxy"
-chmod +x "$root/_output/$sub/bin/$plat/kube-proxy"
-"##;
-    std::fs::create_dir_all(dir.join("build")).unwrap();
-    std::fs::write(dir.join("build/run.sh"), script).unwrap();
-    std::fs::write(
-        dir.join("Makefile"),
-        "all:\n\tKINDRED_TEST_SUB=local sh build/run.sh $(MAKEFLAGS)\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        dir.join("build/run.sh"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("proxier-wip.go"),
-        "package nftables // committed\n",
-    )
-    .unwrap();
-    git(dir, &["add", "."]);
-    git(dir, &["commit", "-qm", "build entry points"]);
-}
 
 /// The 2019 scenario for clusters `base` and `pr`, both built from `src`: the base from its
 /// v1.34.0 tag, the PR from its working tree.

@@ -655,7 +655,14 @@ pub struct Cluster {
     /// When set, a watch of the echo Service's EndpointSlices gets a MODIFIED event once this
     /// is notified.
     pub endpoints_change: Option<Arc<tokio::sync::Notify>>,
+    /// When set, asked at each exec whether the curl from this pod times out now (beside
+    /// `timeouts`): the answer follows what the cluster runs at that moment
+    /// (see `kuberepo::Running`).
+    pub decide: Option<Decide>,
 }
+
+/// Whether a curl from a pod (its name) times out now.
+pub type Decide = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Called with the new image when a rollout completes.
 pub type OnRollout = Box<dyn Fn(&str) + Send + Sync>;
@@ -857,7 +864,9 @@ impl Cluster {
                         Some((p, addr)) => p == pod && query.contains(addr),
                         None => t == pod,
                     };
-                    if self.timeouts.iter().any(times_out) {
+                    if self.timeouts.iter().any(times_out)
+                        || self.decide.as_ref().is_some_and(|d| d(pod))
+                    {
                         Reply::Exec {
                             stdout: "000 2.001".into(),
                             stderr: "curl: (28) Connection timed out after 2001 milliseconds".into(),

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod contexts;
 pub mod groups;
 pub mod headless;
+pub mod kuberepo;
 pub mod netns;
 pub mod predicting;
 pub mod synth;
@@ -334,6 +335,15 @@ case "$cmd" in
     img="${{args[4]}}"
     echo "Starting to build Kubernetes" >&2
     echo $$ > "$(dirname "$0")/build-$img.pid"
+    # A tree that does not compile (a `build/fail` file, or a Go file with the marker of
+    # kuberepo::DOES_NOT_COMPILE) fails as kind does when the build inside fails.
+    marker="kindred-test: does not"; marker="$marker compile"
+    bad=$(grep -rl --include='*.go' "$marker" "$3" 2>/dev/null | head -n 1)
+    if [ -f "$3/build/fail" ] || [ -n "$bad" ]; then
+      echo "${{bad:-$3/build/fail}}:3:1: syntax error: unexpected }}" >&2
+      echo "ERROR: error building node image: failed to build kubernetes: command \"make quick-release-images KUBE_EXTRA_WHAT=cmd/kubeadm\" failed with error: exit status 2" >&2
+      exit 1
+    fi
     # A test makes the build take a while by leaving its length in `build-delay`.
     if [ -f "$(dirname "$0")/build-delay" ]; then sleep "$(cat "$(dirname "$0")/build-delay")"; fi
     if [ -n "$KUBE_GIT_VERSION_FILE" ]; then cp "$KUBE_GIT_VERSION_FILE" "$(dirname "$0")/version-$img.txt" 2>/dev/null || true; fi
@@ -341,6 +351,8 @@ case "$cmd" in
     # Every file of the tree it was given, with its content: one image per tree.
     (cd "$3" && find . -name .git -prune -o -type f -print | LC_ALL=C sort | while read -r f; do echo "== $f"; cat "$f"; done) > "$(dirname "$0")/content-$img.txt"
     sum=$(md5sum < "$(dirname "$0")/content-$img.txt" | cut -c1-32)
+    # By the image's label (what a node container of it carries), the tree it was built from.
+    cp "$(dirname "$0")/content-$img.txt" "$(dirname "$0")/built-tree-$sum.txt"
     printf 'FROM {image}\nLABEL io.kindred.test.tree=%s\n' "$sum" | docker build -q -t "$img" - >/dev/null 2>&1
     echo "Image \"$img\" build completed." >&2 ;;
   "load docker-image")

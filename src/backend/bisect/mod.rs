@@ -4,6 +4,8 @@
 //! results and the log are kept on disk ([`cache`]), and the live backend runs the steps
 //! (`live/bisect.rs`).
 
+pub mod judge;
+
 use serde::{Deserialize, Serialize};
 
 pub mod cache;

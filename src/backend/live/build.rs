@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::Ctx;
+use crate::backend::bisect::SkipReason;
 use crate::backend::docker::commit_tag;
 use crate::backend::event::Event;
 use crate::backend::git::{self, KubeVersion};
@@ -202,7 +203,8 @@ pub(super) async fn build(ctx: &Ctx, side: Side) -> Result<()> {
         let started = std::time::Instant::now();
         ctx.kind
             .build_node_image(&src.dir, &spec.image, &env, on_line, &ctx.cancel)
-            .await?;
+            .await
+            .map_err(super::bisect::skipped(SkipReason::Unbuildable))?;
         let kind = crate::backend::timings::NODE_IMAGE;
         crate::backend::timings::record(&timings, kind, started.elapsed());
         same_commit(&src, "build").await?;

@@ -16,6 +16,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod bisect;
 mod build;
 mod ctx_monitor;
 mod existing;
@@ -28,7 +29,9 @@ pub use swap::proxy_tag;
 use super::Backend;
 use super::docker::Docker;
 use super::doctor::CheckName;
-use super::event::{Command, Event, Expectation, PodInfo, ServiceInfo, SessionInfo, SideInfo};
+use super::event::{
+    Command, Event, Expectation, PodInfo, ProbeResult, ServiceInfo, SessionInfo, SideInfo,
+};
 use super::kind::Kind;
 use super::owned::{Owned, default_path};
 use super::probe::Timeouts;
@@ -70,6 +73,7 @@ fn needs(cmd: &Command) -> &'static [CheckName] {
         Command::SwapProxy { .. } => &[Docker, Kind, Git, Source, Remote, Ref, State],
         Command::CreateClusters | Command::DeleteClusters => &[Docker, Kind, State],
         Command::Deploy => &[Docker, Curl, State],
+        Command::Bisect(_) => &[Docker, Kind, Git, Source, State],
         Command::RefreshRules | Command::SetWatch(true) => &[Docker],
         _ => &[],
     }
@@ -558,25 +562,43 @@ async fn probes(ctx: &Ctx, target: Option<Target>) -> Result<()> {
         Some(t) => vec![t],
         None => ctx.sc.probes.targets.clone(),
     };
-    tokio::join!(
+    // Each side's failures are in its Probes pane already.
+    let _ = tokio::join!(
         probe_targets(ctx, Side::Base, &targets),
         probe_targets(ctx, Side::Pr, &targets)
     );
     Ok(())
 }
 
-/// Probe one side to each of `targets` in turn.
-async fn probe_targets(ctx: &Ctx, side: Side, targets: &[Target]) {
+/// Probe one side to each of `targets` in turn; every result, or what could not be probed
+/// (each target is probed all the same).
+async fn probe_targets(ctx: &Ctx, side: Side, targets: &[Target]) -> Result<Vec<ProbeResult>> {
+    let mut all = Vec::new();
+    let mut failed = Vec::new();
     for t in targets {
-        probe_side(ctx, side, t).await;
+        match probe_side(ctx, side, t).await {
+            Ok(r) => all.extend(r),
+            Err(e) => failed.push(e),
+        }
+    }
+    if failed.is_empty() {
+        Ok(all)
+    } else {
+        Err(anyhow!(failed.join("; ")))
     }
 }
 
-/// Probe from every running test pod of one side; results stream out as they come.
-async fn probe_side(ctx: &Ctx, side: Side, target: &Target) {
+/// Probe from every running test pod of one side; results stream out as they come, and are
+/// returned; an error (said in the Probes pane) when the target could not be probed at all.
+async fn probe_side(
+    ctx: &Ctx,
+    side: Side,
+    target: &Target,
+) -> std::result::Result<Vec<ProbeResult>, String> {
     let fail = |e: String| {
-        ctx.error(Some(side), Pane::Probes, e);
+        ctx.error(Some(side), Pane::Probes, e.clone());
         ctx.emit(Event::ProbesDone { side });
+        Err(e)
     };
     if let Some(c) = ctx.sc.context(side).filter(|c| !c.deploy) {
         return fail(format!(
@@ -615,18 +637,21 @@ async fn probe_side(ctx: &Ctx, side: Side, target: &Target) {
         .map(|pod| super::kube::probe_pod(&client, &ns, pod, container, &addr, t))
         .collect();
     let mut exec_failed = false;
+    let mut results = Vec::new();
     while let Some(result) = runs.next().await {
         let mut result = result.unwrap_or_else(|failed| {
             exec_failed = true;
             failed
         });
         result.scenario_target = Some(target.clone());
+        results.push(result.clone());
         ctx.emit(Event::Probe { side, result });
     }
     if exec_failed {
         ctx.drop_client(side);
     }
     ctx.emit(Event::ProbesDone { side });
+    Ok(results)
 }
 
 fn hash(s: &str) -> u64 {
@@ -1210,10 +1235,15 @@ impl Backend for LiveBackend {
                     delete(&ctx).await
                 })
             }
-            // The steps' job (live/bisect.rs, #27 in progress).
-            Command::Bisect(_) => self.spawn(Job::Bisect, Some(Pane::Build), |_| async {
-                Err(anyhow!("bisect is not available yet"))
-            }),
+            Command::Bisect(req) => {
+                // Only the PR side is bisected: a context there is refused, saying why.
+                if self.kind_only(Job::Bisect, Sides::Pr).is_none() {
+                    return;
+                }
+                self.spawn(Job::Bisect, Some(Pane::Build), |ctx| async move {
+                    bisect::bisect(&ctx, *req).await
+                })
+            }
             Command::Cancel => {
                 for (tok, _) in self.jobs.values() {
                     tok.cancel();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 
 use super::Ctx;
+use crate::backend::bisect::SkipReason;
 use crate::backend::docker::{Docker, build_context};
 use crate::backend::event::Event;
 use crate::backend::kbuild;
@@ -154,7 +155,9 @@ async fn compile(ctx: &Ctx, side: Side, src: &super::build::Source) -> Result<Ve
     }
     let started = std::time::Instant::now();
     let build = kbuild::kube_proxy(&src.dir, &how, &env, out, &ctx.cancel);
-    let bin = step(ctx, side, "compile kube-proxy", build).await?;
+    let bin = step(ctx, side, "compile kube-proxy", build)
+        .await
+        .map_err(super::bisect::skipped(SkipReason::Unbuildable))?;
     crate::backend::timings::record(&timings, kind, started.elapsed());
     std::fs::read(&bin).map_err(|e| anyhow!("{}: {e}", bin.display()))
 }
@@ -183,7 +186,9 @@ async fn roll_out(
             current.image
         ),
     };
-    Err(anyhow!("{e:#}; {how}"))
+    Err(super::bisect::skipped(SkipReason::NotUp)(anyhow!(
+        "{e:#}; {how}"
+    )))
 }
 
 /// Swap kube-proxy into one side's cluster.
