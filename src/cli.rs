@@ -51,6 +51,13 @@ pub enum Command {
     /// expected outcome, and the Service's rule diff. Exit 0 every expectation holds, 1 one
     /// does not, 2 trouble.
     Check(CheckArgs),
+    /// Find the commit between a good and a bad ref where the PR side's verdict flips: each
+    /// step puts a commit into the PR side's cluster (a kube-proxy swap when the range touches
+    /// only kube-proxy's code, else a node-image rebuild), probes it and judges it by the
+    /// scenario's expectations for the PR side (or by --probe). Exit 0 the first bad commit
+    /// found, 1 not found (skipped commits hide it), 2 stopped (an end that is not what it was
+    /// said to be) or trouble.
+    Bisect(BisectArgs),
     /// What on this box would stop a live run: Docker, kind, git, curl, the Kubernetes source and
     /// refs, the versions they make, disk and memory; with --context, a cluster named by a
     /// kubeconfig context instead. Exit 0 nothing fails, 1 a check fails, 2 trouble.
@@ -106,6 +113,79 @@ pub struct CheckArgs {
     /// --replay FILE` gives the same verdict and predictions.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BisectArgs {
+    /// The scenario (as -f FILE; default: ./kindred.yaml, else the built-in one).
+    #[arg(value_name = "SCENARIO")]
+    pub scenario: Option<PathBuf>,
+    /// A ref whose PR-side verdict is good: tag, branch, SHA or pr/N.
+    #[arg(long, value_name = "REF", required_unless_present = "resume", value_parser = git_ref("--good"))]
+    pub good: Option<String>,
+    /// A newer ref whose PR-side verdict is bad.
+    #[arg(long, value_name = "REF", required_unless_present = "resume", value_parser = git_ref("--bad"))]
+    pub bad: Option<String>,
+    /// Judge each step by this one probe source (a PR-side pod) instead of the scenario's
+    /// expectations for the PR side.
+    #[arg(long, value_name = "SOURCE", value_parser = probe_source)]
+    pub probe: Option<String>,
+    /// Probe rounds per step (1 to 20): all must agree, else the step is flaky and skipped.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub repeat: Option<u32>,
+    /// Swap a freshly compiled kube-proxy into the running PR cluster at each step, whatever
+    /// the range touches.
+    #[arg(long, conflicts_with = "rebuild")]
+    pub swap: bool,
+    /// Build a node image and recreate the PR cluster at each step, whatever the range touches.
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Visit every commit of the range, not only the first-parent (merge) commits.
+    #[arg(long)]
+    pub all_commits: bool,
+    /// Continue the last bisect (interrupted or not) with its refs, flags and scenario: the
+    /// steps already judged come from the cache.
+    #[arg(long, conflicts_with_all = ["good", "bad", "probe", "repeat", "swap", "rebuild", "all_commits", "replay", "scenario"])]
+    pub resume: bool,
+    /// Output format (markdown: for pasting into an issue).
+    #[arg(long, value_enum, default_value_t = BisectFormat::Text)]
+    pub format: BisectFormat,
+    /// Leave the clusters up (by default those kindred created are deleted at the end).
+    #[arg(long)]
+    pub keep: bool,
+    /// Show the bisect a recording holds instead of running one (no Docker, no cluster).
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// Also write the run's events to FILE (the recording format): `bisect --replay FILE` and
+    /// `kindred replay FILE` show the same bisect.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+}
+
+/// `kindred bisect`'s output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BisectFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+/// `--good`/`--bad`: a ref git cannot read as an option.
+fn git_ref(flag: &'static str) -> impl Fn(&str) -> Result<String, String> + Clone {
+    move |s: &str| {
+        crate::app::bisect::check_ref(flag, s)?;
+        Ok(s.to_string())
+    }
+}
+
+fn probe_source(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "'{}': a probe source is a pod name (no spaces)",
+            rules::render::visible(s)
+        ));
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -535,6 +615,130 @@ pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
     Ok(if v.ok { 0 } else { 1 })
 }
 
+/// `kindred bisect`.
+pub fn run_bisect(file: Option<&std::path::Path>, a: &BisectArgs) -> Result<i32> {
+    use crate::check::Limits;
+    use crate::check::bisect::BisectOptions;
+    use crate::check::bisect_report::BisectReport;
+    let file = match (file, a.scenario.as_deref()) {
+        (Some(f), Some(s)) if f != s => {
+            return Err(anyhow!(
+                "two scenarios: -f {} and {}: give one",
+                f.display(),
+                s.display()
+            ));
+        }
+        (f, s) => f.or(s),
+    };
+    let (req, file) = if a.resume {
+        resumed(&crate::backend::bisect::cache::Cache::default_dir(), file)?
+    } else {
+        (bisect_request(a), file.map(std::path::Path::to_path_buf))
+    };
+    let record = a.record.clone();
+    let (backend, opts): (Box<dyn crate::backend::Backend>, _) = match &a.replay {
+        Some(f) => {
+            refuse_recording_over(record.as_deref(), f, "the recording being replayed")?;
+            let rec = crate::backend::recording::load(f)?;
+            let b = crate::backend::replay::ReplayBackend::new(rec, f64::INFINITY);
+            let o = BisectOptions {
+                limits: Limits::REPLAY,
+                cleanup: false,
+                record,
+            };
+            (Box::new(b), o)
+        }
+        None => {
+            let sc = load_scenario(file.as_deref())?;
+            let kind = crate::backend::kind::Kind::default();
+            preflight(&sc, &kind)?;
+            let b = crate::backend::live::LiveBackend::new(sc, kind);
+            let local = std::path::Path::new("kindred.yaml");
+            let scenario = file.as_deref().unwrap_or(local);
+            refuse_recording_over(record.as_deref(), scenario, "the scenario")?;
+            let o = BisectOptions {
+                limits: Limits::LIVE,
+                cleanup: !a.keep,
+                record,
+            };
+            (Box::new(b), o)
+        }
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let v = rt.block_on(crate::check::bisect::bisect(backend, req, opts, progress));
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    let Some(r) = BisectReport::of(&v?) else {
+        return Err(anyhow!("the bisect finished without a result"));
+    };
+    emit(&match a.format {
+        BisectFormat::Text => r.text(),
+        BisectFormat::Json => r.json(),
+        BisectFormat::Markdown => r.markdown(),
+    })?;
+    Ok(r.exit)
+}
+
+/// The request `kindred bisect`'s flags make.
+fn bisect_request(a: &BisectArgs) -> crate::backend::bisect::BisectRequest {
+    use crate::backend::bisect::{BisectRequest, PathChoice};
+    BisectRequest {
+        good: a.good.clone().unwrap_or_default(),
+        bad: a.bad.clone().unwrap_or_default(),
+        probe: a.probe.clone(),
+        repeat: a.repeat.unwrap_or(1),
+        path: match (a.swap, a.rebuild) {
+            (true, _) => PathChoice::Swap,
+            (_, true) => PathChoice::Rebuild,
+            _ => PathChoice::Auto,
+        },
+        all_commits: a.all_commits,
+    }
+}
+
+/// `--resume`: the last bisect's request and scenario, from its log in `dir` (the cache's);
+/// `file` (-f) must be the scenario it ran with, when the log names one.
+fn resumed(
+    dir: &std::path::Path,
+    file: Option<&std::path::Path>,
+) -> Result<(crate::backend::bisect::BisectRequest, Option<PathBuf>)> {
+    use crate::backend::bisect::cache::Cache;
+    let Some(log) = Cache::open(dir)?.read_log()? else {
+        return Err(anyhow!(
+            "--resume: no bisect to resume (no log in {}): start one with --good and --bad",
+            dir.display()
+        ));
+    };
+    let scenario = match (file, log.scenario) {
+        (Some(f), Some(s)) if f != s => {
+            return Err(anyhow!(
+                "--resume: the last bisect ran with scenario {}, not {}",
+                s.display(),
+                f.display()
+            ));
+        }
+        (f, s) => s.or(f.map(std::path::Path::to_path_buf)),
+    };
+    let r = &log.request;
+    let done = log.steps.len();
+    progress(format!(
+        "resuming the bisect {}..{} ({done} step{} done{}; scenario {})",
+        r.good,
+        r.bad,
+        if done == 1 { "" } else { "s" },
+        if log.end.is_some() {
+            ", and it ended"
+        } else {
+            ""
+        },
+        scenario
+            .as_deref()
+            .map_or("./kindred.yaml or the built-in one".into(), |p| p
+                .display()
+                .to_string())
+    ));
+    Ok((log.request, scenario))
+}
+
 /// `kindred swap-proxy`.
 pub fn run_swap(file: Option<&std::path::Path>, a: &SwapArgs) -> Result<i32> {
     use crate::model::Sides;
@@ -953,5 +1157,53 @@ impl<'a> JsonReport<'a> {
             comparison: c,
             packets: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::bisect::cache::{Cache, Log};
+    use crate::backend::bisect::{BisectRequest, PathChoice};
+
+    /// `--resume` takes the last bisect's request and scenario from its log; without a log it
+    /// says so; a -f other than the log's scenario is refused.
+    #[test]
+    fn resume_takes_the_request_and_scenario_of_the_log() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("bisect");
+        let e = resumed(&dir, None).unwrap_err().to_string();
+        assert!(e.contains("--resume: no bisect to resume"), "{e}");
+        let request = BisectRequest {
+            good: "v1.33.0".into(),
+            bad: "pr/132456".into(),
+            probe: Some("netshoot-pr-worker".into()),
+            repeat: 3,
+            path: PathChoice::Swap,
+            all_commits: true,
+        };
+        let log = Log {
+            scenario: Some("/work/k/kindred.yaml".into()),
+            request: request.clone(),
+            judge: "j".into(),
+            steps: vec![],
+            end: None,
+        };
+        Cache::open(&dir).unwrap().write_log(&log).unwrap();
+        let (r, sc) = resumed(&dir, None).unwrap();
+        assert_eq!(r, request);
+        assert_eq!(
+            sc.as_deref(),
+            Some(std::path::Path::new("/work/k/kindred.yaml"))
+        );
+        let same = std::path::Path::new("/work/k/kindred.yaml");
+        assert!(resumed(&dir, Some(same)).is_ok());
+        let e = resumed(&dir, Some(std::path::Path::new("other.yaml")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ran with scenario /work/k/kindred.yaml, not other.yaml"),
+            "{e}"
+        );
     }
 }

@@ -59,6 +59,7 @@ fn run(c: &Command, file: Option<&std::path::Path>) -> anyhow::Result<i32> {
         Command::Up(a) => kindred::cli::run_up(file, a),
         Command::Init(a) => kindred::cli::run_init(file, a),
         Command::Check(a) => kindred::cli::run_check(file, a),
+        Command::Bisect(a) => kindred::cli::run_bisect(file, a),
         Command::SwapProxy(a) => kindred::cli::run_swap(file, a),
         Command::Doctor(a) => kindred::cli::run_doctor(file, a),
         Command::Diff(a) => kindred::cli::run_diff(a),

@@ -59,7 +59,7 @@ fn the_dashboard_on_two_contexts_reads_them_and_says_why_b_and_c_do_nothing() {
         "staging (base) context ctx-staging",
         "prod (PR) context ctx-prod",
         "node control-plane: staging-control-plane ↔ prod-control-plane",
-        "b p c: base is context ctx-staging, PR is context ctx-prod (read only)",
+        "b p f c: base is context ctx-staging, PR is context ctx-prod (read only)",
     ] {
         assert!(s.contains(want), "{want}:\n{s}");
     }
@@ -67,7 +67,11 @@ fn the_dashboard_on_two_contexts_reads_them_and_says_why_b_and_c_do_nothing() {
     tmux.keys(&["N"]);
     let s = tmux.wait_for("node worker:", 10);
     assert!(!s.contains("worker2 ↔"), "{s}");
-    for (key, what) in [("b", "b does nothing"), ("c", "c does nothing")] {
+    for (key, what) in [
+        ("b", "b does nothing"),
+        ("f", "f does nothing"),
+        ("c", "c does nothing"),
+    ] {
         tmux.keys(&[key]);
         let s = tmux.wait_for(what, 10);
         assert!(

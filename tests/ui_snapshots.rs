@@ -1016,7 +1016,7 @@ fn two_context_sides_say_what_they_are_and_why_keys_do_nothing() {
     let t = screen(&mut st, 160, 48);
     let text = text_of(&t);
     for want in [
-        "b p c: base is context ctx-staging, PR is context ctx-prod (read only)",
+        "b p f c: base is context ctx-staging, PR is context ctx-prod (read only)",
         "context ctx-staging",
         "context ctx-prod",
         "⚠ no kube-proxy rules, not compared: staging-worker2",
@@ -1073,6 +1073,133 @@ fn diff_pane_compares_groups_of_a_500_node_side() {
     );
     assert!(
         text.contains("compared: base-node-450 ↔ pr-node-499"),
+        "{text}"
+    );
+}
+
+/// The bisect of tests/fixtures/bisect/found.jsonl, applied to the demo's end state up to (not
+/// including) its `n`th bisect event; the clock 47 s past the last one applied.
+fn bisecting(n: usize) -> State {
+    use kindred::backend::event::Event;
+    let mut st = demo_state(u64::MAX);
+    let text = std::fs::read_to_string(common::fixture("bisect/found.jsonl")).unwrap();
+    let rec = recording::parse(&text, "found").unwrap();
+    let t0 = st.now;
+    let events = rec
+        .records
+        .into_iter()
+        .filter(|r| matches!(r.event, Event::Bisect(_)))
+        .take(n);
+    let mut last = t0;
+    for r in events {
+        last = t0 + Duration::from_millis(r.t);
+        apply_sync(&mut st, Msg::Tick(last));
+        apply_sync(&mut st, Msg::Backend(r.event));
+    }
+    apply_sync(&mut st, Msg::Tick(last + Duration::from_secs(47)));
+    st
+}
+
+fn build_pane(st: &State, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| ui::render_pane(f, Pane::Build, f.area(), st, &Theme::new(true)))
+        .unwrap();
+    t
+}
+
+/// While a bisect runs, the Build pane shows its range, path and judge, the steps so far (short
+/// SHA, PR, role, verdict, rounds, time or cached, why), the commit being tested with its
+/// time, and what is left; at the end the first bad commit, the last good one and the rules
+/// diff. A subject's escape sequence is shown, not obeyed.
+#[test]
+fn build_pane_during_and_after_a_bisect() {
+    // Up to the flaky commit's Testing (its step not in yet).
+    let st = bisecting(16);
+    assert!(st.bisect.running && st.bisect.testing.is_some());
+    for (w, h) in SIZES {
+        let t = build_pane(&st, w, h);
+        let text = text_of(&t);
+        for want in [
+            "Bisect PR side 010101010101..161616161616 · 21 commits · at most 7 steps · 5 done",
+            "– 111111111111  #132417   inside    skip (unbuildable)     0/3   18.2s  compile kube-proxy",
+            "0c0c0c0c0c0c  #132412   inside    good                   3/3  cached",
+            "0e0e0e0e0e0e  #132414   inside    testing…  47s",
+            "left: 4 candidates 0d0d0d0d0d0d..101010101010",
+        ] {
+            assert!(text.contains(want), "{w}x{h}: {want}:\n{text}");
+        }
+        insta::assert_snapshot!(format!("pane_build_bisecting_{w}x{h}"), t.backend());
+    }
+    let st = bisecting(usize::MAX);
+    assert!(st.bisect.end.is_some() && st.bisect.testing.is_none());
+    for (w, h) in SIZES {
+        let t = build_pane(&st, w, h);
+        let text = text_of(&t);
+        assert!(
+            text.contains("✗ first bad  101010101010  #132416  Merge pull request #132416 from evil/\\x1b[31mred"),
+            "{text}"
+        );
+        insta::assert_snapshot!(format!("pane_build_bisect_found_{w}x{h}"), t.backend());
+    }
+    insta::assert_snapshot!(
+        "screen_bisect_found_100x30",
+        screen(&mut bisecting(usize::MAX), 100, 30).backend()
+    );
+    // The smallest terminal kindred draws in still shows how it ended.
+    let text = text_of(&screen(&mut bisecting(usize::MAX), 80, 24));
+    assert!(text.contains("✗ first bad  101010101010"), "{text}");
+}
+
+/// `f` opens the bisect prompt, filled with the sides' refs (base good, PR bad); a malformed
+/// range is refused with a message and the prompt stays; a well-formed one starts the bisect.
+#[test]
+fn the_bisect_prompt_asks_good_and_bad_refs() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use kindred::backend::event::Command;
+    let mut st = demo_state(u64::MAX);
+    apply_sync(&mut st, key('f'));
+    let t = screen(&mut st, 100, 30);
+    assert!(text_of(&t).contains("master..pr/77523"), "{}", text_of(&t));
+    insta::assert_snapshot!("bisect_prompt_100x30", t.backend());
+    // "master..pr/77523" less its last 10 characters: no range.
+    for _ in 0..10 {
+        apply_sync(
+            &mut st,
+            Msg::Key(KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE)),
+        );
+    }
+    let sent = apply_sync(
+        &mut st,
+        Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+    );
+    assert!(sent.is_empty() && st.editor.is_some());
+    assert!(
+        st.activity.contains("expected GOOD..BAD"),
+        "{}",
+        st.activity
+    );
+    insta::assert_snapshot!(
+        "bisect_prompt_refused_100x30",
+        screen(&mut st, 100, 30).backend()
+    );
+    for c in "..v1.34.0".chars() {
+        apply_sync(&mut st, key(c));
+    }
+    let sent = apply_sync(
+        &mut st,
+        Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+    );
+    assert!(st.editor.is_none());
+    match sent.as_slice() {
+        [Command::Bisect(r)] => {
+            assert_eq!((r.good.as_str(), r.bad.as_str()), ("master", "v1.34.0"))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Until its range is known, the Build pane says it is being resolved.
+    let text = text_of(&build_pane(&st, 100, 30));
+    assert!(
+        text.contains("Bisect PR side master..v1.34.0: resolving the range…"),
         "{text}"
     );
 }

@@ -10,6 +10,8 @@ pub enum Action {
     /// kube-proxy from the PR side's source into its running cluster.
     SwapProxy,
     SwapProxyBoth,
+    /// `f`: find the commit where the PR side's verdict flips (a prompt asks GOOD..BAD).
+    Bisect,
     Create,
     Deploy,
     Retest,
@@ -78,6 +80,12 @@ pub const BINDINGS: &[Binding] = &[
         action: Action::SwapProxyBoth,
         hint: None,
         help: "swap in kube-proxy on both clusters",
+    },
+    Binding {
+        keys: "f",
+        action: Action::Bisect,
+        hint: Some("bisect"),
+        help: "bisect GOOD..BAD: the commit where PR turns bad",
     },
     Binding {
         keys: "c",
@@ -270,6 +278,7 @@ pub fn action_for(k: &KeyEvent) -> Option<Action> {
         KeyCode::Char('B') => Action::RebuildBoth,
         KeyCode::Char('p') => Action::SwapProxy,
         KeyCode::Char('P') => Action::SwapProxyBoth,
+        KeyCode::Char('f') => Action::Bisect,
         KeyCode::Char('c') => Action::Create,
         KeyCode::Char('d') => Action::Deploy,
         KeyCode::Char('t') => Action::Retest,

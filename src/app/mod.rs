@@ -1,6 +1,7 @@
 //! The dashboard's core: state, the one update function, the keymap, the diff data, and the
 //! driver that runs effects for every front end.
 
+pub mod bisect;
 pub mod diffs;
 pub mod driver;
 pub mod keymap;

@@ -348,15 +348,26 @@ pub enum Confirm {
     Quit,
 }
 
-/// What the `e` text field edits.
+/// What a text field edits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Editing {
+    /// `e`: the probe target.
+    Target,
+    /// `f`: the `GOOD..BAD` range to bisect.
+    Bisect,
+}
+
+/// The text field `e` or `f` opened.
 pub struct Editor {
     pub textarea: ratatui_textarea::TextArea<'static>,
+    pub editing: Editing,
 }
 
 impl std::fmt::Debug for Editor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Editor")
             .field("text", &self.textarea.lines())
+            .field("editing", &self.editing)
             .finish()
     }
 }
@@ -375,6 +386,8 @@ pub struct State {
     pub filters: [String; 4],
     pub filter_editing: bool,
     pub editor: Option<Editor>,
+    /// The bisect of this session (`f`, `kindred bisect`, or a recording's).
+    pub bisect: super::bisect::BisectView,
     /// The probe target set with `e` (else the scenario's).
     pub probe_target: Option<Target>,
     pub diff: DiffView,
@@ -427,7 +440,9 @@ impl State {
             ))
         };
         match a {
-            Action::Rebuild | Action::SwapProxy => both().or_else(|| self.read_only(Side::Pr)),
+            Action::Rebuild | Action::SwapProxy | Action::Bisect => {
+                both().or_else(|| self.read_only(Side::Pr))
+            }
             Action::RebuildBoth | Action::SwapProxyBoth | Action::Create => both(),
             Action::Delete if self.deletes().is_empty() => {
                 both().map(|w| format!("{w}, and kindred deploys nothing there"))
@@ -474,7 +489,7 @@ impl State {
     }
 
     pub fn busy(&self) -> bool {
-        self.sides.any(SideState::busy)
+        self.sides.any(SideState::busy) || self.bisect.running
     }
 
     pub fn filter(&self, p: Pane) -> &str {

@@ -10,14 +10,17 @@ use super::diffs::{Computed, DiffKey, DiffRequest, LineLayout, NodeIps, lines};
 use super::keymap::{Action, HelpLayout, action_for};
 use super::predict::{self, PredictRequest, Predicted, ProbeKey};
 use super::state::{
-    BUILD_STAGES, Confirm, Editor, GroupRequest, HISTORY, NodeInfo, OUTPUT_LINES, PathsView,
-    PhaseView, ProbeCell, State,
+    BUILD_STAGES, Confirm, Editing, Editor, GroupRequest, HISTORY, NodeInfo, OUTPUT_LINES,
+    PathsView, PhaseView, ProbeCell, State,
 };
+use crate::backend::bisect::{BisectRequest, PathChoice};
 use crate::backend::event::{Command, Event, ProbeResult, SessionInfo};
 use crate::backend::kind::{Progress, progress};
-use crate::model::{Pane, Phase, PhaseState, ProxyMode, Side, Sides, Target};
+use crate::model::{Job, Pane, Phase, PhaseState, ProxyMode, Side, Sides, Target};
 use crate::rules::Options;
 use crate::rules::group::Canon;
+use crate::rules::render::visible;
+use crate::scenario::{MERGE_BASE, WORKTREE};
 
 /// Errors remembered per side.
 const ERRORS: usize = 20;
@@ -321,12 +324,21 @@ fn on_event(st: &mut State, ev: Event) -> Reaction {
             pane,
             message,
         } => on_error(st, side, pane, message),
-        Event::Finished { job, error } => match error {
-            Some(e) => st.activity = format!("{job:?} did not finish: {e}").to_lowercase(),
-            None => return Reaction::default(),
-        },
-        // Drawn by the Build pane once it shows bisects (#27, in progress).
-        Event::Bisect(_) => return Reaction::default(),
+        Event::Finished { job, error } => {
+            if job == Job::Bisect {
+                st.bisect.finished(error.clone());
+            }
+            match error {
+                Some(e) => st.activity = format!("{job:?} did not finish: {e}").to_lowercase(),
+                None if job == Job::Bisect => {}
+                None => return Reaction::default(),
+            }
+        }
+        Event::Bisect(e) => {
+            if let Some(line) = st.bisect.apply(e, st.now) {
+                st.activity = line;
+            }
+        }
         Event::End | Event::Unknown => return Reaction::default(),
     }
     Reaction::redraw()
@@ -673,6 +685,10 @@ fn editor_key(st: &mut State, k: KeyEvent) -> Reaction {
     };
     match k.code {
         KeyCode::Esc => st.editor = None,
+        KeyCode::Enter if ed.editing == Editing::Bisect => {
+            let text = ed.textarea.lines().join(" ");
+            return bisect_asked(st, &text);
+        }
         KeyCode::Enter => {
             let text = ed.textarea.lines().join(" ");
             match text.parse::<Target>() {
@@ -959,6 +975,68 @@ fn diff_action(st: &mut State, a: Action) -> Reaction {
     Reaction::redraw().with_diff(st)
 }
 
+/// `f`: the prompt for `GOOD..BAD`, filled with the last range asked, else the two sides'
+/// refs (base good, PR bad); refused with the reason when the PR side is a context, or while a
+/// bisect runs.
+fn bisect_prompt(st: &mut State) {
+    if let Some(why) = st.disabled(Action::Bisect) {
+        st.activity = format!("f does nothing: {why}");
+        return;
+    }
+    if st.bisect.running {
+        st.activity = "f does nothing: a bisect is running (q stops it)".into();
+        return;
+    }
+    let last = st
+        .bisect
+        .request
+        .as_ref()
+        .map(|r| (r.good.clone(), r.bad.clone()));
+    let refs = last.or_else(|| {
+        let s = st.session.as_ref()?;
+        let good = s.base.git_ref.clone().unwrap_or_default();
+        // merge-base and the working tree are not refs a range can start from.
+        let good = if [MERGE_BASE, WORKTREE].contains(&good.as_str()) {
+            String::new()
+        } else {
+            good
+        };
+        Some((good, s.pr.git_ref.clone()?))
+    });
+    let text = refs.map_or_else(String::new, |(g, b)| format!("{g}..{b}"));
+    let mut ta = ratatui_textarea::TextArea::new(vec![visible(&text).into_owned()]);
+    ta.move_cursor(ratatui_textarea::CursorMove::End);
+    st.editor = Some(Editor {
+        textarea: ta,
+        editing: Editing::Bisect,
+    });
+}
+
+/// Enter in the bisect prompt: a well-formed `GOOD..BAD` starts the bisect (the prompt
+/// closes); anything else keeps the prompt open and says what is wrong.
+fn bisect_asked(st: &mut State, text: &str) -> Reaction {
+    match crate::app::bisect::parse_range(text) {
+        Ok((good, bad)) => {
+            st.editor = None;
+            let req = BisectRequest {
+                good,
+                bad,
+                probe: None,
+                repeat: 1,
+                path: PathChoice::Auto,
+                all_commits: false,
+            };
+            st.activity = format!("bisecting {}..{}", req.good, req.bad);
+            st.bisect.asked(req.clone());
+            Reaction::redraw().with(Effect::Send(Command::Bisect(Box::new(req))))
+        }
+        Err(e) => {
+            st.activity = e;
+            Reaction::redraw()
+        }
+    }
+}
+
 /// Focus, zoom, overlays and the other actions that change only the view.
 fn view(st: &mut State, a: Action) -> Reaction {
     match a {
@@ -976,8 +1054,12 @@ fn view(st: &mut State, a: Action) -> Reaction {
         Action::Edit => {
             let mut ta = ratatui_textarea::TextArea::new(vec![st.target().to_string()]);
             ta.move_cursor(ratatui_textarea::CursorMove::End);
-            st.editor = Some(Editor { textarea: ta });
+            st.editor = Some(Editor {
+                textarea: ta,
+                editing: Editing::Target,
+            });
         }
+        Action::Bisect => bisect_prompt(st),
         Action::Mouse => {
             st.mouse_capture = !st.mouse_capture;
             st.activity = if st.mouse_capture {
@@ -1114,7 +1196,7 @@ mod tests {
     #[test]
     fn keys_for_a_context_side_are_disabled_with_the_reason() {
         let mut st = contexts(None, Some("prod-eu"));
-        for c in ['b', 'p'] {
+        for c in ['b', 'p', 'f'] {
             let r = update(&mut st, key(c));
             assert!(r.effects.is_empty(), "{c}: {:?}", r.effects);
             assert_eq!(
@@ -1135,7 +1217,7 @@ mod tests {
 
         let mut st = contexts(Some("staging"), Some("prod-eu"));
         let why = "base is context staging, PR is context prod-eu (read only)";
-        for c in ['b', 'B', 'p', 'P', 'c'] {
+        for c in ['b', 'B', 'p', 'P', 'f', 'c'] {
             let r = update(&mut st, key(c));
             assert!(r.effects.is_empty(), "{c}: {:?}", r.effects);
             assert_eq!(st.activity, format!("{c} does nothing: {why}"));
@@ -1155,7 +1237,7 @@ mod tests {
         );
         // The footer and the help say it.
         let (on, off) = super::super::keymap::footer_with(|a| st.disabled(a));
-        assert_eq!(off, [(vec!["b", "p", "c"], why.to_string())]);
+        assert_eq!(off, [(vec!["b", "p", "f", "c"], why.to_string())]);
         assert!(!on.iter().any(|(k, _)| ["b", "p", "c"].contains(k)));
         let help = HelpLayout::new((200, 60), |a| st.disabled(a));
         assert!(
@@ -1163,6 +1245,72 @@ mod tests {
                 .join(" ")
                 .starts_with("disabled: base is context staging")
         );
+    }
+
+    /// `f` asks GOOD..BAD (filled with the sides' refs), refuses what is not a range (the
+    /// prompt stays, the header says why), sends the bisect for one; while it runs, `f` says
+    /// so; the job's refusal is kept for the Build pane.
+    #[test]
+    fn f_asks_a_range_and_sends_the_bisect() {
+        let mut st = state();
+        let s = st.session.as_mut().unwrap();
+        s.base.git_ref = Some("master".into());
+        s.pr.git_ref = Some("pr/77523".into());
+        update(&mut st, key('f'));
+        let ed = st.editor.as_ref().expect("the prompt");
+        assert_eq!(ed.editing, Editing::Bisect);
+        assert_eq!(ed.textarea.lines(), ["master..pr/77523"]);
+        let enter = || Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        let backspace = || Msg::Key(KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE));
+        for _ in 0..8 {
+            update(&mut st, backspace());
+        }
+        update(&mut st, key('.'));
+        let r = update(&mut st, enter());
+        assert!(r.effects.is_empty() && st.editor.is_some());
+        assert_eq!(
+            st.activity,
+            "'master...': GOOD..BAD takes two dots, not three"
+        );
+        update(&mut st, backspace());
+        for c in "v1.34.0".chars() {
+            update(&mut st, key(c));
+        }
+        let r = update(&mut st, enter());
+        let want = BisectRequest {
+            good: "master".into(),
+            bad: "v1.34.0".into(),
+            probe: None,
+            repeat: 1,
+            path: PathChoice::Auto,
+            all_commits: false,
+        };
+        assert_eq!(
+            r.effects,
+            vec![Effect::Send(Command::Bisect(Box::new(want)))]
+        );
+        assert!(st.editor.is_none() && st.bisect.running && st.busy());
+        update(&mut st, key('f'));
+        assert!(st.editor.is_none());
+        assert_eq!(
+            st.activity,
+            "f does nothing: a bisect is running (q stops it)"
+        );
+        update(
+            &mut st,
+            Msg::Backend(Event::Finished {
+                job: Job::Bisect,
+                error: Some("PR is context prod (read only)".into()),
+            }),
+        );
+        assert!(!st.bisect.running && !st.busy());
+        assert_eq!(
+            st.bisect.error.as_deref(),
+            Some("PR is context prod (read only)")
+        );
+        // The prompt again: the last range asked.
+        update(&mut st, key('f'));
+        assert_eq!(st.editor.unwrap().textarea.lines(), ["master..v1.34.0"]);
     }
 
     #[test]

@@ -959,6 +959,7 @@ pub async fn go_importers(
         return Ok(Vec::new());
     }
     let quoted: Vec<String> = import_paths.iter().map(|p| format!("\"{p}\"")).collect();
+    // The user's grep.lineNumber and grep.column would add fields to each line.
     let mut args = vec![
         "grep",
         "-o",
@@ -967,6 +968,8 @@ pub async fn go_importers(
         "-I",
         "--no-color",
         "--no-textconv",
+        "--no-line-number",
+        "--no-column",
     ];
     for q in &quoted {
         args.extend(["-e", q.as_str()]);
@@ -984,15 +987,22 @@ pub async fn go_importers(
     }
     let prefix = format!("{commit}:");
     let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
-        .lines()
-        .filter_map(|l| {
-            let (name, found) = l.split_once('\0')?;
-            let file = name.strip_prefix(&prefix).unwrap_or(name);
-            let path = found.strip_prefix('"')?.strip_suffix('"')?;
-            Some((file.to_string(), path.to_string()))
+    let parse = |l: &str| {
+        let (name, found) = l.split_once('\0')?;
+        let file = name.strip_prefix(&prefix)?;
+        let path = found.strip_prefix('"')?.strip_suffix('"')?;
+        Some((file.to_string(), path.to_string()))
+    };
+    text.lines()
+        .map(|l| {
+            parse(l).ok_or_else(|| {
+                anyhow!(
+                    "git grep at {commit} in {}: a line not FILE NUL \"IMPORT\": {l:?}",
+                    source.display()
+                )
+            })
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

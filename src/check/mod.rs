@@ -3,6 +3,8 @@
 //! wait until ready, read the rules, probe; then the verdict is judged from the state, and
 //! reported ([`report`]).
 
+pub mod bisect;
+pub mod bisect_report;
 pub mod report;
 pub mod verdict;
 
@@ -264,6 +266,7 @@ pub fn progress_line(st: &State, ev: &Event) -> Option<String> {
         Event::ProxySwapped { side, image, .. } => {
             format!("[{}] kube-proxy runs {image}", name(*side))
         }
+        Event::Bisect(e) => return bisect::progress_line(e),
         Event::ProbesStarted { side, target } => format!("[{}] probing {target}", name(*side)),
         Event::ProbesDone { side } => format!("[{}] probes done", name(*side)),
         Event::RuleDump { side, node, .. } => format!("[{}] rules of {node} read", name(*side)),

@@ -161,20 +161,25 @@ const MAX_PACKAGES: usize = 400;
 struct Graph {
     /// Package dir → the dirs of the (non-test) Go files importing it, for every package looked up.
     importers: BTreeMap<String, BTreeSet<String>>,
-    /// Whether the lookup stopped at [`MAX_PACKAGES`].
-    cut: bool,
+    /// The bound the lookup stopped at (packages looked up), if it did.
+    cut: Option<usize>,
 }
 
 /// The importers of `changed` (package dirs not under a root), and of their importers, up to
-/// the roots, at `commit`.
-async fn import_graph(source: &Path, commit: &str, changed: &BTreeSet<String>) -> Result<Graph> {
+/// the roots, at `commit`: at most `max` packages looked up.
+async fn import_graph(
+    source: &Path,
+    commit: &str,
+    changed: &BTreeSet<String>,
+    max: usize,
+) -> Result<Graph> {
     let mut importers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut frontier: BTreeSet<String> = changed.iter().filter(|d| !is_root(d)).cloned().collect();
     while !frontier.is_empty() {
-        if importers.len() + frontier.len() > MAX_PACKAGES {
+        if importers.len() + frontier.len() > max {
             return Ok(Graph {
                 importers,
-                cut: true,
+                cut: Some(max),
             });
         }
         let by_path: BTreeMap<String, String> = frontier
@@ -203,7 +208,7 @@ async fn import_graph(source: &Path, commit: &str, changed: &BTreeSet<String>) -
     }
     Ok(Graph {
         importers,
-        cut: false,
+        cut: None,
     })
 }
 
@@ -225,6 +230,12 @@ pub async fn choose_path(
         PathChoice::Rebuild => return Ok((StepPath::Rebuild, "forced (--rebuild)".into())),
         PathChoice::Auto => {}
     }
+    auto_path(source, good, bad, MAX_PACKAGES).await
+}
+
+/// The path [`choose_path`] chooses by itself, looking up the importers of at most `max`
+/// packages.
+async fn auto_path(source: &Path, good: &str, bad: &str, max: usize) -> Result<(StepPath, String)> {
     let good_sha = git::resolve(source, good, None).await?;
     let bad_sha = git::resolve(source, bad, None).await?;
     let files: Vec<String> = git::changed_files(source, &good_sha, &bad_sha)
@@ -239,7 +250,7 @@ pub async fn choose_path(
         .position(|f| !f.ends_with(".go") && !is_root(dir_of(f)));
     let go_files = &files[..plain.unwrap_or(files.len())];
     let changed: BTreeSet<String> = go_files.iter().map(|f| dir_of(f).to_string()).collect();
-    let graph = import_graph(source, &bad_sha, &changed).await?;
+    let graph = import_graph(source, &bad_sha, &changed, max).await?;
     let ours = kube_proxy_packages(&graph.importers);
     for f in go_files {
         let d = dir_of(f);
@@ -263,17 +274,24 @@ pub async fn choose_path(
 /// Why `file` (of package `dir`) is not kube-proxy's.
 fn not_ours_why(file: &str, dir: &str, graph: &Graph, ours: &BTreeSet<String>) -> String {
     let by = graph.importers.get(dir);
-    match by.and_then(|b| b.iter().find(|i| !ours.contains(*i))) {
-        Some(i) => format!(
+    let unread = |i: &String| !graph.importers.contains_key(i) && !is_root(i);
+    match (
+        by.and_then(|b| b.iter().find(|i| !ours.contains(*i))),
+        graph.cut,
+    ) {
+        (Some(i), Some(max)) if unread(i) => format!(
+            "{file} is not known to be kube-proxy's code: its package {dir} is imported by {i}, whose importers were not read (more than {max} packages to look up)"
+        ),
+        (Some(i), _) => format!(
             "{file} is not kube-proxy's code: its package {dir} is imported by {i}, not only by kube-proxy"
         ),
-        None if by.is_some_and(BTreeSet::is_empty) => {
+        (None, _) if by.is_some_and(BTreeSet::is_empty) => {
             format!("{file} is not kube-proxy's code: its package {dir} is imported by no package")
         }
-        None if graph.cut => format!(
-            "{file} is not kube-proxy's code as far as read: its package {dir} is imported by more than {MAX_PACKAGES} packages"
+        (None, Some(max)) => format!(
+            "{file} is not known to be kube-proxy's code: its importers were not read (more than {max} packages to look up)"
         ),
-        None => format!("{file} is not kube-proxy's code"),
+        (None, None) => format!("{file} is not kube-proxy's code"),
     }
 }
 
@@ -359,6 +377,16 @@ mod tests {
     /// 101..=106 (tags t101..t106).
     fn repo(dir: &Path) {
         sh(dir, &["init", "-q", "-b", "main"]);
+        // A user's settings that change what git prints are set aside.
+        for (k, v) in [
+            ("grep.lineNumber", "true"),
+            ("grep.column", "true"),
+            ("color.ui", "always"),
+            ("diff.renames", "copies"),
+            ("log.showSignature", "true"),
+        ] {
+            sh(dir, &["config", k, v]);
+        }
         let proxy = go(
             "proxy",
             &[
@@ -607,6 +635,30 @@ mod tests {
         let (p, why) = path(dir, "v0", "main").await;
         assert_eq!(p, StepPath::Rebuild);
         assert!(why.starts_with("pkg/util/shared/s.go"), "{why}");
+    }
+
+    /// A change whose importers reach too many packages is rebuilt, saying why.
+    #[tokio::test]
+    async fn too_many_importers_to_read_rebuild_saying_so() {
+        let t = tempdir_with_repo();
+        let dir = t.path();
+        // t101..t102: pkg/util/deep and pkg/util/proxyonly, then nothing more to look up.
+        let (p, why) = auto_path(dir, "t101", "t102", 2).await.unwrap();
+        assert_eq!(p, StepPath::Swap, "{why}");
+        let (p, why) = auto_path(dir, "t101", "t102", 1).await.unwrap();
+        assert_eq!(p, StepPath::Rebuild);
+        assert!(
+            why.starts_with("pkg/util/deep/d.go is not known to be kube-proxy's code")
+                && why.contains("more than 1 packages"),
+            "{why}"
+        );
+        // t102..t103's shared is imported by pkg/kubelet, whose importers are not read.
+        let (p, why) = auto_path(dir, "t102", "t103", 1).await.unwrap();
+        assert_eq!(p, StepPath::Rebuild);
+        assert!(
+            why.contains("imported by pkg/kubelet, whose importers were not read"),
+            "{why}"
+        );
     }
 
     #[tokio::test]

@@ -2,22 +2,37 @@
 //! then the last lines of output of the latest phase, and errors.
 
 use ratatui::Frame;
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::app::State;
+use crate::app::bisect::{BisectView, commit_words, path_word, role_word, short, verdict_words};
 use crate::app::keymap::wrap_words;
 use crate::app::state::{BUILD_STAGES, SideState};
+use crate::backend::bisect::{BisectEnd, CommitInfo, Step, StepVerdict};
 use crate::backend::event::{NoExecMonitor, PollReason, WatchPath};
 use crate::model::Pane;
 use crate::model::{Phase, PhaseState, Side};
+use crate::rules::render::visible;
 use crate::ui::{Theme, area, clip, fmt_duration, pane_block, side_heading, spinner};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
     let block = pane_block(Pane::Build, st, theme, "");
     let inner = block.inner(area);
     f.render_widget(block, area);
+    // A bisect takes the width below the sides (their phases, little of their output).
+    let inner = if st.bisect.shown() {
+        let sides = sides_height(st, inner.height);
+        let [top, below] =
+            Layout::vertical([Constraint::Length(sides), Constraint::Fill(1)]).areas(inner);
+        let w = below.width.saturating_sub(1) as usize;
+        let lines = bisect_lines(st, w, below.height as usize, theme);
+        f.render_widget(Paragraph::new(lines), below);
+        top
+    } else {
+        inner
+    };
     for (side, rect) in Side::BOTH.into_iter().zip(area::sides(inner)) {
         let lines = side_lines(st, st.side(side), side, rect, theme);
         f.render_widget(Paragraph::new(lines), rect);
@@ -323,9 +338,224 @@ fn phase_mark(
 }
 
 /// The rows the pane needs inside its border (a heading and its phases on one line) and wants
-/// (a line per phase, the swapped kube-proxy, a few lines of output).
+/// (a line per phase, the swapped kube-proxy, a few lines of output; a bisect's lines).
 pub fn rows(st: &State) -> (u16, u16) {
+    if st.bisect.shown() {
+        return (6, phase_rows(st) + bisect_rows(&st.bisect));
+    }
     (2, phase_rows(st) + 4)
+}
+
+/// The sides' rows above a bisect: a line per phase when the bisect keeps 6 rows, else the
+/// heading and the phases on one line.
+fn sides_height(st: &State, height: u16) -> u16 {
+    let full = phase_rows(st);
+    if height >= full + 6 {
+        full
+    } else {
+        2.min(height)
+    }
+}
+
+/// The rows a bisect wants: its heading, steps, the one testing, what is left, the end and
+/// some of the rules diff.
+fn bisect_rows(v: &BisectView) -> u16 {
+    let diff = match &v.end {
+        Some(BisectEnd::Found { rules_diff, .. }) => rules_diff.lines().count().min(8),
+        Some(BisectEnd::NotFound { .. }) => 1,
+        _ => 0,
+    };
+    let n = 3 + v.steps.len() + 3 + diff;
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
+/// The bisect, in `height` rows of `w` columns: the range, how each step puts its commit in
+/// and what judges it; the steps (the latest when they do not all fit); the one being tested;
+/// what is left; the end, with as much of the rules diff as fits.
+fn bisect_lines<'a>(st: &State, w: usize, height: usize, theme: &Theme) -> Vec<Line<'a>> {
+    let v = &st.bisect;
+    let mut lines = bisect_heading(v, w, theme);
+    let mut tail: Vec<Line> = Vec::new();
+    if let Some(t) = &v.testing {
+        let el = fmt_duration(st.now.saturating_sub(t.since));
+        let text = format!(
+            "{} {}  {:<8}  testing…  {el}",
+            spinner(st.frame),
+            commit_cells(&t.commit),
+            role_word(t.role)
+        );
+        tail.push(Line::styled(clip(&text, 0, w), theme.running()));
+    }
+    if let Some(r) = &v.remaining
+        && v.end.is_none()
+    {
+        let text = format!(
+            "  left: {} candidate{} {}..{}",
+            r.candidates,
+            if r.candidates == 1 { "" } else { "s" },
+            visible(short(&r.first)),
+            visible(short(&r.last))
+        );
+        tail.push(Line::styled(clip(&text, 0, w), theme.dim()));
+    }
+    tail.extend(end_lines(v, w, theme));
+    let steps = v.steps.len();
+    // The columns' names, when a step's row fits below them.
+    if steps > 0 && height > lines.len() + 1 + tail.len().min(3) {
+        let cols = format!(
+            "  {:<12}  {:<8}  {:<8}  {:<18}  {:>6}  {:>6}  why",
+            "commit", "PR", "role", "verdict", "rounds", "time"
+        );
+        lines.push(Line::styled(clip(&cols, 0, w), theme.dim()));
+    }
+    let room = height.saturating_sub(lines.len() + tail.len().min(3));
+    // No room for a step: the end (or the one testing) says more than "… N steps" would.
+    let (skip, more) = if steps > room {
+        let shown = room.saturating_sub(1);
+        (steps - shown, room > 0)
+    } else {
+        (0, false)
+    };
+    if more {
+        let text = format!(
+            "  … {skip} earlier step{}",
+            if skip == 1 { "" } else { "s" }
+        );
+        lines.push(Line::styled(text, theme.dim()));
+    }
+    lines.extend(v.steps.iter().skip(skip).map(|s| step_line(s, w, theme)));
+    lines.extend(tail);
+    lines.truncate(height);
+    lines
+}
+
+/// The bisect's first two rows: the range, then the path and the judge.
+fn bisect_heading<'a>(v: &BisectView, w: usize, theme: &Theme) -> Vec<Line<'a>> {
+    let asked = |r: Option<&str>, c: Option<&CommitInfo>| match (r, c) {
+        (Some(r), Some(c)) if r != c.sha => format!("{} ({})", visible(r), visible(short(&c.sha))),
+        (_, Some(c)) => visible(short(&c.sha)).into_owned(),
+        (Some(r), None) => visible(r).into_owned(),
+        (None, None) => "?".into(),
+    };
+    let (req, s) = (v.request.as_ref(), v.started.as_ref());
+    let mut title = format!(
+        "Bisect PR side {}..{}",
+        asked(req.map(|q| q.good.as_str()), s.map(|s| &s.good)),
+        asked(req.map(|q| q.bad.as_str()), s.map(|s| &s.bad))
+    );
+    let Some(s) = s else {
+        let what = if v.running {
+            ": resolving the range…"
+        } else {
+            ""
+        };
+        title.push_str(what);
+        return vec![Line::styled(clip(&title, 0, w), theme.title())];
+    };
+    title.push_str(&format!(
+        " · {} commits · at most {} steps · {} done",
+        s.commits,
+        s.expected_steps,
+        v.steps.len()
+    ));
+    let how = format!(
+        "  path {}: {} · judged by {}",
+        path_word(s.path),
+        visible(&s.why),
+        visible(&s.judge)
+    );
+    vec![
+        Line::styled(clip(&title, 0, w), theme.title()),
+        Line::styled(clip(&how, 0, w), theme.dim()),
+    ]
+}
+
+/// "0123456789ab  #132456 " (the PR column as wide as a Kubernetes PR number).
+fn commit_cells(c: &CommitInfo) -> String {
+    let pr = c.pr.map_or("-".to_string(), |n| format!("#{n}"));
+    format!("{}  {pr:<8}", visible(short(&c.sha)))
+}
+
+/// A step's row: mark, commit, PR, role, verdict, rounds, time (or cached), and why.
+fn step_line<'a>(s: &Step, w: usize, theme: &Theme) -> Line<'a> {
+    let (mark, style) = match s.verdict {
+        StepVerdict::Good => ("✓", theme.ok()),
+        StepVerdict::Bad => ("✗", theme.bad()),
+        StepVerdict::Skip => ("–", theme.warn()),
+    };
+    let time = if s.cached {
+        "cached".to_string()
+    } else {
+        crate::model::seconds(std::time::Duration::from_millis(s.millis))
+    };
+    let mut text = format!(
+        "{mark} {}  {:<8}  {:<18}  {:>6}  {time:>6}",
+        commit_cells(&s.commit),
+        role_word(s.role),
+        verdict_words(s),
+        format!("{}/{}", s.good_rounds, s.rounds),
+    );
+    if let Some(why) = &s.why {
+        text.push_str(&format!("  {}", visible(why)));
+    }
+    Line::styled(clip(&text, 0, w), style)
+}
+
+/// How the bisect ended (or why it did not run), and the rules diff of a found one.
+fn end_lines<'a>(v: &BisectView, w: usize, theme: &Theme) -> Vec<Line<'a>> {
+    let one = |c: &CommitInfo| format!("{} {}", commit_cells(c), visible(&c.subject));
+    let mut out = Vec::new();
+    let mut push = |text: String, style| out.push(Line::styled(clip(&text, 0, w), style));
+    match &v.end {
+        Some(BisectEnd::Found {
+            first_bad,
+            last_good,
+            rules_diff,
+        }) => {
+            push(format!("✗ first bad  {}", one(first_bad)), theme.bad());
+            push(format!("✓ last good  {}", one(last_good)), theme.ok());
+            if rules_diff.trim().is_empty() {
+                push(
+                    "  rules: the same at both (canonical form)".into(),
+                    theme.dim(),
+                );
+            }
+            for l in rules_diff.lines() {
+                let style = match l.as_bytes().first() {
+                    Some(b'+') if !l.starts_with("+++") => theme.added(),
+                    Some(b'-') if !l.starts_with("---") => theme.removed(),
+                    _ => theme.dim(),
+                };
+                push(format!("  {}", visible(&l.replace('\t', "    "))), style);
+            }
+        }
+        Some(BisectEnd::NotFound {
+            candidates,
+            last_good,
+        }) => {
+            let names: Vec<String> = candidates.iter().map(commit_words).collect();
+            push(
+                format!(
+                    "! not found: skipped commits hide the first bad, one of {}",
+                    names.join(", ")
+                ),
+                theme.warn(),
+            );
+            push(format!("✓ last good  {}", one(last_good)), theme.ok());
+        }
+        Some(BisectEnd::Stopped { why }) => {
+            push(format!("✗ stopped: {}", visible(why)), theme.bad());
+        }
+        None => {
+            if let Some(e) = &v.error {
+                push(
+                    format!("✗ the bisect did not run: {}", visible(e)),
+                    theme.bad(),
+                );
+            }
+        }
+    }
+    out
 }
 
 fn phase_rows(st: &State) -> u16 {

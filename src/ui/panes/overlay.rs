@@ -7,7 +7,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 use crate::app::State;
 use crate::app::keymap::{BINDINGS, HELP_COLUMN, HelpLayout, KEYS_WIDTH};
-use crate::app::state::Confirm;
+use crate::app::state::{Confirm, Editing};
 use crate::model::Side;
 use crate::ui::{Theme, area};
 
@@ -52,12 +52,23 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         );
     }
     if let Some(ed) = &st.editor {
-        let r = area::centered(area, 70, 3);
+        let w = match ed.editing {
+            Editing::Target => 70,
+            Editing::Bisect => 86,
+        };
+        let r = area::centered(area, w, 3);
         f.render_widget(Clear, r);
         let block = Block::default()
             .borders(Borders::ALL)
             .border_style(theme.focused_border())
-            .title(" Probe target (lb = the LoadBalancer IP:port) · Enter run · Esc cancel ");
+            .title(match ed.editing {
+                Editing::Target => {
+                    " Probe target (lb = the LoadBalancer IP:port) · Enter run · Esc cancel "
+                }
+                Editing::Bisect => {
+                    " Bisect the PR side: GOOD..BAD (tag, branch, SHA, pr/N) · Enter start · Esc cancel "
+                }
+            });
         let inner = block.inner(r);
         f.render_widget(block, r);
         f.render_widget(&ed.textarea, inner);
