@@ -230,6 +230,14 @@ fn end_wrong(name: &str, s: &Step, want: StepVerdict) -> Option<String> {
     }
 }
 
+fn role_words(r: StepRole) -> &'static str {
+    match r {
+        StepRole::GoodEnd => "the good end",
+        StepRole::BadEnd => "the bad end",
+        StepRole::Inside => "inside the range",
+    }
+}
+
 fn skip_word(s: Option<SkipReason>) -> &'static str {
     match s {
         Some(SkipReason::Unbuildable) => "it does not build",
@@ -307,9 +315,10 @@ async fn step(ctx: &Ctx, run: &mut Run, commit: &CommitInfo, role: StepRole) -> 
     say(
         ctx,
         format!(
-            "bisect: testing {} {} ({role:?})",
+            "bisect: testing {} {} ({})",
             short(&commit.sha),
-            commit.subject
+            commit.subject,
+            role_words(role)
         ),
     );
     let cached = if run.judge.learns() {
