@@ -334,7 +334,8 @@ case "$cmd" in
     # build was given (its version file, a file of the tree) is kept for the test to read.
     img="${{args[4]}}"
     echo "Starting to build Kubernetes" >&2
-    echo $$ > "$(dirname "$0")/build-$img.pid"
+    # Written whole, then renamed: a test that sees the file reads the pid, never an empty file.
+    echo $$ > "$(dirname "$0")/build-$img.pid.tmp"; mv "$(dirname "$0")/build-$img.pid.tmp" "$(dirname "$0")/build-$img.pid"
     # A tree that does not compile (a `build/fail` file, or a Go file with the marker of
     # kuberepo::DOES_NOT_COMPILE) fails as kind does when the build inside fails.
     marker="kindred-test: does not"; marker="$marker compile"
