@@ -295,9 +295,23 @@ fn the_probes_follow_the_kube_proxy_the_cluster_runs_now() {
         let (code, out, err) = run_in(tmp.path(), argv);
         assert_eq!(code, Some(0), "{argv:?}: {out}{err}");
     };
+    // Its own kubeconfig file, as kindred gives each cluster: kind locks the file it writes with
+    // no retry, and the other tests of this binary create clusters at the same time.
+    let kubeconfig = tmp.path().join("kubeconfig");
+    let kubeconfig = kubeconfig.to_str().unwrap();
     let create = |img: &str| {
         ok(&[kind, "delete", "cluster", "--name", &name]);
-        ok(&[kind, "create", "cluster", "--name", &name, "--image", img]);
+        ok(&[
+            kind,
+            "create",
+            "cluster",
+            "--name",
+            &name,
+            "--image",
+            img,
+            "--kubeconfig",
+            kubeconfig,
+        ]);
     };
     let (host, host2, pod) = (
         format!("netshoot-{name}-worker"),
