@@ -51,6 +51,37 @@ fn restore_terminal() {
 /// Whether the terminal is in the dashboard's modes (raw, alternate screen, mouse capture).
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
+/// Held while a frame is written, and by the panic hook from restoring the terminal to the
+/// exit: no frame lands on the restored screen, between the pieces of the hook's message.
+static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// [`WRITING`] for the panic hook: waited for at most 200 ms, since the panicking thread may be
+/// the one writing a frame (then the hook goes on without it).
+fn writing_for_hook() -> Option<std::sync::MutexGuard<'static, ()>> {
+    use std::sync::TryLockError;
+    for _ in 0..100 {
+        match WRITING.try_lock() {
+            Ok(g) => return Some(g),
+            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    None
+}
+
+/// Write one frame, unless the terminal was restored (a panic is ending the program).
+fn draw_frame(
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    state: &crate::app::State,
+    theme: &crate::ui::theme::Theme,
+) -> io::Result<()> {
+    let _writing = WRITING.lock().unwrap_or_else(|p| p.into_inner());
+    if ACTIVE.load(Ordering::SeqCst) {
+        terminal.draw(|f| ui::render(f, state, theme))?;
+    }
+    Ok(())
+}
+
 /// Restore the terminal, once, if the dashboard changed it.
 fn restore_once() {
     if ACTIVE.swap(false, Ordering::SeqCst) {
@@ -62,6 +93,8 @@ fn restore_once() {
 /// one-line message naming the log file, exit status 101. Never a UI left running.
 pub fn install_panic_hook(log: PathBuf) {
     std::panic::set_hook(Box::new(move |info| {
+        // Held to the exit: the dashboard writes no frame after the terminal is restored.
+        let _writing = writing_for_hook();
         restore_once();
         let place = info
             .location()
@@ -271,9 +304,7 @@ pub async fn run(backend: Box<dyn Backend>, opts: RunOptions) -> Result<i32> {
         // At most one frame per FRAME: under a stream of input the screen keeps up with the
         // keys instead of the keys waiting for the frames.
         if redraw && last_draw.elapsed() >= FRAME {
-            guard
-                .terminal
-                .draw(|f| ui::render(f, &driver.state, &theme))?;
+            draw_frame(&mut guard.terminal, &driver.state, &theme)?;
             redraw = false;
             last_draw = Instant::now();
         }
