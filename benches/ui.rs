@@ -77,6 +77,7 @@ fn busy_state() -> State {
                         latency_ms: Some(3),
                         detail: None,
                         scenario_target: None,
+                        tries: Vec::new(),
                     },
                 }),
             );

@@ -173,6 +173,9 @@ pub enum Outcome {
     Ok,
     Fail,
     Timeout,
+    /// Repeated tries that disagree: some answered, some did not (never a pass, never an
+    /// expectation).
+    Flaky,
 }
 
 impl Outcome {
@@ -187,7 +190,22 @@ impl Outcome {
             Outcome::Ok => "OK",
             Outcome::Fail => "FAIL",
             Outcome::Timeout => "timeout",
+            Outcome::Flaky => "FLAKY",
         }
+    }
+}
+
+/// A share of tries, from 0 to 1 (an expectation `ok >= 0.99`). Compared exactly; its JSON is
+/// the number.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Rate(pub f64);
+
+impl Eq for Rate {}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
     }
 }
 

@@ -494,6 +494,7 @@ fn check_judges_every_probe_target() {
                 source: "netshoot-77523-worker2".into(),
                 outcome: Outcome::Fail,
                 target: Some(SECOND.parse().unwrap()),
+                min_rate: None,
             });
         }
     }

@@ -337,6 +337,7 @@ fn build(r: &mut Rec, s: &SideSpec) {
                 latency_ms: Some(2 + i as u64),
                 detail: None,
                 scenario_target: None,
+                tries: Vec::new(),
             }
         } else {
             ProbeResult {
@@ -347,6 +348,7 @@ fn build(r: &mut Rec, s: &SideSpec) {
                 latency_ms: Some(2000),
                 detail: Some("curl: (28) Connection timed out after 2001 milliseconds".into()),
                 scenario_target: None,
+                tries: Vec::new(),
             }
         };
         let dt = if ok {
@@ -414,24 +416,28 @@ fn demo() -> String {
                     source: "netshoot-master-worker".into(),
                     outcome: Outcome::Fail,
                     target: None,
+                    min_rate: None,
                 },
                 Expectation {
                     side: Side::Pr,
                     source: "netshoot-77523-worker".into(),
                     outcome: Outcome::Ok,
                     target: None,
+                    min_rate: None,
                 },
                 Expectation {
                     side: Side::Base,
                     source: "netshoot-master-worker2".into(),
                     outcome: Outcome::Ok,
                     target: None,
+                    min_rate: None,
                 },
                 Expectation {
                     side: Side::Pr,
                     source: "netshoot-77523-worker2".into(),
                     outcome: Outcome::Ok,
                     target: None,
+                    min_rate: None,
                 },
             ],
             banner: Some("DEMO".into()),

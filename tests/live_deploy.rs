@@ -141,7 +141,7 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
         }
 
         // Probe a fixed address from every running pod of both sides, through exec.
-        backend.send(Command::Probe { target: Some(Target::Addr("172.31.255.200:80".into())) });
+        backend.send(Command::Probe { target: Some(Target::Addr("172.31.255.200:80".into())), repeat: None });
         let (ev, err) = until_finished(&mut rx, Job::Probes).await;
         assert_eq!(err, None, "{ev:#?}");
         let results: Vec<_> = ev
@@ -204,7 +204,10 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
                 .collect()
         };
         let probe = |backend: &mut kindred::backend::live::LiveBackend| {
-            backend.send(Command::Probe { target: None });
+            backend.send(Command::Probe {
+        target: None,
+        repeat: None,
+    });
         };
         probe(&mut backend);
         let (ev, err) = until_finished(&mut rx, Job::Probes).await;

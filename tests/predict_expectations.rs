@@ -202,6 +202,7 @@ fn probe_results(
                 latency_ms: Some(3),
                 detail: None,
                 scenario_target: Some(Target::Lb),
+                tries: Vec::new(),
             }
         })
         .collect()

@@ -709,6 +709,7 @@ fn editor_key(st: &mut State, k: KeyEvent) -> Reaction {
             st.activity = format!("probe target: {target}");
             return Reaction::redraw().with(Effect::Send(Command::Probe {
                 target: Some(target),
+                repeat: None,
             }));
         }
         _ => {
@@ -913,6 +914,7 @@ fn command(st: &mut State, a: Action) -> Reaction {
         Action::Retest => (
             Command::Probe {
                 target: Some(st.target()),
+                repeat: None,
             },
             "probing".into(),
         ),
@@ -1166,7 +1168,8 @@ mod tests {
         assert_eq!(
             update(&mut st, key('t')).effects,
             vec![Effect::Send(Command::Probe {
-                target: Some(Target::Lb)
+                target: Some(Target::Lb),
+                repeat: None,
             })]
         );
         assert_eq!(
@@ -1654,7 +1657,8 @@ mod tests {
         assert_eq!(
             e,
             vec![Effect::Send(Command::Probe {
-                target: Some(Target::Addr("10.96.0.10:80".into()))
+                target: Some(Target::Addr("10.96.0.10:80".into())),
+                repeat: None,
             })]
         );
         assert_eq!(st.target().to_string(), "10.96.0.10:80");

@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Job, NodeRole, Outcome, Pane, Phase, PhaseState, PodPhase, ProxyMode, ServiceRef, Side, Sides,
-    Target,
+    Job, NodeRole, Outcome, Pane, Phase, PhaseState, PodPhase, ProxyMode, Rate, ServiceRef, Side,
+    Sides, Target,
 };
 
 /// A pod of the test workload as the Pods pane shows it.
@@ -55,6 +55,31 @@ pub struct ProbeResult {
     /// results are for the session's `probe_target`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario_target: Option<Target>,
+    /// Each try of a repeated probe (`probes.repeat`), in order; `outcome` then sums them up
+    /// (`Flaky` when they disagree). Empty in recordings made before probes were repeated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tries: Vec<Try>,
+}
+
+/// One try of a probe: one connection, one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Try {
+    /// Ok, Fail or Timeout (never Flaky).
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// Time to connect, in microseconds (curl's `time_connect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_us: Option<u64>,
+    /// Time for the whole request, in microseconds (curl's `time_total`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_us: Option<u64>,
+    /// The endpoint that answered: the echo server's pod name, as it reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// curl's error, for a try that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[cfg(test)]
@@ -69,6 +94,7 @@ impl ProbeResult {
             latency_ms: None,
             detail: None,
             scenario_target: None,
+            tries: Vec::new(),
         }
     }
 }
@@ -128,6 +154,10 @@ pub struct Expectation {
     /// The probe target it is about; `None`: every target of the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// `ok >= RATE`: met when at least this share of the tries answered (`outcome` is then
+    /// `Ok`). Without it, every try must have the outcome, and tries that disagree are Flaky.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_rate: Option<Rate>,
 }
 
 /// What a later session event that would drop or change `n` expectations is told: it does not.
@@ -358,9 +388,12 @@ pub enum Command {
     },
     CreateClusters,
     Deploy,
-    /// Run the probes, against `target` when given (else the scenario's default).
+    /// Run the probes, against `target` when given (else the scenario's default). `repeat`
+    /// (`R` in the dashboard) sets how many tries each probe makes, from now on in the session;
+    /// `None` keeps the current count (`probes.repeat`, default 1).
     Probe {
         target: Option<Target>,
+        repeat: Option<u32>,
     },
     RefreshRules,
     SetWatch(bool),

@@ -740,6 +740,7 @@ pub async fn probe_pod(
             latency_ms: None,
             detail: Some(format!("{e:#}")),
             scenario_target: None,
+            tries: Vec::new(),
         }),
     }
 }

@@ -77,6 +77,7 @@ pub fn parse_curl(
         latency_ms,
         detail,
         scenario_target: None,
+        tries: Vec::new(),
     }
 }
 

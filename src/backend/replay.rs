@@ -313,7 +313,7 @@ impl Backend for ReplayBackend {
                 let r = self.records(Job::Deploy);
                 self.spawn(Job::Deploy, r)
             }
-            Command::Probe { target } => self.probe(target),
+            Command::Probe { target, .. } => self.probe(target),
             Command::RefreshRules => {
                 let r = self.records(Job::Rules);
                 self.spawn(Job::Rules, r)
@@ -372,7 +372,10 @@ mod tests {
         let mut b = ReplayBackend::new(rec(), 0.001); // 10 ms recorded = 10 s: still running
         b.start(tx);
         for _ in 0..10 {
-            b.send(Command::Probe { target: None });
+            b.send(Command::Probe {
+                target: None,
+                repeat: None,
+            });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         let mut started = 0;
@@ -395,6 +398,7 @@ mod tests {
         b.start(tx);
         b.send(Command::Probe {
             target: Some(Target::Addr("10.0.0.1:80".into())),
+            repeat: None,
         });
         let mut saw = false;
         for _ in 0..20 {

@@ -137,7 +137,10 @@ async fn script(
     wait_ready(driver, limits.ready, progress).await?;
     driver.send(Command::RefreshRules);
     finish(driver, Job::Rules, limits.job, progress).await?;
-    driver.send(Command::Probe { target: None });
+    driver.send(Command::Probe {
+        target: None,
+        repeat: None,
+    });
     finish(driver, Job::Probes, limits.job, progress).await?;
     // Once more: rules that changed since (kube-proxy churn) make the timeline the report lists.
     driver.send(Command::RefreshRules);

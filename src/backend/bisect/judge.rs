@@ -52,6 +52,7 @@ pub fn word(o: Outcome) -> &'static str {
         Outcome::Ok => "ok",
         Outcome::Fail => "fail",
         Outcome::Timeout => "timeout",
+        Outcome::Flaky => "flaky",
     }
 }
 
@@ -286,6 +287,7 @@ mod tests {
             source: source.into(),
             outcome,
             target: target.map(|t| t.parse().unwrap()),
+            min_rate: None,
         }
     }
 

@@ -1129,6 +1129,7 @@ pub fn session(sc: &Scenario) -> SessionInfo {
                 source: e.source,
                 outcome: e.outcome,
                 target: e.target,
+                min_rate: None,
             })
             .collect(),
         banner: None,
@@ -1216,7 +1217,7 @@ impl Backend for LiveBackend {
             Command::Deploy => {
                 self.both(Job::Deploy, true, |c, s| async move { deploy(&c, s).await })
             }
-            Command::Probe { target } => {
+            Command::Probe { target, repeat: _ } => {
                 self.spawn(Job::Probes, Some(Pane::Probes), |ctx| async move {
                     probes(&ctx, target).await
                 })

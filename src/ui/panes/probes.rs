@@ -299,6 +299,7 @@ pub fn history(st: &State, side: Side, cell: &ProbeCell, keep: usize) -> String 
             Outcome::Ok => '●',
             Outcome::Fail => '✗',
             Outcome::Timeout => '○',
+            Outcome::Flaky => '◐',
         });
         prev = Some(at);
     }
