@@ -78,6 +78,7 @@ fn busy_state() -> State {
                         detail: None,
                         scenario_target: None,
                         tries: Vec::new(),
+                        ready_endpoints: None,
                     },
                 }),
             );

@@ -338,6 +338,7 @@ fn build(r: &mut Rec, s: &SideSpec) {
                 detail: None,
                 scenario_target: None,
                 tries: Vec::new(),
+                ready_endpoints: None,
             }
         } else {
             ProbeResult {
@@ -349,6 +350,7 @@ fn build(r: &mut Rec, s: &SideSpec) {
                 detail: Some("curl: (28) Connection timed out after 2001 milliseconds".into()),
                 scenario_target: None,
                 tries: Vec::new(),
+                ready_endpoints: None,
             }
         };
         let dt = if ok {

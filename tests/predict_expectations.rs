@@ -203,6 +203,7 @@ fn probe_results(
                 detail: None,
                 scenario_target: Some(Target::Lb),
                 tries: Vec::new(),
+                ready_endpoints: None,
             }
         })
         .collect()

@@ -59,6 +59,10 @@ pub struct ProbeResult {
     /// (`Flaky` when they disagree). Empty in recordings made before probes were repeated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tries: Vec<Try>,
+    /// Endpoints ready behind the target when it was probed (the Service's EndpointSlices),
+    /// when known: "2/3 endpoints answered".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_endpoints: Option<u32>,
 }
 
 /// One try of a probe: one connection, one request.
@@ -95,6 +99,7 @@ impl ProbeResult {
             detail: None,
             scenario_target: None,
             tries: Vec::new(),
+            ready_endpoints: None,
         }
     }
 }

@@ -741,6 +741,7 @@ pub async fn probe_pod(
             detail: Some(format!("{e:#}")),
             scenario_target: None,
             tries: Vec::new(),
+            ready_endpoints: None,
         }),
     }
 }

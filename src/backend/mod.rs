@@ -22,6 +22,7 @@ pub mod recording;
 pub mod replay;
 pub mod state;
 pub mod timings;
+pub mod tries;
 pub mod user_kubeconfig;
 
 use std::path::PathBuf;

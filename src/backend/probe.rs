@@ -78,6 +78,7 @@ pub fn parse_curl(
         detail,
         scenario_target: None,
         tries: Vec::new(),
+        ready_endpoints: None,
     }
 }
 
