@@ -203,6 +203,26 @@ pub struct Rate(pub f64);
 
 impl Eq for Rate {}
 
+/// How many times slower the PR side may be than the base before it is flagged (its p99 over
+/// the base's: `probes.latency_factor`, `--latency-factor`); 2 unless set. Compared exactly.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Factor(pub f64);
+
+impl Eq for Factor {}
+
+impl Default for Factor {
+    fn default() -> Self {
+        Factor(2.0)
+    }
+}
+
+impl fmt::Display for Factor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

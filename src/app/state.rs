@@ -404,6 +404,9 @@ pub struct State {
     pub paths: Option<PathsView>,
     pub watch: bool,
     pub mouse_capture: bool,
+    /// The PR side's p99 latency over the base's above which it is flagged (the scenario's
+    /// `probes.latency_factor` or `--latency-factor`, set by the front end).
+    pub latency_factor: crate::model::Factor,
     /// App clock: time since start, advanced by ticks.
     pub now: Duration,
     /// Spinner frame.
