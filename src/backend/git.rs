@@ -1006,10 +1006,10 @@ pub async fn go_importers(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    pub(super) fn sh(dir: &Path, args: &[&str]) -> String {
+    pub(crate) fn sh(dir: &Path, args: &[&str]) -> String {
         let o = std::process::Command::new("git")
             .arg("-C")
             .arg(dir)

@@ -22,22 +22,8 @@ use super::{
     Cleanup, IMAGE, Images, fixture, git, image, in_process_state, kubernetes_like, network_create,
     tie, until_finished,
 };
-
-/// The docker CLI's output, trimmed; panics naming the call when it fails. Unlike
-/// [`super::docker`] it arms no time limit: it runs on the API server stand-in's threads.
-fn docker(args: &[&str]) -> String {
-    let o = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(
-        o.status.success(),
-        "docker {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+// The stand-in API server's threads call docker: no time limit is armed on them.
+use super::docker_unarmed as docker;
 
 /// kube-proxy code with this line drops host-network traffic from `netshoot-*-worker`.
 pub const DROPS_HOST: &str = "// kindred-test: drops host-network traffic";

@@ -111,6 +111,12 @@ pub fn stderr(o: &Output) -> String {
 /// Run the docker CLI (test setup only; kindred itself talks to the engine through bollard).
 pub fn docker(args: &[&str]) -> String {
     time_limit();
+    docker_unarmed(args)
+}
+
+/// [`docker`] without arming the test's time limit (for threads that are not the test's, such
+/// as the API server stand-in's).
+pub fn docker_unarmed(args: &[&str]) -> String {
     let o = Command::new("docker")
         .args(args)
         .output()

@@ -322,24 +322,7 @@ fn swap_why(files: &[String], changed: &BTreeSet<String>) -> String {
 mod tests {
     use super::*;
 
-    fn sh(dir: &Path, args: &[&str]) -> String {
-        let o = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    }
+    use crate::backend::git::tests::sh;
 
     fn write(dir: &Path, files: &[(&str, &str)]) {
         for (f, text) in files {
