@@ -750,6 +750,11 @@ pub struct Cluster {
     pub endpoints: Option<u32>,
 }
 
+/// The tries a curl argv asks for: its URLs.
+pub fn tries(argv: &[String]) -> usize {
+    argv.iter().filter(|a| a.contains("://")).count().max(1)
+}
+
 /// `argv` with each `from` of `route` replaced by its `to`.
 pub fn routed(argv: &[String], route: &[(String, String)]) -> Vec<String> {
     argv.iter()
@@ -977,9 +982,10 @@ impl Cluster {
                     if self.timeouts.iter().any(times_out)
                         || self.decide.as_ref().is_some_and(|d| d(pod))
                     {
+                        let n = tries(&r.params("command"));
                         Reply::Exec {
-                            stdout: "000 2.001".into(),
-                            stderr: "curl: (28) Connection timed out after 2001 milliseconds".into(),
+                            stdout: "\n@kindred-try@ 0 28 000 0.000000 2.001000\n".repeat(n),
+                            stderr: "curl: (28) Connection timed out after 2001 milliseconds\n".repeat(n),
                             status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                                 "reason": "NonZeroExitCode",
                                 "details": {"causes": [{"reason": "ExitCode", "message": "28"}]}}),
@@ -989,8 +995,10 @@ impl Cluster {
                             argv: routed(&r.params("command"), &self.route),
                         }
                     } else {
+                        let n = tries(&r.params("command"));
+                        let answer = format!("echo-{}-worker2\n@kindred-try@ 0 0 200 0.001000 0.003000\n", self.name);
                         Reply::Exec {
-                            stdout: "200 0.003".into(),
+                            stdout: answer.repeat(n),
                             stderr: String::new(),
                             status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
                         }
