@@ -1351,6 +1351,40 @@ mod tests {
 
     /// A state dir the preflight refused (shared, someone else's, read-only) stops every
     /// command that writes in it, naming it; reading rules does not need it.
+    /// `Command::Probe { repeat: Some(n) }` sets the tries of every later probe (clamped to 1 to
+    /// 1000), `None` keeps them; before any, the scenario's `probes.repeat` and `path` ask.
+    #[test]
+    fn probe_repeat_is_remembered_for_the_session() {
+        use crate::backend::Backend;
+        let mut sc = Scenario::builtin();
+        sc.probes.repeat = 4;
+        sc.probes.path = "/x".into();
+        let mut b = LiveBackend::new(sc, Kind::default());
+        let ctx_ask = |b: &LiveBackend| {
+            let (tx, _) = tokio::sync::mpsc::unbounded_channel();
+            Ctx {
+                shared: b.shared.clone(),
+                tx,
+                cancel: CancellationToken::new(),
+            }
+            .ask()
+        };
+        let a = ctx_ask(&b);
+        assert_eq!((a.repeat, a.path.as_str()), (4, "/x"));
+        let probe = |repeat| Command::Probe {
+            target: None,
+            repeat,
+        };
+        b.send(probe(Some(7)));
+        assert_eq!(ctx_ask(&b).repeat, 7);
+        b.send(probe(None));
+        assert_eq!(ctx_ask(&b).repeat, 7);
+        b.send(probe(Some(5000)));
+        assert_eq!(ctx_ask(&b).repeat, MAX_TRIES);
+        b.send(probe(Some(0)));
+        assert_eq!(ctx_ask(&b).repeat, 1);
+    }
+
     #[test]
     fn a_refused_state_dir_blocks_what_writes_there() {
         use super::super::doctor::{Check, Report, Status};
