@@ -160,7 +160,7 @@ fn deploy_applies_metallb_pool_and_workloads_then_probes_run_through_exec() {
             assert_eq!(execs.len(), 5, "{side:?}");
             for x in execs {
                 assert_eq!(x.params("container"), [sc.probes.container.clone()]);
-                assert_eq!(x.params("command").last().map(String::as_str), Some("http://172.31.255.200:80/"));
+                assert_eq!(x.params("command").last().map(String::as_str), Some("http://172.31.255.200:80/hostname"));
             }
         }
 

@@ -694,6 +694,9 @@ mod tests {
             }],
             rule_changes: Vec::new(),
             groups: Vec::new(),
+            flaky: 0,
+            overall: crate::check::verdict::Overall::Pass,
+            latency: Default::default(),
         };
         let note = "table ip6 kube-proxy listed only by PR (base lists one table): not compared";
         assert!(v.text().contains(note), "{}", v.text());

@@ -12,7 +12,8 @@ use crate::app::State;
 use crate::app::diffs::compare_pair;
 use crate::app::predict::{self, Predicted, Prediction, ProbeKey};
 use crate::backend::event::{ProbeResult, SessionInfo, SideInfo};
-use crate::model::{BySide, Outcome, Side, Target};
+use crate::backend::tries::{self, Judged, Quantiles};
+use crate::model::{BySide, Factor, Outcome, Rate, Side, Target};
 use crate::rules::packets::Summary;
 use crate::rules::{Comparison, Options};
 
@@ -36,6 +37,11 @@ pub struct ProbeRow {
     pub predicted_pr: Option<PredictedCell>,
     /// The two sides' outcomes differ.
     pub differs: bool,
+    /// Each side's tries summed up (passes/N, endpoints that answered, latency).
+    pub base_summary: Option<tries::Summary>,
+    pub pr_summary: Option<tries::Summary>,
+    /// The PR side's p99 total time is more than the latency factor times the base's.
+    pub pr_slower: bool,
 }
 
 /// What one probe's rules predict: the tracer's verdict, or why there is none.
@@ -154,8 +160,16 @@ pub struct ExpectationResult {
     /// The probe target judged: an expectation without one is judged on every target.
     pub target: Target,
     pub expected: Outcome,
+    /// `ok >= RATE`: met when at least this share of the tries answered.
+    pub min_rate: Option<Rate>,
     /// `None`: no probe result for this source and target.
     pub actual: Option<Outcome>,
+    /// How the result stands against it (`None`: no result).
+    pub judged: Option<Judged>,
+    /// Tries that answered, of how many (`None`: no result).
+    pub passes: Option<u32>,
+    pub tries: Option<u32>,
+    /// `judged` is Met.
     pub holds: bool,
     /// What the rules predict for this probe (`None`: no probe, or no prediction).
     pub predicted: Option<String>,
@@ -201,6 +215,41 @@ pub struct Verdict {
     pub rule_changes: Vec<RuleChange>,
     /// Each side's nodes grouped by their rules: base groups first, each the largest first.
     pub groups: Vec<GroupReport>,
+    /// Expectations judged flaky (tries that disagree where all should agree).
+    pub flaky: usize,
+    /// The overall word: FAIL when one is missed, else FLAKY when one is flaky, else PASS.
+    pub overall: Overall,
+    /// Each side's latency, and whether the PR side is slower past the factor.
+    pub latency: LatencyReport,
+}
+
+/// The verdict in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Overall {
+    Pass,
+    Fail,
+    /// No expectation missed, but tries disagree where an expectation asks all to agree.
+    Flaky,
+    /// No expectation to judge.
+    Nothing,
+}
+
+/// Each side's latency over every try that answered, side by side.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LatencyReport {
+    pub factor: Factor,
+    pub base: SideLatency,
+    pub pr: SideLatency,
+    /// The PR side's p99 total time is more than `factor` times the base's.
+    pub pr_slower: bool,
+}
+
+/// One side's connect and total times (p50, p99), when any try answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SideLatency {
+    pub connect: Option<Quantiles>,
+    pub total: Option<Quantiles>,
 }
 
 /// Nodes of one side and role whose rules are the same (a node alone: an outlier).
@@ -247,15 +296,34 @@ pub fn verdict(st: &State) -> Result<Verdict, String> {
     let (rules, packets) = rule_diffs(st)?;
     let mut disagreements = observed_disagreements(st, &preds);
     disagreements.extend(expected_disagreements(st, &expectations, &preds));
+    let probes = probe_rows(st, &preds);
+    let latency = latency(st.latency_factor, &probes);
+    let is = |j: Judged| expectations.iter().filter(|e| e.judged == Some(j)).count();
+    let flaky = is(Judged::Flaky);
+    let overall = if expectations.is_empty() {
+        Overall::Nothing
+    } else if expectations
+        .iter()
+        .any(|e| e.judged != Some(Judged::Met) && e.judged != Some(Judged::Flaky))
+    {
+        Overall::Fail
+    } else if flaky > 0 {
+        Overall::Flaky
+    } else {
+        Overall::Pass
+    };
     Ok(Verdict {
         schema: SCHEMA,
-        ok: !expectations.is_empty() && expectations.iter().all(|e| e.holds),
+        ok: overall == Overall::Pass,
+        flaky,
+        overall,
+        latency,
         service: session.service.to_string(),
         base: side_report(st, Side::Base),
         pr: side_report(st, Side::Pr),
         packets,
         expectations,
-        probes: probe_rows(st, &preds),
+        probes,
         disagreements,
         rules,
         rule_changes: rule_changes(st),
@@ -398,9 +466,9 @@ fn judge(
                 .collect(),
         };
         for target in targets {
-            let actual = st
-                .probe_for(e.side, &e.source, &target)
-                .map(|c| c.last.outcome);
+            let last = st.probe_for(e.side, &e.source, &target).map(|c| &c.last);
+            let judged = last.map(|r| tries::judge(e.outcome, e.min_rate, r));
+            let summary = last.map(tries::Summary::of);
             let predicted = match prediction_for(st, preds, e.side, &e.source, &target) {
                 Some(Ok(p)) => Some(p.label()),
                 _ => None,
@@ -411,8 +479,12 @@ fn judge(
                 source: e.source.clone(),
                 target,
                 expected: e.outcome,
-                actual,
-                holds: actual.is_some_and(|a| e.outcome.met_by(a)),
+                min_rate: e.min_rate,
+                actual: last.map(|r| r.outcome),
+                judged,
+                passes: summary.as_ref().map(|s| s.passes),
+                tries: summary.as_ref().map(|s| s.tries),
+                holds: judged == Some(Judged::Met),
                 predicted,
             });
         }
@@ -473,6 +545,9 @@ fn probe_rows(st: &State, preds: &BySide<BTreeMap<ProbeKey, Predicted>>) -> Vec<
                             predicted_base: None,
                             predicted_pr: None,
                             differs: false,
+                            base_summary: None,
+                            pr_summary: None,
+                            pr_slower: false,
                         });
                         rows.len() - 1
                     }
@@ -483,11 +558,13 @@ fn probe_rows(st: &State, preds: &BySide<BTreeMap<ProbeKey, Predicted>>) -> Vec<
                 row.differs |= st.differs(side, src, &cell.last);
                 match side {
                     Side::Base => {
+                        row.base_summary = Some(tries::Summary::of(&cell.last));
                         row.base = Some(cell.last.clone());
                         row.expected_base = exp;
                         row.predicted_base = pred;
                     }
                     Side::Pr => {
+                        row.pr_summary = Some(tries::Summary::of(&cell.last));
                         row.pr = Some(cell.last.clone());
                         row.expected_pr = exp;
                         row.predicted_pr = pred;
@@ -497,7 +574,36 @@ fn probe_rows(st: &State, preds: &BySide<BTreeMap<ProbeKey, Predicted>>) -> Vec<
         }
     }
     rows.sort_by(|a, b| (&a.source, a.target.to_string()).cmp(&(&b.source, b.target.to_string())));
+    let factor = st.latency_factor.0;
+    for row in &mut rows {
+        let total = |s: &Option<tries::Summary>| s.as_ref().and_then(|s| s.total);
+        row.pr_slower = match (total(&row.base_summary), total(&row.pr_summary)) {
+            (Some(b), Some(p)) => tries::slower(b, p, factor),
+            _ => false,
+        };
+    }
     rows
+}
+
+/// Each side's latency over the rows' results, and whether the PR's p99 total is past
+/// `factor` times the base's.
+fn latency(factor: Factor, rows: &[ProbeRow]) -> LatencyReport {
+    let side = |pick: fn(&ProbeRow) -> Option<&ProbeResult>| {
+        let (connect, total) = tries::latency_of(rows.iter().filter_map(pick));
+        SideLatency { connect, total }
+    };
+    let base = side(|r| r.base.as_ref());
+    let pr = side(|r| r.pr.as_ref());
+    let pr_slower = match (base.total, pr.total) {
+        (Some(b), Some(p)) => tries::slower(b, p, factor.0),
+        _ => false,
+    };
+    LatencyReport {
+        factor,
+        base,
+        pr,
+        pr_slower,
+    }
 }
 
 /// The Service's normalized rule diff on every node pair, and what changed for its packets
@@ -581,8 +687,154 @@ impl Verdict {
             NOTHING_JUDGED.to_string()
         } else if self.ok {
             format!("PASS: {} of {n} expectations hold", self.held())
+        } else if self.overall == Overall::Flaky {
+            format!(
+                "FLAKY: {} of {n} expectations flaky (tries disagree)",
+                self.flaky
+            )
         } else {
             format!("FAIL: {} of {n} expectations do not hold", n - self.held())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::{Msg, update};
+    use crate::backend::event::{Event, Expectation, SideInfo, Try};
+
+    fn side(name: &str) -> SideInfo {
+        SideInfo {
+            name: name.into(),
+            git_ref: None,
+            image: None,
+            context: None,
+            namespace: None,
+        }
+    }
+
+    fn expect(side: Side, source: &str, min_rate: Option<f64>) -> Expectation {
+        Expectation {
+            side,
+            source: source.into(),
+            outcome: Outcome::Ok,
+            target: None,
+            min_rate: min_rate.map(Rate),
+        }
+    }
+
+    /// A result of `n` tries, `fail` of them failed (every third), each `us` long.
+    fn tried(source: &str, n: u32, fail: u32, us: u64) -> ProbeResult {
+        let t = |i: u32| {
+            let ok = i % 3 != 2 || i / 3 >= fail;
+            Try {
+                outcome: if ok { Outcome::Ok } else { Outcome::Fail },
+                http_status: ok.then_some(200),
+                connect_us: Some(us / 2),
+                total_us: Some(us),
+                endpoint: ok.then(|| format!("echo-{}", i % 3)),
+                detail: None,
+            }
+        };
+        let tries: Vec<Try> = (0..n).map(t).collect();
+        let mut r = ProbeResult {
+            source: source.into(),
+            target: "172.17.255.1:8080".into(),
+            outcome: tries::outcome_of(&tries).unwrap(),
+            http_status: Some(200),
+            latency_ms: Some(us / 1000),
+            detail: None,
+            scenario_target: Some(Target::Lb),
+            tries,
+            ready_endpoints: Some(3),
+        };
+        r.http_status = Some(200);
+        r
+    }
+
+    fn run(exps: Vec<Expectation>, results: Vec<(Side, ProbeResult)>) -> Verdict {
+        let mut st = State::new();
+        let session = SessionInfo {
+            base: side("base1"),
+            pr: side("pr1"),
+            service: "default/echo".parse().unwrap(),
+            probe_target: Target::Lb,
+            probe_targets: vec![],
+            expectations: exps,
+            banner: None,
+            proxy_mode: None,
+        };
+        update(&mut st, Msg::Backend(Event::Session(Box::new(session))));
+        for (side, result) in results {
+            update(&mut st, Msg::Backend(Event::Probe { side, result }));
+        }
+        verdict(&st).unwrap()
+    }
+
+    /// Tries that disagree make the verdict FLAKY (never PASS), a missed expectation FAIL
+    /// whatever else; a rate expectation is met by the same mixed result.
+    #[test]
+    fn a_flaky_row_makes_the_verdict_flaky_and_a_miss_fails_it() {
+        let both = |pr_fail| {
+            vec![
+                (Side::Base, tried("netshoot-base1-worker", 30, 0, 1000)),
+                (Side::Pr, tried("netshoot-pr1-worker", 30, pr_fail, 3000)),
+            ]
+        };
+        let exps = || {
+            vec![
+                expect(Side::Base, "netshoot-base1-worker", None),
+                expect(Side::Pr, "netshoot-pr1-worker", None),
+            ]
+        };
+        let v = run(exps(), both(0));
+        assert_eq!((v.overall, v.ok, v.flaky), (Overall::Pass, true, 0));
+        let v = run(exps(), both(10));
+        assert_eq!((v.overall, v.ok, v.flaky), (Overall::Flaky, false, 1));
+        assert_eq!(
+            v.summary(),
+            "FLAKY: 1 of 2 expectations flaky (tries disagree)"
+        );
+        let e = &v.expectations[1];
+        assert_eq!(
+            (e.judged, e.passes, e.tries, e.actual, e.holds),
+            (
+                Some(Judged::Flaky),
+                Some(20),
+                Some(30),
+                Some(Outcome::Flaky),
+                false
+            )
+        );
+        assert_eq!(v.probes.len(), 1, "{:#?}", v.probes);
+        let row = &v.probes[0];
+        let pr = row.pr_summary.as_ref().unwrap();
+        assert_eq!(
+            pr.spread().as_deref(),
+            Some("2/3 endpoints answered in 30 tries")
+        );
+        assert_eq!(row.base_summary.as_ref().unwrap().passes, 30);
+        // The PR side is 3x the base: past the factor of 2.
+        assert!(row.pr_slower && v.latency.pr_slower, "{:?}", v.latency);
+        assert_eq!(v.latency.base.total.unwrap().p99_us, 1000);
+        assert_eq!(v.latency.factor, Factor(2.0));
+        // A rate expectation judges the same result: met at 0.6, missed at 0.99 (FAIL).
+        let rated = |r| {
+            vec![
+                expect(Side::Base, "netshoot-base1-worker", None),
+                expect(Side::Pr, "netshoot-pr1-worker", Some(r)),
+            ]
+        };
+        let v = run(rated(0.6), both(10));
+        assert_eq!((v.overall, v.ok), (Overall::Pass, true));
+        assert_eq!(v.expectations[1].min_rate, Some(Rate(0.6)));
+        let v = run(rated(0.99), both(10));
+        assert_eq!(v.overall, Overall::Fail);
+        // A miss beside a flaky row: FAIL.
+        let mut exps = exps();
+        exps.push(expect(Side::Base, "gone", None));
+        assert_eq!(run(exps, both(10)).overall, Overall::Fail);
+        assert_eq!(run(vec![], both(10)).overall, Overall::Nothing);
     }
 }
