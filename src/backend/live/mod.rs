@@ -20,6 +20,7 @@ mod bisect;
 mod build;
 mod ctx_monitor;
 mod existing;
+mod held;
 mod swap;
 mod watch;
 
