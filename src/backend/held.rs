@@ -98,7 +98,9 @@ pub struct Pace {
 }
 
 /// The `-w` line of each request: connections made for it, curl's exit code, the HTTP status.
-pub const WRITE_OUT: &str = "%{num_connects} %{exitcode} %{http_code}\n";
+/// On standard error, which curl does not buffer (its standard output to a pipe is written only
+/// when full or at its end); curl's own messages there are not lines of three numbers.
+pub const WRITE_OUT: &str = "%{stderr}%{num_connects} %{exitcode} %{http_code}\n";
 
 /// The argv (no shell) that holds one connection to `addr` ("IP:port"): `path` asked again and
 /// again on one keep-alive connection (a URL glob numbers the requests), one `-w` line each.
@@ -277,6 +279,8 @@ mod tests {
         let at = |f: &str| a[a.iter().position(|x| x == f).unwrap() + 1].clone();
         assert_eq!(at("--rate"), "4/s");
         assert_eq!(at("-w"), WRITE_OUT);
+        // Unbuffered: each line arrives as its request ends, not when curl exits.
+        assert!(WRITE_OUT.starts_with("%{stderr}"), "{WRITE_OUT}");
         assert_eq!(at("--max-time"), "1.5");
         assert_eq!(at("--connect-timeout"), "2");
         assert_eq!(

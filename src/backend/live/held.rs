@@ -28,8 +28,6 @@ const RATE: u32 = 4;
 const START_LIMIT: Duration = Duration::from_secs(10);
 /// How long closing a held curl's exec may take.
 const CLOSE_LIMIT: Duration = Duration::from_secs(5);
-/// The path asked (agnhost netexec answers its pod name there).
-const PATH: &str = "/hostname";
 
 /// One held connection while it is held.
 struct Conn {
@@ -115,7 +113,7 @@ fn hold(ctx: &Ctx, client: &::kube::Client, h: &Holding, pod: &str, addr: &str) 
         max_time: ctx.sc.probes.timeout,
         seconds: (ctx.sc.build.rollout_timeout + h.window.as_secs_f64() + 60.0) as u64,
     };
-    let argv = curl_argv(addr, PATH, pace);
+    let argv = curl_argv(addr, &ctx.sc.probes.path, pace);
     let (client, ns, container) = (
         client.clone(),
         pod_namespace(ctx, h.side),
@@ -135,6 +133,7 @@ fn hold(ctx: &Ctx, client: &::kube::Client, h: &Holding, pod: &str, addr: &str) 
             container: &container,
             argv: &argv,
             start_limit: START_LIMIT,
+            stderr_lines: true,
         };
         let on_line = |l: &str| {
             if let Some(line) = Line::parse(l) {
