@@ -456,10 +456,18 @@ fn swap_proxy_on_the_command_line() {
     let state = s._tmp.path().join("state");
     let rt = runtime();
     let name = s.sc.pr.name.clone();
+    // The test pods hold connections to the echo stand-in across the swap.
+    let echo = common::echo::Echo::start(&[common::echo::Endpoint::up("echo-1")]);
+    let route = vec![
+        ("172.18.255.200:8080".to_string(), echo.host_port()),
+        ("10.96.41.7:8080".to_string(), echo.host_port()),
+    ];
     let (server, _) = rt.block_on(
         Cluster {
             name: name.clone(),
             proxy: Some(ds.clone()),
+            lb_ip: Some("172.18.255.200".into()),
+            route,
             ..Cluster::default()
         }
         .serve(),
@@ -495,6 +503,16 @@ fn swap_proxy_on_the_command_line() {
         .to_string();
     assert_eq!(*ds.image.lock().unwrap(), tag);
     s.images.0.push(tag);
+    // What became of the connections held across it: the count, then each one.
+    assert!(
+        err.contains(&format!("[{name}] held across swap: 10 kept\n")),
+        "{err}"
+    );
+    let pod = format!("netshoot-{name}-worker");
+    for via in ["LB 172.18.255.200:8080", "ClusterIP 10.96.41.7:8080"] {
+        let line = format!("[{name}]   {pod} -> {via}: kept (");
+        assert!(err.contains(&line), "{line}: {err}");
+    }
     assert!(
         !err.contains("Building go targets"),
         "steps, not the build's own output: {err}"
