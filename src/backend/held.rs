@@ -381,6 +381,34 @@ mod tests {
     }
 
     #[test]
+    fn a_held_report_is_recorded_and_read_back() {
+        use crate::backend::event::Event;
+        let ev = Event::Held {
+            side: crate::model::Side::Pr,
+            change: Change::BisectStep,
+            conns: vec![HeldConn {
+                source: "netshoot-77523-worker".into(),
+                via: Via::ClusterIp,
+                addr: "10.96.41.7:8080".into(),
+                fate: Fate::TimedOut,
+                detail: Some("request 31 timed out (after the change)".into()),
+            }],
+        };
+        let line = format!(
+            "{{\"format\":\"kindred-recording\",\"version\":1}}\n{{\"t\":5,\"event\":{}}}\n",
+            serde_json::to_string(&ev).unwrap()
+        );
+        assert!(line.contains(r#""type":"held""#), "{line}");
+        assert!(line.contains(r#""change":"bisect_step""#), "{line}");
+        assert!(
+            line.contains(r#""via":"cluster_ip","addr":"10.96.41.7:8080","fate":"timed_out""#),
+            "{line}"
+        );
+        let rec = crate::backend::recording::parse(&line, "t").unwrap();
+        assert_eq!(rec.records[0].event, ev);
+    }
+
+    #[test]
     fn the_summary_counts_each_fate() {
         let c = |fate| HeldConn {
             source: "p".into(),

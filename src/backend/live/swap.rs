@@ -192,8 +192,9 @@ async fn roll_out(
     )))
 }
 
-/// Swap kube-proxy into one side's cluster.
-pub(super) async fn swap(ctx: &Ctx, side: Side) -> Result<()> {
+/// Swap kube-proxy into one side's cluster, holding connections across it (`change` names
+/// what the swap is part of: a swap of its own, or a bisect step).
+pub(super) async fn swap(ctx: &Ctx, side: Side, change: Change) -> Result<()> {
     ctx.run_phase(side, Phase::Swap, || async {
         let name = ctx.name(side).to_string();
         let docker = ctx.docker().await?;
@@ -243,7 +244,7 @@ pub(super) async fn swap(ctx: &Ctx, side: Side) -> Result<()> {
         let load = load_archive(ctx, side, &docker, &tag, &name);
         let what = format!("load (image archive) into {} nodes", nodes.len());
         step(ctx, side, &what, load).await?;
-        let held = (Change::Swap, Phase::Swap);
+        let held = (change, Phase::Swap);
         let held = super::held::open(ctx, side, held, &client).await;
         let rolled = roll_out(ctx, side, &client, &current, &tag).await;
         if let Some(h) = held {
