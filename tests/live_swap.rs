@@ -456,10 +456,18 @@ fn swap_proxy_on_the_command_line() {
     let state = s._tmp.path().join("state");
     let rt = runtime();
     let name = s.sc.pr.name.clone();
+    // The test pods hold connections to the echo stand-in across the swap.
+    let echo = common::echo::Echo::start(&[common::echo::Endpoint::up("echo-1")]);
+    let route = vec![
+        ("172.18.255.200:8080".to_string(), echo.host_port()),
+        ("10.96.41.7:8080".to_string(), echo.host_port()),
+    ];
     let (server, _) = rt.block_on(
         Cluster {
             name: name.clone(),
             proxy: Some(ds.clone()),
+            lb_ip: Some("172.18.255.200".into()),
+            route,
             ..Cluster::default()
         }
         .serve(),
@@ -495,6 +503,16 @@ fn swap_proxy_on_the_command_line() {
         .to_string();
     assert_eq!(*ds.image.lock().unwrap(), tag);
     s.images.0.push(tag);
+    // What became of the connections held across it: the count, then each one.
+    assert!(
+        err.contains(&format!("[{name}] held across swap: 10 kept\n")),
+        "{err}"
+    );
+    let pod = format!("netshoot-{name}-worker");
+    for via in ["LB 172.18.255.200:8080", "ClusterIP 10.96.41.7:8080"] {
+        let line = format!("[{name}]   {pod} -> {via}: kept (");
+        assert!(err.contains(&line), "{line}: {err}");
+    }
     assert!(
         !err.contains("Building go targets"),
         "steps, not the build's own output: {err}"
@@ -567,4 +585,144 @@ fn c_on_a_1_30_node_image_turns_on_the_nftables_gate_without_a_build() {
         assert_eq!(left, "");
         backend.shutdown();
     });
+}
+
+/// What a rollout does to the echo stand-in's connections.
+#[derive(Clone, Copy)]
+enum AtRollout {
+    Nothing,
+    Reset,
+    Blackhole,
+}
+
+/// A swap of the PR side while each test pod holds a connection to the LB IP and the ClusterIP:
+/// the held curls are kindred's own argv, run for real by the API server stand-in against the
+/// echo stand-in (both addresses routed to it); the rollout does `at` to its connections.
+/// The swap's events and the echo stand-in's count of connections accepted.
+fn swap_holding(tag: &str, at: AtRollout) -> (Vec<Event>, usize) {
+    use common::echo::{Echo, Endpoint};
+    let mut s = setup(tag, false);
+    s.sc.probes.timeout = 2.0;
+    let kind = standin(&s.kind_dir, "bridge");
+    let echo = Arc::new(Echo::start(&[
+        Endpoint::up("echo-1"),
+        Endpoint::up("echo-2"),
+    ]));
+    let mut ds = ProxyDs::new(&s.base, true);
+    let e = echo.clone();
+    ds.on_rollout = Some(Box::new(move |_| match at {
+        AtRollout::Nothing => {}
+        AtRollout::Reset => e.reset_all(),
+        AtRollout::Blackhole => e.blackhole(true),
+    }));
+    let route = vec![
+        ("172.18.255.200:8080".to_string(), echo.host_port()),
+        ("10.96.41.7:8080".to_string(), echo.host_port()),
+    ];
+    let ev = runtime().block_on(async {
+        let name = s.sc.pr.name.clone();
+        let cluster = Cluster {
+            name: name.clone(),
+            proxy: Some(Arc::new(ds)),
+            lb_ip: Some("172.18.255.200".into()),
+            route,
+            ..Cluster::default()
+        };
+        let (server, _) = cluster.serve().await;
+        tie(&s.kind_dir, &name, &server);
+        let (mut backend, mut rx) = attached(s.sc.clone(), kind).await;
+        backend.send(Command::SwapProxy { sides: Sides::Pr });
+        let (ev, err) = until_finished(&mut rx, Job::Swap).await;
+        assert_eq!(err, None, "{:#?}", outputs(&ev));
+        backend.shutdown();
+        ev
+    });
+    if let Some(tag) = ev.iter().find_map(|e| match e {
+        Event::ProxySwapped { image, .. } => Some(image.clone()),
+        _ => None,
+    }) {
+        s.images.0.push(tag);
+    }
+    (ev, echo.accepted())
+}
+
+/// The connections the swap reported held, with its summary line in the Swap output.
+fn held(ev: &[Event]) -> Vec<kindred::backend::held::HeldConn> {
+    use kindred::backend::held::Change;
+    let held: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Held {
+                side: Side::Pr,
+                change: Change::Swap,
+                conns,
+            } => Some(conns.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(held.len(), 1, "one report per swap: {:#?}", outputs(ev));
+    let conns = held[0].clone();
+    // Five test pods, each to the LB IP and the ClusterIP.
+    assert_eq!(conns.len(), 10, "{conns:#?}");
+    let vias: std::collections::BTreeSet<_> = conns.iter().map(|c| c.via).collect();
+    assert_eq!(vias.len(), 2, "{conns:#?}");
+    let out = outputs(ev);
+    assert!(
+        out.iter().any(|l| l.starts_with("  holding 10 connections (5 pods to LB 172.18.255.200:8080 and ClusterIP 10.96.41.7:8080)")),
+        "{out:#?}"
+    );
+    conns
+}
+
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn a_swap_whose_rollout_resets_connections_reports_them_reset() {
+    use kindred::backend::held::Fate;
+    let (ev, accepted) = swap_holding("hr", AtRollout::Reset);
+    let conns = held(&ev);
+    for c in &conns {
+        assert_eq!(c.fate, Fate::Reset, "{c:#?}");
+    }
+    // curl connected again after the reset: more connections than held.
+    assert!(accepted > 10, "{accepted}");
+    let out = outputs(&ev);
+    assert!(
+        out.iter().any(|l| l == "  held across swap: 10 reset"),
+        "{out:#?}"
+    );
+}
+
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn a_swap_that_keeps_connections_reports_them_kept() {
+    use kindred::backend::held::Fate;
+    let (ev, accepted) = swap_holding("hk", AtRollout::Nothing);
+    let conns = held(&ev);
+    for c in &conns {
+        assert_eq!(c.fate, Fate::Kept, "{c:#?}");
+        assert!(
+            c.detail
+                .as_deref()
+                .is_some_and(|d| d.ends_with("requests on one connection")),
+            "{c:#?}"
+        );
+    }
+    // Each held curl made one connection (the probes after the swap are their own).
+    let out = outputs(&ev);
+    assert!(
+        out.iter().any(|l| l == "  held across swap: 10 kept"),
+        "{out:#?}"
+    );
+    assert!(accepted >= 10, "{accepted}");
+}
+
+#[test]
+#[ignore = "needs a Docker engine (CI starts one)"]
+fn a_swap_that_blackholes_connections_reports_them_timed_out() {
+    use kindred::backend::held::Fate;
+    let (ev, _) = swap_holding("hb", AtRollout::Blackhole);
+    let conns = held(&ev);
+    for c in &conns {
+        assert_eq!(c.fate, Fate::TimedOut, "{c:#?}");
+    }
 }

@@ -1203,3 +1203,66 @@ fn the_bisect_prompt_asks_good_and_bad_refs() {
         "{text}"
     );
 }
+
+/// The connections held across a swap under each side's probe rows: the counts, then each one
+/// not kept with why; pod names stay whole at the usual sizes.
+#[test]
+fn probes_pane_shows_connections_held_across_a_swap() {
+    use kindred::backend::event::Event;
+    use kindred::backend::held::{Change, Fate, HeldConn, Via};
+    use kindred::model::Side;
+    let mut st = demo_state(u64::MAX);
+    for side in Side::BOTH {
+        let pods: Vec<String> = st.side(side).pods.keys().cloned().collect();
+        let fates = match side {
+            Side::Base => [Fate::Kept, Fate::Kept, Fate::Kept, Fate::Kept],
+            Side::Pr => [Fate::Kept, Fate::Reset, Fate::TimedOut, Fate::Kept],
+        };
+        let detail = |f| match f {
+            Fate::Reset => "request 9 needed a new connection (during the change)",
+            Fate::TimedOut => "request 31 timed out (after the change)",
+            _ => "40 requests on one connection",
+        };
+        let conns = fates
+            .iter()
+            .zip(pods.iter().cycle())
+            .enumerate()
+            .map(|(i, (f, p))| HeldConn {
+                source: p.clone(),
+                via: if i % 2 == 0 { Via::Lb } else { Via::ClusterIp },
+                addr: if i % 2 == 0 {
+                    "172.18.255.200:8080"
+                } else {
+                    "10.96.41.7:8080"
+                }
+                .into(),
+                fate: *f,
+                detail: Some(detail(*f).into()),
+            })
+            .collect();
+        apply_sync(
+            &mut st,
+            Msg::Backend(Event::Held {
+                side,
+                change: Change::Swap,
+                conns,
+            }),
+        );
+    }
+    for (w, h) in SIZES {
+        let t = screen(&mut st, w, h);
+        let text = text_of(&t);
+        assert!(text.contains("4 kept"), "{text}");
+        assert!(text.contains("2 kept, 1 reset, 1 timed out"), "{text}");
+        if h >= 60 {
+            // Room under the rows: the section with each connection not kept.
+            assert!(
+                text.contains("held across swap: 2 kept, 1 reset, 1 timed out"),
+                "{text}"
+            );
+            assert!(text.contains("reset netshoot-worker → ClusterIP"), "{text}");
+        }
+        insta::assert_snapshot!(format!("screen_held_{w}x{h}"), t.backend());
+    }
+    names_whole_at_six_sizes(&mut st);
+}

@@ -4,6 +4,7 @@
 pub mod bisect;
 pub mod diffs;
 pub mod driver;
+pub mod held;
 pub mod keymap;
 pub mod predict;
 pub mod state;

@@ -84,6 +84,8 @@ pub struct SideState {
     /// (source pod, target) -> results.
     pub probes: BTreeMap<(String, String), ProbeCell>,
     pub probes_running: bool,
+    /// The connections held across the side's last change (swap, rebuild, bisect step).
+    pub held: Option<super::held::Held>,
     /// Rule dumps per node name, as last received.
     pub dumps: BTreeMap<String, Arc<str>>,
     /// When each node's dump was read (ms since the backend started), when the backend says.

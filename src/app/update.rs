@@ -259,6 +259,11 @@ fn on_event(st: &mut State, ev: Event) -> Reaction {
             seconds,
         } => st.side_mut(side).estimate[phase as usize] = Some(seconds),
         e @ (Event::Built { .. } | Event::ProxySwapped { .. }) => on_image(st, e),
+        Event::Held {
+            side,
+            change,
+            conns,
+        } => super::held::on_held(st, side, change, conns),
         Event::Node {
             side,
             name,

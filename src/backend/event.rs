@@ -296,6 +296,12 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         snapshot: Option<String>,
     },
+    /// Connections held open across a change on a side, and what became of each.
+    Held {
+        side: Side,
+        change: super::held::Change,
+        conns: Vec<super::held::HeldConn>,
+    },
     Node {
         side: Side,
         name: String,

@@ -784,6 +784,23 @@ pub struct StreamExec<'a> {
     pub container: &'a str,
     pub argv: &'a [&'a str],
     pub start_limit: Duration,
+    /// Stream the lines of standard error instead of standard output (a command that writes
+    /// what it has to say unbuffered there, such as curl's `-w '%{stderr}…'`); its standard
+    /// output is then read and dropped.
+    pub stderr_lines: bool,
+}
+
+/// Hand each whole line of `pending` to `on_line`, keeping what has no end yet (cut at
+/// [`STREAM_LINE`]).
+fn drain_lines(pending: &mut Vec<u8>, on_line: &mut impl FnMut(&str)) {
+    while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = pending.drain(..=i).collect();
+        on_line(String::from_utf8_lossy(&line).trim_end());
+    }
+    if pending.len() > STREAM_LINE {
+        on_line(&String::from_utf8_lossy(&pending[..STREAM_LINE]));
+        pending.clear();
+    }
 }
 
 /// Run a command in a pod (no shell, no stdin) and hand each line of its standard output to
@@ -816,7 +833,7 @@ pub async fn exec_lines(
         bail!("exec in {ns}/{pod}: no output streams");
     };
     let status = p.take_status();
-    let (mut pending, mut said) = (Vec::new(), Vec::new());
+    let (mut pending, mut said, mut err_pending) = (Vec::new(), Vec::new(), Vec::new());
     let (mut buf, mut ebuf) = (vec![0u8; 8192], vec![0u8; 1024]);
     let mut err_open = true;
     loop {
@@ -831,18 +848,17 @@ pub async fn exec_lines(
                 if n == 0 {
                     break;
                 }
-                pending.extend_from_slice(&buf[..n]);
-                while let Some(i) = pending.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=i).collect();
-                    on_line(String::from_utf8_lossy(&line).trim_end());
-                }
-                if pending.len() > STREAM_LINE {
-                    on_line(&String::from_utf8_lossy(&pending[..STREAM_LINE]));
-                    pending.clear();
+                if !x.stderr_lines {
+                    pending.extend_from_slice(&buf[..n]);
+                    drain_lines(&mut pending, &mut on_line);
                 }
             }
             n = err.read(&mut ebuf), if err_open => match n {
                 Ok(0) | Err(_) => err_open = false,
+                Ok(n) if x.stderr_lines => {
+                    err_pending.extend_from_slice(&ebuf[..n]);
+                    drain_lines(&mut err_pending, &mut on_line);
+                }
                 Ok(n) => {
                     let room = STREAM_STDERR.saturating_sub(said.len());
                     said.extend_from_slice(&ebuf[..n.min(room)]);
@@ -858,11 +874,18 @@ pub async fn exec_lines(
         while err_open {
             match err.read(&mut ebuf).await {
                 Ok(0) | Err(_) => err_open = false,
+                Ok(n) if x.stderr_lines => {
+                    err_pending.extend_from_slice(&ebuf[..n]);
+                    drain_lines(&mut err_pending, &mut on_line);
+                }
                 Ok(n) => {
                     let room = STREAM_STDERR.saturating_sub(said.len());
                     said.extend_from_slice(&ebuf[..n.min(room)]);
                 }
             }
+        }
+        if !err_pending.is_empty() {
+            on_line(&String::from_utf8_lossy(&err_pending));
         }
         match status {
             Some(s) => s.await,

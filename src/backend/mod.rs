@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod doctor_context;
 pub mod event;
 pub mod git;
+pub mod held;
 pub mod input;
 pub mod kbuild;
 pub mod kind;

@@ -26,6 +26,11 @@ fn job_of(ev: &Event) -> Option<Job> {
         },
         Event::Built { .. } => Job::Build,
         Event::ProxySwapped { .. } => Job::Swap,
+        Event::Held { change, .. } => match change {
+            crate::backend::held::Change::Swap => Job::Swap,
+            crate::backend::held::Change::Rebuild => Job::Build,
+            crate::backend::held::Change::BisectStep => Job::Bisect,
+        },
         Event::Estimate { phase, .. } => match phase {
             Phase::Swap => Job::Swap,
             _ => Job::Build,

@@ -16,7 +16,7 @@ pub use verdict::{SCHEMA, Verdict, verdict};
 
 use crate::app::{Driver, Msg, State};
 use crate::backend::event::{LATER_SESSION, later_session_note};
-use crate::backend::{Backend, Command, Event};
+use crate::backend::{Backend, Command, Event, held};
 use crate::model::{Job, Phase, PhaseState, PodPhase, Side, Sides};
 
 /// How long the script waits.
@@ -165,6 +165,13 @@ pub async fn swap_proxy(
         } => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
+    // Each connection held across the swap, whether it succeeded or not.
+    for side in Side::BOTH {
+        let s = driver.state.side(side);
+        for l in s.held.iter().flat_map(|h| held_lines(s.name(), &h.conns)) {
+            progress(l);
+        }
+    }
     driver.send(Command::Cancel);
     driver.shutdown();
     ran
@@ -246,6 +253,24 @@ async fn wait_ready(
     Ok(())
 }
 
+/// A line per held connection: its pod, where it went, its fate and why.
+pub fn held_lines(side: &str, conns: &[held::HeldConn]) -> Vec<String> {
+    use crate::rules::render::visible;
+    conns
+        .iter()
+        .map(|c| {
+            let detail = c.detail.as_deref().map(visible).unwrap_or_default();
+            format!(
+                "[{side}]   {} -> {} {}: {} ({detail})",
+                visible(&c.source),
+                c.via.label(),
+                c.addr,
+                c.fate.label(),
+            )
+        })
+        .collect()
+}
+
 /// A progress line for stderr (one per phase change; nothing for the chatty events).
 pub fn progress_line(st: &State, ev: &Event) -> Option<String> {
     let name = |s: Side| st.side(s).name().to_string();
@@ -269,6 +294,11 @@ pub fn progress_line(st: &State, ev: &Event) -> Option<String> {
         Event::ProxySwapped { side, image, .. } => {
             format!("[{}] kube-proxy runs {image}", name(*side))
         }
+        Event::Held {
+            side,
+            change,
+            conns,
+        } => format!("[{}] {}", name(*side), held::summary(*change, conns)),
         Event::Bisect(e) => return bisect::progress_line(e),
         Event::ProbesStarted { side, target } => format!("[{}] probing {target}", name(*side)),
         Event::ProbesDone { side } => format!("[{}] probes done", name(*side)),

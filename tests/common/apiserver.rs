@@ -92,8 +92,8 @@ pub enum Reply {
         closed: Arc<AtomicUsize>,
     },
     /// An exec run for real on this host: `argv` as a child process (no shell, no stdin), each
-    /// line of its standard output sent at once as a stdout frame (with its `\n`), its standard
-    /// error once it ends, then its exit status (an `ExitCode` cause when not 0; 127 when it
+    /// line of its standard output sent at once as a stdout frame (with its `\n`), each line of its
+    /// standard error as a stderr frame, then its exit status (an `ExitCode` cause when not 0; 127 when it
     /// cannot start, as a container runtime says). When the client closes the websocket (or
     /// drops the connection) first, the process is killed.
     Run {
@@ -638,17 +638,18 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let err = tokio::spawn(async move {
-        let mut e = String::new();
-        let _ = err_pipe.read_to_string(&mut e).await;
-        e
-    });
+    // Standard error streams too, line by line, as a kubelet streams it.
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut err_open = true;
     loop {
         tokio::select! {
             line = out.next_line() => match line? {
                 Some(l) => ws.send(frame(1, format!("{l}\n").as_bytes())).await.map_err(io)?,
                 None => break,
+            },
+            line = err.next_line(), if err_open => match line {
+                Ok(Some(l)) => ws.send(frame(2, format!("{l}\n").as_bytes())).await.map_err(io)?,
+                _ => err_open = false,
             },
             m = ws.next() => match m {
                 // The client's close (or the connection gone): the child is killed on drop.
@@ -657,11 +658,16 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             },
         }
     }
-    let code = child.wait().await?.code().unwrap_or(-1);
-    let stderr = err.await.unwrap_or_default();
-    if !stderr.is_empty() {
-        ws.send(frame(2, stderr.as_bytes())).await.map_err(io)?;
+    while err_open {
+        match err.next_line().await {
+            Ok(Some(l)) => ws
+                .send(frame(2, format!("{l}\n").as_bytes()))
+                .await
+                .map_err(io)?,
+            _ => err_open = false,
+        }
     }
+    let code = child.wait().await?.code().unwrap_or(-1);
     let st = serde_json::to_vec(&exit_status(code)).unwrap();
     ws.send(frame(3, &st)).await.map_err(io)?;
     ws.close(None).await.map_err(io)?;
@@ -925,7 +931,7 @@ impl Cluster {
         let ingress: Vec<Value> = self.lb_ip.iter().map(|ip| json!({"ip": ip})).collect();
         json!({"apiVersion": "v1", "kind": "Service",
                "metadata": {"name": "echo", "namespace": "default", "resourceVersion": "9"},
-               "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+               "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "clusterIP": "10.96.41.7",
                         "ports": [{"port": 8080, "targetPort": 8080, "protocol": "TCP"}]},
                "status": {"loadBalancer": {"ingress": ingress}}})
     }

@@ -445,7 +445,8 @@ async fn put_in(at: &Ctx, run: &mut Run) -> Result<()> {
                 })?;
                 run.cluster_ready = true;
             }
-            super::swap::swap(at, Side::Pr).await?;
+            let held = crate::backend::held::Change::BisectStep;
+            super::swap::swap(at, Side::Pr, held).await?;
         }
         StepPath::Rebuild => rebuild(at).await?,
     }

@@ -89,6 +89,7 @@ async fn follow(
         container: &container,
         argv: ARGV,
         start_limit: START_LIMIT,
+        stderr_lines: false,
     };
     let started = || {
         let (node, path) = (node.to_string(), WatchPath::ExecMonitor);

@@ -20,6 +20,7 @@ mod bisect;
 mod build;
 mod ctx_monitor;
 mod existing;
+mod held;
 mod swap;
 mod watch;
 
@@ -1243,12 +1244,9 @@ impl Backend for LiveBackend {
                 };
                 self.spawn(Job::Swap, None, move |ctx| async move {
                     // One at a time: each compiles, and the host has few cores to share.
-                    let r = for_sides(
-                        &ctx,
-                        sides,
-                        false,
-                        |c, s| async move { swap::swap(&c, s).await },
-                    )
+                    let r = for_sides(&ctx, sides, false, |c, s| async move {
+                        swap::swap(&c, s, super::held::Change::Swap).await
+                    })
                     .await;
                     reread(&ctx, sides).await;
                     r

@@ -12,6 +12,7 @@ use super::Ctx;
 use crate::backend::bisect::SkipReason;
 use crate::backend::docker::{Docker, build_context};
 use crate::backend::event::Event;
+use crate::backend::held::Change;
 use crate::backend::kbuild;
 use crate::backend::kube::{self, ProxyContainer};
 use crate::model::{Phase, Side};
@@ -191,8 +192,9 @@ async fn roll_out(
     )))
 }
 
-/// Swap kube-proxy into one side's cluster.
-pub(super) async fn swap(ctx: &Ctx, side: Side) -> Result<()> {
+/// Swap kube-proxy into one side's cluster, holding connections across it (`change` names
+/// what the swap is part of: a swap of its own, or a bisect step).
+pub(super) async fn swap(ctx: &Ctx, side: Side, change: Change) -> Result<()> {
     ctx.run_phase(side, Phase::Swap, || async {
         let name = ctx.name(side).to_string();
         let docker = ctx.docker().await?;
@@ -242,7 +244,13 @@ pub(super) async fn swap(ctx: &Ctx, side: Side) -> Result<()> {
         let load = load_archive(ctx, side, &docker, &tag, &name);
         let what = format!("load (image archive) into {} nodes", nodes.len());
         step(ctx, side, &what, load).await?;
-        roll_out(ctx, side, &client, &current, &tag).await?;
+        let held = (change, Phase::Swap);
+        let held = super::held::open(ctx, side, held, &client).await;
+        let rolled = roll_out(ctx, side, &client, &current, &tag).await;
+        if let Some(h) = held {
+            h.finish(ctx, false).await;
+        }
+        rolled?;
         ctx.emit(Event::ProxySwapped {
             side,
             image: tag,

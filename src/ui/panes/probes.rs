@@ -33,7 +33,22 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
                 theme.running(),
             ));
         }
+        // The connections held across the side's last change: under its rows in the rows
+        // they leave, else (none left) in its heading.
+        let shown = st.probe_rows(side).len().saturating_sub(top) as u16 + 1;
+        let held_rows = super::held::height(s, table.width, theme);
+        let held_rows = held_rows.min(table.height.saturating_sub(shown));
+        if held_rows == 0 {
+            h.spans.extend(super::held::heading(s, theme));
+        }
         f.render_widget(Paragraph::new(h), head);
+        let [table, held, _] = Layout::vertical([
+            Constraint::Length(shown.min(table.height.saturating_sub(held_rows))),
+            Constraint::Length(held_rows),
+            Constraint::Min(0),
+        ])
+        .areas(table);
+        super::held::render(f, held, s, theme);
         let narrow = rect.width < 64;
         let probes: Vec<Probe> = st.probe_rows(side).into_iter().skip(top).collect();
         let history = if narrow { 4 } else { 8 };
@@ -176,6 +191,15 @@ pub fn needs(st: &State) -> ((u16, u16), u16) {
         w = (w.0.max(min), w.1.max(full));
         rows = rows.max(probes.len() as u16);
     }
+    // The held connections' sections, wrapped at the table's full width.
+    let theme = Theme::new(false);
+    let rows = Side::BOTH
+        .into_iter()
+        .map(|side| {
+            let s = st.side(side);
+            s.probes.len() as u16 + super::held::height(s, w.1, &theme)
+        })
+        .fold(rows, u16::max);
     (w, rows + 2)
 }
 
