@@ -35,6 +35,8 @@ pub enum Action {
     Zoom,
     Filter,
     Edit,
+    /// `R`: how many tries each probe runs (a prompt asks N).
+    Repeat,
     ToggleRaw,
     ToggleWrap,
     StepBack,
@@ -214,6 +216,12 @@ pub const BINDINGS: &[Binding] = &[
         help: "edit the probe target",
     },
     Binding {
+        keys: "R",
+        action: Action::Repeat,
+        hint: None,
+        help: "tries per probe: run each probe N times (passes/N, flaky, p50/p99)",
+    },
+    Binding {
         keys: "n",
         action: Action::ToggleRaw,
         hint: None,
@@ -300,6 +308,7 @@ pub fn action_for(k: &KeyEvent) -> Option<Action> {
         KeyCode::Char('z') => Action::Zoom,
         KeyCode::Char('/') => Action::Filter,
         KeyCode::Char('e') => Action::Edit,
+        KeyCode::Char('R') => Action::Repeat,
         KeyCode::Char('n') => Action::ToggleRaw,
         KeyCode::Char('W') => Action::ToggleWrap,
         KeyCode::Char('[') => Action::StepBack,
