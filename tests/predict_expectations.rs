@@ -184,7 +184,7 @@ fn probe_results(
     let expected = sc.expectations();
     let outcome = |pod: &str, on: &str| {
         let e = expected.iter().find(|e| e.side == side && e.source == pod);
-        match e.map(|e| e.outcome) {
+        match e.map(|e| e.outcome.outcome) {
             Some(Outcome::Fail) => Outcome::Timeout,
             Some(o) => o,
             None if on == "worker" => Outcome::Timeout,
@@ -240,7 +240,7 @@ fn disagreements(st: &State, sc: &Scenario, base: &Cluster, pr: &Cluster) -> Vec
     for e in &expected {
         let c = if e.side == Side::Base { base } else { pr };
         let p = prediction(st, e.side, &e.source, c);
-        if p.reaches() != Some(e.outcome == Outcome::Ok) {
+        if p.reaches() != Some(e.outcome.outcome == Outcome::Ok) {
             wrong.push(format!(
                 "{:?} {}: expected {:?}, the rules of {} say {} ({})",
                 e.side,

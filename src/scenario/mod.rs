@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Outcome, ProxyMode, ReadVia, ServiceRef, Side, Target};
+use crate::model::{Factor, Outcome, ProxyMode, Rate, ReadVia, ServiceRef, Side, Target};
 
 /// The built-in default: kubernetes issue 131765 / PR 132456 in nftables mode, the modern
 /// analogue of the 2019 walkthrough. `kindred init` writes it.
@@ -288,6 +288,23 @@ pub struct Probes {
     /// IP, a ready endpoint, and kube-proxy's rules for that IP on every node.
     #[serde(default = "ready_timeout")]
     pub ready_timeout: f64,
+    /// Tries per probe (1 to 1000): each a new connection, so they spread over the endpoints.
+    #[serde(default = "one_try")]
+    pub repeat: u32,
+    /// The path asked of a target given as `host:port` (a target given as a URL keeps its
+    /// own): agnhost netexec answers its pod name at `/hostname`.
+    #[serde(default = "hostname_path")]
+    pub path: String,
+    /// How many times the base's p99 the PR side's may be before it is flagged (above 1).
+    #[serde(default)]
+    pub latency_factor: Factor,
+}
+
+fn one_try() -> u32 {
+    1
+}
+fn hostname_path() -> String {
+    "/hostname".into()
 }
 
 fn netshoot() -> String {
@@ -306,6 +323,30 @@ fn ready_timeout() -> f64 {
     120.0
 }
 
+impl Probes {
+    /// The tries, path and latency factor in range.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=1000).contains(&self.repeat) {
+            return Err((
+                "repeat",
+                format!("{}: tries per probe, 1 to 1000", self.repeat),
+            ));
+        }
+        let p = &self.path;
+        if !p.starts_with('/') || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err((
+                "path",
+                format!("'{p}': a URL path starting with /, no spaces"),
+            ));
+        }
+        let f = self.latency_factor.0;
+        if !(f > 1.0 && f.is_finite()) {
+            return Err(("latency_factor", format!("{f}: a factor above 1")));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Probes {
     fn default() -> Self {
         Probes {
@@ -314,6 +355,9 @@ impl Default for Probes {
             connect_timeout: 2.0,
             timeout: 5.0,
             ready_timeout: ready_timeout(),
+            repeat: one_try(),
+            path: hostname_path(),
+            latency_factor: Factor::default(),
         }
     }
 }
@@ -323,10 +367,88 @@ impl Default for Probes {
 pub struct Expect {
     pub side: Side,
     pub source: String,
-    pub outcome: Outcome,
+    pub outcome: Expected,
     /// One of `probes.targets`; without it the expectation holds for every target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+}
+
+/// An expected outcome as a scenario writes it: `ok`, `fail`, `timeout`, or `ok >= RATE`
+/// (0 < RATE <= 1: at least that share of a probe's tries answered). Never `flaky`: tries
+/// that disagree are what an expectation is judged against, not something to expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    pub outcome: Outcome,
+    pub min_rate: Option<Rate>,
+}
+
+impl Expected {
+    /// All tries have `outcome`.
+    pub fn all(outcome: Outcome) -> Expected {
+        Expected {
+            outcome,
+            min_rate: None,
+        }
+    }
+}
+
+impl std::str::FromStr for Expected {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Expected, String> {
+        const WANT: &str = "expected ok, fail, timeout or ok >= RATE (0 < RATE <= 1)";
+        let t = s.trim();
+        let outcome = match t {
+            "ok" => Outcome::Ok,
+            "fail" => Outcome::Fail,
+            "timeout" => Outcome::Timeout,
+            "flaky" => {
+                return Err(format!(
+                    "'flaky' is not an expectation (tries that disagree are judged FLAKY); {WANT}"
+                ));
+            }
+            _ => {
+                let rate = t
+                    .strip_prefix("ok")
+                    .map(str::trim_start)
+                    .and_then(|r| r.strip_prefix(">="))
+                    .ok_or_else(|| format!("'{t}': {WANT}"))?;
+                let r: f64 = rate
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("'{t}': the rate is not a number; {WANT}"))?;
+                if !(r > 0.0 && r <= 1.0) {
+                    return Err(format!("'{t}': the rate must be above 0 and at most 1"));
+                }
+                return Ok(Expected {
+                    outcome: Outcome::Ok,
+                    min_rate: Some(Rate(r)),
+                });
+            }
+        };
+        Ok(Expected::all(outcome))
+    }
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.min_rate {
+            Some(r) => write!(f, "ok >= {r}"),
+            None => f.write_str(&self.outcome.label().to_lowercase()),
+        }
+    }
+}
+
+impl Serialize for Expected {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Expected {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Expected, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// A scenario that cannot be used: file, line, field and reason.
@@ -666,6 +788,9 @@ impl Scenario {
         if s.probes.targets.is_empty() {
             return Err(err(&["probes", "targets"], "at least one target".into()));
         }
+        s.probes
+            .check()
+            .map_err(|(field, reason)| err(&["probes", field], reason))?;
         for (i, e) in s.expect.iter().enumerate() {
             if let Some(t) = e.target.as_ref().filter(|t| !s.probes.targets.contains(t)) {
                 let list: Vec<String> = s.probes.targets.iter().map(|t| t.to_string()).collect();
@@ -932,14 +1057,14 @@ mod tests {
         assert_eq!(exp.len(), 10);
         let base_fails: Vec<&str> = exp
             .iter()
-            .filter(|e| e.side == Side::Base && e.outcome != Outcome::Ok)
+            .filter(|e| e.side == Side::Base && e.outcome.outcome != Outcome::Ok)
             .map(|e| e.source.as_str())
             .collect();
         assert_eq!(base_fails, ["netshoot-base-worker"]);
         assert!(
             exp.iter()
                 .filter(|e| e.side == Side::Pr)
-                .all(|e| e.outcome == Outcome::Ok)
+                .all(|e| e.outcome.outcome == Outcome::Ok)
         );
         // Every pod the built-in workloads probe from (each has the probe container) has a row
         // on each side.
@@ -993,6 +1118,88 @@ mod tests {
     fn with(replace: &str, by: &str) -> String {
         assert!(DEFAULT.contains(replace), "{replace}");
         DEFAULT.replacen(replace, by, 1)
+    }
+
+    /// `outcome:` takes ok, fail, timeout or `ok >= RATE` (into the session's expectation);
+    /// `flaky`, a rate out of range or anything else is refused at its line.
+    #[test]
+    fn expected_outcomes_take_a_rate_and_refuse_flaky_at_their_line() {
+        let line = "  - { side: base, source: \"netshoot-{{cluster}}-worker\", outcome: fail }";
+        let rate = line.replace("outcome: fail", "outcome: ok >= 0.99");
+        let s = Scenario::parse(&with(line, &rate), "k.yaml").unwrap();
+        let e = &s.expectations()[0];
+        assert_eq!(
+            e.outcome,
+            Expected {
+                outcome: Outcome::Ok,
+                min_rate: Some(Rate(0.99))
+            }
+        );
+        assert_eq!(e.outcome.to_string(), "ok >= 0.99");
+        assert_eq!(s.expectations()[1].outcome, Expected::all(Outcome::Ok));
+        let spaced = line.replace("outcome: fail", "outcome: \"ok>=1\"");
+        let s = Scenario::parse(&with(line, &spaced), "k.yaml").unwrap();
+        assert_eq!(s.expectations()[0].outcome.min_rate, Some(Rate(1.0)));
+        for (bad, says) in [
+            ("flaky", "'flaky' is not an expectation"),
+            ("ok >= 0", "above 0 and at most 1"),
+            ("ok >= 1.5", "above 0 and at most 1"),
+            ("ok >= most", "not a number"),
+            ("fail >= 0.5", "expected ok, fail, timeout or ok >= RATE"),
+            ("OK", "expected ok, fail, timeout"),
+        ] {
+            let t = with(
+                line,
+                &line.replace("outcome: fail", &format!("outcome: {bad}")),
+            );
+            let e = Scenario::parse(&t, "k.yaml").unwrap_err();
+            assert!(e.reason.contains(says), "{bad}: {e}");
+            let at = t.lines().nth(e.line - 1).unwrap();
+            assert!(
+                at.contains(&format!("outcome: {bad}")),
+                "{bad}: {e} at {at}"
+            );
+            assert!(e.to_string().starts_with(&format!("k.yaml:{}: ", e.line)));
+        }
+    }
+
+    /// `probes.repeat`, `path` and `latency_factor` default to 1, /hostname and 2, and are
+    /// refused out of range at their line.
+    #[test]
+    fn repeat_path_and_latency_factor_are_read_and_bounded() {
+        let s = Scenario::parse(DEFAULT, "k.yaml").unwrap();
+        assert_eq!(
+            (
+                s.probes.repeat,
+                s.probes.path.as_str(),
+                s.probes.latency_factor
+            ),
+            (1, "/hostname", Factor(2.0))
+        );
+        let t = with("  repeat: 1\n", "  repeat: 30\n  ").replace("  path: /hostname", "path: /x");
+        let s = Scenario::parse(&t, "k.yaml").unwrap();
+        assert_eq!((s.probes.repeat, s.probes.path.as_str()), (30, "/x"));
+        for (from, to, field) in [
+            ("  repeat: 1", "  repeat: 0", "probes.repeat: "),
+            ("  repeat: 1", "  repeat: 1001", "probes.repeat: "),
+            ("  path: /hostname", "  path: hostname", "probes.path: "),
+            ("  path: /hostname", "  path: \"/a b\"", "probes.path: "),
+            (
+                "  latency_factor: 2",
+                "  latency_factor: 1",
+                "probes.latency_factor: ",
+            ),
+            (
+                "  latency_factor: 2",
+                "  latency_factor: 0.5",
+                "probes.latency_factor: ",
+            ),
+        ] {
+            let t = with(from, to);
+            let e = Scenario::parse(&t, "k.yaml").unwrap_err();
+            assert_eq!(e.field, field, "{to}: {e}");
+            assert_eq!(t.lines().nth(e.line - 1).unwrap(), to, "{e}");
+        }
     }
 
     #[test]

@@ -91,6 +91,14 @@ pub enum Reply {
         status: Value,
         closed: Arc<AtomicUsize>,
     },
+    /// An exec run for real on this host: `argv` as a child process (no shell, no stdin), each
+    /// line of its standard output sent at once as a stdout frame (with its `\n`), its standard
+    /// error once it ends, then its exit status (an `ExitCode` cause when not 0; 127 when it
+    /// cannot start, as a container runtime says). When the client closes the websocket (or
+    /// drops the connection) first, the process is killed.
+    Run {
+        argv: Vec<String>,
+    },
     /// Accept and never answer (a stalled API server).
     Hang,
     /// `reply` after `wait`; `done` (a guard counting what is in flight) is dropped once `reply`
@@ -387,6 +395,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 let ws = upgrade(r.into_inner(), key.unwrap_or_default(), protocol).await?;
                 return stream(ws, lines, status, closed).await;
             }
+            Reply::Run { argv } => {
+                let Some(protocol) = conn.negotiate(&req) else {
+                    return refuse_upgrade(r.get_mut()).await;
+                };
+                let ws = upgrade(r.into_inner(), key.unwrap_or_default(), protocol).await?;
+                return run(ws, argv).await;
+            }
             Reply::Hang => {
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
                 return Ok(());
@@ -574,6 +589,73 @@ async fn stream<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// An exec's final status for exit code `code` (Success for 0).
+pub fn exit_status(code: i32) -> Value {
+    if code == 0 {
+        return json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
+    }
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": format!("command terminated with non-zero exit code: exit code {code}"),
+           "reason": "NonZeroExitCode",
+           "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}})
+}
+
+/// Play [`Reply::Run`]: run `argv` here, stream its standard output line by line, then its
+/// standard error and exit status; kill it when the client goes first.
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
+    argv: Vec<String>,
+) -> std::io::Result<()> {
+    use futures::StreamExt;
+    use std::process::Stdio;
+    let spawned = tokio::process::Command::new(argv.first().map_or("", String::as_str))
+        .args(argv.iter().skip(1))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!("exec: {:?}: {e}", argv.first());
+            ws.send(frame(2, msg.as_bytes())).await.map_err(io)?;
+            let st = serde_json::to_vec(&exit_status(127)).unwrap();
+            ws.send(frame(3, &st)).await.map_err(io)?;
+            return ws.close(None).await.map_err(io);
+        }
+    };
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let err = tokio::spawn(async move {
+        let mut e = String::new();
+        let _ = err_pipe.read_to_string(&mut e).await;
+        e
+    });
+    loop {
+        tokio::select! {
+            line = out.next_line() => match line? {
+                Some(l) => ws.send(frame(1, format!("{l}\n").as_bytes())).await.map_err(io)?,
+                None => break,
+            },
+            m = ws.next() => match m {
+                // The client's close (or the connection gone): the child is killed on drop.
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let code = child.wait().await?.code().unwrap_or(-1);
+    let stderr = err.await.unwrap_or_default();
+    if !stderr.is_empty() {
+        ws.send(frame(2, stderr.as_bytes())).await.map_err(io)?;
+    }
+    let st = serde_json::to_vec(&exit_status(code)).unwrap();
+    ws.send(frame(3, &st)).await.map_err(io)?;
+    ws.close(None).await.map_err(io)?;
+    Ok(())
+}
+
 /// Kinds no namespace holds.
 pub const CLUSTER_SCOPED: [&str; 6] = [
     "Namespace",
@@ -659,6 +741,24 @@ pub struct Cluster {
     /// `timeouts`): the answer follows what the cluster runs at that moment
     /// (see `kuberepo::Running`).
     pub decide: Option<Decide>,
+    /// Address rewrites (`from`, `to`), e.g. the LB IP:port to an [`super::echo::Echo`]'s
+    /// 127.0.0.1:port. When set, an exec that does not time out is run for real on this host
+    /// ([`Reply::Run`]) with each `from` in its argv replaced by its `to`: kindred's own curl
+    /// argv, against a real server.
+    pub route: Vec<(String, String)>,
+    /// Ready endpoints in the echo Service's EndpointSlice (1 when not set).
+    pub endpoints: Option<u32>,
+}
+
+/// `argv` with each `from` of `route` replaced by its `to`.
+pub fn routed(argv: &[String], route: &[(String, String)]) -> Vec<String> {
+    argv.iter()
+        .map(|a| {
+            route
+                .iter()
+                .fold(a.clone(), |a, (from, to)| a.replace(from.as_str(), to))
+        })
+        .collect()
 }
 
 /// Whether a curl from a pod (its name) times out now.
@@ -786,6 +886,21 @@ impl Cluster {
         ]
     }
 
+    /// The echo Service's EndpointSlices: `endpoints` ready endpoints (1 unless set), and one
+    /// that is not ready (never counted).
+    fn slices(&self) -> Value {
+        let mut endpoints: Vec<Value> = (0..self.endpoints.unwrap_or(1))
+            .map(|i| json!({"addresses": [format!("10.244.2.{}", 7 + i)], "conditions": {"ready": true}}))
+            .collect();
+        endpoints.push(json!({"addresses": ["10.244.1.9"], "conditions": {"ready": false}}));
+        json!({"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
+            "metadata": {"resourceVersion": "11"},
+            "items": [{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                       "metadata": {"name": "echo-x", "namespace": "default",
+                                    "labels": {"kubernetes.io/service-name": "echo"}},
+                       "addressType": "IPv4", "endpoints": endpoints}]})
+    }
+
     fn service(&self) -> Value {
         let ingress: Vec<Value> = self.lb_ip.iter().map(|ip| json!({"ip": ip})).collect();
         json!({"apiVersion": "v1", "kind": "Service",
@@ -801,6 +916,7 @@ impl Cluster {
         let refused = Arc::new(AtomicUsize::new(0));
         let count = refused.clone();
         let (pods, service) = (self.pods(), self.service());
+        let slice_list = self.slices();
         let server = ApiServer::start(move |r: &Req| {
             let slices = r.path == "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
             if let Some(n) = &self.endpoints_change
@@ -849,13 +965,7 @@ impl Cluster {
                 }
                 ("GET", "/api/v1/namespaces/default/services/echo") => Reply::Json(200, service.clone()),
                 ("GET", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices") => {
-                    Reply::Json(200, json!({"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
-                        "metadata": {"resourceVersion": "11"},
-                        "items": [{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                                   "metadata": {"name": "echo-x", "namespace": "default",
-                                                "labels": {"kubernetes.io/service-name": "echo"}},
-                                   "addressType": "IPv4",
-                                   "endpoints": [{"addresses": ["10.244.2.7"], "conditions": {"ready": true}}]}]}))
+                    Reply::Json(200, slice_list.clone())
                 }
                 (_, p) if p.ends_with("/exec") => {
                     let pod = p.split('/').nth(6).unwrap_or("");
@@ -873,6 +983,10 @@ impl Cluster {
                             status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                                 "reason": "NonZeroExitCode",
                                 "details": {"causes": [{"reason": "ExitCode", "message": "28"}]}}),
+                        }
+                    } else if !self.route.is_empty() {
+                        Reply::Run {
+                            argv: routed(&r.params("command"), &self.route),
                         }
                     } else {
                         Reply::Exec {

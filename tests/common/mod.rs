@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod contexts;
+pub mod echo;
 pub mod groups;
 pub mod headless;
 pub mod kuberepo;

@@ -1127,9 +1127,9 @@ pub fn session(sc: &Scenario) -> SessionInfo {
             .map(|e| Expectation {
                 side: e.side,
                 source: e.source,
-                outcome: e.outcome,
+                outcome: e.outcome.outcome,
                 target: e.target,
-                min_rate: None,
+                min_rate: e.outcome.min_rate,
             })
             .collect(),
         banner: None,
