@@ -12,7 +12,8 @@ use crate::app::State;
 use crate::app::diffs::compare_pair;
 use crate::app::predict::{self, Predicted, Prediction, ProbeKey};
 use crate::backend::event::{ProbeResult, SessionInfo, SideInfo};
-use crate::model::{BySide, Outcome, Side, Target};
+use crate::backend::tries::{self, Judged, Quantiles};
+use crate::model::{BySide, Factor, Outcome, Rate, Side, Target};
 use crate::rules::packets::Summary;
 use crate::rules::{Comparison, Options};
 
@@ -36,6 +37,28 @@ pub struct ProbeRow {
     pub predicted_pr: Option<PredictedCell>,
     /// The two sides' outcomes differ.
     pub differs: bool,
+    /// Each side's tries summed up (passes/N, endpoints that answered, p50/p99).
+    pub base_summary: Option<tries::Summary>,
+    pub pr_summary: Option<tries::Summary>,
+    /// The PR side's p99 total time is more than the latency factor times the base's.
+    pub pr_slower: bool,
+}
+
+/// Each side's latency over every try that answered, and whether the PR side's p99 total is
+/// more than `factor` times the base's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LatencyReport {
+    pub factor: Factor,
+    pub base: SideLatency,
+    pub pr: SideLatency,
+    pub pr_slower: bool,
+}
+
+/// p50/p99 connect and total times of one side's tries that answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SideLatency {
+    pub connect: Option<Quantiles>,
+    pub total: Option<Quantiles>,
 }
 
 /// What one probe's rules predict: the tracer's verdict, or why there is none.
@@ -154,8 +177,16 @@ pub struct ExpectationResult {
     /// The probe target judged: an expectation without one is judged on every target.
     pub target: Target,
     pub expected: Outcome,
+    /// `ok >= RATE`: met when at least this share of the tries answered.
+    pub min_rate: Option<Rate>,
     /// `None`: no probe result for this source and target.
     pub actual: Option<Outcome>,
+    /// How the result stands against it (`None`: no result): flaky is neither met nor missed.
+    pub judged: Option<Judged>,
+    /// Tries that answered, and tries made (`None`: no result).
+    pub passes: Option<u32>,
+    pub tries: Option<u32>,
+    /// Met.
     pub holds: bool,
     /// What the rules predict for this probe (`None`: no probe, or no prediction).
     pub predicted: Option<String>,
@@ -193,7 +224,11 @@ pub struct Verdict {
     /// What changed for the Service's packets, per node pair.
     pub packets: Vec<NodePackets>,
     pub expectations: Vec<ExpectationResult>,
+    /// Expectations whose tries disagree (neither met nor missed).
+    pub flaky: usize,
     pub probes: Vec<ProbeRow>,
+    /// Each side's p50/p99 and whether the PR side is slower than the factor allows.
+    pub latency: LatencyReport,
     /// Where a prediction and an observed or expected outcome disagree: observed ones first.
     pub disagreements: Vec<Disagreement>,
     pub rules: Vec<NodeDiff>,
@@ -247,9 +282,15 @@ pub fn verdict(st: &State) -> Result<Verdict, String> {
     let (rules, packets) = rule_diffs(st)?;
     let mut disagreements = observed_disagreements(st, &preds);
     disagreements.extend(expected_disagreements(st, &expectations, &preds));
+    let flaky = expectations
+        .iter()
+        .filter(|e| e.judged == Some(Judged::Flaky))
+        .count();
     Ok(Verdict {
         schema: SCHEMA,
         ok: !expectations.is_empty() && expectations.iter().all(|e| e.holds),
+        flaky,
+        latency: latency(st),
         service: session.service.to_string(),
         base: side_report(st, Side::Base),
         pr: side_report(st, Side::Pr),
@@ -398,9 +439,10 @@ fn judge(
                 .collect(),
         };
         for target in targets {
-            let actual = st
-                .probe_for(e.side, &e.source, &target)
-                .map(|c| c.last.outcome);
+            let last = st.probe_for(e.side, &e.source, &target).map(|c| &c.last);
+            let actual = last.map(|r| r.outcome);
+            let judged = last.map(|r| tries::judge(e.outcome, e.min_rate, r));
+            let summary = last.map(tries::Summary::of);
             let predicted = match prediction_for(st, preds, e.side, &e.source, &target) {
                 Some(Ok(p)) => Some(p.label()),
                 _ => None,
@@ -411,8 +453,12 @@ fn judge(
                 source: e.source.clone(),
                 target,
                 expected: e.outcome,
+                min_rate: e.min_rate,
                 actual,
-                holds: actual.is_some_and(|a| e.outcome.met_by(a)),
+                judged,
+                passes: summary.as_ref().map(|s| s.passes),
+                tries: summary.as_ref().map(|s| s.tries),
+                holds: judged == Some(Judged::Met),
                 predicted,
             });
         }
@@ -473,6 +519,9 @@ fn probe_rows(st: &State, preds: &BySide<BTreeMap<ProbeKey, Predicted>>) -> Vec<
                             predicted_base: None,
                             predicted_pr: None,
                             differs: false,
+                            base_summary: None,
+                            pr_summary: None,
+                            pr_slower: false,
                         });
                         rows.len() - 1
                     }
@@ -484,11 +533,13 @@ fn probe_rows(st: &State, preds: &BySide<BTreeMap<ProbeKey, Predicted>>) -> Vec<
                 match side {
                     Side::Base => {
                         row.base = Some(cell.last.clone());
+                        row.base_summary = Some(tries::Summary::of(&cell.last));
                         row.expected_base = exp;
                         row.predicted_base = pred;
                     }
                     Side::Pr => {
                         row.pr = Some(cell.last.clone());
+                        row.pr_summary = Some(tries::Summary::of(&cell.last));
                         row.expected_pr = exp;
                         row.predicted_pr = pred;
                     }
@@ -497,7 +548,33 @@ fn probe_rows(st: &State, preds: &BySide<BTreeMap<ProbeKey, Predicted>>) -> Vec<
         }
     }
     rows.sort_by(|a, b| (&a.source, a.target.to_string()).cmp(&(&b.source, b.target.to_string())));
+    for r in &mut rows {
+        let total = |s: &Option<tries::Summary>| s.as_ref().and_then(|s| s.total);
+        r.pr_slower = match (total(&r.base_summary), total(&r.pr_summary)) {
+            (Some(b), Some(p)) => tries::slower(b, p, st.latency_factor.0),
+            _ => false,
+        };
+    }
     rows
+}
+
+/// Each side's latency over the last result of each of its probes, and the PR side's flag.
+fn latency(st: &State) -> LatencyReport {
+    let of = |side: Side| {
+        let (connect, total) = tries::latency_of(st.side(side).probes.values().map(|c| &c.last));
+        SideLatency { connect, total }
+    };
+    let (base, pr) = (of(Side::Base), of(Side::Pr));
+    let pr_slower = match (base.total, pr.total) {
+        (Some(b), Some(p)) => tries::slower(b, p, st.latency_factor.0),
+        _ => false,
+    };
+    LatencyReport {
+        factor: st.latency_factor,
+        base,
+        pr,
+        pr_slower,
+    }
 }
 
 /// The Service's normalized rule diff on every node pair, and what changed for its packets
@@ -581,6 +658,11 @@ impl Verdict {
             NOTHING_JUDGED.to_string()
         } else if self.ok {
             format!("PASS: {} of {n} expectations hold", self.held())
+        } else if self.held() + self.flaky == n {
+            format!(
+                "FLAKY: {} of {n} expectations flaky (tries disagree)",
+                self.flaky
+            )
         } else {
             format!("FAIL: {} of {n} expectations do not hold", n - self.held())
         }

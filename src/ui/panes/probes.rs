@@ -11,7 +11,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 use crate::app::State;
 use crate::app::state::{ProbeCell, ProbeCursor};
 use crate::backend::event::ProbeResult;
-use crate::backend::tries::{self, Judged, Quantiles, Summary};
+use crate::backend::tries::{self, Judged, Quantiles, Summary, quantiles};
 use crate::model::Pane;
 use crate::model::{Outcome, Side};
 use crate::rules::render::visible;
@@ -382,27 +382,6 @@ fn passes(r: &ProbeResult) -> String {
     format!("{}/{}", s.passes, s.tries)
 }
 
-/// Milliseconds, with a tenth below 10 ms: "0.4", "2", "2.5", "38".
-fn ms(us: u64) -> String {
-    if us >= 10_000 {
-        return format!("{}", (us + 500) / 1000);
-    }
-    let tenth = format!("{:.1}", us as f64 / 1000.0);
-    match tenth.strip_suffix(".0") {
-        Some(whole) => whole.to_string(),
-        None => tenth,
-    }
-}
-
-/// p50/p99 as a cell: "2/38ms", one number when they are the same ("2ms"), `-` for none.
-pub fn quantiles(q: Option<Quantiles>) -> String {
-    match q {
-        None => "-".into(),
-        Some(q) if ms(q.p50_us) == ms(q.p99_us) => format!("{}ms", ms(q.p50_us)),
-        Some(q) => format!("{}/{}ms", ms(q.p50_us), ms(q.p99_us)),
-    }
-}
-
 /// A side's latency after its heading, in `room` characters: p50/p99 of connect and total
 /// times over every try that answered (as much of it as fits); the PR side's marked when its
 /// p99 total is more than the latency factor times the base's.
@@ -538,19 +517,6 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::time::Duration;
-
-    #[test]
-    fn times_in_milliseconds_with_a_tenth_below_ten() {
-        assert_eq!(ms(2000), "2");
-        assert_eq!(ms(2450), "2.5");
-        assert_eq!(ms(9990), "10");
-        assert_eq!(ms(31_000), "31");
-        assert_eq!(ms(31_600), "32");
-        let q = |p50_us, p99_us| Some(Quantiles { p50_us, p99_us });
-        assert_eq!(quantiles(q(1200, 6100)), "1.2/6.1ms");
-        assert_eq!(quantiles(q(4000, 4010)), "4ms");
-        assert_eq!(quantiles(None), "-");
-    }
 
     #[test]
     fn a_flip_lines_up_with_the_rule_change_before_it() {
