@@ -49,7 +49,7 @@ pub enum Command {
     Clusters(ClustersArgs),
     /// The whole pipeline without a screen, and a verdict: each probe on base and PR against its
     /// expected outcome, and the Service's rule diff. Exit 0 every expectation holds, 1 one
-    /// does not, 2 trouble.
+    /// does not, 2 trouble, 3 none fails but a probe's tries disagree (FLAKY).
     Check(CheckArgs),
     /// Find the commit between a good and a bad ref where the PR side's verdict flips: each
     /// step puts a commit into the PR side's cluster (a kube-proxy swap when the range touches
@@ -634,7 +634,17 @@ pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
             crate::check::verdict::NOTHING_JUDGED
         ));
     }
-    Ok(if v.ok { 0 } else { 1 })
+    Ok(exit_code(v.overall))
+}
+
+/// `kindred check`'s exit code for its verdict: 0 PASS, 1 FAIL, 3 FLAKY (2 is trouble).
+pub fn exit_code(overall: crate::check::verdict::Overall) -> i32 {
+    use crate::check::verdict::Overall;
+    match overall {
+        Overall::Pass => 0,
+        Overall::Flaky => 3,
+        Overall::Fail | Overall::Nothing => 1,
+    }
 }
 
 /// `kindred bisect`.

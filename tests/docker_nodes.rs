@@ -22,7 +22,7 @@ async fn from_container(
     target: &str,
     t: Timeouts,
 ) -> anyhow::Result<ProbeResult> {
-    let argv = curl_argv(target, t);
+    let argv = curl_argv(target, "/", 1, t);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let limit = Duration::from_secs_f64(t.total + 5.0);
     let o = docker.exec(container, &argv, limit).await?;

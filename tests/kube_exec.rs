@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kindred::backend::kube::{client_for, exec_in, exit_code, probe_pod};
-use kindred::backend::probe::Timeouts;
+use kindred::backend::probe::{Ask, Timeouts};
 use kindred::model::Outcome;
 use serde_json::{Value, json};
 
@@ -132,17 +132,17 @@ async fn a_probe_reads_curl_through_exec_ok_timeout_and_failure() {
         let pod = r.path.split('/').nth(6).unwrap_or("").to_string();
         match pod.as_str() {
             "ok" => Reply::Exec {
-                stdout: "200 0.012".into(),
+                stdout: "echo-a\n@kindred-try@ 0 0 200 0.001 0.012\n".into(),
                 stderr: String::new(),
                 status: success(),
             },
             "slow" => Reply::Exec {
-                stdout: "000 2.001".into(),
+                stdout: "\n@kindred-try@ 0 28 000 0 2.001\n".into(),
                 stderr: "curl: (28) Connection timed out after 2001 milliseconds".into(),
                 status: exit(28),
             },
             "refused" => Reply::Exec {
-                stdout: "000 0.001".into(),
+                stdout: "\n@kindred-try@ 0 7 000 0 0.001\n".into(),
                 stderr: format!("curl: (7) Failed to connect to {url}"),
                 status: exit(7),
             },
@@ -155,10 +155,10 @@ async fn a_probe_reads_curl_through_exec_ok_timeout_and_failure() {
     })
     .await;
     let c = client(&server, "probe").await;
-    let t = Timeouts {
+    let t = Ask::once(Timeouts {
         connect: 2.0,
         total: 5.0,
-    };
+    });
     let run = |pod: &str| {
         probe_pod(
             &c,
@@ -166,7 +166,7 @@ async fn a_probe_reads_curl_through_exec_ok_timeout_and_failure() {
             pod.to_string(),
             "netshoot",
             "172.18.255.200:80",
-            t,
+            &t,
         )
     };
     let ok = run("ok").await.unwrap();

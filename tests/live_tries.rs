@@ -109,3 +109,69 @@ async fn an_exec_runs_for_real_with_its_address_routed() {
         .unwrap();
     assert_eq!(o.code, 127);
 }
+
+/// kindred's own probe (its curl argv, run for real through exec) against the echo stand-in
+/// with one endpoint of three unreachable: 30 tries on new connections, a third of them fail,
+/// the answers spread over the two that answer; the result is FLAKY.
+#[tokio::test]
+async fn a_repeated_probe_through_exec_is_flaky_with_its_spread() {
+    use kindred::backend::probe::{Ask, Timeouts};
+    use kindred::backend::tries::Summary;
+    use kindred::model::Outcome;
+    let echo = Echo::start(&[
+        Endpoint::up("echo-a"),
+        Endpoint::up("echo-b"),
+        Endpoint::down("echo-c"),
+    ]);
+    let route = vec![("172.17.255.1:8080".to_string(), echo.host_port())];
+    let server = ApiServer::start(move |r| Reply::Run {
+        argv: routed(&r.params("command"), &route),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    common::in_process_state();
+    let kind = common::standin(dir.path(), "unused");
+    common::tie(dir.path(), "tries", &server);
+    let client = kindred::backend::kube::client_for(&kind, "tries")
+        .await
+        .unwrap();
+    let ask = Ask {
+        repeat: 30,
+        path: "/hostname".into(),
+        timeouts: Timeouts::default(),
+    };
+    let mut r = kindred::backend::kube::probe_pod(
+        &client,
+        "default",
+        "netshoot-w".into(),
+        "netshoot",
+        "172.17.255.1:8080",
+        &ask,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.outcome, Outcome::Flaky, "{r:?}");
+    r.ready_endpoints = Some(3);
+    let s = Summary::of(&r);
+    assert_eq!((s.passes, s.tries), (20, 30), "{r:?}");
+    assert_eq!(s.endpoints.get("echo-a"), Some(&10));
+    assert_eq!(s.endpoints.get("echo-b"), Some(&10));
+    assert_eq!(
+        s.spread().as_deref(),
+        Some("2/3 endpoints answered in 30 tries")
+    );
+    assert!(s.connect.is_some() && s.total.is_some());
+    assert!(
+        r.detail
+            .as_deref()
+            .unwrap()
+            .starts_with("10 of 30 tries failed: curl: ("),
+        "{r:?}"
+    );
+    assert_eq!(echo.answered().values().sum::<usize>(), 20);
+    let argv = server.requests()[0].params("command");
+    assert_eq!(
+        argv.iter().filter(|a| a.ends_with("8080/hostname")).count(),
+        30
+    );
+}

@@ -18,7 +18,7 @@ use tokio::io::AsyncReadExt;
 
 use super::event::{PodInfo, ProbeResult, ServiceInfo};
 use super::kind::Kind;
-use super::probe::{Timeouts, curl_argv, parse_curl};
+use super::probe::{Ask, parse_curl};
 use crate::model::{Outcome, PodPhase};
 
 /// The field manager kindred applies as.
@@ -716,21 +716,20 @@ pub async fn exec_in(
     }
 }
 
-/// Probe `addr` from one pod: curl in its `container` through the API server's exec, within
-/// curl's own limits and 10 s for the API server. Whatever happens is a result: `Err` holds the
-/// (FAIL) result of an exec the API server did not run (no answer, the pod gone), `Ok` what curl
-/// found.
+/// Probe `addr` from one pod: one curl making `ask`'s tries in its `container` through the API
+/// server's exec, within curl's own limits (for each try) and 10 s for the API server. Whatever
+/// happens is a result: `Err` holds the (FAIL) result of an exec the API server did not run (no
+/// answer, the pod gone), `Ok` what curl found.
 pub async fn probe_pod(
     client: &Client,
     ns: &str,
     pod: String,
     container: &str,
     addr: &str,
-    t: Timeouts,
+    ask: &Ask,
 ) -> Result<ProbeResult, ProbeResult> {
-    let argv = curl_argv(addr, t);
-    let limit = Duration::from_secs_f64(t.total + 10.0);
-    match exec_in(client, ns, &pod, Some(container), &argv, limit).await {
+    let argv = ask.argv(addr);
+    match exec_in(client, ns, &pod, Some(container), &argv, ask.limit(10.0)).await {
         Ok(o) => Ok(parse_curl(&pod, addr, &o.stdout, &o.stderr, o.code)),
         Err(e) => Err(ProbeResult {
             source: pod,

@@ -526,7 +526,7 @@ impl Verdict {
         let icon = match (self.judged(), self.ok) {
             (false, _) => "⚠️",
             (true, true) => "✅",
-            (true, false) if self.summary().starts_with("FLAKY") => "🟡",
+            (true, false) if self.overall == super::verdict::Overall::Flaky => "🟡",
             (true, false) => "❌",
         };
         let _ = writeln!(
@@ -898,20 +898,7 @@ mod tests {
             pr: side("pr"),
             packets: Vec::new(),
             expectations: Vec::new(),
-            flaky: 0,
             probes: Vec::new(),
-            latency: crate::check::verdict::LatencyReport {
-                factor: Default::default(),
-                base: crate::check::verdict::SideLatency {
-                    connect: None,
-                    total: None,
-                },
-                pr: crate::check::verdict::SideLatency {
-                    connect: None,
-                    total: None,
-                },
-                pr_slower: false,
-            },
             disagreements: Vec::new(),
             rules: vec![NodeDiff {
                 node: "worker".into(),
@@ -921,6 +908,9 @@ mod tests {
             }],
             rule_changes: Vec::new(),
             groups: Vec::new(),
+            flaky: 0,
+            overall: crate::check::verdict::Overall::Pass,
+            latency: Default::default(),
         };
         let note = "table ip6 kube-proxy listed only by PR (base lists one table): not compared";
         assert!(v.text().contains(note), "{}", v.text());

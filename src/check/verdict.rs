@@ -37,28 +37,11 @@ pub struct ProbeRow {
     pub predicted_pr: Option<PredictedCell>,
     /// The two sides' outcomes differ.
     pub differs: bool,
-    /// Each side's tries summed up (passes/N, endpoints that answered, p50/p99).
+    /// Each side's tries summed up (passes/N, endpoints that answered, latency).
     pub base_summary: Option<tries::Summary>,
     pub pr_summary: Option<tries::Summary>,
     /// The PR side's p99 total time is more than the latency factor times the base's.
     pub pr_slower: bool,
-}
-
-/// Each side's latency over every try that answered, and whether the PR side's p99 total is
-/// more than `factor` times the base's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LatencyReport {
-    pub factor: Factor,
-    pub base: SideLatency,
-    pub pr: SideLatency,
-    pub pr_slower: bool,
-}
-
-/// p50/p99 connect and total times of one side's tries that answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SideLatency {
-    pub connect: Option<Quantiles>,
-    pub total: Option<Quantiles>,
 }
 
 /// What one probe's rules predict: the tracer's verdict, or why there is none.
@@ -181,12 +164,12 @@ pub struct ExpectationResult {
     pub min_rate: Option<Rate>,
     /// `None`: no probe result for this source and target.
     pub actual: Option<Outcome>,
-    /// How the result stands against it (`None`: no result): flaky is neither met nor missed.
+    /// How the result stands against it (`None`: no result).
     pub judged: Option<Judged>,
-    /// Tries that answered, and tries made (`None`: no result).
+    /// Tries that answered, of how many (`None`: no result).
     pub passes: Option<u32>,
     pub tries: Option<u32>,
-    /// Met.
+    /// `judged` is Met.
     pub holds: bool,
     /// What the rules predict for this probe (`None`: no probe, or no prediction).
     pub predicted: Option<String>,
@@ -224,11 +207,7 @@ pub struct Verdict {
     /// What changed for the Service's packets, per node pair.
     pub packets: Vec<NodePackets>,
     pub expectations: Vec<ExpectationResult>,
-    /// Expectations whose tries disagree (neither met nor missed).
-    pub flaky: usize,
     pub probes: Vec<ProbeRow>,
-    /// Each side's p50/p99 and whether the PR side is slower than the factor allows.
-    pub latency: LatencyReport,
     /// Where a prediction and an observed or expected outcome disagree: observed ones first.
     pub disagreements: Vec<Disagreement>,
     pub rules: Vec<NodeDiff>,
@@ -236,6 +215,41 @@ pub struct Verdict {
     pub rule_changes: Vec<RuleChange>,
     /// Each side's nodes grouped by their rules: base groups first, each the largest first.
     pub groups: Vec<GroupReport>,
+    /// Expectations judged flaky (tries that disagree where all should agree).
+    pub flaky: usize,
+    /// The overall word: FAIL when one is missed, else FLAKY when one is flaky, else PASS.
+    pub overall: Overall,
+    /// Each side's latency, and whether the PR side is slower past the factor.
+    pub latency: LatencyReport,
+}
+
+/// The verdict in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Overall {
+    Pass,
+    Fail,
+    /// No expectation missed, but tries disagree where an expectation asks all to agree.
+    Flaky,
+    /// No expectation to judge.
+    Nothing,
+}
+
+/// Each side's latency over every try that answered, side by side.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LatencyReport {
+    pub factor: Factor,
+    pub base: SideLatency,
+    pub pr: SideLatency,
+    /// The PR side's p99 total time is more than `factor` times the base's.
+    pub pr_slower: bool,
+}
+
+/// One side's connect and total times (p50, p99), when any try answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SideLatency {
+    pub connect: Option<Quantiles>,
+    pub total: Option<Quantiles>,
 }
 
 /// Nodes of one side and role whose rules are the same (a node alone: an outlier).
@@ -282,21 +296,34 @@ pub fn verdict(st: &State) -> Result<Verdict, String> {
     let (rules, packets) = rule_diffs(st)?;
     let mut disagreements = observed_disagreements(st, &preds);
     disagreements.extend(expected_disagreements(st, &expectations, &preds));
-    let flaky = expectations
+    let probes = probe_rows(st, &preds);
+    let latency = latency(st.latency_factor, &probes);
+    let is = |j: Judged| expectations.iter().filter(|e| e.judged == Some(j)).count();
+    let flaky = is(Judged::Flaky);
+    let overall = if expectations.is_empty() {
+        Overall::Nothing
+    } else if expectations
         .iter()
-        .filter(|e| e.judged == Some(Judged::Flaky))
-        .count();
+        .any(|e| e.judged != Some(Judged::Met) && e.judged != Some(Judged::Flaky))
+    {
+        Overall::Fail
+    } else if flaky > 0 {
+        Overall::Flaky
+    } else {
+        Overall::Pass
+    };
     Ok(Verdict {
         schema: SCHEMA,
-        ok: !expectations.is_empty() && expectations.iter().all(|e| e.holds),
+        ok: overall == Overall::Pass,
         flaky,
-        latency: latency(st),
+        overall,
+        latency,
         service: session.service.to_string(),
         base: side_report(st, Side::Base),
         pr: side_report(st, Side::Pr),
         packets,
         expectations,
-        probes: probe_rows(st, &preds),
+        probes,
         disagreements,
         rules,
         rule_changes: rule_changes(st),
@@ -440,7 +467,6 @@ fn judge(
         };
         for target in targets {
             let last = st.probe_for(e.side, &e.source, &target).map(|c| &c.last);
-            let actual = last.map(|r| r.outcome);
             let judged = last.map(|r| tries::judge(e.outcome, e.min_rate, r));
             let summary = last.map(tries::Summary::of);
             let predicted = match prediction_for(st, preds, e.side, &e.source, &target) {
@@ -454,7 +480,7 @@ fn judge(
                 target,
                 expected: e.outcome,
                 min_rate: e.min_rate,
-                actual,
+                actual: last.map(|r| r.outcome),
                 judged,
                 passes: summary.as_ref().map(|s| s.passes),
                 tries: summary.as_ref().map(|s| s.tries),
@@ -532,14 +558,14 @@ fn probe_rows(st: &State, preds: &BySide<BTreeMap<ProbeKey, Predicted>>) -> Vec<
                 row.differs |= st.differs(side, src, &cell.last);
                 match side {
                     Side::Base => {
-                        row.base = Some(cell.last.clone());
                         row.base_summary = Some(tries::Summary::of(&cell.last));
+                        row.base = Some(cell.last.clone());
                         row.expected_base = exp;
                         row.predicted_base = pred;
                     }
                     Side::Pr => {
-                        row.pr = Some(cell.last.clone());
                         row.pr_summary = Some(tries::Summary::of(&cell.last));
+                        row.pr = Some(cell.last.clone());
                         row.expected_pr = exp;
                         row.predicted_pr = pred;
                     }
@@ -548,29 +574,32 @@ fn probe_rows(st: &State, preds: &BySide<BTreeMap<ProbeKey, Predicted>>) -> Vec<
         }
     }
     rows.sort_by(|a, b| (&a.source, a.target.to_string()).cmp(&(&b.source, b.target.to_string())));
-    for r in &mut rows {
+    let factor = st.latency_factor.0;
+    for row in &mut rows {
         let total = |s: &Option<tries::Summary>| s.as_ref().and_then(|s| s.total);
-        r.pr_slower = match (total(&r.base_summary), total(&r.pr_summary)) {
-            (Some(b), Some(p)) => tries::slower(b, p, st.latency_factor.0),
+        row.pr_slower = match (total(&row.base_summary), total(&row.pr_summary)) {
+            (Some(b), Some(p)) => tries::slower(b, p, factor),
             _ => false,
         };
     }
     rows
 }
 
-/// Each side's latency over the last result of each of its probes, and the PR side's flag.
-fn latency(st: &State) -> LatencyReport {
-    let of = |side: Side| {
-        let (connect, total) = tries::latency_of(st.side(side).probes.values().map(|c| &c.last));
+/// Each side's latency over the rows' results, and whether the PR's p99 total is past
+/// `factor` times the base's.
+fn latency(factor: Factor, rows: &[ProbeRow]) -> LatencyReport {
+    let side = |pick: fn(&ProbeRow) -> Option<&ProbeResult>| {
+        let (connect, total) = tries::latency_of(rows.iter().filter_map(pick));
         SideLatency { connect, total }
     };
-    let (base, pr) = (of(Side::Base), of(Side::Pr));
+    let base = side(|r| r.base.as_ref());
+    let pr = side(|r| r.pr.as_ref());
     let pr_slower = match (base.total, pr.total) {
-        (Some(b), Some(p)) => tries::slower(b, p, st.latency_factor.0),
+        (Some(b), Some(p)) => tries::slower(b, p, factor.0),
         _ => false,
     };
     LatencyReport {
-        factor: st.latency_factor,
+        factor,
         base,
         pr,
         pr_slower,
@@ -658,7 +687,7 @@ impl Verdict {
             NOTHING_JUDGED.to_string()
         } else if self.ok {
             format!("PASS: {} of {n} expectations hold", self.held())
-        } else if self.held() + self.flaky == n {
+        } else if self.overall == Overall::Flaky {
             format!(
                 "FLAKY: {} of {n} expectations flaky (tries disagree)",
                 self.flaky
@@ -666,5 +695,146 @@ impl Verdict {
         } else {
             format!("FAIL: {} of {n} expectations do not hold", n - self.held())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::{Msg, update};
+    use crate::backend::event::{Event, Expectation, SideInfo, Try};
+
+    fn side(name: &str) -> SideInfo {
+        SideInfo {
+            name: name.into(),
+            git_ref: None,
+            image: None,
+            context: None,
+            namespace: None,
+        }
+    }
+
+    fn expect(side: Side, source: &str, min_rate: Option<f64>) -> Expectation {
+        Expectation {
+            side,
+            source: source.into(),
+            outcome: Outcome::Ok,
+            target: None,
+            min_rate: min_rate.map(Rate),
+        }
+    }
+
+    /// A result of `n` tries, `fail` of them failed (every third), each `us` long.
+    fn tried(source: &str, n: u32, fail: u32, us: u64) -> ProbeResult {
+        let t = |i: u32| {
+            let ok = i % 3 != 2 || i / 3 >= fail;
+            Try {
+                outcome: if ok { Outcome::Ok } else { Outcome::Fail },
+                http_status: ok.then_some(200),
+                connect_us: Some(us / 2),
+                total_us: Some(us),
+                endpoint: ok.then(|| format!("echo-{}", i % 3)),
+                detail: None,
+            }
+        };
+        let tries: Vec<Try> = (0..n).map(t).collect();
+        let mut r = ProbeResult {
+            source: source.into(),
+            target: "172.17.255.1:8080".into(),
+            outcome: tries::outcome_of(&tries).unwrap(),
+            http_status: Some(200),
+            latency_ms: Some(us / 1000),
+            detail: None,
+            scenario_target: Some(Target::Lb),
+            tries,
+            ready_endpoints: Some(3),
+        };
+        r.http_status = Some(200);
+        r
+    }
+
+    fn run(exps: Vec<Expectation>, results: Vec<(Side, ProbeResult)>) -> Verdict {
+        let mut st = State::new();
+        let session = SessionInfo {
+            base: side("base1"),
+            pr: side("pr1"),
+            service: "default/echo".parse().unwrap(),
+            probe_target: Target::Lb,
+            probe_targets: vec![],
+            expectations: exps,
+            banner: None,
+            proxy_mode: None,
+        };
+        update(&mut st, Msg::Backend(Event::Session(Box::new(session))));
+        for (side, result) in results {
+            update(&mut st, Msg::Backend(Event::Probe { side, result }));
+        }
+        verdict(&st).unwrap()
+    }
+
+    /// Tries that disagree make the verdict FLAKY (never PASS), a missed expectation FAIL
+    /// whatever else; a rate expectation is met by the same mixed result.
+    #[test]
+    fn a_flaky_row_makes_the_verdict_flaky_and_a_miss_fails_it() {
+        let both = |pr_fail| {
+            vec![
+                (Side::Base, tried("netshoot-base1-worker", 30, 0, 1000)),
+                (Side::Pr, tried("netshoot-pr1-worker", 30, pr_fail, 3000)),
+            ]
+        };
+        let exps = || {
+            vec![
+                expect(Side::Base, "netshoot-base1-worker", None),
+                expect(Side::Pr, "netshoot-pr1-worker", None),
+            ]
+        };
+        let v = run(exps(), both(0));
+        assert_eq!((v.overall, v.ok, v.flaky), (Overall::Pass, true, 0));
+        let v = run(exps(), both(10));
+        assert_eq!((v.overall, v.ok, v.flaky), (Overall::Flaky, false, 1));
+        assert_eq!(
+            v.summary(),
+            "FLAKY: 1 of 2 expectations flaky (tries disagree)"
+        );
+        let e = &v.expectations[1];
+        assert_eq!(
+            (e.judged, e.passes, e.tries, e.actual, e.holds),
+            (
+                Some(Judged::Flaky),
+                Some(20),
+                Some(30),
+                Some(Outcome::Flaky),
+                false
+            )
+        );
+        assert_eq!(v.probes.len(), 1, "{:#?}", v.probes);
+        let row = &v.probes[0];
+        let pr = row.pr_summary.as_ref().unwrap();
+        assert_eq!(
+            pr.spread().as_deref(),
+            Some("2/3 endpoints answered in 30 tries")
+        );
+        assert_eq!(row.base_summary.as_ref().unwrap().passes, 30);
+        // The PR side is 3x the base: past the factor of 2.
+        assert!(row.pr_slower && v.latency.pr_slower, "{:?}", v.latency);
+        assert_eq!(v.latency.base.total.unwrap().p99_us, 1000);
+        assert_eq!(v.latency.factor, Factor(2.0));
+        // A rate expectation judges the same result: met at 0.6, missed at 0.99 (FAIL).
+        let rated = |r| {
+            vec![
+                expect(Side::Base, "netshoot-base1-worker", None),
+                expect(Side::Pr, "netshoot-pr1-worker", Some(r)),
+            ]
+        };
+        let v = run(rated(0.6), both(10));
+        assert_eq!((v.overall, v.ok), (Overall::Pass, true));
+        assert_eq!(v.expectations[1].min_rate, Some(Rate(0.6)));
+        let v = run(rated(0.99), both(10));
+        assert_eq!(v.overall, Overall::Fail);
+        // A miss beside a flaky row: FAIL.
+        let mut exps = exps();
+        exps.push(expect(Side::Base, "gone", None));
+        assert_eq!(run(exps, both(10)).overall, Overall::Fail);
+        assert_eq!(run(vec![], both(10)).overall, Overall::Nothing);
     }
 }

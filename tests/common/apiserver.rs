@@ -99,6 +99,12 @@ pub enum Reply {
     Run {
         argv: Vec<String>,
     },
+    /// `reply` played while holding `lock`: replies sharing a lock are played one at a time
+    /// (e.g. execs run for real, so concurrent curls do not interleave their connections).
+    Locked {
+        lock: Arc<tokio::sync::Mutex<()>>,
+        reply: Box<Reply>,
+    },
     /// Accept and never answer (a stalled API server).
     Hang,
     /// `reply` after `wait`; `done` (a guard counting what is in flight) is dropped once `reply`
@@ -348,6 +354,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         conn.log.lock().unwrap().push(req.clone());
         let mut reply = (conn.answer)(&req);
         let mut _done = None;
+        let mut _held = None;
+        while let Reply::Locked { lock, reply: r } = reply {
+            _held = Some(lock.lock_owned().await);
+            reply = *r;
+        }
         while let Reply::Later {
             wait,
             reply: r,
@@ -402,6 +413,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 let ws = upgrade(r.into_inner(), key.unwrap_or_default(), protocol).await?;
                 return run(ws, argv).await;
             }
+            Reply::Locked { .. } => unreachable!("played above"),
             Reply::Hang => {
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
                 return Ok(());
@@ -748,6 +760,14 @@ pub struct Cluster {
     pub route: Vec<(String, String)>,
     /// Ready endpoints in the echo Service's EndpointSlice (1 when not set).
     pub endpoints: Option<u32>,
+    /// When set, the execs run for real (`route`) hold this lock: one at a time, also across
+    /// clusters sharing it.
+    pub serial: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// The tries a curl argv asks for: its URLs.
+pub fn tries(argv: &[String]) -> usize {
+    argv.iter().filter(|a| a.contains("://")).count().max(1)
 }
 
 /// `argv` with each `from` of `route` replaced by its `to`.
@@ -977,20 +997,27 @@ impl Cluster {
                     if self.timeouts.iter().any(times_out)
                         || self.decide.as_ref().is_some_and(|d| d(pod))
                     {
+                        let n = tries(&r.params("command"));
                         Reply::Exec {
-                            stdout: "000 2.001".into(),
-                            stderr: "curl: (28) Connection timed out after 2001 milliseconds".into(),
+                            stdout: "\n@kindred-try@ 0 28 000 0.000000 2.001000\n".repeat(n),
+                            stderr: "curl: (28) Connection timed out after 2001 milliseconds\n".repeat(n),
                             status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                                 "reason": "NonZeroExitCode",
                                 "details": {"causes": [{"reason": "ExitCode", "message": "28"}]}}),
                         }
                     } else if !self.route.is_empty() {
-                        Reply::Run {
+                        let run = Reply::Run {
                             argv: routed(&r.params("command"), &self.route),
+                        };
+                        match &self.serial {
+                            Some(lock) => Reply::Locked { lock: lock.clone(), reply: Box::new(run) },
+                            None => run,
                         }
                     } else {
+                        let n = tries(&r.params("command"));
+                        let answer = format!("echo-{}-worker2\n@kindred-try@ 0 0 200 0.001000 0.003000\n", self.name);
                         Reply::Exec {
-                            stdout: "200 0.003".into(),
+                            stdout: answer.repeat(n),
                             stderr: String::new(),
                             status: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
                         }

@@ -3,7 +3,8 @@
 //! what the good end showed; then the rounds of a step together (all must agree).
 
 use crate::backend::event::{ProbeResult, SessionInfo};
-use crate::model::{Outcome, Side, Target};
+use crate::backend::tries::{self, Judged};
+use crate::model::{Outcome, Rate, Side, Target};
 
 use super::{SkipReason, StepVerdict};
 
@@ -13,6 +14,8 @@ pub struct Check {
     pub source: String,
     pub target: Target,
     pub expected: Outcome,
+    /// `ok >= RATE`: met when at least this share of the tries answered.
+    pub min_rate: Option<Rate>,
 }
 
 /// What judges the rounds of a bisect.
@@ -34,6 +37,9 @@ pub struct Judge {
 pub struct Round {
     pub good: bool,
     pub why: Option<String>,
+    /// A probe's tries disagreed where every try should meet the expectation, and no check
+    /// was missed: the round decides nothing.
+    pub flaky: bool,
 }
 
 /// A step's rounds judged together.
@@ -81,6 +87,7 @@ fn pr_checks(session: &SessionInfo) -> Vec<Check> {
                     source: e.source.clone(),
                     target: t,
                     expected: e.outcome,
+                    min_rate: e.min_rate,
                 });
             }
         }
@@ -137,10 +144,16 @@ impl Judge {
                     "{source} → {t}: no result at the good end (is {source} a test pod of the PR side?)"
                 ));
             };
+            if r.outcome == Outcome::Flaky {
+                return Err(format!(
+                    "{source} → {t}: its tries disagree at the good end (flaky): nothing to judge the steps by"
+                ));
+            }
             checks.push(Check {
                 source: source.clone(),
                 target: t.clone(),
                 expected: r.outcome,
+                min_rate: None,
             });
         }
         self.checks = checks;
@@ -156,7 +169,7 @@ impl Judge {
     pub fn describe(&self) -> String {
         let list = |cs: &[Check]| {
             cs.iter()
-                .map(|c| format!("{} → {}: {}", c.source, c.target, word(c.expected)))
+                .map(|c| format!("{} → {}: {}", c.source, c.target, expected_words(c)))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -191,30 +204,55 @@ impl Judge {
     }
 
     /// One round: good when every check is met by its result; else bad, naming the first check
-    /// that is not ("overlay-pr-worker → lb: expected ok, got timeout").
+    /// that is not ("overlay-pr-worker → lb: expected ok, got timeout"); a result whose tries
+    /// disagree (and no check missed) makes the round flaky, naming the first such.
     pub fn round(&self, results: &[ProbeResult]) -> Round {
+        let mut flaky = None;
         for c in &self.checks {
-            let got = self
-                .result(results, &c.source, &c.target)
-                .map(|r| r.outcome);
-            if got.is_some_and(|g| c.expected.met_by(g)) {
-                continue;
-            }
-            let got = got.map_or("no result", word);
-            return Round {
-                good: false,
-                why: Some(format!(
-                    "{} → {}: expected {}, got {got}",
-                    c.source,
-                    c.target,
-                    word(c.expected)
-                )),
+            let r = self.result(results, &c.source, &c.target);
+            let judged = r.map(|r| tries::judge(c.expected, c.min_rate, r));
+            let say = |got: &str| {
+                let (src, t, want) = (&c.source, &c.target, expected_words(c));
+                format!("{src} → {t}: expected {want}, got {got}")
             };
+            match (judged, r) {
+                (Some(Judged::Met), _) => {}
+                (Some(Judged::Flaky), Some(r)) => {
+                    let s = tries::Summary::of(r);
+                    flaky.get_or_insert_with(|| {
+                        say(&format!("flaky ({}/{} tries answered)", s.passes, s.tries))
+                    });
+                }
+                _ => {
+                    let got = match r {
+                        Some(r) if c.min_rate.is_some() => {
+                            let s = tries::Summary::of(r);
+                            format!("{}/{} tries", s.passes, s.tries)
+                        }
+                        Some(r) => word(r.outcome).to_string(),
+                        None => "no result".to_string(),
+                    };
+                    return Round {
+                        good: false,
+                        why: Some(say(&got)),
+                        flaky: false,
+                    };
+                }
+            }
         }
         Round {
-            good: true,
-            why: None,
+            good: flaky.is_none(),
+            flaky: flaky.is_some(),
+            why: flaky,
         }
+    }
+}
+
+/// What a check expects, as the scenario writes it (`ok >= 0.99` for a rate).
+fn expected_words(c: &Check) -> String {
+    match c.min_rate {
+        Some(r) => format!("ok >= {r}"),
+        None => word(c.expected).to_string(),
     }
 }
 
@@ -225,8 +263,18 @@ pub fn rounds(rounds: &[Round]) -> Rounds {
     let good = rounds.iter().filter(|r| r.good).count() as u32;
     let first_bad = rounds.iter().position(|r| !r.good);
     let bad_why = first_bad.and_then(|i| rounds[i].why.clone());
+    let first_flaky = rounds.iter().position(|r| r.flaky);
     let (verdict, skip, why) = match first_bad {
         None if n > 0 => (StepVerdict::Good, None, None),
+        Some(_) if first_flaky.is_some() => {
+            let i = first_flaky.unwrap_or_default();
+            let why = rounds[i].why.clone().unwrap_or_default();
+            (
+                StepVerdict::Skip,
+                Some(SkipReason::Flaky),
+                Some(format!("round {}: tries disagree: {why}", i + 1)),
+            )
+        }
         None => (
             StepVerdict::Skip,
             Some(SkipReason::Flaky),
@@ -301,6 +349,7 @@ mod tests {
         Round {
             good: true,
             why: None,
+            flaky: false,
         }
     }
 
@@ -308,7 +357,77 @@ mod tests {
         Round {
             good: false,
             why: Some(why.into()),
+            flaky: false,
         }
+    }
+
+    /// A result of 3 tries, `answered` of them answered.
+    fn tried(source: &str, answered: usize) -> ProbeResult {
+        use crate::backend::event::Try;
+        let mut r = res(source, "lb", Outcome::Ok);
+        r.tries = (0..3)
+            .map(|i| Try {
+                outcome: if i < answered {
+                    Outcome::Ok
+                } else {
+                    Outcome::Fail
+                },
+                http_status: None,
+                connect_us: None,
+                total_us: None,
+                endpoint: None,
+                detail: None,
+            })
+            .collect();
+        r.outcome = tries::outcome_of(&r.tries).unwrap();
+        r
+    }
+
+    /// A flaky result makes its round flaky and the step Skip(Flaky), never good nor bad; a
+    /// missed check beside it makes the round bad; a rate expectation judges the same result.
+    #[test]
+    fn tries_that_disagree_skip_the_step_as_flaky_and_a_rate_judges() {
+        let s = session(&["lb"], vec![exp(Side::Pr, "a", Outcome::Ok, None)]);
+        let j = Judge::new(&s, None).unwrap();
+        let r = j.round(&[tried("a", 2)]);
+        assert!(r.flaky && !r.good, "{r:?}");
+        assert_eq!(
+            r.why.as_deref(),
+            Some("a → lb: expected ok, got flaky (2/3 tries answered)")
+        );
+        let step = rounds(&[good(), r.clone()]);
+        assert_eq!(
+            (step.verdict, step.skip),
+            (StepVerdict::Skip, Some(SkipReason::Flaky))
+        );
+        assert!(step.why.unwrap().contains("round 2: tries disagree"));
+        let step = rounds(std::slice::from_ref(&r));
+        assert_eq!(step.skip, Some(SkipReason::Flaky), "never Bad");
+        // Another source missed beside it: bad.
+        let s2 = session(
+            &["lb"],
+            vec![
+                exp(Side::Pr, "a", Outcome::Ok, None),
+                exp(Side::Pr, "b", Outcome::Ok, None),
+            ],
+        );
+        let r = Judge::new(&s2, None)
+            .unwrap()
+            .round(&[tried("a", 2), tried("b", 0)]);
+        assert!(!r.good && !r.flaky, "{r:?}");
+        // ok >= 0.6: 2 of 3 is met; ok >= 0.9 is missed, saying the count.
+        let rated = |rate| {
+            let mut e = exp(Side::Pr, "a", Outcome::Ok, None);
+            e.min_rate = Some(Rate(rate));
+            Judge::new(&session(&["lb"], vec![e]), None).unwrap()
+        };
+        assert_eq!(rated(0.6).round(&[tried("a", 2)]), good());
+        let r = rated(0.9).round(&[tried("a", 2)]);
+        assert_eq!(
+            r.why.as_deref(),
+            Some("a → lb: expected ok >= 0.9, got 2/3 tries")
+        );
+        assert!(rated(0.9).describe().contains("a → lb: ok >= 0.9"));
     }
 
     /// Every PR-side expectation must be met; the base side's are not the PR's business; the

@@ -34,7 +34,10 @@ use super::event::{
 };
 use super::kind::Kind;
 use super::owned::{Owned, default_path};
-use super::probe::Timeouts;
+use super::probe::{Ask, Timeouts};
+
+/// The most tries a probe makes (as `probes.repeat` allows).
+pub const MAX_TRIES: u32 = 1000;
 use crate::model::{
     BySide, Job, NodeRole, Pane, Phase, PhaseState, PodPhase, ProxyMode, Side, Sides, Target,
 };
@@ -97,6 +100,9 @@ struct Shared {
     triggers: Arc<Mutex<Option<UnboundedSender<watch::Trigger>>>>,
     /// When the backend started: the clock of rule dumps.
     started: std::time::Instant,
+    /// Tries per probe set by `Command::Probe { repeat: Some(n) }` (`R`), for the rest of the
+    /// session; `None`: the scenario's `probes.repeat`.
+    repeat: Arc<Mutex<Option<u32>>>,
 }
 
 /// Everything a job needs: what is shared, where its events go and its own cancel token.
@@ -134,6 +140,18 @@ impl Ctx {
             pane,
             message: message.into(),
         });
+    }
+    /// What each probe asks of curl now: the tries set in the session, else the scenario's.
+    fn ask(&self) -> Ask {
+        let repeat = self.repeat.lock().unwrap().unwrap_or(self.sc.probes.repeat);
+        Ask {
+            repeat: repeat.clamp(1, MAX_TRIES),
+            path: self.sc.probes.path.clone(),
+            timeouts: Timeouts {
+                connect: self.sc.probes.connect_timeout,
+                total: self.sc.probes.timeout,
+            },
+        }
     }
     /// (Re)start a side's watchers: one set per side, however often this is called.
     fn restart_watchers(&self, side: Side) {
@@ -626,15 +644,13 @@ async fn probe_side(
         .filter(|p| p.phase == PodPhase::Running)
         .map(|p| p.name.clone())
         .collect();
-    let t = Timeouts {
-        connect: ctx.sc.probes.connect_timeout,
-        total: ctx.sc.probes.timeout,
-    };
+    let ask = ctx.ask();
+    let ready = ready_endpoints(ctx, side, target, &client).await;
     let container = &ctx.sc.probes.container;
     let ns = pod_namespace(ctx, side);
     let mut runs: FuturesUnordered<_> = pods
         .into_iter()
-        .map(|pod| super::kube::probe_pod(&client, &ns, pod, container, &addr, t))
+        .map(|pod| super::kube::probe_pod(&client, &ns, pod, container, &addr, &ask))
         .collect();
     let mut exec_failed = false;
     let mut results = Vec::new();
@@ -644,6 +660,7 @@ async fn probe_side(
             failed
         });
         result.scenario_target = Some(target.clone());
+        result.ready_endpoints = ready;
         results.push(result.clone());
         ctx.emit(Event::Probe { side, result });
     }
@@ -652,6 +669,31 @@ async fn probe_side(
     }
     ctx.emit(Event::ProbesDone { side });
     Ok(results)
+}
+
+/// The ready endpoints behind `target` when it is the Service's LoadBalancer (its
+/// EndpointSlices, read now); `None` for another target, or when they cannot be read (the
+/// result then says nothing of them, and the probe runs all the same).
+async fn ready_endpoints(
+    ctx: &Ctx,
+    side: Side,
+    target: &Target,
+    client: &kube::Client,
+) -> Option<u32> {
+    if *target != Target::Lb {
+        return None;
+    }
+    let svc = ctx.sc.service.filter();
+    match super::kube::readiness(client, &svc.namespace, &svc.name).await {
+        Ok(r) => u32::try_from(r.ready_endpoints).ok(),
+        Err(e) => {
+            tracing::warn!(
+                "{side:?}: ready endpoints of {}: {e:#}",
+                ctx.sc.service.qualified_name()
+            );
+            None
+        }
+    }
 }
 
 fn hash(s: &str) -> u64 {
@@ -926,6 +968,7 @@ impl LiveBackend {
                 preflight: Arc::default(),
                 triggers: Arc::default(),
                 started: std::time::Instant::now(),
+                repeat: Arc::default(),
             },
             tx: None,
             jobs: HashMap::new(),
@@ -1217,7 +1260,10 @@ impl Backend for LiveBackend {
             Command::Deploy => {
                 self.both(Job::Deploy, true, |c, s| async move { deploy(&c, s).await })
             }
-            Command::Probe { target, repeat: _ } => {
+            Command::Probe { target, repeat } => {
+                if let Some(n) = repeat {
+                    *self.shared.repeat.lock().unwrap() = Some(n.clamp(1, MAX_TRIES));
+                }
                 self.spawn(Job::Probes, Some(Pane::Probes), |ctx| async move {
                     probes(&ctx, target).await
                 })
