@@ -113,6 +113,10 @@ pub struct CheckArgs {
     /// --replay FILE` gives the same verdict and predictions.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Flag a PR side (and a PR probe) whose p99 time is more than FACTOR times the base's;
+    /// overrides the scenario's `probes.latency_factor` (default 2; above 1).
+    #[arg(long, value_name = "FACTOR", value_parser = latency_factor)]
+    pub latency_factor: Option<crate::model::Factor>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -264,6 +268,20 @@ pub struct DashArgs {
     /// Do not capture the mouse (lets the terminal select text).
     #[arg(long)]
     pub no_mouse: bool,
+    /// Flag a PR side (and a PR probe) whose p99 time is more than FACTOR times the base's;
+    /// overrides the scenario's `probes.latency_factor` (default 2; above 1).
+    #[arg(long, value_name = "FACTOR", value_parser = latency_factor)]
+    pub latency_factor: Option<crate::model::Factor>,
+}
+
+/// `--latency-factor`: a finite number above 1.
+fn latency_factor(s: &str) -> Result<crate::model::Factor, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 1.0 => Ok(crate::model::Factor(v)),
+        _ => Err(format!(
+            "'{s}': a factor above 1 (how many times the base's p99 the PR side's may be)"
+        )),
+    }
 }
 
 /// Options of the live dashboard.
@@ -571,6 +589,8 @@ pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
                 limits: Limits::REPLAY,
                 cleanup: false,
                 record,
+                // A recording does not hold the scenario's factor.
+                latency_factor: a.latency_factor.unwrap_or_default(),
             };
             (Box::new(b), o)
         }
@@ -578,6 +598,7 @@ pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
             let sc = load_scenario(file)?;
             let kind = crate::backend::kind::Kind::default();
             preflight(&sc, &kind)?;
+            let latency_factor = a.latency_factor.unwrap_or(sc.probes.latency_factor);
             let b = crate::backend::live::LiveBackend::new(sc, kind);
             let local = std::path::Path::new("kindred.yaml");
             refuse_recording_over(record.as_deref(), file.unwrap_or(local), "the scenario")?;
@@ -585,6 +606,7 @@ pub fn run_check(file: Option<&std::path::Path>, a: &CheckArgs) -> Result<i32> {
                 limits: Limits::LIVE,
                 cleanup: !a.keep,
                 record,
+                latency_factor,
             };
             (Box::new(b), o)
         }
@@ -785,9 +807,10 @@ pub fn run_up(file: Option<&std::path::Path>, a: &UpArgs) -> Result<i32> {
     if let Some(v) = a.watch_interval {
         sc.watch.interval = v;
     }
+    let factor = a.dash.latency_factor.unwrap_or(sc.probes.latency_factor);
     let kind = crate::backend::kind::Kind::default();
     let backend = Box::new(crate::backend::live::LiveBackend::new(sc, kind));
-    run_dashboard(backend, &a.dash)
+    run_dashboard(backend, &a.dash, factor)
 }
 
 /// `kindred replay`: the recording played is never the one written.
@@ -821,10 +844,17 @@ pub fn run_play(rec: crate::backend::recording::Recording, a: &PlayArgs) -> Resu
         return Err(anyhow!("--speed {} is out of range", a.speed));
     }
     let backend = Box::new(crate::backend::replay::ReplayBackend::new(rec, a.speed));
-    run_dashboard(backend, &a.dash)
+    // A recording does not hold the scenario's factor.
+    let factor = a.dash.latency_factor.unwrap_or_default();
+    run_dashboard(backend, &a.dash, factor)
 }
 
-fn run_dashboard(backend: Box<dyn crate::backend::Backend>, a: &DashArgs) -> Result<i32> {
+/// The dashboard on `backend`, flagging a PR side slower than `latency_factor` times the base.
+fn run_dashboard(
+    backend: Box<dyn crate::backend::Backend>,
+    a: &DashArgs,
+    latency_factor: crate::model::Factor,
+) -> Result<i32> {
     if !std::io::stdout().is_terminal() {
         return Err(anyhow!(
             "the dashboard needs a terminal (stdout is not one)"
@@ -834,6 +864,7 @@ fn run_dashboard(backend: Box<dyn crate::backend::Backend>, a: &DashArgs) -> Res
         record: a.record.clone(),
         color: !no_color(),
         mouse: !a.no_mouse,
+        latency_factor,
     };
     let rt = tokio::runtime::Runtime::new()?;
     let status = rt.block_on(async move { crate::tui::run(backend, opts).await })?;

@@ -169,6 +169,8 @@ pub struct RunOptions {
     pub record: Option<PathBuf>,
     pub color: bool,
     pub mouse: bool,
+    /// `--latency-factor`, else the scenario's `probes.latency_factor`.
+    pub latency_factor: crate::model::Factor,
 }
 
 /// A terminal event as a message; `None` for those the dashboard ignores.
@@ -275,6 +277,7 @@ pub async fn run(backend: Box<dyn Backend>, opts: RunOptions) -> Result<i32> {
     let mut guard = TerminalGuard::new(opts.mouse)?;
     panic_test_trigger();
     driver.state.mouse_capture = opts.mouse;
+    driver.state.latency_factor = opts.latency_factor;
     if let Ok((w, h)) = crossterm::terminal::size() {
         driver.state.size = (w, h);
     }

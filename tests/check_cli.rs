@@ -306,6 +306,7 @@ async fn check_and_the_dashboard_agree_on_a_recording() {
             limits: Limits::REPLAY,
             cleanup: false,
             record: None,
+            latency_factor: Default::default(),
         };
         let backend = Box::new(ReplayBackend::new(rec, f64::INFINITY));
         let checked = check(backend, opts, |_| {}).await.unwrap();
@@ -1005,4 +1006,105 @@ fn reports_list_each_sides_groups_and_compare_group_to_group() {
             "worker group C ↔ node-099"
         ]
     );
+}
+
+/// A recording with repeated tries (tests/fixtures/tries/flaky.jsonl: the PR's netshoot on
+/// worker2 answers 20 of 30 tries from 2 of 3 endpoints, about three times slower than the
+/// base's): every report says FLAKY with passes/N, the endpoint spread, p50/p99 per row and
+/// per side and the PR row flagged slower; the JSON matches its schema; a larger
+/// `--latency-factor` flags nothing, and one of 1 or less is refused.
+#[test]
+fn repeated_tries_in_every_report() {
+    let d = tempfile::tempdir().unwrap();
+    let (md, js, xml) = (
+        d.path().join("r.md"),
+        d.path().join("r.json"),
+        d.path().join("r.xml"),
+    );
+    let fixture = common::fixture("tries/flaky.jsonl");
+    let run = |factor: &str| {
+        kindred(&[
+            "check",
+            "--replay",
+            fixture.to_str().unwrap(),
+            "--report-md",
+            md.to_str().unwrap(),
+            "--report-json",
+            js.to_str().unwrap(),
+            "--junit",
+            xml.to_str().unwrap(),
+            "--latency-factor",
+            factor,
+        ])
+    };
+    let o = run("2");
+    assert!(matches!(o.status.code(), Some(1) | Some(3)), "{o:?}");
+    let text = stdout(&o);
+    let spread = "netshoot-*-worker2 on 77523: 20/30 answered, 10 timed out; 2/3 endpoints \
+                  answered in 30 tries: echo-77523-worker 10, echo-77523-worker2 10";
+    for want in [
+        "OK 200 30/30 FLAKY 20/30",
+        "OK ◐",
+        "77523: connect 3.7/7.8ms, total 14/31ms ▲",
+        "77523: connect 3.2/7.8ms, total 12/31ms",
+        spread,
+        "FLAKY: 1 of 4 expectations flaky (tries disagree)",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
+    let m = std::fs::read_to_string(&md).unwrap();
+    for want in [
+        "| **OK 200 30/30** | **FLAKY 20/30** | OK ✓ | OK ◐ |",
+        "| `netshoot-*-worker2` | 1.2/1.5ms | 4.5/5.4ms | 3.7/7.8ms | 14/31ms ▲ |",
+        spread,
+    ] {
+        assert!(m.contains(want), "{want}\n{m}");
+    }
+    let x = std::fs::read_to_string(&xml).unwrap();
+    assert_eq!(junit_counts(&x), (4, 1), "{x}");
+    assert!(
+        x.contains(
+            "<failure type=\"flaky\" message=\"expected OK, got FLAKY (20 of 30 tries answered)\"/>"
+        ),
+        "{x}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    schema_check(&j);
+    assert_eq!(j["flaky"], 1);
+    assert_eq!(j["latency"]["factor"], 2.0);
+    let row = j["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source"] == "netshoot-*-worker2")
+        .unwrap();
+    assert_eq!(row["pr_slower"], true);
+    assert_eq!(row["pr_summary"]["passes"], 20);
+    assert_eq!(row["pr_summary"]["endpoints"]["echo-77523-worker"], 10);
+    let e = j["expectations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["source"] == "netshoot-77523-worker2")
+        .unwrap();
+    assert_eq!(
+        (&e["judged"], &e["passes"], &e["tries"]),
+        (&"flaky".into(), &20.into(), &30.into())
+    );
+    // A factor the PR stays under: nothing flagged.
+    let o = run("6");
+    assert!(
+        !stdout(&o).contains("ms ▲") && stdout(&o).contains("14/31ms\n"),
+        "{}",
+        stdout(&o)
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+    assert_eq!(j["latency"]["factor"], 6.0);
+    for bad in ["1", "0.5", "x", "inf"] {
+        let o = run(bad);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(stderr(&o).contains("a factor above 1"), "{}", stderr(&o));
+    }
 }

@@ -325,42 +325,70 @@ fn build(r: &mut Rec, s: &SideSpec) {
             target: format!("lb {}", s.lb),
         },
     );
+    let echo = pods
+        .iter()
+        .map(|(name, ..)| name)
+        .find(|n| n.starts_with("echo-"))
+        .expect("the echo pod");
     for (i, (name, node, host, _)) in pods.iter().enumerate() {
         let on_worker = *node == w;
         let ok = !on_worker || (*host && s.host_worker_ok);
-        let result = if ok {
-            ProbeResult {
-                source: name.clone(),
-                target: s.lb.into(),
-                outcome: Outcome::Ok,
-                http_status: Some(200),
-                latency_ms: Some(2 + i as u64),
-                detail: None,
-                scenario_target: None,
-                tries: Vec::new(),
-                ready_endpoints: None,
-            }
-        } else {
-            ProbeResult {
-                source: name.clone(),
-                target: s.lb.into(),
-                outcome: Outcome::Timeout,
-                http_status: None,
-                latency_ms: Some(2000),
-                detail: Some("curl: (28) Connection timed out after 2001 milliseconds".into()),
-                scenario_target: None,
-                tries: Vec::new(),
-                ready_endpoints: None,
-            }
-        };
+        let result = probe_result(name, s.lb, ok, i as u64, echo);
+        // Each try that times out waits 2 s.
         let dt = if ok {
             80 + i as u64 * 40
         } else {
-            2000 + i as u64 * 10
+            2000 * TRIES + i as u64 * 10
         };
         r.at(q0 + dt, Event::Probe { side, result });
     }
-    r.at(q0 + 2100, Event::ProbesDone { side });
+    r.at(q0 + 2000 * TRIES + 100, Event::ProbesDone { side });
+}
+
+/// Tries per probe in the demo (`probes.repeat`).
+const TRIES: u64 = 5;
+
+/// The `i`th pod's probe of the LB: `TRIES` tries that all answer from the echo pod (the 4th
+/// about three times slower: p99 above p50) or all time out.
+fn probe_result(name: &str, lb: &str, ok: bool, i: u64, echo: &str) -> ProbeResult {
+    let tries: Vec<Try> = (0..TRIES)
+        .map(|k| match ok {
+            true => {
+                let jitter = (i * 7 + k * 13) % 9 * 100;
+                let total = (2 + i) * 1000 * if k == 3 { 3 } else { 1 } + jitter;
+                Try {
+                    outcome: Outcome::Ok,
+                    http_status: Some(200),
+                    connect_us: Some(total / 3 + 40 * k),
+                    total_us: Some(total),
+                    endpoint: Some(echo.to_string()),
+                    detail: None,
+                }
+            }
+            false => Try {
+                outcome: Outcome::Timeout,
+                http_status: None,
+                connect_us: None,
+                total_us: Some(2_000_000 + (i * 31 + k * 17) % 1000),
+                endpoint: None,
+                detail: Some("curl: (28) Connection timed out after 2001 milliseconds".into()),
+            },
+        })
+        .collect();
+    let mut totals: Vec<u64> = tries.iter().filter_map(|t| t.total_us).collect();
+    totals.sort_unstable();
+    ProbeResult {
+        source: name.into(),
+        target: lb.into(),
+        outcome: if ok { Outcome::Ok } else { Outcome::Timeout },
+        http_status: ok.then_some(200),
+        // The median try's total time.
+        latency_ms: Some((totals[totals.len() / 2] + 500) / 1000),
+        detail: (!ok).then(|| "curl: (28) Connection timed out after 2001 milliseconds".into()),
+        scenario_target: None,
+        tries,
+        ready_endpoints: Some(1),
+    }
 }
 
 fn demo() -> String {
@@ -453,7 +481,7 @@ fn demo() -> String {
         format: FORMAT.into(),
         version: VERSION,
         kindred: Some(env!("CARGO_PKG_VERSION").into()),
-        note: Some("kindred demo: the 2019 walkthrough of kubernetes PR 77523 (clusters master and 77523); rule dumps of both workers from tests/fixtures/predict/2019-*, built around the blog's KUBE-XLB lines (tests/fixtures/iptables/mauilion-blog-2019-*)".into()),
+        note: Some("kindred demo: the 2019 walkthrough of kubernetes PR 77523 (clusters master and 77523); rule dumps of both workers from tests/fixtures/predict/2019-*, built around the blog's KUBE-XLB lines (tests/fixtures/iptables/mauilion-blog-2019-*); each probe tried 5 times".into()),
     };
     recording::Recording {
         header,

@@ -325,6 +325,7 @@ fn run_check_with(tag: &str, setup: Setup) -> Run {
                 limits,
                 cleanup: true,
                 record: record.clone(),
+                latency_factor: Default::default(),
             },
             |l| progress.push((start.elapsed(), l)),
         )

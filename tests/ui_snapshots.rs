@@ -800,7 +800,7 @@ fn predictions_and_their_marks_in_the_probes_pane() {
         insta::assert_snapshot!(format!("pane_probes_marks_{w}x9"), t.backend());
     }
     // The chain that decided a drop costs no other column: where it would, the verdict alone.
-    let mut t = Terminal::new(TestBackend::new(140, 9)).unwrap();
+    let mut t = Terminal::new(TestBackend::new(182, 9)).unwrap();
     t.draw(|f| ui::render_pane(f, Pane::Probes, f.area(), &st, &Theme::new(true)))
         .unwrap();
     let text = text_of(&t);
@@ -1265,4 +1265,121 @@ fn probes_pane_shows_connections_held_across_a_swap() {
         insta::assert_snapshot!(format!("screen_held_{w}x{h}"), t.backend());
     }
     names_whole_at_six_sizes(&mut st);
+}
+
+/// The state tests/fixtures/tries/flaky.jsonl leads to: the demo (each probe tried 5 times),
+/// then 30 tries from netshoot on worker2: the base answers all, the PR 20 of 30 from 2 of its
+/// 3 endpoints, about three times slower.
+fn flaky_state() -> State {
+    let text = std::fs::read_to_string(common::fixture("tries/flaky.jsonl")).unwrap();
+    let rec = recording::parse(&text, "flaky.jsonl").unwrap();
+    let mut st = State::new();
+    for r in rec.records {
+        apply_sync(&mut st, Msg::Tick(Duration::from_millis(r.t)));
+        apply_sync(&mut st, Msg::Backend(r.event));
+    }
+    st
+}
+
+fn probes_pane(st: &State, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| ui::render_pane(f, Pane::Probes, f.area(), st, &Theme::new(true)))
+        .unwrap();
+    t
+}
+
+/// Repeated probes in the Probes pane: passes/N, FLAKY as its own outcome (its expectation
+/// neither met nor missed: ◐), p50/p99 connect and total per row, each side's latency after its
+/// heading, the PR row slower than the factor times the base's marked ▲ (not with a larger
+/// factor), and under the table the flaky row's endpoint spread; the cursor's row when it was
+/// tried more than once. Pod names stay whole at every usual size.
+#[test]
+fn probes_pane_shows_repeated_tries() {
+    let mut st = flaky_state();
+    let t = probes_pane(&st, 200, 30);
+    let text = text_of(&t);
+    for want in [
+        "TRIES",
+        "CONNECT",
+        "TOTAL",
+        "20/30",
+        "30/30",
+        "FLAKY",
+        "OK ◐",
+        "14/31ms ▲",
+        "p50/p99 connect 3.2/7.8ms total 12/31ms",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
+    // Under the PR table, wrapped: the flaky row's tries and the endpoints that answered.
+    let head = text.lines().nth(1).unwrap();
+    let x = head[..head.find("77523 (PR)").unwrap()].chars().count();
+    let pr_half: Vec<String> = text
+        .lines()
+        .map(|l| l.chars().skip(x).collect::<String>())
+        .map(|l| l.trim_end_matches('│').to_string())
+        .collect();
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let spread = "netshoot-worker2: 20/30 answered, 10 timed out · 2/3 endpoints answered in 30 \
+                  tries: echo-worker 10, echo-worker2 10";
+    assert!(words(&pr_half.join(" ")).contains(spread), "{text}");
+    insta::assert_snapshot!("pane_probes_flaky_200x30", t.backend());
+    for (w, h) in SIZES {
+        let t = probes_pane(&st, w, h);
+        insta::assert_snapshot!(format!("pane_probes_flaky_{w}x{h}"), t.backend());
+    }
+    names_whole_at_six_sizes(&mut st);
+    // The cursor's row, tried 30 times.
+    st.focus = Some(Pane::Probes);
+    st.probe_cursor = kindred::app::state::ProbeCursor {
+        side: kindred::model::Side::Base,
+        row: 2,
+    };
+    let text = text_of(&probes_pane(&st, 200, 30));
+    assert!(
+        text.contains(
+            "netshoot-worker2: 30/30 answered · 1/1 endpoints answered in 30 tries: echo-worker2 30"
+        ),
+        "{text}"
+    );
+    // A factor the PR side stays under: nothing marked.
+    st.latency_factor = kindred::model::Factor(10.0);
+    let text = text_of(&probes_pane(&st, 200, 30));
+    assert!(!text.contains('▲') && text.contains("14/31ms "), "{text}");
+}
+
+/// An endpoint's name comes from the network: the spread shows its control characters as
+/// visible escapes, never raw.
+#[test]
+fn an_endpoints_name_reaches_the_screen_visible_only() {
+    use kindred::backend::event::{Event, ProbeResult};
+    use kindred::model::Side;
+    let mut st = flaky_state();
+    let r: ProbeResult = serde_json::from_value(serde_json::json!({
+        "source": "netshoot-77523-worker",
+        "target": "172.17.254.1:8080",
+        "outcome": "flaky",
+        "tries": [
+            {"outcome": "ok", "http_status": 200, "connect_us": 100, "total_us": 900,
+             "endpoint": "evil\u{1b}[2Jname"},
+            {"outcome": "fail"}
+        ]
+    }))
+    .unwrap();
+    apply_sync(
+        &mut st,
+        Msg::Backend(Event::Probe {
+            side: Side::Pr,
+            result: r,
+        }),
+    );
+    st.focus = Some(Pane::Probes);
+    st.probe_cursor = kindred::app::state::ProbeCursor {
+        side: Side::Pr,
+        row: 1,
+    };
+    let t = probes_pane(&st, 200, 30);
+    let text = text_of(&t);
+    assert!(text.contains("evil\\x1b[2Jname 1"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text}");
 }

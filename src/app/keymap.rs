@@ -35,6 +35,8 @@ pub enum Action {
     Zoom,
     Filter,
     Edit,
+    /// `R`: how many tries each probe runs (a prompt asks N).
+    Repeat,
     ToggleRaw,
     ToggleWrap,
     StepBack,
@@ -214,6 +216,12 @@ pub const BINDINGS: &[Binding] = &[
         help: "edit the probe target",
     },
     Binding {
+        keys: "R",
+        action: Action::Repeat,
+        hint: None,
+        help: "tries per probe: asks N",
+    },
+    Binding {
         keys: "n",
         action: Action::ToggleRaw,
         hint: None,
@@ -300,6 +308,7 @@ pub fn action_for(k: &KeyEvent) -> Option<Action> {
         KeyCode::Char('z') => Action::Zoom,
         KeyCode::Char('/') => Action::Filter,
         KeyCode::Char('e') => Action::Edit,
+        KeyCode::Char('R') => Action::Repeat,
         KeyCode::Char('n') => Action::ToggleRaw,
         KeyCode::Char('W') => Action::ToggleWrap,
         KeyCode::Char('[') => Action::StepBack,
@@ -376,21 +385,24 @@ impl HelpLayout {
         (width, height): (u16, u16),
         disabled: impl Fn(Action) -> Option<String>,
     ) -> HelpLayout {
-        let two_columns = BINDINGS.len() + 4 > height as usize;
-        let col_w = if two_columns {
-            (width.saturating_sub(2) / 2) as usize
-        } else {
-            HELP_COLUMN
-        };
-        let room = col_w.saturating_sub(KEYS_WIDTH);
         let help = |b: &Binding| match disabled(b.action) {
             Some(why) => format!("disabled: {why}"),
             None => b.help.to_string(),
         };
-        let texts: Vec<Vec<String>> = BINDINGS
-            .iter()
-            .map(|b| wrap_words(&help(b), room))
-            .collect();
+        let wrapped = |room: usize| -> Vec<Vec<String>> {
+            BINDINGS
+                .iter()
+                .map(|b| wrap_words(&help(b), room))
+                .collect()
+        };
+        // Two columns when one, its texts wrapped, is taller than the screen.
+        let one = wrapped(HELP_COLUMN.saturating_sub(KEYS_WIDTH));
+        let two_columns = one.iter().map(Vec::len).sum::<usize>() + 4 > height as usize;
+        let room = match two_columns {
+            true => ((width.saturating_sub(2) / 2) as usize).saturating_sub(KEYS_WIDTH),
+            false => HELP_COLUMN.saturating_sub(KEYS_WIDTH),
+        };
+        let texts = if two_columns { wrapped(room) } else { one };
         let heights: Vec<usize> = texts.iter().map(Vec::len).collect();
         let split = if two_columns {
             balanced(&heights)
@@ -474,9 +486,14 @@ mod tests {
         assert_eq!(balanced(&[2, 1, 1, 2, 1]), 3);
         assert_eq!(balanced(&[1, 1]), 1);
         // One column where it fits; two, wrapped and scrollable, on the smallest screen.
-        let tall = HelpLayout::new((120, 40), |_| None);
+        let tall = HelpLayout::new((120, 50), |_| None);
         assert!(!tall.two_columns && tall.split == BINDINGS.len());
-        assert_eq!(tall.max_scroll(40), 0);
+        assert_eq!(tall.max_scroll(50), 0);
+        // Where one column, its texts wrapped, is a row too tall: two, and no scrolling.
+        let one: usize = tall.texts.iter().map(Vec::len).sum();
+        let h = (one + 3) as u16;
+        let snug = HelpLayout::new((120, h), |_| None);
+        assert!(snug.two_columns && snug.max_scroll(h) == 0, "{h}");
         let small = HelpLayout::new((80, 24), |_| None);
         assert!(small.two_columns && small.room == 26);
         assert!(

@@ -357,9 +357,11 @@ pub enum Editing {
     Target,
     /// `f`: the `GOOD..BAD` range to bisect.
     Bisect,
+    /// `R`: how many tries each probe runs.
+    Repeat,
 }
 
-/// The text field `e` or `f` opened.
+/// The text field `e`, `f` or `R` opened.
 pub struct Editor {
     pub textarea: ratatui_textarea::TextArea<'static>,
     pub editing: Editing,
@@ -409,6 +411,9 @@ pub struct State {
     /// The PR side's p99 latency over the base's above which it is flagged (the scenario's
     /// `probes.latency_factor` or `--latency-factor`, set by the front end).
     pub latency_factor: crate::model::Factor,
+    /// The tries per probe asked with `R` (the backend keeps it for the session); `None`: the
+    /// scenario's `probes.repeat`.
+    pub probe_repeat: Option<u32>,
     /// App clock: time since start, advanced by ticks.
     pub now: Duration,
     /// Spinner frame.
@@ -544,6 +549,16 @@ impl State {
     /// The outcome expected of `source` on `side` probing `target`: an expectation naming that
     /// target first, else one for every target.
     pub fn expected(&self, side: Side, source: &str, target: &Target) -> Option<Outcome> {
+        self.expectation(side, source, target).map(|e| e.outcome)
+    }
+
+    /// The expectation [`State::expected`] finds, whole (with its rate, if any).
+    pub fn expectation(
+        &self,
+        side: Side,
+        source: &str,
+        target: &Target,
+    ) -> Option<&crate::backend::event::Expectation> {
         let s = self.session.as_ref()?;
         let mine = |e: &&crate::backend::event::Expectation| {
             e.side == side && e.source == source && s.applies(e, target)
@@ -552,7 +567,6 @@ impl State {
         all.clone()
             .find(|e| e.target.is_some())
             .or_else(|| all.clone().next())
-            .map(|e| e.outcome)
     }
 
     /// The probe target a result is for: the one it names, else (an older recording) the

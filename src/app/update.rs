@@ -694,6 +694,10 @@ fn editor_key(st: &mut State, k: KeyEvent) -> Reaction {
             let text = ed.textarea.lines().join(" ");
             return bisect_asked(st, &text);
         }
+        KeyCode::Enter if ed.editing == Editing::Repeat => {
+            let text = ed.textarea.lines().join(" ");
+            return repeat_asked(st, &text);
+        }
         KeyCode::Enter => {
             let text = ed.textarea.lines().join(" ");
             match text.parse::<Target>() {
@@ -1044,6 +1048,58 @@ fn bisect_asked(st: &mut State, text: &str) -> Reaction {
     }
 }
 
+/// The most tries a probe runs (as `probes.repeat` allows).
+pub const MAX_REPEAT: u32 = 1000;
+
+/// `R`: the prompt for the tries per probe, filled with the count asked last, else the most
+/// tries a probe's last result has (the scenario's `probes.repeat`, as it ran).
+fn repeat_prompt(st: &mut State) {
+    let ran = Side::BOTH
+        .into_iter()
+        .flat_map(|s| st.side(s).probes.values())
+        .map(|c| c.last.tries.len().max(1) as u32)
+        .max();
+    let n = st.probe_repeat.or(ran).unwrap_or(1);
+    let mut ta = ratatui_textarea::TextArea::new(vec![n.to_string()]);
+    ta.move_cursor(ratatui_textarea::CursorMove::End);
+    st.editor = Some(Editor {
+        textarea: ta,
+        editing: Editing::Repeat,
+    });
+}
+
+/// Enter in the `R` prompt: a whole number from 1 to [`MAX_REPEAT`] sets the tries per probe
+/// and runs the probes again (the prompt closes); anything else keeps the prompt open and
+/// says what is wrong.
+fn repeat_asked(st: &mut State, text: &str) -> Reaction {
+    let n = match parse_repeat(text) {
+        Ok(n) => n,
+        Err(e) => {
+            st.activity = e;
+            return Reaction::redraw();
+        }
+    };
+    st.editor = None;
+    st.probe_repeat = Some(n);
+    st.activity = format!("probing with {n} tries per probe");
+    Reaction::redraw().with(Effect::Send(Command::Probe {
+        target: None,
+        repeat: Some(n),
+    }))
+}
+
+/// The tries per probe the `R` prompt's text asks for.
+fn parse_repeat(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    match t.parse::<u32>() {
+        Ok(n) if (1..=MAX_REPEAT).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{}': tries per probe is a whole number from 1 to {MAX_REPEAT}",
+            visible(t)
+        )),
+    }
+}
+
 /// Focus, zoom, overlays and the other actions that change only the view.
 fn view(st: &mut State, a: Action) -> Reaction {
     match a {
@@ -1067,6 +1123,7 @@ fn view(st: &mut State, a: Action) -> Reaction {
             });
         }
         Action::Bisect => bisect_prompt(st),
+        Action::Repeat => repeat_prompt(st),
         Action::Mouse => {
             st.mouse_capture = !st.mouse_capture;
             st.activity = if st.mouse_capture {
@@ -1253,6 +1310,72 @@ mod tests {
                 .join(" ")
                 .starts_with("disabled: base is context staging")
         );
+    }
+
+    /// `R` asks the tries per probe (filled with the count the last results ran), refuses
+    /// what is not a whole number from 1 to 1000 (the prompt stays, the header says why), and
+    /// sends the probes with that count; the next `R` offers it.
+    #[test]
+    fn r_asks_the_tries_per_probe_and_probes_with_them() {
+        let mut st = state();
+        let mut r = ProbeResult::bare("netshoot-master-worker", "lb", Outcome::Ok);
+        r.tries = vec![
+            crate::backend::event::Try {
+                outcome: Outcome::Ok,
+                http_status: Some(200),
+                connect_us: Some(1),
+                total_us: Some(2),
+                endpoint: None,
+                detail: None,
+            };
+            5
+        ];
+        update(
+            &mut st,
+            Msg::Backend(Event::Probe {
+                side: Side::Base,
+                result: r,
+            }),
+        );
+        update(&mut st, key('R'));
+        let ed = st.editor.as_ref().expect("the prompt");
+        assert_eq!(ed.editing, Editing::Repeat);
+        assert_eq!(ed.textarea.lines(), ["5"]);
+        let enter = || Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        let backspace = || Msg::Key(KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE));
+        for bad in ["0", "1001", "x", "-3", "2.5"] {
+            update(&mut st, backspace());
+            update(&mut st, backspace());
+            update(&mut st, backspace());
+            update(&mut st, backspace());
+            for c in bad.chars() {
+                update(&mut st, key(c));
+            }
+            let r = update(&mut st, enter());
+            assert!(r.effects.is_empty() && st.editor.is_some(), "{bad}");
+            assert_eq!(
+                st.activity,
+                format!("'{bad}': tries per probe is a whole number from 1 to 1000")
+            );
+        }
+        for _ in 0..4 {
+            update(&mut st, backspace());
+        }
+        for c in "30".chars() {
+            update(&mut st, key(c));
+        }
+        let r = update(&mut st, enter());
+        assert_eq!(
+            r.effects,
+            vec![Effect::Send(Command::Probe {
+                target: None,
+                repeat: Some(30),
+            })]
+        );
+        assert!(st.editor.is_none());
+        assert_eq!(st.activity, "probing with 30 tries per probe");
+        update(&mut st, key('R'));
+        assert_eq!(st.editor.as_ref().unwrap().textarea.lines(), ["30"]);
     }
 
     /// `f` asks GOOD..BAD (filled with the sides' refs), refuses what is not a range (the

@@ -122,6 +122,27 @@ impl Summary {
     }
 }
 
+/// Milliseconds, with a tenth below 10 ms: "0.4", "2", "2.5", "38".
+fn ms(us: u64) -> String {
+    if us >= 10_000 {
+        return format!("{}", (us + 500) / 1000);
+    }
+    let tenth = format!("{:.1}", us as f64 / 1000.0);
+    match tenth.strip_suffix(".0") {
+        Some(whole) => whole.to_string(),
+        None => tenth,
+    }
+}
+
+/// p50/p99 as a cell: "2/38ms", one number when they are the same ("2ms"), `-` for none.
+pub fn quantiles(q: Option<Quantiles>) -> String {
+    match q {
+        None => "-".into(),
+        Some(q) if ms(q.p50_us) == ms(q.p99_us) => format!("{}ms", ms(q.p50_us)),
+        Some(q) => format!("{}/{}ms", ms(q.p50_us), ms(q.p99_us)),
+    }
+}
+
 /// What tries add up to: Ok when all answered, Timeout when all timed out, Fail when none
 /// answered, Flaky when some did and some did not. `None` for no tries.
 pub fn outcome_of(tries: &[Try]) -> Option<Outcome> {
@@ -210,6 +231,19 @@ mod tests {
         let mut r = ProbeResult::bare("a", "lb", outcome_of(&tries).unwrap());
         r.tries = tries;
         r
+    }
+
+    #[test]
+    fn times_in_milliseconds_with_a_tenth_below_ten() {
+        assert_eq!(ms(2000), "2");
+        assert_eq!(ms(2450), "2.5");
+        assert_eq!(ms(9990), "10");
+        assert_eq!(ms(31_000), "31");
+        assert_eq!(ms(31_600), "32");
+        let q = |p50_us, p99_us| Some(Quantiles { p50_us, p99_us });
+        assert_eq!(quantiles(q(1200, 6100)), "1.2/6.1ms");
+        assert_eq!(quantiles(q(4000, 4010)), "4ms");
+        assert_eq!(quantiles(None), "-");
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct CheckOptions {
     /// Also write the run's events to this file (the recording format), up to the verdict:
     /// `check --replay` judges, and predicts, from it as the run did.
     pub record: Option<std::path::PathBuf>,
+    /// `--latency-factor`, else the scenario's `probes.latency_factor`: the verdict flags a PR
+    /// side slower than this times the base.
+    pub latency_factor: crate::model::Factor,
 }
 
 /// Run the pipeline on `backend` and judge it. Progress lines go to `progress`. With `cleanup`,
@@ -59,6 +62,7 @@ pub async fn check(
     mut progress: impl FnMut(String),
 ) -> Result<Verdict> {
     let mut driver = Driver::start(backend, opts.record.as_deref())?;
+    driver.state.latency_factor = opts.latency_factor;
     let ran = tokio::select! {
         r = script(&mut driver, opts.limits, &mut progress) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),

@@ -7,7 +7,8 @@ use super::verdict::{
     Against, Disagreement, GroupReport, PredictedCell, ProbeRow, SideReport, Verdict,
 };
 use crate::backend::event::ProbeResult;
-use crate::model::Outcome;
+use crate::backend::tries::{self, Judged, Summary, quantiles};
+use crate::model::{Outcome, Rate, Side};
 use crate::rules::diff::{Changed, Hunk, Line, hunks};
 use crate::rules::render::{visible, visible_lines};
 
@@ -32,32 +33,47 @@ fn diff_lines(o: &mut String, lines: &[Line]) {
     }
 }
 
+/// A side's result: its outcome (with the HTTP status when OK), and passes/N when tried more
+/// than once: `OK 200 30/30`, `FLAKY 20/30`.
 fn outcome(r: &Option<ProbeResult>) -> String {
-    match r {
-        Some(r) => match (r.outcome, r.http_status) {
-            (Outcome::Ok, Some(h)) => format!("OK {h}"),
-            (o, _) => o.label().to_string(),
-        },
-        None => "-".into(),
+    let Some(r) = r else {
+        return "-".into();
+    };
+    let mut s = match (r.outcome, r.http_status) {
+        (Outcome::Ok, Some(h)) => format!("OK {h}"),
+        (o, _) => o.label().to_string(),
+    };
+    let sum = Summary::of(r);
+    if sum.tries > 1 {
+        let _ = write!(s, " {}/{}", sum.passes, sum.tries);
     }
+    s
 }
 
-fn expected(e: Option<Outcome>, r: &Option<ProbeResult>) -> String {
-    match e {
-        None => "-".into(),
-        Some(e) => {
-            let mark = match r {
-                Some(r) if e.met_by(r.outcome) => "✓",
-                _ => "✗",
-            };
-            format!("{} {mark}", e.label())
-        }
-    }
+/// An expectation and how the result stands against it: ✓ met, ✗ missed, ◐ flaky (tries
+/// disagree: neither); `OK≥0.99` for a rate.
+fn expected(e: Option<Outcome>, rate: Option<Rate>, r: &Option<ProbeResult>) -> String {
+    let Some(e) = e else {
+        return "-".into();
+    };
+    let label = match rate {
+        Some(rate) => format!("OK≥{rate}"),
+        None => e.label().to_string(),
+    };
+    let mark = match r.as_ref().map(|r| tries::judge(e, rate, r)) {
+        Some(Judged::Met) => "✓",
+        Some(Judged::Flaky) => "◐",
+        _ => "✗",
+    };
+    format!("{label} {mark}")
 }
 
 fn predicted(p: &Option<PredictedCell>) -> &str {
     p.as_ref().map_or("-", PredictedCell::shown)
 }
+
+/// The mark of a PR side slower than the latency factor allows (as the Probes pane marks it).
+const SLOWER_MARK: char = '▲';
 
 /// What a disagreement means, for the reports.
 const OBSERVED_MEANS: &str = "a dataplane surprise (conntrack, routing, the LB announcing), or a \
@@ -83,6 +99,181 @@ impl Verdict {
             s.push_str(&format!(" (decided by {r})"));
         }
         s
+    }
+
+    /// The rate a row's expectation on `side` asks for (`ok >= RATE`), if any.
+    fn rate_of(&self, side: Side, r: &ProbeRow) -> Option<Rate> {
+        let pod = match side {
+            Side::Base => r.base.as_ref(),
+            Side::Pr => r.pr.as_ref(),
+        }?;
+        self.expectations
+            .iter()
+            .find(|e| e.side == side && e.source == pod.source && e.target == r.target)
+            .and_then(|e| e.min_rate)
+    }
+
+    /// Each probe whose tries disagree (some answered, some did not), per side: passes,
+    /// timeouts and the endpoints that answered (names from the network: made visible).
+    fn tries_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &self.probes {
+            for (cluster, s) in [
+                (&self.base.name, &r.base_summary),
+                (&self.pr.name, &r.pr_summary),
+            ] {
+                let mixed = |s: &&Summary| s.passes > 0 && s.passes < s.tries;
+                let Some(s) = s.as_ref().filter(mixed) else {
+                    continue;
+                };
+                let mut l = format!(
+                    "{} on {cluster}: {}/{} answered",
+                    self.row_name(r),
+                    s.passes,
+                    s.tries
+                );
+                if s.timeouts > 0 {
+                    let _ = write!(l, ", {} timed out", s.timeouts);
+                }
+                if let Some(spread) = s.spread() {
+                    let each: Vec<String> = s
+                        .endpoints
+                        .iter()
+                        .map(|(e, n)| format!("{} {n}", visible(e)))
+                        .collect();
+                    let _ = write!(l, "; {spread}: {}", each.join(", "));
+                }
+                out.push(l);
+            }
+        }
+        out
+    }
+
+    /// Each side's p50/p99 (connect and total) and, when the PR side's p99 total is more than
+    /// the factor times the base's, that.
+    fn latency_words(&self) -> Vec<String> {
+        let l = &self.latency;
+        let side = |name: &str, s: &super::verdict::SideLatency| {
+            format!(
+                "{name}: connect {}, total {}",
+                quantiles(s.connect),
+                quantiles(s.total)
+            )
+        };
+        let mut out = vec![side(&self.base.name, &l.base), side(&self.pr.name, &l.pr)];
+        if l.pr_slower {
+            out.push(format!(
+                "{SLOWER_MARK} {} is slower: its p99 total is more than {}× {}'s",
+                self.pr.name, l.factor, self.base.name
+            ));
+        }
+        out
+    }
+
+    /// Whether any probe measured a time (the latency sections are left out otherwise).
+    fn timed(&self) -> bool {
+        self.latency.base.total.is_some() || self.latency.pr.total.is_some()
+    }
+
+    /// A row's p50/p99 total on a side, `▲` on a PR side slower than the factor allows.
+    fn total_cell(&self, r: &ProbeRow, side: Side) -> String {
+        let s = match side {
+            Side::Base => &r.base_summary,
+            Side::Pr => &r.pr_summary,
+        };
+        let mut t = quantiles(s.as_ref().and_then(|s| s.total));
+        if side == Side::Pr && r.pr_slower {
+            let _ = write!(t, " {SLOWER_MARK}");
+        }
+        t
+    }
+
+    /// A row's p50/p99 connect on a side.
+    fn connect_cell(r: &ProbeRow, side: Side) -> String {
+        let s = match side {
+            Side::Base => &r.base_summary,
+            Side::Pr => &r.pr_summary,
+        };
+        quantiles(s.as_ref().and_then(|s| s.connect))
+    }
+
+    /// Latency and tries as text: per row and per side p50/p99, then the probes whose tries
+    /// disagree.
+    fn tries_text(&self, o: &mut String) {
+        if self.timed() {
+            let (b, p) = (&self.base.name, &self.pr.name);
+            let _ = writeln!(
+                o,
+                "\nLatency, p50/p99 over the tries that answered (PR slower than {}× the base: {SLOWER_MARK}):",
+                self.latency.factor
+            );
+            let w = self.probes.iter().map(|r| self.row_name(r).chars().count());
+            let w = w.max().unwrap_or(0);
+            for r in &self.probes {
+                let _ = writeln!(
+                    o,
+                    "  {:<w$}  {b}: connect {}, total {}  {p}: connect {}, total {}",
+                    self.row_name(r),
+                    Self::connect_cell(r, Side::Base),
+                    self.total_cell(r, Side::Base),
+                    Self::connect_cell(r, Side::Pr),
+                    self.total_cell(r, Side::Pr),
+                );
+            }
+            for l in self.latency_words() {
+                let _ = writeln!(o, "  {l}");
+            }
+        }
+        let lines = self.tries_lines();
+        if !lines.is_empty() {
+            let _ = writeln!(o, "\nTries that disagree (some answered, some did not):");
+            for l in lines {
+                let _ = writeln!(o, "  {l}");
+            }
+        }
+    }
+
+    /// [`Verdict::tries_text`] in Markdown: a table per row, the sides, the tries.
+    fn tries_md(&self, o: &mut String) {
+        if self.timed() {
+            let (b, p) = (&self.base.name, &self.pr.name);
+            let _ = writeln!(
+                o,
+                "\n**Latency**, p50/p99 over the tries that answered ({SLOWER_MARK}: PR p99 more \
+                 than {}× the base's):\n",
+                self.latency.factor
+            );
+            let _ = writeln!(
+                o,
+                "| source | connect `{b}` | total `{b}` | connect `{p}` | total `{p}` |"
+            );
+            let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
+            for r in &self.probes {
+                let _ = writeln!(
+                    o,
+                    "| `{}` | {} | {} | {} | {} |",
+                    self.row_name(r),
+                    Self::connect_cell(r, Side::Base),
+                    self.total_cell(r, Side::Base),
+                    Self::connect_cell(r, Side::Pr),
+                    self.total_cell(r, Side::Pr),
+                );
+            }
+            o.push('\n');
+            for l in self.latency_words() {
+                let _ = writeln!(o, "- {l}");
+            }
+        }
+        let lines = self.tries_lines();
+        if !lines.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n**Tries that disagree** (some answered, some did not):\n"
+            );
+            for l in lines {
+                let _ = writeln!(o, "- {l}");
+            }
+        }
     }
 
     fn of_kind(&self, kind: Against) -> impl Iterator<Item = &Disagreement> {
@@ -189,8 +380,17 @@ impl Verdict {
         };
         let (pb, pp) = (format!("pred {b}"), format!("pred {p}"));
         let (wb, wp) = (pw(&pb, |r| &r.predicted_base), pw(&pp, |r| &r.predicted_pr));
+        // Outcomes with passes/N are wider than 10.
+        let wo = self
+            .probes
+            .iter()
+            .flat_map(|r| [outcome(&r.base), outcome(&r.pr)])
+            .map(|s| s.chars().count())
+            .chain([10])
+            .max()
+            .unwrap_or(10);
         let head = format!(
-            "{:<w$}  {:<10} {:<10} {:<10} {:<10} {:<wb$} {pp}",
+            "{:<w$}  {:<wo$} {:<wo$} {:<10} {:<10} {:<wb$} {pp}",
             "SOURCE",
             b,
             p,
@@ -201,12 +401,12 @@ impl Verdict {
         let _ = writeln!(o, "{}", head.trim_end());
         for r in &self.probes {
             let line = format!(
-                "{:<w$}  {:<10} {:<10} {:<10} {:<10} {:<wb$} {:<wp$}",
+                "{:<w$}  {:<wo$} {:<wo$} {:<10} {:<10} {:<wb$} {:<wp$}",
                 self.row_name(r),
                 outcome(&r.base),
                 outcome(&r.pr),
-                expected(r.expected_base, &r.base),
-                expected(r.expected_pr, &r.pr),
+                expected(r.expected_base, self.rate_of(Side::Base, r), &r.base),
+                expected(r.expected_pr, self.rate_of(Side::Pr, r), &r.pr),
                 predicted(&r.predicted_base),
                 predicted(&r.predicted_pr),
             );
@@ -226,6 +426,7 @@ impl Verdict {
                 e.expected.label()
             );
         }
+        self.tries_text(&mut o);
         self.disagreements_text(&mut o);
         self.groups_text(&mut o);
         for d in &self.rules {
@@ -325,6 +526,7 @@ impl Verdict {
         let icon = match (self.judged(), self.ok) {
             (false, _) => "⚠️",
             (true, true) => "✅",
+            (true, false) if self.overall == super::verdict::Overall::Flaky => "🟡",
             (true, false) => "❌",
         };
         let _ = writeln!(
@@ -366,12 +568,13 @@ impl Verdict {
                 self.row_name(r),
                 cell(&r.base),
                 cell(&r.pr),
-                expected(r.expected_base, &r.base),
-                expected(r.expected_pr, &r.pr),
+                expected(r.expected_base, self.rate_of(Side::Base, r), &r.base),
+                expected(r.expected_pr, self.rate_of(Side::Pr, r), &r.pr),
                 predicted(&r.predicted_base),
                 predicted(&r.predicted_pr)
             );
         }
+        self.tries_md(&mut o);
         self.disagreements_md(&mut o);
         self.groups_md(&mut o);
         self.rules_md(&mut o);
@@ -585,11 +788,14 @@ impl Verdict {
             self.expectations.len()
         );
         for e in &self.expectations {
+            let want = match e.min_rate {
+                Some(rate) => format!("OK >= {rate}"),
+                None => e.expected.label().to_string(),
+            };
             let name = format!(
-                "{}: {} expects {}",
+                "{}: {} expects {want}",
                 e.cluster,
                 self.with_target(&e.source, &e.target),
-                e.expected.label()
             );
             let _ = write!(
                 o,
@@ -598,20 +804,27 @@ impl Verdict {
                 esc(&name)
             );
             o.push_str(">\n");
-            let got = e
+            let mut got = e
                 .actual
                 .map_or("no result".to_string(), |a| a.label().to_string());
+            if let (Some(p), Some(n)) = (e.passes, e.tries.filter(|&n| n > 1)) {
+                let _ = write!(got, " ({p} of {n} tries answered)");
+            }
+            // Flaky is never a pass: a failure of its own type.
             if !e.holds {
+                let kind = match e.judged {
+                    Some(Judged::Flaky) => "flaky",
+                    _ => "missed",
+                };
                 let _ = writeln!(
                     o,
-                    "      <failure message=\"expected {}, got {}\"/>",
-                    e.expected.label(),
+                    "      <failure type=\"{kind}\" message=\"expected {}, got {}\"/>",
+                    esc(&want),
                     esc(&got)
                 );
             }
             let mut out = format!(
-                "expected {}, predicted {}, observed {}",
-                e.expected.label(),
+                "expected {want}, predicted {}, observed {}",
                 e.predicted.as_deref().unwrap_or("-"),
                 got
             );
@@ -634,6 +847,7 @@ impl Verdict {
         // What changed for packets, and the disagreements: the suite's output.
         let mut all = String::new();
         self.packets_text(&mut all);
+        self.tries_text(&mut all);
         self.disagreements_text(&mut all);
         if !all.trim().is_empty() {
             let _ = writeln!(o, "    <system-out>{}</system-out>", esc_lines(all.trim()));

@@ -55,6 +55,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
         let w = match ed.editing {
             Editing::Target => 70,
             Editing::Bisect => 86,
+            Editing::Repeat => 70,
         };
         let r = area::centered(area, w, 3);
         f.render_widget(Clear, r);
@@ -67,6 +68,9 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
                 }
                 Editing::Bisect => {
                     " Bisect the PR side: GOOD..BAD (tag, branch, SHA, pr/N) · Enter start · Esc cancel "
+                }
+                Editing::Repeat => {
+                    " Tries per probe (1 to 1000) · Enter run the probes · Esc cancel "
                 }
             });
         let inner = block.inner(r);
