@@ -43,6 +43,8 @@ pub enum Action {
     ToggleLayout,
     NextNode,
     Mouse,
+    /// `m`: kube-proxy's own numbers per node, side by side (read again when opened).
+    Metrics,
     Help,
     Quit,
 }
@@ -245,6 +247,12 @@ pub const BINDINGS: &[Binding] = &[
     },
     Binding {
         keys: "m",
+        action: Action::Metrics,
+        hint: None,
+        help: "kube-proxy's metrics per node: sync p50/p99, last sync, failures, rules",
+    },
+    Binding {
+        keys: "M",
         action: Action::Mouse,
         hint: None,
         help: "mouse capture on/off (off: select text)",
@@ -307,7 +315,8 @@ pub fn action_for(k: &KeyEvent) -> Option<Action> {
         KeyCode::Char('o') => Action::ToggleOrigin,
         KeyCode::Char('s') => Action::ToggleLayout,
         KeyCode::Char('N') => Action::NextNode,
-        KeyCode::Char('m') => Action::Mouse,
+        KeyCode::Char('m') => Action::Metrics,
+        KeyCode::Char('M') => Action::Mouse,
         KeyCode::Char('?') | KeyCode::F(1) => Action::Help,
         KeyCode::Char('q') => Action::Quit,
         _ => return None,
@@ -474,9 +483,9 @@ mod tests {
         assert_eq!(balanced(&[2, 1, 1, 2, 1]), 3);
         assert_eq!(balanced(&[1, 1]), 1);
         // One column where it fits; two, wrapped and scrollable, on the smallest screen.
-        let tall = HelpLayout::new((120, 40), |_| None);
+        let tall = HelpLayout::new((120, 50), |_| None);
         assert!(!tall.two_columns && tall.split == BINDINGS.len());
-        assert_eq!(tall.max_scroll(40), 0);
+        assert_eq!(tall.max_scroll(50), 0);
         let small = HelpLayout::new((80, 24), |_| None);
         assert!(small.two_columns && small.room == 26);
         assert!(

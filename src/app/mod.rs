@@ -5,6 +5,7 @@ pub mod bisect;
 pub mod diffs;
 pub mod driver;
 pub mod keymap;
+pub mod metrics;
 pub mod predict;
 pub mod state;
 pub mod timeline;

@@ -407,6 +407,8 @@ pub struct State {
     /// The PR side's p99 latency over the base's above which it is flagged (the scenario's
     /// `probes.latency_factor` or `--latency-factor`, set by the front end).
     pub latency_factor: crate::model::Factor,
+    /// kube-proxy's own numbers per node (`m` shows them).
+    pub metrics: super::metrics::MetricsView,
     /// App clock: time since start, advanced by ticks.
     pub now: Duration,
     /// Spinner frame.

@@ -236,6 +236,7 @@ impl Verdict {
             );
             o.push_str(&crate::rules::render::text(&d.comparison, false));
         }
+        self.metrics.text(&mut o, b, p);
         let _ = writeln!(o, "\n{}", self.summary());
         visible_lines(&o)
     }
@@ -376,6 +377,7 @@ impl Verdict {
         self.groups_md(&mut o);
         self.rules_md(&mut o);
         self.rule_changes_md(&mut o);
+        self.metrics.markdown(&mut o, b, p);
         let ver = |s: &SideReport| {
             let mut v = format!(
                 "ref `{}`, image `{}`",
@@ -694,6 +696,11 @@ mod tests {
             }],
             rule_changes: Vec::new(),
             groups: Vec::new(),
+            metrics: crate::check::metrics_report::MetricsReport {
+                factor: crate::model::Factor::default(),
+                pr_worse: false,
+                nodes: Vec::new(),
+            },
         };
         let note = "table ip6 kube-proxy listed only by PR (base lists one table): not compared";
         assert!(v.text().contains(note), "{}", v.text());

@@ -201,6 +201,9 @@ pub struct Verdict {
     pub rule_changes: Vec<RuleChange>,
     /// Each side's nodes grouped by their rules: base groups first, each the largest first.
     pub groups: Vec<GroupReport>,
+    /// kube-proxy's own numbers per node pair (absent when none was read).
+    #[serde(skip_serializing_if = "super::metrics_report::MetricsReport::is_empty")]
+    pub metrics: super::metrics_report::MetricsReport,
 }
 
 /// Nodes of one side and role whose rules are the same (a node alone: an outlier).
@@ -260,6 +263,7 @@ pub fn verdict(st: &State) -> Result<Verdict, String> {
         rules,
         rule_changes: rule_changes(st),
         groups: groups(st),
+        metrics: super::metrics_report::MetricsReport::of(st),
     })
 }
 

@@ -4,6 +4,7 @@ pub mod build;
 pub mod diff;
 pub mod footer;
 pub mod header;
+pub mod metrics;
 pub mod overlay;
 pub mod paths;
 pub mod pods;
