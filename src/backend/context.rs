@@ -187,10 +187,23 @@ pub async fn read_metrics(client: &Client, node: &str, limit: Duration) -> Resul
             ),
         }
     }
-    bail!(
-        "node {node}: kube-system/{pod} has no HTTP client (neither curl nor wget runs in \
-         kube-proxy's image, which is distroless): its metrics on {url} cannot be read by exec"
-    )
+    Err(NoHttpClient {
+        node: node.into_owned(),
+        pod: pod.into_owned(),
+    }
+    .into())
+}
+
+/// A kube-proxy pod whose image runs neither curl nor wget (kube-proxy's own image is
+/// distroless): its node's metrics cannot be read by exec.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "node {node}: kube-system/{pod} has no HTTP client (neither curl nor wget runs in \
+     kube-proxy's image, which is distroless): its metrics on 127.0.0.1:10249 cannot be read by exec"
+)]
+pub struct NoHttpClient {
+    pub node: String,
+    pub pod: String,
 }
 
 /// The lines of an iptables dump that name a KUBE- chain.

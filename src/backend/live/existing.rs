@@ -107,9 +107,33 @@ async fn metrics(ctx: &Ctx, side: Side, c: &ContextSide) {
     let Ok(client) = ctx.client(side).await else {
         return;
     };
-    let nodes = ctx.known.lock().unwrap().context_nodes[side].clone();
+    let mut nodes = ctx.known.lock().unwrap().context_nodes[side].clone();
     let policy = policy(ctx, c);
     let limit = super::METRICS_LIMIT;
+    // The side's nodes run one kube-proxy image: when the first's has no HTTP client, none has
+    // (said for each node without asking again).
+    if nodes.is_empty() {
+        return;
+    }
+    let first = nodes.remove(0);
+    let r = context::read_metrics(&client, &first, limit).await;
+    let none = r
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<context::NoHttpClient>())
+        .map(|e| e.pod.clone());
+    super::send_metrics(ctx, side, first, r);
+    if let Some(pod) = none {
+        for node in nodes {
+            let why = format!(
+                "node {}: kube-proxy's image (as in kube-system/{pod}) has no HTTP client: its \
+                 metrics cannot be read by exec",
+                visible(&node)
+            );
+            super::send_metrics(ctx, side, node, Err(anyhow::anyhow!(why)));
+        }
+        return;
+    }
     let mut reads = futures::stream::iter(nodes)
         .map(|node| {
             let client = client.clone();
