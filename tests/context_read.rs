@@ -412,3 +412,27 @@ async fn a_debug_pod_that_cannot_start_is_named_at_once() {
     );
     assert!(c.state().pods.is_empty(), "deleted");
 }
+
+/// A context node's kube-proxy metrics are read by exec in its kube-proxy pod; its image (as
+/// kube-proxy's own, distroless) runs neither curl nor wget: said plainly, naming the node and
+/// the pod, never a silent blank.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_without_an_http_client_in_kube_proxys_image_are_said_plainly() {
+    let c = Cluster::new(vec![Node::new(
+        "m-worker",
+        "10.0.0.3",
+        Dump::iptables(IPTABLES_MASTER),
+    )]);
+    let pod = c.node("m-worker").unwrap().proxy_pod_name();
+    let s = c.clone().serve().await;
+    let (client, _kc) = connect(&s).await;
+    let e = context::read_metrics(&client, "m-worker", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("node m-worker") && e.contains(&pod), "{e}");
+    assert!(
+        e.contains("no HTTP client") && e.contains("neither curl nor wget"),
+        "{e}"
+    );
+}

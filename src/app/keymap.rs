@@ -45,6 +45,8 @@ pub enum Action {
     ToggleLayout,
     NextNode,
     Mouse,
+    /// `m`: kube-proxy's own numbers per node, side by side (read again when opened).
+    Metrics,
     Help,
     Quit,
 }
@@ -253,6 +255,12 @@ pub const BINDINGS: &[Binding] = &[
     },
     Binding {
         keys: "m",
+        action: Action::Metrics,
+        hint: None,
+        help: "kube-proxy's metrics per node: sync p50/p99, last sync, failures, rules",
+    },
+    Binding {
+        keys: "M",
         action: Action::Mouse,
         hint: None,
         help: "mouse capture on/off (off: select text)",
@@ -316,7 +324,8 @@ pub fn action_for(k: &KeyEvent) -> Option<Action> {
         KeyCode::Char('o') => Action::ToggleOrigin,
         KeyCode::Char('s') => Action::ToggleLayout,
         KeyCode::Char('N') => Action::NextNode,
-        KeyCode::Char('m') => Action::Mouse,
+        KeyCode::Char('m') => Action::Metrics,
+        KeyCode::Char('M') => Action::Mouse,
         KeyCode::Char('?') | KeyCode::F(1) => Action::Help,
         KeyCode::Char('q') => Action::Quit,
         _ => return None,

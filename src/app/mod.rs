@@ -6,6 +6,7 @@ pub mod diffs;
 pub mod driver;
 pub mod held;
 pub mod keymap;
+pub mod metrics;
 pub mod predict;
 pub mod state;
 pub mod timeline;

@@ -414,6 +414,8 @@ pub struct State {
     /// The tries per probe asked with `R` (the backend keeps it for the session); `None`: the
     /// scenario's `probes.repeat`.
     pub probe_repeat: Option<u32>,
+    /// kube-proxy's own numbers per node (`m` shows them).
+    pub metrics: super::metrics::MetricsView,
     /// App clock: time since start, advanced by ticks.
     pub now: Duration,
     /// Spinner frame.

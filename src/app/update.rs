@@ -324,6 +324,9 @@ fn on_event(st: &mut State, ev: Event) -> Reaction {
         Event::Watching { side, node, path } => {
             st.side_mut(side).watching.insert(node, path);
         }
+        Event::ProxyMetrics { side, node, read } => {
+            st.metrics.nodes[side].insert(node, read);
+        }
         Event::Error {
             side,
             pane,
@@ -663,6 +666,10 @@ fn key(st: &mut State, k: KeyEvent) -> Reaction {
     if st.help && !matches!(action, Action::Help | Action::Quit) {
         return help_key(st, action);
     }
+    if st.metrics.open && matches!(action, Action::Back | Action::Metrics) {
+        st.metrics.open = false;
+        return Reaction::redraw();
+    }
     act(st, action)
 }
 
@@ -882,6 +889,12 @@ pub fn act(st: &mut State, a: Action) -> Reaction {
         }
         Action::Open => open_paths(st),
         Action::Back => back(st),
+        Action::Metrics => {
+            // Opened: read again (the rules and, with them, every node's metrics).
+            st.metrics.open = true;
+            st.activity = "reading kube-proxy's metrics".into();
+            Reaction::redraw().with(Effect::Send(Command::RefreshRules))
+        }
         Action::StepBack => step(st, true),
         Action::StepForward => step(st, false),
         Action::ToggleOrigin => {

@@ -158,6 +158,54 @@ async fn find_proxy_pod(client: &Client, node: &str) -> Result<Option<(String, S
     Ok(Some((name, c.name.clone())))
 }
 
+/// A node's kube-proxy metrics text, by exec in its kube-proxy pod (kube-proxy serves them on
+/// 127.0.0.1:10249 in the host network): curl, else wget. kube-proxy's own image (distroless)
+/// has neither: that is said plainly, as is what did not answer.
+pub async fn read_metrics(client: &Client, node: &str, limit: Duration) -> Result<String> {
+    let (pod, container) = proxy_pod(client, node).await?;
+    let url = super::metrics::METRICS_URL;
+    let secs = limit.as_secs().saturating_sub(1).max(1).to_string();
+    let clients: [&[&str]; 2] = [
+        &["curl", "-sS", "--max-time", &secs, url],
+        &["wget", "-q", "-O-", "-T", &secs, url],
+    ];
+    let (node, pod) = (visible(node), visible(&pod));
+    for argv in clients {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let o = exec_in(client, "kube-system", &pod, Some(&container), &argv, limit)
+            .await
+            .with_context(|| format!("node {node}: reading kube-proxy's metrics"))?;
+        match o.code {
+            0 => return Ok(o.stdout),
+            // It did not start (no such program), or the shell found none.
+            -1 | 126 | 127 => continue,
+            code => bail!(
+                "node {node}: kube-proxy's metrics at {url} did not answer ({} in \
+                 kube-system/{pod} exited {code}): {}",
+                argv[0],
+                visible(o.stderr.trim())
+            ),
+        }
+    }
+    Err(NoHttpClient {
+        node: node.into_owned(),
+        pod: pod.into_owned(),
+    }
+    .into())
+}
+
+/// A kube-proxy pod whose image runs neither curl nor wget (kube-proxy's own image is
+/// distroless): its node's metrics cannot be read by exec.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "node {node}: kube-system/{pod} has no HTTP client (neither curl nor wget runs in \
+     kube-proxy's image, which is distroless): its metrics on 127.0.0.1:10249 cannot be read by exec"
+)]
+pub struct NoHttpClient {
+    pub node: String,
+    pub pod: String,
+}
+
 /// The lines of an iptables dump that name a KUBE- chain.
 fn kube_rules(text: &str) -> usize {
     text.lines().filter(|l| l.contains("KUBE-")).count()

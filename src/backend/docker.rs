@@ -437,6 +437,24 @@ impl Docker {
         Ok((stdout, stderr, code))
     }
 
+    /// A node's kube-proxy metrics text, by curl in the node container (kube-proxy runs in the
+    /// host network, and kind leaves its metrics on 127.0.0.1:10249); curl's own limit is a
+    /// second short of `limit`. What did not answer is named.
+    pub async fn read_metrics(&self, container: &str, limit: Duration) -> Result<String> {
+        let secs = limit.as_secs().saturating_sub(1).max(1).to_string();
+        let url = super::metrics::METRICS_URL;
+        let argv = ["curl", "-sS", "--max-time", &secs, url];
+        let o = self.exec(container, &argv, limit).await?;
+        if o.code != 0 {
+            bail!(
+                "{container}: kube-proxy's metrics at {url} did not answer (curl exited {}): {}",
+                o.code,
+                o.stderr.trim()
+            );
+        }
+        Ok(o.stdout)
+    }
+
     /// A node's kube-proxy rules, in whichever mode its kube-proxy writes them: the scenario's
     /// `mode` is tried first, the other when that finds none (a cluster made elsewhere may run
     /// either). iptables: both `iptables-legacy-save` and `iptables-nft-save` are read and the

@@ -213,6 +213,15 @@ impl SessionInfo {
     }
 }
 
+/// A node's kube-proxy metrics as read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsRead {
+    Read(super::metrics::ProxyMetrics),
+    /// What did not answer, or what in the text was wrong (line N).
+    Failed(String),
+}
+
 /// How watch mode follows one node's rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "path", rename_all = "snake_case")]
@@ -347,6 +356,12 @@ pub enum Event {
         side: Side,
         node: String,
         why: String,
+    },
+    /// kube-proxy's own numbers on a node (its metrics endpoint), or why they were not read.
+    ProxyMetrics {
+        side: Side,
+        node: String,
+        read: MetricsRead,
     },
     /// How watch mode follows a node's rules now (sent when it starts and when it changes).
     Watching {

@@ -16,6 +16,7 @@ pub mod kind;
 pub mod kube;
 pub mod live;
 pub mod metallb;
+pub mod metrics;
 pub mod owned;
 pub mod probe;
 pub mod process;

@@ -38,7 +38,7 @@ fn job_of(ev: &Event) -> Option<Job> {
         Event::Node { .. } => Job::Create,
         Event::Pod { .. } | Event::PodRemoved { .. } | Event::Service { .. } => Job::Deploy,
         Event::ProbesStarted { .. } | Event::Probe { .. } | Event::ProbesDone { .. } => Job::Probes,
-        Event::RuleDump { .. } | Event::NoRules { .. } => Job::Rules,
+        Event::RuleDump { .. } | Event::NoRules { .. } | Event::ProxyMetrics { .. } => Job::Rules,
         Event::Watching { .. } => Job::Watch,
         Event::Bisect(_) => Job::Bisect,
         Event::Session(_)

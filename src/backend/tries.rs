@@ -10,7 +10,7 @@ use crate::model::{Outcome, Rate};
 
 /// p50 and p99 of some times, in microseconds (nearest rank: p99 of fewer than 100 samples is
 /// the largest).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Quantiles {
     pub p50_us: u64,
     pub p99_us: u64,

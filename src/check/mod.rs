@@ -5,6 +5,7 @@
 
 pub mod bisect;
 pub mod bisect_report;
+pub mod metrics_report;
 pub mod report;
 pub mod verdict;
 

@@ -437,6 +437,7 @@ impl Verdict {
             );
             o.push_str(&crate::rules::render::text(&d.comparison, false));
         }
+        self.metrics.text(&mut o, b, p);
         let _ = writeln!(o, "\n{}", self.summary());
         visible_lines(&o)
     }
@@ -579,6 +580,7 @@ impl Verdict {
         self.groups_md(&mut o);
         self.rules_md(&mut o);
         self.rule_changes_md(&mut o);
+        self.metrics.markdown(&mut o, b, p);
         let ver = |s: &SideReport| {
             let mut v = format!(
                 "ref `{}`, image `{}`",
@@ -911,6 +913,11 @@ mod tests {
             flaky: 0,
             overall: crate::check::verdict::Overall::Pass,
             latency: Default::default(),
+            metrics: crate::check::metrics_report::MetricsReport {
+                factor: crate::model::Factor::default(),
+                pr_worse: false,
+                nodes: Vec::new(),
+            },
         };
         let note = "table ip6 kube-proxy listed only by PR (base lists one table): not compared";
         assert!(v.text().contains(note), "{}", v.text());

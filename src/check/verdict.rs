@@ -215,6 +215,9 @@ pub struct Verdict {
     pub rule_changes: Vec<RuleChange>,
     /// Each side's nodes grouped by their rules: base groups first, each the largest first.
     pub groups: Vec<GroupReport>,
+    /// kube-proxy's own numbers per node pair (absent when none was read).
+    #[serde(skip_serializing_if = "super::metrics_report::MetricsReport::is_empty")]
+    pub metrics: super::metrics_report::MetricsReport,
     /// Expectations judged flaky (tries that disagree where all should agree).
     pub flaky: usize,
     /// The overall word: FAIL when one is missed, else FLAKY when one is flaky, else PASS.
@@ -328,6 +331,7 @@ pub fn verdict(st: &State) -> Result<Verdict, String> {
         rules,
         rule_changes: rule_changes(st),
         groups: groups(st),
+        metrics: super::metrics_report::MetricsReport::of(st),
     })
 }
 

@@ -96,7 +96,56 @@ pub(super) async fn attach(ctx: &Ctx, side: Side, c: &ContextSide) -> Result<()>
 /// Read every node's rules (as listed at attach, else listed now); send the dumps that
 /// changed, say which nodes have no kube-proxy rules, and name each node that did not answer.
 pub(super) async fn read(ctx: &Ctx, side: Side, c: &ContextSide) -> Result<()> {
-    read_these(ctx, side, c, None).await.map(drop)
+    let r = read_these(ctx, side, c, None).await.map(drop);
+    metrics(ctx, side, c).await;
+    r
+}
+
+/// Every node's kube-proxy metrics, by exec in its kube-proxy pod, at most the read policy's
+/// bound at a time; each sent as read (or why not).
+async fn metrics(ctx: &Ctx, side: Side, c: &ContextSide) {
+    let Ok(client) = ctx.client(side).await else {
+        return;
+    };
+    let mut nodes = ctx.known.lock().unwrap().context_nodes[side].clone();
+    let policy = policy(ctx, c);
+    let limit = super::METRICS_LIMIT;
+    // The side's nodes run one kube-proxy image: when the first's has no HTTP client, none has
+    // (said for each node without asking again).
+    if nodes.is_empty() {
+        return;
+    }
+    let first = nodes.remove(0);
+    let r = context::read_metrics(&client, &first, limit).await;
+    let none = r
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<context::NoHttpClient>())
+        .map(|e| e.pod.clone());
+    super::send_metrics(ctx, side, first, r);
+    if let Some(pod) = none {
+        for node in nodes {
+            let why = format!(
+                "node {}: kube-proxy's image (as in kube-system/{pod}) has no HTTP client: its \
+                 metrics cannot be read by exec",
+                visible(&node)
+            );
+            super::send_metrics(ctx, side, node, Err(anyhow::anyhow!(why)));
+        }
+        return;
+    }
+    let mut reads = futures::stream::iter(nodes)
+        .map(|node| {
+            let client = client.clone();
+            async move {
+                let r = context::read_metrics(&client, &node, limit).await;
+                (node, r)
+            }
+        })
+        .buffer_unordered(policy.bound.max(1));
+    while let Some((node, r)) = reads.next().await {
+        super::send_metrics(ctx, side, node, r);
+    }
 }
 
 /// [`read`], of `only` these nodes when given; the nodes read whose rules are in nftables

@@ -31,7 +31,8 @@ use super::Backend;
 use super::docker::Docker;
 use super::doctor::CheckName;
 use super::event::{
-    Command, Event, Expectation, PodInfo, ProbeResult, ServiceInfo, SessionInfo, SideInfo,
+    Command, Event, Expectation, MetricsRead, PodInfo, ProbeResult, ServiceInfo, SessionInfo,
+    SideInfo,
 };
 use super::kind::Kind;
 use super::owned::{Owned, default_path};
@@ -749,7 +750,8 @@ async fn rules(ctx: &Ctx) -> Result<()> {
             let names: Vec<&str> = sides.iter().map(|s| ctx.name(*s)).collect();
             bail!("no running nodes for clusters {}", names.join(" and "));
         }
-        read_nodes(ctx, nodes).await
+        let (r, ()) = tokio::join!(read_nodes(ctx, nodes.clone()), kind_metrics(ctx, nodes));
+        r
     };
     let contexts = Side::BOTH.map(|side| async move {
         match ctx.sc.context(side) {
@@ -820,6 +822,57 @@ async fn read_nodes(ctx: &Ctx, nodes: Vec<(Side, String)>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How long a node's kube-proxy has to answer for its metrics.
+const METRICS_LIMIT: Duration = Duration::from_secs(5);
+
+/// Now, in Unix milliseconds (the clock a metrics text's last sync is compared with).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A node's metrics text summed up, or what was wrong with it (its line), as an event.
+fn send_metrics(ctx: &Ctx, side: Side, node: String, text: Result<String>) {
+    let read = match text {
+        Ok(t) => match super::metrics::ProxyMetrics::of(&t, now_ms()) {
+            Ok(m) => MetricsRead::Read(m),
+            Err(e) => MetricsRead::Failed(format!("{node}: kube-proxy's metrics, {e}")),
+        },
+        Err(e) => MetricsRead::Failed(format!("{e:#}")),
+    };
+    if let MetricsRead::Failed(why) = &read {
+        tracing::warn!(%why, "kube-proxy metrics");
+    }
+    ctx.emit(Event::ProxyMetrics { side, node, read });
+}
+
+/// Every kind node's kube-proxy metrics at once, through its node container.
+async fn kind_metrics(ctx: &Ctx, nodes: Vec<(Side, String)>) {
+    let docker = match ctx.docker().await {
+        Ok(d) => d,
+        Err(e) => {
+            for (side, node) in nodes {
+                send_metrics(ctx, side, node, Err(anyhow!("Docker: {e:#}")));
+            }
+            return;
+        }
+    };
+    let mut reads: FuturesUnordered<_> = nodes
+        .into_iter()
+        .map(|(side, node)| {
+            let d = docker.clone();
+            async move {
+                let r = d.read_metrics(&node, METRICS_LIMIT).await;
+                (side, node, r)
+            }
+        })
+        .collect();
+    while let Some((side, node, r)) = reads.next().await {
+        send_metrics(ctx, side, node, r);
+    }
 }
 
 /// Delete the clusters kindred created; others are reported and left alone.

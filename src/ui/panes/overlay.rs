@@ -12,6 +12,7 @@ use crate::model::Side;
 use crate::ui::{Theme, area};
 
 pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
+    super::metrics::render(f, area, st, theme);
     if st.help {
         help(f, area, st, theme);
     }

@@ -36,17 +36,18 @@ pub fn render(f: &mut Frame, area: Rect, st: &State, theme: &Theme) {
                 theme.running(),
             ));
         }
-        let used: usize = h.spans.iter().map(|s| s.content.chars().count()).sum();
-        let room = (head.width as usize).saturating_sub(used);
-        h.spans.extend(latency_spans(st, side, room, theme));
         // The connections held across the side's last change: at the foot of the side in the
-        // lines its rows leave, else (none left) in its heading.
+        // lines its rows leave, else (none left) in its heading, before the latency (which is
+        // shortened to the room left).
         let shown = st.probe_rows(side).len().saturating_sub(top) as u16 + 1;
         let held_rows = super::held::height(s, table.width, theme);
         let held_rows = held_rows.min(table.height.saturating_sub(shown));
         if held_rows == 0 {
             h.spans.extend(super::held::heading(s, theme));
         }
+        let used: usize = h.spans.iter().map(|s| s.content.chars().count()).sum();
+        let room = (head.width as usize).saturating_sub(used);
+        h.spans.extend(latency_spans(st, side, room, theme));
         f.render_widget(Paragraph::new(h), head);
         let [table, held] =
             Layout::vertical([Constraint::Min(0), Constraint::Length(held_rows)]).areas(table);
