@@ -18,6 +18,8 @@ use crate::model::{BySide, Factor, Side};
 pub struct MetricsView {
     /// The overlay (`m`) is open.
     pub open: bool,
+    /// A read asked with `m` has not finished yet (its rules job is running).
+    pub reading: bool,
     /// Per side, per node: what its metrics read gave last.
     pub nodes: BySide<BTreeMap<String, MetricsRead>>,
 }

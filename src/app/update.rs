@@ -336,8 +336,11 @@ fn on_event(st: &mut State, ev: Event) -> Reaction {
             if job == Job::Bisect {
                 st.bisect.finished(error.clone());
             }
+            // The read `m` asked for is over, whatever it found (the overlay says so).
+            let metrics_read = job == Job::Rules && std::mem::take(&mut st.metrics.reading);
             match error {
                 Some(e) => st.activity = format!("{job:?} did not finish: {e}").to_lowercase(),
+                None if metrics_read => st.activity = "kube-proxy's metrics read".into(),
                 None if job == Job::Bisect => {}
                 None => return Reaction::default(),
             }
@@ -892,6 +895,7 @@ pub fn act(st: &mut State, a: Action) -> Reaction {
         Action::Metrics => {
             // Opened: read again (the rules and, with them, every node's metrics).
             st.metrics.open = true;
+            st.metrics.reading = true;
             st.activity = "reading kube-proxy's metrics".into();
             Reaction::redraw().with(Effect::Send(Command::RefreshRules))
         }
@@ -2061,6 +2065,24 @@ mod tests {
             st.selected_probe(),
             Some((Side::Base, key_of("netshoot-master-worker2")))
         );
+    }
+
+    /// `m` reads the metrics again; once that read is over the overlay no longer says it is
+    /// reading, also when none came (a recording made before kindred read them).
+    #[test]
+    fn the_metrics_read_m_asks_for_ends_with_its_rules_job() {
+        let mut st = State::new();
+        update(&mut st, key('m'));
+        assert!(st.metrics.open && st.metrics.reading);
+        let r = update(
+            &mut st,
+            Msg::Backend(Event::Finished {
+                job: Job::Rules,
+                error: None,
+            }),
+        );
+        assert!(r.redraw && !st.metrics.reading);
+        assert_eq!(st.activity, "kube-proxy's metrics read");
     }
 
     #[test]

@@ -52,7 +52,11 @@ fn lines<'a>(st: &State, rows: &[Row], node_w: usize, theme: &Theme) -> Vec<Line
         )),
     ];
     if rows.is_empty() {
-        out.push(Line::raw("no node's metrics read yet (reading…)"));
+        out.push(Line::raw(if st.metrics.reading {
+            "no node's metrics read yet (reading…)"
+        } else {
+            "no node's metrics were read (no running node, or a recording made without them)"
+        }));
     }
     for r in rows {
         let name: String = r.node.chars().take(node_w).collect();
