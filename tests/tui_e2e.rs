@@ -14,11 +14,12 @@ fn demo_cmd(extra: &str) -> String {
 #[ignore = "needs tmux (CI runs it)"]
 fn demo_help_retest_quit() {
     let rec = std::env::temp_dir().join(format!("kindred-e2e-{}.jsonl", std::process::id()));
-    // Wide enough for the Probes pane's HISTORY next to PREDICT (below, history goes first).
+    // Wide enough, with the Probes pane zoomed, for its HISTORY next to PREDICT, TRIES and
+    // TOTAL (the demo's probes are repeated; below this, history goes first).
     let t = Tmux::start_sized(
         "e2e",
         &demo_cmd(&format!("--record {}", rec.display())),
-        140,
+        180,
         40,
     );
     // Both workers' rules are compared (worker2's dumps come last): the worker's pair shows
@@ -47,6 +48,9 @@ fn demo_help_retest_quit() {
     // Probes finish at recorded speed; then a retest adds a second result to each history.
     let done = |s: &str| s.contains("OK ≠") && !s.contains("probing");
     t.wait_until("the first probes", 30, done);
+    // Probes zoomed (focus Diff -> Build -> Pods -> Probes).
+    t.keys(&["Tab", "Tab", "Tab", "z"]);
+    t.wait_until("the Probes pane zoomed", 5, |s| s.contains("HISTORY"));
     t.keys(&["t"]);
     let s = t.wait_for("●●", 20);
     assert!(s.contains("FAIL ✓"), "expectation met on master: {s}");
