@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use kindred::backend::event::Event;
+use kindred::backend::held::{Change, Fate};
 use kindred::backend::{Backend, Command};
 use kindred::model::{Job, Phase, PhaseState, Side, Sides, Target};
 use kindred::scenario::Scenario;
@@ -194,6 +195,17 @@ fn worktree_builds_hold_every_edit_and_only_a_changed_image_recreates_its_cluste
         assert_ne!(commit2, commit);
         assert_eq!(count(&log, "build|node-image|"), 3);
         assert!(said(&ev, Side::Pr, "runs another image: recreating it"), "{ev:#?}");
+        // Connections held from the old cluster's pods end with it, and are said to.
+        let held: Vec<_> = ev.iter().filter_map(|e| match e {
+            Event::Held { side: Side::Pr, change: Change::Rebuild, conns } => Some(conns),
+            _ => None,
+        }).collect();
+        assert_eq!(held.len(), 1, "{ev:#?}");
+        assert!(!held[0].is_empty(), "{ev:#?}");
+        for c in held[0] {
+            let ended = c.fate == Fate::Reset && c.detail.as_deref() == Some("cluster recreated");
+            assert!(ended || c.fate == Fate::NotOpened, "{c:?}");
+        }
         // The first builds' time came back as the estimate for this one.
         assert!(ev.iter().any(|e| matches!(e, Event::Estimate { side: Side::Pr, phase: Phase::Build, .. })), "{ev:#?}");
         assert!(phase_is(&ev, Side::Pr, Phase::Create, |s| *s == PhaseState::Done), "{ev:#?}");

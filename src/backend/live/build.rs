@@ -11,6 +11,7 @@ use crate::backend::bisect::SkipReason;
 use crate::backend::docker::commit_tag;
 use crate::backend::event::Event;
 use crate::backend::git::{self, KubeVersion};
+use crate::backend::held::Change;
 use crate::backend::kind::{Progress, progress};
 use crate::model::{Phase, Side};
 use crate::scenario::{MERGE_BASE, WORKTREE};
@@ -256,7 +257,22 @@ pub(super) async fn rebuild(ctx: &Ctx, side: Side) -> Result<bool> {
         return Ok(false);
     }
     say(format!("cluster {name} runs another image: recreating it"));
-    super::create(ctx, side).await?;
-    super::deploy(ctx, side).await?;
+    // Connections held from the old cluster's pods: the recreate ends them, and says so.
+    let held = match ctx.client(side).await {
+        Ok(c) => super::held::open(ctx, side, (Change::Rebuild, Phase::Build), &c).await,
+        Err(e) => {
+            say(format!("  no connection held: {e:#}"));
+            None
+        }
+    };
+    let made = async {
+        super::create(ctx, side).await?;
+        super::deploy(ctx, side).await
+    }
+    .await;
+    if let Some(h) = held {
+        h.finish(ctx, true).await;
+    }
+    made?;
     Ok(true)
 }
