@@ -124,6 +124,20 @@ pub struct SideInfo {
     pub namespace: Option<String>,
 }
 
+#[cfg(test)]
+impl SideInfo {
+    /// A side with only its name (no ref, image or context).
+    pub fn named(name: &str) -> SideInfo {
+        SideInfo {
+            name: name.into(),
+            git_ref: None,
+            image: None,
+            context: None,
+            namespace: None,
+        }
+    }
+}
+
 /// What a session is about: written first in a recording and sent first by every backend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {

@@ -709,13 +709,7 @@ mod tests {
     use crate::backend::event::{Event, Expectation, SideInfo, Try};
 
     fn side(name: &str) -> SideInfo {
-        SideInfo {
-            name: name.into(),
-            git_ref: None,
-            image: None,
-            context: None,
-            namespace: None,
-        }
+        SideInfo::named(name)
     }
 
     fn expect(side: Side, source: &str, min_rate: Option<f64>) -> Expectation {

@@ -306,13 +306,7 @@ mod tests {
     use crate::backend::event::{Expectation, SideInfo};
 
     fn side(name: &str) -> SideInfo {
-        SideInfo {
-            name: name.into(),
-            git_ref: None,
-            image: None,
-            context: None,
-            namespace: None,
-        }
+        SideInfo::named(name)
     }
 
     fn session(targets: &[&str], exp: Vec<Expectation>) -> SessionInfo {
