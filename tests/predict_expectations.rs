@@ -245,7 +245,7 @@ fn disagreements(st: &State, sc: &Scenario, base: &Cluster, pr: &Cluster) -> Vec
                 "{:?} {}: expected {:?}, the rules of {} say {} ({})",
                 e.side,
                 e.source,
-                e.outcome,
+                e.outcome.outcome,
                 p.node,
                 p.label(),
                 p.deciding_rule().unwrap_or_default()
